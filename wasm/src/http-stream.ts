@@ -1,0 +1,501 @@
+// One HTTP request/response through one filter: the stream context of the ABI. Input arrives from
+// the embedder; output goes to the sink once the filter lets it through, possibly after a pause.
+import { BufferType, GrpcStatus, MapType, StreamType, WasmResult } from './abi/constants.ts';
+import { Context, type BufferSlot, type RootContext } from './context.ts';
+import type { HeaderList, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
+import { headerGet } from './pairs.ts';
+import { realtimeNs } from './imports/proxy-general.ts';
+import { CALL_FAILED, type GuestExports, type Vm } from './vm.ts';
+
+/** Where one direction (request or response) stands. */
+const enum Phase {
+  /** Headers not seen yet. */
+  Idle,
+  /** The filter paused on headers: nothing forwarded, body and trailers held without callbacks. */
+  HeadersPaused,
+  /** Headers forwarded; body chunks go through the body callback. */
+  Open,
+  /** The filter stopped on a body chunk: the body accumulates and each chunk calls back with the total. */
+  BodyStopped,
+  /** The filter paused on trailers. */
+  TrailersPaused,
+  /** End of stream forwarded (or the stream answered locally / reset): nothing more goes out. */
+  Done,
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The state of one direction. Held per stream, reused for its life: no per-chunk objects. */
+class Direction implements BufferSlot {
+  readonly isRequest: boolean;
+  phase = Phase.Idle;
+  headers: HeaderList | undefined;
+  trailers: HeaderList | undefined;
+  /** Body bytes held for the filter (not yet forwarded). */
+  body: Buffer = EMPTY;
+  /** The input ended (end_of_stream on headers or data, or trailers arrived). */
+  ended = false;
+  headersEndStream = false;
+  /** Bytes seen in total, for request.size / response.size. */
+  totalBytes = 0;
+  /** True while the filter is inside a body callback or the body is held: the body buffer is readable. */
+  bodyReadable = false;
+
+  constructor(isRequest: boolean) {
+    this.isRequest = isRequest;
+  }
+
+  bytes(): Uint8Array {
+    return this.body;
+  }
+
+  replace(data: Uint8Array): void {
+    this.body = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+  }
+}
+
+export class HttpStream extends Context {
+  readonly vm: Vm;
+  readonly sink: HttpStreamSink;
+  readonly info: StreamInfo | undefined;
+  readonly request = new Direction(true);
+  readonly response = new Direction(false);
+  readonly startNs: bigint;
+  /** A local response went (or is going) out: nothing more is forwarded. */
+  answered = false;
+  /** The filter reset the stream. */
+  closed = false;
+  /** The VM failed and the plugin fails open: everything passes through untouched. */
+  bypass = false;
+  finished = false;
+  #onFinish: ((stream: HttpStream) => void) | undefined;
+  #guest: GuestExports;
+  #maxBuffered: number;
+
+  constructor(vm: Vm, sink: HttpStreamSink, info: StreamInfo | undefined, onFinish?: (stream: HttpStream) => void) {
+    super(vm.newContextId());
+    this.vm = vm;
+    this.sink = sink;
+    this.info = info;
+    this.#guest = vm.guest;
+    this.#maxBuffered = vm.settings.maxBufferedBodyBytes;
+    this.#onFinish = onFinish;
+    this.startNs = realtimeNs();
+    vm.contexts.set(this.id, this);
+    // A failure here (or a VM already failed) is handled when the headers arrive, so the sink
+    // hears nothing before the embedder has sent anything.
+    const create = this.#guest.onContextCreate;
+    if (create && !vm.failed) vm.call(create, this, this.id, vm.root.id);
+  }
+
+  get root(): RootContext {
+    return this.vm.root;
+  }
+
+  override get streamInfo(): StreamInfo | undefined {
+    return this.info;
+  }
+
+  // ---- input from the embedder -------------------------------------------------------------
+
+  requestHeaders(headers: HeaderList, endOfStream: boolean): void {
+    this.#headers(this.request, headers, endOfStream);
+  }
+
+  requestData(data: Uint8Array, endOfStream: boolean): void {
+    this.#data(this.request, data, endOfStream);
+  }
+
+  requestTrailers(trailers: HeaderList): void {
+    this.#trailers(this.request, trailers);
+  }
+
+  responseHeaders(headers: HeaderList, endOfStream: boolean): void {
+    this.#headers(this.response, headers, endOfStream);
+  }
+
+  responseData(data: Uint8Array, endOfStream: boolean): void {
+    this.#data(this.response, data, endOfStream);
+  }
+
+  responseTrailers(trailers: HeaderList): void {
+    this.#trailers(this.response, trailers);
+  }
+
+  /** The stream is over (completed or reset): on_log, on_done, on_delete, once. */
+  finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const vm = this.vm;
+    if (!this.deleted && !vm.failed && !this.bypass) {
+      if (this.#guest.onLog) vm.call(this.#guest.onLog, this, this.id);
+      if (this.#guest.onDone) vm.call(this.#guest.onDone, this, this.id);
+      vm.deleteContext(this);
+    }
+    vm.contexts.delete(this.id);
+    this.#onFinish?.(this);
+  }
+
+  // ---- the ABI's view of this context --------------------------------------------------------
+
+  override getMap(type: number): HeaderList | undefined {
+    switch (type) {
+      case MapType.HttpRequestHeaders:
+        return this.request.headers;
+      case MapType.HttpRequestTrailers:
+        return this.request.trailers;
+      case MapType.HttpResponseHeaders:
+        return this.response.headers;
+      case MapType.HttpResponseTrailers:
+        return this.response.trailers;
+      default:
+        return this.vm.root.getMap(type);
+    }
+  }
+
+  override writableMap(type: number): HeaderList | undefined {
+    switch (type) {
+      case MapType.HttpRequestHeaders:
+        return this.request.phase <= Phase.HeadersPaused ? this.request.headers : undefined;
+      case MapType.HttpRequestTrailers:
+        return this.request.phase !== Phase.Done ? this.request.trailers : undefined;
+      case MapType.HttpResponseHeaders:
+        return this.response.phase <= Phase.HeadersPaused ? this.response.headers : undefined;
+      case MapType.HttpResponseTrailers:
+        return this.response.phase !== Phase.Done ? this.response.trailers : undefined;
+      default:
+        return undefined;
+    }
+  }
+
+  override getBuffer(type: number): BufferSlot | undefined {
+    if (type === BufferType.HttpRequestBody) return this.request.bodyReadable ? this.request : undefined;
+    if (type === BufferType.HttpResponseBody) return this.response.bodyReadable ? this.response : undefined;
+    return this.vm.root.getBuffer(type);
+  }
+
+  override continueStream(type: number): number {
+    const dir = type === StreamType.HttpRequest ? this.request : type === StreamType.HttpResponse ? this.response : undefined;
+    if (!dir) return WasmResult.Ok;
+    // Resume after the guest call returns, as Envoy does: never call back into the guest from a host call.
+    this.vm.defer(() => this.#resume(dir));
+    return WasmResult.Ok;
+  }
+
+  override closeStream(_type: number): number {
+    if (this.closed || this.answered) return WasmResult.Ok;
+    this.closed = true;
+    this.vm.defer(() => {
+      this.request.phase = Phase.Done;
+      this.response.phase = Phase.Done;
+      this.sink.reset('wasm_close_stream');
+    });
+    return WasmResult.Ok;
+  }
+
+  override sendLocalResponse(response: LocalResponse): number {
+    // A second local reply in one stream is a no-op; after response headers went out it is too late.
+    if (this.answered || this.closed) return WasmResult.Ok;
+    if (this.response.phase > Phase.HeadersPaused) return WasmResult.BadArgument;
+    this.answered = true;
+    this.vm.defer(() => this.#answer(response));
+    return WasmResult.Ok;
+  }
+
+  override streamProperty(path: readonly string[]): PropertyValue | undefined {
+    return httpProperty(this, path);
+  }
+
+  // ---- flow ----------------------------------------------------------------------------------
+
+  #headers(dir: Direction, headers: HeaderList, endOfStream: boolean): void {
+    if (this.#stopped(dir)) return;
+    dir.headers = headers;
+    dir.ended = endOfStream;
+    dir.headersEndStream = endOfStream;
+    if (this.vm.failed && !this.bypass && this.#afterCall() && !this.bypass) return;
+    if (this.bypass) return this.#forwardHeaders(dir);
+    const fn = dir.isRequest ? this.#guest.onRequestHeaders : this.#guest.onResponseHeaders;
+    const result = fn ? this.vm.call(fn, this, this.id, headers.length >>> 1, endOfStream ? 1 : 0) : 0;
+    if (this.#afterCall()) return;
+    if (result === 0 && !this.#stopped(dir)) this.#forwardHeaders(dir);
+    else if (dir.phase === Phase.Idle) dir.phase = Phase.HeadersPaused;
+  }
+
+  #data(dir: Direction, data: Uint8Array, endOfStream: boolean): void {
+    if (this.#stopped(dir)) return;
+    dir.totalBytes += data.length;
+    if (endOfStream) dir.ended = true;
+    if (this.bypass) return this.#emitData(dir, data, endOfStream);
+    dir.body = dir.body.length === 0 ? toBuffer(data) : Buffer.concat([dir.body, data]);
+    if (dir.body.length > this.#maxBuffered) return this.#overflow(dir);
+    if (dir.phase === Phase.Open || dir.phase === Phase.BodyStopped) this.#runBody(dir);
+  }
+
+  #trailers(dir: Direction, trailers: HeaderList): void {
+    if (this.#stopped(dir)) return;
+    dir.trailers = trailers;
+    dir.ended = true;
+    if (this.bypass) {
+      this.#flushBody(dir, false);
+      return this.#emitTrailers(dir);
+    }
+    if (dir.phase === Phase.HeadersPaused) return;
+    this.#runTrailers(dir);
+  }
+
+  #runBody(dir: Direction): void {
+    const fn = dir.isRequest ? this.#guest.onRequestBody : this.#guest.onResponseBody;
+    const endOfStream = dir.ended && dir.trailers === undefined;
+    dir.bodyReadable = true;
+    const result = fn ? this.vm.call(fn, this, this.id, dir.body.length, endOfStream ? 1 : 0) : 0;
+    if (this.#afterCall()) return;
+    if (this.#stopped(dir)) return;
+    if (result === 0) {
+      dir.phase = Phase.Open;
+      this.#flushBody(dir, endOfStream);
+    } else {
+      dir.phase = Phase.BodyStopped;
+    }
+  }
+
+  #runTrailers(dir: Direction): void {
+    const fn = dir.isRequest ? this.#guest.onRequestTrailers : this.#guest.onResponseTrailers;
+    const trailers = dir.trailers!;
+    const result = fn ? this.vm.call(fn, this, this.id, trailers.length >>> 1) : 0;
+    if (this.#afterCall()) return;
+    if (this.#stopped(dir)) return;
+    if (result === 0 && dir.phase !== Phase.BodyStopped) {
+      this.#flushBody(dir, false);
+      this.#emitTrailers(dir);
+    } else if (result !== 0) {
+      dir.phase = Phase.TrailersPaused;
+    }
+    // result 0 while the body is stopped: the trailers wait for the body's continue.
+  }
+
+  /** proxy_continue_stream, run after the guest call returned. */
+  #resume(dir: Direction): void {
+    if (this.#stopped(dir) || this.vm.failed) return;
+    switch (dir.phase) {
+      case Phase.HeadersPaused:
+        this.#forwardHeaders(dir);
+        if ((dir.phase as Phase) === Phase.Done) return;
+        // Body that arrived while paused goes to the filter now, then any trailers.
+        if (dir.body.length > 0 || (dir.ended && dir.trailers === undefined)) this.#runBody(dir);
+        if ((dir.phase as Phase) === Phase.Open && dir.trailers !== undefined) this.#runTrailers(dir);
+        return;
+      case Phase.BodyStopped:
+      case Phase.TrailersPaused: {
+        const hasTrailers = dir.trailers !== undefined;
+        this.#flushBody(dir, dir.ended && !hasTrailers);
+        if (hasTrailers) this.#emitTrailers(dir);
+        else if (!dir.ended) dir.phase = Phase.Open;
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  #forwardHeaders(dir: Direction): void {
+    // With the body held (paused), end_of_stream on the headers is only true if nothing follows.
+    const endOfStream = dir.headersEndStream;
+    dir.phase = endOfStream ? Phase.Done : Phase.Open;
+    if (dir.isRequest) this.sink.requestHeaders(dir.headers!, endOfStream);
+    else this.sink.responseHeaders(dir.headers!, endOfStream);
+  }
+
+  #flushBody(dir: Direction, endOfStream: boolean): void {
+    const body = dir.body;
+    dir.body = EMPTY;
+    dir.bodyReadable = false;
+    if (endOfStream) dir.phase = Phase.Done;
+    if (body.length > 0 || endOfStream) this.#emitData(dir, body, endOfStream);
+  }
+
+  #emitData(dir: Direction, data: Uint8Array, endOfStream: boolean): void {
+    if (endOfStream) dir.phase = Phase.Done;
+    if (dir.isRequest) this.sink.requestData(data, endOfStream);
+    else this.sink.responseData(data, endOfStream);
+  }
+
+  #emitTrailers(dir: Direction): void {
+    dir.phase = Phase.Done;
+    if (dir.isRequest) this.sink.requestTrailers(dir.trailers!);
+    else this.sink.responseTrailers(dir.trailers!);
+  }
+
+  #stopped(dir: Direction): boolean {
+    return this.closed || (this.answered && dir.isRequest) || dir.phase === Phase.Done && dir.headers !== undefined && dir.ended;
+  }
+
+  #answer(response: LocalResponse): void {
+    this.request.phase = Phase.Done;
+    this.request.body = EMPTY;
+    this.sink.localResponse(response);
+  }
+
+  /** Body over the buffer bound: 413 for a request, 500 for a response (as Envoy's buffer filter). */
+  #overflow(dir: Direction): void {
+    dir.body = EMPTY;
+    dir.bodyReadable = false;
+    if (dir.isRequest && this.response.phase <= Phase.HeadersPaused && !this.answered) {
+      this.answered = true;
+      this.#answer(localReply(413, 'request_payload_too_large', 'Payload Too Large', -1));
+    } else if (!this.answered && this.response.phase <= Phase.HeadersPaused) {
+      this.answered = true;
+      this.response.phase = Phase.Done;
+      this.sink.localResponse(localReply(500, 'response_payload_too_large', 'Internal Server Error', -1));
+    } else {
+      this.closed = true;
+      this.sink.reset('response_payload_too_large');
+    }
+  }
+
+  /** After each call into the guest: true when the stream must not go on (the VM failed). */
+  #afterCall(): boolean {
+    if (!this.vm.failed || this.bypass) return false;
+    if (this.vm.settings.failStrategy === 'FAIL_OPEN') {
+      this.bypass = true;
+      this.#passThroughHeld(this.request);
+      this.#passThroughHeld(this.response);
+      return true;
+    }
+    this.#failClosed();
+    return true;
+  }
+
+  /** The VM this stream runs on failed: FAIL_OPEN passes it through, the others answer 503. */
+  get vmFailed(): boolean {
+    return this.vm.failed && !this.bypass;
+  }
+
+  #passThroughHeld(dir: Direction): void {
+    if (dir.headers === undefined || this.#stopped(dir)) return;
+    if (dir.phase === Phase.Idle || dir.phase === Phase.HeadersPaused) this.#forwardHeaders(dir);
+    if (dir.phase === Phase.Done) return;
+    const hasTrailers = dir.trailers !== undefined;
+    if (dir.body.length > 0 || (dir.ended && !hasTrailers)) this.#flushBody(dir, dir.ended && !hasTrailers);
+    if (hasTrailers) this.#emitTrailers(dir);
+  }
+
+  #failClosed(): void {
+    if (this.answered || this.closed) return;
+    if (this.response.phase <= Phase.HeadersPaused) {
+      this.answered = true;
+      this.response.phase = Phase.Done;
+      const grpc = (headerGet(this.request.headers ?? [], 'content-type') ?? '').startsWith('application/grpc');
+      this.#answer(localReply(503, 'wasm_fail_stream', '', grpc ? GrpcStatus.Unavailable : -1));
+    } else {
+      this.closed = true;
+      this.sink.reset('wasm_fail_stream');
+    }
+  }
+}
+
+function toBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
+}
+
+export function localReply(status: number, details: string, body: string, grpcStatus: number): LocalResponse {
+  return { status, details, body: Buffer.from(body), headers: body ? ['content-type', 'text/plain'] : [], grpcStatus };
+}
+
+/** request.* and response.* attributes from what the stream has seen (Envoy's names and types). */
+function httpProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
+  if (path.length < 2) return undefined;
+  const [scope, field] = path;
+  const req = stream.request;
+  const res = stream.response;
+  if (scope === 'request') {
+    const h = req.headers;
+    if (field === 'headers') return path.length === 3 ? h && joinedHeader(h, path[2]) : h && joinedHeaders(h);
+    if (path.length !== 2) return undefined;
+    switch (field) {
+      case 'path':
+        return h && headerGet(h, ':path');
+      case 'url_path': {
+        const p = h && headerGet(h, ':path');
+        return p === undefined ? undefined : p.split('?')[0];
+      }
+      case 'query': {
+        const p = h && headerGet(h, ':path');
+        if (p === undefined) return undefined;
+        const i = p.indexOf('?');
+        return i < 0 ? '' : p.slice(i + 1);
+      }
+      case 'host':
+        return h && headerGet(h, ':authority');
+      case 'scheme':
+        return h && headerGet(h, ':scheme');
+      case 'method':
+        return h && headerGet(h, ':method');
+      case 'referer':
+        return h && headerGet(h, 'referer');
+      case 'useragent':
+        return h && headerGet(h, 'user-agent');
+      case 'id':
+        return h && headerGet(h, 'x-request-id');
+      case 'protocol':
+        return stream.info?.protocol;
+      case 'time':
+        return stream.startNs;
+      case 'duration':
+        return realtimeNs() - stream.startNs;
+      case 'size':
+        return req.totalBytes;
+      case 'total_size':
+        return req.totalBytes + (h ? headersBytes(h) : 0);
+      case 'headers_bytes':
+        return h ? headersBytes(h) : undefined;
+    }
+    return undefined;
+  }
+  if (scope === 'response') {
+    const h = res.headers;
+    if (field === 'headers') return path.length === 3 ? h && joinedHeader(h, path[2]) : h && joinedHeaders(h);
+    if (field === 'trailers') return path.length === 3 ? res.trailers && joinedHeader(res.trailers, path[2]) : res.trailers && joinedHeaders(res.trailers);
+    if (path.length !== 2 || !h) return undefined;
+    switch (field) {
+      case 'code': {
+        const status = Number(headerGet(h, ':status'));
+        return Number.isInteger(status) ? status : undefined;
+      }
+      case 'grpc_status': {
+        const g = (res.trailers && headerGet(res.trailers, 'grpc-status')) ?? headerGet(h, 'grpc-status');
+        return g === undefined ? undefined : Number(g);
+      }
+      case 'size':
+        return res.totalBytes;
+      case 'total_size':
+        return res.totalBytes + headersBytes(h);
+      case 'headers_bytes':
+        return headersBytes(h);
+    }
+  }
+  return undefined;
+}
+
+function joinedHeader(list: HeaderList, name: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) out = out === undefined ? list[i + 1] : `${out},${list[i + 1]}`;
+  return out;
+}
+
+function joinedHeaders(list: HeaderList): Map<string, string> {
+  const m = new Map<string, string>();
+  for (let i = 0; i < list.length; i += 2) {
+    const prev = m.get(list[i]);
+    m.set(list[i], prev === undefined ? list[i + 1] : `${prev},${list[i + 1]}`);
+  }
+  return m;
+}
+
+function headersBytes(list: HeaderList): number {
+  let n = 0;
+  for (let i = 0; i < list.length; i++) n += list[i].length;
+  return n;
+}
+
+export { CALL_FAILED };

@@ -1,0 +1,107 @@
+// proxy_* host functions for logging, time, timers, status, properties, contexts and foreign functions.
+import { LogLevel, WasmResult } from '../abi/constants.ts';
+import { MAX_LOG_MESSAGE_BYTES } from '../limits.ts';
+import { encodeProperty, resolveProperty, splitPropertyPath } from '../properties.ts';
+import { builtinForeignFunctions } from '../foreign.ts';
+import type { Vm } from '../vm.ts';
+
+const hrtimeOrigin = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+
+/** Wall-clock nanoseconds since the epoch with hrtime precision. */
+export function realtimeNs(): bigint {
+  return hrtimeOrigin + process.hrtime.bigint();
+}
+
+export function proxyGeneralImports(vm: Vm) {
+  return {
+    proxy_log(level: number, ptr: number, len: number): number {
+      if (level < 0 || level > LogLevel.Critical) return WasmResult.BadArgument;
+      if (!vm.mem) return WasmResult.InternalFailure;
+      if (!vm.mem.inBounds(ptr, len)) return WasmResult.InvalidMemoryAccess;
+      if (!vm.logLevelEnabled(level)) return WasmResult.Ok;
+      const message = vm.mem.readUtf8(ptr, Math.min(len >>> 0, MAX_LOG_MESSAGE_BYTES))!;
+      vm.emitLog(level as LogLevel, message);
+      return WasmResult.Ok;
+    },
+
+    proxy_get_log_level(pLevel: number): number {
+      return vm.mem.writeU32(pLevel, vm.settings.logLevel) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+    },
+
+    proxy_get_current_time_nanoseconds(pTime: number): number {
+      return vm.mem.writeU64(pTime, realtimeNs()) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
+    },
+
+    proxy_set_tick_period_milliseconds(periodMs: number): number {
+      const root = vm.ctx?.root ?? vm.root;
+      if (!root) return WasmResult.BadArgument;
+      vm.setTickPeriod(root, periodMs >>> 0);
+      return WasmResult.Ok;
+    },
+
+    proxy_get_status(pCode: number, pMsg: number, pMsgLen: number): number {
+      if (!vm.mem.writeU32(pCode, vm.status.code)) return WasmResult.InvalidMemoryAccess;
+      return vm.returnLatin1(vm.status.message, pMsg, pMsgLen);
+    },
+
+    proxy_get_property(pathPtr: number, pathLen: number, pRet: number, pRetLen: number): number {
+      const raw = vm.mem.readLatin1(pathPtr, pathLen);
+      if (raw === undefined) return WasmResult.InvalidMemoryAccess;
+      const value = resolveProperty(vm, vm.ctx, splitPropertyPath(raw));
+      if (value === undefined) return WasmResult.NotFound;
+      const bytes = encodeProperty(value);
+      if (bytes === undefined) return WasmResult.SerializationFailure;
+      return vm.returnBytes(bytes, pRet, pRetLen);
+    },
+
+    proxy_set_property(pathPtr: number, pathLen: number, valPtr: number, valLen: number): number {
+      const raw = vm.mem.readLatin1(pathPtr, pathLen);
+      const value = vm.mem.readCopy(valPtr, valLen);
+      if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
+      const ctx = vm.ctx;
+      if (!ctx) return WasmResult.NotFound;
+      (ctx.properties ??= new Map()).set(splitPropertyPath(raw).join('\0'), value);
+      return WasmResult.Ok;
+    },
+
+    proxy_set_effective_context(contextId: number): number {
+      const ctx = vm.contexts.get(contextId);
+      if (!ctx || ctx.deleted) return WasmResult.BadArgument;
+      vm.ctx = ctx;
+      return WasmResult.Ok;
+    },
+
+    proxy_done(): number {
+      const root = vm.ctx?.root;
+      if (!root || !root.pendingDone) return WasmResult.NotFound;
+      root.pendingDone = false;
+      vm.defer(() => vm.finishRootShutdown(root));
+      return WasmResult.Ok;
+    },
+
+    proxy_call_foreign_function(namePtr: number, nameLen: number, argsPtr: number, argsLen: number, pRet: number, pRetLen: number): number {
+      const name = vm.mem.readLatin1(namePtr, nameLen);
+      const args = vm.mem.readCopy(argsPtr, argsLen);
+      if (name === undefined || args === undefined) return WasmResult.InvalidMemoryAccess;
+      const fn = vm.settings.host.foreignFunctions?.get(name) ?? builtinForeignFunctions.get(name);
+      if (!fn) return WasmResult.NotFound;
+      let result: Uint8Array | number;
+      try {
+        result = fn(args);
+      } catch {
+        return WasmResult.InternalFailure;
+      }
+      if (typeof result === 'number') return result;
+      if (pRet === 0) return WasmResult.Ok;
+      return vm.returnBytes(result, pRet, pRetLen);
+    },
+
+    // ABI 0.1.0: the configuration of the current phase (VM config in on_vm_start, plugin config after).
+    proxy_get_configuration(pRet: number, pRetLen: number): number {
+      const root = vm.ctx?.root ?? vm.root;
+      if (!root) return WasmResult.NotFound;
+      const data = vm.inVmStart ? root.vmConfiguration.bytes() : root.pluginConfiguration.bytes();
+      return vm.returnBytes(data, pRet, pRetLen);
+    },
+  };
+}

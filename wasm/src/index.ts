@@ -1,0 +1,16 @@
+// @wasmesh/wasm: the proxy-wasm host runtime. Modules in, filters out; no sockets.
+export * from './abi/constants.ts';
+export { detectAbiVersion } from './abi/version.ts';
+export { ErrorCode, WasmeshWasmError, ProcExit } from './errors.ts';
+export type * from './host.ts';
+export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type CompileOptions } from './module.ts';
+export { Plugin, type PluginState } from './plugin.ts';
+export { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
+export { HttpStream, localReply } from './http-stream.ts';
+export { MetricsRegistry, type Metric, type MetricSnapshot } from './metrics/registry.ts';
+export { SharedDataStore } from './shared-data.ts';
+export { SharedQueueRegistry } from './shared-queue.ts';
+export { encodePairs, decodePairs, toHeaderList, headerGet, headerSet, headerRemove } from './pairs.ts';
+export { providedImports } from './imports/index.ts';
+export { FilterHarness, headersToObject, type HarnessOptions, type RunInput, type RunResult, type CalloutAnswer } from './harness.ts';
+export * as limits from './limits.ts';

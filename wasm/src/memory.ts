@@ -1,0 +1,95 @@
+// Bounds-checked access to a VM's linear memory. Views are rebuilt only when memory.buffer changes
+// (growth detaches the old one), so the per-call path reuses them.
+
+const utf8 = new TextDecoder('utf-8', { fatal: false });
+
+export class GuestMemory {
+  #memory: WebAssembly.Memory;
+  #buffer: ArrayBuffer;
+  /** A Buffer over the whole memory: latin1Slice/latin1Write without copies. */
+  bytes: Buffer;
+  view: DataView;
+
+  constructor(memory: WebAssembly.Memory) {
+    this.#memory = memory;
+    this.#buffer = memory.buffer;
+    this.bytes = Buffer.from(this.#buffer);
+    this.view = new DataView(this.#buffer);
+  }
+
+  /** Call before touching `bytes`/`view`: the module may have grown memory since the last look. */
+  refresh(): void {
+    const buffer = this.#memory.buffer;
+    if (buffer !== this.#buffer) {
+      this.#buffer = buffer;
+      this.bytes = Buffer.from(buffer);
+      this.view = new DataView(buffer);
+    }
+  }
+
+  get size(): number {
+    return this.#memory.buffer.byteLength;
+  }
+
+  /** True when [ptr, ptr+len) lies inside memory. ptr and len are treated as unsigned. */
+  inBounds(ptr: number, len: number): boolean {
+    this.refresh();
+    return (ptr >>> 0) + (len >>> 0) <= this.bytes.length;
+  }
+
+  readLatin1(ptr: number, len: number): string | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    this.refresh();
+    if (ptr + len > this.bytes.length) return undefined;
+    return this.bytes.latin1Slice(ptr, ptr + len);
+  }
+
+  readUtf8(ptr: number, len: number): string | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    this.refresh();
+    if (ptr + len > this.bytes.length) return undefined;
+    return utf8.decode(this.bytes.subarray(ptr, ptr + len));
+  }
+
+  /** A copy of the bytes (the guest may overwrite its memory after the call). */
+  readCopy(ptr: number, len: number): Uint8Array | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    this.refresh();
+    if (ptr + len > this.bytes.length) return undefined;
+    return this.bytes.slice(ptr, ptr + len);
+  }
+
+  writeU32(ptr: number, value: number): boolean {
+    ptr >>>= 0;
+    this.refresh();
+    if (ptr + 4 > this.bytes.length) return false;
+    this.view.setUint32(ptr, value >>> 0, true);
+    return true;
+  }
+
+  writeU64(ptr: number, value: bigint): boolean {
+    ptr >>>= 0;
+    this.refresh();
+    if (ptr + 8 > this.bytes.length) return false;
+    this.view.setBigUint64(ptr, BigInt.asUintN(64, value), true);
+    return true;
+  }
+
+  readU32(ptr: number): number | undefined {
+    ptr >>>= 0;
+    this.refresh();
+    if (ptr + 4 > this.bytes.length) return undefined;
+    return this.view.getUint32(ptr, true);
+  }
+
+  write(ptr: number, data: Uint8Array): boolean {
+    ptr >>>= 0;
+    this.refresh();
+    if (ptr + data.length > this.bytes.length) return false;
+    this.bytes.set(data, ptr);
+    return true;
+  }
+}

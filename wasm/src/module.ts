@@ -1,0 +1,108 @@
+// Loading a module: validate before anything runs, bound its memory, compile once per version.
+import { createHash } from 'node:crypto';
+import type { AbiVersion } from './abi/constants.ts';
+import { detectAbiVersion } from './abi/version.ts';
+import { boundMemory, hasWasmMagic } from './binary.ts';
+import { ErrorCode, WasmeshWasmError } from './errors.ts';
+import { providedImports } from './imports/index.ts';
+import { DEFAULT_MEMORY_LIMIT_BYTES, MAX_MODULE_BYTES, WASM_PAGE_BYTES } from './limits.ts';
+
+export interface CompiledModule {
+  /** For messages: a file name or the plugin's name. */
+  readonly name: string;
+  /** sha256 of the bytes as given (before the memory bound was written in), hex. */
+  readonly sha256: string;
+  readonly abiVersion: AbiVersion;
+  readonly module: WebAssembly.Module;
+  readonly byteLength: number;
+  readonly memoryLimitBytes: number;
+  readonly imports: readonly WebAssembly.ModuleImportDescriptor[];
+  readonly exports: readonly WebAssembly.ModuleExportDescriptor[];
+}
+
+export interface CompileOptions {
+  name?: string;
+  /** Bound on the VM's linear memory; default 64 MiB. Rounded down to whole 64 KiB pages. */
+  memoryLimitBytes?: number;
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Validates and compiles module bytes. Throws WasmeshWasmError naming the cause: not wasm, too large,
+ * no ABI marker, an import the host does not provide (module.name), no allocator, memory over the bound.
+ */
+export async function compileModule(bytes: Uint8Array, options: CompileOptions = {}): Promise<CompiledModule> {
+  const name = options.name ?? 'module';
+  const limit = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+  if (!Number.isInteger(limit) || limit < WASM_PAGE_BYTES) {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, `memory limit must be at least ${WASM_PAGE_BYTES} bytes, got ${limit}`);
+  }
+  if (bytes.length > MAX_MODULE_BYTES) {
+    throw new WasmeshWasmError(ErrorCode.TooLarge, `${name}: module is ${bytes.length} bytes, over the ${MAX_MODULE_BYTES}-byte limit`);
+  }
+  if (!hasWasmMagic(bytes)) {
+    throw new WasmeshWasmError(ErrorCode.NotWasm, `${name}: not a WebAssembly module (no \\0asm header)`);
+  }
+  const sha256 = sha256Hex(bytes);
+  const bounded = boundMemory(bytes, Math.floor(limit / WASM_PAGE_BYTES));
+  let module: WebAssembly.Module;
+  try {
+    module = await WebAssembly.compile(bounded as BufferSource);
+  } catch (err) {
+    throw new WasmeshWasmError(ErrorCode.NotWasm, `${name}: not a valid WebAssembly module: ${(err as Error).message}`, { cause: err });
+  }
+  const exports = WebAssembly.Module.exports(module);
+  const imports = WebAssembly.Module.imports(module);
+  const abiVersion = detectAbiVersion(exports);
+  if (!abiVersion) {
+    throw new WasmeshWasmError(
+      ErrorCode.NoAbiMarker,
+      `${name}: no proxy-wasm ABI version marker (export proxy_abi_version_0_2_1, _0_2_0 or _0_1_0); is this a proxy-wasm filter?`,
+    );
+  }
+  const provided = providedImports();
+  for (const imp of imports) {
+    if (imp.kind !== 'function') {
+      throw new WasmeshWasmError(ErrorCode.MissingImport, `${name}: imports ${imp.kind} ${imp.module}.${imp.name}; the host provides only functions`);
+    }
+    if (!provided.has(`${imp.module}.${imp.name}`)) {
+      throw new WasmeshWasmError(ErrorCode.MissingImport, `${name}: imports ${imp.module}.${imp.name}, which the host does not provide`);
+    }
+  }
+  if (!exports.some((e) => e.name === 'memory' && e.kind === 'memory')) {
+    throw new WasmeshWasmError(ErrorCode.NoMemory, `${name}: does not export its memory as "memory"`);
+  }
+  if (!exports.some((e) => (e.name === 'proxy_on_memory_allocate' || e.name === 'malloc') && e.kind === 'function')) {
+    throw new WasmeshWasmError(ErrorCode.NoAllocator, `${name}: exports neither proxy_on_memory_allocate nor malloc; the host cannot return data to it`);
+  }
+  return Object.freeze({ name, sha256, abiVersion, module, byteLength: bytes.length, memoryLimitBytes: limit, imports, exports });
+}
+
+/** Compile once per version: modules keyed by sha256 and memory bound, shared by every plugin using them. */
+export class ModuleCache {
+  readonly #entries = new Map<string, Promise<CompiledModule>>();
+
+  get(bytes: Uint8Array, options: CompileOptions = {}): Promise<CompiledModule> {
+    const key = `${sha256Hex(bytes)}:${options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES}`;
+    let entry = this.#entries.get(key);
+    if (!entry) {
+      entry = compileModule(bytes, options);
+      this.#entries.set(key, entry);
+      // A failed compile is not cached: the same bytes fail again with the same message anyway.
+      entry.catch(() => this.#entries.delete(key));
+    }
+    return entry;
+  }
+
+  /** Drops a module (by sha256) that no plugin references any more. */
+  delete(sha256: string): void {
+    for (const key of this.#entries.keys()) if (key.startsWith(`${sha256}:`)) this.#entries.delete(key);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+}

@@ -1,0 +1,92 @@
+// The immutable, validated form of a plugin's configuration: built once, shared by every VM of the plugin.
+import { LOG_LEVEL_NAMES, LogLevel, type LogLevelName } from './abi/constants.ts';
+import { ErrorCode, WasmeshWasmError } from './errors.ts';
+import type { FailStrategy, PluginHost } from './host.ts';
+import { DEFAULT_MAX_BUFFERED_BODY_BYTES } from './limits.ts';
+import { MetricsRegistry } from './metrics/registry.ts';
+import { SharedDataStore } from './shared-data.ts';
+import { SharedQueueRegistry } from './shared-queue.ts';
+
+export interface PluginConfig {
+  /** The plugin's name (WasmPlugin metadata.name); labels metrics and logs. */
+  name: string;
+  /** Root id the module's SDK registers its root context under (AS: registerRootContext). Default: "". */
+  rootId?: string;
+  /** VM id: shared data and queues are scoped by it. Default: the plugin name. */
+  vmId?: string;
+  /** pluginConfig, read by the module in on_configure: an object is sent as JSON. */
+  configuration?: string | Uint8Array | object;
+  vmConfiguration?: string | Uint8Array | object;
+  failStrategy?: FailStrategy;
+  logLevel?: LogLevelName | LogLevel;
+  /** WASI environment variables the module sees. */
+  env?: Record<string, string>;
+  /** Body bytes buffered for a filter that stops iteration. */
+  maxBufferedBodyBytes?: number;
+}
+
+export interface PluginSettings {
+  readonly name: string;
+  readonly rootId: string;
+  readonly vmId: string;
+  readonly pluginConfiguration: Uint8Array;
+  readonly vmConfiguration: Uint8Array;
+  readonly failStrategy: FailStrategy;
+  readonly logLevel: LogLevel;
+  readonly env: ReadonlyArray<string>;
+  readonly maxBufferedBodyBytes: number;
+  readonly host: Required<Pick<PluginHost, 'metrics' | 'sharedData' | 'sharedQueues'>> & PluginHost;
+}
+
+const FAIL_STRATEGIES: readonly FailStrategy[] = ['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD'];
+
+function toBytes(value: string | Uint8Array | object | undefined): Uint8Array {
+  if (value === undefined) return new Uint8Array(0);
+  if (value instanceof Uint8Array) return value;
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  return Buffer.from(JSON.stringify(value), 'utf8');
+}
+
+/** Shared across plugins unless the embedder passes its own: process-wide, like Envoy's per-vm_id stores. */
+const defaultSharedData = new SharedDataStore();
+const defaultSharedQueues = new SharedQueueRegistry();
+
+export function buildPluginSettings(config: PluginConfig, host: PluginHost = {}): PluginSettings {
+  if (!config || typeof config.name !== 'string' || config.name === '') {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, 'plugin config: name must be a non-empty string');
+  }
+  const failStrategy = config.failStrategy ?? 'FAIL_CLOSE';
+  if (!FAIL_STRATEGIES.includes(failStrategy)) {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: failStrategy must be one of ${FAIL_STRATEGIES.join(', ')}, got ${JSON.stringify(failStrategy)}`);
+  }
+  let logLevel: LogLevel = LogLevel.Info;
+  if (typeof config.logLevel === 'number') {
+    if (!(config.logLevel >= 0 && config.logLevel <= 6)) throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: logLevel ${config.logLevel} is out of range 0..6`);
+    logLevel = config.logLevel as LogLevel;
+  } else if (config.logLevel !== undefined) {
+    const i = LOG_LEVEL_NAMES.indexOf(config.logLevel);
+    if (i < 0) throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: logLevel must be one of ${LOG_LEVEL_NAMES.join(', ')}, got ${JSON.stringify(config.logLevel)}`);
+    logLevel = i as LogLevel;
+  }
+  const maxBufferedBodyBytes = config.maxBufferedBodyBytes ?? DEFAULT_MAX_BUFFERED_BODY_BYTES;
+  if (!Number.isInteger(maxBufferedBodyBytes) || maxBufferedBodyBytes < 0) {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: maxBufferedBodyBytes must be a non-negative integer`);
+  }
+  return Object.freeze({
+    name: config.name,
+    rootId: config.rootId ?? '',
+    vmId: config.vmId ?? config.name,
+    pluginConfiguration: toBytes(config.configuration),
+    vmConfiguration: toBytes(config.vmConfiguration),
+    failStrategy,
+    logLevel,
+    env: Object.freeze(Object.entries(config.env ?? {}).map(([k, v]) => `${k}=${v}`)),
+    maxBufferedBodyBytes,
+    host: {
+      ...host,
+      metrics: host.metrics ?? new MetricsRegistry(),
+      sharedData: host.sharedData ?? defaultSharedData,
+      sharedQueues: host.sharedQueues ?? defaultSharedQueues,
+    },
+  });
+}

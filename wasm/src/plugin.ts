@@ -1,0 +1,174 @@
+// A plugin: one configuration of one module, served by one live VM at a time. A VM that fails is
+// replaced for new streams (at once the first time, then with growing backoff), so a plugin is never
+// left dead; streams already on the failed VM follow the failStrategy.
+import { LogLevel } from './abi/constants.ts';
+import { ErrorCode, WasmeshWasmError } from './errors.ts';
+import type { HttpStreamSink, PluginHost, StreamInfo } from './host.ts';
+import { HttpStream } from './http-stream.ts';
+import { VM_RESTART_BACKOFF_INITIAL_MS, VM_RESTART_BACKOFF_MAX_MS } from './limits.ts';
+import type { Metric } from './metrics/registry.ts';
+import { compileModule, type CompiledModule, type CompileOptions } from './module.ts';
+import { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
+import { Vm } from './vm.ts';
+
+export type PluginState = 'running' | 'failed' | 'stopped';
+
+interface PluginMetrics {
+  traps: Metric;
+  restarts: Metric;
+  startFailures: Metric;
+  failed: Metric;
+  activeStreams: Metric;
+}
+
+export class Plugin {
+  readonly compiled: CompiledModule;
+  readonly settings: PluginSettings;
+  #vm: Vm;
+  #metrics: PluginMetrics;
+  /** Failures since a VM last lived long enough to count as healthy. */
+  #consecutiveFailures = 0;
+  #restartAt = 0;
+  #vmStartedAt = 0;
+  #activeStreams = 0;
+  #stopped = false;
+  #drained: (() => void) | undefined;
+  /** Why the last VM failed, for status and tests. */
+  lastFailure = '';
+  readonly #onStreamFinish = (): void => {
+    this.#activeStreams--;
+    this.#metrics.activeStreams.increment(-1);
+    if (this.#activeStreams === 0) this.#drained?.();
+  };
+
+  /** Compiles (unless given a compiled module) and starts the plugin. Throws WasmeshWasmError. */
+  static async load(source: Uint8Array | CompiledModule, config: PluginConfig, host?: PluginHost, compileOptions?: CompileOptions): Promise<Plugin> {
+    const compiled = source instanceof Uint8Array ? await compileModule(source, { name: config.name, ...compileOptions }) : source;
+    return new Plugin(compiled, buildPluginSettings(config, host));
+  }
+
+  /** Starts the first VM synchronously: instantiate, startup, on_vm_start, on_configure. */
+  constructor(compiled: CompiledModule, settings: PluginSettings) {
+    this.compiled = compiled;
+    this.settings = settings;
+    const labels = { plugin: settings.name };
+    const m = settings.host.metrics;
+    this.#metrics = {
+      traps: m.counter('wasmesh_wasm_vm_traps_total', 'Traps (and other failures) of plugin VMs while serving', labels),
+      restarts: m.counter('wasmesh_wasm_vm_restarts_total', 'Plugin VMs replaced after a failure', labels),
+      startFailures: m.counter('wasmesh_wasm_vm_start_failures_total', 'Plugin VMs that failed to start when replacing a failed one', labels),
+      failed: m.gauge('wasmesh_wasm_plugin_failed', '1 while the plugin has no healthy VM', labels),
+      activeStreams: m.gauge('wasmesh_wasm_active_streams', 'Streams in flight through the plugin', labels),
+    };
+    this.#vm = this.#newVm();
+  }
+
+  get state(): PluginState {
+    if (this.#stopped) return 'stopped';
+    return this.#vm.failed ? 'failed' : 'running';
+  }
+
+  get activeStreams(): number {
+    return this.#activeStreams;
+  }
+
+  /** The VM new streams go to (replaced after failures). */
+  get vm(): Vm {
+    return this.#vm;
+  }
+
+  #newVm(): Vm {
+    const vm = new Vm(this.compiled, this.settings, { failed: (failedVm, reason) => this.#onVmFailed(failedVm, reason) });
+    vm.start();
+    this.#vmStartedAt = Date.now();
+    return vm;
+  }
+
+  #onVmFailed(vm: Vm, reason: string): void {
+    vm.dispose();
+    this.lastFailure = reason;
+    this.#metrics.traps.increment(1);
+    if (vm !== this.#vm) return;
+    const now = Date.now();
+    // A VM that lived past the longest backoff was healthy: start counting again.
+    if (now - this.#vmStartedAt > VM_RESTART_BACKOFF_MAX_MS) this.#consecutiveFailures = 0;
+    this.#consecutiveFailures++;
+    this.#restartAt = now + this.#backoffMs();
+    this.#metrics.failed.record(1);
+    const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
+    vm.emitLog(LogLevel.Error, `VM failed: ${reason}; ${what} until it is replaced (in ${this.#restartAt - now} ms)`);
+  }
+
+  #backoffMs(): number {
+    if (this.#consecutiveFailures <= 1) return 0;
+    return Math.min(VM_RESTART_BACKOFF_INITIAL_MS * 2 ** (this.#consecutiveFailures - 2), VM_RESTART_BACKOFF_MAX_MS);
+  }
+
+  /** Replaces a failed VM if its backoff has passed. Returns the VM to use (possibly still failed). */
+  #liveVm(): Vm {
+    const vm = this.#vm;
+    if (!vm.failed || this.#stopped || Date.now() < this.#restartAt) return vm;
+    try {
+      this.#vm = this.#newVm();
+      this.#metrics.restarts.increment(1);
+      this.#metrics.failed.record(0);
+    } catch (err) {
+      this.#metrics.startFailures.increment(1);
+      this.#consecutiveFailures++;
+      this.#restartAt = Date.now() + this.#backoffMs();
+      this.lastFailure = err instanceof Error ? err.message : String(err);
+    }
+    return this.#vm;
+  }
+
+  /** A new HTTP stream through this plugin; its output goes to `sink`. Call finish() when it ends. */
+  createHttpStream(sink: HttpStreamSink, info?: StreamInfo): HttpStream {
+    if (this.#stopped) throw new WasmeshWasmError(ErrorCode.StartFailed, `plugin ${this.settings.name} is stopped`);
+    this.#activeStreams++;
+    this.#metrics.activeStreams.increment(1);
+    return new HttpStream(this.#liveVm(), sink, info, this.#onStreamFinish);
+  }
+
+  /** Tells the module a host-side foreign function event happened (proxy_on_foreign_function). */
+  callForeignFunction(functionId: number, args: Uint8Array): boolean {
+    const vm = this.#liveVm();
+    const fn = vm.guest.onForeignFunction;
+    if (!fn || vm.failed) return false;
+    vm.root.setForeignArgs(args);
+    try {
+      vm.call(fn, vm.root, vm.root.id, functionId, args.length);
+    } finally {
+      vm.root.setForeignArgs(undefined);
+    }
+    return !vm.failed;
+  }
+
+  /** Resolves once no stream is in flight (for hot swaps: the old version drains). */
+  drained(): Promise<void> {
+    if (this.#activeStreams === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.#drained;
+      this.#drained = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
+  /**
+   * Stops the plugin: the root context gets on_done, then on_delete (or, if on_done returned false,
+   * when the module calls proxy_done, up to `timeoutMs`). New streams are refused.
+   */
+  async stop(timeoutMs = 5000): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    const vm = this.#vm;
+    if (!vm.shutdownRoot()) {
+      const deadline = Date.now() + timeoutMs;
+      while (!vm.root.deleted && !vm.failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      if (!vm.root.deleted) vm.deleteContext(vm.root);
+    }
+    vm.dispose();
+    this.#metrics.activeStreams.record(0);
+  }
+}

@@ -1,0 +1,379 @@
+// One instance of a compiled module: linking, startup, the allocator, and every call into the guest.
+// A call that traps marks the VM failed for good; the plugin decides what replaces it.
+import { LogLevel, WasmResult } from './abi/constants.ts';
+import { Context, RootContext } from './context.ts';
+import { ErrorCode, ProcExit, WasmeshWasmError, describeTrap } from './errors.ts';
+import type { HeaderList } from './host.ts';
+import { buildImports } from './imports/index.ts';
+import { GuestMemory } from './memory.ts';
+import type { Metric } from './metrics/registry.ts';
+import type { CompiledModule } from './module.ts';
+import { pairsByteLength, writePairs } from './pairs.ts';
+import type { PluginSettings } from './plugin-settings.ts';
+import { Callouts, OK_STATUS, type CallStatus } from './callouts.ts';
+import type { QueueOwner } from './shared-queue.ts';
+import { LOG_LEVEL_NAMES } from './abi/constants.ts';
+
+type GuestFn = (...args: number[]) => number | undefined;
+
+/** The guest's exports the host calls, looked up once at instantiation. */
+export interface GuestExports {
+  memory: WebAssembly.Memory;
+  alloc: (size: number) => number;
+  onContextCreate?: GuestFn;
+  onVmStart?: GuestFn;
+  onValidateConfiguration?: GuestFn;
+  onConfigure?: GuestFn;
+  onTick?: GuestFn;
+  onQueueReady?: GuestFn;
+  onForeignFunction?: GuestFn;
+  onDone?: GuestFn;
+  onLog?: GuestFn;
+  onDelete?: GuestFn;
+  onRequestHeaders?: GuestFn;
+  onRequestBody?: GuestFn;
+  onRequestTrailers?: GuestFn;
+  onResponseHeaders?: GuestFn;
+  onResponseBody?: GuestFn;
+  onResponseTrailers?: GuestFn;
+  onHttpCallResponse?: GuestFn;
+  onGrpcReceiveInitialMetadata?: GuestFn;
+  onGrpcReceive?: GuestFn;
+  onGrpcReceiveTrailingMetadata?: GuestFn;
+  onGrpcClose?: GuestFn;
+}
+
+/** Returned by call* when the guest trapped; callers check vm.failed. */
+export const CALL_FAILED = -1;
+
+export interface VmEvents {
+  /** The VM trapped (or exited); it will never be called again. */
+  failed(vm: Vm, reason: string): void;
+}
+
+export class Vm {
+  readonly compiled: CompiledModule;
+  readonly settings: PluginSettings;
+  readonly events: VmEvents;
+  guest!: GuestExports;
+  mem!: GuestMemory;
+  root!: RootContext;
+  /** The context host calls act on: set at each call into the guest, changed by proxy_set_effective_context. */
+  ctx: Context | undefined;
+  readonly contexts = new Map<number, Context>();
+  failed = false;
+  failReason = '';
+  /** Work that must wait until the guest call returns (continue/close stream, local replies, on_delete). */
+  readonly deferred: Array<() => void> = [];
+  #depth = 0;
+  #nextContextId = 1;
+  /** Metric handles by the id the module was given: ((index + 1) << 2) | type, as cpp-host numbers them. */
+  readonly metrics: Metric[] = [];
+  /** Latest error-level log lines, attached to start/configure failures so the user sees why. */
+  readonly recentErrors: string[] = [];
+  #startup = true;
+  /** True during proxy_on_vm_start: ABI 0.1.0's get_configuration answers with the VM configuration. */
+  inVmStart = false;
+  /** What proxy_get_status reports: set around callout callbacks. */
+  status: CallStatus = OK_STATUS;
+  readonly callouts = new Callouts(this);
+  #queueOwner: QueueOwner | undefined;
+
+  constructor(compiled: CompiledModule, settings: PluginSettings, events: VmEvents) {
+    this.compiled = compiled;
+    this.settings = settings;
+    this.events = events;
+  }
+
+  get inStartup(): boolean {
+    return this.#startup;
+  }
+
+  /** Instantiates, runs the module's startup, and starts the plugin's root context. Throws WasmeshWasmError. */
+  start(): void {
+    const imports = buildImports(this);
+    let instance: WebAssembly.Instance;
+    try {
+      instance = new WebAssembly.Instance(this.compiled.module, imports);
+    } catch (err) {
+      if (err instanceof WebAssembly.LinkError) {
+        throw new WasmeshWasmError(ErrorCode.LinkFailed, `module ${this.compiled.name}: ${err.message}`, { cause: err });
+      }
+      throw new WasmeshWasmError(ErrorCode.InitFailed, `module ${this.compiled.name} failed while instantiating: ${describeTrap(err)}`, { cause: err });
+    }
+    this.#bindExports(instance);
+    this.#runStartup(instance);
+    this.#startup = false;
+    this.#startRoot();
+  }
+
+  #bindExports(instance: WebAssembly.Instance): void {
+    const e = instance.exports as Record<string, unknown>;
+    const memory = e.memory;
+    if (!(memory instanceof WebAssembly.Memory)) {
+      throw new WasmeshWasmError(ErrorCode.NoMemory, `module ${this.compiled.name} does not export its memory as "memory"`);
+    }
+    const alloc = (e.proxy_on_memory_allocate ?? e.malloc) as ((size: number) => number) | undefined;
+    if (typeof alloc !== 'function') {
+      throw new WasmeshWasmError(ErrorCode.NoAllocator, `module ${this.compiled.name} exports neither proxy_on_memory_allocate nor malloc`);
+    }
+    const fn = (name: string) => (typeof e[name] === 'function' ? (e[name] as GuestFn) : undefined);
+    this.mem = new GuestMemory(memory);
+    this.guest = {
+      memory,
+      alloc,
+      onContextCreate: fn('proxy_on_context_create'),
+      onVmStart: fn('proxy_on_vm_start'),
+      onValidateConfiguration: fn('proxy_validate_configuration'),
+      onConfigure: fn('proxy_on_configure'),
+      onTick: fn('proxy_on_tick'),
+      onQueueReady: fn('proxy_on_queue_ready'),
+      onForeignFunction: fn('proxy_on_foreign_function'),
+      onDone: fn('proxy_on_done'),
+      onLog: fn('proxy_on_log'),
+      onDelete: fn('proxy_on_delete'),
+      onRequestHeaders: fn('proxy_on_request_headers'),
+      onRequestBody: fn('proxy_on_request_body'),
+      onRequestTrailers: fn('proxy_on_request_trailers'),
+      onResponseHeaders: fn('proxy_on_response_headers'),
+      onResponseBody: fn('proxy_on_response_body'),
+      onResponseTrailers: fn('proxy_on_response_trailers'),
+      onHttpCallResponse: fn('proxy_on_http_call_response'),
+      onGrpcReceiveInitialMetadata: fn('proxy_on_grpc_receive_initial_metadata'),
+      onGrpcReceive: fn('proxy_on_grpc_receive'),
+      // The AssemblyScript runtime exports this one under a misspelt name.
+      onGrpcReceiveTrailingMetadata: fn('proxy_on_grpc_receive_trailing_metadata') ?? fn('proxy_on_grpc_trailing_metadata'),
+      onGrpcClose: fn('proxy_on_grpc_close'),
+    };
+  }
+
+  #runStartup(instance: WebAssembly.Instance): void {
+    const e = instance.exports as Record<string, unknown>;
+    const run = (name: string, ...args: number[]) => {
+      const f = e[name];
+      if (typeof f !== 'function') return false;
+      try {
+        (f as GuestFn)(...args);
+      } catch (err) {
+        if (err instanceof ProcExit && err.exitCode === 0) return true;
+        throw new WasmeshWasmError(ErrorCode.InitFailed, `module ${this.compiled.name} failed in ${name}: ${describeTrap(err)}${this.#recentErrorText()}`, { cause: err });
+      }
+      return true;
+    };
+    if (run('_initialize')) {
+      if (!run('main', 0, 0)) run('__main_void');
+    } else {
+      run('_start');
+    }
+  }
+
+  #startRoot(): void {
+    const s = this.settings;
+    const root = new RootContext(this.#nextContextId++, s.vmConfiguration, s.pluginConfiguration);
+    this.root = root;
+    this.contexts.set(root.id, root);
+    const fail = (code: ErrorCode, what: string) => {
+      const why = this.failed ? `trapped: ${this.failReason}` : 'returned false';
+      return new WasmeshWasmError(code, `plugin ${s.name}: ${what} ${why}${this.#recentErrorText()}`);
+    };
+    if (this.guest.onContextCreate) {
+      this.call(this.guest.onContextCreate, root, root.id, 0);
+      if (this.failed) throw fail(ErrorCode.StartFailed, 'proxy_on_context_create');
+    }
+    if (this.guest.onVmStart) {
+      this.inVmStart = true;
+      const ok = this.call(this.guest.onVmStart, root, root.id, s.vmConfiguration.length);
+      this.inVmStart = false;
+      if (this.failed || ok === 0) throw fail(ErrorCode.StartFailed, 'proxy_on_vm_start');
+    }
+    if (this.guest.onConfigure) {
+      const ok = this.call(this.guest.onConfigure, root, root.id, s.pluginConfiguration.length);
+      if (this.failed || ok === 0) throw fail(ErrorCode.ConfigureFailed, 'proxy_on_configure');
+    }
+  }
+
+  #recentErrorText(): string {
+    return this.recentErrors.length ? ` (module logged: ${this.recentErrors.join(' | ')})` : '';
+  }
+
+  noteErrorLog(message: string): void {
+    if (this.recentErrors.length >= 4) this.recentErrors.shift();
+    this.recentErrors.push(message.length > 300 ? message.slice(0, 300) + '…' : message);
+  }
+
+  newContextId(): number {
+    return this.#nextContextId++;
+  }
+
+  /**
+   * Calls into the guest with `ctx` as the effective context. Returns the guest's i32 result (0 for
+   * void callbacks) or CALL_FAILED after a trap. Deferred work runs once the outermost call returns.
+   */
+  call(fn: GuestFn, ctx: Context, a: number, b?: number, c?: number, d?: number, e?: number): number {
+    if (this.failed) return CALL_FAILED;
+    const outer = this.ctx;
+    this.ctx = ctx;
+    this.#depth++;
+    let result: number;
+    try {
+      result = (fn(a, b as number, c as number, d as number, e as number) as number) | 0;
+    } catch (err) {
+      this.fail(describeTrap(err));
+      result = CALL_FAILED;
+    } finally {
+      this.#depth--;
+      this.ctx = outer;
+    }
+    if (this.#depth === 0 && this.deferred.length > 0) this.#runDeferred();
+    return result;
+  }
+
+  #runDeferred(): void {
+    // Deferred work may call into the guest again (a resumed stream's body callback), which is fine
+    // now that the outer call has returned; it may also defer more work, which this loop picks up.
+    while (this.deferred.length > 0) {
+      const work = this.deferred.shift()!;
+      work();
+    }
+  }
+
+  /** Runs `work` now if no guest call is on the stack, else right after the outermost call returns. */
+  defer(work: () => void): void {
+    if (this.#depth === 0) work();
+    else this.deferred.push(work);
+  }
+
+  get inGuestCall(): boolean {
+    return this.#depth > 0;
+  }
+
+  fail(reason: string): void {
+    if (this.failed) return;
+    this.failed = true;
+    this.failReason = reason;
+    this.deferred.length = 0;
+    for (const c of this.contexts.values()) {
+      c.deleted = true;
+      if (c instanceof RootContext && c.tickTimer) clearInterval(c.tickTimer);
+    }
+    this.events.failed(this, reason);
+  }
+
+  /** Asks the guest allocator for `size` bytes; 0 when it cannot (or trapped). Never called with 0. */
+  alloc(size: number): number {
+    if (this.failed) return 0;
+    try {
+      return this.guest.alloc(size) >>> 0;
+    } catch (err) {
+      // An allocator trap inside a host call: the current guest call will unwind through our return value.
+      this.fail(`allocator trapped: ${describeTrap(err)}`);
+      return 0;
+    }
+  }
+
+  /** Hands bytes to the guest: allocate, copy, write pointer and length (§3.9 of the ABI notes). */
+  returnBytes(data: Uint8Array, pPtr: number, pLen: number): number {
+    const len = data.length;
+    if (len === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
+    const addr = this.alloc(len);
+    if (addr === 0 || !this.mem.write(addr, data)) return WasmResult.InvalidMemoryAccess;
+    return this.#writePtrLen(addr, len, pPtr, pLen);
+  }
+
+  /** Hands a latin1 string (header names and values) to the guest without an intermediate copy. */
+  returnLatin1(value: string, pPtr: number, pLen: number): number {
+    const len = value.length;
+    if (len === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
+    const addr = this.alloc(len);
+    if (addr === 0 || !this.mem.inBounds(addr, len)) return WasmResult.InvalidMemoryAccess;
+    this.mem.bytes.latin1Write(value, addr, len);
+    return this.#writePtrLen(addr, len, pPtr, pLen);
+  }
+
+  returnPairs(list: HeaderList, pPtr: number, pLen: number): number {
+    if (list.length === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
+    const len = pairsByteLength(list);
+    const addr = this.alloc(len);
+    if (addr === 0 || !this.mem.inBounds(addr, len)) return WasmResult.InvalidMemoryAccess;
+    writePairs(list, this.mem.bytes, addr);
+    return this.#writePtrLen(addr, len, pPtr, pLen);
+  }
+
+  #writePtrLen(addr: number, len: number, pPtr: number, pLen: number): number {
+    if (!this.mem.writeU32(pPtr, addr) || !this.mem.writeU32(pLen, len)) return WasmResult.InvalidMemoryAccess;
+    return WasmResult.Ok;
+  }
+
+  /** Runs the root context's shutdown (on_done, then on_delete unless the module asks to wait). */
+  shutdownRoot(): boolean {
+    const root = this.root;
+    if (!root || root.deleted || this.failed) return true;
+    if (root.tickTimer) {
+      clearInterval(root.tickTimer);
+      root.tickTimer = undefined;
+    }
+    const done = this.guest.onDone ? this.call(this.guest.onDone, root, root.id) : 1;
+    if (done === 0 && !this.failed) {
+      root.pendingDone = true;
+      return false;
+    }
+    this.deleteContext(root);
+    return true;
+  }
+
+  deleteContext(ctx: Context): void {
+    if (ctx.deleted) return;
+    if (this.guest.onDelete && !this.failed) this.call(this.guest.onDelete, ctx, ctx.id);
+    ctx.deleted = true;
+    this.contexts.delete(ctx.id);
+  }
+
+  /** Writes a module log line to the host (default: stderr). Error lines are kept for start failures. */
+  emitLog(level: LogLevel, message: string): void {
+    if (level >= LogLevel.Error) this.noteErrorLog(message);
+    const host = this.settings.host;
+    if (host.log) host.log(level, message, this.settings.name);
+    else process.stderr.write(`[wasm ${this.settings.name}] ${LOG_LEVEL_NAMES[level]}: ${message}\n`);
+  }
+
+  /** proxy_set_tick_period_milliseconds: one timer per root context; 0 stops it. */
+  setTickPeriod(root: RootContext, periodMs: number): void {
+    if (root.tickTimer) clearInterval(root.tickTimer);
+    root.tickTimer = undefined;
+    const onTick = this.guest.onTick;
+    if (periodMs === 0 || !onTick) return;
+    root.tickTimer = setInterval(() => {
+      if (this.failed || root.deleted) return;
+      this.call(onTick, root, root.id);
+    }, periodMs);
+    // Ticks never keep a process alive on their own: the embedder's servers do.
+    root.tickTimer.unref();
+  }
+
+  /** proxy_done was called: finish what on_done started. */
+  finishRootShutdown(root: RootContext): void {
+    this.deleteContext(root);
+  }
+
+  /** The shared-queue registry notifies this VM's root when items arrive. */
+  queueOwnerFor(root: RootContext): QueueOwner {
+    this.#queueOwner ??= {
+      queueReady: (queueId: number) => {
+        const fn = this.guest.onQueueReady;
+        if (!fn || this.failed || root.deleted) return;
+        this.call(fn, root, root.id, queueId);
+      },
+    };
+    return this.#queueOwner;
+  }
+
+  /** Stops timers and queue notifications; the VM is no longer used. */
+  dispose(): void {
+    for (const c of this.contexts.values()) if (c instanceof RootContext && c.tickTimer) clearInterval(c.tickTimer);
+    if (this.#queueOwner) this.settings.host.sharedQueues.release(this.#queueOwner);
+  }
+
+  logLevelEnabled(level: number): boolean {
+    return level >= this.settings.logLevel && this.settings.logLevel !== LogLevel.Off;
+  }
+}
