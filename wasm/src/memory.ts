@@ -1,6 +1,8 @@
 // Bounds-checked access to a VM's linear memory. Views are rebuilt only when memory.buffer changes
 // (growth detaches the old one), so the per-call path reuses them.
 
+import { readLatin1, readLowerLatin1 } from './latin1.ts';
+
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
 export class GuestMemory {
@@ -17,8 +19,13 @@ export class GuestMemory {
     this.view = new DataView(this.#buffer);
   }
 
-  /** Call before touching `bytes`/`view`: the module may have grown memory since the last look. */
+  /**
+   * Call before touching `bytes`/`view`: the module may have grown memory since the last look. Growth
+   * detaches the old ArrayBuffer, which makes our views read as empty: that is the cheap check, and
+   * only then is memory.buffer (a slower getter) read again.
+   */
   refresh(): void {
+    if (this.bytes.length !== 0) return;
     const buffer = this.#memory.buffer;
     if (buffer !== this.#buffer) {
       this.#buffer = buffer;
@@ -42,7 +49,16 @@ export class GuestMemory {
     len >>>= 0;
     this.refresh();
     if (ptr + len > this.bytes.length) return undefined;
-    return this.bytes.latin1Slice(ptr, ptr + len);
+    return readLatin1(this.bytes, ptr, len);
+  }
+
+  /** A header name from the guest: latin1 with ASCII letters lowercased. */
+  readHeaderName(ptr: number, len: number): string | undefined {
+    ptr >>>= 0;
+    len >>>= 0;
+    this.refresh();
+    if (ptr + len > this.bytes.length) return undefined;
+    return readLowerLatin1(this.bytes, ptr, len);
   }
 
   readUtf8(ptr: number, len: number): string | undefined {

@@ -6,6 +6,7 @@ import { ErrorCode, ProcExit, WasmeshWasmError, describeTrap } from './errors.ts
 import type { HeaderList } from './host.ts';
 import { buildImports } from './imports/index.ts';
 import { GuestMemory } from './memory.ts';
+import { writeLatin1 } from './latin1.ts';
 import type { Metric } from './metrics/registry.ts';
 import type { CompiledModule } from './module.ts';
 import { pairsByteLength, writePairs } from './pairs.ts';
@@ -286,7 +287,7 @@ export class Vm {
     if (len === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
     const addr = this.alloc(len);
     if (addr === 0 || !this.mem.inBounds(addr, len)) return WasmResult.InvalidMemoryAccess;
-    this.mem.bytes.latin1Write(value, addr, len);
+    writeLatin1(this.mem.bytes, value, addr);
     return this.#writePtrLen(addr, len, pPtr, pLen);
   }
 

@@ -1,6 +1,7 @@
 // proxy_* host functions over header, trailer and metadata maps.
 import { MAX_MAP_TYPE, WasmResult } from '../abi/constants.ts';
-import { decodePairs, headerGet, headerRemove, headerSet, pairsByteLength } from '../pairs.ts';
+import { findHeader } from '../latin1.ts';
+import { decodePairs, headerRemove, headerSet, pairsByteLength } from '../pairs.ts';
 import type { Vm } from '../vm.ts';
 
 export function proxyMapImports(vm: Vm) {
@@ -8,44 +9,44 @@ export function proxyMapImports(vm: Vm) {
   return {
     proxy_get_header_map_value(type: number, keyPtr: number, keyLen: number, pRet: number, pRetLen: number): number {
       if (type >>> 0 > MAX_MAP_TYPE) return WasmResult.BadArgument;
-      const raw = vm.mem.readLatin1(keyPtr, keyLen);
-      if (raw === undefined) return WasmResult.InvalidMemoryAccess;
+      if (!vm.mem.inBounds(keyPtr, keyLen)) return WasmResult.InvalidMemoryAccess;
       const map = vm.ctx?.getMap(type);
       // Unavailable maps read as missing keys: strict SDKs panic on BadArgument (envoy#26485).
-      const value = map === undefined ? undefined : headerGet(map, raw.toLowerCase());
-      if (value === undefined) return legacyAbi ? vm.returnLatin1('', pRet, pRetLen) : WasmResult.NotFound;
-      return vm.returnLatin1(value, pRet, pRetLen);
+      // The key is matched against guest bytes in place: no string is made for it.
+      const at = map === undefined ? -1 : findHeader(map, vm.mem.bytes, keyPtr >>> 0, keyLen >>> 0);
+      if (at < 0) return legacyAbi ? vm.returnLatin1('', pRet, pRetLen) : WasmResult.NotFound;
+      return vm.returnLatin1(map![at + 1], pRet, pRetLen);
     },
 
     proxy_add_header_map_value(type: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
       if (type >>> 0 > MAX_MAP_TYPE) return WasmResult.BadArgument;
-      const key = vm.mem.readLatin1(keyPtr, keyLen);
+      const key = vm.mem.readHeaderName(keyPtr, keyLen);
       const value = vm.mem.readLatin1(valPtr, valLen);
       if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
       const map = vm.ctx?.writableMap(type);
       if (map === undefined) return WasmResult.BadArgument;
-      map.push(key.toLowerCase(), value);
+      map.push(key, value);
       return WasmResult.Ok;
     },
 
     proxy_replace_header_map_value(type: number, keyPtr: number, keyLen: number, valPtr: number, valLen: number): number {
       if (type >>> 0 > MAX_MAP_TYPE) return WasmResult.BadArgument;
-      const key = vm.mem.readLatin1(keyPtr, keyLen);
+      const key = vm.mem.readHeaderName(keyPtr, keyLen);
       const value = vm.mem.readLatin1(valPtr, valLen);
       if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
       const map = vm.ctx?.writableMap(type);
       if (map === undefined) return WasmResult.BadArgument;
-      headerSet(map, key.toLowerCase(), value);
+      headerSet(map, key, value);
       return WasmResult.Ok;
     },
 
     proxy_remove_header_map_value(type: number, keyPtr: number, keyLen: number): number {
       if (type >>> 0 > MAX_MAP_TYPE) return WasmResult.BadArgument;
-      const key = vm.mem.readLatin1(keyPtr, keyLen);
+      const key = vm.mem.readHeaderName(keyPtr, keyLen);
       if (key === undefined) return WasmResult.InvalidMemoryAccess;
       const map = vm.ctx?.writableMap(type);
       if (map === undefined) return WasmResult.BadArgument;
-      headerRemove(map, key.toLowerCase());
+      headerRemove(map, key);
       return WasmResult.Ok;
     },
 
