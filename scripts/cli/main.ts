@@ -1,0 +1,125 @@
+// The wasmesh command line: a table of `<group> <verb>` subcommands, dispatched here.
+//
+// Adding a command: create scripts/cli/<group>-<verb>.ts exporting
+//   export async function run(argv: string[]): Promise<number>   // argv: what follows the verb
+// which returns the process exit code (0 ok, 1 failure, 2 usage error) and handles its own --help,
+// then add one entry to `commands` below. Modules are imported only when their command runs.
+
+import { readFileSync } from 'node:fs';
+
+export interface CommandModule {
+  run(argv: string[]): Promise<number>;
+}
+
+export interface Command {
+  group: string;
+  verb: string;
+  /** Arguments shown after `wasmesh <group> <verb>` in the usage text. */
+  args: string;
+  description: string;
+  load(): Promise<CommandModule>;
+}
+
+/** Imports ./<file> lazily (the specifier is computed so a not-yet-written module still type-checks). */
+function lazy(file: string): () => Promise<CommandModule> {
+  return async () => (await import(new URL(file, import.meta.url).href)) as CommandModule;
+}
+
+export const commands: Command[] = [
+  {
+    group: 'filter',
+    verb: 'build',
+    args: '<dir>... | --all [root] [--debug] [--quiet] [--force]',
+    description: 'compile AssemblyScript filters to build/<name>.wasm',
+    load: lazy('./filter-build.ts'),
+  },
+  {
+    group: 'filter',
+    verb: 'run',
+    args: '<filter.wasm> [options]',
+    description: 'run a request through a filter without a proxy',
+    load: lazy('./filter-run.ts'),
+  },
+];
+
+export function usage(group?: string): string {
+  const shown = commands.filter((c) => group === undefined || c.group === group);
+  const width = Math.max(...shown.map((c) => `${c.group} ${c.verb} ${c.args}`.length));
+  const lines = shown.map((c) => `  wasmesh ${`${c.group} ${c.verb} ${c.args}`.padEnd(width)}  ${c.description}`);
+  return [
+    'Usage: wasmesh <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `wasmesh <group> <verb> --help` for the options of a command.',
+    '',
+  ].join('\n');
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+function isHelp(arg: string | undefined): boolean {
+  return arg === '--help' || arg === '-h' || arg === 'help';
+}
+
+/** Runs the CLI with the arguments after `wasmesh`; resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const [group, verb, ...rest] = argv;
+  if (group === undefined) {
+    process.stderr.write(usage());
+    return 2;
+  }
+  if (isHelp(group)) {
+    process.stdout.write(usage());
+    return 0;
+  }
+  if (group === '--version' || group === '-v') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const inGroup = commands.filter((c) => c.group === group);
+  if (inGroup.length === 0) {
+    process.stderr.write(`wasmesh: unknown command "${group}"\n\n${usage()}`);
+    return 2;
+  }
+  if (verb === undefined || isHelp(verb)) {
+    const text = usage(group);
+    if (verb === undefined) {
+      process.stderr.write(`wasmesh ${group}: missing subcommand\n\n${text}`);
+      return 2;
+    }
+    process.stdout.write(text);
+    return 0;
+  }
+  const command = inGroup.find((c) => c.verb === verb);
+  if (command === undefined) {
+    process.stderr.write(`wasmesh: unknown command "${group} ${verb}"\n\n${usage(group)}`);
+    return 2;
+  }
+  const file = `scripts/cli/${command.group}-${command.verb}.ts`;
+  let mod: CommandModule;
+  try {
+    mod = await command.load();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && typeof e.message === 'string' && e.message.includes(`${command.group}-${command.verb}.ts`)) {
+      process.stderr.write(`wasmesh ${group} ${verb}: not available in this checkout (${file} is missing)\n`);
+      return 1;
+    }
+    throw err;
+  }
+  if (typeof mod.run !== 'function') {
+    process.stderr.write(`wasmesh ${group} ${verb}: ${file} does not export run(argv)\n`);
+    return 1;
+  }
+  try {
+    return await mod.run(rest);
+  } catch (err) {
+    process.stderr.write(`wasmesh ${group} ${verb}: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
