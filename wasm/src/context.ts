@@ -34,6 +34,8 @@ export abstract class Context {
   sendLocalResponse(_response: LocalResponse): number {
     return WasmResult.NotFound;
   }
+  /** The VM failed (it will not be called again); streams waiting on the filter apply the failStrategy. */
+  onVmFailed(): void {}
   /** Values stored by proxy_set_property, readable back through proxy_get_property. */
   properties: Map<string, Uint8Array> | undefined;
   /** The map of that type if the module may change it now (not yet forwarded), else undefined. */

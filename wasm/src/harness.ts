@@ -247,8 +247,15 @@ export class FilterHarness {
       } else if (input.response && !stalled && !sink.resetReason) {
         await this.#send(stream, input.response, false, sink);
       }
-      const responseDone = () => sink.resetReason !== undefined || sink.response?.ended === true;
+      // A filter may also answer while the upstream's response passes: its reply replaces that response.
+      const requestLocal = sink.local;
+      const answeredOnResponse = () => sink.local !== undefined && sink.local !== requestLocal;
+      const responseDone = () => sink.resetReason !== undefined || sink.response?.ended === true || answeredOnResponse();
       if (!stalled && (input.response || sink.local) && !(await this.#settle(responseDone))) stalled = 'response';
+      if (answeredOnResponse()) {
+        const l = sink.local!;
+        sink.response = { headers: [':status', String(l.status), ...l.headers], body: [Buffer.from(l.body)], ended: true };
+      }
       const result: RunResult = { logs: this.logs.slice(logStart), callouts: this.callouts.slice(calloutStart) };
       if (sink.request) result.request = toMessageOutput(sink.request);
       if (sink.local) {

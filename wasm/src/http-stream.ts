@@ -40,6 +40,8 @@ class Direction implements BufferSlot {
   totalBytes = 0;
   /** True while the filter is inside a body callback or the body is held: the body buffer is readable. */
   bodyReadable = false;
+  /** Inside the last body callback of a stream without trailers: the filter may add trailers. */
+  lastBodyCall = false;
 
   constructor(isRequest: boolean) {
     this.isRequest = isRequest;
@@ -64,6 +66,8 @@ export class HttpStream extends Context {
   readonly startMs: number;
   /** A local response went (or is going) out: nothing more is forwarded. */
   answered = false;
+  /** The local response came while the upstream's response was being processed: the rest of that is dropped. */
+  #responseReplaced = false;
   /** The filter reset the stream. */
   closed = false;
   /** The VM failed and the plugin fails open: everything passes through untouched. */
@@ -159,11 +163,11 @@ export class HttpStream extends Context {
       case MapType.HttpRequestHeaders:
         return this.request.phase <= Phase.HeadersPaused ? this.request.headers : undefined;
       case MapType.HttpRequestTrailers:
-        return this.request.phase !== Phase.Done ? this.request.trailers : undefined;
+        return writableTrailers(this.request);
       case MapType.HttpResponseHeaders:
         return this.response.phase <= Phase.HeadersPaused ? this.response.headers : undefined;
       case MapType.HttpResponseTrailers:
-        return this.response.phase !== Phase.Done ? this.response.trailers : undefined;
+        return writableTrailers(this.response);
       default:
         return undefined;
     }
@@ -214,7 +218,8 @@ export class HttpStream extends Context {
     dir.headers = headers;
     dir.ended = endOfStream;
     dir.headersEndStream = endOfStream;
-    if (this.vm.failed && !this.bypass && this.#afterCall() && !this.bypass) return;
+    // On a failed VM the failStrategy decides; FAIL_OPEN has forwarded these headers already.
+    if (this.vm.failed && !this.bypass && this.#afterCall()) return;
     if (this.bypass) return this.#forwardHeaders(dir);
     const fn = dir.isRequest ? this.#guest.onRequestHeaders : this.#guest.onResponseHeaders;
     const result = fn ? this.vm.call(fn, this, this.id, headers.length >>> 1, endOfStream ? 1 : 0) : 0;
@@ -229,7 +234,8 @@ export class HttpStream extends Context {
     if (endOfStream) dir.ended = true;
     if (this.bypass) return this.#emitData(dir, data, endOfStream);
     dir.body = dir.body.length === 0 ? toBuffer(data) : Buffer.concat([dir.body, data]);
-    if (dir.body.length > this.#maxBuffered) return this.#overflow(dir);
+    // Only bytes held for the filter count against the bound: a chunk on its way through (Open) does not.
+    if (dir.phase !== Phase.Open && dir.body.length > this.#maxBuffered) return this.#overflow(dir);
     if (dir.phase === Phase.Open || dir.phase === Phase.BodyStopped) this.#runBody(dir);
   }
 
@@ -249,14 +255,25 @@ export class HttpStream extends Context {
     const fn = dir.isRequest ? this.#guest.onRequestBody : this.#guest.onResponseBody;
     const endOfStream = dir.ended && dir.trailers === undefined;
     dir.bodyReadable = true;
+    dir.lastBodyCall = endOfStream;
     const result = fn ? this.vm.call(fn, this, this.id, dir.body.length, endOfStream ? 1 : 0) : 0;
+    dir.lastBodyCall = false;
+    // Trailers the filter added in the last body callback go out after the body (which then does not end the stream).
+    if (endOfStream && dir.trailers !== undefined && dir.trailers.length === 0) dir.trailers = undefined;
+    const addedTrailers = endOfStream && dir.trailers !== undefined;
     if (this.#afterCall()) return;
     if (this.#stopped(dir)) return;
     if (result === 0) {
       dir.phase = Phase.Open;
-      this.#flushBody(dir, endOfStream);
+      if (addedTrailers) {
+        this.#flushBody(dir, false);
+        this.#emitTrailers(dir);
+      } else {
+        this.#flushBody(dir, endOfStream);
+      }
     } else {
       dir.phase = Phase.BodyStopped;
+      if (dir.body.length > this.#maxBuffered) this.#overflow(dir);
     }
   }
 
@@ -328,13 +345,21 @@ export class HttpStream extends Context {
   }
 
   #stopped(dir: Direction): boolean {
-    return this.closed || (this.answered && dir.isRequest) || dir.phase === Phase.Done && dir.headers !== undefined && dir.ended;
+    return this.closed || (this.answered && (dir.isRequest || this.#responseReplaced)) || dir.phase === Phase.Done && dir.headers !== undefined && dir.ended;
   }
 
   #answer(response: LocalResponse): void {
     this.request.phase = Phase.Done;
     this.request.body = EMPTY;
+    if (this.response.headers !== undefined) this.#replaceResponse();
     this.sink.localResponse(response);
+  }
+
+  #replaceResponse(): void {
+    this.#responseReplaced = true;
+    this.response.phase = Phase.Done;
+    this.response.body = EMPTY;
+    this.response.bodyReadable = false;
   }
 
   /** Body over the buffer bound: 413 for a request, 500 for a response (as Envoy's buffer filter). */
@@ -346,7 +371,7 @@ export class HttpStream extends Context {
       this.#answer(localReply(413, 'request_payload_too_large', 'Payload Too Large', -1));
     } else if (!this.answered && this.response.phase <= Phase.HeadersPaused) {
       this.answered = true;
-      this.response.phase = Phase.Done;
+      this.#replaceResponse();
       this.sink.localResponse(localReply(500, 'response_payload_too_large', 'Internal Server Error', -1));
     } else {
       this.closed = true;
@@ -354,9 +379,19 @@ export class HttpStream extends Context {
     }
   }
 
-  /** After each call into the guest: true when the stream must not go on (the VM failed). */
+  /** A stream held by the filter when the VM failed elsewhere (a root callback, another stream) would wait forever. */
+  override onVmFailed(): void {
+    if (this.finished || (!isHeld(this.request) && !isHeld(this.response))) return;
+    this.#afterCall();
+  }
+
+  /**
+   * After each call into the guest: true when the stream must not go on (the VM failed). The failStrategy
+   * may already have been applied during the call (onVmFailed), in which case this only reports it.
+   */
   #afterCall(): boolean {
-    if (!this.vm.failed || this.bypass) return false;
+    if (!this.vm.failed) return false;
+    if (this.bypass) return true;
     if (this.vm.settings.failStrategy === 'FAIL_OPEN') {
       this.bypass = true;
       this.#passThroughHeld(this.request);
@@ -395,6 +430,18 @@ export class HttpStream extends Context {
   }
 }
 
+/** The filter holds this direction: paused on headers or trailers, or buffering the body. */
+function isHeld(dir: Direction): boolean {
+  return dir.phase === Phase.HeadersPaused || dir.phase === Phase.BodyStopped || dir.phase === Phase.TrailersPaused;
+}
+
+/** The trailers map the filter may change now; created empty when it adds trailers in the last body callback. */
+function writableTrailers(dir: Direction): HeaderList | undefined {
+  if (dir.phase === Phase.Done) return undefined;
+  if (dir.trailers === undefined && dir.lastBodyCall) dir.trailers = [];
+  return dir.trailers;
+}
+
 function toBuffer(data: Uint8Array): Buffer {
   return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.length);
 }
@@ -405,6 +452,12 @@ export function localReply(status: number, details: string, body: string, grpcSt
 
 /** request.* and response.* attributes from what the stream has seen (Envoy's names and types). */
 function httpProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
+  const v = rawProperty(stream, path);
+  // Header values hold one byte per char: hand them back as those bytes, not re-encoded as UTF-8.
+  return typeof v === 'string' ? Buffer.from(v, 'latin1') : v;
+}
+
+function rawProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
   if (path.length < 2) return undefined;
   const [scope, field] = path;
   const req = stream.request;

@@ -105,7 +105,13 @@ export class Vm {
     this.#bindExports(instance);
     this.#runStartup(instance);
     this.#startup = false;
-    this.#startRoot();
+    try {
+      this.#startRoot();
+    } catch (err) {
+      // The plugin never starts: timers or queues its root set up before failing must not outlive it.
+      this.dispose();
+      throw err;
+    }
   }
 
   #bindExports(instance: WebAssembly.Instance): void {
@@ -253,11 +259,17 @@ export class Vm {
     this.failed = true;
     this.failReason = reason;
     this.deferred.length = 0;
-    for (const c of this.contexts.values()) {
+    const contexts = [...this.contexts.values()];
+    for (const c of contexts) {
       c.deleted = true;
       if (c instanceof RootContext && c.tickTimer) clearInterval(c.tickTimer);
     }
     this.events.failed(this, reason);
+    // Streams held on this VM (paused on a callout, holding a body) get no further callback that would
+    // notice: once the failing call has unwound, each gets its failStrategy answer.
+    this.defer(() => {
+      for (const c of contexts) c.onVmFailed();
+    });
   }
 
   /** Asks the guest allocator for `size` bytes; 0 when it cannot (or trapped). Never called with 0. */
@@ -275,6 +287,8 @@ export class Vm {
   /** Hands bytes to the guest: allocate, copy, write pointer and length (§3.9 of the ABI notes). */
   returnBytes(data: Uint8Array, pPtr: number, pLen: number): number {
     const len = data.length;
+    // Check the out-pointers first: a bad one must not leave the guest with an allocation it never sees.
+    if (!this.mem.inBounds(pPtr, 4) || !this.mem.inBounds(pLen, 4)) return WasmResult.InvalidMemoryAccess;
     if (len === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
     const addr = this.alloc(len);
     if (addr === 0 || !this.mem.write(addr, data)) return WasmResult.InvalidMemoryAccess;
@@ -284,6 +298,8 @@ export class Vm {
   /** Hands a latin1 string (header names and values) to the guest without an intermediate copy. */
   returnLatin1(value: string, pPtr: number, pLen: number): number {
     const len = value.length;
+    // Check the out-pointers first: a bad one must not leave the guest with an allocation it never sees.
+    if (!this.mem.inBounds(pPtr, 4) || !this.mem.inBounds(pLen, 4)) return WasmResult.InvalidMemoryAccess;
     if (len === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
     const addr = this.alloc(len);
     if (addr === 0 || !this.mem.inBounds(addr, len)) return WasmResult.InvalidMemoryAccess;
@@ -292,6 +308,8 @@ export class Vm {
   }
 
   returnPairs(list: HeaderList, pPtr: number, pLen: number): number {
+    // Check the out-pointers first: a bad one must not leave the guest with an allocation it never sees.
+    if (!this.mem.inBounds(pPtr, 4) || !this.mem.inBounds(pLen, 4)) return WasmResult.InvalidMemoryAccess;
     if (list.length === 0) return this.#writePtrLen(0, 0, pPtr, pLen);
     const len = pairsByteLength(list);
     const addr = this.alloc(len);
@@ -309,10 +327,7 @@ export class Vm {
   shutdownRoot(): boolean {
     const root = this.root;
     if (!root || root.deleted || this.failed) return true;
-    if (root.tickTimer) {
-      clearInterval(root.tickTimer);
-      root.tickTimer = undefined;
-    }
+    // The timer keeps running until on_delete: a root whose on_done asked to wait often calls proxy_done from on_tick.
     const done = this.guest.onDone ? this.call(this.guest.onDone, root, root.id) : 1;
     if (done === 0 && !this.failed) {
       root.pendingDone = true;
@@ -326,6 +341,10 @@ export class Vm {
     if (ctx.deleted) return;
     if (this.guest.onDelete && !this.failed) this.call(this.guest.onDelete, ctx, ctx.id);
     ctx.deleted = true;
+    if (ctx instanceof RootContext && ctx.tickTimer) {
+      clearInterval(ctx.tickTimer);
+      ctx.tickTimer = undefined;
+    }
     this.contexts.delete(ctx.id);
   }
 

@@ -41,7 +41,8 @@ export function proxyGeneralImports(vm: Vm) {
 
     proxy_get_status(pCode: number, pMsg: number, pMsgLen: number): number {
       if (!vm.mem.writeU32(pCode, vm.status.code)) return WasmResult.InvalidMemoryAccess;
-      return vm.returnLatin1(vm.status.message, pMsg, pMsgLen);
+      // Status messages are text (gRPC messages are UTF-8), not header bytes.
+      return vm.returnBytes(Buffer.from(vm.status.message, 'utf8'), pMsg, pMsgLen);
     },
 
     proxy_get_property(pathPtr: number, pathLen: number, pRet: number, pRetLen: number): number {

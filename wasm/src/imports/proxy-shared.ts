@@ -32,7 +32,8 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_resolve_shared_queue(vmIdPtr: number, vmIdLen: number, namePtr: number, nameLen: number, pId: number): number {
-      const vmId = vm.mem.readLatin1(vmIdPtr, vmIdLen);
+      // The vm_id is compared with the configured one, a JS string: decode it as the text it is.
+      const vmId = vm.mem.readUtf8(vmIdPtr, vmIdLen);
       const name = vm.mem.readLatin1(namePtr, nameLen);
       if (vmId === undefined || name === undefined || !vm.mem.inBounds(pId, 4)) return WasmResult.InvalidMemoryAccess;
       const id = queues().resolve(vmId === '' ? vm.settings.vmId : vmId, name);

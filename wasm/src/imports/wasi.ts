@@ -31,20 +31,21 @@ export function wasiImports(vm: Vm): Record<string, (...args: never[]) => unknow
     if (fd !== 1 && fd !== 2) return WasiErrno.Badf;
     if (!vm.mem) return WasiErrno.Fault;
     let total = 0;
-    const parts: string[] = [];
+    const parts: Uint8Array[] = [];
     for (let i = 0; i < iovsLen; i++) {
       const ptr = vm.mem.readU32(iovs + i * 8);
       const len = vm.mem.readU32(iovs + i * 8 + 4);
       if (ptr === undefined || len === undefined) return WasiErrno.Fault;
-      const text = vm.mem.readUtf8(ptr, len);
-      if (text === undefined) return WasiErrno.Fault;
-      parts.push(text);
+      const bytes = vm.mem.readCopy(ptr, len);
+      if (bytes === undefined) return WasiErrno.Fault;
+      parts.push(bytes);
       total += len;
     }
     if (!vm.mem.writeU32(pWritten, total)) return WasiErrno.Fault;
     const level = fd === 1 ? LogLevel.Info : LogLevel.Error;
     if (vm.logLevelEnabled(level)) {
-      const text = parts.join('');
+      // Decoded once, joined: a UTF-8 character may be split across two iovecs.
+      const text = Buffer.concat(parts).toString('utf8');
       vm.emitLog(level, text.endsWith('\n') ? text.slice(0, -1) : text);
     }
     return WasiErrno.Success;
