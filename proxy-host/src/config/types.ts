@@ -1,0 +1,160 @@
+// The proxy's internal configuration: what the router, clusters, filter chain and listeners run on.
+// Built from Istio-style documents (standalone: translated locally; managed: sent by the orchestrator),
+// validated before it gets here, immutable once built, versioned by content hash.
+
+export type StringMatch = { exact: string } | { prefix: string } | { regex: string };
+
+/** A header condition: a string match, or presence (`present: true`) / absence (`present: false`). */
+export type HeaderMatch = StringMatch | { present: boolean };
+
+export interface RouteMatch {
+  /** Informational (VirtualService match name). */
+  name?: string;
+  uri?: StringMatch;
+  method?: StringMatch;
+  authority?: StringMatch;
+  /** Lowercase header name -> condition. */
+  headers?: Readonly<Record<string, HeaderMatch>>;
+  /** Headers that must NOT match (Istio `withoutHeaders`). */
+  withoutHeaders?: Readonly<Record<string, HeaderMatch>>;
+  queryParams?: Readonly<Record<string, StringMatch | { present: boolean }>>;
+  /** Match only requests arriving on this port (the destination port of the listener's original target). */
+  port?: number;
+}
+
+export interface HeaderOperations {
+  set?: Readonly<Record<string, string>>;
+  add?: Readonly<Record<string, string>>;
+  remove?: readonly string[];
+}
+
+export interface WeightedCluster {
+  /** Name of a ClusterConfig in ProxyConfig.clusters. */
+  cluster: string;
+  /** Share of requests, 0..100; the weights of one route add up to 100. */
+  weight: number;
+  /** Header operations that apply only when this destination is chosen. */
+  requestHeaders?: HeaderOperations;
+  responseHeaders?: HeaderOperations;
+}
+
+export type RouteAction =
+  | {
+      kind: 'forward';
+      destinations: readonly WeightedCluster[];
+      /** Replaces the matched uri prefix (or the whole path for exact/regex matches) with this. */
+      rewriteUri?: string;
+      rewriteAuthority?: string;
+      /** 0 = no timeout (Istio's default). Covers the whole request, retries included. */
+      timeoutMs: number;
+    }
+  | { kind: 'redirect'; uri?: string; authority?: string; scheme?: string; port?: number; status: number }
+  | { kind: 'direct'; status: number; body?: string };
+
+export interface RouteConfig {
+  /** "<virtual service name>.<namespace>/<index or route name>", for logs and config_dump. */
+  name: string;
+  /** Any of these matches (an empty list matches every request). */
+  match: readonly RouteMatch[];
+  action: RouteAction;
+  requestHeaders?: HeaderOperations;
+  responseHeaders?: HeaderOperations;
+}
+
+export interface VirtualHostConfig {
+  name: string;
+  /** Host names (lowercase, without port) this virtual host answers for; `*` prefix wildcards allowed ("*.example.com"). */
+  domains: readonly string[];
+  routes: readonly RouteConfig[];
+}
+
+export type LoadBalancerConfig =
+  | { simple: 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' }
+  | {
+      consistentHash: {
+        httpHeaderName?: string;
+        httpCookie?: { name: string; path?: string; ttlSeconds?: number };
+        useSourceIp?: boolean;
+        httpQueryParameterName?: string;
+        /** Ring size (default 1024, Istio's ringHash.minimumRingSize). */
+        minimumRingSize?: number;
+      };
+    };
+
+export interface EndpointConfig {
+  address: string;
+  port: number;
+  labels: Readonly<Record<string, string>>;
+  /** Relative weight (WorkloadEntry weight), default 1. */
+  weight: number;
+}
+
+export interface ConnectionPoolConfig {
+  /** Upstream connections per endpoint (undici pool size for HTTP/1.1). Default unbounded (Istio: 2^32-1). */
+  maxConnections?: number;
+  connectTimeoutMs?: number;
+  /** 1 disables keep-alive. */
+  maxRequestsPerConnection?: number;
+  idleTimeoutMs?: number;
+  http1MaxPendingRequests?: number;
+  http2MaxRequests?: number;
+}
+
+/** How the proxy talks to a cluster's endpoints. */
+export type UpstreamProtocol = 'http1' | 'http2' | 'grpc';
+
+export interface ClusterConfig {
+  /** Envoy-style name: outbound|<port>|<subset>|<host> (inbound|<port>||<workload> for the local app). */
+  name: string;
+  /** The service host this cluster belongs to (ServiceEntry host). */
+  host: string;
+  port: number;
+  subset?: string;
+  protocol: UpstreamProtocol;
+  endpoints: readonly EndpointConfig[];
+  loadBalancer: LoadBalancerConfig;
+  connectionPool: ConnectionPoolConfig;
+}
+
+export type FilterPhase = 'AUTHN' | 'AUTHZ' | 'STATS' | 'UNSPECIFIED_PHASE';
+
+export interface FilterBinding {
+  /** WasmPlugin metadata name and namespace. */
+  name: string;
+  namespace: string;
+  phase: FilterPhase;
+  priority: number;
+  /** Module location as written (file:// path, or digest:sha256 in managed mode). */
+  url: string;
+  /** Resolved local path for file:// modules. */
+  path?: string;
+  /** Expected sha256 (hex), checked when given. */
+  sha256?: string;
+  /** Root id (WasmPlugin pluginName). */
+  rootId: string;
+  vmId: string;
+  pluginConfig: unknown;
+  failStrategy: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical';
+  env: Readonly<Record<string, string>>;
+}
+
+export interface WorkloadIdentity {
+  name: string;
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  serviceAccount: string;
+}
+
+export interface ProxyConfig {
+  /** sha256 of the canonical JSON of everything below: equal configs have equal versions. */
+  readonly version: string;
+  readonly workload: WorkloadIdentity;
+  /** Outbound routing: the request's :authority picks a virtual host. */
+  readonly virtualHosts: readonly VirtualHostConfig[];
+  readonly clusters: Readonly<Record<string, ClusterConfig>>;
+  /** Filters on the inbound side (WasmPlugin match SERVER), in execution order. */
+  readonly inboundFilters: readonly FilterBinding[];
+  /** Filters on the outbound side (CLIENT), in execution order. */
+  readonly outboundFilters: readonly FilterBinding[];
+}

@@ -1,0 +1,177 @@
+// One per listener (inbound or outbound): owns the per-request flow's shared state, which the proxy
+// swaps whole on a config change (in-flight requests keep what they started with).
+import type { MetricsRegistry, StreamInfo } from '../../../wasm/src/index.ts';
+import type { ProxyConfig, RouteConfig, VirtualHostConfig } from '../config/types.ts';
+import type { AccessLog } from '../access-log.ts';
+import type { FilterChain } from '../filter-chain/chain.ts';
+import { createStreamInfo } from '../filter-chain/stream-info.ts';
+import type { DownstreamRequest, DownstreamResponse } from '../listener/listener.ts';
+import { RouteTable, type RouteHit } from '../routing/route-table.ts';
+import type { Cluster, ClusterManager } from '../upstream/cluster.ts';
+import type { EndpointState } from '../upstream/endpoint.ts';
+import type { LbContext } from '../upstream/load-balancer.ts';
+import type { UpstreamPools } from '../upstream/upstream-pools.ts';
+import type { UpstreamClient } from '../upstream/upstream-request.ts';
+import { ClusterStats, DirectionStats, type Direction } from '../stats/proxy-stats.ts';
+import { ActiveRequest } from './active-request.ts';
+import { getHeader, type DownstreamFacts } from './request-headers.ts';
+
+/** What a listener routes with: swapped whole when config changes. */
+export interface ListenerState {
+  readonly config: ProxyConfig;
+  /** Outbound: the route table from the config. Inbound: one route to the local app. */
+  readonly routes: RouteTable;
+  readonly chain: FilterChain;
+}
+
+export interface ConnectionManagerOptions {
+  direction: Direction;
+  scheme: 'http' | 'https';
+  clusters: ClusterManager;
+  upstreams: UpstreamPools;
+  metrics: MetricsRegistry;
+  accessLog: AccessLog;
+  state: ListenerState;
+}
+
+let nextConnectionId = 1;
+const connectionIds = new WeakMap<object, number>();
+
+export class ConnectionManager {
+  readonly direction: Direction;
+  readonly clusters: ClusterManager;
+  readonly stats: DirectionStats;
+  state: ListenerState;
+  readonly #upstreams: UpstreamPools;
+  readonly #metrics: MetricsRegistry;
+  readonly #accessLog: AccessLog;
+  readonly #scheme: 'http' | 'https';
+  readonly #clusterStats = new Map<Cluster, ClusterStats>();
+  active = 0;
+  readonly #idle: Array<() => void> = [];
+
+  constructor(options: ConnectionManagerOptions) {
+    this.direction = options.direction;
+    this.clusters = options.clusters;
+    this.#upstreams = options.upstreams;
+    this.#metrics = options.metrics;
+    this.#accessLog = options.accessLog;
+    this.#scheme = options.scheme;
+    this.state = options.state;
+    this.stats = new DirectionStats(options.metrics, options.direction);
+  }
+
+  /** The request handler the listener calls. */
+  readonly handle = (req: DownstreamRequest, res: DownstreamResponse): void => {
+    this.active++;
+    this.stats.requests.increment(1);
+    this.stats.active.increment(1);
+    new ActiveRequest(this, req, res).start();
+  };
+
+  get chain(): FilterChain {
+    return this.state.chain;
+  }
+
+  routeFor(ar: ActiveRequest): RouteHit | undefined {
+    const h = ar.headers;
+    return this.state.routes.match({
+      authority: getHeader(h, ':authority') ?? '',
+      path: getHeader(h, ':path') ?? '/',
+      method: getHeader(h, ':method') ?? 'GET',
+      headers: h,
+    });
+  }
+
+  upstreamFor(cluster: Cluster, endpoint: EndpointState, downstreamH2: boolean): UpstreamClient {
+    // The local app speaks what its client spoke: HTTP/2 in, HTTP/2 (cleartext) to the app.
+    const protocol = this.direction === 'inbound' ? (downstreamH2 ? 'http2' : 'http1') : cluster.config.protocol;
+    return this.#upstreams.get(protocol, endpoint, cluster.config.connectionPool);
+  }
+
+  clusterStats(cluster: Cluster): ClusterStats {
+    let s = this.#clusterStats.get(cluster);
+    if (!s) {
+      s = new ClusterStats(this.#metrics, cluster.config.name);
+      this.#clusterStats.set(cluster, s);
+    }
+    return s;
+  }
+
+  lbContext(ar: ActiveRequest): LbContext {
+    return { headers: ar.headers, sourceIp: ar.req.socket?.remoteAddress, path: getHeader(ar.headers, ':path') };
+  }
+
+  downstreamFacts(req: DownstreamRequest): DownstreamFacts {
+    return { scheme: this.#scheme, remoteAddress: req.socket?.remoteAddress ?? '', generateRequestId: true };
+  }
+
+  streamInfo(req: DownstreamRequest, ar: ActiveRequest): StreamInfo {
+    const socket = req.socket as (typeof req.socket & { encrypted?: boolean; getPeerCertificate?: () => { subjectaltname?: string } }) | undefined;
+    let id = socket ? connectionIds.get(socket) : undefined;
+    if (socket && id === undefined) {
+      id = nextConnectionId++;
+      connectionIds.set(socket, id);
+    }
+    return createStreamInfo({
+      sourceAddress: `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? 0}`,
+      destinationAddress: `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
+      protocol: req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
+      connectionId: id ?? 0,
+      mtls: false,
+      direction: this.direction,
+      workload: this.state.config.workload,
+      upstream: () => ({ address: ar.endpoint?.key, cluster: ar.cluster?.config.name }),
+    });
+  }
+
+  requestDone(ar: ActiveRequest): void {
+    this.active--;
+    const s = this.stats;
+    s.active.increment(-1);
+    const status = ar.status || (ar.responseFlags ? 0 : 200);
+    if (status) s.response(status);
+    const duration = Date.now() - ar.startMs;
+    s.duration.record(duration);
+    if (ar.bytesIn) s.bytesReceived.increment(ar.bytesIn);
+    if (ar.bytesOut) s.bytesSent.increment(ar.bytesOut);
+    if (this.#accessLog.enabled) {
+      const h = ar.headers;
+      this.#accessLog.write({
+        start_time: new Date(ar.startMs).toISOString(),
+        method: getHeader(h, ':method') ?? '',
+        path: getHeader(h, ':path') ?? '',
+        protocol: ar.req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${ar.req.httpVersion}`,
+        response_code: status,
+        response_flags: ar.responseFlags || '-',
+        response_code_details: ar.details || 'via_upstream',
+        bytes_received: ar.bytesIn,
+        bytes_sent: ar.bytesOut,
+        duration,
+        upstream_host: ar.endpoint?.key ?? '',
+        upstream_cluster: ar.cluster?.config.name ?? '',
+        x_forwarded_for: getHeader(h, 'x-forwarded-for') ?? '',
+        user_agent: getHeader(h, 'user-agent') ?? '',
+        request_id: getHeader(h, 'x-request-id') ?? '',
+        authority: getHeader(h, ':authority') ?? '',
+        downstream_remote_address: `${ar.req.socket?.remoteAddress ?? ''}:${ar.req.socket?.remotePort ?? ''}`,
+        route_name: ar.route?.name ?? '',
+        direction: this.direction,
+      });
+    }
+    if (this.active === 0) for (const fn of this.#idle.splice(0)) fn();
+  }
+
+  /** Resolves when no request is in flight (for draining). */
+  idle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+}
+
+/** The inbound side's one route: everything to the local app. */
+export function inboundRouteTable(clusterName: string): RouteTable {
+  const route: RouteConfig = { name: 'inbound|default', match: [], action: { kind: 'forward', destinations: [{ cluster: clusterName, weight: 100 }], timeoutMs: 0 } };
+  const vh: VirtualHostConfig = { name: 'inbound', domains: ['*'], routes: [route] };
+  return new RouteTable([vh]);
+}

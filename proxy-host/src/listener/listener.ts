@@ -1,0 +1,125 @@
+// One listening port that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) side by side, or
+// TLS with ALPN (h2, http/1.1). Requests from either protocol arrive at one handler with Node's
+// compatibility request/response objects; WebSocket and other upgrades go to the upgrade handler.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
+import { ReplaySocket } from './socket-wrapper.ts';
+
+export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
+export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+
+export interface ListenerOptions {
+  host: string;
+  port: number;
+  /** TLS server options (key, cert, ca, requestCert...): ALPN offers h2 and http/1.1. */
+  tls?: tls.SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
+  onRequest(req: DownstreamRequest, res: DownstreamResponse): void;
+  onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Slow-client guard: time to receive a request's headers (HTTP/1.1). */
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  maxHeaderSize?: number;
+}
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+function looksLikeH2(first: Buffer): boolean {
+  const n = Math.min(first.length, PREFACE.length);
+  return n >= 3 && first.compare(PREFACE, 0, n, 0, n) === 0;
+}
+
+export interface Listener {
+  readonly port: number;
+  readonly server: net.Server;
+  /** Stops accepting; resolves when every connection has closed (call closeIdle/destroy to hurry). */
+  close(): Promise<void>;
+  /** Ends idle keep-alive connections and sends GOAWAY on HTTP/2 sessions. */
+  closeIdle(): void;
+  /** Destroys every connection. */
+  destroy(): void;
+}
+
+export async function createListener(options: ListenerOptions): Promise<Listener> {
+  const onRequest = options.onRequest as (req: IncomingMessage, res: ServerResponse) => void;
+  const h1 = http.createServer(
+    { maxHeaderSize: options.maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs, headersTimeout: options.headersTimeoutMs, requestTimeout: 0 },
+    onRequest,
+  );
+  if (options.onUpgrade) h1.on('upgrade', options.onUpgrade);
+  // Bad requests are answered 400 by Node; the socket errors of clients that went away are not ours.
+  h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  const h2 = http2.createServer({ maxSessionMemory: 64 }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  h2.on('sessionError', () => {});
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on('session', (session) => {
+    sessions.add(session);
+    session.on('close', () => sessions.delete(session));
+  });
+  const sockets = new Set<Socket>();
+
+  let server: net.Server;
+  if (options.tls) {
+    const secure = http2.createSecureServer({ ...options.tls, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+    if (options.onUpgrade) secure.on('upgrade', options.onUpgrade);
+    secure.on('session', (session) => {
+      sessions.add(session);
+      session.on('close', () => sessions.delete(session));
+    });
+    secure.on('tlsClientError', () => {});
+    server = secure;
+  } else {
+    server = net.createServer({ noDelay: true }, (socket) => {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        if (looksLikeH2(first)) {
+          h2.emit('connection', new ReplaySocket(socket, first));
+        } else {
+          socket.unshift(first);
+          h1.emit('connection', socket);
+          socket.resume();
+        }
+      });
+    });
+  }
+  server.on('connection', (socket: Socket) => {
+    if (options.tls) {
+      sockets.add(socket);
+      socket.on('close', () => sockets.delete(socket));
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    port,
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        h1.closeIdleConnections();
+        for (const s of sessions) s.close();
+      }),
+    closeIdle: () => {
+      h1.closeIdleConnections();
+      for (const s of sessions) s.close();
+    },
+    destroy: () => {
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}

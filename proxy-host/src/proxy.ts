@@ -1,0 +1,252 @@
+// One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
+// A new config is prepared whole (filters loaded and configured, route table built) before
+// anything switches; if any part fails, the running config stays and the error is returned.
+import os from 'node:os';
+import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
+import { AccessLog } from './access-log.ts';
+import { startAdminServer, type AdminServer } from './admin/admin-server.ts';
+import type { ClusterConfig, ProxyConfig } from './config/types.ts';
+import { FilterChain } from './filter-chain/chain.ts';
+import { PluginManager } from './filter-chain/plugin-manager.ts';
+import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
+import { createHttpCallout } from './http-callout.ts';
+import { createListener, type Listener } from './listener/listener.ts';
+import { log, logError, logInfo } from './log.ts';
+import { RouteTable } from './routing/route-table.ts';
+import { ClusterManager } from './upstream/cluster.ts';
+import { UpstreamPools } from './upstream/upstream-pools.ts';
+
+export interface ProxyOptions {
+  /** Address the listeners bind (loopback by default). */
+  host?: string;
+  outboundPort: number;
+  inboundPort: number;
+  adminPort: number;
+  /** The local app the inbound listener forwards to. */
+  appPort?: number;
+  appHost?: string;
+  /** "stdout" (default), "off", or a file path. */
+  accessLog?: string;
+}
+
+export interface ConfigStatus {
+  version: string;
+  appliedAt: string;
+  /** The last rejected config's error, if the latest attempt failed. */
+  lastError?: { version?: string; message: string; at: string };
+}
+
+const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
+
+export class Proxy {
+  readonly options: ProxyOptions;
+  readonly metrics = new MetricsRegistry();
+  readonly clusters = new ClusterManager();
+  readonly upstreams = new UpstreamPools();
+  readonly #plugins: PluginManager;
+  readonly #accessLog: AccessLog;
+  #config!: ProxyConfig;
+  #status!: ConfigStatus;
+  #outbound!: ConnectionManager;
+  #inbound!: ConnectionManager;
+  #listeners: Listener[] = [];
+  #admin: AdminServer | undefined;
+  #ready = false;
+  #draining = false;
+  readonly startedAt = new Date();
+  #applying: Promise<void> = Promise.resolve();
+
+  private constructor(options: ProxyOptions) {
+    this.options = options;
+    this.#accessLog = new AccessLog(options.accessLog ?? 'stdout');
+    const host: PluginHost = {
+      log: (level, message, plugin) => log(LEVEL_BY_ABI[level] ?? LogLevel.Info, `wasm ${plugin}`, message),
+      httpCall: createHttpCallout(this.clusters, this.upstreams),
+      metrics: this.metrics,
+      // One store per proxy: every VM of the proxy shares data by vm_id, and it survives module swaps.
+      sharedData: new SharedDataStore(),
+      sharedQueues: new SharedQueueRegistry(),
+      getProperty: (path) => this.#nodeProperty(path),
+    };
+    this.#plugins = new PluginManager(host);
+  }
+
+  /** Starts listeners and admin on the first config. Throws if the config cannot be applied. */
+  static async start(options: ProxyOptions, config: ProxyConfig): Promise<Proxy> {
+    const proxy = new Proxy(options);
+    const states = await proxy.#prepare(config);
+    proxy.#config = config;
+    proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
+    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const };
+    proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
+    proxy.#inbound = new ConnectionManager({ ...common, direction: 'inbound', state: states.inbound });
+    const host = options.host ?? '127.0.0.1';
+    try {
+      proxy.#listeners.push(await createListener({ host, port: options.outboundPort, onRequest: proxy.#outbound.handle }));
+      proxy.#listeners.push(await createListener({ host, port: options.inboundPort, onRequest: proxy.#inbound.handle }));
+      proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
+    } catch (err) {
+      await proxy.stop(0);
+      throw err;
+    }
+    proxy.#ready = true;
+    logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${host}:${proxy.adminPort}; config ${config.version.slice(0, 12)}`);
+    return proxy;
+  }
+
+  get outboundPort(): number {
+    return this.#listeners[0]?.port ?? 0;
+  }
+  get inboundPort(): number {
+    return this.#listeners[1]?.port ?? 0;
+  }
+  get adminPort(): number {
+    return this.#admin?.port ?? 0;
+  }
+  get config(): ProxyConfig {
+    return this.#config;
+  }
+  get configStatus(): ConfigStatus {
+    return this.#status;
+  }
+
+  #inboundCluster(config: ProxyConfig): ClusterConfig {
+    const port = this.options.appPort ?? 8080;
+    return {
+      name: `inbound|${port}||${config.workload.name}.${config.workload.namespace}`,
+      host: config.workload.name,
+      port,
+      protocol: 'http1',
+      endpoints: [{ address: this.options.appHost ?? '127.0.0.1', port, labels: {}, weight: 1 }],
+      loadBalancer: { simple: 'ROUND_ROBIN' },
+      connectionPool: {},
+    };
+  }
+
+  /** Loads filters and builds the listener states for a config; changes nothing visible. */
+  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState }> {
+    const bindings = [...config.inboundFilters, ...config.outboundFilters];
+    const plugins = await this.#plugins.apply(bindings);
+    const inboundPlugins = plugins.slice(0, config.inboundFilters.length);
+    const outboundPlugins = plugins.slice(config.inboundFilters.length);
+    const inboundCluster = this.#inboundCluster(config);
+    const routes = new RouteTable(config.virtualHosts);
+    this.clusters.update({ ...config.clusters, [inboundCluster.name]: inboundCluster });
+    const keep = new Set<string>();
+    for (const c of this.clusters.list()) for (const e of c.endpoints) keep.add(e.key);
+    this.upstreams.retain(keep);
+    return {
+      outbound: { config, routes, chain: new FilterChain(outboundPlugins) },
+      inbound: { config, routes: inboundRouteTable(inboundCluster.name), chain: new FilterChain(inboundPlugins) },
+    };
+  }
+
+  /**
+   * Applies a new config. Serialized: concurrent calls apply in order. On failure the running config
+   * stays, the error is kept in configStatus.lastError, and the promise rejects with it.
+   */
+  applyConfig(config: ProxyConfig): Promise<void> {
+    const run = async () => {
+      if (config.version === this.#config.version) return;
+      try {
+        const states = await this.#prepare(config);
+        this.#outbound.state = states.outbound;
+        this.#inbound.state = states.inbound;
+        this.#config = config;
+        this.#status = { version: config.version, appliedAt: new Date().toISOString() };
+        logInfo('proxy', `config ${config.version.slice(0, 12)} applied`);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#status = { ...this.#status, lastError: { version: config.version, message, at: new Date().toISOString() } };
+        logError('proxy', `config ${config.version.slice(0, 12)} rejected, keeping ${this.#config.version.slice(0, 12)}: ${message}`);
+        throw err;
+      }
+    };
+    const next = this.#applying.then(run, run);
+    this.#applying = next.catch(() => {});
+    return next;
+  }
+
+  /** Records a config rejected before it reached the proxy (invalid YAML, schema errors). */
+  noteRejectedConfig(message: string): void {
+    this.#status = { ...this.#status, lastError: { message, at: new Date().toISOString() } };
+  }
+
+  #nodeProperty(path: readonly string[]): string | undefined {
+    const w = this.#config?.workload;
+    if (!w) return undefined;
+    const [a, b, c] = path;
+    if ((a === 'node' || (a === 'xds' && b === 'node')) ) {
+      const rest = a === 'node' ? path.slice(1) : path.slice(2);
+      if (rest[0] === 'id') return `sidecar~127.0.0.1~${w.name}.${w.namespace}~${w.namespace}.svc.cluster.local`;
+      if (rest[0] === 'metadata') {
+        switch (rest[1]) {
+          case 'NAME':
+          case 'WORKLOAD_NAME':
+            return w.name;
+          case 'NAMESPACE':
+            return w.namespace;
+          case 'SERVICE_ACCOUNT':
+            return w.serviceAccount;
+        }
+      }
+    }
+    void c;
+    return undefined;
+  }
+
+  // ---- admin ----------------------------------------------------------------------------------
+
+  renderPrometheus(): string {
+    for (const c of this.clusters.list()) {
+      const stats = this.#outbound.clusterStats(c);
+      stats.connections.record(this.upstreams.connectionsTo(c.endpoints));
+    }
+    return this.metrics.renderPrometheus();
+  }
+
+  configDump(): unknown {
+    return { status: this.#status, config: this.#config };
+  }
+
+  clustersDump(): unknown {
+    return this.clusters.list().map((c) => ({
+      name: c.config.name,
+      protocol: c.config.protocol,
+      loadBalancer: c.config.loadBalancer,
+      endpoints: c.endpoints.map((e) => ({ address: e.key, labels: e.config.labels, weight: e.config.weight, healthy: e.healthy, activeRequests: e.activeRequests })),
+    }));
+  }
+
+  serverInfo(): unknown {
+    return {
+      version: process.env.npm_package_version ?? '0.1.0',
+      state: this.#draining ? 'DRAINING' : this.#ready ? 'LIVE' : 'INITIALIZING',
+      uptimeSeconds: Math.round((Date.now() - this.startedAt.getTime()) / 1000),
+      hostname: os.hostname(),
+      node: process.version,
+      workload: this.#config?.workload,
+      configVersion: this.#status?.version,
+    };
+  }
+
+  ready(): boolean {
+    return this.#ready && !this.#draining;
+  }
+
+  /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
+  async stop(drainMs = 5000): Promise<void> {
+    this.#draining = true;
+    const closing = this.#listeners.map((l) => l.close());
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle()]);
+    const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), drainMs).unref())]);
+    if (timedOut) for (const l of this.#listeners) l.destroy();
+    else for (const l of this.#listeners) l.closeIdle();
+    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000).unref())]);
+    for (const l of this.#listeners) l.destroy();
+    await this.#admin?.close();
+    await this.upstreams.close();
+    await this.#plugins.stop();
+    await this.#accessLog.close();
+  }
+}
