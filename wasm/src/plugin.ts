@@ -32,13 +32,13 @@ export class Plugin {
   #vmStartedAt = 0;
   #activeStreams = 0;
   #stopped = false;
-  #drained: (() => void) | undefined;
+  readonly #drainWaiters: Array<() => void> = [];
   /** Why the last VM failed, for status and tests. */
   lastFailure = '';
   readonly #onStreamFinish = (): void => {
     this.#activeStreams--;
     this.#metrics.activeStreams.increment(-1);
-    if (this.#activeStreams === 0) this.#drained?.();
+    if (this.#activeStreams === 0) for (const resolve of this.#drainWaiters.splice(0)) resolve();
   };
 
   /** Compiles (unless given a compiled module) and starts the plugin. Throws WasmeshWasmError. */
@@ -146,13 +146,7 @@ export class Plugin {
   /** Resolves once no stream is in flight (for hot swaps: the old version drains). */
   drained(): Promise<void> {
     if (this.#activeStreams === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const previous = this.#drained;
-      this.#drained = () => {
-        previous?.();
-        resolve();
-      };
-    });
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
   }
 
   /**
@@ -169,6 +163,5 @@ export class Plugin {
       if (!vm.root.deleted) vm.deleteContext(vm.root);
     }
     vm.dispose();
-    this.#metrics.activeStreams.record(0);
   }
 }

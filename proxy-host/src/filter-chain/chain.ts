@@ -1,0 +1,376 @@
+// The HTTP filter chain: one proxy-wasm stream per filter, wired as Envoy wires decoder and encoder
+// filters. The request runs filter 0 → 1 → … → n-1 → the terminal (upstream, the router); the
+// response runs filter n-1 → … → 0 → the terminal (downstream, the client).
+//
+// Per request the chain allocates a ChainStream, one ChainLink per filter (the filter's sink) and the
+// filters' HttpStreams, once, when the stream is created. Nothing is allocated per chunk and no
+// closure is made per request; a local reply (rare) builds its response headers. With no filter at
+// all the caller skips the chain entirely (FilterChain.isEmpty).
+import type { HeaderList, HttpStream, HttpStreamSink, LocalResponse, Plugin, StreamInfo } from '../../../wasm/src/index.ts';
+
+/**
+ * What the chain hands its output to: implemented by the connection manager.
+ *
+ * - `requestHeaders` / `requestData` / `requestTrailers`: the request as the last filter let it
+ *   through; send it upstream (the router). Called possibly later than the input arrived (a filter
+ *   paused), never after a local reply or a reset.
+ * - `responseHeaders` / `responseData` / `responseTrailers`: the response as the first filter let it
+ *   through; write it to the client. Headers come at most once, and nothing follows end of stream.
+ *   A local reply arrives here too, exactly like an upstream response, after it has run through the
+ *   response path of the filters that saw the request (they may rewrite it, as in Envoy): `:status`,
+ *   the reply's headers, then its body. A reply with a gRPC status is sent as a gRPC trailers-only
+ *   response: `grpc-status`, `content-type: application/grpc` unless set, the body moved to
+ *   `grpc-message`, end of stream on the headers.
+ * - `localResponse(r)`: a notification, not the reply itself. Called the moment a filter (or the
+ *   runtime, for a failed VM or an oversized body) answers, before the reply's headers come through
+ *   `responseHeaders` (a filter on the response path may pause them). On it the connection manager
+ *   stops sending the request upstream (abort an upstream request already started: the chain drops
+ *   its response from now on) and keeps `r.status` / `r.details` for the access log and response
+ *   flags. The headers the client finally gets may differ from `r` (filters on the response path may
+ *   change them). Normally called once; if a filter fails (FAIL_CLOSE) while the reply runs through
+ *   it, its 503 replaces the reply and this is called again (the last call wins). A reply that comes
+ *   after response headers already reached the client resets the stream instead
+ *   (`reset('local_reply_after_response_started')`).
+ * - `reset(reason)`: reset the downstream stream (and abort the upstream one). `reason` is the
+ *   runtime's: `wasm_close_stream` (proxy_close_stream), `wasm_fail_stream` (a VM failed after the
+ *   response started), `response_payload_too_large`. Nothing more is sent to the terminal after it.
+ *
+ * The connection manager's own answers (no route, upstream failure, timeout) are responses like any
+ * other: it feeds them in through ChainStream.responseHeaders/responseData so every filter sees them.
+ * It calls ChainStream.finish() when the stream is over, whatever happened.
+ */
+export interface ChainTerminal extends HttpStreamSink {}
+
+/** A chain of plugins in execution order, built once per config version and shared by every stream. */
+export class FilterChain {
+  readonly plugins: readonly Plugin[];
+  /** No filter: the caller must not create streams at all and wires the request straight to the router. */
+  readonly isEmpty: boolean;
+
+  constructor(plugins: readonly Plugin[]) {
+    this.plugins = Object.freeze([...plugins]);
+    this.isEmpty = this.plugins.length === 0;
+  }
+
+  get length(): number {
+    return this.plugins.length;
+  }
+
+  /**
+   * A stream through every filter of the chain; its output goes to `terminal`. Each filter's stream
+   * context is created now (proxy_on_context_create). Throws if a plugin is stopped (a chain kept past
+   * its config's lifetime); no filter stream is left open then.
+   */
+  createStream(terminal: ChainTerminal, info: StreamInfo): ChainStream {
+    return new ChainStream(this.plugins, terminal, info);
+  }
+}
+
+/** Where the response to the client stands (guards the terminal against a second response). */
+const enum Client {
+  None,
+  Headers,
+  Ended,
+}
+
+/**
+ * One request/response through the chain. The connection manager feeds the request and the upstream
+ * response in with the same methods as HttpStream, and calls finish() once the stream is over.
+ */
+export class ChainStream {
+  readonly #terminal: ChainTerminal;
+  /** First filter (request entry); undefined when the chain is empty. */
+  readonly #head: ChainLink | undefined;
+  /** Last filter (response entry). */
+  readonly #tail: ChainLink | undefined;
+  #local: LocalResponse | undefined;
+  #resetReason: string | undefined;
+  #client = Client.None;
+  #finished = false;
+
+  constructor(plugins: readonly Plugin[], terminal: ChainTerminal, info: StreamInfo | undefined) {
+    this.#terminal = terminal;
+    let head: ChainLink | undefined;
+    let prev: ChainLink | undefined;
+    try {
+      for (let i = 0; i < plugins.length; i++) {
+        const link = new ChainLink(this, prev);
+        link.stream = plugins[i].createHttpStream(link, info);
+        if (prev === undefined) head = link;
+        else prev.next = link;
+        prev = link;
+      }
+    } catch (err) {
+      // A stopped plugin: close what was opened, so no plugin waits forever to drain.
+      for (let l = head; l !== undefined; l = l.next) l.stream.finish();
+      throw err;
+    }
+    this.#head = head;
+    this.#tail = prev;
+  }
+
+  /** The reply a filter (or the runtime) gave instead of the upstream, if any. */
+  get localResponse(): LocalResponse | undefined {
+    return this.#local;
+  }
+
+  /** Why the stream was reset by a filter, if it was. */
+  get resetReason(): string | undefined {
+    return this.#resetReason;
+  }
+
+  /** The filters' streams, in chain order (for tests and diagnostics; allocates an array). */
+  get streams(): HttpStream[] {
+    const out: HttpStream[] = [];
+    for (let l = this.#head; l !== undefined; l = l.next) out.push(l.stream);
+    return out;
+  }
+
+  // ---- input from the connection manager ------------------------------------------------------
+  // The request is dropped once a filter answered or reset the stream; so is the upstream response
+  // after a local reply (the reply replaced it).
+
+  requestHeaders(headers: HeaderList, endOfStream: boolean): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const head = this.#head;
+    if (head !== undefined) head.stream.requestHeaders(headers, endOfStream);
+    else this.#terminal.requestHeaders(headers, endOfStream);
+  }
+
+  requestData(data: Uint8Array, endOfStream: boolean): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const head = this.#head;
+    if (head !== undefined) head.stream.requestData(data, endOfStream);
+    else this.#terminal.requestData(data, endOfStream);
+  }
+
+  requestTrailers(trailers: HeaderList): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const head = this.#head;
+    if (head !== undefined) head.stream.requestTrailers(trailers);
+    else this.#terminal.requestTrailers(trailers);
+  }
+
+  responseHeaders(headers: HeaderList, endOfStream: boolean): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const tail = this.#tail;
+    if (tail !== undefined) tail.stream.responseHeaders(headers, endOfStream);
+    else this.toClientHeaders(headers, endOfStream);
+  }
+
+  responseData(data: Uint8Array, endOfStream: boolean): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const tail = this.#tail;
+    if (tail !== undefined) tail.stream.responseData(data, endOfStream);
+    else this.toClientData(data, endOfStream);
+  }
+
+  responseTrailers(trailers: HeaderList): void {
+    if (this.#local !== undefined || this.#resetReason !== undefined) return;
+    const tail = this.#tail;
+    if (tail !== undefined) tail.stream.responseTrailers(trailers);
+    else this.toClientTrailers(trailers);
+  }
+
+  /**
+   * The stream is over (completed, answered locally, reset, or the client went away): every filter's
+   * stream gets on_log, on_done and on_delete, in chain order. Idempotent. Nothing reaches the
+   * terminal afterwards.
+   */
+  finish(): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    for (let l = this.#head; l !== undefined; l = l.next) l.stream.finish();
+  }
+
+  // ---- called by the links ----------------------------------------------------------------------
+
+  /** @internal The last filter let request headers through. */
+  toUpstreamHeaders(headers: HeaderList, endOfStream: boolean): void {
+    if (this.#local === undefined && this.#resetReason === undefined && !this.#finished) this.#terminal.requestHeaders(headers, endOfStream);
+  }
+
+  /** @internal */
+  toUpstreamData(data: Uint8Array, endOfStream: boolean): void {
+    if (this.#local === undefined && this.#resetReason === undefined && !this.#finished) this.#terminal.requestData(data, endOfStream);
+  }
+
+  /** @internal */
+  toUpstreamTrailers(trailers: HeaderList): void {
+    if (this.#local === undefined && this.#resetReason === undefined && !this.#finished) this.#terminal.requestTrailers(trailers);
+  }
+
+  /** @internal The first filter let response headers through (or a local reply skipped every filter). */
+  toClientHeaders(headers: HeaderList, endOfStream: boolean): void {
+    if (this.#client !== Client.None || this.#resetReason !== undefined || this.#finished) return;
+    this.#client = endOfStream ? Client.Ended : Client.Headers;
+    this.#terminal.responseHeaders(headers, endOfStream);
+  }
+
+  /** @internal */
+  toClientData(data: Uint8Array, endOfStream: boolean): void {
+    if (this.#client !== Client.Headers || this.#resetReason !== undefined || this.#finished) return;
+    if (endOfStream) this.#client = Client.Ended;
+    this.#terminal.responseData(data, endOfStream);
+  }
+
+  /** @internal */
+  toClientTrailers(trailers: HeaderList): void {
+    if (this.#client !== Client.Headers || this.#resetReason !== undefined || this.#finished) return;
+    this.#client = Client.Ended;
+    this.#terminal.responseTrailers(trailers);
+  }
+
+  /** @internal True while a local reply replaces the response: failed filters are then skipped. */
+  get answered(): boolean {
+    return this.#local !== undefined;
+  }
+
+  /**
+   * @internal The filter at `from` answered (proxy_send_local_response, or the runtime's reply for a
+   * failed VM or an oversized body). Filters after it never see the request (their streams drop it,
+   * and so does the chain). The reply runs through the response path from that filter back to the
+   * first, skipping a filter whose VM failed and one that already had response headers (it answered
+   * on the response path; feeding it a second set would mix two responses).
+   */
+  filterAnswered(from: ChainLink, response: LocalResponse): void {
+    if (this.#resetReason !== undefined || this.#finished) return;
+    if (this.#client !== Client.None) {
+      this.filterReset('local_reply_after_response_started');
+      return;
+    }
+    this.#local = response;
+    this.#terminal.localResponse(response);
+    const headers = localResponseHeaders(response);
+    const endOfStream = response.body.length === 0 || response.grpcStatus >= 0;
+    let at: ChainLink | undefined = from;
+    while (at !== undefined && (at.stream.vmFailed || at.stream.response.headers !== undefined)) at = at.prev;
+    if (at !== undefined) {
+      const stream = at.stream;
+      stream.responseHeaders(headers, endOfStream);
+      // A filter may have failed, reset or replaced the reply on its headers; the streams and the
+      // client guard drop what no longer applies.
+      if (!endOfStream && this.#local === response && this.#resetReason === undefined) stream.responseData(response.body, true);
+    } else {
+      this.toClientHeaders(headers, endOfStream);
+      if (!endOfStream) this.toClientData(response.body, true);
+    }
+  }
+
+  /** @internal A filter reset the stream: the terminal resets the downstream; everything else stops. */
+  filterReset(reason: string): void {
+    if (this.#resetReason !== undefined || this.#finished) return;
+    this.#resetReason = reason;
+    this.#terminal.reset(reason);
+  }
+}
+
+/**
+ * The sink of one filter's stream: what the filter lets through goes to the next filter (request) or
+ * the previous one (response), or to the terminal at either end. Internal: exported only because
+ * ChainStream's link-facing methods name it.
+ */
+export class ChainLink implements HttpStreamSink {
+  readonly chain: ChainStream;
+  readonly prev: ChainLink | undefined;
+  next: ChainLink | undefined = undefined;
+  /** Set right after construction (the stream needs its sink first). */
+  stream!: HttpStream;
+
+  constructor(chain: ChainStream, prev: ChainLink | undefined) {
+    this.chain = chain;
+    this.prev = prev;
+  }
+
+  requestHeaders(headers: HeaderList, endOfStream: boolean): void {
+    const next = this.next;
+    if (next !== undefined) next.stream.requestHeaders(headers, endOfStream);
+    else this.chain.toUpstreamHeaders(headers, endOfStream);
+  }
+
+  requestData(data: Uint8Array, endOfStream: boolean): void {
+    const next = this.next;
+    if (next !== undefined) next.stream.requestData(data, endOfStream);
+    else this.chain.toUpstreamData(data, endOfStream);
+  }
+
+  requestTrailers(trailers: HeaderList): void {
+    const next = this.next;
+    if (next !== undefined) next.stream.requestTrailers(trailers);
+    else this.chain.toUpstreamTrailers(trailers);
+  }
+
+  responseHeaders(headers: HeaderList, endOfStream: boolean): void {
+    const prev = this.#responseNext();
+    if (prev !== undefined) prev.stream.responseHeaders(headers, endOfStream);
+    else this.chain.toClientHeaders(headers, endOfStream);
+  }
+
+  responseData(data: Uint8Array, endOfStream: boolean): void {
+    const prev = this.#responseNext();
+    if (prev !== undefined) prev.stream.responseData(data, endOfStream);
+    else this.chain.toClientData(data, endOfStream);
+  }
+
+  responseTrailers(trailers: HeaderList): void {
+    const prev = this.#responseNext();
+    if (prev !== undefined) prev.stream.responseTrailers(trailers);
+    else this.chain.toClientTrailers(trailers);
+  }
+
+  localResponse(response: LocalResponse): void {
+    this.chain.filterAnswered(this, response);
+  }
+
+  reset(reason: string): void {
+    this.chain.filterReset(reason);
+  }
+
+  /** The filter the response goes to next: a local reply passes over filters whose VM failed. */
+  #responseNext(): ChainLink | undefined {
+    let prev = this.prev;
+    if (this.chain.answered) while (prev !== undefined && prev.stream.vmFailed) prev = prev.prev;
+    return prev;
+  }
+}
+
+/**
+ * The reply as response headers: `:status` and the reply's own headers. A reply with a gRPC status (a
+ * filter gave one, or the runtime's 503 for a gRPC request) is a gRPC trailers-only response, as Envoy
+ * sends it: `grpc-status`, `content-type: application/grpc` unless the reply set one, and the body (not
+ * a gRPC message) moved into `grpc-message`; the headers then end the stream.
+ */
+function localResponseHeaders(r: LocalResponse): HeaderList {
+  const headers: HeaderList = [':status', String(r.status)];
+  let hasGrpcStatus = false;
+  let hasContentType = false;
+  const own = r.headers;
+  for (let i = 0; i < own.length; i += 2) {
+    const name = own[i];
+    if (name === ':status') continue;
+    if (name === 'grpc-status') hasGrpcStatus = true;
+    else if (name === 'content-type') hasContentType = true;
+    headers.push(name, own[i + 1]);
+  }
+  if (r.grpcStatus >= 0) {
+    if (!hasContentType) headers.push('content-type', 'application/grpc');
+    if (!hasGrpcStatus) headers.push('grpc-status', String(r.grpcStatus));
+    if (r.body.length > 0 && headerIndex(headers, 'grpc-message') < 0) headers.push('grpc-message', grpcPercentEncode(r.body));
+  }
+  return headers;
+}
+
+function headerIndex(list: HeaderList, name: string): number {
+  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return i;
+  return -1;
+}
+
+/** gRPC's Percent-Encoded form of a status message: bytes outside 0x20..0x7E, and '%', as %XX. */
+function grpcPercentEncode(bytes: Uint8Array): string {
+  let out = '';
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}

@@ -1,0 +1,264 @@
+// Turns the filter bindings of a config version into running plugins. Everything a new version needs
+// (read, verify, compile, start, configure) happens before anything switches; a version with one bad
+// binding is refused whole and the running plugins stay as they are (the caller keeps its last good
+// config). A plugin whose module and settings did not change is kept, VM and all; a plugin no longer
+// bound drains its in-flight streams and is stopped in the background.
+import { readFile } from 'node:fs/promises';
+import { LogLevel, ModuleCache, Plugin, sha256Hex, type CompiledModule, type PluginConfig, type PluginHost } from '../../../wasm/src/index.ts';
+import type { FilterBinding } from '../config/types.ts';
+
+export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';
+
+/** A binding could not be turned into a running plugin; nothing of the new version was applied. */
+export class PluginLoadError extends Error {
+  readonly code = PLUGIN_LOAD_FAILED;
+  /** The WasmPlugin, as `namespace/name`. */
+  readonly plugin: string;
+
+  constructor(plugin: string, detail: string, options?: { cause?: unknown }) {
+    super(`WasmPlugin ${plugin}: ${detail}`, options);
+    this.name = 'PluginLoadError';
+    this.plugin = plugin;
+  }
+}
+
+interface Entry {
+  readonly plugin: Plugin;
+  readonly sha256: string;
+  /** How many bindings of the current version use this plugin (inbound and outbound lists alike). */
+  refs: number;
+}
+
+interface Resolved {
+  readonly key: string;
+  readonly plugin: Plugin;
+  readonly sha256: string;
+  /** Loaded by this apply (to be stopped if the apply fails). */
+  readonly created: boolean;
+}
+
+export class PluginManager {
+  readonly #host: PluginHost;
+  readonly #cache: ModuleCache;
+  /** Current plugins by identity (WasmPlugin, module sha256, settings). */
+  #entries = new Map<string, Entry>();
+  /** Plugins dropped from the config, waiting for their streams to drain. */
+  readonly #retiring = new Set<Plugin>();
+  /** Applies run one after another. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #stopped = false;
+
+  /** `host` is shared by every plugin (metrics, shared data, callouts); `cache` compiles each module once. */
+  constructor(host: PluginHost, cache: ModuleCache = new ModuleCache()) {
+    this.#host = host;
+    this.#cache = cache;
+  }
+
+  /**
+   * Resolves every binding of a config version to a running plugin, in the same order. Pass the whole
+   * version at once (inbound then outbound, say): plugins of the previous version that are not in
+   * `bindings` are retired. A binding that appears twice with the same module and settings gets the
+   * same Plugin both times. Throws PluginLoadError (and changes nothing) if any binding fails.
+   */
+  apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+    const run = this.#queue.then(() => this.#apply(bindings));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Convenience for a whole config: the inbound and outbound lists applied as one version. */
+  async applyConfig(inbound: readonly FilterBinding[], outbound: readonly FilterBinding[]): Promise<{ inbound: Plugin[]; outbound: Plugin[] }> {
+    const plugins = await this.apply([...inbound, ...outbound]);
+    return { inbound: plugins.slice(0, inbound.length), outbound: plugins.slice(inbound.length) };
+  }
+
+  /** The running plugins of the current version (each once). */
+  get plugins(): Plugin[] {
+    return [...this.#entries.values()].map((e) => e.plugin);
+  }
+
+  /** How many bindings of the current version use `plugin` (0 when it is not current). */
+  refs(plugin: Plugin): number {
+    for (const e of this.#entries.values()) if (e.plugin === plugin) return e.refs;
+    return 0;
+  }
+
+  /** Plugins retired but not yet stopped (still draining). */
+  get retiring(): number {
+    return this.#retiring.size;
+  }
+
+  /** Stops every plugin now, current and draining alike (proxy shutdown). Later applies are refused. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#queue;
+    const plugins = new Set<Plugin>(this.#retiring);
+    for (const e of this.#entries.values()) plugins.add(e.plugin);
+    this.#entries = new Map();
+    this.#retiring.clear();
+    await Promise.all([...plugins].map((p) => p.stop()));
+  }
+
+  async #apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+    if (this.#stopped) throw new Error('plugin manager is stopped');
+    // Each distinct plugin is loaded once, and each file read once, even if bound several times.
+    const loads = new Map<string, Promise<Resolved>>();
+    const reads = new Map<string, Promise<Buffer>>();
+    const pending = bindings.map((b) => this.#resolve(b, loads, reads));
+    const settled = await Promise.allSettled(pending);
+    const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failure !== undefined) {
+      const created = new Set<Plugin>();
+      for (const s of settled) if (s.status === 'fulfilled' && s.value.created) created.add(s.value.plugin);
+      await Promise.all([...created].map((p) => p.stop().catch(() => undefined)));
+      const inUse = new Set<string>();
+      for (const e of this.#entries.values()) inUse.add(e.sha256);
+      for (const p of created) if (!inUse.has(p.compiled.sha256)) this.#cache.delete(p.compiled.sha256);
+      throw failure.reason;
+    }
+    const resolved = settled.map((s) => (s as PromiseFulfilledResult<Resolved>).value);
+
+    // Switch: the new version's entries, with reference counts; whatever is left over retires.
+    const previous = this.#entries;
+    const next = new Map<string, Entry>();
+    for (const r of resolved) {
+      let entry = next.get(r.key);
+      if (entry === undefined) {
+        entry = previous.get(r.key) ?? { plugin: r.plugin, sha256: r.sha256, refs: 0 };
+        entry.refs = 0;
+        next.set(r.key, entry);
+      }
+      entry.refs++;
+    }
+    this.#entries = next;
+    const shas = new Set<string>();
+    for (const e of next.values()) shas.add(e.sha256);
+    for (const [key, e] of previous) {
+      if (next.has(key)) continue;
+      e.refs = 0;
+      if (!shas.has(e.sha256)) this.#cache.delete(e.sha256);
+      this.#retire(e.plugin);
+    }
+    return resolved.map((r) => r.plugin);
+  }
+
+  async #resolve(b: FilterBinding, loads: Map<string, Promise<Resolved>>, reads: Map<string, Promise<Buffer>>): Promise<Resolved> {
+    const id = `${b.namespace}/${b.name}`;
+    let settings: string;
+    try {
+      settings = settingsKey(b);
+    } catch (err) {
+      throw new PluginLoadError(id, `pluginConfig cannot be serialized: ${messageOf(err)}`, { cause: err });
+    }
+    const expected = b.sha256 === undefined || b.sha256 === '' ? undefined : normalizeSha(b.sha256);
+    // A pinned digest that is already running needs no read at all.
+    if (expected !== undefined) {
+      const key = `${id}\0${expected}\0${settings}`;
+      const current = this.#entries.get(key);
+      if (current !== undefined) return { key, plugin: current.plugin, sha256: current.sha256, created: false };
+    }
+    const bytes = await this.#read(b, id, reads);
+    const sha256 = sha256Hex(bytes);
+    if (expected !== undefined && expected !== sha256) {
+      throw new PluginLoadError(id, `module ${b.path} has sha256 ${sha256}, expected ${expected}`);
+    }
+    const key = `${id}\0${sha256}\0${settings}`;
+    const current = this.#entries.get(key);
+    if (current !== undefined) return { key, plugin: current.plugin, sha256, created: false };
+    let load = loads.get(key);
+    if (load === undefined) {
+      load = this.#load(b, id, bytes).then((plugin) => ({ key, plugin, sha256, created: true }));
+      loads.set(key, load);
+    }
+    return load;
+  }
+
+  #read(b: FilterBinding, id: string, reads: Map<string, Promise<Buffer>>): Promise<Buffer> {
+    const path = b.path;
+    if (path === undefined || path === '') {
+      return Promise.reject(new PluginLoadError(id, `no local module file for url ${b.url}`));
+    }
+    let read = reads.get(path);
+    if (read === undefined) {
+      read = readFile(path);
+      reads.set(path, read);
+    }
+    return read.catch((err: unknown) => {
+      throw new PluginLoadError(id, `cannot read module ${path} (url ${b.url}): ${messageOf(err)}`, { cause: err });
+    });
+  }
+
+  async #load(b: FilterBinding, id: string, bytes: Buffer): Promise<Plugin> {
+    let compiled: CompiledModule;
+    try {
+      compiled = await this.#cache.get(bytes, { name: b.path ?? b.url });
+    } catch (err) {
+      throw new PluginLoadError(id, messageOf(err), { cause: err });
+    }
+    try {
+      return await Plugin.load(compiled, pluginConfig(b), this.#host);
+    } catch (err) {
+      throw new PluginLoadError(id, messageOf(err), { cause: err });
+    }
+  }
+
+  /** In the background, once the caller switched to the new plugins: wait for the streams, then stop. */
+  #retire(plugin: Plugin): void {
+    this.#retiring.add(plugin);
+    setImmediate(() => {
+      plugin
+        .drained()
+        .then(() => plugin.stop())
+        .catch((err: unknown) => {
+          const message = `stopping retired plugin failed: ${messageOf(err)}`;
+          if (this.#host.log) this.#host.log(LogLevel.Error, message, plugin.settings.name);
+          else process.stderr.write(`[wasm ${plugin.settings.name}] error: ${message}\n`);
+        })
+        .finally(() => this.#retiring.delete(plugin));
+    });
+  }
+}
+
+/** The runtime's config for a binding; the plugin is named `<namespace>.<name>` (metrics, logs). */
+function pluginConfig(b: FilterBinding): PluginConfig {
+  return {
+    name: `${b.namespace}.${b.name}`,
+    rootId: b.rootId,
+    vmId: b.vmId === '' ? undefined : b.vmId,
+    configuration: configurationOf(b.pluginConfig),
+    failStrategy: b.failStrategy,
+    logLevel: b.logLevel,
+    env: { ...b.env },
+  };
+}
+
+function configurationOf(value: unknown): PluginConfig['configuration'] {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string' || value instanceof Uint8Array) return value;
+  if (typeof value === 'object') return value;
+  return JSON.stringify(value);
+}
+
+/** Everything of a binding but its module that the running plugin depends on. */
+function settingsKey(b: FilterBinding): string {
+  const config = b.pluginConfig instanceof Uint8Array ? `bytes:${sha256Hex(b.pluginConfig)}` : canonicalJson(b.pluginConfig ?? null);
+  return canonicalJson([b.rootId, b.vmId, b.failStrategy, b.logLevel ?? null, config, b.env ?? {}]);
+}
+
+/** JSON with object keys sorted, so equal settings written in another order compare equal. */
+function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(value).sort();
+  const obj = value as Record<string, unknown>;
+  return `{${keys.filter((k) => obj[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`).join(',')}}`;
+}
+
+function normalizeSha(sha: string): string {
+  const s = sha.trim().toLowerCase();
+  return s.startsWith('sha256:') ? s.slice(7) : s;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
