@@ -1,4 +1,5 @@
-// The wasmesh command line: a table of `<group> <verb>` subcommands, dispatched here.
+// The wasmesh command line: a table of `<group> <verb>` subcommands (or single-word commands, whose
+// verb is ''), dispatched here.
 //
 // Adding a command: create scripts/cli/<group>-<verb>.ts exporting
 //   export async function run(argv: string[]): Promise<number>   // argv: what follows the verb
@@ -34,6 +35,20 @@ export const commands: Command[] = [
     load: lazy('./filter-build.ts'),
   },
   {
+    group: 'proxy',
+    verb: '',
+    args: '--config mesh.yaml [options]',
+    description: 'run one sidecar proxy (standalone: config from Istio-style YAML, watched)',
+    load: lazy('./proxy.ts'),
+  },
+  {
+    group: 'validate',
+    verb: '',
+    args: '-f <file|dir|-> [-f ...]',
+    description: 'validate Istio-style config documents offline (the checks the orchestrator runs)',
+    load: lazy('./validate.ts'),
+  },
+  {
     group: 'filter',
     verb: 'run',
     args: '<filter.wasm> [options]',
@@ -45,7 +60,7 @@ export const commands: Command[] = [
 export function usage(group?: string): string {
   const shown = commands.filter((c) => group === undefined || c.group === group);
   const width = Math.max(...shown.map((c) => `${c.group} ${c.verb} ${c.args}`.length));
-  const lines = shown.map((c) => `  wasmesh ${`${c.group} ${c.verb} ${c.args}`.padEnd(width)}  ${c.description}`);
+  const lines = shown.map((c) => `  wasmesh ${`${c.group}${c.verb ? ` ${c.verb}` : ''} ${c.args}`.padEnd(width)}  ${c.description}`);
   return [
     'Usage: wasmesh <command> [options]',
     '',
@@ -86,6 +101,8 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasmesh: unknown command "${group}"\n\n${usage()}`);
     return 2;
   }
+  const single = inGroup.find((c) => c.verb === '');
+  if (single) return runCommand(single, verb === undefined ? [] : [verb, ...rest], group);
   if (verb === undefined || isHelp(verb)) {
     const text = usage(group);
     if (verb === undefined) {
@@ -100,26 +117,31 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`wasmesh: unknown command "${group} ${verb}"\n\n${usage(group)}`);
     return 2;
   }
-  const file = `scripts/cli/${command.group}-${command.verb}.ts`;
+  return runCommand(command, rest, `${group} ${verb}`);
+}
+
+async function runCommand(command: Command, rest: string[], name: string): Promise<number> {
+  const group = name;
+  const file = command.verb ? `scripts/cli/${command.group}-${command.verb}.ts` : `scripts/cli/${command.group}.ts`;
   let mod: CommandModule;
   try {
     mod = await command.load();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code === 'ERR_MODULE_NOT_FOUND' && typeof e.message === 'string' && e.message.includes(`${command.group}-${command.verb}.ts`)) {
-      process.stderr.write(`wasmesh ${group} ${verb}: not available in this checkout (${file} is missing)\n`);
+    if (e.code === 'ERR_MODULE_NOT_FOUND' && typeof e.message === 'string' && e.message.includes(file.replace('scripts/cli/', ''))) {
+      process.stderr.write(`wasmesh ${group}: not available in this checkout (${file} is missing)\n`);
       return 1;
     }
     throw err;
   }
   if (typeof mod.run !== 'function') {
-    process.stderr.write(`wasmesh ${group} ${verb}: ${file} does not export run(argv)\n`);
+    process.stderr.write(`wasmesh ${group}: ${file} does not export run(argv)\n`);
     return 1;
   }
   try {
     return await mod.run(rest);
   } catch (err) {
-    process.stderr.write(`wasmesh ${group} ${verb}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`wasmesh ${group}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
 }
