@@ -256,8 +256,10 @@ export class ActiveRequest implements ChainTerminal, UpstreamResponseHandler {
   }
 
   localResponse(response: LocalResponse): void {
-    // The chain also sends the reply through responseHeaders/responseData; this is for the access log.
+    // A filter answered: nothing more goes upstream. The reply itself arrives through responseHeaders.
     this.details = response.details;
+    this.#abortUpstream('local_reply');
+    this.upstreamBody?.destroy();
   }
 
   reset(reason: string): void {

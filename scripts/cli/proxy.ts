@@ -1,0 +1,147 @@
+// wasmesh proxy: one sidecar. Standalone: --config mesh.yaml (Istio-style documents, watched).
+import { parseArgs } from 'node:util';
+import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/file-source.ts';
+import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import { isLogLevel, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+
+export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
+
+Runs one sidecar proxy. Its config is the Istio-style documents in --config (ServiceEntry,
+WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, ...), validated and translated for this
+workload; the file is watched: a valid change applies without a restart, an invalid one is rejected
+with the reason and the last good config stays.
+
+  --workload NAME           workload name (default: "app")
+  --namespace NS            namespace (default: "default")
+  --labels k=v,k=v          workload labels (default: app=<workload>); select WasmPlugins and subsets
+  --service-account SA      (default: the workload name)
+  --outbound-port PORT      outbound listener (default 15001)
+  --inbound-port PORT       inbound listener (default 15006)
+  --app-port PORT           the local app the inbound listener forwards to (default 8080)
+  --admin-port PORT         admin endpoint: /stats/prometheus /config_dump /clusters /ready (default 15000)
+  --host ADDR               address the listeners bind (default 127.0.0.1)
+  --access-log TARGET       stdout (default), off, or a file path
+  --log-level LEVEL         trace, debug, info (default), warn, error
+  --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
+`;
+
+function parsePort(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number (0-65535), got "${value}"`);
+  return n;
+}
+
+function parseLabels(value: string | undefined, workload: string): Record<string, string> {
+  if (value === undefined) return { app: workload };
+  const labels: Record<string, string> = {};
+  for (const pair of value.split(',').filter(Boolean)) {
+    const i = pair.indexOf('=');
+    if (i <= 0) throw new Error(`--labels: "${pair}" is not key=value`);
+    labels[pair.slice(0, i).trim()] = pair.slice(i + 1).trim();
+  }
+  return labels;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        orchestrator: { type: 'string' },
+        workload: { type: 'string' },
+        namespace: { type: 'string' },
+        labels: { type: 'string' },
+        'service-account': { type: 'string' },
+        'outbound-port': { type: 'string' },
+        'inbound-port': { type: 'string' },
+        'app-port': { type: 'string' },
+        'admin-port': { type: 'string' },
+        host: { type: 'string' },
+        'access-log': { type: 'string' },
+        'log-level': { type: 'string' },
+        'drain-timeout': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n\n${usage}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  if (values.orchestrator) {
+    process.stderr.write('wasmesh proxy: managed mode (--orchestrator) is not available yet: run standalone with --config\n');
+    return 2;
+  }
+  if (!values.config) {
+    process.stderr.write(`wasmesh proxy: --config is required\n\n${usage}`);
+    return 2;
+  }
+  let options;
+  let workload: WorkloadIdentity;
+  let drainMs: number;
+  try {
+    const name = values.workload ?? 'app';
+    workload = { name, namespace: values.namespace ?? 'default', labels: parseLabels(values.labels, name), serviceAccount: values['service-account'] ?? name };
+    options = {
+      host: values.host ?? '127.0.0.1',
+      outboundPort: parsePort(values['outbound-port'], 'outbound-port', 15001),
+      inboundPort: parsePort(values['inbound-port'], 'inbound-port', 15006),
+      appPort: parsePort(values['app-port'], 'app-port', 8080),
+      adminPort: parsePort(values['admin-port'], 'admin-port', 15000),
+      accessLog: values['access-log'] ?? 'stdout',
+    };
+    drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
+    if (!(drainMs >= 0)) throw new Error(`--drain-timeout must be milliseconds, got "${values['drain-timeout']}"`);
+    if (values['log-level'] !== undefined) {
+      if (!isLogLevel(values['log-level'])) throw new Error(`--log-level must be trace, debug, info, warn, error or critical`);
+      setLogLevel(values['log-level']);
+    }
+  } catch (err) {
+    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const path = values.config;
+  const first = await loadConfigFile(path, workload);
+  if (!first.ok) {
+    process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);
+    return 1;
+  }
+  let proxy: Proxy;
+  try {
+    proxy = await Proxy.start(options, first.config);
+  } catch (err) {
+    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
+    return 1;
+  }
+  logInfo('proxy', `standalone: ${first.documents} documents from ${path}, workload ${workload.namespace}/${workload.name}`);
+  const stopWatching = watchConfigFile(path, async () => {
+    const next = await loadConfigFile(path, workload);
+    if (!next.ok) {
+      proxy.noteRejectedConfig(next.error);
+      logError('proxy', `config ${path} rejected, keeping ${proxy.config.version.slice(0, 12)}:\n${next.error}`);
+      return;
+    }
+    // applyConfig logs and records its own failures (a filter that does not load, ...).
+    await proxy.applyConfig(next.config).catch(() => {});
+  });
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logInfo('proxy', `${signal}: draining (up to ${drainMs} ms)`);
+      stopWatching();
+      await proxy.stop(drainMs);
+      resolve(0);
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}
