@@ -10,6 +10,7 @@ import { FilterChain } from './filter-chain/chain.ts';
 import { PluginManager } from './filter-chain/plugin-manager.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
 import { createHttpCallout } from './http-callout.ts';
+import { handleUpgrade } from './http/upgrade.ts';
 import { createListener, type Listener } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import { RouteTable } from './routing/route-table.ts';
@@ -82,8 +83,10 @@ export class Proxy {
     proxy.#inbound = new ConnectionManager({ ...common, direction: 'inbound', state: states.inbound });
     const host = options.host ?? '127.0.0.1';
     try {
-      proxy.#listeners.push(await createListener({ host, port: options.outboundPort, onRequest: proxy.#outbound.handle }));
-      proxy.#listeners.push(await createListener({ host, port: options.inboundPort, onRequest: proxy.#inbound.handle }));
+      const outbound = proxy.#outbound;
+      const inbound = proxy.#inbound;
+      proxy.#listeners.push(await createListener({ host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
+      proxy.#listeners.push(await createListener({ host, port: options.inboundPort, onRequest: inbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head) }));
       proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);
@@ -239,14 +242,25 @@ export class Proxy {
     this.#draining = true;
     const closing = this.#listeners.map((l) => l.close());
     const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle()]);
-    const timedOut = await Promise.race([idle.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), drainMs).unref())]);
-    if (timedOut) for (const l of this.#listeners) l.destroy();
+    const drained = await within(idle, drainMs);
+    if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
-    await Promise.race([Promise.all(closing), new Promise((r) => setTimeout(r, 1000).unref())]);
+    await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     await this.#admin?.close();
     await this.upstreams.close();
     await this.#plugins.stop();
     await this.#accessLog.close();
+  }
+}
+
+/** Resolves true if `promise` settles within `ms`, false otherwise; the timer never outlives it. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
