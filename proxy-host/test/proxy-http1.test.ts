@@ -1,5 +1,8 @@
 // The data path over HTTP/1.1 with real servers on loopback: routing by authority, splits, header
 // handling, local replies, timeouts, upstream failures, inbound forwarding, admin.
+import { execFile } from 'node:child_process';
+import net from 'node:net';
+import { promisify } from 'node:util';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cluster, forward, proxyConfig } from './support/config.ts';
@@ -155,6 +158,38 @@ test('request bodies stream through, large ones too', async () => {
   const r = await request(proxy.outboundPort, { method: 'POST', path: '/upload', headers: { host: 'ratings', 'content-type': 'text/plain' }, body: big });
   assert.is(r.status, 200);
   assert.is(JSON.parse(r.body).body.length, big.length);
+});
+
+function rawExchange(port: number, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(text));
+    let out = '';
+    socket.on('data', (c) => {
+      out += c.toString();
+      if (/\r\n\r\n/.test(out) && (/content-length: 0\r\n/i.test(out) || out.includes('"upstream"'))) socket.end();
+    });
+    socket.on('end', () => resolve(out));
+    socket.on('error', reject);
+    socket.setTimeout(5000, () => socket.destroy(new Error('raw exchange timed out')));
+  });
+}
+
+test('chunked request bodies stream through; a malformed request is answered 400', async () => {
+  const chunked = await rawExchange(
+    proxy.outboundPort,
+    'POST /chunked HTTP/1.1\r\nhost: ratings\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n',
+  );
+  assert.match(chunked, /^HTTP\/1\.1 200/);
+  assert.match(chunked, '"body":"hello world"');
+  const bad = await rawExchange(proxy.outboundPort, 'GARBAGE / NOT-HTTP\r\n\r\n');
+  assert.match(bad, /^HTTP\/1\.1 400/);
+});
+
+test('Expect: 100-continue is answered by the proxy and the body goes up once', async () => {
+  const { stdout } = await promisify(execFile)('curl', ['-s', '-m', '5', '-H', 'host: ratings', '-H', 'expect: 100-continue', '--data-binary', 'x'.repeat(2048), `http://127.0.0.1:${proxy.outboundPort}/continue`]);
+  const seen = JSON.parse(stdout);
+  assert.is(seen.body.length, 2048);
+  assert.is(seen.headers.expect, undefined);
 });
 
 test('inbound listener forwards to the local app', async () => {

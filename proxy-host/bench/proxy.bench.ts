@@ -1,0 +1,659 @@
+// npm run bench:proxy: requests/s, latency and memory of the wasmesh sidecar next to references
+// measured in the same run on loopback: the upstream hit directly, nginx as a reverse proxy, and two
+// minimal Node reverse proxies. A benchmark, not a test: it prints a table and writes it into
+// bench/RESULTS.md (its own section; every other section of the file is kept).
+//
+// Environment: BENCH_DURATION (s measured per target, default 10), BENCH_WARMUP (s, default 3),
+// BENCH_LOADGEN=wrk|autocannon (default: wrk when available), BENCH_TARGETS=comma list of target ids
+// (a partial run prints but does not write RESULTS.md), BENCH_CPU_PROF=<dir> (wasmesh targets run
+// with --cpu-prof into that dir; summarize with proxy-host/bench/profile-summary.mjs).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const BENCH_DIR = path.join(ROOT, 'proxy-host/bench');
+const RESULTS = path.join(ROOT, 'bench/RESULTS.md');
+const SECTION = '## Proxy (npm run bench:proxy)';
+const FILTER_WASM = path.join(ROOT, 'filters/examples/add-header/build/add-header.wasm');
+const FILTER_CONFIG = { request: { 'x-wasmesh-example': 'hello' } };
+const CONNECTIONS = 64;
+
+function seconds(value: string | undefined, fallback: number): number {
+  const n = Number(value);
+  return value !== undefined && value !== '' && Number.isFinite(n) && n > 0 ? n : fallback;
+}
+const DURATION = Math.round(seconds(process.env.BENCH_DURATION, 10));
+const WARMUP = Math.round(seconds(process.env.BENCH_WARMUP, 3));
+const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',').map((s) => s.trim())) : undefined;
+const CPU_PROF_DIR = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
+
+// ---- processes: every child is tracked and ended on exit, error or signal -------------------------
+
+const children = new Set<ChildProcess>();
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'wasmesh-bench-proxy-'));
+
+function track(cp: ChildProcess): ChildProcess {
+  children.add(cp);
+  cp.once('exit', () => children.delete(cp));
+  cp.once('error', () => children.delete(cp));
+  return cp;
+}
+
+function cleanupSync(): void {
+  for (const cp of children) {
+    try {
+      cp.kill('SIGKILL');
+    } catch {}
+  }
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+async function stopChild(cp: ChildProcess, graceMs = 3000): Promise<void> {
+  if (cp.exitCode !== null || cp.signalCode !== null) return;
+  const exited = new Promise<void>((r) => cp.once('exit', () => r()));
+  cp.kill('SIGTERM');
+  const t = setTimeout(() => cp.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+let interrupted = false;
+function onSignal(signal: NodeJS.Signals): void {
+  if (interrupted) return;
+  interrupted = true;
+  process.stderr.write(`\n${signal}: stopping ${children.size} child process(es)\n`);
+  void Promise.race([Promise.all([...children].map((cp) => stopChild(cp, 1500))), new Promise((r) => setTimeout(r, 2500))]).finally(() => {
+    cleanupSync();
+    process.exit(130);
+  });
+}
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+process.on('SIGHUP', onSignal);
+process.on('exit', cleanupSync);
+
+// ---- tools ----------------------------------------------------------------------------------------
+
+function which(cmd: string): string | undefined {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
+}
+
+const isRoot = process.getuid?.() === 0;
+let aptUpdated = false;
+function aptInstall(pkg: string, timeoutMs: number): { ok: boolean; why?: string } {
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  if (!aptUpdated) {
+    const u = spawnSync('apt-get', ['update', '-qq'], { env, encoding: 'utf8', timeout: timeoutMs });
+    if (u.status !== 0) return { ok: false, why: `apt-get update failed: ${(u.stderr || u.error?.message || '').trim().split('\n').pop()}` };
+    aptUpdated = true;
+  }
+  const r = spawnSync('apt-get', ['install', '-y', '-qq', pkg], { env, encoding: 'utf8', timeout: timeoutMs });
+  if (r.error || r.status !== 0) return { ok: false, why: r.error ? `apt-get install ${pkg}: ${r.error.message}` : `apt-get install ${pkg} exited ${r.status}: ${r.stderr.trim().split('\n').pop()}` };
+  return { ok: true };
+}
+
+/** nginx: on PATH, or installed from Debian's package when running as root. */
+function ensureNginx(): { bin?: string; why?: string } {
+  const found = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : undefined);
+  if (found) return { bin: found };
+  if (!isRoot) return { why: 'nginx is not installed and this is not root: skipped (install Debian package nginx to include it)' };
+  process.stdout.write('nginx not found: apt-get update && apt-get install -y nginx\n');
+  const r = aptInstall('nginx', 300_000);
+  if (!r.ok) return { why: `nginx could not be installed (${r.why})` };
+  const bin = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : undefined);
+  return bin ? { bin } : { why: 'nginx installed but not found on PATH' };
+}
+
+/** wrk when on PATH, or when `apt-get install -y wrk` works quickly (as root); else autocannon. */
+function chooseLoadGenerator(): { kind: 'wrk' | 'autocannon'; bin: string; version: string; note?: string } {
+  const autocannon = (): { kind: 'autocannon'; bin: string; version: string } => {
+    const require = createRequire(import.meta.url);
+    const pkg = require.resolve('autocannon/package.json');
+    const version = JSON.parse(readFileSync(pkg, 'utf8')).version as string;
+    return { kind: 'autocannon', bin: path.join(path.dirname(pkg), 'autocannon.js'), version };
+  };
+  if (process.env.BENCH_LOADGEN === 'autocannon') return { ...autocannon(), note: 'forced by BENCH_LOADGEN' };
+  let bin = which('wrk');
+  let note: string | undefined;
+  if (!bin && isRoot) {
+    process.stdout.write('wrk not found: trying apt-get install -y wrk (90 s limit)\n');
+    const r = aptInstall('wrk', 90_000);
+    bin = r.ok ? which('wrk') : undefined;
+    if (!bin) note = `wrk unavailable (${r.why ?? 'not on PATH after install'})`;
+  } else if (!bin) note = 'wrk not on PATH and not root';
+  if (bin) {
+    const v = spawnSync(bin, ['-v'], { encoding: 'utf8' });
+    const version = /wrk\s+([\w.\-]+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '?';
+    return { kind: 'wrk', bin, version };
+  }
+  return { ...autocannon(), note };
+}
+
+/** The two CPUs this process may run on (load generator, target), if taskset and 2+ CPUs are there. */
+function chooseCpus(): { load: string; target: string } | undefined {
+  if (!which('taskset')) return undefined;
+  const r = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
+  const list = /:\s*([\d,\-]+)\s*$/.exec(r.stdout ?? '')?.[1];
+  if (!list) return undefined;
+  const cpus: number[] = [];
+  for (const part of list.split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    for (let c = a; c <= (b ?? a); c++) cpus.push(c);
+  }
+  return cpus.length >= 2 ? { load: String(cpus[0]), target: String(cpus[1]) } : undefined;
+}
+
+const CPUS = chooseCpus();
+function pinned(cpu: string | undefined, cmd: string, args: string[]): [string, string[]] {
+  return CPUS && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
+}
+function repin(pid: number, cpu: string | undefined): void {
+  if (CPUS && cpu !== undefined) spawnSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
+}
+
+// ---- /proc ------------------------------------------------------------------------------------------
+
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/** CPU seconds (user + system, all threads) the process has used. */
+function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Peak resident set (VmHWM, else VmRSS) in bytes. */
+function peakRss(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^VmHWM:\s+(\d+) kB/m.exec(status) ?? /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- services -----------------------------------------------------------------------------------------
+
+interface Service {
+  name: string;
+  cp: ChildProcess;
+  pid: number;
+  port: number;
+  output(): string;
+}
+
+/** Keeps the last few KB of a child's stdout+stderr, for error messages. */
+function capture(cp: ChildProcess, onLine?: (line: string) => void): () => string {
+  let tail = '';
+  let partial = '';
+  const add = (chunk: Buffer) => {
+    const s = chunk.toString();
+    tail = (tail + s).slice(-4000);
+    if (onLine) {
+      partial += s;
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        onLine(partial.slice(0, i));
+        partial = partial.slice(i + 1);
+      }
+      if (partial.length > 8000) partial = '';
+    }
+  };
+  cp.stdout?.on('data', add);
+  cp.stderr?.on('data', add);
+  return () => tail.trim();
+}
+
+function lastLines(text: string, n = 3): string {
+  return text.split('\n').filter(Boolean).slice(-n).join(' | ');
+}
+
+/** Starts a child that prints `BENCH_READY {"port":N}` when it listens. */
+function startNodeService(name: string, args: string[], cpu: string | undefined, timeoutMs = 30_000): Promise<Service> {
+  const [cmd, argv] = pinned(cpu, process.execPath, args);
+  const cp = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] }));
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const finish = (err?: Error, svc?: Service) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        void stopChild(cp, 500);
+        reject(err);
+      } else resolve(svc!);
+    };
+    const output = capture(cp, (line) => {
+      const m = /^BENCH_READY (.*)$/.exec(line);
+      if (m) finish(undefined, { name, cp, pid: cp.pid!, port: JSON.parse(m[1]).port, output });
+    });
+    const timer = setTimeout(() => finish(new Error(`${name} did not start in ${timeoutMs / 1000} s: ${lastLines(output())}`)), timeoutMs);
+    cp.once('error', (err) => finish(err));
+    cp.once('exit', (code, signal) => finish(new Error(`${name} exited (${signal ?? code}) before it was ready: ${lastLines(output())}`)));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function waitForPort(port: number, cp: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      if (cp.exitCode !== null || cp.signalCode !== null) return reject(new Error(`exited (${cp.signalCode ?? cp.exitCode}): ${lastLines(output())}`));
+      const sock = net.connect(port, '127.0.0.1');
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once('error', () => {
+        sock.destroy();
+        if (Date.now() > deadline) reject(new Error(`not listening on ${port} after ${timeoutMs / 1000} s: ${lastLines(output())}`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+async function startNginx(bin: string, upstreamPort: number, cpu: string | undefined): Promise<Service> {
+  const dir = path.join(tmp, 'nginx');
+  await mkdir(dir, { recursive: true });
+  const port = await freePort();
+  const conf = `# generated by proxy-host/bench/proxy.bench.ts
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/client_body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  keepalive_requests 1000000;
+  keepalive_timeout 65s;
+  upstream bench_upstream {
+    server 127.0.0.1:${upstreamPort};
+    keepalive 64;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    server_name bench;
+    location / {
+      proxy_pass http://bench_upstream;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+    }
+  }
+}
+`;
+  await writeFile(path.join(dir, 'nginx.conf'), conf);
+  const [cmd, argv] = pinned(cpu, bin, ['-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
+  const cp = track(spawn(cmd, argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const captured = capture(cp);
+  const output = () => {
+    let log = '';
+    try {
+      log = readFileSync(path.join(dir, 'error.log'), 'utf8');
+    } catch {}
+    return `${captured()}\n${log}`.trim();
+  };
+  try {
+    await waitForPort(port, cp, output, 10_000);
+  } catch (err) {
+    await stopChild(cp, 500);
+    throw err;
+  }
+  return { name: 'nginx', cp, pid: cp.pid!, port, output };
+}
+
+/** One GET through a port with Host: bench. */
+function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: urlPath, headers: { host: 'bench' }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(5000, () => req.destroy(new Error('sanity request timed out')));
+  });
+}
+
+// ---- load -------------------------------------------------------------------------------------------------
+
+interface LoadResult {
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  errors: number;
+  non2xx: number;
+  detail: string;
+}
+
+let LOADGEN: ReturnType<typeof chooseLoadGenerator>;
+
+function runChild(cmd: string, args: string[], limitMs: number): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const cp = track(spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+  let stdout = '';
+  let stderr = '';
+  cp.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  cp.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  const timer = setTimeout(() => cp.kill('SIGKILL'), limitMs);
+  return new Promise((resolve, reject) => {
+    cp.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    cp.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function wrkMs(value: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(value.trim());
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
+}
+
+async function load(port: number, durationS: number): Promise<LoadResult> {
+  const url = `http://127.0.0.1:${port}/`;
+  const limit = (durationS + 20) * 1000;
+  if (LOADGEN.kind === 'wrk') {
+    const [cmd, args] = pinned(CPUS?.load, LOADGEN.bin, ['-t1', `-c${CONNECTIONS}`, `-d${durationS}s`, '--latency', '--timeout', '5s', '-H', 'Host: bench', url]);
+    const r = await runChild(cmd, args, limit);
+    const out = r.stdout;
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+    if (r.code !== 0 || !Number.isFinite(rps)) throw new Error(`wrk failed (${r.code}): ${lastLines(r.stderr || out)}`);
+    const pct = (p: string) => wrkMs(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '');
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    const socketErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+    const detail = sock ? `socket errors: connect ${sock[1]}, read ${sock[2]}, write ${sock[3]}, timeout ${sock[4]}` : '';
+    return { rps, p50Ms: pct('50'), p99Ms: pct('99'), errors: socketErrors, non2xx, detail };
+  }
+  const [cmd, args] = pinned(CPUS?.load, process.execPath, [LOADGEN.bin, '-c', String(CONNECTIONS), '-p', '1', '-d', String(durationS), '-t', '5', '-H', 'host=bench', '-j', url]);
+  const r = await runChild(cmd, args, limit);
+  let j: any;
+  try {
+    j = JSON.parse(r.stdout);
+  } catch {
+    throw new Error(`autocannon failed (${r.code}): ${lastLines(r.stderr || r.stdout)}`);
+  }
+  return {
+    rps: j.requests.average,
+    p50Ms: j.latency.p50,
+    p99Ms: j.latency.p99,
+    errors: (j.errors ?? 0) + (j.timeouts ?? 0),
+    non2xx: j.non2xx ?? 0,
+    detail: `errors ${j.errors ?? 0}, timeouts ${j.timeouts ?? 0}`,
+  };
+}
+
+// ---- targets ----------------------------------------------------------------------------------------------
+
+interface Target {
+  id: string;
+  label: string;
+  /** Starts the target process (pinned to the target CPU); undefined start = skipped with `skip`. */
+  start?: (upstream: Service) => Promise<Service>;
+  skip?: string;
+  /** Checks one request through the target before load (throws with the reason). */
+  check?: (port: number) => Promise<string | void>;
+  /** The upstream itself: re-pinned to the target CPU while measured. */
+  direct?: boolean;
+}
+
+interface Row {
+  target: Target;
+  result?: LoadResult;
+  rssBytes?: number;
+  cpuPercent?: number;
+  upstreamCpuPercent?: number;
+  note?: string;
+  error?: string;
+}
+
+async function measure(target: Target, upstream: Service): Promise<Row> {
+  if (!target.start && !target.direct) return { target, error: target.skip ?? 'skipped' };
+  let svc: Service | undefined;
+  try {
+    if (target.direct) {
+      svc = upstream;
+      repin(upstream.pid, CPUS?.target);
+    } else {
+      repin(upstream.pid, CPUS?.load);
+      svc = await target.start!(upstream);
+    }
+    const sanity = await get(svc.port, '/');
+    if (sanity.status !== 200 || sanity.body.length !== 100) throw new Error(`sanity GET / answered ${sanity.status} with ${sanity.body.length} bytes: ${sanity.body.slice(0, 120)}`);
+    const note = (await target.check?.(svc.port)) ?? undefined;
+    if (WARMUP > 0) await load(svc.port, WARMUP);
+    const cpu0 = cpuSeconds(svc.pid);
+    const up0 = target.direct ? undefined : cpuSeconds(upstream.pid);
+    const t0 = process.hrtime.bigint();
+    const result = await load(svc.port, DURATION);
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const cpu1 = cpuSeconds(svc.pid);
+    const up1 = target.direct ? undefined : cpuSeconds(upstream.pid);
+    const rssBytes = peakRss(svc.pid);
+    if (svc.cp.exitCode !== null || svc.cp.signalCode !== null) throw new Error(`target exited during the run: ${lastLines(svc.output())}`);
+    const pct = (a?: number, b?: number) => (a !== undefined && b !== undefined ? ((b - a) / wall) * 100 : undefined);
+    return { target, result, rssBytes, cpuPercent: pct(cpu0, cpu1), upstreamCpuPercent: pct(up0, up1), note: note || undefined };
+  } catch (err) {
+    return { target, error: err instanceof Error ? err.message : String(err) };
+  } finally {
+    if (svc && !target.direct) await stopChild(svc.cp);
+  }
+}
+
+async function main(): Promise<number> {
+  const started = Date.now();
+  const nginx = ensureNginx();
+  LOADGEN = chooseLoadGenerator();
+  const nginxVersion = nginx.bin ? /nginx\/([\w.]+)/.exec(spawnSync(nginx.bin, ['-v'], { encoding: 'utf8' }).stderr ?? '')?.[1] : undefined;
+
+  const build = spawnSync(process.execPath, ['scripts/wasmesh.mjs', 'filter', 'build', '--all', '--quiet'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
+  const filterReady = build.status === 0 && existsSync(FILTER_WASM);
+  const filterWhy = filterReady ? undefined : `filter build failed (${build.error?.message ?? `exit ${build.status}`}): ${lastLines(`${build.stdout}\n${build.stderr}`)}`;
+  let rootId = '';
+  try {
+    rootId = JSON.parse(readFileSync(path.join(ROOT, 'filters/examples/add-header/filter.json'), 'utf8')).rootId ?? '';
+  } catch {}
+
+  const tsxArgs = (extra: string[]) => [...(CPU_PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF_DIR] : []), '--import', 'tsx', path.join(BENCH_DIR, 'wasmesh-proxy.ts'), ...extra];
+  const targets: Target[] = [
+    { id: 'direct', label: 'direct (no proxy; the upstream)', direct: true },
+    {
+      id: 'nginx',
+      label: `nginx${nginxVersion ? ` ${nginxVersion}` : ''} (1 worker, keepalive pool)`,
+      start: nginx.bin ? (up) => startNginx(nginx.bin!, up.port, CPUS?.target) : undefined,
+      skip: nginx.why,
+    },
+    { id: 'node-undici', label: 'Node proxy: node:http + undici Pool', start: (up) => startNodeService('undici proxy', [path.join(BENCH_DIR, 'node-proxy-undici.mjs'), String(up.port)], CPUS?.target) },
+    { id: 'node-http', label: 'Node proxy: node:http + keep-alive Agent', start: (up) => startNodeService('node:http proxy', [path.join(BENCH_DIR, 'node-proxy-http.mjs'), String(up.port)], CPUS?.target) },
+    {
+      id: 'wasmesh',
+      label: 'wasmesh, no filters',
+      start: (up) => startNodeService('wasmesh', tsxArgs([String(up.port)]), CPUS?.target, 60_000),
+    },
+    {
+      id: 'wasmesh-filter',
+      label: 'wasmesh + add-header filter',
+      start: filterReady ? (up) => startNodeService('wasmesh + filter', tsxArgs([String(up.port), FILTER_WASM, rootId, JSON.stringify(FILTER_CONFIG)]), CPUS?.target, 60_000) : undefined,
+      skip: filterWhy,
+      check: async (port) => {
+        const r = await get(port, '/__echo');
+        const seen = JSON.parse(r.body)['x-wasmesh-example'];
+        if (seen !== 'hello') throw new Error(`the filter did not add x-wasmesh-example (upstream saw ${JSON.stringify(seen)})`);
+        return 'filter checked: upstream sees x-wasmesh-example: hello';
+      },
+    },
+  ].filter((t) => !ONLY || ONLY.has(t.id));
+
+  process.stdout.write(
+    `bench:proxy: ${targets.map((t) => t.id).join(', ')}; load ${LOADGEN.kind} ${LOADGEN.version}${LOADGEN.note ? ` (${LOADGEN.note})` : ''}, ` +
+      `${CONNECTIONS} connections, warm-up ${WARMUP} s + ${DURATION} s each; ${CPUS ? `taskset: load CPU ${CPUS.load}, target CPU ${CPUS.target}` : 'no CPU pinning'}\n`,
+  );
+
+  const upstream = await startNodeService('upstream', [path.join(BENCH_DIR, 'upstream.mjs')], CPUS?.load);
+  const rows: Row[] = [];
+  try {
+    for (const t of targets) {
+      if (interrupted) break;
+      process.stdout.write(`  ${t.label} ...`);
+      const row = await measure(t, upstream);
+      rows.push(row);
+      process.stdout.write(row.error ? ` failed: ${row.error}\n` : ` ${Math.round(row.result!.rps)} req/s\n`);
+    }
+  } finally {
+    await stopChild(upstream.cp);
+  }
+  if (interrupted) return 130;
+
+  const text = render(rows, nginx.why, Math.round((Date.now() - started) / 1000));
+  process.stdout.write(`\n${text}\n`);
+  if (ONLY) process.stdout.write(`(BENCH_TARGETS set: partial run, ${path.relative(ROOT, RESULTS)} not written)\n`);
+  else {
+    await writeSection(text);
+    process.stdout.write(`written to ${path.relative(ROOT, RESULTS)}\n`);
+  }
+  return 0;
+}
+
+// ---- output -------------------------------------------------------------------------------------------------
+
+function ms(x: number): string {
+  return Number.isFinite(x) ? (x < 10 ? x.toFixed(2) : x.toFixed(1)) + ' ms' : '?';
+}
+function mib(b?: number): string {
+  return b === undefined ? '?' : `${(b / 2 ** 20).toFixed(0)} MiB`;
+}
+function ratio(x?: number): string {
+  return x === undefined || !Number.isFinite(x) ? '—' : `${x.toFixed(2)}x`;
+}
+
+function render(rows: Row[], nginxWhy: string | undefined, elapsedS: number): string {
+  const byId = (id: string) => rows.find((r) => r.target.id === id && r.result);
+  const nginx = byId('nginx');
+  const rps = (id: string) => byId(id)?.result?.rps;
+  const table = rows.map((r) => {
+    if (!r.result) return `| ${r.target.label} | failed: ${r.error?.replace(/\|/g, '/').replace(/\s+/g, ' ')} | — | — | — | — | — |`;
+    const x = r.result;
+    const errs = x.errors + x.non2xx;
+    const errText = errs === 0 ? '0' : `${errs} (${x.non2xx} non-2xx; ${x.detail})`;
+    return `| ${r.target.label} | ${Math.round(x.rps).toLocaleString('en-US')} | ${nginx ? ratio(x.rps / nginx.result!.rps) : '—'} | ${ms(x.p50Ms)} | ${ms(x.p99Ms)} | ${mib(r.rssBytes)} | ${errText} |`;
+  });
+
+  const lines: string[] = [];
+  const w = rps('wasmesh');
+  const wf = rps('wasmesh-filter');
+  const n = nginx?.result?.rps;
+  if (w !== undefined && n !== undefined) lines.push(`- wasmesh (no filters) vs nginx: **${ratio(w / n)}** of nginx's req/s (aim ≥ 0.5: ${w / n >= 0.5 ? 'met' : 'missed'}).`);
+  else lines.push(`- wasmesh (no filters) vs nginx: not measured (${n === undefined ? (nginxWhy ?? rows.find((r) => r.target.id === 'nginx')?.error ?? 'nginx not run') : 'wasmesh failed'}).`);
+  const nodes = ['node-undici', 'node-http'].map(byId).filter((r): r is Row => r !== undefined);
+  const best = nodes.sort((a, b) => b.result!.rps - a.result!.rps)[0];
+  if (w !== undefined && best) lines.push(`- wasmesh (no filters) vs the best plain Node proxy (${best.target.label.replace(/^Node proxy: /, '')}): **${ratio(w / best.result!.rps)}**.`);
+  else lines.push('- wasmesh vs the best plain Node proxy: not measured.');
+  if (w !== undefined && wf !== undefined) {
+    const loss = (1 - wf / w) * 100;
+    const p50 = `p50 ${ms(byId('wasmesh')!.result!.p50Ms)} → ${ms(byId('wasmesh-filter')!.result!.p50Ms)}`;
+    lines.push(`- Cost of one filter (add-header): **${loss >= 0 ? '−' : '+'}${Math.abs(loss).toFixed(1)}%** req/s vs wasmesh without filters (aim: loss < 10%: ${loss < 10 ? 'met' : 'missed'}); ${p50}.`);
+  } else lines.push('- Cost of one filter: not measured.');
+
+  const cpuLine = rows
+    .filter((r) => r.result)
+    .map((r) => `${r.target.id} ${r.cpuPercent === undefined ? '?' : r.cpuPercent.toFixed(0)}%${r.upstreamCpuPercent === undefined ? '' : ` (upstream ${r.upstreamCpuPercent.toFixed(0)}%)`}`)
+    .join(', ');
+  const notes = rows.filter((r) => r.note).map((r) => `${r.target.id}: ${r.note}`);
+  const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
+  const loadLine =
+    LOADGEN.kind === 'wrk'
+      ? `wrk ${LOADGEN.version} (\`-t1 -c${CONNECTIONS} --latency\`)`
+      : `autocannon ${LOADGEN.version} (\`-c ${CONNECTIONS} -p 1\`, its own Node process)${LOADGEN.note ? `; wrk not used: ${LOADGEN.note}` : ''}`;
+  return `${SECTION}
+
+Written by \`npm run bench:proxy\` (proxy-host/bench/proxy.bench.ts) on ${new Date().toISOString()}.
+Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}.
+The machine is shared and noisy: read the ratios against the references measured in the same run.
+Loopback HTTP/1.1, \`GET /\` with \`Host: bench\`, 100-byte body from a node:http upstream; every target in its own process.
+Load: ${loadLine}, warm-up ${WARMUP} s then ${DURATION} s measured per target, ${CONNECTIONS} connections, pipelining 1 (whole run ${elapsedS} s).
+Pinning: ${CPUS ? `\`taskset\`: load generator and upstream on CPU ${CPUS.load}, the target on CPU ${CPUS.target} (for "direct" the upstream is the target, on CPU ${CPUS.target})` : 'none (taskset missing or fewer than 2 CPUs): figures are noisier'}.
+Peak RSS: VmHWM of the target's process after its run (wasmesh's includes the tsx loader it runs under).
+
+| target | req/s | ratio to nginx | p50 | p99 | peak RSS | errors |
+|---|---|---|---|---|---|---|
+${table.join('\n')}
+
+${lines.join('\n')}
+
+Target CPU over the measured window (100% = one core; the load generator's core also runs the upstream): ${cpuLine}.${notes.length ? `\n${notes.join('; ')}.` : ''}
+`;
+}
+
+/** Replaces this bench's section of bench/RESULTS.md (or appends it), keeping every other section. */
+async function writeSection(section: string): Promise<void> {
+  let text = '';
+  try {
+    text = await readFile(RESULTS, 'utf8');
+  } catch {
+    text = '# Benchmarks\n';
+  }
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.trim() === SECTION);
+  let out: string;
+  if (start < 0) out = `${text.replace(/\s*$/, '')}\n\n${section.trimEnd()}\n`;
+  else {
+    let end = lines.findIndex((l, i) => i > start && /^##?\s/.test(l));
+    if (end < 0) end = lines.length;
+    const before = lines.slice(0, start).join('\n').replace(/\s*$/, '');
+    const after = lines.slice(end).join('\n').replace(/^\s*/, '');
+    out = `${before ? `${before}\n\n` : ''}${section.trimEnd()}\n${after ? `\n${after.replace(/\s*$/, '')}\n` : ''}`;
+  }
+  await mkdir(path.dirname(RESULTS), { recursive: true });
+  await writeFile(RESULTS, out);
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  process.stderr.write(`bench:proxy failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  code = 1;
+} finally {
+  await Promise.all([...children].map((cp) => stopChild(cp, 1000)));
+  cleanupSync();
+}
+process.exit(code);
