@@ -22,7 +22,8 @@ export interface ProxyOptions {
   host?: string;
   outboundPort: number;
   inboundPort: number;
-  adminPort: number;
+  /** null: no admin endpoint (a worker under --concurrency: the primary serves admin for all). */
+  adminPort: number | null;
   /** The local app the inbound listener forwards to. */
   appPort?: number;
   appHost?: string;
@@ -87,7 +88,7 @@ export class Proxy {
       const inbound = proxy.#inbound;
       proxy.#listeners.push(await createListener({ host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
       proxy.#listeners.push(await createListener({ host, port: options.inboundPort, onRequest: inbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head) }));
-      proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
+      if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);
       throw err;

@@ -94,4 +94,28 @@ test('SIGTERM drains and exits 0', async () => {
   assert.match(stderr, 'SIGTERM: draining');
 });
 
+test('--concurrency 2: workers share the ports and the primary sums their stats', async () => {
+  writeFileSync(join(dir, 'mesh.yaml'), mesh(DIRECT, upstream.port));
+  const c = spawn(process.execPath, ['scripts/wasmesh.mjs', 'proxy', '--config', join(dir, 'mesh.yaml'), '--workload', 'productpage', '--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--access-log', 'off', '--concurrency', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  c.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  try {
+    const workersUp = /2 workers listening: outbound [\d.]+:(\d+)/;
+    const adminUp = /admin [\d.]+:(\d+) \(primary/;
+    await waitFor('two workers and the admin', () => workersUp.test(err) && adminUp.test(err), 30_000);
+    const outbound = Number(workersUp.exec(err)![1]);
+    const admin = Number(adminUp.exec(err)![1]);
+    for (let i = 0; i < 20; i++) assert.is((await request(outbound, { headers: { host: 'ratings.default.svc.cluster.local' } })).status, 418);
+    const stats = (await request(admin, { path: '/stats/prometheus' })).body;
+    assert.match(stats, /wasmesh_proxy_requests_total\{direction="outbound"\} 20\n/);
+    const info = JSON.parse((await request(admin, { path: '/server_info' })).body);
+    assert.is(info.workers, 2);
+    const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+    c.kill('SIGTERM');
+    assert.is(await exited, 0);
+  } finally {
+    if (c.exitCode === null) c.kill('SIGKILL');
+  }
+});
+
 test.run();

@@ -4,6 +4,7 @@ import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/fil
 import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
 import { isLogLevel, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
 
@@ -24,6 +25,8 @@ with the reason and the last good config stays.
   --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
+  --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
+                            the primary serves admin and sums the workers' stats
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -64,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
         'access-log': { type: 'string' },
         'log-level': { type: 'string' },
         'drain-timeout': { type: 'string' },
+        concurrency: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -86,6 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   let options;
   let workload: WorkloadIdentity;
   let drainMs: number;
+  let concurrency: number;
   try {
     const name = values.workload ?? 'app';
     workload = { name, namespace: values.namespace ?? 'default', labels: parseLabels(values.labels, name), serviceAccount: values['service-account'] ?? name };
@@ -98,6 +103,8 @@ export async function run(argv: string[]): Promise<number> {
       accessLog: values['access-log'] ?? 'stdout',
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
+    concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new Error(`--concurrency must be a whole number from 1 to 64, got "${values.concurrency}"`);
     if (!(drainMs >= 0)) throw new Error(`--drain-timeout must be milliseconds, got "${values['drain-timeout']}"`);
     if (values['log-level'] !== undefined) {
       if (!isLogLevel(values['log-level'])) throw new Error(`--log-level must be trace, debug, info, warn, error or critical`);
@@ -113,9 +120,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);
     return 1;
   }
+  const isWorker = process.env.WASMESH_WORKER === '1';
+  if (concurrency > 1 && !isWorker) {
+    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, drainMs });
+  }
   let proxy: Proxy;
   try {
-    proxy = await Proxy.start(options, first.config);
+    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null } : options, first.config);
+    if (isWorker) serveWorkerQueries(proxy);
   } catch (err) {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
     return 1;
@@ -139,6 +151,8 @@ export async function run(argv: string[]): Promise<number> {
       logInfo('proxy', `${signal}: draining (up to ${drainMs} ms)`);
       stopWatching();
       await proxy.stop(drainMs);
+      // A worker's IPC channel would keep it alive: let go of the primary.
+      if (isWorker && process.connected) process.disconnect();
       resolve(0);
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));

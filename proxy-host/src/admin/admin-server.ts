@@ -16,8 +16,10 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-export async function startAdminServer(source: AdminSource, host: string, port: number): Promise<AdminServer> {
-  const server = http.createServer((req, res) => {
+/** `refresh`, when given, runs before each request is answered (the primary gathering its workers' state). */
+export async function startAdminServer(source: AdminSource, host: string, port: number, refresh?: () => Promise<void>): Promise<AdminServer> {
+  const server = http.createServer(async (req, res) => {
+    if (refresh) await refresh().catch(() => {});
     const url = new URL(req.url ?? '/', 'http://admin');
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
