@@ -1,0 +1,147 @@
+// policy: inbound authorization (Istio AuthorizationPolicy semantics) and local rate limiting.
+// See ../README.md for the configuration. The configuration is compiled once in on_configure
+// (config.ts); a request costs a few host calls for the attributes its policies look at.
+
+// The proxy-wasm callbacks (proxy_on_*), the ABI marker and malloc come from the SDK.
+export * from "@solo-io/proxy-runtime/proxy";
+import {
+  RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues, HeaderPair,
+  send_local_response, log, log_enabled, LogLevelValues,
+} from "@solo-io/proxy-runtime";
+import { compileConfig, PolicyConfig } from "./config";
+import { authorize, RequestAttrs } from "./authz";
+import { Bucket, DescriptorKind, TakeResult, takeToken } from "./ratelimit";
+import { getRequestHeader, nowNanos } from "./host";
+
+const ROOT_ID = "policy";
+
+const DENIED_BODY = String.UTF8.encode("RBAC: access denied");
+const LIMITED_BODY = String.UTF8.encode("local_rate_limited");
+
+class PolicyRoot extends RootContext {
+  config: PolicyConfig = new PolicyConfig();
+
+  createContext(context_id: u32): Context {
+    return new PolicyStream(context_id, this);
+  }
+
+  onConfigure(configuration_size: u32): bool {
+    if (!super.onConfigure(configuration_size)) return false;
+    const compiled = compileConfig(this.getConfiguration());
+    const config = compiled.config;
+    if (config === null) {
+      log(LogLevelValues.error, "policy: " + compiled.error);
+      return false;
+    }
+    this.config = config;
+    if (log_enabled(LogLevelValues.info)) {
+      const a = config.authz;
+      log(LogLevelValues.info, "policy: configured " + a.allow.length.toString() + " ALLOW, " + a.deny.length.toString() +
+        " DENY, " + a.audit.length.toString() + " AUDIT policies and " + config.buckets.length.toString() + " rate limit bucket(s)");
+    }
+    return true;
+  }
+}
+
+class PolicyStream extends Context {
+  private root: PolicyRoot;
+
+  constructor(context_id: u32, root: PolicyRoot) {
+    super(context_id, root);
+    this.root = root;
+  }
+
+  onRequestHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
+    const config = this.root.config;
+    const req = new RequestAttrs();
+
+    // Authorization.
+    const d = authorize(config.authz, req);
+    for (let i = 0, n = d.audited.length; i < n; i++) {
+      const p = unchecked(d.audited[i]);
+      const c = p.counter;
+      if (c !== null) c.inc();
+      if (log_enabled(LogLevelValues.info)) log(LogLevelValues.info, "policy: AUDIT policy " + p.id + " matched " + describe(req));
+    }
+    const policy = d.policy;
+    const counter = policy !== null ? policy.counter : d.allowed ? config.authz.allowedByDefault : config.authz.deniedByDefault;
+    if (counter !== null) counter.inc();
+    if (!d.allowed) {
+      const id = policy !== null ? policy.id : "none";
+      if (log_enabled(LogLevelValues.debug)) log(LogLevelValues.debug, "policy: denied by " + id + ": " + describe(req));
+      send_local_response(403, "rbac_access_denied_matched_policy[" + id + "]", DENIED_BODY, [], grpcStatus(GrpcStatusValues.PermissionDenied));
+      return FilterHeadersStatusValues.StopIteration;
+    }
+
+    // Rate limits: one token from every bucket that applies, in order; the first empty one answers 429.
+    const buckets = config.buckets;
+    const n = buckets.length;
+    if (n == 0) return FilterHeadersStatusValues.Continue;
+    const now = nowNanos();
+    const taken = new TakeResult();
+    for (let i = 0; i < n; i++) {
+      const b = unchecked(buckets[i]);
+      const value = descriptorValue(b, req);
+      if (value === null) continue;
+      takeToken(b, value, now, taken);
+      if (taken.allowed) {
+        const ok = b.ok;
+        if (ok !== null) ok.inc();
+        continue;
+      }
+      const over = b.over;
+      if (over !== null) over.inc();
+      const seconds = ((taken.resetNs + 999_999_999) / 1_000_000_000).toString();
+      const replyHeaders: HeaderPair[] = [
+        header("retry-after", seconds),
+        header("x-ratelimit-limit", b.maxTokens.toString()),
+        header("x-ratelimit-remaining", "0"),
+        header("x-ratelimit-reset", seconds),
+      ];
+      if (log_enabled(LogLevelValues.debug)) log(LogLevelValues.debug, "policy: rate limit bucket " + b.name + " is empty: " + describe(req));
+      send_local_response(429, "local_rate_limited", LIMITED_BODY, replyHeaders, grpcStatus(GrpcStatusValues.Unavailable));
+      return FilterHeadersStatusValues.StopIteration;
+    }
+    return FilterHeadersStatusValues.Continue;
+  }
+}
+
+/** The value that picks the bucket for this request, or null when the bucket does not apply. */
+function descriptorValue(b: Bucket, req: RequestAttrs): string | null {
+  switch (b.kind) {
+    case DescriptorKind.Header: return getRequestHeader(b.argBytes);
+    case DescriptorKind.SourcePrincipal: return req.principal();
+    case DescriptorKind.PathPrefix: {
+      const path = req.path();
+      return path !== null && path.startsWith(b.arg) ? "" : null;
+    }
+    default: return "";
+  }
+}
+
+const H_CONTENT_TYPE = String.UTF8.encode("content-type");
+
+/** `status` for gRPC requests (answered as a gRPC error), none (-1) for everything else. */
+function grpcStatus(status: GrpcStatusValues): GrpcStatusValues {
+  const ct = getRequestHeader(H_CONTENT_TYPE);
+  return ct !== null && ct.startsWith("application/grpc") ? status : GrpcStatusValues.InvalidCode;
+}
+
+function header(name: string, value: string): HeaderPair {
+  return new HeaderPair(String.UTF8.encode(name), String.UTF8.encode(value));
+}
+
+function describe(req: RequestAttrs): string {
+  const method = req.method();
+  const path = req.path();
+  const principal = req.principal();
+  return (method !== null ? method : "-") + " " + (path !== null ? path : "-") + " from " + (principal !== null ? principal : "(no principal)");
+}
+
+function newRoot(context_id: u32): RootContext {
+  return new PolicyRoot(context_id);
+}
+
+registerRootContext(newRoot, ROOT_ID);
+// Also answer when the proxy configures no root_id (it then reports an empty plugin_root_id).
+registerRootContext(newRoot, "");
