@@ -81,7 +81,7 @@ export class Proxy {
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
     const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
-    proxy.#inbound = new ConnectionManager({ ...common, direction: 'inbound', state: states.inbound });
+    proxy.#inbound = new ConnectionManager({ ...common, direction: 'inbound', state: states.inbound, destinationAddress: `${options.appHost ?? '127.0.0.1'}:${options.appPort ?? 8080}` });
     const host = options.host ?? '127.0.0.1';
     try {
       const outbound = proxy.#outbound;

@@ -32,6 +32,11 @@ export interface ConnectionManagerOptions {
   metrics: MetricsRegistry;
   accessLog: AccessLog;
   state: ListenerState;
+  /**
+   * Inbound: the app's "ip:port", reported as destination.address/port (Istio's original destination,
+   * the port policies name), rather than the listener the request arrived on.
+   */
+  destinationAddress?: string;
 }
 
 let nextConnectionId = 1;
@@ -46,6 +51,7 @@ export class ConnectionManager {
   readonly #metrics: MetricsRegistry;
   readonly #accessLog: AccessLog;
   readonly #scheme: 'http' | 'https';
+  readonly #destinationAddress: string | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
   active = 0;
   readonly #idle: Array<() => void> = [];
@@ -57,6 +63,7 @@ export class ConnectionManager {
     this.#metrics = options.metrics;
     this.#accessLog = options.accessLog;
     this.#scheme = options.scheme;
+    this.#destinationAddress = options.destinationAddress;
     this.state = options.state;
     this.stats = new DirectionStats(options.metrics, options.direction);
   }
@@ -115,7 +122,7 @@ export class ConnectionManager {
     }
     return createStreamInfo({
       sourceAddress: `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? 0}`,
-      destinationAddress: `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
+      destinationAddress: this.#destinationAddress ?? `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
       protocol: req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       connectionId: id ?? 0,
       mtls: false,
