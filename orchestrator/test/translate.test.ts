@@ -92,7 +92,8 @@ function translate(objects: readonly object[], workload: WorkloadIdentity = prod
   const docs = fromObjects(objects, file);
   const result = validateDocuments(docs);
   assert.ok(result.ok, formatErrors(result.errors));
-  return translateProxyConfig(docs, workload);
+  // WasmPlugin tests look at the user's plugins alone; the built-in filters have their own tests.
+  return translateProxyConfig(docs, workload, { telemetry: false });
 }
 
 function routesOf(config: ProxyConfig, host: string): readonly RouteConfig[] {
@@ -619,10 +620,11 @@ test('filters: binding fields, module paths, env and copied pluginConfig', () =>
 test('filters: the example plugin resolves relative to its file', async () => {
   const { documents } = await readDocumentFiles([EXAMPLES]);
   const workload = { name: 'productpage-v1', namespace: 'bookinfo', labels: { app: 'productpage', version: 'v1' }, serviceAccount: 'bookinfo-productpage' };
-  const config = translateProxyConfig(documents, workload);
-  assert.is(config.inboundFilters.length, 1);
-  assert.is(config.inboundFilters[0]!.path, fileURLToPath(new URL('filters/examples/add-header/build/add-header.wasm', `file://${ROOT}`)));
-  assert.equal(config.outboundFilters, []);
+  const config = translateProxyConfig(documents, workload, { telemetry: false });
+  const plugins = config.inboundFilters.filter((b) => !b.name.startsWith('wasmesh-'));
+  assert.is(plugins.length, 1);
+  assert.is(plugins[0]!.path, fileURLToPath(new URL('filters/examples/add-header/build/add-header.wasm', `file://${ROOT}`)));
+  assert.equal(config.outboundFilters.filter((b) => !b.name.startsWith('wasmesh-')), []);
   // The example 90/10 split.
   const canary = routesOf(config, 'reviews.bookinfo.svc.cluster.local').find((r) => r.name === 'reviews.bookinfo/canary')!;
   assert.equal(
@@ -706,6 +708,38 @@ test('durations convert exactly to milliseconds', () => {
   assert.throws(() => parseDuration('1.0001s'), /millisecond precision/);
   assert.throws(() => parseDuration('1.5ms'), /millisecond precision/);
   assert.throws(() => parseDuration('25d'), /invalid duration/);
+});
+
+test('built-in filters: telemetry first on both sides, policy from AuthorizationPolicy, fault from VirtualService', async () => {
+  const { documents } = await readDocumentFiles([EXAMPLES]);
+  const workload = { name: 'productpage-v1', namespace: 'bookinfo', labels: { app: 'productpage', version: 'v1' }, serviceAccount: 'bookinfo-productpage' };
+  const config = translateProxyConfig(documents, workload);
+  assert.is(config.inboundFilters[0]!.name, 'wasmesh-telemetry');
+  assert.is(config.outboundFilters[0]!.name, 'wasmesh-telemetry');
+  assert.ok(config.inboundFilters[0]!.path!.endsWith('filters/telemetry/build/telemetry.wasm'));
+  const withFault = fromObjects([
+    ...documents.map((d) => d.value as object),
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'ratings-fault', namespace: 'bookinfo' },
+      spec: { hosts: ['ratings-fault.bookinfo.svc.cluster.local'], http: [{ fault: { abort: { httpStatus: 500, percentage: { value: 100 } } }, route: [{ destination: { host: 'ratings.bookinfo.svc.cluster.local' } }] }] },
+    },
+    {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'deny-delete', namespace: 'bookinfo' },
+      spec: { selector: { matchLabels: { app: 'productpage' } }, action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] },
+    },
+  ]);
+  const full = translateProxyConfig(withFault, workload);
+  const policy = full.inboundFilters.find((b) => b.name === 'wasmesh-policy');
+  assert.ok(policy, 'policy filter on the inbound side');
+  assert.is(policy!.failStrategy, 'FAIL_CLOSE');
+  assert.ok(JSON.stringify(policy!.pluginConfig).includes('deny-delete'));
+  const fault = full.outboundFilters.at(-1)!;
+  assert.is(fault.name, 'wasmesh-fault', 'fault runs last, just before the router');
+  assert.equal(translateProxyConfig(withFault, workload, { telemetry: false }).inboundFilters.some((b) => b.name === 'wasmesh-telemetry'), false);
 });
 
 test.run();

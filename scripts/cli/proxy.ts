@@ -25,6 +25,7 @@ with the reason and the last good config stays.
   --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
+  --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
                             the primary serves admin and sums the workers' stats
 `;
@@ -68,6 +69,7 @@ export async function run(argv: string[]): Promise<number> {
         'log-level': { type: 'string' },
         'drain-timeout': { type: 'string' },
         concurrency: { type: 'string' },
+        'no-telemetry': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -115,7 +117,8 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const path = values.config;
-  const first = await loadConfigFile(path, workload);
+  const translate = { telemetry: !values['no-telemetry'] };
+  const first = await loadConfigFile(path, workload, translate);
   if (!first.ok) {
     process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);
     return 1;
@@ -134,7 +137,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   logInfo('proxy', `standalone: ${first.documents} documents from ${path}, workload ${workload.namespace}/${workload.name}`);
   const stopWatching = watchConfigFile(path, async () => {
-    const next = await loadConfigFile(path, workload);
+    const next = await loadConfigFile(path, workload, translate);
     if (!next.ok) {
       proxy.noteRejectedConfig(next.error);
       logError('proxy', `config ${path} rejected, keeping ${proxy.config.version.slice(0, 12)}:\n${next.error}`);

@@ -27,6 +27,7 @@ import {
   type WorkloadEntry,
 } from '../config/documents.ts';
 import { ClusterTable, ServiceRegistry, isExportedTo, labelsMatch } from './clusters.ts';
+import { withBuiltinFilters } from './builtin-filters.ts';
 import { selectFilters, type PluginInput } from './filters.ts';
 import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
@@ -39,6 +40,10 @@ export interface TranslateOptions {
   readonly baseDir?: string;
   /** The proxy host's environment, for WasmPlugin env entries with valueFrom HOST. */
   readonly hostEnv?: Readonly<Record<string, string | undefined>>;
+  /** Telemetry filter on both sides (default true, as in Istio). */
+  readonly telemetry?: boolean;
+  /** Where the built-in filters' modules are (default: this checkout's filters/). */
+  readonly filtersDir?: string;
 }
 
 /** The resources one workload's proxy is configured from, each list in a deterministic order. */
@@ -110,7 +115,7 @@ export function translateProxyConfig(
     workload,
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
-  const filters = selectFilters(view.wasmPlugins, workload, options);
+  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {

@@ -10,13 +10,13 @@ import type { ProxyConfig, WorkloadIdentity } from './types.ts';
 export type LoadResult = { ok: true; config: ProxyConfig; documents: number } | { ok: false; error: string };
 
 /** Reads, validates and translates a config file (or directory); never throws for bad input. */
-export async function loadConfigFile(path: string, workload: WorkloadIdentity): Promise<LoadResult> {
+export async function loadConfigFile(path: string, workload: WorkloadIdentity, options: { telemetry?: boolean } = {}): Promise<LoadResult> {
   const parsed = await readDocumentFiles([path]);
   if (parsed.errors.length > 0) return { ok: false, error: formatErrors(parsed.errors) };
   const validation = validateDocuments(parsed.documents, { mode: 'standalone' });
   if (!validation.ok) return { ok: false, error: formatErrors(validation.errors) };
   try {
-    const config = translateProxyConfig(parsed.documents, workload, { baseDir: dirname(resolve(path)), hostEnv: process.env });
+    const config = translateProxyConfig(parsed.documents, workload, { baseDir: dirname(resolve(path)), hostEnv: process.env, telemetry: options.telemetry });
     return { ok: true, config, documents: parsed.documents.length };
   } catch (err) {
     return { ok: false, error: `${path}: ${err instanceof Error ? err.message : String(err)}` };
