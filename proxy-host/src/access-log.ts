@@ -41,6 +41,11 @@ export class AccessLog {
   }
 
   write(entry: AccessLogEntry): void {
+    this.writeRecord(entry);
+  }
+
+  /** Any record (the telemetry filter's, through the wasmesh_access_log foreign function). */
+  writeRecord(entry: object): void {
     if (!this.#out) return;
     this.#pending.push(JSON.stringify(entry));
     if (!this.#scheduled) {

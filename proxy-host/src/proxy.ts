@@ -11,6 +11,7 @@ import { PluginManager } from './filter-chain/plugin-manager.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
 import { createHttpCallout } from './http-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
+import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
 import { createListener, type Listener } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import { RouteTable } from './routing/route-table.ts';
@@ -69,6 +70,8 @@ export class Proxy {
       sharedData: new SharedDataStore(),
       sharedQueues: new SharedQueueRegistry(),
       getProperty: (path) => this.#nodeProperty(path),
+      // The telemetry filter hands its access-log records to the proxy's sink.
+      foreignFunctions: createTelemetryForeignFunctions((record) => this.#accessLog.writeRecord(record)),
     };
     this.#plugins = new PluginManager(host);
   }

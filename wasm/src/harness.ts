@@ -3,7 +3,7 @@
 // proxy uses; only the network is replaced by what the caller describes.
 import { readFile } from 'node:fs/promises';
 import { LOG_LEVEL_NAMES, WasmResult, type LogLevel } from './abi/constants.ts';
-import type { FailStrategy, HeaderList, HttpCallRequest, HttpCallResponse, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
+import type { FailStrategy, ForeignFunction, HeaderList, HttpCallRequest, HttpCallResponse, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
 import type { HttpStream } from './http-stream.ts';
 import { MetricsRegistry, type MetricSnapshot } from './metrics/registry.ts';
 import { compileModule } from './module.ts';
@@ -65,6 +65,8 @@ export interface HarnessOptions {
   streamInfo?: StreamInfo;
   /** How long run() waits for a paused stream to resume; default 5000 ms. */
   timeoutMs?: number;
+  /** Foreign functions the module may call (proxy_call_foreign_function), besides the built-in ones. */
+  foreignFunctions?: ReadonlyMap<string, ForeignFunction>;
 }
 
 export interface RunInput {
@@ -217,6 +219,7 @@ export class FilterHarness {
         // Each harness is its own proxy: no data shared with other harnesses in the same process.
         sharedData: new SharedDataStore(),
         sharedQueues: new SharedQueueRegistry(),
+        foreignFunctions: options.foreignFunctions,
       },
     );
     harness = new FilterHarness(plugin, metrics, logs, callouts, options.timeoutMs ?? 5000);

@@ -74,8 +74,11 @@ export function withBuiltinFilters(
   const fault = faultFilterConfig(virtualServices, { namespace: workload.namespace, labels: workload.labels });
   if (fault.rules.length > 0) outbound.push(builtin('fault', dir, workload, 'UNSPECIFIED_PHASE', fault));
   if (options.telemetry !== false) {
-    inbound.unshift(builtin('telemetry', dir, workload, 'STATS', {}));
-    outbound.unshift(builtin('telemetry', dir, workload, 'STATS', {}));
+    // The proxy writes its own access log line per request; the filter's record (with workload labels
+    // and the trace id) doubles its cost, so it is opt-in: a WasmPlugin with accessLog: true.
+    const config = { metrics: true, accessLog: false };
+    inbound.unshift(builtin('telemetry', dir, workload, 'STATS', config));
+    outbound.unshift(builtin('telemetry', dir, workload, 'STATS', config));
   }
   return { inbound, outbound };
 }

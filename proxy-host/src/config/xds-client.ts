@@ -1,0 +1,394 @@
+// Managed mode: the proxy's side of the discovery stream (discovery.proto). It subscribes for its
+// workload, and for each response: fetches the modules it does not have by digest (checking sha256)
+// into a content-addressed cache under the data dir, points each filter binding at its local file,
+// applies the config (the caller's `apply`, which is Proxy.start the first time and
+// Proxy.applyConfig after), then ACKs the new version, or NACKs with the error and the last good
+// version. When the orchestrator is unreachable it reconnects with exponential backoff; the proxy
+// keeps serving the last good config meanwhile, and that config is also cached on disk
+// (<data dir>/config.json) so a restart without the orchestrator can serve it.
+//
+// Waiting for a module download is not a NACK: a transient fetch failure is retried for as long as
+// the stream lives; only a config that cannot work (module missing on the server, bad digest, a
+// filter that does not start) is NACKed.
+
+import { readFile, rename, writeFile, mkdir, access } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import {
+  PROXY_CONFIG_TYPE_URL,
+  discoveryDefinition,
+  type DiscoveryClient,
+  type DiscoveryRequestInput,
+  type DiscoveryResponse,
+} from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { ModuleStore } from './module-store.ts';
+import type { FilterBinding, ProxyConfig, WorkloadIdentity } from './types.ts';
+
+export type XdsClientLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+
+export interface XdsClientOptions {
+  /** The orchestrator's discovery service, host:port. */
+  address: string;
+  /** Bearer token (role proxy); omitted when the orchestrator runs without tokens. */
+  token?: string;
+  workload: WorkloadIdentity;
+  /** Node id for the orchestrator's logs and status (default <name>.<namespace>~<hostname>~<pid>). */
+  nodeId?: string;
+  /** Module cache and last good config live here. */
+  dataDir: string;
+  /**
+   * Applies a config whose modules are on disk. Rejecting NACKs it (the caller keeps its last good
+   * config). Calls never overlap.
+   */
+  apply: (config: ProxyConfig) => Promise<void>;
+  /** Reconnect backoff: first delay and cap (default 250 ms and 10 s), doubling with jitter. */
+  backoff?: { initialMs?: number; maxMs?: number };
+  log?: XdsClientLog;
+}
+
+export interface XdsClientStatus {
+  connected: boolean;
+  /** The last version applied (and ACKed, when the stream was up). */
+  applied?: string;
+  /** The last version refused, and why. */
+  rejected?: { version: string; message: string };
+  /** The last stream failure. */
+  lastError?: string;
+  reconnects: number;
+}
+
+/** gRPC codes that mean "try again later" rather than "this config is wrong". */
+const TRANSIENT = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.CANCELLED, grpc.status.DEADLINE_EXCEEDED, grpc.status.UNKNOWN, grpc.status.INTERNAL, grpc.status.RESOURCE_EXHAUSTED, grpc.status.ABORTED]);
+
+const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;
+const CONFIG_FILE = 'config.json';
+
+/** A config the orchestrator sent that this proxy cannot use: NACKed with the message. */
+class RejectedConfig extends Error {}
+
+interface Attempt {
+  readonly id: number;
+  readonly client: DiscoveryClient;
+  readonly call: grpc.ClientDuplexStream<DiscoveryRequestInput, DiscoveryResponse>;
+  ended: boolean;
+}
+
+export class XdsClient {
+  readonly #opts: XdsClientOptions;
+  readonly #log: XdsClientLog;
+  readonly #modules: ModuleStore;
+  readonly #node: DiscoveryRequestInput['node'];
+  readonly #initialMs: number;
+  readonly #maxMs: number;
+  #delayMs: number;
+  #attempt: Attempt | undefined;
+  #attempts = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = true;
+  /** Responses and local applies, one at a time. */
+  #queue: Promise<void> = Promise.resolve();
+  #applied: string | undefined;
+  #rejected: { version: string; message: string } | undefined;
+  #lastError: string | undefined;
+  #reconnects = 0;
+  #firstConfig: { promise: Promise<ProxyConfig>; resolve: (c: ProxyConfig) => void };
+
+  constructor(opts: XdsClientOptions) {
+    this.#opts = opts;
+    this.#log = opts.log ?? (() => {});
+    this.#modules = new ModuleStore(join(opts.dataDir, 'modules'));
+    const w = opts.workload;
+    this.#node = {
+      id: opts.nodeId ?? `${w.name}.${w.namespace}~${hostname()}~${process.pid}`,
+      workload: w.name,
+      namespace: w.namespace,
+      labels: { ...w.labels },
+      service_account: w.serviceAccount,
+    };
+    this.#initialMs = opts.backoff?.initialMs ?? 250;
+    this.#maxMs = opts.backoff?.maxMs ?? 10_000;
+    this.#delayMs = this.#initialMs;
+    let resolve!: (c: ProxyConfig) => void;
+    const promise = new Promise<ProxyConfig>((r) => (resolve = r));
+    this.#firstConfig = { promise, resolve };
+  }
+
+  /** Connects (and keeps reconnecting until stop()). */
+  start(): void {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#connect();
+  }
+
+  /** Closes the stream; the proxy keeps its config. Waits for an apply in progress. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#closeAttempt();
+    await this.#queue;
+  }
+
+  /** Resolves with the first config applied (from the orchestrator or applyLocal). */
+  firstConfig(): Promise<ProxyConfig> {
+    return this.#firstConfig.promise;
+  }
+
+  status(): XdsClientStatus {
+    return {
+      connected: this.#attempt !== undefined && !this.#attempt.ended,
+      ...(this.#applied !== undefined ? { applied: this.#applied } : {}),
+      ...(this.#rejected ? { rejected: { ...this.#rejected } } : {}),
+      ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}),
+      reconnects: this.#reconnects,
+    };
+  }
+
+  /**
+   * Applies a config that did not come from the stream (the one cached on disk, when the
+   * orchestrator cannot be reached at startup), in turn with responses. It becomes the version the
+   * next subscription reports, so the orchestrator only sends something newer.
+   */
+  applyLocal(config: ProxyConfig): Promise<void> {
+    const run = async () => {
+      if (this.#applied !== undefined) return; // the orchestrator was faster
+      await this.#opts.apply(config);
+      this.#applied = config.version;
+      this.#firstConfig.resolve(config);
+    };
+    const next = this.#queue.then(run);
+    this.#queue = next.catch(() => {});
+    return next;
+  }
+
+  /** The last config applied from the orchestrator, cached in the data dir; undefined when absent or its modules are gone. */
+  static async loadCachedConfig(dataDir: string): Promise<ProxyConfig | undefined> {
+    let config: ProxyConfig;
+    try {
+      config = JSON.parse(await readFile(join(dataDir, CONFIG_FILE), 'utf8')) as ProxyConfig;
+    } catch {
+      return undefined;
+    }
+    if (typeof config?.version !== 'string' || !Array.isArray(config.inboundFilters) || !Array.isArray(config.outboundFilters)) return undefined;
+    for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+      if (b.path === undefined) return undefined;
+      try {
+        await access(b.path);
+      } catch {
+        return undefined;
+      }
+    }
+    return config;
+  }
+
+  // ---- the stream ------------------------------------------------------------------------------
+
+  #connect(): void {
+    if (this.#stopped) return;
+    const { Client } = discoveryDefinition();
+    const client = new Client(this.#opts.address, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      // This class owns reconnecting: a fresh channel per attempt connects at once.
+      'grpc.initial_reconnect_backoff_ms': this.#initialMs,
+      'grpc.max_reconnect_backoff_ms': this.#maxMs,
+    });
+    const call = client.StreamResources(this.#metadata());
+    const attempt: Attempt = { id: ++this.#attempts, client, call, ended: false };
+    this.#attempt = attempt;
+    call.on('data', (res: DiscoveryResponse) => {
+      this.#delayMs = this.#initialMs;
+      this.#enqueue(attempt, res);
+    });
+    call.on('error', (err: grpc.ServiceError) => this.#ended(attempt, `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
+    call.on('end', () => this.#ended(attempt, 'stream closed by the orchestrator'));
+    call.on('close', () => this.#ended(attempt, 'stream closed'));
+    // Connected: the next failure starts its backoff from the beginning.
+    client.waitForReady(Date.now() + 60_000, (err) => {
+      if (!err && this.#attempt === attempt && !attempt.ended) {
+        this.#delayMs = this.#initialMs;
+        this.#log('info', `connected to orchestrator ${this.#opts.address}`);
+      }
+    });
+    this.#send(attempt, { version_info: this.#applied ?? '', response_nonce: '' });
+  }
+
+  #ended(attempt: Attempt, why: string): void {
+    if (attempt.ended) return;
+    attempt.ended = true;
+    attempt.call.cancel();
+    attempt.client.close();
+    if (this.#attempt !== attempt || this.#stopped) return;
+    this.#attempt = undefined;
+    this.#lastError = why;
+    const delay = Math.round(this.#delayMs * (0.8 + Math.random() * 0.4));
+    this.#delayMs = Math.min(this.#delayMs * 2, this.#maxMs);
+    this.#reconnects++;
+    this.#log('warn', `orchestrator stream ended (${why}); keeping config ${this.#applied?.slice(0, 12) ?? '(none)'}, reconnecting in ${delay} ms`);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#connect();
+    }, delay);
+  }
+
+  #closeAttempt(): void {
+    const attempt = this.#attempt;
+    this.#attempt = undefined;
+    if (attempt && !attempt.ended) {
+      attempt.ended = true;
+      attempt.call.cancel();
+      attempt.client.close();
+    }
+  }
+
+  #metadata(): grpc.Metadata {
+    const md = new grpc.Metadata();
+    if (this.#opts.token) md.set('authorization', `Bearer ${this.#opts.token}`);
+    return md;
+  }
+
+  #send(attempt: Attempt, fields: Pick<DiscoveryRequestInput, 'version_info' | 'response_nonce' | 'error_detail'>): void {
+    if (attempt.ended) return;
+    const w = this.#opts.workload;
+    attempt.call.write({ node: this.#node, type_url: PROXY_CONFIG_TYPE_URL, resource_names: [`${w.namespace}/${w.name}`], error_detail: null, ...fields });
+  }
+
+  // ---- responses -------------------------------------------------------------------------------
+
+  #enqueue(attempt: Attempt, res: DiscoveryResponse): void {
+    const next = this.#queue.then(() => this.#handle(attempt, res));
+    this.#queue = next.catch((err: unknown) => this.#log('error', `handling a response failed: ${messageOf(err)}`));
+  }
+
+  async #handle(attempt: Attempt, res: DiscoveryResponse): Promise<void> {
+    if (attempt.ended) return; // a reconnect re-subscribes with what we run; the server resends if needed
+    let config: ProxyConfig;
+    try {
+      config = this.#parse(res);
+      if (config.version === this.#applied) {
+        this.#send(attempt, { version_info: config.version, response_nonce: res.nonce });
+        return;
+      }
+      config = await this.#localize(attempt, config);
+    } catch (err) {
+      if (err instanceof StreamGone) return;
+      this.#nack(attempt, res, err);
+      return;
+    }
+    try {
+      await this.#opts.apply(config);
+    } catch (err) {
+      this.#nack(attempt, res, err);
+      return;
+    }
+    this.#applied = config.version;
+    this.#rejected = undefined;
+    this.#log('info', `applied config ${config.version.slice(0, 12)} from the orchestrator`);
+    this.#send(attempt, { version_info: config.version, response_nonce: res.nonce });
+    this.#firstConfig.resolve(config);
+    await this.#persist(config).catch((err: unknown) => this.#log('warn', `cannot cache config in ${this.#opts.dataDir}: ${messageOf(err)}`));
+  }
+
+  #nack(attempt: Attempt, res: DiscoveryResponse, err: unknown): void {
+    const message = messageOf(err);
+    this.#rejected = { version: res.version_info, message };
+    this.#log('error', `config ${res.version_info.slice(0, 12)} rejected, keeping ${this.#applied?.slice(0, 12) ?? '(none)'}: ${message}`);
+    this.#send(attempt, { version_info: this.#applied ?? '', response_nonce: res.nonce, error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+  }
+
+  #parse(res: DiscoveryResponse): ProxyConfig {
+    if (res.type_url !== PROXY_CONFIG_TYPE_URL) throw new RejectedConfig(`unsupported type_url ${JSON.stringify(res.type_url)}`);
+    const w = this.#opts.workload;
+    const name = `${w.namespace}/${w.name}`;
+    const resource = res.resources.find((r) => r.name === name);
+    if (!resource) throw new RejectedConfig(`response has no resource ${name}`);
+    let config: ProxyConfig;
+    try {
+      config = JSON.parse(Buffer.from(resource.body).toString('utf8')) as ProxyConfig;
+    } catch (err) {
+      throw new RejectedConfig(`resource ${name} is not JSON: ${messageOf(err)}`);
+    }
+    if (typeof config !== 'object' || config === null || !Array.isArray(config.virtualHosts) || typeof config.clusters !== 'object' || !Array.isArray(config.inboundFilters) || !Array.isArray(config.outboundFilters)) {
+      throw new RejectedConfig(`resource ${name} is not a ProxyConfig`);
+    }
+    if (config.version !== resource.version || config.version !== res.version_info) {
+      throw new RejectedConfig(`resource ${name} has version ${config.version}, response says ${res.version_info}`);
+    }
+    return config;
+  }
+
+  /** The config with every binding pointed at its module in the local cache (downloaded if missing). */
+  async #localize(attempt: Attempt, config: ProxyConfig): Promise<ProxyConfig> {
+    const paths = new Map<string, Promise<string>>();
+    const localize = async (b: FilterBinding): Promise<FilterBinding> => {
+      const sha = DIGEST_URL.exec(b.url)?.[1]?.toLowerCase();
+      if (sha === undefined) throw new RejectedConfig(`WasmPlugin ${b.namespace}/${b.name}: url ${JSON.stringify(b.url)} is not a module digest; a managed proxy loads modules by digest only`);
+      if (b.sha256 !== undefined && b.sha256.toLowerCase() !== sha) throw new RejectedConfig(`WasmPlugin ${b.namespace}/${b.name}: sha256 ${b.sha256} does not match url ${b.url}`);
+      let path = paths.get(sha);
+      if (path === undefined) {
+        path = this.#ensureModule(attempt, sha);
+        paths.set(sha, path);
+      }
+      return { ...b, sha256: sha, path: await path };
+    };
+    const [inboundFilters, outboundFilters] = await Promise.all([Promise.all(config.inboundFilters.map(localize)), Promise.all(config.outboundFilters.map(localize))]);
+    return { ...config, inboundFilters, outboundFilters };
+  }
+
+  async #ensureModule(attempt: Attempt, sha: string): Promise<string> {
+    if (await this.#modules.has(sha)) return this.#modules.pathOf(sha);
+    let delay = this.#initialMs;
+    for (;;) {
+      if (attempt.ended) throw new StreamGone();
+      try {
+        const bytes = await this.#fetch(attempt, sha);
+        const path = await this.#modules.put(sha, bytes);
+        this.#log('info', `module sha256:${sha.slice(0, 12)} fetched (${bytes.length} bytes)`);
+        return path;
+      } catch (err) {
+        const code = (err as Partial<grpc.ServiceError>).code;
+        if (typeof code === 'number' && TRANSIENT.has(code)) {
+          this.#log('warn', `fetching module sha256:${sha.slice(0, 12)} failed (${messageOf(err)}); retrying in ${delay} ms`);
+          await new Promise((r) => setTimeout(r, delay));
+          delay = Math.min(delay * 2, this.#maxMs);
+          continue;
+        }
+        throw new RejectedConfig(`module sha256:${sha}: ${messageOf(err)}`);
+      }
+    }
+  }
+
+  #fetch(attempt: Attempt, sha: string): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const call = attempt.client.FetchModule({ sha256: sha }, this.#metadata(), { deadline: Date.now() + 60_000 });
+      call.on('data', (chunk: { data: Buffer }) => chunks.push(Buffer.from(chunk.data)));
+      call.on('error', () => {}); // reported through 'status'
+      // 'status' comes last and says whether every chunk arrived.
+      call.on('status', (status: grpc.StatusObject) => {
+        if (status.code === grpc.status.OK) resolve(Buffer.concat(chunks));
+        else reject(Object.assign(new Error(status.details), { code: status.code, details: status.details }));
+      });
+    });
+  }
+
+  async #persist(config: ProxyConfig): Promise<void> {
+    await mkdir(this.#opts.dataDir, { recursive: true });
+    const file = join(this.#opts.dataDir, CONFIG_FILE);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(config));
+    await rename(tmp, file);
+  }
+}
+
+/** The stream a response came on has ended: drop the response (the next subscription gets it again). */
+class StreamGone extends Error {}
+
+function messageOf(err: unknown): string {
+  if (err && typeof err === 'object' && 'details' in err && typeof (err as grpc.ServiceError).details === 'string' && (err as grpc.ServiceError).details !== '') {
+    return (err as grpc.ServiceError).details;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
