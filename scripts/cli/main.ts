@@ -49,6 +49,20 @@ export const commands: Command[] = [
     load: lazy('./validate.ts'),
   },
   {
+    group: 'orchestrator',
+    verb: '',
+    args: '[--data-dir DIR] [--store sqlite|etcd://host:port] [--listen HOST:PORT] [--grpc-listen HOST:PORT]',
+    description: 'run the control plane: REST API (resources, apply, watch, modules) and config distribution',
+    load: lazy('./orchestrator.ts'),
+  },
+  {
+    group: 'token',
+    verb: 'create',
+    args: '--role admin|viewer|proxy [--namespace NS --service-account SA] [--data-dir DIR]',
+    description: 'create an orchestrator API token and print it (shown once; stored hashed)',
+    load: lazy('./token-create.ts'),
+  },
+  {
     group: 'filter',
     verb: 'run',
     args: '<filter.wasm> [options]',

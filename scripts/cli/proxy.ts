@@ -1,12 +1,16 @@
 // wasmesh proxy: one sidecar. Standalone: --config mesh.yaml (Istio-style documents, watched).
+// Managed: --orchestrator host:port (config pushed over the discovery stream).
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/file-source.ts';
 import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { isLogLevel, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
-import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
+import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
+       wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
 
 Runs one sidecar proxy. Its config is the Istio-style documents in --config (ServiceEntry,
 WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, ...), validated and translated for this
@@ -27,7 +31,16 @@ with the reason and the last good config stays.
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
   --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
-                            the primary serves admin and sums the workers' stats
+                            the primary serves admin and sums the workers' stats (standalone only)
+
+Managed mode (--orchestrator): the orchestrator pushes this workload's config; changes apply without
+a restart, a config that cannot be applied is refused (NACK) and the last good one keeps serving, and
+the proxy reconnects with backoff when the orchestrator is down.
+  --orchestrator HOST:PORT  the orchestrator's discovery service (default port 15010)
+  --token-file FILE         file holding the proxy token (default: $WASMESH_TOKEN)
+  --data-dir DIR            module cache and last good config (default .wasmesh/proxy-<workload>)
+  --first-config-timeout MS how long to wait for the first config (default 15000); then the config
+                            cached in --data-dir is used if there is one, else the proxy exits 1
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -70,6 +83,9 @@ export async function run(argv: string[]): Promise<number> {
         'drain-timeout': { type: 'string' },
         concurrency: { type: 'string' },
         'no-telemetry': { type: 'boolean' },
+        'token-file': { type: 'string' },
+        'data-dir': { type: 'string' },
+        'first-config-timeout': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -81,12 +97,12 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(usage);
     return 0;
   }
-  if (values.orchestrator) {
-    process.stderr.write('wasmesh proxy: managed mode (--orchestrator) is not available yet: run standalone with --config\n');
+  if (values.orchestrator && values.config) {
+    process.stderr.write('wasmesh proxy: give either --config (standalone) or --orchestrator (managed), not both\n');
     return 2;
   }
-  if (!values.config) {
-    process.stderr.write(`wasmesh proxy: --config is required\n\n${usage}`);
+  if (!values.config && !values.orchestrator) {
+    process.stderr.write(`wasmesh proxy: --config or --orchestrator is required\n\n${usage}`);
     return 2;
   }
   let options;
@@ -116,7 +132,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
     return 2;
   }
-  const path = values.config;
+  if (values.orchestrator) {
+    if (concurrency > 1) {
+      process.stderr.write('wasmesh proxy: --concurrency is not supported with --orchestrator yet\n');
+      return 2;
+    }
+    return runManaged(values.orchestrator, values, options, workload, drainMs);
+  }
+  const path = values.config!;
   const translate = { telemetry: !values['no-telemetry'] };
   const first = await loadConfigFile(path, workload, translate);
   if (!first.ok) {
@@ -156,6 +179,76 @@ export async function run(argv: string[]): Promise<number> {
       await proxy.stop(drainMs);
       // A worker's IPC channel would keep it alive: let go of the primary.
       if (isWorker && process.connected) process.disconnect();
+      resolve(0);
+    };
+    process.once('SIGTERM', () => void stop('SIGTERM'));
+    process.once('SIGINT', () => void stop('SIGINT'));
+  });
+}
+
+/** Managed mode: the first config from the orchestrator starts the proxy; later ones apply in place. */
+async function runManaged(
+  address: string,
+  values: { 'token-file'?: string; 'data-dir'?: string; 'first-config-timeout'?: string },
+  options: ProxyOptions,
+  workload: WorkloadIdentity,
+  drainMs: number,
+): Promise<number> {
+  let token: string | undefined;
+  let timeoutMs: number;
+  try {
+    token = values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : process.env.WASMESH_TOKEN?.trim() || undefined;
+    timeoutMs = values['first-config-timeout'] === undefined ? 15_000 : Number(values['first-config-timeout']);
+    if (!(timeoutMs >= 0)) throw new Error(`--first-config-timeout must be milliseconds, got "${values['first-config-timeout']}"`);
+  } catch (err) {
+    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const target = /:\d+$/.test(address) ? address : `${address}:15010`;
+  const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
+  let proxy: Proxy | undefined;
+  const levels = { debug: 1, info: 2, warn: 3, error: 4 } as const;
+  const client = new XdsClient({
+    address: target,
+    token,
+    workload,
+    dataDir,
+    apply: async (config) => {
+      if (proxy) await proxy.applyConfig(config);
+      else proxy = await Proxy.start(options, config);
+    },
+    log: (level, message) => log(levels[level], 'xds', message),
+  });
+  client.start();
+  logInfo('proxy', `managed: waiting for config of ${workload.namespace}/${workload.name} from ${target}`);
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([client.firstConfig(), new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), timeoutMs)))]);
+  clearTimeout(timer);
+  if (first === undefined) {
+    const cached = await XdsClient.loadCachedConfig(dataDir);
+    const why = client.status().lastError ?? client.status().rejected?.message;
+    if (cached) {
+      logError('proxy', `no config from ${target} within ${timeoutMs} ms${why ? ` (${why})` : ''}; serving the cached config ${cached.version.slice(0, 12)} from ${dataDir} and still trying`);
+      await client.applyLocal(cached).catch((err: unknown) => logError('proxy', `cached config rejected: ${(err as Error).message}`));
+    }
+    if (!proxy) {
+      process.stderr.write(
+        `wasmesh proxy: no config from orchestrator ${target} within ${timeoutMs} ms${why ? ` (last error: ${why})` : ''}.\n` +
+          `Check that the orchestrator is running and reachable, that the token (--token-file or WASMESH_TOKEN) has role proxy for namespace ${workload.namespace}, and that its config for this workload is consistent (wasmesh proxy-status).\n`,
+      );
+      await client.stop();
+      return 1;
+    }
+  }
+  logInfo('proxy', `managed: orchestrator ${target}, workload ${workload.namespace}/${workload.name}, data dir ${dataDir}`);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      logInfo('proxy', `${signal}: draining (up to ${drainMs} ms)`);
+      await client.stop();
+      await proxy!.stop(drainMs);
       resolve(0);
     };
     process.once('SIGTERM', () => void stop('SIGTERM'));

@@ -1,0 +1,83 @@
+// The orchestrator's REST API as a Fastify instance. buildApp never listens: the CLI calls
+// listen(), tests use app.inject() (or listen on port 0 for streams).
+//
+// Layers, in the order a request meets them:
+//   onRequest: auth (auth/access.ts) — token (401) and role (403) before the body is read
+//   content-type parsers: JSON (Fastify's), YAML as text, wasm as bytes
+//   route schemas (params, query) — Fastify's ajv; resource bodies are validated by the config
+//     layer instead (config/validate.ts: Istio schemas + cross-document checks, better messages)
+//   handlers: http/resources.ts, http/apply.ts, http/modules.ts; writes through http/writer.ts
+//   errors: http/errors.ts gives every failure { code, errors: [{ document, path, message }] }
+
+import Fastify, { type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { ValidationMode } from './config/validate.ts';
+import type { ConfigStore, ModuleRecord } from './store/types.ts';
+import type { TokenStore } from './auth/tokens.ts';
+import { installAuth } from './auth/access.ts';
+import { installErrorHandlers } from './http/errors.ts';
+import { ConfigWriter } from './http/writer.ts';
+import { resourceRoutes } from './http/resources.ts';
+import { applyRoutes } from './http/apply.ts';
+import { moduleRoutes } from './http/modules.ts';
+
+export interface BuildAppOptions {
+  store: ConfigStore;
+  tokens: TokenStore;
+  /** Fastify's logger (pino); default off. */
+  logger?: boolean;
+  /** Validation mode for WasmPlugin urls; default managed (digests of uploaded modules allowed). */
+  mode?: ValidationMode;
+  /** Largest JSON/YAML body, bytes; default 8 MiB. */
+  bodyLimit?: number;
+  /** Called after a module is stored (the store's watch reports resources only). */
+  onModuleUploaded?: (record: ModuleRecord) => void;
+}
+
+const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
+
+export function buildApp(opts: BuildAppOptions): FastifyInstance {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
+    // Streams (watch) are ended in preClose; anything else idle is closed at shutdown.
+    forceCloseConnections: 'idle',
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: false } },
+  });
+
+  app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => done(null, body));
+  app.addContentTypeParser(['application/wasm', 'application/octet-stream'], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+  installErrorHandlers(app);
+  installAuth(app, opts.tokens);
+
+  app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'wasmesh orchestrator',
+        description: 'Istio-style config resources and filter modules for the wasmesh service mesh.',
+        version: '1',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'resources', description: 'ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, PeerAuthentication, AuthorizationPolicy' },
+        { name: 'modules', description: 'proxy-wasm filter modules, content-addressed by sha256' },
+      ],
+    },
+  });
+
+  const writer = new ConfigWriter(opts.store, opts.mode ?? 'managed');
+
+  // Registered as a plugin so that it loads after swagger, whose onRoute hook documents it.
+  app.register(async (scope) => {
+    scope.get('/healthz', { config: { access: 'public' }, schema: { summary: 'Liveness (no token needed)', security: [] } }, async () => ({ status: 'ok' }));
+    scope.get('/openapi.json', { config: { access: 'read' }, schema: { hide: true } }, async () => app.swagger());
+  });
+
+  app.register(resourceRoutes, { store: opts.store, writer });
+  app.register(applyRoutes, { store: opts.store, writer });
+  app.register(moduleRoutes, { store: opts.store, ...(opts.onModuleUploaded ? { onUploaded: opts.onModuleUploaded } : {}) });
+  return app;
+}

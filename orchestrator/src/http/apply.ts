@@ -1,0 +1,64 @@
+// POST /apply: many documents at once, all or nothing. The body is multi-document YAML
+// (application/yaml) or JSON: one resource, an array of them, or a `kind: List`. Every document is
+// validated together with the stored state; one bad document rejects the whole request (400, each
+// error naming its document, e.g. "VirtualService default/reviews (apply#3)"), and nothing is
+// written. Otherwise every resource is written in one store transaction.
+
+import type { FastifyInstance } from 'fastify';
+import { fromObjects, parseDocuments, type ConfigDocument } from '../config/documents.ts';
+import type { ConfigStore } from '../store/types.ts';
+import { keyOf } from '../store/common.ts';
+import { ErrorCode, HttpError } from './errors.ts';
+import { toInput, withoutReadOnly, type ConfigWriter } from './writer.ts';
+
+export interface ApplyRoutesOptions {
+  store: ConfigStore;
+  writer: ConfigWriter;
+}
+
+export type ApplyAction = 'created' | 'configured' | 'unchanged';
+
+export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions): Promise<void> {
+  const { store, writer } = opts;
+  app.post(
+    '/apply',
+    {
+      config: { access: 'write' },
+      schema: {
+        summary: 'Create or replace many resources, all or nothing',
+        description: 'Multi-document YAML (application/yaml) or JSON (a resource, an array, or a List).',
+        tags: ['resources'],
+        body: { description: 'Documents', anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'array' }] },
+      },
+    },
+    async (request) => {
+      const documents = documentsOf(request.body).map((d) => ({ source: d.source, value: withoutReadOnly(d.value) }));
+      if (documents.length === 0) throw new HttpError(400, ErrorCode.BadRequest, 'no documents to apply');
+      return writer.serialize(async () => {
+        const before = await writer.check({ put: documents });
+        const previous = new Map(before.map((r) => [keyOf(r), r.metadata.resourceVersion]));
+        const results = await store.putAll(documents.map((d) => toInput(d.value)));
+        const items = results.map((r) => {
+          const was = previous.get(keyOf(r));
+          const action: ApplyAction = was === undefined ? 'created' : was === r.metadata.resourceVersion ? 'unchanged' : 'configured';
+          return { kind: r.kind, namespace: r.metadata.namespace, name: r.metadata.name, action, resourceVersion: r.metadata.resourceVersion, generation: r.metadata.generation };
+        });
+        return { items };
+      });
+    },
+  );
+}
+
+function documentsOf(body: unknown): ConfigDocument[] {
+  if (typeof body === 'string') {
+    const parsed = parseDocuments(body, 'apply');
+    if (parsed.errors.length > 0) throw new HttpError(400, ErrorCode.Invalid, parsed.errors.map((e) => ({ document: e.document, path: e.path, message: e.message })));
+    return [...parsed.documents];
+  }
+  if (Array.isArray(body)) return fromObjects(body, 'apply');
+  if (typeof body === 'object' && body !== null && (body as { kind?: unknown }).kind === 'List' && Array.isArray((body as { items?: unknown }).items)) {
+    return fromObjects((body as { items: unknown[] }).items, 'apply');
+  }
+  if (body === undefined || body === null) return [];
+  return fromObjects([body], 'apply');
+}

@@ -1,0 +1,166 @@
+// One proxy's snapshot: its translated ProxyConfig, checked for consistency, wrapped as the
+// resources of the wire protocol. Immutable once built; its version is the config's content hash.
+//
+// Resource model (see schemas/proto/wasmesh/discovery/v1/discovery.proto): a single resource of type
+// type.wasmesh.io/ProxyConfig per workload, holding the whole config. Per-type resources sent as
+// diffs are a later step.
+
+import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import { PROXY_CONFIG_TYPE_URL } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { fromObjects, isRecord, type ConfigDocument } from '../config/documents.ts';
+import { translateProxyConfig } from '../translate/proxy-config.ts';
+import { canonicalJson, contentVersion } from '../translate/version.ts';
+import type { BuiltinModules } from './builtin-modules.ts';
+
+export interface SnapshotResource {
+  readonly name: string;
+  readonly version: string;
+  /** JSON of the resource, as sent. */
+  readonly body: Buffer;
+}
+
+export interface ProxySnapshot {
+  /** Content hash of the config; a snapshot with the same version is the same config. */
+  readonly version: string;
+  readonly typeUrl: string;
+  readonly config: ProxyConfig;
+  readonly resources: readonly SnapshotResource[];
+  /** sha256 (hex) of every module the config's filters use. */
+  readonly modules: readonly string[];
+}
+
+export type SnapshotResult = { ok: true; snapshot: ProxySnapshot } | { ok: false; errors: string[] };
+
+/** The modules a snapshot may reference: uploaded to the store, or the mesh's built-in filters. */
+export interface ModuleIndex {
+  /** sha256 (hex) of every module in the store. */
+  readonly stored: ReadonlySet<string>;
+  readonly builtins: BuiltinModules;
+}
+
+export interface SnapshotOptions {
+  /** The built-in telemetry filter on both sides (default true, as in Istio). */
+  readonly telemetry?: boolean;
+}
+
+/** `digest:sha256:<hex>` or `sha256:<hex>`: a module uploaded to the orchestrator. */
+const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;
+
+/** The canonical url of an uploaded module, as managed proxies receive it. */
+export function digestUrl(sha256: string): string {
+  return `digest:sha256:${sha256.toLowerCase()}`;
+}
+
+/** The module digest a binding url names, or undefined when it is not a digest url. */
+export function digestOf(url: string): string | undefined {
+  return DIGEST_URL.exec(url)?.[1]?.toLowerCase();
+}
+
+/** The resource name of a workload's config: "<namespace>/<name>". */
+export function resourceName(workload: Pick<WorkloadIdentity, 'name' | 'namespace'>): string {
+  return `${workload.namespace}/${workload.name}`;
+}
+
+/** A stable key for a workload identity: proxies with equal identities share one snapshot. */
+export function workloadKey(workload: WorkloadIdentity): string {
+  return canonicalJson([workload.namespace, workload.name, workload.serviceAccount, workload.labels]);
+}
+
+/**
+ * Store resources as documents for translation, with WasmPlugin digest urls made canonical
+ * (`digest:sha256:<lowercase hex>`, and `sha256` set to the same digest) so that every proxy sees one
+ * spelling and the content version does not depend on how the user wrote it.
+ */
+export function managedDocuments(resources: readonly unknown[]): ConfigDocument[] {
+  const normalized = resources.map((r) => {
+    if (!isRecord(r) || r.kind !== 'WasmPlugin' || !isRecord(r.spec) || typeof r.spec.url !== 'string') return r;
+    const sha = digestOf(r.spec.url);
+    if (sha === undefined) return r;
+    return { ...r, spec: { ...r.spec, url: digestUrl(sha), sha256: sha } };
+  });
+  return fromObjects(normalized, '<store>');
+}
+
+/**
+ * The consistency check run before a snapshot is set: every route's clusters exist in the config,
+ * and every filter binding names a module (by digest) the orchestrator can serve: one in the store,
+ * or a built-in filter. Returns the problems; empty means consistent.
+ */
+export function checkConsistency(config: ProxyConfig, modules: ReadonlySet<string>): string[] {
+  const errors: string[] = [];
+  for (const vh of config.virtualHosts) {
+    for (const route of vh.routes) {
+      if (route.action.kind !== 'forward') continue;
+      for (const d of route.action.destinations) {
+        if (!Object.hasOwn(config.clusters, d.cluster)) errors.push(`route ${route.name}: cluster ${d.cluster} does not exist`);
+      }
+    }
+  }
+  const seen = new Set<string>();
+  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+    const id = `WasmPlugin ${b.namespace}/${b.name}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    const sha = digestOf(b.url);
+    if (sha === undefined) {
+      errors.push(`${id}: module url ${JSON.stringify(b.url)} is not an orchestrator digest; managed proxies load modules uploaded with \`wasmesh filter deploy\` (digest:sha256:<hex>)`);
+    } else if (!modules.has(sha)) {
+      errors.push(`${id}: module sha256:${sha} is not in the store (upload it with \`wasmesh filter deploy\`)`);
+    }
+  }
+  return errors;
+}
+
+/** Translates and checks one workload's config; never throws. */
+export function buildSnapshot(documents: readonly ConfigDocument[], workload: WorkloadIdentity, modules: ModuleIndex, options: SnapshotOptions = {}): SnapshotResult {
+  let translated: ProxyConfig;
+  try {
+    // The orchestrator cannot see the proxy's environment: vmConfig.env entries with valueFrom HOST
+    // are left out (hostEnv empty).
+    translated = translateProxyConfig(documents, workload, { hostEnv: {}, filtersDir: modules.builtins.dir, telemetry: options.telemetry });
+  } catch (err) {
+    return { ok: false, errors: [`translation failed: ${err instanceof Error ? err.message : String(err)}`] };
+  }
+  // Built-in filters are bound by path on the orchestrator's disk: serve them by digest instead.
+  const errors: string[] = [];
+  const available = new Set(modules.stored);
+  const ship = (b: FilterBinding): FilterBinding => {
+    if (b.path === undefined || !b.url.startsWith('file://') || !modules.builtins.owns(b.path)) return b;
+    let sha: string;
+    try {
+      sha = modules.builtins.digest(b.path);
+    } catch (err) {
+      errors.push(`built-in filter ${b.name}: cannot read ${b.path} (build the filters: npm run build:filters): ${err instanceof Error ? err.message : String(err)}`);
+      return b;
+    }
+    available.add(sha);
+    const { path: _path, ...rest } = b;
+    return { ...rest, url: digestUrl(sha), sha256: sha };
+  };
+  const { version: _version, ...body } = translated;
+  const shipped: Omit<ProxyConfig, 'version'> = { ...body, inboundFilters: body.inboundFilters.map(ship), outboundFilters: body.outboundFilters.map(ship) };
+  const config: ProxyConfig = deepFreeze({ version: contentVersion(shipped), ...shipped });
+  errors.push(...checkConsistency(config, available));
+  if (errors.length > 0) return { ok: false, errors };
+  const digests = new Set<string>();
+  for (const b of [...config.inboundFilters, ...config.outboundFilters]) digests.add(digestOf(b.url)!);
+  const json = Buffer.from(JSON.stringify(config));
+  return {
+    ok: true,
+    snapshot: Object.freeze({
+      version: config.version,
+      typeUrl: PROXY_CONFIG_TYPE_URL,
+      config,
+      resources: Object.freeze([Object.freeze({ name: resourceName(config.workload), version: config.version, body: json })]),
+      modules: Object.freeze([...digests].sort()),
+    }),
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,236 @@
+// The discovery service proxies connect to: AggregatedDiscoveryService (discovery.proto) on grpc-js.
+// Streams subscribe a workload to the snapshot cache and follow ACK/NACK (stream.ts); FetchModule
+// streams an uploaded module's bytes by digest. Serving only: config is computed by the cache.
+
+import * as grpc from '@grpc/grpc-js';
+import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import {
+  PROXY_CONFIG_TYPE_URL,
+  discoveryDefinition,
+  type DiscoveryRequest,
+  type DiscoveryResponse,
+  type ModuleChunk,
+  type ModuleRequest,
+} from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { BuiltinModules } from '../snapshot/builtin-modules.ts';
+import { SnapshotCache, type NodeState } from '../snapshot/cache.ts';
+import type { ConfigStore } from '../store/types.ts';
+import { authenticate, authorizeWorkload, type CallError, type TokenVerifier } from './auth.ts';
+import { ProxyStream, type ProxyStatus } from './stream.ts';
+
+export type { TokenClaims, TokenVerifier } from './auth.ts';
+export type { ProxyStatus } from './stream.ts';
+
+/** Module bytes per FetchModule message. */
+export const MODULE_CHUNK_BYTES = 64 * 1024;
+
+export type XdsLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
+
+export interface XdsServerOptions {
+  store: ConfigStore;
+  /** When given, every call needs `authorization: Bearer <token>` with role proxy or admin. */
+  tokens?: TokenVerifier;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Debounce of store changes (default 100 ms quiet period, 1000 ms at most). */
+  debounceMs?: number;
+  maxDelayMs?: number;
+  /** The built-in telemetry filter on both sides of every proxy (default true, as in Istio). */
+  telemetry?: boolean;
+  /** Where the built-in filter modules are (default: this checkout's filters/). */
+  filtersDir?: string;
+  log?: XdsLog;
+}
+
+export interface XdsServer {
+  readonly port: number;
+  /** Every connected proxy stream, for `wasmesh proxy-status`. */
+  proxies(): ProxyStatus[];
+  /** Every workload the cache holds a snapshot (or an inconsistency) for. */
+  snapshots(): NodeState[];
+  /** Re-read the store soon (after a module upload, which the store's watch does not report). */
+  invalidate(): void;
+  /** Ends every stream (UNAVAILABLE: proxies reconnect elsewhere or later) and stops listening. */
+  close(): Promise<void>;
+}
+
+const defaultLog: XdsLog = (level, message) => {
+  if (level === 'debug') return;
+  process.stderr.write(`${new Date().toISOString()} ${level} [xds] ${message}\n`);
+};
+
+export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer> {
+  const log = opts.log ?? defaultLog;
+  const cache = new SnapshotCache({
+    store: opts.store,
+    debounceMs: opts.debounceMs,
+    maxDelayMs: opts.maxDelayMs,
+    telemetry: opts.telemetry,
+    builtins: new BuiltinModules(opts.filtersDir),
+    log,
+  });
+  await cache.start();
+
+  const streams = new Set<{ call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>; stream?: ProxyStream }>();
+  const refuse = (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse> | grpc.ServerWritableStream<ModuleRequest, ModuleChunk>, error: CallError) => {
+    call.emit('error', { code: error.code, details: error.details });
+  };
+
+  const streamResources = (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void => {
+    const auth = authenticate(call.metadata, opts.tokens);
+    if (!auth.ok) {
+      log('warn', `stream from ${call.getPeer()} refused: ${auth.error.details}`);
+      refuse(call, auth.error);
+      return;
+    }
+    const entry: { call: typeof call; stream?: ProxyStream } = { call };
+    streams.add(entry);
+    let cancelWatch: (() => void) | undefined;
+    const end = () => {
+      if (!streams.has(entry)) return;
+      streams.delete(entry);
+      cancelWatch?.();
+      entry.stream?.close();
+      if (entry.stream) log('info', `${entry.stream.node} disconnected`);
+    };
+    call.on('data', (req: DiscoveryRequest) => {
+      if (entry.stream) {
+        if (req.type_url !== PROXY_CONFIG_TYPE_URL) {
+          log('warn', `${entry.stream.node}: ignoring request for unknown type ${JSON.stringify(req.type_url)}`);
+          return;
+        }
+        entry.stream.onRequest(req);
+        return;
+      }
+      const first = parseFirstRequest(req);
+      if ('code' in first) {
+        refuse(call, first);
+        end();
+        return;
+      }
+      const denied = authorizeWorkload(auth.claims, first.workload);
+      if (denied) {
+        log('warn', `stream from ${call.getPeer()} as ${first.workload.namespace}/${first.workload.name} refused: ${denied.details}`);
+        refuse(call, denied);
+        end();
+        return;
+      }
+      const node = first.nodeId || `${first.workload.name}.${first.workload.namespace}@${call.getPeer()}`;
+      const stream = new ProxyStream(call, node, first.workload, req, (level, message) => log(level, message));
+      entry.stream = stream;
+      log('info', `${node} connected (workload ${first.workload.namespace}/${first.workload.name}, has ${req.version_info.slice(0, 12) || 'no config'})`);
+      cancelWatch = cache.watch(first.workload, (snapshot) => stream.onSnapshot(snapshot));
+    });
+    call.on('end', () => {
+      end();
+      call.end();
+    });
+    call.on('error', end);
+    call.on('close', end);
+    call.on('cancelled', end);
+  };
+
+  const fetchModule = (call: grpc.ServerWritableStream<ModuleRequest, ModuleChunk>): void => {
+    const auth = authenticate(call.metadata, opts.tokens);
+    if (!auth.ok) {
+      refuse(call, auth.error);
+      return;
+    }
+    const sha = call.request.sha256.trim().toLowerCase().replace(/^sha256:/, '');
+    if (!/^[0-9a-f]{64}$/.test(sha)) {
+      refuse(call, { code: grpc.status.INVALID_ARGUMENT, details: `sha256 must be 64 hexadecimal characters, got ${JSON.stringify(call.request.sha256)}` });
+      return;
+    }
+    // Uploaded modules first, then the mesh's built-in filters.
+    const read = async () => (await opts.store.getModule(sha)) ?? (await cache.builtins.get(sha));
+    read().then(
+      (bytes) => {
+        if (bytes === undefined) {
+          refuse(call, { code: grpc.status.NOT_FOUND, details: `no module with sha256 ${sha}` });
+          return;
+        }
+        const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (let off = 0; off < data.length; off += MODULE_CHUNK_BYTES) {
+          if (call.cancelled) return;
+          call.write({ data: data.subarray(off, off + MODULE_CHUNK_BYTES) });
+        }
+        call.end();
+      },
+      (err: unknown) => {
+        log('error', `reading module ${sha} failed: ${err instanceof Error ? err.message : String(err)}`);
+        refuse(call, { code: grpc.status.INTERNAL, details: `cannot read module ${sha}` });
+      },
+    );
+  };
+
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(discoveryDefinition().service, {
+    StreamResources: streamResources,
+    FetchModule: fetchModule,
+  } as unknown as grpc.UntypedServiceImplementation);
+
+  let port: number;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${formatHost(opts.host)}:${opts.port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  } catch (err) {
+    cache.stop();
+    throw err;
+  }
+  log('info', `discovery service listening on ${opts.host}:${port}`);
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    proxies: () => [...streams].flatMap((e) => (e.stream ? [e.stream.status()] : [])),
+    snapshots: () => cache.nodes(),
+    invalidate: () => cache.invalidate(),
+    close: () => {
+      closing ??= (async () => {
+        cache.stop();
+        for (const e of [...streams]) refuse(e.call, { code: grpc.status.UNAVAILABLE, details: 'orchestrator shutting down' });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, 1000);
+          server.tryShutdown(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      })();
+      return closing;
+    },
+  };
+}
+
+/** The workload a first request subscribes for, or why it cannot. */
+function parseFirstRequest(req: DiscoveryRequest): { workload: WorkloadIdentity; nodeId: string } | CallError {
+  if (req.type_url !== PROXY_CONFIG_TYPE_URL) {
+    return { code: grpc.status.INVALID_ARGUMENT, details: `unknown type_url ${JSON.stringify(req.type_url)}: this orchestrator serves ${PROXY_CONFIG_TYPE_URL}` };
+  }
+  const node = req.node;
+  if (!node || node.workload === '') return { code: grpc.status.INVALID_ARGUMENT, details: 'the first request must carry node.workload' };
+  const labels: Record<string, string> = {};
+  for (const [k, v] of Object.entries(node.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) labels[k] = v;
+  return {
+    nodeId: node.id,
+    workload: {
+      name: node.workload,
+      namespace: node.namespace || 'default',
+      labels,
+      serviceAccount: node.service_account || node.workload,
+    },
+  };
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}

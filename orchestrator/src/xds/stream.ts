@@ -1,0 +1,122 @@
+// One proxy's discovery stream: its node, what was sent (version, nonce), what it ACKed or NACKed,
+// and the rule for when to send. State-of-the-world semantics for one type URL:
+//   - the first request subscribes; its version_info is what the proxy already runs, so a proxy that
+//     reconnects with the current version is not sent it again;
+//   - at most one response is outstanding; a snapshot that arrives meanwhile waits for the ACK/NACK
+//     and only the latest is sent (pending pushes merge);
+//   - a request whose nonce is not the last one sent is stale and ignored;
+//   - a NACK keeps the state, is logged with its error detail, and that version is not sent again:
+//     only a different version is.
+
+import type * as grpc from '@grpc/grpc-js';
+import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { DiscoveryRequest, DiscoveryResponse } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import type { ProxySnapshot } from '../snapshot/snapshot.ts';
+
+/** For `wasmesh proxy-status`: one connected proxy. */
+export interface ProxyStatus {
+  readonly node: string;
+  readonly workload: WorkloadIdentity;
+  readonly connectedAt: string;
+  /** Latest version sent, its nonce and when. */
+  readonly sent?: { version: string; nonce: string; at: string };
+  /** The version the proxy last said it runs. */
+  readonly acked?: string;
+  /** Set when the proxy refused the latest version sent. */
+  readonly nacked?: { version: string; message: string; at: string };
+  /** The version the cache holds for this proxy (may be newer than sent while a response is outstanding). */
+  readonly latest?: string;
+}
+
+export interface StreamLog {
+  (level: 'info' | 'warn' | 'error' | 'debug', message: string): void;
+}
+
+let nonceCounter = 0;
+
+export class ProxyStream {
+  readonly node: string;
+  readonly workload: WorkloadIdentity;
+  readonly #call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+  readonly #log: StreamLog;
+  readonly #connectedAt = new Date().toISOString();
+  /** The version the proxy has, as far as we know: what it reported first, then what we sent. */
+  #known: string;
+  #sent: { version: string; nonce: string; at: string } | undefined;
+  #awaiting = false;
+  #acked: string | undefined;
+  #nacked: { version: string; message: string; at: string } | undefined;
+  #latest: ProxySnapshot | undefined;
+  #closed = false;
+
+  constructor(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>, node: string, workload: WorkloadIdentity, first: DiscoveryRequest, log: StreamLog) {
+    this.#call = call;
+    this.node = node;
+    this.workload = workload;
+    this.#log = log;
+    this.#known = first.version_info;
+    if (first.version_info !== '') this.#acked = first.version_info;
+  }
+
+  /** A new snapshot for this proxy's workload (from the cache). */
+  onSnapshot(snapshot: ProxySnapshot): void {
+    this.#latest = snapshot;
+    this.#maybeSend();
+  }
+
+  /** A request after the first: an ACK or NACK of the last response, or a stale one. */
+  onRequest(req: DiscoveryRequest): void {
+    if (this.#sent === undefined || req.response_nonce !== this.#sent.nonce) {
+      this.#log('debug', `${this.node}: ignoring request with stale nonce ${JSON.stringify(req.response_nonce)}`);
+      return;
+    }
+    this.#awaiting = false;
+    const detail = req.error_detail;
+    if (detail !== null && detail !== undefined && (detail.code !== 0 || detail.message !== '')) {
+      this.#nacked = { version: this.#sent.version, message: detail.message, at: new Date().toISOString() };
+      if (req.version_info !== '') this.#acked = req.version_info;
+      this.#log('warn', `${this.node} NACKed ${this.#sent.version.slice(0, 12)} (keeps ${req.version_info.slice(0, 12) || 'nothing'}): ${detail.message}`);
+    } else {
+      this.#acked = req.version_info;
+      if (req.version_info === this.#sent.version) this.#nacked = undefined;
+      this.#log('debug', `${this.node} ACKed ${req.version_info.slice(0, 12)}`);
+    }
+    this.#maybeSend();
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  status(): ProxyStatus {
+    return {
+      node: this.node,
+      workload: this.workload,
+      connectedAt: this.#connectedAt,
+      ...(this.#sent ? { sent: { ...this.#sent } } : {}),
+      ...(this.#acked !== undefined ? { acked: this.#acked } : {}),
+      ...(this.#nacked ? { nacked: { ...this.#nacked } } : {}),
+      ...(this.#latest ? { latest: this.#latest.version } : {}),
+    };
+  }
+
+  #maybeSend(): void {
+    const snapshot = this.#latest;
+    if (this.#closed || this.#awaiting || snapshot === undefined) return;
+    // Already sent (ACKed, NACKed or known to the proxy): wait for a different version.
+    if (snapshot.version === this.#known) return;
+    const nonce = `${process.pid.toString(36)}-${(++nonceCounter).toString(36)}`;
+    const response: DiscoveryResponse = {
+      version_info: snapshot.version,
+      type_url: snapshot.typeUrl,
+      nonce,
+      resources: snapshot.resources.map((r) => ({ name: r.name, version: r.version, body: r.body })),
+      removed_resources: [],
+    };
+    this.#sent = { version: snapshot.version, nonce, at: new Date().toISOString() };
+    this.#known = snapshot.version;
+    this.#awaiting = true;
+    this.#call.write(response);
+    this.#log('debug', `${this.node}: sent ${snapshot.version.slice(0, 12)} (nonce ${nonce})`);
+  }
+}

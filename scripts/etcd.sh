@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# etcd for tests and CI: install Debian's etcd-server when etcd is missing, and start a throwaway
+# etcd on free loopback ports in a temporary directory.
+#
+#   bash scripts/etcd.sh install          installs etcd-server (as root) unless `etcd` is on PATH
+#   bash scripts/etcd.sh start [DIR]      starts etcd in the background with its data in DIR (default:
+#                                         a new temp dir), waits until it is healthy, and prints
+#                                           ETCD_URL=http://127.0.0.1:<port>
+#                                           ETCD_PID=<pid>
+#                                           ETCD_DIR=<dir>
+#                                         (eval-able); the log is <dir>/etcd.log
+#   bash scripts/etcd.sh stop PID [DIR]   stops that etcd and removes DIR
+#   bash scripts/etcd.sh path             prints the etcd binary, exit 1 if there is none
+set -euo pipefail
+
+find_etcd() {
+  if command -v etcd >/dev/null 2>&1; then command -v etcd; return 0; fi
+  for candidate in /usr/bin/etcd /usr/local/bin/etcd; do
+    if [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
+  done
+  return 1
+}
+
+free_port() {
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+
+cmd="${1:-}"
+case "$cmd" in
+  install)
+    if bin="$(find_etcd)"; then
+      echo "etcd present: $bin ($("$bin" --version 2>/dev/null | head -n1))"
+      exit 0
+    fi
+    if [ "$(id -u)" != "0" ]; then
+      echo "etcd is missing and this is not root: install it with 'apt-get install -y etcd-server' (Debian) or put etcd on PATH" >&2
+      exit 1
+    fi
+    echo "installing etcd-server from Debian" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq etcd-server >&2
+    # The package enables a system service; tests start their own etcd, so stop it if it started.
+    if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
+    bin="$(find_etcd)"
+    echo "etcd installed: $bin"
+    ;;
+  start)
+    bin="$(find_etcd)" || { echo "etcd not found: run 'bash scripts/etcd.sh install' first" >&2; exit 1; }
+    dir="${2:-$(mktemp -d -t wasmesh-etcd.XXXXXX)}"
+    mkdir -p "$dir"
+    client_port="$(free_port)"
+    peer_port="$(free_port)"
+    while [ "$peer_port" = "$client_port" ]; do peer_port="$(free_port)"; done
+    url="http://127.0.0.1:${client_port}"
+    # Debian's etcd 3.4 wants ETCD_UNSUPPORTED_ARCH on some architectures; harmless elsewhere.
+    ETCD_UNSUPPORTED_ARCH="$(uname -m | sed 's/x86_64/amd64/;s/aarch64/arm64/')" \
+    nohup "$bin" \
+      --name wasmesh-test \
+      --data-dir "$dir/data" \
+      --listen-client-urls "$url" \
+      --advertise-client-urls "$url" \
+      --listen-peer-urls "http://127.0.0.1:${peer_port}" \
+      --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
+      --initial-cluster "wasmesh-test=http://127.0.0.1:${peer_port}" \
+      --max-txn-ops 4096 \
+      --max-request-bytes 8388608 \
+      >"$dir/etcd.log" 2>&1 </dev/null &
+    pid=$!
+    for _ in $(seq 1 100); do
+      if ! kill -0 "$pid" 2>/dev/null; then
+        echo "etcd exited during startup; log follows" >&2
+        cat "$dir/etcd.log" >&2
+        exit 1
+      fi
+      if node -e 'fetch(process.argv[1]+"/health").then(r=>r.json()).then(j=>process.exit(j.health==="true"?0:1),()=>process.exit(1))' "$url" 2>/dev/null; then
+        echo "ETCD_URL=$url"
+        echo "ETCD_PID=$pid"
+        echo "ETCD_DIR=$dir"
+        exit 0
+      fi
+      sleep 0.1
+    done
+    echo "etcd did not become healthy within 10s; log follows" >&2
+    cat "$dir/etcd.log" >&2
+    kill "$pid" 2>/dev/null || true
+    exit 1
+    ;;
+  stop)
+    pid="${2:?usage: etcd.sh stop PID [DIR]}"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    if [ -n "${3:-}" ]; then rm -rf "$3"; fi
+    ;;
+  path)
+    find_etcd
+    ;;
+  *)
+    sed -n '2,13p' "$0" >&2
+    exit 2
+    ;;
+esac
