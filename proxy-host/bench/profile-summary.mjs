@@ -1,11 +1,12 @@
 // Summarizes V8 .cpuprofile files (node --cpu-prof): top functions by self time, with file:line,
-// and self time by file. Usage: node profile-summary.mjs <file.cpuprofile | dir> [topN]
+// and self time by area and by file. Usage: node profile-summary.mjs <file.cpuprofile | dir> [topN] [path prefix...]
+// With path prefixes (e.g. proxy-host/src wasm/src), also lists the top functions under them.
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const [target, topArg] = process.argv.slice(2);
+const [target, topArg, ...prefixes] = process.argv.slice(2);
 if (!target) {
   process.stderr.write('usage: node profile-summary.mjs <file.cpuprofile | dir> [topN]\n');
   process.exit(2);
@@ -69,6 +70,17 @@ for (const file of files) {
     const [fn, loc] = key.split('\t');
     process.stdout.write(`${String(i + 1).padStart(3)}. ${pct(us)}% ${ms(us)} ms  ${fn}  ${loc}\n`);
   });
+  if (prefixes.length) {
+    process.stdout.write(`top ${top} under ${prefixes.join(', ')}:\n`);
+    [...fns]
+      .filter(([key]) => prefixes.some((p) => key.split('\t')[1].startsWith(p)))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .forEach(([key, us], i) => {
+        const [fn, loc] = key.split('\t');
+        process.stdout.write(`${String(i + 1).padStart(3)}. ${pct(us)}% ${ms(us)} ms  ${fn}  ${loc}\n`);
+      });
+  }
   process.stdout.write('self time by area:\n');
   [...areas].sort((a, b) => b[1] - a[1]).forEach(([a, us]) => process.stdout.write(`     ${pct(us)}% ${ms(us)} ms  ${a}\n`));
   process.stdout.write(`self time by file (top ${top}):\n`);

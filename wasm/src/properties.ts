@@ -11,8 +11,32 @@ export function splitPropertyPath(raw: string): string[] {
   return trimmed.split('\0');
 }
 
-export function resolveProperty(vm: Vm, ctx: Context | undefined, path: readonly string[]): PropertyValue | undefined {
-  const key = path.join('\0');
+/** A parsed property path: its segments and the NUL-joined key stored values are kept under. */
+export interface PropertyPath {
+  readonly segments: readonly string[];
+  readonly key: string;
+}
+
+/**
+ * Filters ask for the same few paths on every request: parse each once. Bounded, so a module asking
+ * for endless distinct paths cannot grow it without limit (past the bound, paths are parsed each time).
+ */
+const pathCache = new Map<string, PropertyPath>();
+const PATH_CACHE_LIMIT = 4096;
+
+export function parsePropertyPath(raw: string): PropertyPath {
+  let path = pathCache.get(raw);
+  if (path === undefined) {
+    const segments = splitPropertyPath(raw);
+    path = { segments, key: segments.join('\0') };
+    if (pathCache.size < PATH_CACHE_LIMIT) pathCache.set(raw, path);
+  }
+  return path;
+}
+
+export function resolveProperty(vm: Vm, ctx: Context | undefined, parsed: PropertyPath): PropertyValue | undefined {
+  const path = parsed.segments;
+  const key = parsed.key;
   const stored = ctx?.properties?.get(key) ?? (ctx && ctx.root !== ctx ? ctx.root.properties?.get(key) : undefined);
   if (stored) return stored;
   const s = vm.settings;
@@ -70,22 +94,29 @@ function connectionProperty(info: NonNullable<Context['streamInfo']>, path: read
 
 const BOOL_TRUE = new Uint8Array([1]);
 const BOOL_FALSE = new Uint8Array([0]);
+/** Numbers are copied into the guest right away, so one scratch buffer serves every call. */
+const scratch8 = Buffer.alloc(8);
 
-/** Encodes a property value; undefined when it cannot be serialized (SerializationFailure). */
+/**
+ * Encodes a property value; undefined when it cannot be serialized (SerializationFailure). Numbers
+ * come back in a shared scratch buffer: copy (or hand to the guest) before the next call.
+ */
 export function encodeProperty(value: PropertyValue): Uint8Array | undefined {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
   if (value instanceof Uint8Array) return value;
   if (typeof value === 'boolean') return value ? BOOL_TRUE : BOOL_FALSE;
   if (typeof value === 'bigint') {
-    const out = Buffer.allocUnsafe(8);
-    out.writeBigUInt64LE(BigInt.asUintN(64, value));
-    return out;
+    scratch8.writeBigUInt64LE(BigInt.asUintN(64, value));
+    return scratch8;
   }
   if (typeof value === 'number') {
-    const out = Buffer.allocUnsafe(8);
-    if (Number.isInteger(value)) out.writeBigInt64LE(BigInt(value));
-    else out.writeDoubleLE(value);
-    return out;
+    if (Number.isSafeInteger(value)) {
+      // Two 32-bit halves: no BigInt per call.
+      scratch8.writeInt32LE(value | 0, 0);
+      scratch8.writeInt32LE(Math.floor(value / 4294967296) | 0, 4);
+    } else if (Number.isInteger(value)) scratch8.writeBigInt64LE(BigInt(value));
+    else scratch8.writeDoubleLE(value);
+    return scratch8;
   }
   if (Array.isArray(value)) return encodePairs(value);
   if (value instanceof Map) {

@@ -72,6 +72,7 @@ interface Attempt {
   readonly client: DiscoveryClient;
   readonly call: grpc.ClientDuplexStream<DiscoveryRequestInput, DiscoveryResponse>;
   ended: boolean;
+  readyPoll?: NodeJS.Timeout;
 }
 
 export class XdsClient {
@@ -205,19 +206,22 @@ export class XdsClient {
     call.on('error', (err: grpc.ServiceError) => this.#ended(attempt, `${grpc.status[err.code] ?? err.code}: ${err.details || err.message}`));
     call.on('end', () => this.#ended(attempt, 'stream closed by the orchestrator'));
     call.on('close', () => this.#ended(attempt, 'stream closed'));
-    // Connected: the next failure starts its backoff from the beginning.
-    client.waitForReady(Date.now() + 60_000, (err) => {
-      if (!err && this.#attempt === attempt && !attempt.ended) {
-        this.#delayMs = this.#initialMs;
-        this.#log('info', `connected to orchestrator ${this.#opts.address}`);
-      }
-    });
+    // Connected: the next failure starts its backoff from the beginning. Polled (not
+    // waitForReady) so that nothing outlives the attempt.
+    attempt.readyPoll = setInterval(() => {
+      if (attempt.ended || client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY) return;
+      clearInterval(attempt.readyPoll);
+      this.#delayMs = this.#initialMs;
+      this.#log('info', `connected to orchestrator ${this.#opts.address}`);
+    }, 50);
+    attempt.readyPoll.unref();
     this.#send(attempt, { version_info: this.#applied ?? '', response_nonce: '' });
   }
 
   #ended(attempt: Attempt, why: string): void {
     if (attempt.ended) return;
     attempt.ended = true;
+    clearInterval(attempt.readyPoll);
     attempt.call.cancel();
     attempt.client.close();
     if (this.#attempt !== attempt || this.#stopped) return;
@@ -238,6 +242,7 @@ export class XdsClient {
     this.#attempt = undefined;
     if (attempt && !attempt.ended) {
       attempt.ended = true;
+      clearInterval(attempt.readyPoll);
       attempt.call.cancel();
       attempt.client.close();
     }

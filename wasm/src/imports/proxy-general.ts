@@ -1,7 +1,7 @@
 // proxy_* host functions for logging, time, timers, status, properties, contexts and foreign functions.
 import { LogLevel, WasmResult } from '../abi/constants.ts';
 import { MAX_LOG_MESSAGE_BYTES } from '../limits.ts';
-import { encodeProperty, resolveProperty, splitPropertyPath } from '../properties.ts';
+import { encodeProperty, parsePropertyPath, resolveProperty } from '../properties.ts';
 import { builtinForeignFunctions } from '../foreign.ts';
 import type { Vm } from '../vm.ts';
 
@@ -48,7 +48,7 @@ export function proxyGeneralImports(vm: Vm) {
     proxy_get_property(pathPtr: number, pathLen: number, pRet: number, pRetLen: number): number {
       const raw = vm.mem.readLatin1(pathPtr, pathLen);
       if (raw === undefined) return WasmResult.InvalidMemoryAccess;
-      const value = resolveProperty(vm, vm.ctx, splitPropertyPath(raw));
+      const value = resolveProperty(vm, vm.ctx, parsePropertyPath(raw));
       if (value === undefined) return WasmResult.NotFound;
       const bytes = encodeProperty(value);
       if (bytes === undefined) return WasmResult.SerializationFailure;
@@ -61,7 +61,7 @@ export function proxyGeneralImports(vm: Vm) {
       if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
       const ctx = vm.ctx;
       if (!ctx) return WasmResult.NotFound;
-      (ctx.properties ??= new Map()).set(splitPropertyPath(raw).join('\0'), value);
+      (ctx.properties ??= new Map()).set(parsePropertyPath(raw).key, value);
       return WasmResult.Ok;
     },
 

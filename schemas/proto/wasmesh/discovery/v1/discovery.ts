@@ -1,0 +1,86 @@
+// TypeScript view of discovery.proto, loaded at runtime with @grpc/proto-loader (keepCase: field
+// names as in the .proto). The orchestrator's server and the proxy's client both load it from here,
+// so the two sides cannot disagree about the wire.
+
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+
+/** The one resource type so far: a workload's whole ProxyConfig (see the .proto header). */
+export const PROXY_CONFIG_TYPE_URL = 'type.wasmesh.io/ProxyConfig';
+
+export const PROTO_PATH = fileURLToPath(new URL('./discovery.proto', import.meta.url));
+
+export interface NodeMessage {
+  id: string;
+  workload: string;
+  namespace: string;
+  labels: Record<string, string>;
+  service_account: string;
+}
+
+export interface StatusMessage {
+  code: number;
+  message: string;
+}
+
+export interface DiscoveryRequest {
+  node: NodeMessage | null;
+  type_url: string;
+  version_info: string;
+  response_nonce: string;
+  resource_names: string[];
+  error_detail: StatusMessage | null;
+}
+
+export interface ResourceMessage {
+  name: string;
+  version: string;
+  body: Buffer;
+}
+
+export interface DiscoveryResponse {
+  version_info: string;
+  type_url: string;
+  nonce: string;
+  resources: ResourceMessage[];
+  removed_resources: string[];
+}
+
+export interface ModuleRequest {
+  sha256: string;
+}
+
+export interface ModuleChunk {
+  data: Buffer;
+}
+
+/** What a sender may leave out (proto3 defaults). */
+export type DiscoveryRequestInput = Partial<Omit<DiscoveryRequest, 'node' | 'error_detail'>> & {
+  node?: Partial<NodeMessage> | null;
+  error_detail?: StatusMessage | null;
+};
+
+export interface DiscoveryClient extends grpc.Client {
+  StreamResources(metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<DiscoveryRequestInput, DiscoveryResponse>;
+  FetchModule(request: ModuleRequest, metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<ModuleChunk>;
+}
+
+export interface DiscoveryDefinition {
+  service: grpc.ServiceDefinition;
+  Client: new (address: string, credentials: grpc.ChannelCredentials, options?: grpc.ClientOptions) => DiscoveryClient;
+}
+
+let loaded: DiscoveryDefinition | undefined;
+
+/** Loads the service once per process. `defaults`: absent scalars read as '' / 0 / [], absent messages as null. */
+export function discoveryDefinition(): DiscoveryDefinition {
+  if (loaded) return loaded;
+  const packageDefinition = protoLoader.loadSync(PROTO_PATH, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const pkg = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    wasmesh: { discovery: { v1: { AggregatedDiscoveryService: grpc.ServiceClientConstructor } } };
+  };
+  const ctor = pkg.wasmesh.discovery.v1.AggregatedDiscoveryService;
+  loaded = { service: ctor.service, Client: ctor as unknown as DiscoveryDefinition['Client'] };
+  return loaded;
+}
