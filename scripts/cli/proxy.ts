@@ -41,6 +41,11 @@ the proxy reconnects with backoff when the orchestrator is down.
   --data-dir DIR            module cache and last good config (default .wasmesh/proxy-<workload>)
   --first-config-timeout MS how long to wait for the first config (default 15000); then the config
                             cached in --data-dir is used if there is one, else the proxy exits 1
+  --register-address ADDR   register this proxy as an endpoint (a WorkloadEntry with its labels,
+                            removed 10 s after it disconnects) at ADDR (default with --register-port:
+                            127.0.0.1)
+  --register-port [NAME=]PORT  port of that endpoint per service port NAME (default name http,
+                            default port: --inbound-port); repeatable
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -86,6 +91,8 @@ export async function run(argv: string[]): Promise<number> {
         'token-file': { type: 'string' },
         'data-dir': { type: 'string' },
         'first-config-timeout': { type: 'string' },
+        'register-address': { type: 'string' },
+        'register-port': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -189,14 +196,25 @@ export async function run(argv: string[]): Promise<number> {
 /** Managed mode: the first config from the orchestrator starts the proxy; later ones apply in place. */
 async function runManaged(
   address: string,
-  values: { 'token-file'?: string; 'data-dir'?: string; 'first-config-timeout'?: string },
+  values: { 'token-file'?: string; 'data-dir'?: string; 'first-config-timeout'?: string; 'register-address'?: string; 'register-port'?: string[] },
   options: ProxyOptions,
   workload: WorkloadIdentity,
   drainMs: number,
 ): Promise<number> {
   let token: string | undefined;
   let timeoutMs: number;
+  let register: { address: string; ports: Record<string, number> } | undefined;
   try {
+    if (values['register-address'] !== undefined || values['register-port'] !== undefined) {
+      const ports: Record<string, number> = {};
+      for (const spec of values['register-port'] ?? [String(options.inboundPort)]) {
+        const i = spec.indexOf('=');
+        const port = parsePort(i < 0 ? spec : spec.slice(i + 1), 'register-port', 0);
+        if (port === 0) throw new Error(`--register-port needs a port number (1-65535), got "${spec}"`);
+        ports[i < 0 ? 'http' : spec.slice(0, i)] = port;
+      }
+      register = { address: values['register-address'] ?? '127.0.0.1', ports };
+    }
     token = values['token-file'] !== undefined ? readFileSync(values['token-file'], 'utf8').trim() : process.env.WASMESH_TOKEN?.trim() || undefined;
     timeoutMs = values['first-config-timeout'] === undefined ? 15_000 : Number(values['first-config-timeout']);
     if (!(timeoutMs >= 0)) throw new Error(`--first-config-timeout must be milliseconds, got "${values['first-config-timeout']}"`);
@@ -213,6 +231,7 @@ async function runManaged(
     token,
     workload,
     dataDir,
+    ...(register ? { register } : {}),
     apply: async (config) => {
       if (proxy) await proxy.applyConfig(config);
       else proxy = await Proxy.start(options, config);

@@ -4,15 +4,19 @@
 // content version changed. Streams never compute config; they serve what this cache holds.
 //
 // Ingestion is deliberately simple and replica-safe: a watch event only marks the world dirty; the
-// debounced flush re-reads the whole store (list + module digests) and recomputes every connected
-// workload. Proxies with equal identities share one snapshot. Recomputing only the workloads a
-// change can touch is a later optimisation; pushes are already limited to changed versions.
+// debounced flush re-reads the whole store (list + module digests), diffs it against the previous
+// read, and recomputes only the connected workloads the changed resources can affect (scope.ts;
+// when unsure, it recomputes). Diffing whole reads rather than trusting watch events means a
+// missed or coalesced event cannot leave a workload stale. A change of the module set, an
+// invalidate(), and workloads whose last recompute failed always recompute. Proxies with equal
+// identities share one snapshot; pushes are limited to changed versions.
 
 import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
 import type { ConfigDocument } from '../config/documents.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { Debouncer } from './debounce.ts';
 import { BuiltinModules } from './builtin-modules.ts';
+import { changeScope, indexResources, type ResourceIndex } from './scope.ts';
 import { buildSnapshot, managedDocuments, workloadKey, type ProxySnapshot } from './snapshot.ts';
 
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
@@ -53,6 +57,21 @@ interface Node {
 interface World {
   readonly documents: readonly ConfigDocument[];
   readonly modules: ReadonlySet<string>;
+  readonly index: ResourceIndex;
+}
+
+/** Work done by the cache, cumulative. */
+export interface CacheStats {
+  /** Store re-reads (debounced flushes) that completed. */
+  readonly flushes: number;
+  /** Workload translations run (a new watcher's first one included). */
+  readonly recomputes: number;
+  /** Workload translations skipped because no change of the flush could affect them. */
+  readonly skipped: number;
+  /** Snapshots of a new version handed to watchers. */
+  readonly updates: number;
+  /** The latest flush: when it began (epoch ms), how long the store read and the recomputes (including handing snapshots to watchers) took. */
+  readonly lastFlush?: { readonly startedAt: number; readonly readMs: number; readonly recomputeMs: number; readonly recomputed: number };
 }
 
 export class SnapshotCache {
@@ -63,7 +82,10 @@ export class SnapshotCache {
   readonly #nodes = new Map<string, Node>();
   readonly builtins: BuiltinModules;
   readonly #telemetry: boolean | undefined;
-  #world: World = { documents: [], modules: new Set() };
+  #world: World = { documents: [], modules: new Set(), index: new Map() };
+  /** The next flush recomputes every workload (invalidate()). */
+  #everything = false;
+  #stats: { flushes: number; recomputes: number; skipped: number; updates: number; lastFlush?: CacheStats['lastFlush'] } = { flushes: 0, recomputes: 0, skipped: 0, updates: 0 };
   #stopWatch: (() => void) | undefined;
   #retry: NodeJS.Timeout | undefined;
   #started = false;
@@ -130,7 +152,12 @@ export class SnapshotCache {
 
   /** Schedules a re-read (debounced), for changes the store's watch does not report (module uploads). */
   invalidate(): void {
+    this.#everything = true;
     this.#debouncer.trigger();
+  }
+
+  stats(): CacheStats {
+    return { ...this.#stats };
   }
 
   /** Resolves once no recompute is pending (for tests and benchmarks). */
@@ -147,11 +174,13 @@ export class SnapshotCache {
 
   async #read(): Promise<World> {
     const [resources, modules] = await Promise.all([this.#store.list(), this.#store.listModules()]);
-    return { documents: managedDocuments(resources), modules: new Set(modules.map((m) => m.sha256.toLowerCase())) };
+    return { documents: managedDocuments(resources), modules: new Set(modules.map((m) => m.sha256.toLowerCase())), index: indexResources(resources) };
   }
 
   async #flush(): Promise<void> {
     if (this.#stopped) return;
+    const startedAt = Date.now();
+    const t0 = performance.now();
     let world: World;
     try {
       world = await this.#read();
@@ -163,12 +192,26 @@ export class SnapshotCache {
     }
     if (this.#stopped) return;
     this.#readFailed = false;
+    const previous = this.#world;
     this.#world = world;
-    for (const node of [...this.#nodes.values()]) this.#recompute(node, world);
+    this.#stats.flushes++;
+    const everything = this.#everything || !sameSet(previous.modules, world.modules);
+    this.#everything = false;
+    const t1 = performance.now();
+    const { affects } = everything ? { affects: () => true } : changeScope(previous.index, world.index);
+    let recomputed = 0;
+    for (const node of [...this.#nodes.values()]) {
+      if (node.errors.length > 0 || node.snapshot === undefined || affects(node.workload)) {
+        recomputed++;
+        this.#recompute(node, world);
+      } else this.#stats.skipped++;
+    }
+    this.#stats.lastFlush = { startedAt, readMs: t1 - t0, recomputeMs: performance.now() - t1, recomputed };
   }
 
   /** Builds a node's snapshot; sets it (and notifies) only when consistent and of a new version. */
   #recompute(node: Node, world: World): void {
+    this.#stats.recomputes++;
     const result = buildSnapshot(world.documents, node.workload, { stored: world.modules, builtins: this.builtins }, { telemetry: this.#telemetry });
     const name = `${node.workload.namespace}/${node.workload.name}`;
     if (!result.ok) {
@@ -185,6 +228,7 @@ export class SnapshotCache {
     if (node.snapshot?.version === result.snapshot.version) return;
     node.snapshot = result.snapshot;
     node.updatedAt = new Date().toISOString();
+    this.#stats.updates++;
     for (const listener of [...node.listeners]) {
       try {
         listener(result.snapshot);
@@ -202,6 +246,12 @@ export class SnapshotCache {
     }, this.#retryMs);
     this.#retry.unref();
   }
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const x of a) if (!b.has(x)) return false;
+  return true;
 }
 
 function messageOf(err: unknown): string {

@@ -1,6 +1,8 @@
 // The discovery service proxies connect to: AggregatedDiscoveryService (discovery.proto) on grpc-js.
 // Streams subscribe a workload to the snapshot cache and follow ACK/NACK (stream.ts); FetchModule
 // streams an uploaded module's bytes by digest. Serving only: config is computed by the cache.
+// A subscription carrying node.endpoint is auto-registered as a WorkloadEntry while its stream
+// lives (registration.ts).
 
 import * as grpc from '@grpc/grpc-js';
 import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
@@ -13,13 +15,16 @@ import {
   type ModuleRequest,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { BuiltinModules } from '../snapshot/builtin-modules.ts';
-import { SnapshotCache, type NodeState } from '../snapshot/cache.ts';
+import { SnapshotCache, type CacheStats, type NodeState } from '../snapshot/cache.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { authenticate, authorizeWorkload, type CallError, type TokenVerifier } from './auth.ts';
+import { AutoRegistrar, DEFAULT_REGISTRATION_GRACE_MS, parseEndpoint, type RegisteredEndpoint } from './registration.ts';
 import { ProxyStream, type ProxyStatus } from './stream.ts';
 
 export type { TokenClaims, TokenVerifier } from './auth.ts';
 export type { ProxyStatus } from './stream.ts';
+export type { CacheStats } from '../snapshot/cache.ts';
+export { AUTO_REGISTERED_ANNOTATION, CONNECTION_ANNOTATION, autoEntryName } from './registration.ts';
 
 /** Module bytes per FetchModule message. */
 export const MODULE_CHUNK_BYTES = 64 * 1024;
@@ -41,6 +46,13 @@ export interface XdsServerOptions {
   /** Where the built-in filter modules are (default: this checkout's filters/). */
   filtersDir?: string;
   log?: XdsLog;
+  /**
+   * Auto-registration: how long the WorkloadEntry of a proxy whose stream ended stays, waiting for
+   * it to reconnect, before it is deleted (default 10 000 ms).
+   */
+  registrationGraceMs?: number;
+  /** Called when a proxy ACKs a version (benchmarks and tests). */
+  onAck?: (node: string, version: string) => void;
 }
 
 export interface XdsServer {
@@ -51,6 +63,10 @@ export interface XdsServer {
   snapshots(): NodeState[];
   /** Re-read the store soon (after a module upload, which the store's watch does not report). */
   invalidate(): void;
+  /** How many workload recomputes the cache ran and skipped (a change that cannot affect them). */
+  stats(): CacheStats;
+  /** Resolves once no recompute and no auto-registration write is pending (tests and benchmarks). */
+  settled(): Promise<void>;
   /** Ends every stream (UNAVAILABLE: proxies reconnect elsewhere or later) and stops listening. */
   close(): Promise<void>;
 }
@@ -71,8 +87,10 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     log,
   });
   await cache.start();
+  const registrar = new AutoRegistrar(opts.store, { graceMs: opts.registrationGraceMs ?? DEFAULT_REGISTRATION_GRACE_MS, log });
 
-  const streams = new Set<{ call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>; stream?: ProxyStream }>();
+  type Registration = ReturnType<AutoRegistrar['register']>;
+  const streams = new Set<{ call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>; stream?: ProxyStream; registration?: Registration }>();
   const refuse = (call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse> | grpc.ServerWritableStream<ModuleRequest, ModuleChunk>, error: CallError) => {
     call.emit('error', { code: error.code, details: error.details });
   };
@@ -84,7 +102,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       refuse(call, auth.error);
       return;
     }
-    const entry: { call: typeof call; stream?: ProxyStream } = { call };
+    const entry: { call: typeof call; stream?: ProxyStream; registration?: Registration } = { call };
     streams.add(entry);
     let cancelWatch: (() => void) | undefined;
     const end = () => {
@@ -92,6 +110,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       streams.delete(entry);
       cancelWatch?.();
       entry.stream?.close();
+      if (entry.registration) registrar.unregister(entry.registration);
       if (entry.stream) log('info', `${entry.stream.node} disconnected`);
     };
     call.on('data', (req: DiscoveryRequest) => {
@@ -117,8 +136,10 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
         return;
       }
       const node = first.nodeId || `${first.workload.name}.${first.workload.namespace}@${call.getPeer()}`;
-      const stream = new ProxyStream(call, node, first.workload, req, (level, message) => log(level, message));
+      const onAck = opts.onAck;
+      const stream = new ProxyStream(call, node, first.workload, req, (level, message) => log(level, message), onAck && ((version) => onAck(node, version)));
       entry.stream = stream;
+      if (first.endpoint) entry.registration = registrar.register(first.workload, first.endpoint);
       log('info', `${node} connected (workload ${first.workload.namespace}/${first.workload.name}, has ${req.version_info.slice(0, 12) || 'no config'})`);
       cancelWatch = cache.watch(first.workload, (snapshot) => stream.onSnapshot(snapshot));
     });
@@ -181,6 +202,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     });
   } catch (err) {
     cache.stop();
+    registrar.close();
     throw err;
   }
   log('info', `discovery service listening on ${opts.host}:${port}`);
@@ -188,12 +210,21 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   let closing: Promise<void> | undefined;
   return {
     port,
-    proxies: () => [...streams].flatMap((e) => (e.stream ? [e.stream.status()] : [])),
+    proxies: () =>
+      [...streams].flatMap((e) =>
+        e.stream ? [e.registration ? { ...e.stream.status(), registered: `${e.registration.namespace}/${e.registration.name}` } : e.stream.status()] : [],
+      ),
     snapshots: () => cache.nodes(),
     invalidate: () => cache.invalidate(),
+    stats: () => cache.stats(),
+    settled: async () => {
+      await registrar.idle();
+      await cache.settled();
+    },
     close: () => {
       closing ??= (async () => {
         cache.stop();
+        registrar.close();
         for (const e of [...streams]) refuse(e.call, { code: grpc.status.UNAVAILABLE, details: 'orchestrator shutting down' });
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
@@ -212,7 +243,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
 }
 
 /** The workload a first request subscribes for, or why it cannot. */
-function parseFirstRequest(req: DiscoveryRequest): { workload: WorkloadIdentity; nodeId: string } | CallError {
+function parseFirstRequest(req: DiscoveryRequest): { workload: WorkloadIdentity; nodeId: string; endpoint?: RegisteredEndpoint } | CallError {
   if (req.type_url !== PROXY_CONFIG_TYPE_URL) {
     return { code: grpc.status.INVALID_ARGUMENT, details: `unknown type_url ${JSON.stringify(req.type_url)}: this orchestrator serves ${PROXY_CONFIG_TYPE_URL}` };
   }
@@ -220,7 +251,14 @@ function parseFirstRequest(req: DiscoveryRequest): { workload: WorkloadIdentity;
   if (!node || node.workload === '') return { code: grpc.status.INVALID_ARGUMENT, details: 'the first request must carry node.workload' };
   const labels: Record<string, string> = {};
   for (const [k, v] of Object.entries(node.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) labels[k] = v;
+  const endpoint = parseEndpoint(node.endpoint);
+  if (endpoint !== undefined && 'error' in endpoint) return { code: grpc.status.INVALID_ARGUMENT, details: endpoint.error };
+  const namespace = node.namespace || 'default';
+  if (endpoint !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace)) {
+    return { code: grpc.status.INVALID_ARGUMENT, details: `cannot register an endpoint in namespace ${JSON.stringify(namespace)}: not a DNS-1123 label` };
+  }
   return {
+    ...(endpoint ? { endpoint } : {}),
     nodeId: node.id,
     workload: {
       name: node.workload,

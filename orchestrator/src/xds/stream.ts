@@ -26,6 +26,8 @@ export interface ProxyStatus {
   readonly nacked?: { version: string; message: string; at: string };
   /** The version the cache holds for this proxy (may be newer than sent while a response is outstanding). */
   readonly latest?: string;
+  /** The WorkloadEntry auto-registered for this proxy's endpoint ("<namespace>/<name>"), when it registered one. */
+  readonly registered?: string;
 }
 
 export interface StreamLog {
@@ -48,9 +50,18 @@ export class ProxyStream {
   #nacked: { version: string; message: string; at: string } | undefined;
   #latest: ProxySnapshot | undefined;
   #closed = false;
+  readonly #onAck: ((version: string) => void) | undefined;
 
-  constructor(call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>, node: string, workload: WorkloadIdentity, first: DiscoveryRequest, log: StreamLog) {
+  constructor(
+    call: grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>,
+    node: string,
+    workload: WorkloadIdentity,
+    first: DiscoveryRequest,
+    log: StreamLog,
+    onAck?: (version: string) => void,
+  ) {
     this.#call = call;
+    this.#onAck = onAck;
     this.node = node;
     this.workload = workload;
     this.#log = log;
@@ -80,6 +91,7 @@ export class ProxyStream {
       this.#acked = req.version_info;
       if (req.version_info === this.#sent.version) this.#nacked = undefined;
       this.#log('debug', `${this.node} ACKed ${req.version_info.slice(0, 12)}`);
+      this.#onAck?.(req.version_info);
     }
     this.#maybeSend();
   }

@@ -42,6 +42,12 @@ export interface XdsClientOptions {
    * config). Calls never overlap.
    */
   apply: (config: ProxyConfig) => Promise<void>;
+  /**
+   * Endpoint auto-registration: while the stream lives the orchestrator keeps a WorkloadEntry with
+   * this address and ports (keyed by service port name) and the workload's labels, so ServiceEntries
+   * selecting those labels route to this proxy. Absent: nothing is registered.
+   */
+  register?: { address: string; ports: Readonly<Record<string, number>> };
   /** Reconnect backoff: first delay and cap (default 250 ms and 10 s), doubling with jitter. */
   backoff?: { initialMs?: number; maxMs?: number };
   log?: XdsClientLog;
@@ -106,6 +112,7 @@ export class XdsClient {
       namespace: w.namespace,
       labels: { ...w.labels },
       service_account: w.serviceAccount,
+      ...(opts.register ? { endpoint: { address: opts.register.address, ports: { ...opts.register.ports } } } : {}),
     };
     this.#initialMs = opts.backoff?.initialMs ?? 250;
     this.#maxMs = opts.backoff?.maxMs ?? 10_000;

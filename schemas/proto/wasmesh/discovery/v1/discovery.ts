@@ -17,6 +17,14 @@ export interface NodeMessage {
   namespace: string;
   labels: Record<string, string>;
   service_account: string;
+  /** The endpoint to auto-register (see Endpoint in the .proto); null when absent. */
+  endpoint: EndpointMessage | null;
+}
+
+export interface EndpointMessage {
+  address: string;
+  /** Port numbers keyed by service port name. */
+  ports: Record<string, number>;
 }
 
 export interface StatusMessage {
