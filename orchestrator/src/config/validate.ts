@@ -467,6 +467,8 @@ function checkDestination(dest: DestinationSpec, namespace: string, at: string, 
 }
 
 const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;
+/** A module uploaded to the orchestrator, by name and version: module://<name>@<version>. */
+export const MODULE_URL = /^module:\/\/([A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._+-]*)$/;
 
 function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Report): void {
   const { url, sha256 } = plugin.spec;
@@ -474,9 +476,14 @@ function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Repor
   const supported =
     mode === 'standalone'
       ? 'only file:// urls (and, with an orchestrator, digests of uploaded modules) are supported'
-      : 'only file:// urls and orchestrator digests (digest:sha256:<hex>, uploaded with `wasmesh filter deploy`) are supported';
+      : 'only file:// urls and uploaded modules (digest:sha256:<hex> or module://<name>@<version>, uploaded with `wasmesh filter deploy`) are supported';
   if (url.startsWith('file://')) {
     if (url.length === 'file://'.length) report(at, 'file:// url has no path');
+    return;
+  }
+  if (url.startsWith('module://')) {
+    if (!MODULE_URL.test(url)) report(at, 'invalid module url: expected module://<name>@<version> (as uploaded with `wasmesh filter deploy --name --version`)');
+    else if (mode === 'standalone') report(at, 'module:// urls name modules uploaded to an orchestrator and need managed mode; in standalone mode use a file:// url');
     return;
   }
   if (/^(digest:)?sha256:/i.test(url)) {

@@ -8,7 +8,7 @@
 // block unrelated writes: only errors the write would add are reported.
 
 import { fromObjects, type ConfigDocument, type ConfigError } from '../config/documents.ts';
-import { validateDocuments, type ValidationMode } from '../config/validate.ts';
+import { MODULE_URL, validateDocuments, type ValidationMode } from '../config/validate.ts';
 import { keyOf } from '../store/common.ts';
 import type { ConfigStore, Resource, ResourceInput } from '../store/types.ts';
 import { ErrorCode, HttpError, type ApiError } from './errors.ts';
@@ -50,7 +50,9 @@ export class ConfigWriter {
     }
     const storedDocs = fromObjects(stored.map(documentOf), 'stored');
     const next = [...storedDocs.filter((d) => !replaced.has(documentKey(d.value) ?? '')), ...(change.put ?? [])];
-    const modules = new Set((await this.#store.listModules()).map((m) => m.sha256));
+    // Modules are known by digest and by name@version (module:// urls).
+    const records = await this.#store.listModules();
+    const modules = new Set([...records.map((m) => m.sha256), ...records.map((m) => `${m.name}@${m.version}`)]);
     const errors = this.#validate(next, modules);
     if (errors.length === 0) return stored;
     const before = new Set(this.#validate(storedDocs, modules).map(errorKey));
@@ -115,8 +117,10 @@ export function toInput(value: unknown): ResourceInput {
 function moduleErrors(doc: ConfigDocument, modules: ReadonlySet<string>): ConfigError[] {
   const v = doc.value as { kind?: unknown; spec?: { url?: unknown }; metadata?: { name?: unknown; namespace?: unknown } } | null;
   if (!v || v.kind !== 'WasmPlugin' || typeof v.spec?.url !== 'string') return [];
+  const byName = MODULE_URL.exec(v.spec.url);
   const m = DIGEST_URL.exec(v.spec.url);
-  if (!m || modules.has(m[1]!.toLowerCase())) return [];
+  const missing = byName ? (modules.has(`${byName[1]}@${byName[2]}`) ? undefined : `module ${byName[1]}@${byName[2]}`) : m && !modules.has(m[1]!.toLowerCase()) ? `module sha256:${m[1]!.toLowerCase()}` : undefined;
+  if (missing === undefined) return [];
   const ns = typeof v.metadata?.namespace === 'string' && v.metadata.namespace !== '' ? v.metadata.namespace : 'default';
   const resource = `WasmPlugin ${ns}/${String(v.metadata?.name)}`;
   return [
@@ -125,7 +129,7 @@ function moduleErrors(doc: ConfigDocument, modules: ReadonlySet<string>): Config
       resource,
       source: doc.source,
       path: '/spec/url',
-      message: `module sha256:${m[1]!.toLowerCase()} has not been uploaded: upload it first (POST /modules, or wasmesh filter deploy)`,
+      message: `${missing} has not been uploaded: upload it first (POST /modules, or wasmesh filter deploy)`,
     },
   ];
 }

@@ -174,7 +174,7 @@ export class SnapshotCache {
 
   async #read(): Promise<World> {
     const [resources, modules] = await Promise.all([this.#store.list(), this.#store.listModules()]);
-    return { documents: managedDocuments(resources), modules: new Set(modules.map((m) => m.sha256.toLowerCase())), index: indexResources(resources) };
+    return { documents: managedDocuments(resources, modules), modules: new Set(modules.map((m) => m.sha256.toLowerCase())), index: indexResources(resources) };
   }
 
   async #flush(): Promise<void> {

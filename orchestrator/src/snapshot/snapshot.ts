@@ -5,6 +5,7 @@
 // type.wasmesh.io/ProxyConfig per workload, holding the whole config. Per-type resources sent as
 // diffs are a later step.
 
+import { MODULE_URL } from '../config/validate.ts';
 import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
 import { PROXY_CONFIG_TYPE_URL } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { fromObjects, isRecord, type ConfigDocument } from '../config/documents.ts';
@@ -67,14 +68,19 @@ export function workloadKey(workload: WorkloadIdentity): string {
 }
 
 /**
- * Store resources as documents for translation, with WasmPlugin digest urls made canonical
+ * Store resources as documents for translation, with WasmPlugin module urls (by digest, or by
+ * name@version) made canonical
  * (`digest:sha256:<lowercase hex>`, and `sha256` set to the same digest) so that every proxy sees one
  * spelling and the content version does not depend on how the user wrote it.
  */
-export function managedDocuments(resources: readonly unknown[]): ConfigDocument[] {
+export function managedDocuments(resources: readonly unknown[], modules: readonly { name: string; version: string; sha256: string }[] = []): ConfigDocument[] {
+  const byName = new Map(modules.map((m) => [`${m.name}@${m.version}`, m.sha256]));
   const normalized = resources.map((r) => {
     if (!isRecord(r) || r.kind !== 'WasmPlugin' || !isRecord(r.spec) || typeof r.spec.url !== 'string') return r;
-    const sha = digestOf(r.spec.url);
+    // module://<name>@<version> resolves to the digest of that upload (left as is when unknown: the
+    // consistency check then holds the snapshot back until the module is uploaded).
+    const named = MODULE_URL.exec(r.spec.url);
+    const sha = named ? byName.get(`${named[1]}@${named[2]}`) : digestOf(r.spec.url);
     if (sha === undefined) return r;
     return { ...r, spec: { ...r.spec, url: digestUrl(sha), sha256: sha } };
   });
