@@ -280,7 +280,7 @@ test('WasmPlugin urls: orchestrator digests need managed mode and must agree wit
   assert.is(e.message, 'sha256 does not match the digest in url');
   assert.is(only(fromObjects([plugin({ url: 'digest:sha256:abc' })]), 'managed').message, 'invalid digest url: expected digest:sha256:<64 hexadecimal characters>');
   // Remote urls stay unsupported in managed mode too: nothing would fetch them.
-  assert.match(only(fromObjects([plugin({ url: 'oci://x/y' })]), 'managed').message, 'only file:// urls and orchestrator digests');
+  assert.match(only(fromObjects([plugin({ url: 'oci://x/y' })]), 'managed').message, 'only file:// urls and uploaded modules');
 });
 
 // ---------------------------------------------------------------------------------------------
