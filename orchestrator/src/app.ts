@@ -6,7 +6,8 @@
 //   content-type parsers: JSON (Fastify's), YAML as text, wasm as bytes
 //   route schemas (params, query) — Fastify's ajv; resource bodies are validated by the config
 //     layer instead (config/validate.ts: Istio schemas + cross-document checks, better messages)
-//   handlers: http/resources.ts, http/apply.ts, http/modules.ts; writes through http/writer.ts
+//   handlers: http/resources.ts, http/apply.ts, http/modules.ts, http/proxy-status.ts; writes
+//     through http/writer.ts
 //   errors: http/errors.ts gives every failure { code, errors: [{ document, path, message }] }
 
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -20,6 +21,7 @@ import { ConfigWriter } from './http/writer.ts';
 import { resourceRoutes } from './http/resources.ts';
 import { applyRoutes } from './http/apply.ts';
 import { moduleRoutes } from './http/modules.ts';
+import { proxyStatusRoutes } from './http/proxy-status.ts';
 
 export interface BuildAppOptions {
   store: ConfigStore;
@@ -32,6 +34,8 @@ export interface BuildAppOptions {
   bodyLimit?: number;
   /** Called after a module is stored (the store's watch reports resources only). */
   onModuleUploaded?: (record: ModuleRecord) => void;
+  /** The proxies connected to this replica's discovery service (xds server `proxies()`), for GET /proxy-status. */
+  proxyStatus?: () => unknown[];
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
@@ -64,6 +68,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       tags: [
         { name: 'resources', description: 'ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, PeerAuthentication, AuthorizationPolicy' },
         { name: 'modules', description: 'proxy-wasm filter modules, content-addressed by sha256' },
+        { name: 'proxies', description: 'proxies connected to this replica and their config sync state' },
       ],
     },
   });
@@ -79,5 +84,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   app.register(resourceRoutes, { store: opts.store, writer });
   app.register(applyRoutes, { store: opts.store, writer });
   app.register(moduleRoutes, { store: opts.store, ...(opts.onModuleUploaded ? { onUploaded: opts.onModuleUploaded } : {}) });
+  app.register(proxyStatusRoutes, opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {});
   return app;
 }

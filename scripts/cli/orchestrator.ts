@@ -51,7 +51,7 @@ export interface RunningOrchestrator {
 
 /** The parts of orchestrator/src/xds/server.ts this command uses (another module; may be absent). */
 interface XdsModule {
-  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void }>;
+  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
 }
 
 const XDS_MODULE = new URL('../../orchestrator/src/xds/server.ts', import.meta.url);
@@ -88,6 +88,8 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
     // The discovery service's cache learns of resource changes by watching the store; module
     // uploads are not store events, so tell it.
     onModuleUploaded: () => xds?.invalidate?.(),
+    // GET /proxy-status: the streams of this replica's discovery service (none until it runs).
+    proxyStatus: () => xds?.proxies?.() ?? [],
   });
   try {
     for (const l of [opts.listen, opts.grpcListen]) {
