@@ -4,7 +4,7 @@
 // bench/RESULTS.md (its own section; every other section of the file is kept).
 //
 // Environment: BENCH_DURATION (s measured per target, default 10), BENCH_WARMUP (s, default 3),
-// BENCH_ROUNDS (the measured time is split into this many rounds over all targets, default 2),
+// BENCH_ROUNDS (the measured time is split into this many rounds over all targets, default 1),
 // BENCH_BUDGET (s; extra rounds for targets disturbed by other processes end by then, default 115),
 // BENCH_LOADGEN=wrk|autocannon (default: wrk when available), BENCH_TARGETS=comma list of target ids
 // (a partial run prints but does not write RESULTS.md), BENCH_CPU_PROF=<dir> (each wasmesh target
@@ -34,7 +34,7 @@ function seconds(value: string | undefined, fallback: number): number {
 }
 const DURATION = Math.round(seconds(process.env.BENCH_DURATION, 10));
 const WARMUP = Math.round(seconds(process.env.BENCH_WARMUP, 3));
-const ROUNDS = Math.max(1, Math.round(seconds(process.env.BENCH_ROUNDS, 2)));
+const ROUNDS = Math.max(1, Math.round(seconds(process.env.BENCH_ROUNDS, 1)));
 /** Extra rounds for targets whose rounds were all disturbed by other processes stop at this total (s). */
 const BUDGET_S = seconds(process.env.BENCH_BUDGET, 115);
 const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',').map((s) => s.trim())) : undefined;
@@ -637,8 +637,9 @@ async function main(): Promise<number> {
   const failed = new Map<Target, Row>();
   try {
     // Every target runs in its own process, all started first (idle ones cost nothing but memory);
-    // then the measured time is split into rounds that visit the targets in a rotating order, so a
-    // burst of load from other processes on this shared machine does not fall on one target only.
+    // the measured time can be split into rounds (BENCH_ROUNDS) that visit the targets in a rotating
+    // order, so a burst of load from other processes on this shared machine does not fall on one
+    // target only; a target disturbed in all its rounds gets extra ones while the budget lasts.
     for (const t of targets) {
       if (interrupted) break;
       const prepared = await prepare(t, upstream);
@@ -648,44 +649,37 @@ async function main(): Promise<number> {
         process.stdout.write(`  ${t.label}: ${prepared.error}\n`);
       }
     }
-    for (const live of lives) {
-      if (interrupted || WARMUP <= 0) break;
+    // Each window follows its own warm-up (the full one before a target's first window, 1 s before
+    // later ones), so no target is measured cold or right after sitting idle while the others ran.
+    const perRound = Math.max(1, Math.round(DURATION / ROUNDS));
+    const measureOnce = async (live: Live, label: string): Promise<void> => {
       try {
-        await window(live, upstream, WARMUP);
-        if (live.target.profiled) live.svc.cp.kill('SIGUSR2');
+        const first = live.samples.length === 0;
+        const warm = first ? WARMUP : Math.min(1, WARMUP);
+        if (warm > 0) await window(live, upstream, warm);
+        if (first && live.target.profiled) live.svc.cp.kill('SIGUSR2');
+        const sample = await window(live, upstream, perRound);
+        live.samples.push(sample);
+        process.stdout.write(`  ${label} ${live.target.label}: ${Math.round(sample.result.rps)} req/s, target CPU ${sample.cpuPercent?.toFixed(0)}%, other processes ${sample.otherCpuPercent?.toFixed(0)}%\n`);
       } catch (err) {
         live.error = err instanceof Error ? err.message : String(err);
+        process.stdout.write(`  ${label} ${live.target.label}: failed: ${live.error}\n`);
       }
-    }
-    const perRound = Math.max(1, Math.round(DURATION / ROUNDS));
+    };
     for (let round = 0; round < ROUNDS && !interrupted; round++) {
-      const order = lives.slice(round % Math.max(1, lives.length)).concat(lives.slice(0, round % Math.max(1, lives.length)));
-      for (const live of order) {
+      const shift = round % Math.max(1, lives.length);
+      for (const live of lives.slice(shift).concat(lives.slice(0, shift))) {
         if (interrupted || live.error) continue;
-        try {
-          const sample = await window(live, upstream, perRound);
-          live.samples.push(sample);
-          process.stdout.write(`  round ${round + 1}/${ROUNDS} ${live.target.label}: ${Math.round(sample.result.rps)} req/s, target CPU ${sample.cpuPercent?.toFixed(0)}%, other processes ${sample.otherCpuPercent?.toFixed(0)}%\n`);
-        } catch (err) {
-          live.error = err instanceof Error ? err.message : String(err);
-          process.stdout.write(`  round ${round + 1}/${ROUNDS} ${live.target.label}: failed: ${live.error}\n`);
-        }
+        await measureOnce(live, `round ${round + 1}/${ROUNDS}`);
       }
     }
     // Extra rounds, within the time budget, for targets every one of whose rounds was disturbed.
     const budgetEnd = started + BUDGET_S * 1000;
+    const windowCostMs = (Math.min(1, WARMUP) + perRound + 1) * 1000;
     for (let extra = 1; !interrupted; extra++) {
       const pending = lives.filter((l) => !l.error && !l.samples.some(clean));
-      if (pending.length === 0 || Date.now() + pending.length * (perRound + 1) * 1000 > budgetEnd) break;
-      for (const live of pending) {
-        try {
-          const sample = await window(live, upstream, perRound);
-          live.samples.push(sample);
-          process.stdout.write(`  extra round ${extra} ${live.target.label}: ${Math.round(sample.result.rps)} req/s, target CPU ${sample.cpuPercent?.toFixed(0)}%, other processes ${sample.otherCpuPercent?.toFixed(0)}%\n`);
-        } catch (err) {
-          live.error = err instanceof Error ? err.message : String(err);
-        }
-      }
+      if (pending.length === 0 || Date.now() + windowCostMs > budgetEnd) break;
+      for (const live of pending) if (!interrupted && Date.now() + windowCostMs <= budgetEnd) await measureOnce(live, `extra round ${extra}`);
     }
     for (const t of targets) {
       const live = lives.find((l) => l.target === t);
@@ -774,7 +768,7 @@ function render(rows: Row[], nginxWhy: string | undefined, elapsedS: number): st
   if (wCost !== undefined && wfCost !== undefined) lines.push(`- The filter's CPU per request: ${wCost.toFixed(1)} → ${wfCost.toFixed(1)} µs (**${signed(((wfCost - wCost) / wCost) * 100)}**).`);
   const notes = rows.filter((r) => r.note).map((r) => `${r.target.id}: ${r.note}`);
   const busy = rows.filter((r) => (r.otherCpuPercent ?? 0) + (r.stealPercent ?? 0) >= DISTURBED_PERCENT);
-  if (busy.length) notes.unshift(`**Warning:** other processes used more than a quarter of a core in every round of ${busy.map((r) => r.target.id).join(', ')}: those rows are unreliable; rerun on a quieter machine.`);
+  if (busy.length) notes.unshift(`**Warning:** other processes used more than a quarter of a core in every window of ${busy.map((r) => r.target.id).join(', ')}: those rows are unreliable; rerun on a quieter machine.`);
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
   const loadLine =
     LOADGEN.kind === 'wrk'
@@ -786,7 +780,7 @@ Written by \`npm run bench:proxy\` (proxy-host/bench/proxy.bench.ts) on ${new Da
 Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}.
 The machine is shared and noisy: read the ratios against the references measured in the same run.
 Loopback HTTP/1.1, \`GET /\` with \`Host: bench\`, 100-byte body from a node:http upstream; every target in its own process.
-Load: ${loadLine}, ${CONNECTIONS} connections, pipelining 1; warm-up ${WARMUP} s per target, then ${DURATION} s measured per target in ${ROUNDS} round(s) of ${Math.max(1, Math.round(DURATION / ROUNDS))} s that visit the targets in rotating order; each row shows its best round (highest req/s: outside interference only slows a round down) among those where other processes used under ${DISTURBED_PERCENT}% of a core; targets with no such round get extra rounds while the time budget lasts; errors over all rounds. Whole run ${elapsedS} s.
+Load: ${loadLine}, ${CONNECTIONS} connections, pipelining 1; per target a ${WARMUP} s warm-up then ${DURATION} s measured${ROUNDS > 1 ? ` in ${ROUNDS} rounds of ${Math.max(1, Math.round(DURATION / ROUNDS))} s (rotating order, 1 s re-warm before each)` : ''}. A target whose window was disturbed (other processes on the machine used ${DISTURBED_PERCENT}% of a core or more) is measured again while the time budget lasts, and its row shows its best undisturbed window (highest req/s: outside interference only slows a window down); errors count over all windows. Whole run ${elapsedS} s.
 Pinning: ${CPUS ? `\`taskset\`: load generator and upstream on CPU ${CPUS.load}, the target on CPU ${CPUS.target} (for "direct" the upstream is the target, on CPU ${CPUS.target})` : 'none (taskset missing or fewer than 2 CPUs): figures are noisier'}.
 Peak RSS: VmHWM of the target's process after its run (wasmesh's includes the tsx loader it runs under).${CPU_PROF_DIR ? '\nThe wasmesh targets ran under the CPU profiler (BENCH_CPU_PROF): their figures include its overhead.' : ''}
 
@@ -796,9 +790,9 @@ ${table.join('\n')}
 
 ${lines.join('\n')}
 
-CPU in each row's round (100% = one core), from /proc/<pid>/stat; "other processes" is the rest of the machine's process CPU time (/proc/stat):
+CPU in each row's window (100% = one core), from /proc/<pid>/stat; "other processes" is the rest of the machine's process CPU time (/proc/stat):
 
-| target | target CPU | target CPU per request | efficiency vs nginx | load core (load generator + upstream) | other processes on the machine | req/s of each round |
+| target | target CPU | target CPU per request | efficiency vs nginx | load core (load generator + upstream) | other processes on the machine | req/s of each window |
 |---|---|---|---|---|---|---|
 ${cpuTable.join('\n')}
 ${notes.length ? `\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;

@@ -21,6 +21,8 @@ export interface AccessLogEntry {
   authority: string;
   downstream_remote_address: string;
   route_name: string;
+  /** Upstream tries (1 + retries); 0 when nothing went upstream. Envoy %UPSTREAM_REQUEST_ATTEMPT_COUNT%. */
+  upstream_request_attempt_count?: number;
   direction: 'inbound' | 'outbound';
 }
 

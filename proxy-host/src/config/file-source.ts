@@ -16,7 +16,9 @@ export async function loadConfigFile(path: string, workload: WorkloadIdentity, o
   const validation = validateDocuments(parsed.documents, { mode: 'standalone' });
   if (!validation.ok) return { ok: false, error: formatErrors(validation.errors) };
   try {
-    const config = translateProxyConfig(parsed.documents, workload, { baseDir: dirname(resolve(path)), hostEnv: process.env, telemetry: options.telemetry });
+    // Each document's source is its file path as given, relative to the working directory: relative
+    // file:// module urls resolve against that file's folder.
+    const config = translateProxyConfig(parsed.documents, workload, { baseDir: process.cwd(), hostEnv: process.env, telemetry: options.telemetry });
     return { ok: true, config, documents: parsed.documents.length };
   } catch (err) {
     return { ok: false, error: `${path}: ${err instanceof Error ? err.message : String(err)}` };

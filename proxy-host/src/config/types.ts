@@ -47,9 +47,33 @@ export type RouteAction =
       rewriteAuthority?: string;
       /** 0 = no timeout (Istio's default). Covers the whole request, retries included. */
       timeoutMs: number;
+      /** Absent: no retries (the translator writes Istio's default policy when a rule sets none). */
+      retry?: RetryPolicy;
+      /** Copy a share of requests to another cluster (fire and forget). */
+      mirror?: MirrorPolicy;
     }
   | { kind: 'redirect'; uri?: string; authority?: string; scheme?: string; port?: number; status: number }
   | { kind: 'direct'; status: number; body?: string };
+
+/** VirtualService `retries` (Envoy retry_policy). See proxy-host/src/http/retry-policy.ts. */
+export interface RetryPolicy {
+  /** Retries after the first try (Istio `attempts`); 0 disables retrying. */
+  attempts: number;
+  /** Timeout of each try, 0 = none (the route timeout still bounds the whole request). */
+  perTryTimeoutMs: number;
+  /** Envoy retry_on / retry_grpc_on names: 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, cancelled, deadline-exceeded, resource-exhausted, unavailable. */
+  retryOn: readonly string[];
+  /** Statuses retried under `retriable-status-codes`. */
+  retriableStatusCodes: readonly number[];
+}
+
+/** VirtualService `mirror` + `mirrorPercentage`. */
+export interface MirrorPolicy {
+  /** Name of a ClusterConfig in ProxyConfig.clusters. */
+  cluster: string;
+  /** Share of requests mirrored, 0..100 (fractions allowed). */
+  percentage: number;
+}
 
 export interface RouteConfig {
   /** "<virtual service name>.<namespace>/<index or route name>", for logs and config_dump. */
@@ -96,8 +120,12 @@ export interface ConnectionPoolConfig {
   /** 1 disables keep-alive. */
   maxRequestsPerConnection?: number;
   idleTimeoutMs?: number;
+  /** Requests waiting for an HTTP/1.1 connection, across the cluster (circuit breaker). Default unbounded. */
   http1MaxPendingRequests?: number;
+  /** Concurrent requests to the cluster (circuit breaker; HTTP/1.1 too, like Envoy max_requests). Default unbounded. */
   http2MaxRequests?: number;
+  /** Concurrent retries to the cluster (circuit breaker). Default unbounded. */
+  maxRetries?: number;
 }
 
 /** How the proxy talks to a cluster's endpoints. */
@@ -114,6 +142,47 @@ export interface ClusterConfig {
   endpoints: readonly EndpointConfig[];
   loadBalancer: LoadBalancerConfig;
   connectionPool: ConnectionPoolConfig;
+  /** Passive health checking (DestinationRule outlierDetection); absent: none. */
+  outlierDetection?: OutlierDetectionConfig;
+  /** Active health checking (wasmesh extension trafficPolicy.healthCheck); absent: none. */
+  healthCheck?: HealthCheckConfig;
+}
+
+/** Istio outlierDetection with defaults filled in (see upstream/outlier-detector.ts). */
+export interface OutlierDetectionConfig {
+  /** Consecutive 5xx (and local-origin failures) before ejection; 0 disables. */
+  consecutive5xxErrors: number;
+  /** Consecutive 502/503/504 (and local-origin failures) before ejection; 0 disables. */
+  consecutiveGatewayErrors: number;
+  /** Sweep period: ejected endpoints return at the first sweep after their ejection time. */
+  intervalMs: number;
+  /** Ejection time = baseEjectionTimeMs x times ejected (capped at max(300 s, base)). */
+  baseEjectionTimeMs: number;
+  /** No new ejection while this share of endpoints (0..100) is already ejected. */
+  maxEjectionPercent: number;
+  /** Panic threshold (0..100): below this healthy share, balance over all endpoints and eject nothing. */
+  minHealthPercent: number;
+}
+
+/** Active health check (Envoy cluster health_checks semantics; see upstream/health-checker.ts). */
+export interface HealthCheckConfig {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes that bring an unhealthy endpoint back. */
+  healthyThreshold: number;
+  /** Consecutive failures that mark a healthy endpoint unhealthy. */
+  unhealthyThreshold: number;
+  check:
+    | {
+        kind: 'http';
+        path: string;
+        /** Host header; default the cluster's host. */
+        host?: string;
+        /** Accepted statuses as half-open ranges [start, end) (Envoy Int64Range); default [[200, 201)]. */
+        expectedStatuses: readonly { start: number; end: number }[];
+      }
+    | { kind: 'grpc'; serviceName: string }
+    | { kind: 'tcp' };
 }
 
 export type FilterPhase = 'AUTHN' | 'AUTHZ' | 'STATS' | 'UNSPECIFIED_PHASE';

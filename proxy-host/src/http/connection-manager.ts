@@ -1,7 +1,7 @@
 // One per listener (inbound or outbound): owns the per-request flow's shared state, which the proxy
 // swaps whole on a config change (in-flight requests keep what they started with).
 import type { MetricsRegistry, StreamInfo } from '../../../wasm/src/index.ts';
-import type { ProxyConfig, RouteConfig, VirtualHostConfig } from '../config/types.ts';
+import type { ProxyConfig, RouteConfig, UpstreamProtocol, VirtualHostConfig } from '../config/types.ts';
 import type { AccessLog } from '../access-log.ts';
 import type { FilterChain } from '../filter-chain/chain.ts';
 import { createStreamInfo } from '../filter-chain/stream-info.ts';
@@ -11,6 +11,7 @@ import type { Cluster, ClusterManager } from '../upstream/cluster.ts';
 import type { EndpointState } from '../upstream/endpoint.ts';
 import type { LbContext } from '../upstream/load-balancer.ts';
 import type { UpstreamPools } from '../upstream/upstream-pools.ts';
+import { CircuitBreakers } from '../upstream/circuit-breaker.ts';
 import type { UpstreamClient } from '../upstream/upstream-request.ts';
 import { ClusterStats, DirectionStats, type Direction } from '../stats/proxy-stats.ts';
 import { ActiveRequest } from './active-request.ts';
@@ -53,6 +54,8 @@ export class ConnectionManager {
   readonly #scheme: 'http' | 'https';
   readonly #destinationAddress: string | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
+  /** connectionPool limits per cluster, counted per listener (see upstream/circuit-breaker.ts). */
+  readonly breakers = new CircuitBreakers();
   active = 0;
   readonly #idle: Array<() => void> = [];
 
@@ -91,9 +94,12 @@ export class ConnectionManager {
   }
 
   upstreamFor(cluster: Cluster, endpoint: EndpointState, downstreamH2: boolean): UpstreamClient {
+    return this.#upstreams.get(this.upstreamProtocol(cluster, downstreamH2), endpoint, cluster.config.connectionPool);
+  }
+
+  upstreamProtocol(cluster: Cluster, downstreamH2: boolean): UpstreamProtocol {
     // The local app speaks what its client spoke: HTTP/2 in, HTTP/2 (cleartext) to the app.
-    const protocol = this.direction === 'inbound' ? (downstreamH2 ? 'http2' : 'http1') : cluster.config.protocol;
-    return this.#upstreams.get(protocol, endpoint, cluster.config.connectionPool);
+    return this.direction === 'inbound' ? (downstreamH2 ? 'http2' : 'http1') : cluster.config.protocol;
   }
 
   clusterStats(cluster: Cluster): ClusterStats {
@@ -163,6 +169,7 @@ export class ConnectionManager {
         authority: getHeader(h, ':authority') ?? '',
         downstream_remote_address: `${ar.req.socket?.remoteAddress ?? ''}:${ar.req.socket?.remotePort ?? ''}`,
         route_name: ar.route?.name ?? '',
+        upstream_request_attempt_count: ar.attempts,
         direction: this.direction,
       });
     }

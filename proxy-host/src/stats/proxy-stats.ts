@@ -45,6 +45,16 @@ export class ClusterStats {
     this.connections = registry.gauge('wasmesh_proxy_upstream_connections', 'Open connections to a cluster', { cluster });
   }
 
+  /** A counter with only the cluster label, created on first use (retries, overflows, mirrors). */
+  counter(name: string, help: string): Metric {
+    let m = this.#flags.get(name);
+    if (!m) {
+      m = this.#registry.counter(name, help, { cluster: this.cluster });
+      this.#flags.set(name, m);
+    }
+    return m;
+  }
+
   /** Failures by Envoy response flag (UF, UC, UT, UH, ...). */
   flag(flag: string): void {
     let m = this.#flags.get(flag);

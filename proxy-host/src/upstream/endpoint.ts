@@ -74,7 +74,7 @@ export class EndpointState {
 
 /**
  * The endpoints a load balancer may pick from right now: the healthy ones, or all of them when none is
- * healthy (Envoy's panic mode, here with a 0 % threshold). Also keeps their cumulative weights for
+ * healthy or the healthy share is below the panic threshold (Envoy's panic mode; default threshold 0 %). Also keeps their cumulative weights for
  * weighted random picks. `refresh()` returns the same array object while the set is unchanged, so load
  * balancers can keep per-position state (round-robin cursors) by comparing identities.
  */
@@ -87,9 +87,15 @@ export class EndpointPool {
   private total = 0;
   private uniformWeights = true;
   private panicMode = false;
+  private readonly panicThreshold: number;
 
-  constructor(endpoints: readonly EndpointState[]) {
+  /**
+   * `panicThresholdPercent` (outlierDetection.minHealthPercent): the pool also panics when fewer than
+   * this share of endpoints is healthy. 0 (the default) panics only when none is.
+   */
+  constructor(endpoints: readonly EndpointState[], panicThresholdPercent = 0) {
     this.all = endpoints;
+    this.panicThreshold = panicThresholdPercent;
   }
 
   /** The current candidates (healthy, or all in panic mode). Cheap when nothing changed. */
@@ -168,7 +174,7 @@ export class EndpointPool {
     const all = this.all;
     const next: EndpointState[] = [];
     for (const e of all) if (e.healthy) next.push(e);
-    this.panicMode = next.length === 0 && all.length > 0;
+    this.panicMode = all.length > 0 && (next.length === 0 || next.length * 100 < this.panicThreshold * all.length);
     const candidates = this.panicMode ? all.slice() : next;
 
     // Keep the old array (and the state load balancers attach to it) when the set did not change.

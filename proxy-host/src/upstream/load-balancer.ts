@@ -32,19 +32,21 @@ export interface LoadBalancer {
   readonly panic?: boolean;
 }
 
-export function createLoadBalancer(config: LoadBalancerConfig, endpoints: readonly EndpointState[]): LoadBalancer {
-  if ('consistentHash' in config) return new RingHashLoadBalancer(config.consistentHash, endpoints);
+/** `panicThresholdPercent`: see EndpointPool (outlierDetection.minHealthPercent; default 0). */
+export function createLoadBalancer(config: LoadBalancerConfig, endpoints: readonly EndpointState[], panicThresholdPercent = 0): LoadBalancer {
+  const p = panicThresholdPercent;
+  if ('consistentHash' in config) return new RingHashLoadBalancer(config.consistentHash, endpoints, p);
   switch (config.simple) {
     case 'LEAST_REQUEST':
-      return new LeastRequestLoadBalancer(endpoints);
+      return new LeastRequestLoadBalancer(endpoints, p);
     case 'RANDOM':
-      return new RandomLoadBalancer(endpoints);
+      return new RandomLoadBalancer(endpoints, p);
     case 'PASSTHROUGH':
       // Istio's PASSTHROUGH forwards to the request's original destination address. This proxy only
       // sends to configured endpoints, so PASSTHROUGH behaves as ROUND_ROBIN over them.
-      return new RoundRobinLoadBalancer(endpoints);
+      return new RoundRobinLoadBalancer(endpoints, p);
     case 'ROUND_ROBIN':
     default:
-      return new RoundRobinLoadBalancer(endpoints);
+      return new RoundRobinLoadBalancer(endpoints, p);
   }
 }

@@ -8,8 +8,8 @@ import type { LbContext, LoadBalancer } from '../load-balancer.ts';
 export class LeastRequestLoadBalancer implements LoadBalancer {
   private readonly pool: EndpointPool;
 
-  constructor(endpoints: readonly EndpointState[]) {
-    this.pool = new EndpointPool(endpoints);
+  constructor(endpoints: readonly EndpointState[], panicThresholdPercent = 0) {
+    this.pool = new EndpointPool(endpoints, panicThresholdPercent);
   }
 
   get panic(): boolean {

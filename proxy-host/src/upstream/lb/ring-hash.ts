@@ -96,8 +96,8 @@ export class RingHashLoadBalancer implements LoadBalancer {
   private readonly cookieSuffix: string | undefined;
   private setCookie: string | undefined = undefined;
 
-  constructor(config: ConsistentHashConfig, endpoints: readonly EndpointState[]) {
-    this.pool = new EndpointPool(endpoints);
+  constructor(config: ConsistentHashConfig, endpoints: readonly EndpointState[], panicThresholdPercent = 0) {
+    this.pool = new EndpointPool(endpoints, panicThresholdPercent);
     if (config.httpHeaderName !== undefined) {
       this.source = HEADER;
       this.keyName = config.httpHeaderName.toLowerCase();

@@ -13,8 +13,8 @@ export class RoundRobinLoadBalancer implements LoadBalancer {
   private next = 0;
   private scores = new Float64Array(0);
 
-  constructor(endpoints: readonly EndpointState[]) {
-    this.pool = new EndpointPool(endpoints);
+  constructor(endpoints: readonly EndpointState[], panicThresholdPercent = 0) {
+    this.pool = new EndpointPool(endpoints, panicThresholdPercent);
   }
 
   get panic(): boolean {
