@@ -8,6 +8,9 @@ import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 import { canonicalJson, contentVersion } from '../src/translate/version.ts';
 import { parseDuration } from '../src/translate/durations.ts';
 
+/** Istio's retry policy for routes that set none (see translate/routes.ts defaultRetryPolicy). */
+const DEFAULT_RETRY = { attempts: 2, perTryTimeoutMs: 0, retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'], retriableStatusCodes: [503] };
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const EXAMPLES = fileURLToPath(new URL('../../schemas/examples/', import.meta.url));
 
@@ -288,6 +291,7 @@ test('a weighted split becomes weighted destinations on subset clusters', () => 
           },
         ],
         timeoutMs: 0,
+        retry: DEFAULT_RETRY,
       },
     },
   ]);
@@ -423,13 +427,14 @@ test('rewrites, redirects, direct responses, header operations and timeouts', ()
       rewriteUri: '/',
       rewriteAuthority: 'reviews-internal',
       timeoutMs: 1500,
+      retry: DEFAULT_RETRY,
     },
     requestHeaders: { set: { 'x-api': 'v1' }, add: { via: 'wasmesh' }, remove: ['cookie'] },
     responseHeaders: { remove: ['x-internal'] },
   });
 });
 
-test('features not translated yet do not break translation', () => {
+test('retries and mirror are translated; other features do not break translation', () => {
   const config = translate(
     reviewsMesh(
       virtualService('reviews', {
@@ -448,7 +453,13 @@ test('features not translated yet do not break translation', () => {
       { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-all' }, spec: {} },
     ),
   );
-  assert.equal(routesOf(config, REVIEWS)[0]!.action, { kind: 'forward', destinations: [{ cluster: `outbound|9080|v1|${REVIEWS}`, weight: 100 }], timeoutMs: 0 });
+  assert.equal(routesOf(config, REVIEWS)[0]!.action, {
+    kind: 'forward',
+    destinations: [{ cluster: `outbound|9080|v1|${REVIEWS}`, weight: 100 }],
+    timeoutMs: 0,
+    retry: { attempts: 3, perTryTimeoutMs: 2000, retryOn: ['5xx'], retriableStatusCodes: [503] },
+    mirror: { cluster: `outbound|9080|v2|${REVIEWS}`, percentage: 5 },
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +475,7 @@ test('virtual hosts: one per service host with its short names; default route wi
     ],
   );
   assert.equal(routesOf(config, REVIEWS), [
-    { name: `${REVIEWS}/default`, match: [], action: { kind: 'forward', destinations: [{ cluster: `outbound|9080||${REVIEWS}`, weight: 100 }], timeoutMs: 0 } },
+    { name: `${REVIEWS}/default`, match: [], action: { kind: 'forward', destinations: [{ cluster: `outbound|9080||${REVIEWS}`, weight: 100 }], timeoutMs: 0, retry: DEFAULT_RETRY } },
   ]);
 });
 
@@ -499,6 +510,7 @@ test('virtual hosts: a VirtualService host without ServiceEntry gets its own; ga
     kind: 'forward',
     destinations: [{ cluster: `outbound|9080|v1|${REVIEWS}`, weight: 100 }],
     timeoutMs: 0,
+    retry: DEFAULT_RETRY,
   });
   assert.is(routesOf(config, REVIEWS)[0]!.name, `${REVIEWS}/default`);
 });

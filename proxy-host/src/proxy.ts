@@ -44,7 +44,7 @@ const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
 export class Proxy {
   readonly options: ProxyOptions;
   readonly metrics = new MetricsRegistry();
-  readonly clusters = new ClusterManager();
+  readonly clusters = new ClusterManager(this.metrics);
   readonly upstreams = new UpstreamPools();
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
@@ -221,7 +221,7 @@ export class Proxy {
       name: c.config.name,
       protocol: c.config.protocol,
       loadBalancer: c.config.loadBalancer,
-      endpoints: c.endpoints.map((e) => ({ address: e.key, labels: e.config.labels, weight: e.config.weight, healthy: e.healthy, activeRequests: e.activeRequests })),
+      endpoints: c.endpoints.map((e) => ({ address: e.key, labels: e.config.labels, weight: e.config.weight, healthy: e.healthy, activeRequests: e.activeRequests, ...c.endpointHealth(e) })),
     }));
   }
 
@@ -252,6 +252,7 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     await this.#admin?.close();
+    this.clusters.stop();
     await this.upstreams.close();
     await this.#plugins.stop();
     await this.#accessLog.close();

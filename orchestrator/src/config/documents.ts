@@ -379,6 +379,17 @@ export interface OutlierDetectionSpec {
   minHealthPercent?: number;
 }
 
+/** wasmesh extension (no Istio field): active health checks, Envoy semantics. Exactly one of http, grpc, tcp. */
+export interface HealthCheckSpec {
+  http?: { path: string; host?: string; expectedStatuses?: Array<number | { start: number; end: number }> };
+  grpc?: { serviceName?: string };
+  tcp?: Record<string, never>;
+  interval?: string;
+  timeout?: string;
+  healthyThreshold?: number;
+  unhealthyThreshold?: number;
+}
+
 export interface ClientTLSSettings {
   mode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
   sni?: string;
@@ -390,6 +401,8 @@ export interface PortTrafficPolicy {
   loadBalancer?: LoadBalancerSettings;
   connectionPool?: ConnectionPoolSettings;
   outlierDetection?: OutlierDetectionSpec;
+  /** wasmesh extension. */
+  healthCheck?: HealthCheckSpec;
   tls?: ClientTLSSettings;
 }
 
@@ -397,6 +410,8 @@ export interface TrafficPolicy {
   loadBalancer?: LoadBalancerSettings;
   connectionPool?: ConnectionPoolSettings;
   outlierDetection?: OutlierDetectionSpec;
+  /** wasmesh extension. */
+  healthCheck?: HealthCheckSpec;
   tls?: ClientTLSSettings;
   portLevelSettings?: PortTrafficPolicy[];
 }

@@ -8,7 +8,9 @@ import type {
   ClusterConfig,
   ConnectionPoolConfig,
   EndpointConfig,
+  HealthCheckConfig,
   LoadBalancerConfig,
+  OutlierDetectionConfig,
   UpstreamProtocol,
   WorkloadIdentity,
 } from '../../../proxy-host/src/config/types.ts';
@@ -19,6 +21,8 @@ import {
   type Labels,
   type LoadBalancerSettings,
   type ConnectionPoolSettings,
+  type HealthCheckSpec,
+  type OutlierDetectionSpec,
   type PortProtocol,
   type ServiceEntry,
   type ServicePort,
@@ -203,6 +207,9 @@ function compareKeys(a: [number, number, string], b: [number, number, string]): 
 interface PolicyFields {
   loadBalancer?: LoadBalancerSettings;
   connectionPool?: ConnectionPoolSettings;
+  outlierDetection?: OutlierDetectionSpec;
+  /** wasmesh extension. */
+  healthCheck?: HealthCheckSpec;
 }
 
 /**
@@ -212,11 +219,18 @@ interface PolicyFields {
  * out takes its default), as Istio documents.
  */
 export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficPolicy | undefined, port: number): PolicyFields {
-  let merged = portLevel(top, port) ?? { loadBalancer: top?.loadBalancer, connectionPool: top?.connectionPool };
+  let merged = portLevel(top, port) ?? {
+    loadBalancer: top?.loadBalancer,
+    connectionPool: top?.connectionPool,
+    outlierDetection: top?.outlierDetection,
+    healthCheck: top?.healthCheck,
+  };
   if (subset) {
     merged = {
       loadBalancer: subset.loadBalancer ?? merged.loadBalancer,
       connectionPool: subset.connectionPool ?? merged.connectionPool,
+      outlierDetection: subset.outlierDetection ?? merged.outlierDetection,
+      healthCheck: subset.healthCheck ?? merged.healthCheck,
     };
     merged = portLevel(subset, port) ?? merged;
   }
@@ -225,7 +239,7 @@ export function effectivePolicy(top: TrafficPolicy | undefined, subset: TrafficP
 
 function portLevel(policy: TrafficPolicy | undefined, port: number): PolicyFields | undefined {
   const p = policy?.portLevelSettings?.find((s) => s.port.number === port);
-  return p ? { loadBalancer: p.loadBalancer, connectionPool: p.connectionPool } : undefined;
+  return p ? { loadBalancer: p.loadBalancer, connectionPool: p.connectionPool, outlierDetection: p.outlierDetection, healthCheck: p.healthCheck } : undefined;
 }
 
 /**
@@ -297,6 +311,50 @@ export function translateConnectionPool(pool: ConnectionPoolSettings | undefined
   set('http1MaxPendingRequests', positive(pool?.http?.http1MaxPendingRequests));
   set('http2MaxRequests', positive(pool?.http?.http2MaxRequests));
   return out;
+}
+
+/**
+ * Istio's outlierDetection with its defaults (consecutive5xxErrors 5, gateway errors off, interval 10s,
+ * baseEjectionTime 30s, maxEjectionPercent 10, minHealthPercent 0). Absent: no outlier detection, as in
+ * Istio. consecutive5xxErrors 0 disables that detection (Istio sets its enforcement to 0); the other
+ * numbers are proto3 scalars where 0 means "not set", except the two percentages, where 0 is a value.
+ */
+export function translateOutlierDetection(od: OutlierDetectionSpec | undefined): OutlierDetectionConfig | undefined {
+  if (od === undefined) return undefined;
+  return {
+    consecutive5xxErrors: od.consecutive5xxErrors ?? 5,
+    consecutiveGatewayErrors: od.consecutiveGatewayErrors ?? 0,
+    intervalMs: positive(durationMs(od.interval)) ?? 10_000,
+    baseEjectionTimeMs: positive(durationMs(od.baseEjectionTime)) ?? 30_000,
+    maxEjectionPercent: od.maxEjectionPercent ?? 10,
+    minHealthPercent: od.minHealthPercent ?? 0,
+  };
+}
+
+/** Defaults of the healthCheck extension (Kubernetes readiness probe's: 10s, 1s, 1 success, 3 failures). */
+export const HEALTH_CHECK_DEFAULTS = { intervalMs: 10_000, timeoutMs: 1_000, healthyThreshold: 1, unhealthyThreshold: 3 } as const;
+
+/** The wasmesh healthCheck extension; expected statuses as Envoy ranges [start, end), default [200, 201). */
+export function translateHealthCheck(hc: HealthCheckSpec | undefined): HealthCheckConfig | undefined {
+  if (hc === undefined) return undefined;
+  let check: HealthCheckConfig['check'];
+  if (hc.http) {
+    const statuses = (hc.http.expectedStatuses ?? [200]).map((s) => (typeof s === 'number' ? { start: s, end: s + 1 } : { start: s.start, end: s.end }));
+    check = { kind: 'http', path: hc.http.path, ...(hc.http.host !== undefined ? { host: hc.http.host } : {}), expectedStatuses: statuses };
+  } else if (hc.grpc) {
+    check = { kind: 'grpc', serviceName: hc.grpc.serviceName ?? '' };
+  } else if (hc.tcp) {
+    check = { kind: 'tcp' };
+  } else {
+    return undefined; // the schema requires one of them
+  }
+  return {
+    intervalMs: positive(durationMs(hc.interval)) ?? HEALTH_CHECK_DEFAULTS.intervalMs,
+    timeoutMs: positive(durationMs(hc.timeout)) ?? HEALTH_CHECK_DEFAULTS.timeoutMs,
+    healthyThreshold: positive(hc.healthyThreshold) ?? HEALTH_CHECK_DEFAULTS.healthyThreshold,
+    unhealthyThreshold: positive(hc.unhealthyThreshold) ?? HEALTH_CHECK_DEFAULTS.unhealthyThreshold,
+    check,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -375,6 +433,8 @@ export class ClusterTable {
     const loadBalancer =
       service?.entry.spec.resolution === 'NONE' ? ({ simple: 'PASSTHROUGH' } as const) : translateLoadBalancer(policy.loadBalancer);
 
+    const outlierDetection = translateOutlierDetection(policy.outlierDetection);
+    const healthCheck = translateHealthCheck(policy.healthCheck);
     return {
       name: clusterName(host, portNumber, subsetName),
       host,
@@ -384,6 +444,8 @@ export class ClusterTable {
       endpoints,
       loadBalancer,
       connectionPool: translateConnectionPool(policy.connectionPool),
+      ...(outlierDetection !== undefined ? { outlierDetection } : {}),
+      ...(healthCheck !== undefined ? { healthCheck } : {}),
     };
   }
 

@@ -5,6 +5,8 @@
 import type {
   HeaderMatch,
   HeaderOperations,
+  MirrorPolicy,
+  RetryPolicy,
   RouteAction,
   RouteConfig,
   RouteMatch,
@@ -162,6 +164,49 @@ function headerOperations(ops: HeaderOperationsSpec | undefined): HeaderOperatio
   return Object.keys(out).length > 0 ? out : undefined;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Retries and mirroring
+
+/** Istio's retry policy for a route that sets no `retries` (pilot's retry.DefaultPolicy). */
+export const DEFAULT_RETRY_ON: readonly string[] = ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'];
+export const DEFAULT_RETRIABLE_STATUS_CODES: readonly number[] = [503];
+
+export function defaultRetryPolicy(): RetryPolicy {
+  return { attempts: 2, perTryTimeoutMs: 0, retryOn: [...DEFAULT_RETRY_ON], retriableStatusCodes: [...DEFAULT_RETRIABLE_STATUS_CODES] };
+}
+
+/**
+ * VirtualService `retries` as Istio renders it: unset -> the default policy; attempts 0 -> no
+ * retries (undefined); otherwise the default with the fields given. In `retryOn`, numbers are
+ * retriable status codes (and imply retriable-status-codes); `retriable-status-codes` without any
+ * number keeps the default code 503.
+ */
+export function translateRetries(retries: HTTPRoute['retries']): RetryPolicy | undefined {
+  if (retries === undefined) return defaultRetryPolicy();
+  const attempts = retries.attempts ?? 0;
+  if (attempts <= 0) return undefined;
+  const out = defaultRetryPolicy();
+  out.attempts = attempts;
+  const perTry = durationMs(retries.perTryTimeout);
+  if (perTry !== undefined) out.perTryTimeoutMs = perTry;
+  if (retries.retryOn !== undefined && retries.retryOn.trim() !== '') {
+    const names: string[] = [];
+    const codes: number[] = [];
+    for (const part of retries.retryOn.split(',')) {
+      const p = part.trim();
+      if (p === '') continue;
+      if (/^[0-9]+$/.test(p)) {
+        const code = Number(p);
+        if (code >= 100 && code <= 599 && !codes.includes(code)) codes.push(code);
+      } else if (!names.includes(p)) names.push(p);
+    }
+    if (codes.length > 0 && !names.includes('retriable-status-codes')) names.push('retriable-status-codes');
+    out.retryOn = names;
+    out.retriableStatusCodes = codes.length > 0 ? codes : [...DEFAULT_RETRIABLE_STATUS_CODES];
+  }
+  return out;
+}
+
 export interface RouteContext {
   readonly registry: ServiceRegistry;
   readonly clusters: ClusterTable;
@@ -203,19 +248,29 @@ function translateAction(http: HTTPRoute, namespace: string, ctx: RouteContext):
       ...(responseHeaders ? { responseHeaders } : {}),
     };
   });
+  const retry = translateRetries(http.retries);
+  let mirror: MirrorPolicy | undefined;
+  if (http.mirror) {
+    const host = destinationHost(http.mirror.host, namespace, ctx);
+    const port = http.mirror.port?.number ?? ctx.clusters.defaultPort(host);
+    // Istio: mirrorPercentage unset mirrors every request.
+    mirror = { cluster: ctx.clusters.ensure(host, port, http.mirror.subset), percentage: http.mirrorPercentage?.value ?? 100 };
+  }
   return {
     kind: 'forward',
     destinations,
     ...(http.rewrite?.uri !== undefined ? { rewriteUri: http.rewrite.uri } : {}),
     ...(http.rewrite?.authority !== undefined ? { rewriteAuthority: http.rewrite.authority } : {}),
     timeoutMs: durationMs(http.timeout) ?? 0,
+    ...(retry ? { retry } : {}),
+    ...(mirror ? { mirror } : {}),
   };
 }
 
 /**
  * The routes of a VirtualService for this workload, in order. Matches whose sourceLabels do not
  * select the workload are dropped, and so is a rule left with no match (Istio does the same per
- * proxy). retries, fault and mirror are not translated yet.
+ * proxy). Faults become filters (fault-filter.ts); retries and mirror go on the route action.
  */
 export function translateRoutes(vs: VirtualService, ctx: RouteContext): RouteConfig[] {
   const namespace = namespaceOf(vs);
@@ -244,6 +299,8 @@ function defaultRoutes(service: Service, ctx: RouteContext): RouteConfig[] {
     kind: 'forward',
     destinations: [{ cluster: ctx.clusters.ensure(service.host, port), weight: 100 }],
     timeoutMs: 0,
+    // Istio gives default routes its default retry policy too.
+    retry: defaultRetryPolicy(),
   });
   if (ports.length === 1) return [{ name: `${service.host}/default`, match: [], action: forward(ports[0]!.number) }];
   return ports.map((p) => ({ name: `${service.host}/default:${p.number}`, match: [{ port: p.number }], action: forward(p.number) }));

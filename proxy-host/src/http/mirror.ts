@@ -76,7 +76,9 @@ export function sendMirror(cm: ConnectionManager, policy: MirrorPolicy, headers:
   if (!cluster) return;
   const stats = cm.clusterStats(cluster);
   stats.counter(MIRROR_REQUESTS, 'Requests mirrored to a cluster').increment(1);
-  const failed = () => stats.counter(MIRROR_FAILURES, 'Mirrored requests that failed (no endpoint, overflow, error, timeout)').increment(1);
+  const failed = (): void => {
+    stats.counter(MIRROR_FAILURES, 'Mirrored requests that failed (no endpoint, overflow, error, timeout, body past the buffer bound)').increment(1);
+  };
   try {
     const endpoint = cluster.pick(lb);
     if (!endpoint) return failed();
@@ -109,6 +111,15 @@ export function sendMirror(cm: ConnectionManager, policy: MirrorPolicy, headers:
   } catch {
     failed();
   }
+}
+
+/** A mirror not sent because the request body outgrew the copy buffer: counted as a failed mirror. */
+export function skipMirror(cm: ConnectionManager, policy: MirrorPolicy): void {
+  const cluster = cm.clusters.get(policy.cluster);
+  if (!cluster) return;
+  const stats = cm.clusterStats(cluster);
+  stats.counter(MIRROR_REQUESTS, 'Requests mirrored to a cluster').increment(1);
+  stats.counter(MIRROR_FAILURES, 'Mirrored requests that failed (no endpoint, overflow, error, timeout, body past the buffer bound)').increment(1);
 }
 
 function setHeader(list: HeaderList, name: string, value: string): void {

@@ -18,10 +18,25 @@ export interface ListenerOptions {
   tls?: tls.SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
   onRequest(req: DownstreamRequest, res: DownstreamResponse): void;
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** Slow-client guard: time to receive a request's headers (HTTP/1.1). */
+  /** Slow-client guard: time to receive a request's headers (HTTP/1.1); past it, 408. Default 60 s (Node's). */
   headersTimeoutMs?: number;
+  /** Downstream idle timeout of an HTTP/1.1 keep-alive connection. Default 5 s (Node's). */
   keepAliveTimeoutMs?: number;
+  /** Largest request head (HTTP/1.1) / header list (HTTP/2) accepted; past it, 431. Default 16 KiB (Node's). */
   maxHeaderSize?: number;
+  /** An HTTP/2 session with no stream activity for this long is closed (GOAWAY). Default 0: never. */
+  h2IdleTimeoutMs?: number;
+}
+
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
+export const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
+
+/** What Node's own clientError handling would answer: 431 for a head too large, 408 for a slow one. */
+function clientErrorResponse(code: string | undefined): string {
+  if (code === 'HPE_HEADER_OVERFLOW') return 'HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
+  return 'HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
@@ -44,18 +59,32 @@ export interface Listener {
 
 export async function createListener(options: ListenerOptions): Promise<Listener> {
   const onRequest = options.onRequest as (req: IncomingMessage, res: ServerResponse) => void;
+  const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
+  const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
   const h1 = http.createServer(
-    { maxHeaderSize: options.maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs, headersTimeout: options.headersTimeoutMs, requestTimeout: 0 },
+    {
+      maxHeaderSize,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+      headersTimeout,
+      requestTimeout: 0,
+      // Node checks headersTimeout on this period (30 s by default): check often enough to honour it.
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(headersTimeout / 4))),
+    },
     onRequest,
   );
   if (options.onUpgrade) h1.on('upgrade', options.onUpgrade);
-  // Bad requests are answered 400 by Node; the socket errors of clients that went away are not ours.
+  // h1 never listens itself (connections are handed to it), but Node starts the timer that enforces
+  // headersTimeout on 'listening': without this, slow clients would never be cut off.
+  h1.emit('listening');
+  // Bad requests are answered 400 (431 head too large, 408 head too slow); the socket errors of
+  // clients that went away are not ours.
   h1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    if (socket.writable && err.code !== 'ECONNRESET') socket.end(clientErrorResponse(err.code));
     else socket.destroy();
   });
-  const h2 = http2.createServer({ maxSessionMemory: 64 }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const h2 = http2.createServer({ maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
   h2.on('sessionError', () => {});
+  if (options.h2IdleTimeoutMs) h2.on('session', (session) => session.setTimeout(options.h2IdleTimeoutMs!, () => session.close()));
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on('session', (session) => {
     sessions.add(session);
@@ -110,6 +139,7 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
+        h1.close(() => {}); // stops the headersTimeout timer (h1 itself is not listening)
         h1.closeIdleConnections();
         for (const s of sessions) s.close();
       }),
@@ -118,6 +148,7 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       for (const s of sessions) s.close();
     },
     destroy: () => {
+      h1.close(() => {});
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
     },

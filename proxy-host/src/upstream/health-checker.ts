@@ -129,8 +129,9 @@ export class HealthChecker {
       if (h.checkHealthy && (h.checkPending || h.checkFailures >= cfg.unhealthyThreshold)) h.checkHealthy = false;
     }
     h.checkPending = false;
+    const changed = syncHealthy(endpoint);
     this.#hooks.onCheck?.(endpoint, outcome);
-    if (syncHealthy(endpoint)) this.#hooks.onChange?.(endpoint);
+    if (changed) this.#hooks.onChange?.(endpoint);
   }
 
   /** One check of one endpoint, bounded by timeoutMs. Never rejects. */
@@ -248,14 +249,15 @@ export class HealthChecker {
       this.#grpc.set(key, client);
     }
     const service = this.config.check.kind === 'grpc' ? this.config.check.serviceName : '';
-    const call = client.makeUnaryRequest<string, number>(
+    const call = client.makeUnaryRequest<HealthCheckRequest, HealthCheckResponse>(
       '/grpc.health.v1.Health/Check',
       encodeHealthCheckRequest,
       decodeHealthCheckResponse,
-      service,
+      { service },
       new grpc.Metadata(),
       { deadline: Date.now() + this.config.timeoutMs },
-      (err, status) => {
+      (err, response) => {
+        const status = response?.status;
         if (err) {
           const unreachable = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
           finish({ result: unreachable ? 'network_failure' : 'failure', detail: grpc.status[err.code] ?? String(err.code) });
@@ -291,31 +293,39 @@ const SERVING_STATUS_NAMES = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKN
 //   HealthCheckRequest  { string service = 1; }
 //   HealthCheckResponse { ServingStatus status = 1; }  UNKNOWN 0, SERVING 1, NOT_SERVING 2, SERVICE_UNKNOWN 3
 
-export function encodeHealthCheckRequest(service: string): Buffer {
+// Messages are objects, never bare '' or 0: grpc-js takes a falsy decoded message for a missing one.
+export interface HealthCheckRequest {
+  service: string;
+}
+
+export interface HealthCheckResponse {
+  status: number;
+}
+
+export function encodeHealthCheckRequest({ service }: HealthCheckRequest): Buffer {
   if (service === '') return Buffer.alloc(0);
   const bytes = Buffer.from(service, 'utf8');
   return Buffer.concat([Buffer.from([0x0a]), varint(bytes.length), bytes]);
 }
 
-export function decodeHealthCheckRequest(buf: Buffer): string {
+export function decodeHealthCheckRequest(buf: Buffer): HealthCheckRequest {
   let service = '';
-  readFields(buf, (field, wire, value, bytes) => {
+  readFields(buf, (field, wire, _value, bytes) => {
     if (field === 1 && wire === 2 && bytes) service = bytes.toString('utf8');
-    void value;
   });
-  return service;
+  return { service };
 }
 
-export function encodeHealthCheckResponse(status: number): Buffer {
+export function encodeHealthCheckResponse({ status }: HealthCheckResponse): Buffer {
   return status === 0 ? Buffer.alloc(0) : Buffer.concat([Buffer.from([0x08]), varint(status)]);
 }
 
-export function decodeHealthCheckResponse(buf: Buffer): number {
+export function decodeHealthCheckResponse(buf: Buffer): HealthCheckResponse {
   let status = 0;
   readFields(buf, (field, wire, value) => {
     if (field === 1 && wire === 0) status = value;
   });
-  return status;
+  return { status };
 }
 
 function varint(n: number): Buffer {
