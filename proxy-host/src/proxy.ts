@@ -12,7 +12,7 @@ import { ConnectionManager, inboundRouteTable, type ListenerState } from './http
 import { createHttpCallout } from './http-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
-import { createListener, type Listener } from './listener/listener.ts';
+import { createListener, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import { RouteTable } from './routing/route-table.ts';
 import { ClusterManager } from './upstream/cluster.ts';
@@ -30,6 +30,8 @@ export interface ProxyOptions {
   appHost?: string;
   /** "stdout" (default), "off", or a file path. */
   accessLog?: string;
+  /** Downstream connection handling for both listeners (slow clients, idle keep-alive, header size). */
+  connections?: Pick<ListenerOptions, 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'maxHeaderSize' | 'h2IdleTimeoutMs'>;
 }
 
 export interface ConfigStatus {
@@ -89,8 +91,9 @@ export class Proxy {
     try {
       const outbound = proxy.#outbound;
       const inbound = proxy.#inbound;
-      proxy.#listeners.push(await createListener({ host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
-      proxy.#listeners.push(await createListener({ host, port: options.inboundPort, onRequest: inbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head) }));
+      const connections = options.connections ?? {};
+      proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
+      proxy.#listeners.push(await createListener({ ...connections, host, port: options.inboundPort, onRequest: inbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head) }));
       if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);

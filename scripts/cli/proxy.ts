@@ -29,6 +29,9 @@ with the reason and the last good config stays.
   --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
+  --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
+  --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
+  --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
   --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
                             the primary serves admin and sums the workers' stats (standalone only)
@@ -52,6 +55,14 @@ function parsePort(value: string | undefined, name: string, fallback: number): n
   if (value === undefined) return fallback;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number (0-65535), got "${value}"`);
+  return n;
+}
+
+/** A non-negative whole number option (milliseconds, or KiB for sizes); undefined when not given. */
+function parseMs(value: string | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive whole number, got "${value}"`);
   return n;
 }
 
@@ -88,6 +99,9 @@ export async function run(argv: string[]): Promise<number> {
         'drain-timeout': { type: 'string' },
         concurrency: { type: 'string' },
         'no-telemetry': { type: 'boolean' },
+        'header-read-timeout': { type: 'string' },
+        'idle-timeout': { type: 'string' },
+        'max-request-headers-kb': { type: 'string' },
         'token-file': { type: 'string' },
         'data-dir': { type: 'string' },
         'first-config-timeout': { type: 'string' },
@@ -126,6 +140,11 @@ export async function run(argv: string[]): Promise<number> {
       appPort: parsePort(values['app-port'], 'app-port', 8080),
       adminPort: parsePort(values['admin-port'], 'admin-port', 15000),
       accessLog: values['access-log'] ?? 'stdout',
+      connections: {
+        headersTimeoutMs: parseMs(values['header-read-timeout'], 'header-read-timeout'),
+        keepAliveTimeoutMs: parseMs(values['idle-timeout'], 'idle-timeout'),
+        maxHeaderSize: values['max-request-headers-kb'] === undefined ? undefined : parseMs(values['max-request-headers-kb'], 'max-request-headers-kb')! * 1024,
+      },
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
