@@ -4,7 +4,11 @@
 // compiles it with the AssemblyScript compiler API (never a global `asc`), against the patched
 // @solo-io/proxy-runtime SDK (see patches/README.md), into `<dir>/build/<name>.wasm`, then checks that
 // the module is something a proxy-wasm host can load. A build is skipped when the .wasm is newer than
-// every file of the folder and of the SDK and was made with the same compiler and flags.
+// every file of the folder, of the SDK and of every shared `common/` folder on the way up (see
+// commonDirs), and was made with the same compiler and flags.
+//
+// Code shared by filters lives in the nearest `common/` folder (filters/common/assembly/json.ts),
+// imported by relative path. A `common/` folder is never a filter: discovery does not enter it.
 
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
@@ -72,6 +76,8 @@ const sdkDir = path.join(nodeModules, '@solo-io', 'proxy-runtime');
 const stdDir = path.join(nodeModules, 'assemblyscript', 'std', 'assembly');
 const STAMP = '.wasmesh-build.json';
 const SKIP_DIRS = new Set(['node_modules', 'build']);
+/** Folders of code shared by the filters beside and below them; never built as filters themselves. */
+const COMMON_DIR = 'common';
 const NAME_RE = /^[a-z0-9][a-z0-9._-]*$/;
 
 /**
@@ -231,7 +237,7 @@ export async function findFilterDirs(root: string): Promise<string[]> {
     }
     if (entries.some((e) => e.isFile() && e.name === 'filter.json')) found.push(dir);
     for (const e of entries) {
-      if (e.isDirectory() && !SKIP_DIRS.has(e.name) && !e.name.startsWith('.')) await walk(path.join(dir, e.name));
+      if (e.isDirectory() && !SKIP_DIRS.has(e.name) && e.name !== COMMON_DIR && !e.name.startsWith('.')) await walk(path.join(dir, e.name));
     }
   }
   await walk(root);
@@ -371,8 +377,28 @@ async function isUpToDate(dir: string, wasmPath: string, stampKey: string): Prom
   } catch {
     return false;
   }
-  const newest = Math.max(await newestMtime(dir), await newestMtime(sdkDir));
+  let newest = Math.max(await newestMtime(dir), await newestMtime(sdkDir));
+  for (const common of commonDirs(dir)) newest = Math.max(newest, await newestMtime(common));
   return wasmTime > newest;
+}
+
+/**
+ * The shared `common/` folders a filter can import from: `<ancestor>/common` for every ancestor of
+ * the filter folder, up to the project root (the first folder holding package.json) or the
+ * filesystem root. For filters/examples/add-header: filters/examples/common, filters/common, common.
+ */
+export function commonDirs(filterDir: string): string[] {
+  const found: string[] = [];
+  let dir = path.resolve(filterDir);
+  while (true) {
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    const common = path.join(parent, COMMON_DIR);
+    if (existsSync(common)) found.push(common);
+    if (existsSync(path.join(parent, 'package.json'))) break;
+    dir = parent;
+  }
+  return found;
 }
 
 async function newestMtime(dir: string): Promise<number> {

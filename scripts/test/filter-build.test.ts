@@ -9,10 +9,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FilterBuildError, buildFilter, findFilterDirs, verifyFilterModule } from '../filter-build.ts';
+import { FilterBuildError, buildFilter, commonDirs, findFilterDirs, verifyFilterModule } from '../filter-build.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const exampleDir = path.join(repoRoot, 'filters/examples/add-header');
+const commonDir = path.join(repoRoot, 'filters/common');
 const silent = { write: () => true };
 const quiet = { quiet: true, stdout: silent, stderr: silent };
 
@@ -27,9 +28,11 @@ test.after(async () => {
   if (tmpRoot !== '') await rm(tmpRoot, { recursive: true, force: true });
 });
 
+/** Copies the example to <tmp>/<name>/examples/add-header, with filters/common beside it as <tmp>/<name>/common. */
 async function copyExample(name: string): Promise<string> {
-  const dir = path.join(tmpRoot, name);
+  const dir = path.join(tmpRoot, name, 'examples', 'add-header');
   await cp(exampleDir, dir, { recursive: true, filter: (src) => path.basename(src) !== 'build' });
+  await cp(commonDir, path.join(tmpRoot, name, 'common'), { recursive: true, filter: (src) => path.basename(src) !== 'build' });
   return dir;
 }
 
@@ -64,6 +67,12 @@ test('builds the add-header example with the expected imports and exports', asyn
   const again = await buildFilter(dir, quiet);
   assert.is(again.skipped, true, 'second build is skipped when nothing changed');
   assert.is(again.bytes, result.bytes);
+
+  // A change in the shared common/ folder makes the filter stale.
+  const shared = path.join(dir, '../../common/assembly/json.ts');
+  await writeFile(shared, `${await readFile(shared, 'utf8')}\n`);
+  const rebuilt = await buildFilter(dir, quiet);
+  assert.is(rebuilt.skipped, undefined, 'rebuilt after filters/common changed');
 });
 
 test('debug builds also write a .wat', async () => {
@@ -149,6 +158,16 @@ test('findFilterDirs finds filter folders and skips build and node_modules', asy
     await writeFile(path.join(root, d, 'filter.json'), '{}');
   }
   assert.equal(await findFilterDirs(root), [path.join(root, 'a'), path.join(root, 'group/b')]);
+});
+
+test('common/ folders are never filters, and every one above a filter counts for its staleness', async () => {
+  const root = path.join(tmpRoot, 'shared');
+  for (const d of ['common', 'common/test/fixture', 'group/common', 'group/f']) await mkdir(path.join(root, d), { recursive: true });
+  await writeFile(path.join(root, 'common/test/fixture/filter.json'), '{}');
+  await writeFile(path.join(root, 'group/f/filter.json'), '{}');
+  assert.equal(await findFilterDirs(root), [path.join(root, 'group/f')]);
+  assert.equal(commonDirs(path.join(root, 'group/f')).slice(0, 2), [path.join(root, 'group/common'), path.join(root, 'common')]);
+  assert.equal(commonDirs(path.join(repoRoot, 'filters/policy')), [path.join(repoRoot, 'filters/common')]);
 });
 
 // --- a minimal proxy-wasm host, just enough for add-header -----------------------------------------

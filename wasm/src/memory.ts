@@ -75,7 +75,8 @@ export class GuestMemory {
     len >>>= 0;
     this.refresh();
     if (ptr + len > this.bytes.length) return undefined;
-    return this.bytes.slice(ptr, ptr + len);
+    // Buffer#slice is a view, not a copy: the bytes must not follow later writes to guest memory.
+    return Uint8Array.prototype.slice.call(this.bytes, ptr, ptr + len) as Uint8Array;
   }
 
   writeU32(ptr: number, value: number): boolean {

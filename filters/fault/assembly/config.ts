@@ -2,9 +2,9 @@
 //
 //   { "rules": [ { "hosts": [...], "match": [...], "delay": {...}, "abort": {...} }, ... ] }
 //
-// json.ts reads the text; this file checks the shape and builds the rules. Every error names the
-// field path ("rules[0].abort.httpStatus: ..."), and nothing here aborts.
-import { JsonValue, JSON_ARRAY, JSON_NUMBER, JSON_OBJECT, JSON_STRING, kindName, parseJson } from "./json";
+// The shared JSON reader (filters/common) reads the text; this file checks the shape and builds the
+// rules. Every error names the field path ("rules[0].abort.httpStatus: ..."), and nothing here aborts.
+import { Checker, JKind, JValue, absent, describe, itemPath, memberPath, parseJson } from "../../common/assembly/json";
 
 /** How a string condition compares. */
 export const COND_EXACT: i32 = 0;
@@ -86,78 +86,41 @@ const GRPC_NAMES: string[] = [
 export function parseConfig(text: string): ConfigResult {
   const result = new ConfigResult();
   const parsed = parseJson(text);
-  if (parsed.error.length > 0) {
+  const root = parsed.value;
+  if (root === null) {
     result.error = parsed.error;
     return result;
   }
-  const root = parsed.value;
-  if (root === null) {
-    result.config = new FaultConfig();
-    return result;
-  }
-  const d = new Decoder();
+  const d = new Decoder(text);
   const config = d.document(root);
   if (d.failed) result.error = d.error;
   else result.config = config;
   return result;
 }
 
-class Decoder {
-  failed: bool = false;
-  error: string = "";
-
-  fail(path: string, message: string): void {
-    if (this.failed) return;
-    this.failed = true;
-    this.error = (path.length > 0 ? path + ": " : "") + message;
+class Decoder extends Checker {
+  constructor(text: string) {
+    super(text);
   }
 
-  /** Checks that `v` is an object whose members are all in `allowed`. */
-  object(v: JsonValue, path: string, allowed: string[]): bool {
-    if (v.kind != JSON_OBJECT) {
-      this.fail(path, "must be an object, not " + kindName(v.kind));
-      return false;
-    }
-    for (let i = 0, n = v.keys.length; i < n; i++) {
-      const key = unchecked(v.keys[i]);
-      if (!allowed.includes(key)) {
-        this.fail(join(path, key), "unknown field (expected one of: " + allowed.join(", ") + ")");
-        return false;
-      }
-    }
-    return true;
-  }
-
-  document(v: JsonValue): FaultConfig {
+  document(v: JValue): FaultConfig {
     const config = new FaultConfig();
     if (!this.object(v, "", ["rules"])) return config;
-    const rules = v.get("rules");
-    if (rules === null) return config;
-    if (rules.kind != JSON_ARRAY) {
-      this.fail("rules", "must be an array of rules, not " + kindName(rules.kind));
-      return config;
-    }
-    for (let i = 0, n = rules.items.length; i < n && !this.failed; i++) {
-      config.rules.push(this.rule(unchecked(rules.items[i]), "rules[" + i.toString() + "]"));
+    const rules = this.array(v.get("rules"), "rules", "an array of rules");
+    for (let i = 0, n = rules.length; i < n && !this.failed; i++) {
+      config.rules.push(this.rule(unchecked(rules[i]), itemPath("rules", i)));
     }
     return config;
   }
 
-  rule(v: JsonValue, path: string): Rule {
+  rule(v: JValue, path: string): Rule {
     const rule = new Rule();
     if (!this.object(v, path, ["hosts", "match", "delay", "abort"])) return rule;
     const hosts = v.get("hosts");
     if (hosts !== null) rule.hosts = this.hosts(hosts, path + ".hosts");
-    const match = v.get("match");
-    if (match !== null && !this.failed) {
-      const p = path + ".match";
-      if (match.kind != JSON_ARRAY) {
-        this.fail(p, "must be an array of match conditions, not " + kindName(match.kind));
-      } else {
-        for (let i = 0, n = match.items.length; i < n && !this.failed; i++) {
-          rule.match.push(this.matchSpec(unchecked(match.items[i]), p + "[" + i.toString() + "]"));
-        }
-      }
+    const match = this.array(v.get("match"), path + ".match", "an array of match conditions");
+    for (let i = 0, n = match.length; i < n && !this.failed; i++) {
+      rule.match.push(this.matchSpec(unchecked(match[i]), itemPath(path + ".match", i)));
     }
     const delay = v.get("delay");
     if (delay !== null && !this.failed) rule.delay = this.delay(delay, path + ".delay");
@@ -166,27 +129,21 @@ class Decoder {
     return rule;
   }
 
-  hosts(v: JsonValue, path: string): string[] {
+  hosts(v: JValue, path: string): string[] {
     const out: string[] = [];
-    if (v.kind != JSON_ARRAY) {
-      this.fail(path, "must be an array of host names, not " + kindName(v.kind));
-      return out;
-    }
+    if (!this.is(v, JKind.Array, path, "an array of host names")) return out;
     if (v.items.length == 0) {
       this.fail(path, "must not be empty (leave \"hosts\" out to match every host)");
       return out;
     }
     for (let i = 0, n = v.items.length; i < n; i++) {
       const item = unchecked(v.items[i]);
-      const p = path + "[" + i.toString() + "]";
-      if (item.kind != JSON_STRING) {
-        this.fail(p, "must be a string, not " + kindName(item.kind));
-        return out;
-      }
-      const host = item.str.toLowerCase();
+      const p = itemPath(path, i);
+      if (!this.is(item, JKind.String, p)) return out;
+      const host = item.text.toLowerCase();
       const problem = hostProblem(host);
       if (problem.length > 0) {
-        this.fail(p, "invalid host \"" + item.str + "\": " + problem);
+        this.fail(p, "invalid host \"" + item.text + "\": " + problem);
         return out;
       }
       out.push(host);
@@ -194,7 +151,7 @@ class Decoder {
     return out;
   }
 
-  matchSpec(v: JsonValue, path: string): MatchSpec {
+  matchSpec(v: JValue, path: string): MatchSpec {
     const m = new MatchSpec();
     if (!this.object(v, path, ["uri", "method", "headers", "withoutHeaders", "ignoreUriCase"])) return m;
     const uri = v.get("uri");
@@ -205,31 +162,21 @@ class Decoder {
     if (headers !== null && !this.failed) m.headers = this.headerConds(headers, path + ".headers");
     const without = v.get("withoutHeaders");
     if (without !== null && !this.failed) m.withoutHeaders = this.headerConds(without, path + ".withoutHeaders");
-    const ignore = v.get("ignoreUriCase");
-    if (ignore !== null && !this.failed) {
-      if (ignore.kind != 1 /* bool */) {
-        this.fail(path + ".ignoreUriCase", "must be a boolean, not " + kindName(ignore.kind));
-      } else if (ignore.boolValue) {
-        const u = m.uri;
-        if (u !== null) {
-          u.ignoreCase = true;
-          u.value = u.value.toLowerCase();
-        }
-      }
+    const u = m.uri;
+    if (this.bool(v.get("ignoreUriCase"), path + ".ignoreUriCase") && u !== null) {
+      u.ignoreCase = true;
+      u.value = u.value.toLowerCase();
     }
     return m;
   }
 
-  headerConds(v: JsonValue, path: string): HeaderCond[] {
+  headerConds(v: JValue, path: string): HeaderCond[] {
     const out: HeaderCond[] = [];
-    if (v.kind != JSON_OBJECT) {
-      this.fail(path, "must be an object of header names to conditions, not " + kindName(v.kind));
-      return out;
-    }
+    if (!this.is(v, JKind.Object, path, "an object of header names to conditions")) return out;
     for (let i = 0, n = v.keys.length; i < n && !this.failed; i++) {
       const raw = unchecked(v.keys[i]);
       const name = raw.toLowerCase();
-      const p = join(path, raw);
+      const p = memberPath(path, raw);
       if (name.length == 0) {
         this.fail(p, "the header name is empty");
         return out;
@@ -240,14 +187,14 @@ class Decoder {
           return out;
         }
       }
-      const cond = this.stringCond(unchecked(v.values[i]), p, true);
+      const cond = this.stringCond(unchecked(v.items[i]), p, true);
       out.push(new HeaderCond(name, cond));
     }
     return out;
   }
 
   /** `{"exact": s}`, `{"prefix": s}`, `{"regex": s}` (refused), or `{}` where presence is allowed. */
-  stringCond(v: JsonValue, path: string, allowPresence: bool): StringCond {
+  stringCond(v: JValue, path: string, allowPresence: bool): StringCond {
     const none = new StringCond(COND_PRESENT, "");
     if (!this.object(v, path, ["exact", "prefix", "regex"])) return none;
     if (v.keys.length == 0) {
@@ -260,54 +207,44 @@ class Decoder {
       return none;
     }
     const key = unchecked(v.keys[0]);
-    const value = unchecked(v.values[0]);
     if (key == "regex") {
-      this.fail(join(path, "regex"), "regex conditions are not supported by the fault filter (use exact or prefix)");
+      this.fail(memberPath(path, "regex"), "regex conditions are not supported by the fault filter (use exact or prefix)");
       return none;
     }
-    if (value.kind != JSON_STRING) {
-      this.fail(join(path, key), "must be a string, not " + kindName(value.kind));
-      return none;
-    }
-    return new StringCond(key == "exact" ? COND_EXACT : COND_PREFIX, value.str);
+    const value = unchecked(v.items[0]);
+    if (!this.is(value, JKind.String, memberPath(path, key))) return none;
+    return new StringCond(key == "exact" ? COND_EXACT : COND_PREFIX, value.text);
   }
 
-  delay(v: JsonValue, path: string): DelaySpec {
+  delay(v: JValue, path: string): DelaySpec {
     const d = new DelaySpec();
     if (!this.object(v, path, ["fixedDelayMs", "percentage"])) return d;
     const ms = v.get("fixedDelayMs");
-    if (ms === null) {
+    if (absent(ms)) {
       this.fail(path + ".fixedDelayMs", "is required (the delay in milliseconds)");
       return d;
     }
-    if (!isWhole(ms, 0, MAX_DELAY_MS)) {
-      this.fail(path + ".fixedDelayMs", "must be an integer from 0 to 2147483647, not " + describe(ms));
-      return d;
-    }
-    d.fixedDelayMs = <u32>ms.num;
+    d.fixedDelayMs = <u32>this.int(ms, path + ".fixedDelayMs", 0, MAX_DELAY_MS);
     d.percentage = this.percentage(v, path);
     return d;
   }
 
-  abort(v: JsonValue, path: string): AbortSpec {
+  abort(v: JValue, path: string): AbortSpec {
     const a = new AbortSpec();
     if (!this.object(v, path, ["httpStatus", "grpcStatus", "percentage"])) return a;
     const http = v.get("httpStatus");
     const grpc = v.get("grpcStatus");
-    if ((http === null) == (grpc === null)) {
+    if (absent(http) == absent(grpc)) {
       this.fail(path, "give exactly one of \"httpStatus\" or \"grpcStatus\"");
       return a;
     }
-    if (http !== null) {
-      if (!isWhole(http, 200, 599)) {
-        this.fail(path + ".httpStatus", "must be an integer from 200 to 599, not " + describe(http));
-        return a;
-      }
-      a.httpStatus = <u32>http.num;
-    } else if (grpc !== null) {
-      const code = grpcCode(grpc);
+    if (!absent(http)) {
+      a.httpStatus = <u32>this.int(http, path + ".httpStatus", 200, 599);
+    } else {
+      const g = <JValue>grpc;
+      const code = grpcCode(g);
       if (code < 0) {
-        this.fail(path + ".grpcStatus", "must be a gRPC status name (like \"UNAVAILABLE\") or a code from 0 to 16, not " + describe(grpc));
+        this.fail(path + ".grpcStatus", "must be a gRPC status name (like \"UNAVAILABLE\") or a code from 0 to 16, not " + describe(g));
         return a;
       }
       a.grpcStatus = code;
@@ -318,48 +255,23 @@ class Decoder {
   }
 
   /** `percentage` of a delay or abort: a number from 0 to 100; 100 when left out. */
-  percentage(v: JsonValue, path: string): f64 {
-    const p = v.get("percentage");
-    if (p === null) return 100;
-    if (p.kind != JSON_NUMBER || !(p.num >= 0 && p.num <= 100)) {
-      this.fail(path + ".percentage", "must be a number from 0 to 100, not " + describe(p));
-      return 0;
-    }
-    return p.num;
+  percentage(v: JValue, path: string): f64 {
+    return this.number(v.get("percentage"), path + ".percentage", 0, 100, 100);
   }
 }
 
-function isWhole(v: JsonValue, min: f64, max: f64): bool {
-  return v.kind == JSON_NUMBER && v.num >= min && v.num <= max && Math.floor(v.num) == v.num;
-}
-
 /** A gRPC status given by name ("UNAVAILABLE") or number (14); -1 when it is neither. */
-function grpcCode(v: JsonValue): i32 {
-  if (v.kind == JSON_NUMBER) return isWhole(v, 0, 16) ? <i32>v.num : -1;
-  if (v.kind != JSON_STRING) return -1;
-  const name = v.str.toUpperCase();
+function grpcCode(v: JValue): i32 {
+  if (v.kind == JKind.Number) {
+    const n = v.number;
+    return n >= 0 && n <= 16 && Math.floor(n) == n ? <i32>n : -1;
+  }
+  if (v.kind != JKind.String) return -1;
+  const name = v.text.toUpperCase();
   for (let i = 0, n = GRPC_NAMES.length; i < n; i++) {
     if (unchecked(GRPC_NAMES[i]) == name) return i;
   }
   return -1;
-}
-
-/** A value as it appears in an error message. */
-function describe(v: JsonValue): string {
-  if (v.kind == JSON_NUMBER) return v.num.toString();
-  if (v.kind == JSON_STRING) return "\"" + v.str + "\"";
-  return kindName(v.kind);
-}
-
-/** `path.key`, or `path["key"]` when the key is not a plain identifier (header names with dashes). */
-function join(path: string, key: string): string {
-  let plain = key.length > 0;
-  for (let i = 0, n = key.length; i < n && plain; i++) {
-    const c = key.charCodeAt(i);
-    plain = (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39 && i > 0) || c == 0x5f;
-  }
-  if (!plain) return path + "[\"" + key + "\"]";
-  return path.length > 0 ? path + "." + key : key;
 }
 
 /** What is wrong with a host pattern ("" when nothing): a name, "*.suffix", "*", or "[ipv6]". */

@@ -1,7 +1,7 @@
 // fault: VirtualService fault injection (delay and abort) on the request path.
 // See ../README.md for the configuration and semantics.
 //
-//   config.ts   the configuration and its checks      json.ts     the JSON reader config.ts uses
+//   config.ts   the configuration and its checks (reads it with ../../common/assembly/json.ts)
 //   match.ts    which rule applies to a request        delays.ts   delayed streams and the tick
 //   metrics.ts  fault_injected_total counters          host.ts     host functions called directly
 

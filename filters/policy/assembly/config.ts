@@ -3,7 +3,7 @@
 // lowercased and encoded, metrics defined. Every error names the field, like
 //   policies[0].rules[0].from[0].source.ipBlocks[1]: "10.0.0.0/33" is not a valid CIDR
 // Nothing here aborts on bad input.
-import { JKind, JValue, kindName, parseJson } from "./json";
+import { Checker, JKind, JValue, firstUnknown, parseJson } from "../../common/assembly/json";
 import { Cidr, StringMatcher, parseCidr, parseDecimal } from "./match";
 import { Action, Attr, AuthzConfig, Cond, Policy, Rule } from "./authz";
 import { Bucket, DescriptorKind } from "./ratelimit";
@@ -26,10 +26,10 @@ export function compileConfig(text: string): ConfigResult {
   const parsed = parseJson(text);
   const root = parsed.value;
   if (root === null) {
-    result.error = parsed.error;
+    result.error = "invalid JSON at line " + parsed.line.toString() + ", column " + parsed.column.toString() + ": " + parsed.message;
     return result;
   }
-  const c = new Compiler();
+  const c = new Compiler(text);
   const config = c.compile(root);
   if (c.failed) result.error = c.error;
   else result.config = config;
@@ -58,71 +58,25 @@ const enum ValueType {
   Port = 3,
 }
 
-class Compiler {
-  failed: bool = false;
-  error: string = "";
-
-  fail(path: string, message: string): void {
-    if (this.failed) return;
-    this.failed = true;
-    this.error = path.length > 0 ? path + ": " + message : message;
+class Compiler extends Checker {
+  constructor(text: string) {
+    super(text);
   }
 
-  /** Checks that v is an object with only known members. */
-  object(v: JValue, path: string, allowed: string[]): bool {
-    if (v.kind != JKind.Object) {
-      this.fail(path, "must be an object, not " + kindName(v.kind));
+  /** v is an object with only known members (`<path>: unknown field "k" (expected one of a, b)`). */
+  fields(v: JValue, path: string, allowed: string[]): bool {
+    if (!this.is(v, JKind.Object, path)) return false;
+    const i = firstUnknown(v, allowed);
+    if (i >= 0) {
+      this.fail(path, "unknown field \"" + v.keys[i] + "\" (expected one of " + allowed.join(", ") + ")");
       return false;
     }
-    for (let i = 0; i < v.keys.length; i++) {
-      const k = v.keys[i];
-      if (!allowed.includes(k)) {
-        this.fail(path, "unknown field \"" + k + "\" (expected one of " + allowed.join(", ") + ")");
-        return false;
-      }
-    }
-    return true;
-  }
-
-  /** The array at v, or null (after failing) when v is not one; null/absent arrays read as empty. */
-  array(v: JValue | null, path: string): JValue[] {
-    if (v === null || v.kind == JKind.Null) return [];
-    if (v.kind != JKind.Array) {
-      this.fail(path, "must be an array, not " + kindName(v.kind));
-      return [];
-    }
-    return v.items;
-  }
-
-  str(v: JValue | null, path: string, required: bool): string {
-    if (v === null || v.kind == JKind.Null) {
-      if (required) this.fail(path, "is required");
-      return "";
-    }
-    if (v.kind != JKind.String) {
-      this.fail(path, "must be a string, not " + kindName(v.kind));
-      return "";
-    }
-    return v.text;
-  }
-
-  /** An integer in [min, max]; `fallback` when absent. */
-  int(v: JValue | null, path: string, min: f64, max: f64, fallback: f64): f64 {
-    if (v === null || v.kind == JKind.Null) {
-      if (fallback < 0) this.fail(path, "is required");
-      return fallback;
-    }
-    if (v.kind != JKind.Number || v.number != Math.floor(v.number) || v.number < min || v.number > max) {
-      const shown = v.kind == JKind.Number ? v.text : kindName(v.kind);
-      this.fail(path, "must be an integer from " + (<i64>min).toString() + " to " + (<i64>max).toString() + ", not " + shown);
-      return min;
-    }
-    return v.number;
+    return this.noDuplicates(v, path);
   }
 
   compile(root: JValue): PolicyConfig {
     const config = new PolicyConfig();
-    if (!this.object(root, "", TOP_KEYS)) return config;
+    if (!this.fields(root, "", TOP_KEYS)) return config;
     const policies = this.array(root.get("policies"), "policies");
     const authz = config.authz;
     const seen = new Set<string>();
@@ -168,7 +122,7 @@ class Compiler {
   }
 
   policy(v: JValue, path: string): Policy | null {
-    if (!this.object(v, path, POLICY_KEYS)) return null;
+    if (!this.fields(v, path, POLICY_KEYS)) return null;
     const name = this.str(v.get("name"), path + ".name", true);
     if (this.failed) return null;
     if (name.length == 0) {
@@ -195,13 +149,13 @@ class Compiler {
   }
 
   rule(v: JValue, path: string): Rule | null {
-    if (!this.object(v, path, RULE_KEYS)) return null;
+    if (!this.fields(v, path, RULE_KEYS)) return null;
     const rule = new Rule();
     const from = this.array(v.get("from"), path + ".from");
     for (let i = 0; i < from.length && !this.failed; i++) {
       const fp = path + ".from[" + i.toString() + "]";
       const f = from[i];
-      if (!this.object(f, fp, FROM_KEYS)) break;
+      if (!this.fields(f, fp, FROM_KEYS)) break;
       const source = f.get("source");
       if (source === null) {
         this.fail(fp + ".source", "is required");
@@ -213,7 +167,7 @@ class Compiler {
     for (let i = 0; i < to.length && !this.failed; i++) {
       const tp = path + ".to[" + i.toString() + "]";
       const t = to[i];
-      if (!this.object(t, tp, TO_KEYS)) break;
+      if (!this.fields(t, tp, TO_KEYS)) break;
       const operation = t.get("operation");
       if (operation === null) {
         this.fail(tp + ".operation", "is required");
@@ -230,7 +184,7 @@ class Compiler {
 
   source(v: JValue, path: string): Cond[] {
     const conds: Cond[] = [];
-    if (!this.object(v, path, SOURCE_KEYS)) return conds;
+    if (!this.fields(v, path, SOURCE_KEYS)) return conds;
     this.field(v, path, "principals", Attr.Principal, false, ValueType.Pattern, conds);
     this.field(v, path, "notPrincipals", Attr.Principal, true, ValueType.Pattern, conds);
     this.property(v, path, "requestPrincipals", REQUEST_PRINCIPAL, false, conds);
@@ -247,7 +201,7 @@ class Compiler {
 
   operation(v: JValue, path: string): Cond[] {
     const conds: Cond[] = [];
-    if (!this.object(v, path, OPERATION_KEYS)) return conds;
+    if (!this.fields(v, path, OPERATION_KEYS)) return conds;
     this.field(v, path, "hosts", Attr.Host, false, ValueType.PatternLower, conds);
     this.field(v, path, "notHosts", Attr.Host, true, ValueType.PatternLower, conds);
     this.field(v, path, "ports", Attr.Port, false, ValueType.Port, conds);
@@ -307,7 +261,7 @@ class Compiler {
 
   /** A `when` condition: up to two Conds (values, notValues), both must hold. */
   condition(v: JValue, path: string, out: Cond[]): void {
-    if (!this.object(v, path, WHEN_KEYS)) return;
+    if (!this.fields(v, path, WHEN_KEYS)) return;
     const key = this.str(v.get("key"), path + ".key", true);
     if (this.failed) return;
     const proto = this.conditionKey(key, path + ".key");
@@ -390,7 +344,7 @@ class Compiler {
   }
 
   bucket(v: JValue, path: string): Bucket | null {
-    if (!this.object(v, path, BUCKET_KEYS)) return null;
+    if (!this.fields(v, path, BUCKET_KEYS)) return null;
     const name = this.str(v.get("name"), path + ".name", true);
     if (this.failed) return null;
     if (name.length == 0) {
@@ -403,7 +357,7 @@ class Compiler {
       this.fail(dp, "is required");
       return null;
     }
-    if (!this.object(d, dp, DESCRIPTOR_KEYS)) return null;
+    if (!this.fields(d, dp, DESCRIPTOR_KEYS)) return null;
     if (d.keys.length != 1) {
       this.fail(dp, "must have exactly one of header, sourcePrincipal, pathPrefix, global");
       return null;
@@ -437,9 +391,9 @@ class Compiler {
       }
       b = new Bucket(name, which == "global" ? DescriptorKind.Global : DescriptorKind.SourcePrincipal);
     }
-    b.maxTokens = <i64>this.int(v.get("maxTokens"), path + ".maxTokens", 1, 1e9, -1);
+    b.maxTokens = <i64>this.int(v.get("maxTokens"), path + ".maxTokens", 1, 1e9);
     b.tokensPerFill = <i64>this.int(v.get("tokensPerFill"), path + ".tokensPerFill", 1, 1e9, <f64>b.maxTokens);
-    b.fillIntervalNs = <u64>this.int(v.get("fillIntervalMs"), path + ".fillIntervalMs", 1, 86400000, -1) * 1_000_000;
+    b.fillIntervalNs = <u64>this.int(v.get("fillIntervalMs"), path + ".fillIntervalMs", 1, 86400000) * 1_000_000;
     return this.failed ? null : b;
   }
 }
