@@ -193,6 +193,21 @@ test('gRPC through the inbound listener to the local app, and a route miss as a 
   }
 });
 
+test('an HTTP/2 upstream that refuses connections is a connection failure (503 UF), not a reset', async () => {
+  const refused = await startProxy(
+    proxyConfig({ clusters: [cluster('outbound|80||gone', [{ port: 1 }], { protocol: 'http2' })], virtualHosts: [{ name: 'gone', domains: ['gone'], routes: [forward('gone', 'outbound|80||gone')] }] }),
+  );
+  try {
+    const r = await request(refused.outboundPort, { headers: { host: 'gone' } });
+    assert.is(r.status, 503);
+    assert.match(r.body, 'connection failure');
+    const stats = (await request(refused.adminPort, { path: '/stats/prometheus' })).body;
+    assert.match(stats, /wasmesh_proxy_upstream_failures_total\{cluster="outbound\|80\|\|gone",response_flag="UF"\} 1/);
+  } finally {
+    await refused.stop(100);
+  }
+});
+
 test('TLS listener negotiates h2 and http/1.1 by ALPN', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'wasmesh-tls-'));
   try {

@@ -45,8 +45,7 @@ class Http2Call implements UpstreamCall {
   #fail(err: Error): void {
     if (this.#done) return;
     this.#done = true;
-    const code = (err as NodeJS.ErrnoException).code;
-    this.#handler.onUpstreamError(err, code === 'ECONNREFUSED' ? 'UF' : 'UC');
+    this.#handler.onUpstreamError(err, h2FailureFlag(err));
   }
 
   abort(_reason: Error): void {
@@ -80,6 +79,15 @@ export class Http2Client implements UpstreamClient {
     if (s && !s.closed && !s.destroyed) return s;
     const session = http2.connect(this.#authority, { peerMaxConcurrentStreams: this.#pool.http2MaxRequests ?? 1000 });
     session.on('error', () => {});
+    // Connect timeout (DestinationRule connectionPool.tcp.connectTimeout, Istio's default 10 s): the
+    // session's pending streams fail with it as their cause, which maps to UF.
+    const connectTimeoutMs = this.#pool.connectTimeoutMs ?? 10_000;
+    const connectTimer = setTimeout(() => {
+      session.destroy(Object.assign(new Error(`upstream connect timeout after ${connectTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
+    }, connectTimeoutMs);
+    connectTimer.unref();
+    session.once('connect', () => clearTimeout(connectTimer));
+    session.once('close', () => clearTimeout(connectTimer));
     session.on('close', () => {
       if (this.#session === session) this.#session = undefined;
     });
@@ -121,4 +129,14 @@ export class Http2Client implements UpstreamClient {
     if (!s || s.destroyed) return Promise.resolve();
     return new Promise((resolve) => s.close(() => resolve()));
   }
+}
+
+/**
+ * Envoy's flag for a failed HTTP/2 stream. A stream cancelled because its session never connected
+ * carries the connect error as its cause: that is a connection failure (UF), not a reset (UC).
+ */
+export function h2FailureFlag(err: Error): string {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e.code === 'ERR_HTTP2_STREAM_CANCEL' ? e.cause?.code : e.code;
+  return code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'UF' : 'UC';
 }
