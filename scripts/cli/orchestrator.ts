@@ -1,9 +1,11 @@
 // wasmesh orchestrator: the control plane. Opens the store (SQLite in the data dir, or etcd), the
 // token store, serves the REST API and, when this checkout has it, the gRPC discovery service.
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from '../../orchestrator/src/app.ts';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
+import { CertificateAuthority, DEFAULT_TRUST_DOMAIN, parseLifetime, type PluggedInCa } from '../../orchestrator/src/certs/ca.ts';
 import { EtcdStore, parseEtcdUrl } from '../../orchestrator/src/store/etcd-store.ts';
 import { SqliteStore } from '../../orchestrator/src/store/sqlite-store.ts';
 import type { ConfigStore } from '../../orchestrator/src/store/types.ts';
@@ -20,6 +22,12 @@ More tokens: wasmesh token create --role viewer|admin|proxy.
   --listen HOST:PORT      REST API address (default 127.0.0.1:15014)
   --grpc-listen HOST:PORT discovery service address (default 127.0.0.1:15010)
   --log-requests          log every HTTP request (JSON lines on stdout)
+  --trust-domain DOMAIN   SPIFFE trust domain of workload certificates (default cluster.local)
+  --ca-cert-dir DIR       plug in your own root or intermediate CA, laid out as Istio's cacerts:
+                          ca-cert.pem, ca-key.pem, and optionally cert-chain.pem, root-cert.pem.
+                          Default: a self-signed root made at first start in <data-dir>/ca
+  --workload-cert-ttl D   default workload certificate lifetime (default 24h; units d h m s)
+  --max-workload-cert-ttl D  longest lifetime a proxy may ask for (default 90d, at most 90d)
   -h, --help
 
 Binds loopback unless told otherwise. SIGTERM or SIGINT drains: watch streams and proxy streams
@@ -37,6 +45,12 @@ export interface OrchestratorOptions {
   listen: { host: string; port: number };
   grpcListen: { host: string; port: number } | undefined;
   logRequests?: boolean;
+  /** SPIFFE trust domain (default cluster.local). */
+  trustDomain?: string;
+  /** An Istio-style cacerts directory to sign with instead of the self-managed root in <dataDir>/ca. */
+  caCertDir?: string;
+  workloadCertTtlMs?: number;
+  maxWorkloadCertTtlMs?: number;
   out?: Output;
   err?: Output;
 }
@@ -46,12 +60,14 @@ export interface RunningOrchestrator {
   grpcPort: number | undefined;
   adminTokenPath: string;
   store: ConfigStore;
+  /** The certificate authority behind the gRPC certificate calls (absent without gRPC). */
+  ca: CertificateAuthority | undefined;
   close(): Promise<void>;
 }
 
 /** The parts of orchestrator/src/xds/server.ts this command uses (another module; may be absent). */
 interface XdsModule {
-  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
+  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
 }
 
 const XDS_MODULE = new URL('../../orchestrator/src/xds/server.ts', import.meta.url);
@@ -74,11 +90,37 @@ export async function openStore(spec: string, dataDir: string): Promise<ConfigSt
   throw new Error(`--store must be sqlite or etcd://host:port (got ${JSON.stringify(spec)})`);
 }
 
+/** Istio's cacerts layout in `dir`: ca-cert.pem and ca-key.pem required, cert-chain.pem and root-cert.pem when present. */
+export function pluggedInCa(dir: string): PluggedInCa {
+  const file = (name: string) => join(dir, name);
+  for (const required of ['ca-cert.pem', 'ca-key.pem']) {
+    if (!existsSync(file(required))) throw new Error(`--ca-cert-dir ${dir}: ${required} is missing`);
+  }
+  return {
+    certFile: file('ca-cert.pem'),
+    keyFile: file('ca-key.pem'),
+    ...(existsSync(file('cert-chain.pem')) ? { chainFile: file('cert-chain.pem') } : {}),
+    ...(existsSync(file('root-cert.pem')) ? { rootFile: file('root-cert.pem') } : {}),
+  };
+}
+
+export async function openCa(opts: OrchestratorOptions): Promise<CertificateAuthority> {
+  return CertificateAuthority.open({
+    dir: join(opts.dataDir, 'ca'),
+    trustDomain: opts.trustDomain ?? DEFAULT_TRUST_DOMAIN,
+    ...(opts.caCertDir !== undefined ? { pluggedIn: pluggedInCa(opts.caCertDir) } : {}),
+    ...(opts.workloadCertTtlMs !== undefined ? { defaultTtlMs: opts.workloadCertTtlMs } : {}),
+    ...(opts.maxWorkloadCertTtlMs !== undefined ? { maxTtlMs: opts.maxWorkloadCertTtlMs } : {}),
+  });
+}
+
 export async function startOrchestrator(opts: OrchestratorOptions): Promise<RunningOrchestrator> {
   const out = opts.out ?? process.stdout;
   const err = opts.err ?? process.stderr;
   const tokens = TokenStore.open(opts.dataDir);
   const admin = tokens.ensureAdminToken(opts.dataDir);
+  // The CA serves over gRPC only; open it first so a bad CA setup fails the start cleanly.
+  const ca = opts.grpcListen ? await openCa(opts) : undefined;
   const store = await openStore(opts.store, opts.dataDir);
   let xds: Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined;
   const app = buildApp({
@@ -96,7 +138,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
       if (l && !isLoopback(l.host)) err.write(`wasmesh orchestrator: warning: listening on ${l.host}, not loopback: anyone who can reach it can try tokens\n`);
     }
     await app.listen({ host: opts.listen.host, port: opts.listen.port });
-    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err);
+    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca);
   } catch (e) {
     await app.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -107,6 +149,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   const url = `http://${host}:${address.port}`;
   out.write(`wasmesh orchestrator: REST API on ${url} (store: ${opts.store === 'sqlite' ? (store as SqliteStore).path : opts.store})\n`);
   if (xds) out.write(`wasmesh orchestrator: discovery (gRPC) on ${opts.grpcListen!.host}:${xds.port}\n`);
+  if (xds && ca) out.write(`wasmesh orchestrator: certificate authority for spiffe://${ca.trustDomain} (${ca.pluggedIn ? `plugged in from ${opts.caCertDir}` : `self-managed root in ${ca.dir}`})\n`);
   out.write(`wasmesh orchestrator: admin token ${admin.created ? 'written to' : 'in'} ${admin.path} (use: Authorization: Bearer $(cat ${admin.path}))\n`);
   let closing: Promise<void> | undefined;
   return {
@@ -114,6 +157,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
     grpcPort: xds?.port,
     adminTokenPath: admin.path,
     store,
+    ca,
     close() {
       closing ??= (async () => {
         await Promise.allSettled([app.close(), xds?.close()]);
@@ -124,7 +168,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   };
 }
 
-async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
+async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
   if (!existsSync(XDS_MODULE)) {
     err.write('wasmesh orchestrator: config distribution (gRPC) is unavailable in this checkout (orchestrator/src/xds/server.ts is missing); serving the REST API only\n');
     return undefined;
@@ -136,7 +180,7 @@ async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: stri
     err.write(`wasmesh orchestrator: config distribution (gRPC) is unavailable: ${(e as Error).message}; serving the REST API only\n`);
     return undefined;
   }
-  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port });
+  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port, ...(ca ? { ca } : {}) });
 }
 
 export async function run(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {
@@ -150,6 +194,10 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         listen: { type: 'string', default: '127.0.0.1:15014' },
         'grpc-listen': { type: 'string', default: '127.0.0.1:15010' },
         'log-requests': { type: 'boolean', default: false },
+        'trust-domain': { type: 'string', default: DEFAULT_TRUST_DOMAIN },
+        'ca-cert-dir': { type: 'string' },
+        'workload-cert-ttl': { type: 'string' },
+        'max-workload-cert-ttl': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -168,6 +216,10 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       listen: parseHostPort(values.listen, '--listen'),
       grpcListen: parseHostPort(values['grpc-listen'], '--grpc-listen'),
       logRequests: values['log-requests'],
+      trustDomain: values['trust-domain'],
+      ...(values['ca-cert-dir'] !== undefined ? { caCertDir: values['ca-cert-dir'] } : {}),
+      ...(values['workload-cert-ttl'] !== undefined ? { workloadCertTtlMs: parseLifetime(values['workload-cert-ttl'], '--workload-cert-ttl') } : {}),
+      ...(values['max-workload-cert-ttl'] !== undefined ? { maxWorkloadCertTtlMs: parseLifetime(values['max-workload-cert-ttl'], '--max-workload-cert-ttl') } : {}),
       out,
       err,
     };

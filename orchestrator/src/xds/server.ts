@@ -2,7 +2,7 @@
 // Streams subscribe a workload to the snapshot cache and follow ACK/NACK (stream.ts); FetchModule
 // streams an uploaded module's bytes by digest. Serving only: config is computed by the cache.
 // A subscription carrying node.endpoint is auto-registered as a WorkloadEntry while its stream
-// lives (registration.ts).
+// lives (registration.ts). CreateCertificate / WatchTrustBundle are the CA's (certs/grpc.ts).
 
 import * as grpc from '@grpc/grpc-js';
 import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
@@ -14,6 +14,7 @@ import {
   type ModuleChunk,
   type ModuleRequest,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { certificateHandlers, type CertificateSigner } from '../certs/grpc.ts';
 import { BuiltinModules } from '../snapshot/builtin-modules.ts';
 import { SnapshotCache, type CacheStats, type NodeState } from '../snapshot/cache.ts';
 import type { ConfigStore } from '../store/types.ts';
@@ -51,6 +52,11 @@ export interface XdsServerOptions {
    * it to reconnect, before it is deleted (default 10 000 ms).
    */
   registrationGraceMs?: number;
+  /**
+   * The certificate authority behind CreateCertificate and WatchTrustBundle (certs/ca.ts). Absent:
+   * those calls end UNAVAILABLE.
+   */
+  ca?: CertificateSigner;
   /** Called when a proxy ACKs a version (benchmarks and tests). */
   onAck?: (node: string, version: string) => void;
 }
@@ -190,9 +196,12 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
   });
+  const certs = certificateHandlers(opts.ca, opts.tokens, (level, message) => log(level, `[ca] ${message}`));
   server.addService(discoveryDefinition().service, {
     StreamResources: streamResources,
     FetchModule: fetchModule,
+    CreateCertificate: certs.CreateCertificate,
+    WatchTrustBundle: certs.WatchTrustBundle,
   } as unknown as grpc.UntypedServiceImplementation);
 
   let port: number;
@@ -226,6 +235,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
         cache.stop();
         registrar.close();
         for (const e of [...streams]) refuse(e.call, { code: grpc.status.UNAVAILABLE, details: 'orchestrator shutting down' });
+        certs.close();
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             server.forceShutdown();

@@ -63,6 +63,28 @@ export interface ModuleChunk {
   data: Buffer;
 }
 
+export interface CertificateRequest {
+  /** PEM PKCS#10 CSR. */
+  csr: string;
+  /** Requested lifetime in seconds; 0 = default. int64: a decimal string when received (longs: String). */
+  ttl_seconds: string | number;
+}
+
+export interface CertificateResponse {
+  /** PEM certificates, leaf first (intermediates after it, no root). */
+  cert_chain: string[];
+  /** PEM roots. */
+  trust_bundle: string[];
+}
+
+export type TrustBundleRequest = Record<string, never>;
+
+export interface TrustBundleMessage {
+  /** PEM roots. */
+  roots: string[];
+  trust_domain: string;
+}
+
 /** What a sender may leave out (proto3 defaults). */
 export type DiscoveryRequestInput = Partial<Omit<DiscoveryRequest, 'node' | 'error_detail'>> & {
   node?: Partial<NodeMessage> | null;
@@ -72,6 +94,18 @@ export type DiscoveryRequestInput = Partial<Omit<DiscoveryRequest, 'node' | 'err
 export interface DiscoveryClient extends grpc.Client {
   StreamResources(metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<DiscoveryRequestInput, DiscoveryResponse>;
   FetchModule(request: ModuleRequest, metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<ModuleChunk>;
+  CreateCertificate(
+    request: Partial<CertificateRequest>,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (err: grpc.ServiceError | null, response?: CertificateResponse) => void,
+  ): grpc.ClientUnaryCall;
+  CreateCertificate(
+    request: Partial<CertificateRequest>,
+    metadata: grpc.Metadata,
+    callback: (err: grpc.ServiceError | null, response?: CertificateResponse) => void,
+  ): grpc.ClientUnaryCall;
+  WatchTrustBundle(request: TrustBundleRequest, metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<TrustBundleMessage>;
 }
 
 export interface DiscoveryDefinition {
