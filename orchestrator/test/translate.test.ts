@@ -131,6 +131,8 @@ test('clusters: one per host and port, plus one per subset, with endpoints filte
     ],
     loadBalancer: { simple: 'LEAST_REQUEST' },
     connectionPool: {},
+    // Istio auto mTLS: a .svc.cluster.local host is a mesh service (endpoints without service accounts: any SPIFFE id).
+    tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: [] },
   });
   const v2 = config.clusters[`outbound|9080|v2|${REVIEWS}`]!;
   assert.is(v2.subset, 'v2');

@@ -14,6 +14,8 @@ import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
 import { createListener, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
+import type { IdentityProvider, WorkloadCertificate } from './identity/types.ts';
+import { serverContextOptions } from './identity/tls-options.ts';
 import { RouteTable } from './routing/route-table.ts';
 import { ClusterManager } from './upstream/cluster.ts';
 import { UpstreamPools } from './upstream/upstream-pools.ts';
@@ -32,6 +34,12 @@ export interface ProxyOptions {
   accessLog?: string;
   /** Downstream connection handling for both listeners (slow clients, idle keep-alive, header size). */
   connections?: Pick<ListenerOptions, 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'maxHeaderSize' | 'h2IdleTimeoutMs'>;
+  /**
+   * Workload identity (SPIFFE certificate and trust bundle). With one, the inbound listener applies the
+   * config's PeerAuthentication (mtls) and ISTIO_MUTUAL clusters get mTLS; without one, everything is
+   * plaintext. Closed by stop().
+   */
+  identity?: IdentityProvider;
 }
 
 export interface ConfigStatus {
@@ -60,6 +68,7 @@ export class Proxy {
   #draining = false;
   readonly startedAt = new Date();
   #applying: Promise<void> = Promise.resolve();
+  #unsubscribeIdentity: (() => void) | undefined;
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -86,14 +95,34 @@ export class Proxy {
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
     const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
-    proxy.#inbound = new ConnectionManager({ ...common, direction: 'inbound', state: states.inbound, destinationAddress: `${options.appHost ?? '127.0.0.1'}:${options.appPort ?? 8080}` });
+    proxy.#inbound = new ConnectionManager({
+      ...common,
+      direction: 'inbound',
+      state: states.inbound,
+      destinationAddress: `${options.appHost ?? '127.0.0.1'}:${options.appPort ?? 8080}`,
+      localPrincipal: () => options.identity?.current()?.spiffeId,
+    });
     const host = options.host ?? '127.0.0.1';
     try {
       const outbound = proxy.#outbound;
       const inbound = proxy.#inbound;
       const connections = options.connections ?? {};
       proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
-      proxy.#listeners.push(await createListener({ ...connections, host, port: options.inboundPort, onRequest: inbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head) }));
+      proxy.#listeners.push(
+        await createListener({
+          ...connections,
+          host,
+          port: options.inboundPort,
+          onRequest: inbound.handle,
+          onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head),
+          ...(options.identity ? { peerAuthentication: () => proxy.inboundMtlsMode() } : {}),
+        }),
+      );
+      if (options.identity) {
+        const current = options.identity.current();
+        if (current) proxy.#useIdentity(current);
+        proxy.#unsubscribeIdentity = options.identity.onChange((cert) => proxy.#useIdentity(cert));
+      }
       if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);
@@ -113,6 +142,19 @@ export class Proxy {
   get adminPort(): number {
     return this.#admin?.port ?? 0;
   }
+  /** The inbound listener's PeerAuthentication mode for the app port (Istio's default: PERMISSIVE). */
+  inboundMtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
+    const mtls = this.#config?.mtls;
+    return mtls?.portLevel?.[this.options.appPort ?? 8080] ?? mtls?.mode ?? 'PERMISSIVE';
+  }
+
+  /** A new workload certificate or trust bundle: swapped in place for new handshakes and new upstream connections. */
+  #useIdentity(cert: WorkloadCertificate): void {
+    this.#listeners[1]?.setIdentity(serverContextOptions(cert));
+    this.upstreams.setIdentity(cert);
+    logInfo('proxy', `identity ${cert.spiffeId}, valid until ${cert.notAfter.toISOString()}, ${cert.trustBundlePem.length} root(s)`);
+  }
+
   get config(): ProxyConfig {
     return this.#config;
   }
@@ -255,6 +297,8 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     await this.#admin?.close();
+    this.#unsubscribeIdentity?.();
+    await this.options.identity?.close();
     this.clusters.stop();
     await this.upstreams.close();
     await this.#plugins.stop();

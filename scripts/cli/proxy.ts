@@ -7,6 +7,7 @@ import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/fil
 import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
 import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
+import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
 import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
@@ -32,6 +33,10 @@ with the reason and the last good config stays.
   --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
   --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
   --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
+  --trust-domain DOMAIN     SPIFFE trust domain of expected peer identities (default cluster.local)
+  --cert-dir DIR            standalone: static workload identity from DIR/key.pem, cert-chain.pem and
+                            root-cert.pem (watched); enables inbound PeerAuthentication and outbound
+                            auto mTLS. Without it the proxy is plaintext only
   --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
                             the primary serves admin and sums the workers' stats (standalone only)
@@ -99,6 +104,8 @@ export async function run(argv: string[]): Promise<number> {
         'drain-timeout': { type: 'string' },
         concurrency: { type: 'string' },
         'no-telemetry': { type: 'boolean' },
+        'trust-domain': { type: 'string' },
+        'cert-dir': { type: 'string' },
         'header-read-timeout': { type: 'string' },
         'idle-timeout': { type: 'string' },
         'max-request-headers-kb': { type: 'string' },
@@ -166,7 +173,15 @@ export async function run(argv: string[]): Promise<number> {
     return runManaged(values.orchestrator, values, options, workload, drainMs);
   }
   const path = values.config!;
-  const translate = { telemetry: !values['no-telemetry'] };
+  const translate = { telemetry: !values['no-telemetry'], ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}) };
+  if (values['cert-dir']) {
+    try {
+      (options as ProxyOptions).identity = new StaticIdentity(values['cert-dir']);
+    } catch (err) {
+      process.stderr.write(`wasmesh proxy: --cert-dir ${values['cert-dir']}: ${(err as Error).message}\n`);
+      return 2;
+    }
+  }
   const first = await loadConfigFile(path, workload, translate);
   if (!first.ok) {
     process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);

@@ -31,6 +31,7 @@ import {
   type WorkloadEntry,
 } from '../config/documents.ts';
 import { durationMs } from './durations.ts';
+import { DEFAULT_TRUST_DOMAIN, clusterTls, destinationTls } from './mtls.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Host names
@@ -367,6 +368,8 @@ export interface ClusterInputs {
   /** DestinationRules visible to and selecting the workload. */
   readonly destinationRules: readonly DestinationRule[];
   readonly workload: WorkloadIdentity;
+  /** SPIFFE trust domain of the expected peer identities (default cluster.local). */
+  readonly trustDomain?: string;
 }
 
 /**
@@ -435,6 +438,7 @@ export class ClusterTable {
 
     const outlierDetection = translateOutlierDetection(policy.outlierDetection);
     const healthCheck = translateHealthCheck(policy.healthCheck);
+    const tls = clusterTls(host, service, destinationTls(rule?.spec.trafficPolicy, subset?.trafficPolicy, portNumber), this.#in.workloadEntries, this.#in.trustDomain ?? DEFAULT_TRUST_DOMAIN);
     return {
       name: clusterName(host, portNumber, subsetName),
       host,
@@ -446,6 +450,7 @@ export class ClusterTable {
       connectionPool: translateConnectionPool(policy.connectionPool),
       ...(outlierDetection !== undefined ? { outlierDetection } : {}),
       ...(healthCheck !== undefined ? { healthCheck } : {}),
+      ...(tls !== undefined ? { tls } : {}),
     };
   }
 

@@ -7,7 +7,7 @@
 // Pipeline: the documents the workload can see (exportTo, selectors) -> service registry ->
 // virtual hosts, which create the clusters they need -> filter chains -> content version -> freeze.
 // Not translated yet (accepted, and ignored here): VirtualService retries/fault/mirror,
-// DestinationRule outlierDetection/tls, PeerAuthentication, AuthorizationPolicy.
+// DestinationRule outlierDetection. (tls and PeerAuthentication: see mtls.ts.)
 
 import type { ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
 import {
@@ -31,6 +31,7 @@ import { withBuiltinFilters } from './builtin-filters.ts';
 import { selectFilters, type PluginInput } from './filters.ts';
 import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
+import { translatePeerAuthentication } from './mtls.ts';
 
 export interface TranslateOptions {
   /**
@@ -44,6 +45,8 @@ export interface TranslateOptions {
   readonly telemetry?: boolean;
   /** Where the built-in filters' modules are (default: this checkout's filters/). */
   readonly filtersDir?: string;
+  /** SPIFFE trust domain of expected peer identities (default cluster.local). */
+  readonly trustDomain?: string;
 }
 
 /** The resources one workload's proxy is configured from, each list in a deterministic order. */
@@ -113,6 +116,7 @@ export function translateProxyConfig(
     workloadEntries: view.workloadEntries,
     destinationRules: view.destinationRules,
     workload,
+    ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
   const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options);
@@ -128,6 +132,7 @@ export function translateProxyConfig(
     clusters: clusters.toRecord(),
     inboundFilters: filters.inbound,
     outboundFilters: filters.outbound,
+    mtls: translatePeerAuthentication(documents, workload),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

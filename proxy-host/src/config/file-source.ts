@@ -10,7 +10,7 @@ import type { ProxyConfig, WorkloadIdentity } from './types.ts';
 export type LoadResult = { ok: true; config: ProxyConfig; documents: number } | { ok: false; error: string };
 
 /** Reads, validates and translates a config file (or directory); never throws for bad input. */
-export async function loadConfigFile(path: string, workload: WorkloadIdentity, options: { telemetry?: boolean } = {}): Promise<LoadResult> {
+export async function loadConfigFile(path: string, workload: WorkloadIdentity, options: { telemetry?: boolean; trustDomain?: string } = {}): Promise<LoadResult> {
   const parsed = await readDocumentFiles([path]);
   if (parsed.errors.length > 0) return { ok: false, error: formatErrors(parsed.errors) };
   const validation = validateDocuments(parsed.documents, { mode: 'standalone' });
@@ -18,7 +18,7 @@ export async function loadConfigFile(path: string, workload: WorkloadIdentity, o
   try {
     // Each document's source is its file path as given, relative to the working directory: relative
     // file:// module urls resolve against that file's folder.
-    const config = translateProxyConfig(parsed.documents, workload, { baseDir: process.cwd(), hostEnv: process.env, telemetry: options.telemetry });
+    const config = translateProxyConfig(parsed.documents, workload, { baseDir: process.cwd(), hostEnv: process.env, telemetry: options.telemetry, ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}) });
     return { ok: true, config, documents: parsed.documents.length };
   } catch (err) {
     return { ok: false, error: `${path}: ${err instanceof Error ? err.message : String(err)}` };

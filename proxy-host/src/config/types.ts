@@ -146,6 +146,27 @@ export interface ClusterConfig {
   outlierDetection?: OutlierDetectionConfig;
   /** Active health checking (wasmesh extension trafficPolicy.healthCheck); absent: none. */
   healthCheck?: HealthCheckConfig;
+  /**
+   * Upstream TLS (DestinationRule tls / Istio auto mTLS). ISTIO_MUTUAL: mTLS with the workload
+   * certificate, the peer's URI SAN must be one of subjectAltNames (any SPIFFE id of the trust bundle
+   * when empty). Used only when the proxy has an identity; absent or DISABLE: plaintext.
+   */
+  tls?: ClusterTlsConfig;
+}
+
+export interface ClusterTlsConfig {
+  mode: 'ISTIO_MUTUAL' | 'DISABLE';
+  subjectAltNames: readonly string[];
+}
+
+/** PeerAuthentication mode of the inbound listener. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/** Inbound mTLS (PeerAuthentication); absent: PERMISSIVE, as Istio. Active only when the proxy has an identity. */
+export interface MtlsConfig {
+  mode: MtlsMode;
+  /** Per port of the app (the inbound destination port). */
+  portLevel?: Readonly<Record<number, MtlsMode>>;
 }
 
 /** Istio outlierDetection with defaults filled in (see upstream/outlier-detector.ts). */
@@ -226,4 +247,6 @@ export interface ProxyConfig {
   readonly inboundFilters: readonly FilterBinding[];
   /** Filters on the outbound side (CLIENT), in execution order. */
   readonly outboundFilters: readonly FilterBinding[];
+  /** Inbound peer authentication (PeerAuthentication); absent: PERMISSIVE. */
+  readonly mtls?: MtlsConfig;
 }

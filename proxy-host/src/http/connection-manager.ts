@@ -16,6 +16,7 @@ import type { UpstreamClient } from '../upstream/upstream-request.ts';
 import { ClusterStats, DirectionStats, type Direction } from '../stats/proxy-stats.ts';
 import { ActiveRequest } from './active-request.ts';
 import { getHeader, type DownstreamFacts } from './request-headers.ts';
+import { spiffeIdOf } from '../identity/certs.ts';
 
 /** What a listener routes with: swapped whole when config changes. */
 export interface ListenerState {
@@ -38,6 +39,37 @@ export interface ConnectionManagerOptions {
    * the port policies name), rather than the listener the request arrived on.
    */
   destinationAddress?: string;
+  /** This proxy's SPIFFE id while it has an identity (streamInfo.localPrincipal of mTLS connections). */
+  localPrincipal?: () => string | undefined;
+}
+
+/** What a downstream TLS connection proved: mTLS and the peer's SPIFFE id, read once per connection. */
+interface PeerFacts {
+  mtls: boolean;
+  peerPrincipal: string | undefined;
+}
+
+const peerFacts = new WeakMap<object, PeerFacts>();
+const PLAINTEXT: PeerFacts = { mtls: false, peerPrincipal: undefined };
+
+type MaybeTlsSocket = { encrypted?: boolean; authorized?: boolean; getPeerCertificate?: () => { subjectaltname?: string } };
+
+/** The connection's socket (HTTP/2 requests expose a per-stream proxy; the session has the real one). */
+function connectionSocket(req: DownstreamRequest): object | undefined {
+  const stream = (req as { stream?: { session?: { socket?: object } } }).stream;
+  return stream?.session?.socket ?? req.socket ?? undefined;
+}
+
+export function downstreamPeer(req: DownstreamRequest): PeerFacts {
+  const socket = connectionSocket(req) as MaybeTlsSocket | undefined;
+  if (!socket || !socket.encrypted) return PLAINTEXT;
+  let facts = peerFacts.get(socket);
+  if (!facts) {
+    const cert = socket.authorized ? socket.getPeerCertificate?.() : undefined;
+    facts = { mtls: !!socket.authorized, peerPrincipal: cert ? spiffeIdOf(cert.subjectaltname) : undefined };
+    peerFacts.set(socket, facts);
+  }
+  return facts;
 }
 
 let nextConnectionId = 1;
@@ -53,6 +85,7 @@ export class ConnectionManager {
   readonly #accessLog: AccessLog;
   readonly #scheme: 'http' | 'https';
   readonly #destinationAddress: string | undefined;
+  readonly #localPrincipal: (() => string | undefined) | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
   /** connectionPool limits per cluster, counted per listener (see upstream/circuit-breaker.ts). */
   readonly breakers = new CircuitBreakers();
@@ -67,6 +100,7 @@ export class ConnectionManager {
     this.#accessLog = options.accessLog;
     this.#scheme = options.scheme;
     this.#destinationAddress = options.destinationAddress;
+    this.#localPrincipal = options.localPrincipal;
     this.state = options.state;
     this.stats = new DirectionStats(options.metrics, options.direction);
   }
@@ -94,7 +128,9 @@ export class ConnectionManager {
   }
 
   upstreamFor(cluster: Cluster, endpoint: EndpointState, downstreamH2: boolean): UpstreamClient {
-    return this.#upstreams.get(this.upstreamProtocol(cluster, downstreamH2), endpoint, cluster.config.connectionPool);
+    // Outbound clusters may originate mTLS (ISTIO_MUTUAL); the inbound side talks plaintext to the app.
+    const tls = this.direction === 'outbound' ? cluster.config.tls : undefined;
+    return this.#upstreams.get(this.upstreamProtocol(cluster, downstreamH2), endpoint, cluster.config.connectionPool, tls, cluster.config.name);
   }
 
   upstreamProtocol(cluster: Cluster, downstreamH2: boolean): UpstreamProtocol {
@@ -120,7 +156,8 @@ export class ConnectionManager {
   }
 
   streamInfo(req: DownstreamRequest, ar: ActiveRequest): StreamInfo {
-    const socket = req.socket as (typeof req.socket & { encrypted?: boolean; getPeerCertificate?: () => { subjectaltname?: string } }) | undefined;
+    const socket = req.socket;
+    const peer = downstreamPeer(req);
     let id = socket ? connectionIds.get(socket) : undefined;
     if (socket && id === undefined) {
       id = nextConnectionId++;
@@ -131,7 +168,8 @@ export class ConnectionManager {
       destinationAddress: this.#destinationAddress ?? `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
       protocol: req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
       connectionId: id ?? 0,
-      mtls: false,
+      mtls: peer.mtls,
+      ...(peer.mtls ? { peerPrincipal: peer.peerPrincipal, localPrincipal: this.#localPrincipal?.() } : {}),
       direction: this.direction,
       workload: this.state.config.workload,
       upstream: () => ({ address: ar.endpoint?.key, cluster: ar.cluster?.config.name }),

@@ -26,7 +26,19 @@ export interface ListenerOptions {
   maxHeaderSize?: number;
   /** An HTTP/2 session with no stream activity for this long is closed (GOAWAY). Default 0: never. */
   h2IdleTimeoutMs?: number;
+  /**
+   * Peer authentication (inbound mTLS), asked per connection. Active only once the listener has an
+   * identity (setIdentity); until then, and without this option, the listener is plaintext exactly as
+   * before. STRICT: only TLS with a client certificate chaining to the trust bundle; PERMISSIVE: TLS
+   * (first byte 0x16) or plaintext, per connection; DISABLE: plaintext.
+   */
+  peerAuthentication?: () => PeerAuthenticationMode;
 }
+
+export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/** The first byte of a TLS record carrying a handshake (ClientHello). */
+const TLS_HANDSHAKE = 0x16;
 
 export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000;
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 5_000;
@@ -55,6 +67,11 @@ export interface Listener {
   closeIdle(): void;
   /** Destroys every connection. */
   destroy(): void;
+  /**
+   * Sets (or replaces) the mTLS server identity: key, chain and trust bundle. New handshakes use it at
+   * once; established connections keep theirs. Ignored without the peerAuthentication option.
+   */
+  setIdentity(context: tls.SecureContextOptions): void;
 }
 
 export async function createListener(options: ListenerOptions): Promise<Listener> {
@@ -92,6 +109,34 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   });
   const sockets = new Set<Socket>();
 
+  // Inbound mTLS: a TLS server that never listens; connections are handed to it (raw, or replayed
+  // after sniffing), and the authenticated sockets go to the HTTP/1.1 or HTTP/2 server by ALPN.
+  let mtls: tls.Server | undefined;
+  const tlsSockets = new Set<tls.TLSSocket>();
+  const peerAuthentication = options.peerAuthentication;
+  const startMtls = (context: tls.SecureContextOptions): tls.Server => {
+    const server = tls.createServer({ ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => {
+      tlsSockets.add(socket);
+      socket.on('close', () => tlsSockets.delete(socket));
+      socket.on('error', () => socket.destroy());
+      if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
+      else h1.emit('connection', socket);
+    });
+    // Refused handshakes (no certificate, another CA, expired, plaintext under STRICT): the socket is
+    // destroyed by Node; nothing to answer.
+    server.on('tlsClientError', (_err, socket) => socket.destroy());
+    return server;
+  };
+  const dispatchPlaintext = (socket: Socket, first: Buffer): void => {
+    if (looksLikeH2(first)) {
+      h2.emit('connection', new ReplaySocket(socket, first));
+    } else {
+      socket.unshift(first);
+      h1.emit('connection', socket);
+      socket.resume();
+    }
+  };
+
   let server: net.Server;
   if (options.tls) {
     const secure = http2.createSecureServer({ ...options.tls, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
@@ -107,6 +152,20 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
+      const mode = mtls && peerAuthentication ? peerAuthentication() : 'DISABLE';
+      if (mode === 'STRICT') {
+        // No sniffing: TLS reads the socket natively, anything else fails the handshake.
+        mtls!.emit('connection', socket);
+        return;
+      }
+      if (mode === 'PERMISSIVE') {
+        socket.once('data', (first: Buffer) => {
+          socket.pause();
+          if (first[0] === TLS_HANDSHAKE) mtls!.emit('connection', new ReplaySocket(socket, first));
+          else dispatchPlaintext(socket, first);
+        });
+        return;
+      }
       socket.once('data', (first: Buffer) => {
         socket.pause();
         if (looksLikeH2(first)) {
@@ -150,7 +209,13 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     destroy: () => {
       h1.close(() => {});
       for (const s of sessions) s.destroy();
+      for (const s of tlsSockets) s.destroy();
       for (const s of sockets) s.destroy();
+    },
+    setIdentity: (context) => {
+      if (!peerAuthentication || options.tls) return;
+      if (mtls) mtls.setSecureContext({ ...context });
+      else mtls = startMtls(context);
     },
   };
 }

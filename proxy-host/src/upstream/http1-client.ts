@@ -4,6 +4,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../config/types.ts';
+import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 
 type Controller = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
@@ -59,6 +60,8 @@ class Http1Call implements UpstreamCall, Dispatcher.DispatchHandler {
 /** Envoy's response flag for an upstream failure. */
 export function flagFor(err: Error): string {
   const code = (err as NodeJS.ErrnoException).code ?? '';
+  // A refused TLS handshake or a peer with the wrong SPIFFE id: the connection failed (Envoy: UF).
+  if (isTlsConnectFailure(err as NodeJS.ErrnoException)) return 'UF';
   if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') return 'UF';
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'UT';
   if (code === 'UND_ERR_ABORTED' || err.name === 'AbortError') return 'DC';
@@ -69,10 +72,23 @@ export class Http1Client implements UpstreamClient {
   readonly #pool: Pool;
   readonly #origin: string;
 
-  constructor(address: string, port: number, pool: ConnectionPoolConfig) {
+  /** With `tls`: mTLS origination (ISTIO_MUTUAL) with the workload certificate, peer SPIFFE id checked. */
+  constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
-    this.#origin = `http://${host}:${port}`;
+    this.#origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
     this.#pool = new Pool(this.#origin, {
+      ...(tls
+        ? {
+            connect: {
+              key: tls.key,
+              cert: tls.cert,
+              ca: tls.ca,
+              rejectUnauthorized: true,
+              checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames),
+              timeout: pool.connectTimeoutMs ?? 10_000,
+            },
+          }
+        : {}),
       connections: pool.maxConnections ?? null,
       pipelining: 1,
       keepAliveTimeout: pool.idleTimeoutMs ?? 4000,

@@ -3,6 +3,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../config/types.ts';
+import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 
 const { NGHTTP2_CANCEL } = http2.constants;
@@ -62,12 +63,15 @@ class Http2Call implements UpstreamCall {
 export class Http2Client implements UpstreamClient {
   readonly #authority: string;
   readonly #pool: ConnectionPoolConfig;
+  readonly #tls: UpstreamTlsOptions | undefined;
   #session: ClientHttp2Session | undefined;
 
-  constructor(address: string, port: number, pool: ConnectionPoolConfig) {
+  /** With `tls`: mTLS origination (ISTIO_MUTUAL, ALPN h2) with the workload certificate, peer SPIFFE id checked. */
+  constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
-    this.#authority = `http://${host}:${port}`;
+    this.#authority = `${tls ? 'https' : 'http'}://${host}:${port}`;
     this.#pool = pool;
+    this.#tls = tls;
   }
 
   get connections(): number {
@@ -77,7 +81,11 @@ export class Http2Client implements UpstreamClient {
   #sessionFor(): ClientHttp2Session {
     const s = this.#session;
     if (s && !s.closed && !s.destroyed) return s;
-    const session = http2.connect(this.#authority, { peerMaxConcurrentStreams: this.#pool.http2MaxRequests ?? 1000 });
+    const tls = this.#tls;
+    const session = http2.connect(this.#authority, {
+      peerMaxConcurrentStreams: this.#pool.http2MaxRequests ?? 1000,
+      ...(tls ? { key: tls.key, cert: tls.cert, ca: tls.ca, rejectUnauthorized: true, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) } : {}),
+    });
     session.on('error', () => {});
     // Connect timeout (DestinationRule connectionPool.tcp.connectTimeout, Istio's default 10 s): the
     // session's pending streams fail with it as their cause, which maps to UF.
@@ -138,5 +146,6 @@ export class Http2Client implements UpstreamClient {
 export function h2FailureFlag(err: Error): string {
   const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = e.code === 'ERR_HTTP2_STREAM_CANCEL' ? e.cause?.code : e.code;
+  if (isTlsConnectFailure({ code })) return 'UF';
   return code === 'ECONNREFUSED' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH' ? 'UF' : 'UC';
 }

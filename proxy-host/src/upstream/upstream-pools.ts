@@ -1,42 +1,87 @@
-// Upstream clients per (protocol, endpoint): HTTP/1.1 undici pools and HTTP/2 sessions, created on
-// first use and closed when their endpoint leaves the config.
-import type { ConnectionPoolConfig, UpstreamProtocol } from '../config/types.ts';
+// Upstream clients per (protocol, endpoint[, TLS identity]): HTTP/1.1 undici pools and HTTP/2
+// sessions, created on first use and closed when their endpoint leaves the config. ISTIO_MUTUAL
+// clusters get mTLS clients with the workload certificate while the proxy has an identity; a new
+// identity (renewal, root rotation) makes new clients for new requests and drains the old ones.
+import type { ClusterTlsConfig, ConnectionPoolConfig, UpstreamProtocol } from '../config/types.ts';
+import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
+import type { WorkloadCertificate } from '../identity/types.ts';
+import { logWarn } from '../log.ts';
 import { Http1Client } from './http1-client.ts';
 import { Http2Client } from './http2-client.ts';
 import type { UpstreamClient } from './upstream-request.ts';
 import type { EndpointState } from './endpoint.ts';
 
-export class UpstreamPools {
-  readonly #clients = new Map<string, UpstreamClient>();
+interface Entry {
+  client: UpstreamClient;
+  endpointKey: string;
+  /** The identity generation of an mTLS client; 0 for plaintext. */
+  generation: number;
+}
 
-  get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig): UpstreamClient {
-    const h2 = protocol !== 'http1';
-    const key = h2 ? `h2|${endpoint.key}` : `h1|${endpoint.key}`;
-    let client = this.#clients.get(key);
-    if (!client) {
-      const { address, port } = endpoint.config;
-      client = h2 ? new Http2Client(address, port, pool) : new Http1Client(address, port, pool);
-      this.#clients.set(key, client);
+export class UpstreamPools {
+  readonly #clients = new Map<string, Entry>();
+  #identity: WorkloadCertificate | undefined;
+  #generation = 0;
+  readonly #warned = new Set<string>();
+
+  /** The workload identity mTLS clients present; a new one drains the clients of the previous one. */
+  setIdentity(cert: WorkloadCertificate | undefined): void {
+    this.#identity = cert;
+    this.#generation++;
+    for (const [key, entry] of this.#clients) {
+      if (entry.generation === 0) continue;
+      this.#clients.delete(key);
+      // close() lets in-flight requests finish (undici Pool.close, HTTP/2 session.close).
+      void entry.client.close().catch(() => {});
     }
-    return client;
+  }
+
+  get identity(): WorkloadCertificate | undefined {
+    return this.#identity;
+  }
+
+  get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig, tls?: ClusterTlsConfig, clusterName?: string): UpstreamClient {
+    const h2 = protocol !== 'http1';
+    let tlsOptions: UpstreamTlsOptions | undefined;
+    let key = h2 ? `h2|${endpoint.key}` : `h1|${endpoint.key}`;
+    if (tls?.mode === 'ISTIO_MUTUAL') {
+      const id = this.#identity;
+      if (id) {
+        tlsOptions = { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, subjectAltNames: tls.subjectAltNames, generation: this.#generation };
+        key = `${key}|mtls|${this.#generation}|${tls.subjectAltNames.join(',')}`;
+      } else {
+        const name = clusterName ?? endpoint.key;
+        if (!this.#warned.has(name)) {
+          this.#warned.add(name);
+          logWarn('upstream', `cluster ${name} asks for ISTIO_MUTUAL but this proxy has no identity: plaintext`);
+        }
+      }
+    }
+    let entry = this.#clients.get(key);
+    if (!entry) {
+      const { address, port } = endpoint.config;
+      const client = h2 ? new Http2Client(address, port, pool, tlsOptions) : new Http1Client(address, port, pool, tlsOptions);
+      entry = { client, endpointKey: endpoint.key, generation: tlsOptions ? tlsOptions.generation : 0 };
+      this.#clients.set(key, entry);
+    }
+    return entry.client;
   }
 
   /** Connections open to the given endpoints (for the cluster gauge). */
   connectionsTo(endpoints: readonly EndpointState[]): number {
+    if (endpoints.length === 0) return 0;
+    const keys = new Set(endpoints.map((e) => e.key));
     let n = 0;
-    for (const e of endpoints) {
-      n += this.#clients.get(`h1|${e.key}`)?.connections ?? 0;
-      n += this.#clients.get(`h2|${e.key}`)?.connections ?? 0;
-    }
+    for (const entry of this.#clients.values()) if (keys.has(entry.endpointKey)) n += entry.client.connections;
     return n;
   }
 
   /** Closes clients whose endpoint key is not in `keep`. */
   retain(keep: ReadonlySet<string>): void {
-    for (const [key, client] of this.#clients) {
-      if (!keep.has(key.slice(3))) {
+    for (const [key, entry] of this.#clients) {
+      if (!keep.has(entry.endpointKey)) {
         this.#clients.delete(key);
-        void client.close().catch(() => {});
+        void entry.client.close().catch(() => {});
       }
     }
   }
@@ -44,6 +89,6 @@ export class UpstreamPools {
   async close(): Promise<void> {
     const all = [...this.#clients.values()];
     this.#clients.clear();
-    await Promise.allSettled(all.map((c) => c.close()));
+    await Promise.allSettled(all.map((e) => e.client.close()));
   }
 }
