@@ -10,6 +10,7 @@
 // orchestrator's CPU time during the push and its flush breakdown (debounce wait, store read,
 // translation + handing to streams), and RSS / heap per connected proxy.
 // Writes its section of bench/RESULTS.md (the other sections are kept).
+import { writeResultsSection } from '../../scripts/bench-results.ts';
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, release, platform } from 'node:os';
@@ -255,21 +256,7 @@ function section(results: SizeResult[], wallS: number): string {
 }
 
 async function writeResults(text: string): Promise<void> {
-  let current = '';
-  try {
-    current = await readFile(RESULTS, 'utf8');
-  } catch {
-    current = '# Benchmarks\n';
-  }
-  const start = current.indexOf(`\n${SECTION}\n`);
-  let next: string;
-  if (start < 0) {
-    next = `${current.replace(/\n*$/, '')}\n\n${text}`;
-  } else {
-    const after = current.indexOf('\n## ', start + 1);
-    next = `${current.slice(0, start)}\n${text}${after < 0 ? '' : `\n${current.slice(after + 1)}`}`;
-  }
-  await writeFile(RESULTS, next);
+  await writeResultsSection(text);
 }
 
 async function main(): Promise<void> {

@@ -7,6 +7,7 @@
 // is all of them (`upstreams` and `proxy` modes below). Environment: BENCH_DURATION (s per window,
 // default 10), BENCH_WARMUP (s, default 2), BENCH_ROUNDS (alternating rounds per mode, default 2),
 // BENCH_CONNECTIONS (default 32).
+import { writeResultsSection } from '../../scripts/bench-results.ts';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -276,18 +277,7 @@ async function main(): Promise<void> {
   const section = lines.join('\n');
   process.stdout.write(`\n${section}\n`);
 
-  let text = '';
-  try {
-    text = await readFile(RESULTS, 'utf8');
-  } catch {}
-  const start = text.indexOf(SECTION);
-  if (start >= 0) {
-    const next = text.indexOf('\n## ', start + SECTION.length);
-    text = text.slice(0, start) + section + (next >= 0 ? '\n' + text.slice(next + 1) : '');
-  } else {
-    text = (text.endsWith('\n') || text === '' ? text : text + '\n') + (text === '' ? '' : '\n') + section;
-  }
-  await writeFile(RESULTS, text);
+  await writeResultsSection(section);
   process.stdout.write(`written to ${path.relative(ROOT, RESULTS)}\n`);
 }
 

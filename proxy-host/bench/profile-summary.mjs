@@ -27,9 +27,21 @@ function where(frame) {
 for (const file of files) {
   const profile = JSON.parse(readFileSync(file, 'utf8'));
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  // Samples under node:inspector are the in-process profiler stopping itself (wasmesh-proxy.ts): left out.
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const underInspector = (id) => {
+    for (let q = id; q !== undefined; q = parent.get(q)) if (byId.get(q).callFrame.url === 'node:inspector') return true;
+    return false;
+  };
   const selfUs = new Map();
+  let profilerUs = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const id = profile.samples[i];
+    if (underInspector(id)) {
+      profilerUs += profile.timeDeltas[i] ?? 0;
+      continue;
+    }
     selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
   }
   const areas = new Map();
@@ -64,7 +76,7 @@ for (const file of files) {
   }
   const pct = (us) => ((us / total) * 100).toFixed(1).padStart(5);
   const ms = (us) => (us / 1000).toFixed(0).padStart(7);
-  process.stdout.write(`\n${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy, ${(idle / 1e6).toFixed(1)} s idle\n`);
+  process.stdout.write(`\n${path.basename(file)}: ${(total / 1e6).toFixed(1)} s busy, ${(idle / 1e6).toFixed(1)} s idle${profilerUs ? `, ${(profilerUs / 1e6).toFixed(1)} s in the profiler's own stop (left out)` : ''}\n`);
   process.stdout.write(`top ${top} by self time (% of busy):\n`);
   [...fns].sort((a, b) => b[1] - a[1]).slice(0, top).forEach(([key, us], i) => {
     const [fn, loc] = key.split('\t');

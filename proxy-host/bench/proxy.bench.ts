@@ -4,12 +4,13 @@
 // bench/RESULTS.md (its own section; every other section of the file is kept).
 //
 // Environment: BENCH_DURATION (s measured per target, default 10), BENCH_WARMUP (s, default 3),
-// BENCH_ROUNDS (the measured time is split into this many rounds over all targets, default 1),
+// BENCH_ROUNDS (the measured time is split into this many rounds over all targets, default 2),
 // BENCH_BUDGET (s; extra rounds for targets disturbed by other processes end by then, default 115),
 // BENCH_LOADGEN=wrk|autocannon (default: wrk when available), BENCH_TARGETS=comma list of target ids
 // (a partial run prints but does not write RESULTS.md), BENCH_CPU_PROF=<dir> (each wasmesh target
 // writes <dir>/<id>.cpuprofile covering its measured window, positions mapped to the TypeScript
 // sources; summarize with `node proxy-host/bench/profile-summary.mjs <dir>`).
+import { writeResultsSection } from '../../scripts/bench-results.ts';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -34,7 +35,7 @@ function seconds(value: string | undefined, fallback: number): number {
 }
 const DURATION = Math.round(seconds(process.env.BENCH_DURATION, 10));
 const WARMUP = Math.round(seconds(process.env.BENCH_WARMUP, 3));
-const ROUNDS = Math.max(1, Math.round(seconds(process.env.BENCH_ROUNDS, 1)));
+const ROUNDS = Math.max(1, Math.round(seconds(process.env.BENCH_ROUNDS, 2)));
 /** Extra rounds for targets whose rounds were all disturbed by other processes stop at this total (s). */
 const BUDGET_S = seconds(process.env.BENCH_BUDGET, 115);
 const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',').map((s) => s.trim())) : undefined;
@@ -484,6 +485,7 @@ interface Row {
 
 interface Sample {
   result: LoadResult;
+  rssBytes?: number;
   cpuPercent?: number;
   upstreamCpuPercent?: number;
   otherCpuPercent?: number;
@@ -492,31 +494,33 @@ interface Sample {
 
 interface Live {
   target: Target;
-  svc: Service;
+  /** The target's process while a window runs (the upstream itself for "direct"). */
+  svc?: Service;
   samples: Sample[];
   note?: string;
   error?: string;
 }
 
-/** Starts a target and checks one request through it (the row's error says why if not). */
-async function prepare(target: Target, upstream: Service): Promise<Live | Row> {
-  if (!target.start && !target.direct) return { target, error: target.skip ?? 'skipped' };
-  let svc: Service | undefined;
+/** Starts a target and checks one request through it (throws with the reason). */
+async function startTarget(live: Live, upstream: Service): Promise<Service> {
+  const { target } = live;
+  const svc = target.direct ? upstream : await target.start!(upstream);
   try {
-    svc = target.direct ? upstream : await target.start!(upstream);
     const sanity = await get(svc.port, '/');
     if (sanity.status !== 200 || sanity.body.length !== 100) throw new Error(`sanity GET / answered ${sanity.status} with ${sanity.body.length} bytes: ${sanity.body.slice(0, 120)}`);
     const note = (await target.check?.(svc.port)) ?? undefined;
-    return { target, svc, samples: [], note: note || undefined };
+    if (note) live.note = note;
+    return svc;
   } catch (err) {
-    if (svc && !target.direct) await stopChild(svc.cp);
-    return { target, error: err instanceof Error ? err.message : String(err) };
+    if (!target.direct) await stopChild(svc.cp);
+    throw err;
   }
 }
 
 /** One load window on a target, with the CPU every process used during it. */
 async function window(live: Live, upstream: Service, seconds: number): Promise<Sample> {
-  const { target, svc } = live;
+  const { target } = live;
+  const svc = live.svc!;
   // The upstream shares the load generator's CPU, except when it is the target.
   repin(upstream.pid, target.direct ? CPUS?.target : CPUS?.load);
   if (svc.cp.exitCode !== null || svc.cp.signalCode !== null) throw new Error(`target exited: ${lastLines(svc.output())}`);
@@ -542,7 +546,7 @@ async function window(live: Live, upstream: Service, seconds: number): Promise<S
     otherCpuPercent = Math.max(0, ((m1.busy - m0.busy) / wall) * 100 - ours);
     stealPercent = ((m1.steal - m0.steal) / wall) * 100;
   }
-  return { result, cpuPercent, upstreamCpuPercent, otherCpuPercent, stealPercent };
+  return { result, cpuPercent, upstreamCpuPercent, otherCpuPercent, stealPercent, rssBytes: peakRss(svc.pid) };
 }
 
 /** A round in which other processes on the machine used less than a quarter of a core. */
@@ -564,7 +568,7 @@ function toRow(live: Live): Row {
   const errors = samples.reduce((n, x) => n + x.result.errors, 0);
   const non2xx = samples.reduce((n, x) => n + x.result.non2xx, 0);
   const detail = samples.map((x) => x.result.detail).filter((d) => !/connect 0, read 0, write 0, timeout 0|errors 0, timeouts 0/.test(d)).join('; ');
-  return { target, ...best, result: { ...best.result, errors, non2xx, detail }, rssBytes: peakRss(live.svc.pid), note: live.note, rounds: samples.map((x) => x.result.rps) };
+  return { target, ...best, result: { ...best.result, errors, non2xx, detail }, note: live.note, rounds: samples.map((x) => x.result.rps) };
 }
 
 async function main(): Promise<number> {
@@ -636,34 +640,31 @@ async function main(): Promise<number> {
   const lives: Live[] = [];
   const failed = new Map<Target, Row>();
   try {
-    // Every target runs in its own process, all started first (idle ones cost nothing but memory);
-    // the measured time can be split into rounds (BENCH_ROUNDS) that visit the targets in a rotating
+    // Every window runs on a fresh process of its target: start, check one request, warm up, measure,
+    // stop. (A process that sat idle for a minute after start and is loaded only then can behave
+    // differently, see the bench's report; a fresh process keeps every target on the same footing.)
+    // The measured time can be split into rounds (BENCH_ROUNDS) that visit the targets in rotating
     // order, so a burst of load from other processes on this shared machine does not fall on one
-    // target only; a target disturbed in all its rounds gets extra ones while the budget lasts.
+    // target only; a target disturbed in all its windows gets extra ones while the budget lasts.
     for (const t of targets) {
-      if (interrupted) break;
-      const prepared = await prepare(t, upstream);
-      if ('svc' in prepared) lives.push(prepared);
-      else {
-        failed.set(t, prepared);
-        process.stdout.write(`  ${t.label}: ${prepared.error}\n`);
-      }
+      if (!t.start && !t.direct) failed.set(t, { target: t, error: t.skip ?? 'skipped' });
+      else lives.push({ target: t, samples: [] });
     }
-    // Each window follows its own warm-up (the full one before a target's first window, 1 s before
-    // later ones), so no target is measured cold or right after sitting idle while the others ran.
     const perRound = Math.max(1, Math.round(DURATION / ROUNDS));
     const measureOnce = async (live: Live, label: string): Promise<void> => {
       try {
-        const first = live.samples.length === 0;
-        const warm = first ? WARMUP : Math.min(1, WARMUP);
-        if (warm > 0) await window(live, upstream, warm);
-        if (first && live.target.profiled) live.svc.cp.kill('SIGUSR2');
+        live.svc = await startTarget(live, upstream);
+        if (WARMUP > 0) await window(live, upstream, WARMUP);
+        if (live.target.profiled) live.svc.cp.kill('SIGUSR2');
         const sample = await window(live, upstream, perRound);
         live.samples.push(sample);
         process.stdout.write(`  ${label} ${live.target.label}: ${Math.round(sample.result.rps)} req/s, target CPU ${sample.cpuPercent?.toFixed(0)}%, other processes ${sample.otherCpuPercent?.toFixed(0)}%\n`);
       } catch (err) {
         live.error = err instanceof Error ? err.message : String(err);
         process.stdout.write(`  ${label} ${live.target.label}: failed: ${live.error}\n`);
+      } finally {
+        if (live.svc && !live.target.direct) await stopChild(live.svc.cp);
+        live.svc = undefined;
       }
     };
     for (let round = 0; round < ROUNDS && !interrupted; round++) {
@@ -675,7 +676,7 @@ async function main(): Promise<number> {
     }
     // Extra rounds, within the time budget, for targets every one of whose rounds was disturbed.
     const budgetEnd = started + BUDGET_S * 1000;
-    const windowCostMs = (Math.min(1, WARMUP) + perRound + 1) * 1000;
+    const windowCostMs = (WARMUP + perRound + 3) * 1000;
     for (let extra = 1; !interrupted; extra++) {
       const pending = lives.filter((l) => !l.error && !l.samples.some(clean));
       if (pending.length === 0 || Date.now() + windowCostMs > budgetEnd) break;
@@ -686,7 +687,7 @@ async function main(): Promise<number> {
       rows.push(live ? toRow(live) : (failed.get(t) ?? { target: t, error: 'not started' }));
     }
   } finally {
-    await Promise.all(lives.filter((l) => !l.target.direct).map((l) => stopChild(l.svc.cp)));
+    await Promise.all(lives.filter((l) => l.svc && !l.target.direct).map((l) => stopChild(l.svc!.cp)));
     await stopChild(upstream.cp);
   }
   if (interrupted) return 130;
@@ -780,9 +781,9 @@ Written by \`npm run bench:proxy\` (proxy-host/bench/proxy.bench.ts) on ${new Da
 Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}.
 The machine is shared and noisy: read the ratios against the references measured in the same run.
 Loopback HTTP/1.1, \`GET /\` with \`Host: bench\`, 100-byte body from a node:http upstream; every target in its own process.
-Load: ${loadLine}, ${CONNECTIONS} connections, pipelining 1; per target a ${WARMUP} s warm-up then ${DURATION} s measured${ROUNDS > 1 ? ` in ${ROUNDS} rounds of ${Math.max(1, Math.round(DURATION / ROUNDS))} s (rotating order, 1 s re-warm before each)` : ''}. A target whose window was disturbed (other processes on the machine used ${DISTURBED_PERCENT}% of a core or more) is measured again while the time budget lasts, and its row shows its best undisturbed window (highest req/s: outside interference only slows a window down); errors count over all windows. Whole run ${elapsedS} s.
+Load: ${loadLine}, ${CONNECTIONS} connections, pipelining 1; per target a fresh process, a ${WARMUP} s warm-up, then ${DURATION} s measured${ROUNDS > 1 ? ` in ${ROUNDS} rounds of ${Math.max(1, Math.round(DURATION / ROUNDS))} s (rotating order, each on a fresh process after its own warm-up)` : ''}. A target whose window was disturbed (other processes on the machine used ${DISTURBED_PERCENT}% of a core or more) is measured again while the time budget lasts, and its row shows its best undisturbed window (highest req/s: outside interference only slows a window down); errors count over all windows. Whole run ${elapsedS} s.
 Pinning: ${CPUS ? `\`taskset\`: load generator and upstream on CPU ${CPUS.load}, the target on CPU ${CPUS.target} (for "direct" the upstream is the target, on CPU ${CPUS.target})` : 'none (taskset missing or fewer than 2 CPUs): figures are noisier'}.
-Peak RSS: VmHWM of the target's process after its run (wasmesh's includes the tsx loader it runs under).${CPU_PROF_DIR ? '\nThe wasmesh targets ran under the CPU profiler (BENCH_CPU_PROF): their figures include its overhead.' : ''}
+Peak RSS: VmHWM of the target's process at the end of its window (wasmesh's includes the tsx loader it runs under; "direct" is the upstream over the whole run).${CPU_PROF_DIR ? '\nThe wasmesh targets ran under the CPU profiler (BENCH_CPU_PROF): their figures include its overhead.' : ''}
 
 | target | req/s | ratio to nginx | p50 | p99 | peak RSS | errors |
 |---|---|---|---|---|---|---|
@@ -798,28 +799,7 @@ ${cpuTable.join('\n')}
 ${notes.length ? `\n${notes.map((n) => `- ${n}`).join('\n')}\n` : ''}`;
 }
 
-/** Replaces this bench's section of bench/RESULTS.md (or appends it), keeping every other section. */
-async function writeSection(section: string): Promise<void> {
-  let text = '';
-  try {
-    text = await readFile(RESULTS, 'utf8');
-  } catch {
-    text = '# Benchmarks\n';
-  }
-  const lines = text.split('\n');
-  const start = lines.findIndex((l) => l.trim() === SECTION);
-  let out: string;
-  if (start < 0) out = `${text.replace(/\s*$/, '')}\n\n${section.trimEnd()}\n`;
-  else {
-    let end = lines.findIndex((l, i) => i > start && /^##?\s/.test(l));
-    if (end < 0) end = lines.length;
-    const before = lines.slice(0, start).join('\n').replace(/\s*$/, '');
-    const after = lines.slice(end).join('\n').replace(/^\s*/, '');
-    out = `${before ? `${before}\n\n` : ''}${section.trimEnd()}\n${after ? `\n${after.replace(/\s*$/, '')}\n` : ''}`;
-  }
-  await mkdir(path.dirname(RESULTS), { recursive: true });
-  await writeFile(RESULTS, out);
-}
+const writeSection = writeResultsSection;
 
 let code = 1;
 try {

@@ -1,7 +1,8 @@
 // npm run bench: streams per second through the runtime, and the host's own cost per callback.
 // A benchmark, not a test: it prints figures and writes them to bench/RESULTS.md.
+import { writeResultsSection } from '../../scripts/bench-results.ts';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Plugin, type HeaderList, type HttpStreamSink, type LocalResponse } from '../src/index.ts';
 import { guestModule, wat2wasm } from '../test/support/wat.ts';
@@ -174,14 +175,12 @@ async function main(): Promise<void> {
   const hostOwnPerStream = headersStream - plain;
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
   const command = 'npm run bench';
-  const text = `# Benchmarks
+  const text = `## wasm/ runtime (npm run bench)
 
 Written by \`${command}\` (wasm/bench/runtime.bench.ts) on ${new Date().toISOString()}.
 Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}.
 The machine is shared and noisy: read the ratios against the references measured in the same run.
 Median of ${ROUNDS} rounds of ${STREAMS_PER_ROUND} streams each, after a warm-up round.
-
-## wasm/ runtime
 
 | what | time per item | rate |
 |---|---|---|
@@ -192,8 +191,7 @@ Host's own cost per stream (host-cost module minus the plain-JS reference doing 
 instructions per callback, so this is the host (context bookkeeping, calls into the guest, bounds
 checks, allocations in guest memory through its allocator, header lookups and writes).
 `;
-  await mkdir('bench', { recursive: true });
-  await writeFile('bench/RESULTS.md', text);
+  await writeResultsSection(text);
   process.stdout.write(text);
   await Promise.all([noop.stop(), headers.stop(), example?.stop()]);
 }

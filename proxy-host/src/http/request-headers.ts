@@ -50,7 +50,7 @@ export function requestHeaderList(req: DownstreamRequest, facts: DownstreamFacts
   }
   if (xff >= 0) out[xff + 1] = `${out[xff + 1]}, ${facts.remoteAddress}`;
   else out.push('x-forwarded-for', facts.remoteAddress);
-  if (connectionTokens) removeConnectionTokens(out, connectionTokens);
+  if (connectionTokens && !namesNoHeader(connectionTokens)) removeConnectionTokens(out, connectionTokens);
   out.push('x-forwarded-proto', facts.scheme);
   if (!hasRequestId && facts.generateRequestId) out.push('x-request-id', randomUUID());
   return out;
@@ -59,6 +59,15 @@ export function requestHeaderList(req: DownstreamRequest, facts: DownstreamFacts
 function hasPseudo(list: HeaderList, name: string): boolean {
   for (let i = 0; i < list.length; i += 2) if (list[i] === name) return true;
   return false;
+}
+
+/**
+ * Nearly every Connection header is just "keep-alive", "close" or "upgrade", which name no header
+ * still in the list: skip building the token set for those (this ran on every upstream response).
+ */
+function namesNoHeader(tokens: string): boolean {
+  const t = tokens.length < 16 ? tokens.trim().toLowerCase() : '';
+  return t === 'keep-alive' || t === 'close' || t === 'upgrade';
 }
 
 /** Headers named in Connection are hop-by-hop too. */
@@ -88,7 +97,7 @@ export function responseHeaderList(status: number, headers: Record<string, strin
     if (Array.isArray(value)) for (const v of value) out.push(name, v);
     else out.push(name, value);
   }
-  if (connectionTokens) removeConnectionTokens(out, connectionTokens);
+  if (connectionTokens && !namesNoHeader(connectionTokens)) removeConnectionTokens(out, connectionTokens);
   return out;
 }
 
