@@ -54,7 +54,7 @@ const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
 export class Proxy {
   readonly options: ProxyOptions;
   readonly metrics = new MetricsRegistry();
-  readonly clusters = new ClusterManager(this.metrics);
+  readonly clusters = new ClusterManager(this.metrics, (tls) => this.upstreams.tlsOptionsFor(tls));
   readonly upstreams = new UpstreamPools();
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
@@ -85,6 +85,7 @@ export class Proxy {
       foreignFunctions: createTelemetryForeignFunctions((record) => this.#accessLog.writeRecord(record)),
     };
     this.#plugins = new PluginManager(host);
+    options.identity?.collectMetrics?.(this.metrics);
   }
 
   /** Starts listeners and admin on the first config. Throws if the config cannot be applied. */
@@ -254,6 +255,7 @@ export class Proxy {
       const stats = this.#outbound.clusterStats(c);
       stats.connections.record(this.upstreams.connectionsTo(c.endpoints));
     }
+    this.options.identity?.collectMetrics?.(this.metrics);
     return this.metrics.renderPrometheus();
   }
 

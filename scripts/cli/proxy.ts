@@ -8,6 +8,7 @@ import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
 import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
+import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
 import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
@@ -54,6 +55,10 @@ the proxy reconnects with backoff when the orchestrator is down.
                             127.0.0.1)
   --register-port [NAME=]PORT  port of that endpoint per service port NAME (default name http,
                             default port: --inbound-port); repeatable
+  --no-mtls                 do not ask the orchestrator for a workload certificate (by default the
+                            proxy makes its own key, gets a SPIFFE certificate over the discovery
+                            channel, renews it at half-life, and enables PeerAuthentication and auto
+                            mTLS; an orchestrator without a CA means plaintext only)
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -114,6 +119,7 @@ export async function run(argv: string[]): Promise<number> {
         'first-config-timeout': { type: 'string' },
         'register-address': { type: 'string' },
         'register-port': { type: 'string', multiple: true },
+        'no-mtls': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -170,7 +176,7 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write('wasmesh proxy: --concurrency is not supported with --orchestrator yet\n');
       return 2;
     }
-    return runManaged(values.orchestrator, values, options, workload, drainMs);
+    return runManaged(values.orchestrator, values, options as ProxyOptions, workload, drainMs);
   }
   const path = values.config!;
   const translate = { telemetry: !values['no-telemetry'], ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}) };
@@ -230,7 +236,7 @@ export async function run(argv: string[]): Promise<number> {
 /** Managed mode: the first config from the orchestrator starts the proxy; later ones apply in place. */
 async function runManaged(
   address: string,
-  values: { 'token-file'?: string; 'data-dir'?: string; 'first-config-timeout'?: string; 'register-address'?: string; 'register-port'?: string[] },
+  values: { 'token-file'?: string; 'data-dir'?: string; 'first-config-timeout'?: string; 'register-address'?: string; 'register-port'?: string[]; 'no-mtls'?: boolean; 'trust-domain'?: string },
   options: ProxyOptions,
   workload: WorkloadIdentity,
   drainMs: number,
@@ -260,6 +266,31 @@ async function runManaged(
   const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
   let proxy: Proxy | undefined;
   const levels = { debug: 1, info: 2, warn: 3, error: 4 } as const;
+  // Workload identity from the orchestrator's CA; the proxy starts once the first certificate is in
+  // (or the first-config timeout passed: it is applied when it arrives), or without identity when the
+  // orchestrator has no CA.
+  let identityReady: Promise<void> = Promise.resolve();
+  if (!values['no-mtls']) {
+    const identity = new OrchestratorIdentity({
+      address: target,
+      token,
+      namespace: workload.namespace,
+      serviceAccount: workload.serviceAccount,
+      ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+      log: (level, message) => log(levels[level], 'identity', message),
+    });
+    identityReady = identity.waitForCertificate(timeoutMs).then(async (cert) => {
+      if (cert) {
+        options.identity = identity;
+      } else if (identity.status().noCa) {
+        logInfo('proxy', `orchestrator ${target} runs without a certificate authority: no workload identity, plaintext only`);
+        await identity.close();
+      } else {
+        logError('proxy', `no workload certificate from ${target} within ${timeoutMs} ms (${identity.status().lastError ?? 'no answer'}); starting without one, it applies when it arrives`);
+        options.identity = identity;
+      }
+    });
+  }
   const client = new XdsClient({
     address: target,
     token,
@@ -267,8 +298,9 @@ async function runManaged(
     dataDir,
     ...(register ? { register } : {}),
     apply: async (config) => {
-      if (proxy) await proxy.applyConfig(config);
-      else proxy = await Proxy.start(options, config);
+      if (proxy) return proxy.applyConfig(config);
+      await identityReady;
+      proxy = await Proxy.start(options, config);
     },
     log: (level, message) => log(levels[level], 'xds', message),
   });
@@ -290,6 +322,8 @@ async function runManaged(
           `Check that the orchestrator is running and reachable, that the token (--token-file or WASMESH_TOKEN) has role proxy for namespace ${workload.namespace}, and that its config for this workload is consistent (wasmesh proxy-status).\n`,
       );
       await client.stop();
+      await identityReady;
+      await options.identity?.close();
       return 1;
     }
   }

@@ -3,6 +3,7 @@
 // A cluster also owns its active health checker and outlier detector: the manager starts them when it
 // installs the cluster and stops them when the cluster is replaced or dropped.
 
+import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { Metric, MetricsRegistry } from '../../../wasm/src/index.ts';
 import type { ClusterConfig } from '../config/types.ts';
 import { EndpointState } from './endpoint.ts';
@@ -37,7 +38,7 @@ export class Cluster {
    * `previous` endpoint states are reused by address:port (their in-flight counts and health carry
    * over, their config is replaced); endpoints not in it start fresh.
    */
-  constructor(config: ClusterConfig, previous?: readonly EndpointState[], key = configKey(config), metrics?: MetricsRegistry) {
+  constructor(config: ClusterConfig, previous?: readonly EndpointState[], key = configKey(config), metrics?: MetricsRegistry, tlsFor?: TlsOptionsFor) {
     this.config = config;
     this.key = key;
     const reusable = new Map<string, EndpointState>();
@@ -85,7 +86,10 @@ export class Cluster {
 
     this.#metrics = metrics === undefined ? undefined : new ClusterHealthMetrics(metrics, config.name);
     if (config.healthCheck !== undefined) {
-      this.#checker = new HealthChecker({ name: config.name, host: config.host, protocol: config.protocol, endpoints }, config.healthCheck, {
+      // Checks speak mTLS to ISTIO_MUTUAL clusters when the proxy has an identity, like its traffic.
+      const clusterTls = config.tls;
+      const tls = tlsFor && clusterTls ? () => tlsFor(clusterTls) : undefined;
+      this.#checker = new HealthChecker({ name: config.name, host: config.host, protocol: config.protocol, endpoints, tls }, config.healthCheck, {
         onChange: (e) => this.#healthChanged(e),
         onCheck: (_e, outcome) => this.#metrics?.check(outcome.result),
       });
@@ -188,13 +192,21 @@ export class Cluster {
   }
 }
 
+/** mTLS options for a cluster's TLS settings, or undefined for plaintext. */
+export type TlsOptionsFor = (tls: NonNullable<ClusterConfig['tls']>) => UpstreamTlsOptions | undefined;
+
 export class ClusterManager {
   private clusters = new Map<string, Cluster>();
   readonly #metrics: MetricsRegistry | undefined;
+  readonly #tlsFor: TlsOptionsFor | undefined;
 
-  /** `metrics`: where clusters publish endpoint health, health check and ejection series. */
-  constructor(metrics?: MetricsRegistry) {
+  /**
+   * `metrics`: where clusters publish endpoint health, health check and ejection series.
+   * `tlsFor`: mTLS options for a cluster's TLS settings (the proxy's identity), used by health checks.
+   */
+  constructor(metrics?: MetricsRegistry, tlsFor?: TlsOptionsFor) {
     this.#metrics = metrics;
+    this.#tlsFor = tlsFor;
   }
 
   /**
@@ -220,7 +232,7 @@ export class ClusterManager {
       }
       // Stop the old cluster's checks before the new one shares its endpoint states.
       old?.stop();
-      const cluster = new Cluster(config, old?.endpoints, key, this.#metrics);
+      const cluster = new Cluster(config, old?.endpoints, key, this.#metrics, this.#tlsFor);
       next.set(name, cluster);
       started.push(cluster);
     }

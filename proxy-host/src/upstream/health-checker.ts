@@ -9,6 +9,10 @@
 //   the status is in `expectedStatuses` (Envoy's default: 200 only).
 //   gRPC: grpc.health.v1.Health/Check for `serviceName` (empty: the whole server); passes on SERVING.
 //   TCP: passes when a connection opens.
+// - ISTIO_MUTUAL clusters (target.tls gives the options): HTTP and gRPC checks originate mTLS with the
+//   workload certificate and check the peer's SPIFFE id, as routed requests do (a STRICT endpoint
+//   refuses plaintext). A new identity (generation) drops the kept connections. TCP checks stay a TCP
+//   connect.
 // - A check that does not answer within `timeoutMs` fails (and its connection is dropped).
 // - `unhealthyThreshold` consecutive failures make a healthy endpoint unhealthy, `healthyThreshold`
 //   consecutive successes bring it back. Deviation from Envoy: Envoy marks an endpoint unhealthy at once
@@ -19,11 +23,13 @@
 
 import http from 'node:http';
 import http2 from 'node:http2';
+import https from 'node:https';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { HealthCheckConfig, UpstreamProtocol } from '../config/types.ts';
 import type { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
+import { spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 
 export type CheckResult = 'success' | 'failure' | 'network_failure';
 
@@ -47,6 +53,8 @@ export interface HealthCheckTarget {
   host: string;
   protocol: UpstreamProtocol;
   endpoints: readonly EndpointState[];
+  /** mTLS options of an ISTIO_MUTUAL cluster with a workload identity, read at each check; undefined: plaintext. */
+  tls?: () => UpstreamTlsOptions | undefined;
 }
 
 const USER_AGENT = 'wasmesh-health-check';
@@ -63,6 +71,8 @@ export class HealthChecker {
   /** Cancels of checks in flight. */
   readonly #inflight = new Set<() => void>();
   #agent: http.Agent | undefined;
+  /** Generation of the TLS options the kept connections were made with (undefined: plaintext). */
+  #tlsGeneration: number | undefined;
   readonly #h2 = new Map<string, http2.ClientHttp2Session>();
   readonly #grpc = new Map<string, grpc.Client>();
   #running = false;
@@ -96,6 +106,27 @@ export class HealthChecker {
     this.#h2.clear();
     for (const c of this.#grpc.values()) c.close();
     this.#grpc.clear();
+  }
+
+  /** The TLS options for this check; a changed identity lets the kept connections go (gracefully). */
+  #tls(): UpstreamTlsOptions | undefined {
+    const tls = this.#target.tls?.();
+    const generation = tls?.generation;
+    if (generation !== this.#tlsGeneration) {
+      this.#tlsGeneration = generation;
+      const agent = this.#agent;
+      this.#agent = undefined;
+      if (agent) {
+        // Checks in flight on it finish (or time out) first.
+        const t = setTimeout(() => agent.destroy(), this.config.timeoutMs + 100);
+        t.unref();
+      }
+      for (const s of this.#h2.values()) s.close();
+      this.#h2.clear();
+      for (const c of this.#grpc.values()) c.close();
+      this.#grpc.clear();
+    }
+    return tls;
   }
 
   #schedule(endpoint: EndpointState, delayMs: number): void {
@@ -157,14 +188,15 @@ export class HealthChecker {
       timer.unref();
       this.#inflight.add(cancel);
       const kind = this.config.check.kind;
+      const tls = kind === 'tcp' ? undefined : this.#tls();
       abort =
         kind === 'tcp'
           ? this.#tcp(endpoint, finish)
           : kind === 'grpc'
-            ? this.#grpcCheck(endpoint, finish)
+            ? this.#grpcCheck(endpoint, finish, tls)
             : this.#target.protocol === 'http1'
-              ? this.#http1(endpoint, finish)
-              : this.#http2(endpoint, finish);
+              ? this.#http1(endpoint, finish, tls)
+              : this.#http2(endpoint, finish, tls);
     });
   }
 
@@ -183,10 +215,12 @@ export class HealthChecker {
     return this.#expected(status) ? { result: 'success', detail: 'ok' } : { result: 'failure', detail: `status ${status}` };
   }
 
-  #http1(endpoint: EndpointState, finish: (o: CheckOutcome) => void): () => void {
-    this.#agent ??= new http.Agent({ keepAlive: true, maxSockets: 1 });
+  #http1(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
+    this.#agent ??= tls
+      ? new https.Agent({ keepAlive: true, maxSockets: 1, key: tls.key, cert: tls.cert, ca: tls.ca, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
+      : new http.Agent({ keepAlive: true, maxSockets: 1 });
     const { path, authority } = this.#httpTarget();
-    const req = http.request(
+    const req = (tls ? https : http).request(
       {
         host: endpoint.config.address,
         port: endpoint.config.port,
@@ -205,11 +239,13 @@ export class HealthChecker {
     return () => req.destroy();
   }
 
-  #http2(endpoint: EndpointState, finish: (o: CheckOutcome) => void): () => void {
+  #http2(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
     const key = endpoint.key;
     let session = this.#h2.get(key);
     if (session === undefined || session.closed || session.destroyed) {
-      const s = http2.connect(`http://${key}`);
+      const s = tls
+        ? http2.connect(`https://${key}`, { key: tls.key, cert: tls.cert, ca: tls.ca, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
+        : http2.connect(`http://${key}`);
       s.unref();
       s.on('error', () => {});
       s.on('close', () => {
@@ -241,11 +277,14 @@ export class HealthChecker {
     return () => s.destroy();
   }
 
-  #grpcCheck(endpoint: EndpointState, finish: (o: CheckOutcome) => void): () => void {
+  #grpcCheck(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
     const key = endpoint.key;
     let client = this.#grpc.get(key);
     if (client === undefined) {
-      client = new grpc.Client(key, grpc.credentials.createInsecure());
+      const credentials = tls
+        ? grpc.credentials.createSsl(Buffer.from(tls.ca.join('')), Buffer.from(tls.key), Buffer.from(tls.cert), { checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
+        : grpc.credentials.createInsecure();
+      client = new grpc.Client(key, credentials);
       this.#grpc.set(key, client);
     }
     const service = this.config.check.kind === 'grpc' ? this.config.check.serviceName : '';

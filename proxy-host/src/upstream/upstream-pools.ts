@@ -40,14 +40,19 @@ export class UpstreamPools {
     return this.#identity;
   }
 
+  /** The mTLS options for a cluster's TLS settings with the current identity; undefined: plaintext. */
+  tlsOptionsFor(tls: ClusterTlsConfig | undefined): UpstreamTlsOptions | undefined {
+    const id = this.#identity;
+    if (tls?.mode !== 'ISTIO_MUTUAL' || !id) return undefined;
+    return { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, subjectAltNames: tls.subjectAltNames, generation: this.#generation };
+  }
+
   get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig, tls?: ClusterTlsConfig, clusterName?: string): UpstreamClient {
     const h2 = protocol !== 'http1';
-    let tlsOptions: UpstreamTlsOptions | undefined;
     let key = h2 ? `h2|${endpoint.key}` : `h1|${endpoint.key}`;
+    const tlsOptions = this.tlsOptionsFor(tls);
     if (tls?.mode === 'ISTIO_MUTUAL') {
-      const id = this.#identity;
-      if (id) {
-        tlsOptions = { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, subjectAltNames: tls.subjectAltNames, generation: this.#generation };
+      if (tlsOptions) {
         key = `${key}|mtls|${this.#generation}|${tls.subjectAltNames.join(',')}`;
       } else {
         const name = clusterName ?? endpoint.key;
