@@ -22,6 +22,7 @@ import { resourceRoutes } from './http/resources.ts';
 import { applyRoutes } from './http/apply.ts';
 import { moduleRoutes } from './http/modules.ts';
 import { proxyStatusRoutes } from './http/proxy-status.ts';
+import { caRoutes, type CaRoutesOptions } from './http/ca.ts';
 
 export interface BuildAppOptions {
   store: ConfigStore;
@@ -36,6 +37,8 @@ export interface BuildAppOptions {
   onModuleUploaded?: (record: ModuleRecord) => void;
   /** The proxies connected to this replica's discovery service (xds server `proxies()`), for GET /proxy-status. */
   proxyStatus?: () => unknown[];
+  /** The certificate authority, for /ca/* (trust bundle, root rotation). */
+  ca?: CaRoutesOptions['ca'];
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
@@ -85,5 +88,6 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   app.register(applyRoutes, { store: opts.store, writer });
   app.register(moduleRoutes, { store: opts.store, ...(opts.onModuleUploaded ? { onUploaded: opts.onModuleUploaded } : {}) });
   app.register(proxyStatusRoutes, opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {});
+  app.register(caRoutes, opts.ca ? { ca: opts.ca } : {});
   return app;
 }

@@ -132,6 +132,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
     onModuleUploaded: () => xds?.invalidate?.(),
     // GET /proxy-status: the streams of this replica's discovery service (none until it runs).
     proxyStatus: () => xds?.proxies?.() ?? [],
+    ca,
   });
   try {
     for (const l of [opts.listen, opts.grpcListen]) {
