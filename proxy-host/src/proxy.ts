@@ -8,6 +8,7 @@ import { startAdminServer, type AdminServer } from './admin/admin-server.ts';
 import type { ClusterConfig, ProxyConfig } from './config/types.ts';
 import { FilterChain } from './filter-chain/chain.ts';
 import { PluginManager } from './filter-chain/plugin-manager.ts';
+import { workloadNodeProperty } from './filter-chain/stream-info.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
 import { createHttpCallout } from './http-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
@@ -80,7 +81,8 @@ export class Proxy {
       // One store per proxy: every VM of the proxy shares data by vm_id, and it survives module swaps.
       sharedData: new SharedDataStore(),
       sharedQueues: new SharedQueueRegistry(),
-      getProperty: (path) => this.#nodeProperty(path),
+      // Root contexts have no stream: they learn their workload's identity from node attributes.
+      getProperty: (path) => (this.#config ? workloadNodeProperty(this.#config.workload, path) : undefined),
       // The telemetry filter hands its access-log records to the proxy's sink.
       foreignFunctions: createTelemetryForeignFunctions((record) => this.#accessLog.writeRecord(record)),
     };
@@ -223,29 +225,6 @@ export class Proxy {
   /** Records a config rejected before it reached the proxy (invalid YAML, schema errors). */
   noteRejectedConfig(message: string): void {
     this.#status = { ...this.#status, lastError: { message, at: new Date().toISOString() } };
-  }
-
-  #nodeProperty(path: readonly string[]): string | undefined {
-    const w = this.#config?.workload;
-    if (!w) return undefined;
-    const [a, b, c] = path;
-    if ((a === 'node' || (a === 'xds' && b === 'node')) ) {
-      const rest = a === 'node' ? path.slice(1) : path.slice(2);
-      if (rest[0] === 'id') return `sidecar~127.0.0.1~${w.name}.${w.namespace}~${w.namespace}.svc.cluster.local`;
-      if (rest[0] === 'metadata') {
-        switch (rest[1]) {
-          case 'NAME':
-          case 'WORKLOAD_NAME':
-            return w.name;
-          case 'NAMESPACE':
-            return w.namespace;
-          case 'SERVICE_ACCOUNT':
-            return w.serviceAccount;
-        }
-      }
-    }
-    void c;
-    return undefined;
   }
 
   // ---- admin ----------------------------------------------------------------------------------

@@ -122,6 +122,7 @@ function nodeProperty(w: WorkloadIdentity, path: readonly string[], at: number):
   const n = path.length;
   if (n <= at) return undefined;
   if (path[at] === 'cluster') return n === at + 1 ? `${w.name}.${w.namespace}` : undefined;
+  if (path[at] === 'id') return n === at + 1 ? `sidecar~127.0.0.1~${w.name}.${w.namespace}~${w.namespace}.svc.cluster.local` : undefined;
   if (path[at] !== 'metadata' || n <= at + 1) return undefined;
   const key = path[at + 1];
   const rest = n - at - 2;
@@ -162,4 +163,14 @@ function portOf(address: string | undefined): number | undefined {
   if (i < 0 || address.indexOf(']', i) >= 0) return undefined;
   const port = Number(address.slice(i + 1));
   return Number.isInteger(port) && port >= 0 && port <= 65535 && i + 1 < address.length ? port : undefined;
+}
+
+/**
+ * Node attributes (`node.*`, `xds.node.*`) of a workload, for contexts without a stream (a root
+ * context asking for its workload's identity).
+ */
+export function workloadNodeProperty(w: WorkloadIdentity, path: readonly string[]): PropertyValue | undefined {
+  if (path[0] === 'node') return nodeProperty(w, path, 1);
+  if (path[0] === 'xds' && path[1] === 'node') return nodeProperty(w, path, 2);
+  return undefined;
 }
