@@ -104,6 +104,8 @@ export const commands: Command[] = [
     description: 'run a request through a filter without a proxy',
     load: lazy('./filter-run.ts'),
   },
+  { group: 'run', verb: '', args: '--service NAME --port PORT [options] -- <command...>', description: 'run a local process as a mesh workload under its own sidecar', load: lazy('./run.ts') },
+  { group: 'demo', verb: '', args: '[--exit-after-ready]', description: 'a Bookinfo-like demo mesh: orchestrator, services under sidecars, traffic, and a guide', load: lazy('./demo.ts') },
 ];
 
 export function usage(group?: string): string {

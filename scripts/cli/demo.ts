@@ -1,0 +1,308 @@
+// wasmesh demo: a working mesh in one command. The orchestrator on its embedded SQLite store in a
+// temporary data dir, the Bookinfo-like mesh of scripts/demo/mesh.yaml applied through the REST API,
+// every service of scripts/demo/service.mjs started under its own sidecar (the logic of `wasmesh run`),
+// a traffic generator, and a short guide once a request went through end to end. Ctrl-C (or
+// --exit-after-ready) stops every process it started and removes the temporary dir.
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
+import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
+import { readDocumentFiles } from '../../orchestrator/src/config/documents.ts';
+import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
+import { freePort, startWorkload, type RunningWorkload } from './run.ts';
+
+export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
+
+Starts a demo mesh: the orchestrator (embedded store, temporary data dir), a Bookinfo-like app
+(productpage -> details, reviews v1|v2|v3 -> ratings), each service under its own sidecar with mTLS
+STRICT, a 90/10 split of reviews between v1 and v2, and a traffic generator. Prints a guide once a
+request has gone through end to end. Ctrl-C stops everything and removes the temporary dir.
+
+  --exit-after-ready   stop everything and exit 0 once the guide is printed (for tests)
+  --rps N              traffic generator rate, requests per second (default 3)
+  --ready-timeout S    give up if no request succeeds end to end within S seconds (default 90)
+`;
+
+export interface Output {
+  write(text: string): unknown;
+}
+
+const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url));
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const NAMESPACE = 'default';
+
+type DemoWorkload = RunningWorkload & { name: string; spec: { service: string; version: string } };
+
+/** The workloads of the demo, started in this order (callees first). */
+const WORKLOADS: { service: string; version: string }[] = [
+  { service: 'details', version: 'v1' },
+  { service: 'ratings', version: 'v1' },
+  { service: 'reviews', version: 'v1' },
+  { service: 'reviews', version: 'v2' },
+  { service: 'reviews', version: 'v3' },
+  { service: 'productpage', version: 'v1' },
+  { service: 'traffic', version: 'v1' },
+];
+
+/** The last lines of every process's output, shown when the demo fails to come up. */
+class LogTail implements Output {
+  #lines: string[] = [];
+  constructor(private readonly prefix: string, private readonly all: string[]) {}
+  write(text: string): boolean {
+    for (const line of text.split('\n')) {
+      if (line.trim() === '') continue;
+      this.#lines.push(line);
+      this.all.push(`[${this.prefix}] ${line}`);
+      if (this.all.length > 200) this.all.splice(0, this.all.length - 200);
+    }
+    return true;
+  }
+}
+
+/** GET through a sidecar's outbound listener with a Host header (fetch does not let us set Host). */
+export function meshGet(outboundPort: number, host: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port: outboundPort, path, headers: { ...headers, host }, timeout: 5000, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ status: 0, body: e.message }));
+    req.end();
+  });
+}
+
+/** True when productpage answered 200 with details and reviews, and reviews had ratings (v2/v3). */
+function endToEnd(res: { status: number; body: string }): boolean {
+  if (res.status !== 200) return false;
+  try {
+    const page = JSON.parse(res.body) as { details?: { error?: string }; reviews?: { error?: string; ratings?: { error?: string } } };
+    return !page.details?.error && !page.reviews?.error && page.reviews?.ratings !== undefined && !page.reviews.ratings.error;
+  } catch {
+    return false;
+  }
+}
+
+export async function run(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {
+  let exitAfterReady: boolean;
+  let rps: number;
+  let readyTimeoutMs: number;
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      options: {
+        'exit-after-ready': { type: 'boolean', default: false },
+        rps: { type: 'string', default: '3' },
+        'ready-timeout': { type: 'string', default: '90' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+    if (values.help) {
+      out.write(usage);
+      return 0;
+    }
+    if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}"`);
+    exitAfterReady = values['exit-after-ready'];
+    rps = Number(values.rps);
+    if (!(rps > 0 && rps <= 100)) throw new Error(`--rps must be a number from 0 to 100, got "${values.rps}"`);
+    readyTimeoutMs = Number(values['ready-timeout']) * 1000;
+    if (!(readyTimeoutMs > 0)) throw new Error(`--ready-timeout must be seconds, got "${values['ready-timeout']}"`);
+  } catch (e) {
+    err.write(`wasmesh demo: ${(e as Error).message}\n\n${usage}`);
+    return 2;
+  }
+
+  const started = Date.now();
+  // The discovery service runs in this process and logs every proxy connection and certificate on
+  // stderr at info level (startOrchestrator takes no logger): keep those out of the guide; they are
+  // shown with the other processes' output if the demo fails.
+  const logs: string[] = [];
+  const xdsLog = new LogTail('orchestrator', logs);
+  const stderrWrite = process.stderr.write;
+  process.stderr.write = function (this: NodeJS.WriteStream, chunk: unknown, ...rest: unknown[]): boolean {
+    if (typeof chunk === 'string' && /^\S+ info \[xds\] [^\n]*\n?$/.test(chunk)) return xdsLog.write(chunk);
+    return (stderrWrite as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof process.stderr.write;
+  const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
+  let orchestrator: RunningOrchestrator | undefined;
+  const workloads: DemoWorkload[] = [];
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await Promise.allSettled(workloads.map((w) => w.stop()));
+      await orchestrator?.close().catch(() => undefined);
+      rmSync(tmp, { recursive: true, force: true });
+    })());
+
+  // Ctrl-C during start-up stops what is already running.
+  let interrupted = false;
+  let wake: (() => void) | undefined;
+  const starting = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    starting.abort();
+    if (!interrupted) err.write(`\nwasmesh demo: ${sig}: stopping every process it started\n`);
+    interrupted = true;
+    wake?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const step = (text: string) => err.write(`wasmesh demo: ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+
+  try {
+    const dataDir = join(tmp, 'orchestrator');
+    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(join(tmp, 'tokens'));
+    // Proxy tokens, one per service account (a running orchestrator reads new tokens too).
+    const tokens = TokenStore.open(dataDir);
+    const tokenFiles = new Map<string, string>();
+    for (const service of new Set(WORKLOADS.map((w) => w.service))) {
+      const file = join(tmp, 'tokens', service);
+      writeFileSync(file, `${tokens.create('proxy', { namespace: NAMESPACE, serviceAccount: service })}\n`, { mode: 0o600 });
+      tokenFiles.set(service, file);
+    }
+    const orchestratorLog = new LogTail('orchestrator', logs);
+    orchestrator = await startOrchestrator({
+      dataDir,
+      store: 'sqlite',
+      listen: { host: '127.0.0.1', port: await freePort() },
+      grpcListen: { host: '127.0.0.1', port: await freePort() },
+      out: orchestratorLog,
+      err: orchestratorLog,
+    });
+    if (orchestrator.grpcPort === undefined) throw new Error('the orchestrator has no discovery service in this checkout');
+    step(`orchestrator up: REST ${orchestrator.url}, discovery 127.0.0.1:${orchestrator.grpcPort}`);
+
+    // The admin token of this orchestrator, not a $WASMESH_TOKEN left over from elsewhere.
+    const client = new ApiClient({ server: orchestrator.url, dataDir, token: readFileSync(orchestrator.adminTokenPath, 'utf8').trim() });
+    const meshFile = join(DEMO_DIR, 'mesh.yaml');
+    const parsed = await readDocumentFiles([meshFile]);
+    if (parsed.errors.length > 0) throw new Error(`${meshFile} does not parse: ${JSON.stringify(parsed.errors[0])}`);
+    const documents = parsed.documents.map((d) => d.value).filter((v) => v !== null && v !== undefined);
+    await client.request('POST', '/apply', { body: documents });
+    step(`applied ${documents.length} resources from ${relative(REPO, meshFile)}`);
+
+    const serviceScript = join(DEMO_DIR, 'service.mjs');
+    const startOne = async ({ service, version }: { service: string; version: string }): Promise<void> => {
+      if (interrupted) return;
+      const tail = new LogTail(`${service}-${version}`, logs);
+      const w = await startWorkload({
+        abort: starting.signal,
+        service,
+        version,
+        namespace: NAMESPACE,
+        appPort: await freePort(),
+        // The temporary dir on the command line lets anyone (and the test) find the demo's processes.
+        command: [process.execPath, serviceScript, `--demo-dir=${tmp}`],
+        orchestrator: `127.0.0.1:${orchestrator!.grpcPort}`,
+        tokenFile: tokenFiles.get(service)!,
+        dataDir: join(tmp, 'proxies', `${service}-${version}`),
+        env: { DEMO_RPS: String(rps) },
+        stdout: tail,
+        stderr: tail,
+      });
+      workloads.push(Object.assign(w, { name: `${service}-${version}`, spec: { service, version } }));
+      if (interrupted) await w.stop();
+    };
+    // allSettled: on a failure, wait for the others too, so that stopAll sees every process.
+    const results = await Promise.allSettled(WORKLOADS.map(startOne));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed && !interrupted) throw failed.reason;
+    if (interrupted) {
+      await stopAll();
+      return 130;
+    }
+    step(`${workloads.length} workloads up, each under its own sidecar`);
+    const traffic = workloads.find((w) => w.name === 'traffic-v1')!;
+
+    // Wait for the first request that went productpage -> reviews (v2 or v3) -> ratings.
+    const deadline = started + readyTimeoutMs;
+    let last = { status: 0, body: '' };
+    let restarts = 0;
+    for (;;) {
+      if (interrupted) {
+        await stopAll();
+        return 130;
+      }
+      // A process that died during start-up (most likely a free port taken in the meantime by another
+      // process) is started again with new ports, twice at most.
+      const exitedEarly = workloads.find((w) => w.app.exitCode !== null || w.sidecar.exitCode !== null);
+      if (exitedEarly) {
+        const why = `${exitedEarly.name} exited during start-up (app: ${exitedEarly.app.exitCode ?? 'running'}, sidecar: ${exitedEarly.sidecar.exitCode ?? 'running'})`;
+        if (++restarts > 2) throw new Error(why);
+        step(`${why}; starting it again`);
+        workloads.splice(workloads.indexOf(exitedEarly), 1);
+        await exitedEarly.stop();
+        await startOne(exitedEarly.spec);
+        continue;
+      }
+      last = await meshGet(traffic.outboundPort, 'productpage', '/productpage', { 'end-user': 'demo' });
+      if (endToEnd(last)) break;
+      if (Date.now() > deadline) throw new Error(`no request succeeded end to end within ${readyTimeoutMs / 1000} s; last answer: ${last.status} ${last.body.slice(0, 300)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    step('first request through the mesh end to end: productpage -> reviews -> ratings');
+
+    out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body));
+    if (!exitAfterReady) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        if (interrupted) resolve();
+      });
+    }
+    await stopAll();
+    step('stopped every process and removed the temporary dir');
+    return interrupted ? 130 : 0;
+  } catch (e) {
+    err.write(`wasmesh demo: ${(e as Error).message}\n`);
+    if (logs.length > 0) err.write(`last output of the demo's processes:\n${logs.slice(-40).join('\n')}\n`);
+    await stopAll();
+    return 1;
+  } finally {
+    process.stderr.write = stderrWrite;
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
+
+function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string): string {
+  const order = (n: string) => WORKLOADS.findIndex((w) => `${w.service}-${w.version}` === n);
+  const tryDir = relative(process.cwd(), join(DEMO_DIR, 'try')) || '.';
+  const meshFile = relative(process.cwd(), join(DEMO_DIR, 'mesh.yaml'));
+  const lines = [
+    '',
+    '=== wasmesh demo is up ===',
+    '',
+    'Call the app through the mesh (the traffic generator\'s sidecar, mTLS between sidecars):',
+    `  curl -H 'host: productpage' http://127.0.0.1:${outbound}/productpage`,
+    `  curl -H 'host: productpage' -H 'end-user: jason' http://127.0.0.1:${outbound}/productpage`,
+    `  sample answer: ${sample.slice(0, 200)}${sample.length > 200 ? '...' : ''}`,
+    '',
+    'Metrics (Istio-style, per sidecar): /stats/prometheus on each admin port',
+    ...[...workloads].sort((a, b) => order(a.name) - order(b.name)).map((w) => `  ${w.name.padEnd(16)} http://127.0.0.1:${w.adminPort}/stats/prometheus   (outbound :${w.outboundPort}, inbound :${w.inboundPort})`),
+    '',
+    'Talk to the orchestrator (in another shell):',
+    `  export WASMESH_SERVER=${orchestrator.url} WASMESH_TOKEN=$(cat ${orchestrator.adminTokenPath})`,
+    '  wasmesh proxy-status',
+    '  wasmesh get ServiceEntry',
+    '  wasmesh get WorkloadEntry            # the sidecars that registered themselves',
+    '',
+    'Things to try (the YAML they apply is in ' + tryDir + '):',
+    `  wasmesh apply -f ${join(tryDir, 'reviews-v3.yaml')}     # shift all reviews traffic to v3`,
+    `  wasmesh apply -f ${join(tryDir, 'delay-jason.yaml')}    # 2 s delay on ratings for end-user jason`,
+    `  wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # deny every call to ratings`,
+    `  wasmesh apply -f ${meshFile}   # back to the 90/10 canary`,
+    '  wasmesh delete VirtualService ratings; wasmesh delete AuthorizationPolicy deny-ratings',
+    '',
+    'Ctrl-C stops every process the demo started and removes its temporary dir.',
+    '',
+  ];
+  return `${lines.join('\n')}\n`;
+}
