@@ -11,10 +11,10 @@
 // CA helper), handed to the sidecars through a temp dir removed at the end.
 // Environment: BENCH_DURATION (s of throughput per mode, default 8), BENCH_WARMUP (s, default 2),
 // BENCH_HANDSHAKE (s of connection rate per mode, default 5), BENCH_CONNECTIONS (default 32).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { AUTOCANNON_VERSION, TASKSET, runAutocannon, type Load } from './load.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -101,12 +101,6 @@ async function runClient(mode: Mode, serverPort: number, certFile: string): Prom
 
 const children = new Set<ChildProcess>();
 
-function which(cmd: string): string | undefined {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
-}
-
-const TASKSET = process.platform === 'linux' && os.cpus().length >= 2 ? which('taskset') : undefined;
 
 function startChild(args: string[], cpu: number): Promise<{ cp: ChildProcess; port: number }> {
   const nodeArgs = ['--import', 'tsx', SELF, ...args];
@@ -142,39 +136,7 @@ async function stopChild(cp: ChildProcess): Promise<void> {
   clearTimeout(t);
 }
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  total: number;
-  non2xx: number;
-  errors: number;
-}
-
-const require = createRequire(import.meta.url);
-const AUTOCANNON = path.join(path.dirname(require.resolve('autocannon/package.json')), 'autocannon.js');
-const AUTOCANNON_VERSION = (require('autocannon/package.json') as { version: string }).version;
-
-function autocannon(port: number, seconds: number, connections: number): Promise<Load> {
-  const args = [AUTOCANNON, '-c', String(connections), '-d', String(seconds), '-H', 'host=bench', '--json', `http://127.0.0.1:${port}/`];
-  const cp = TASKSET ? spawn(TASKSET, ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(cp);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    cp.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    cp.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    cp.once('exit', (code) => {
-      children.delete(cp);
-      try {
-        const r = JSON.parse(out) as { requests: { average: number; total: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number };
-        resolve({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, non2xx: r.non2xx, errors: r.errors });
-      } catch {
-        reject(new Error(`autocannon failed (${code}): ${err.slice(-400)}`));
-      }
-    });
-  });
-}
+const autocannon = (port: number, seconds: number, connections: number): Promise<Load> => runAutocannon(port, seconds, connections, children);
 
 interface Rate {
   perSecond: number;

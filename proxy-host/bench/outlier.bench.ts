@@ -7,11 +7,10 @@
 // is all of them (`upstreams` and `proxy` modes below). Environment: BENCH_DURATION (s per window,
 // default 10), BENCH_WARMUP (s, default 2), BENCH_ROUNDS (alternating rounds per mode, default 2),
 // BENCH_CONNECTIONS (default 32).
+import { AUTOCANNON_VERSION, TASKSET, runAutocannon, type Load } from './load.ts';
 import { writeResultsSection } from '../../scripts/bench-results.ts';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,12 +91,6 @@ interface Ready {
 
 const children = new Set<ChildProcess>();
 
-function which(cmd: string): string | undefined {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
-}
-
-const TASKSET = process.platform === 'linux' && os.cpus().length >= 2 ? which('taskset') : undefined;
 
 /** Starts `node [--import tsx] SELF args`, pinned to `cpu` when taskset exists; resolves on BENCH_READY. */
 function startChild(args: string[], cpu: number, tsx: boolean): Promise<{ cp: ChildProcess; ready: Ready }> {
@@ -146,44 +139,7 @@ function get(port: number, urlPath: string): Promise<string> {
   });
 }
 
-interface Load {
-  rps: number;
-  p50: number;
-  p99: number;
-  total: number;
-  non2xx: number;
-  errors: number;
-}
-
-const require = createRequire(import.meta.url);
-const AUTOCANNON = path.join(path.dirname(require.resolve('autocannon/package.json')), 'autocannon.js');
-const AUTOCANNON_VERSION = (require('autocannon/package.json') as { version: string }).version;
-
-function autocannon(port: number, seconds: number, connections: number): Promise<Load> {
-  const args = [AUTOCANNON, '-c', String(connections), '-d', String(seconds), '-H', 'host=bench', '--json', `http://127.0.0.1:${port}/`];
-  const cp = TASKSET ? spawn(TASKSET, ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(cp);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    cp.stdout!.on('data', (c: Buffer) => (out += c.toString()));
-    cp.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    cp.once('exit', (code) => {
-      children.delete(cp);
-      try {
-        const r = JSON.parse(out) as {
-          requests: { average: number; total: number };
-          latency: { p50: number; p99: number };
-          non2xx: number;
-          errors: number;
-        };
-        resolve({ rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, total: r.requests.total, non2xx: r.non2xx, errors: r.errors });
-      } catch {
-        reject(new Error(`autocannon failed (${code}): ${err.slice(-400)}`));
-      }
-    });
-  });
-}
+const autocannon = (port: number, seconds: number, connections: number): Promise<Load> => runAutocannon(port, seconds, connections, children);
 
 interface Row extends Load {
   mode: 'without' | 'with';
