@@ -23,6 +23,10 @@ import { applyRoutes } from './http/apply.ts';
 import { moduleRoutes } from './http/modules.ts';
 import { proxyStatusRoutes } from './http/proxy-status.ts';
 import { caRoutes, type CaRoutesOptions } from './http/ca.ts';
+import { filterRoutes } from './http/filters.ts';
+import { CanaryStats } from './rollout/canary-stats.ts';
+import { RolloutController } from './rollout/controller.ts';
+import { PluginWriter } from './rollout/plugin-writer.ts';
 
 export interface BuildAppOptions {
   store: ConfigStore;
@@ -39,6 +43,10 @@ export interface BuildAppOptions {
   proxyStatus?: () => unknown[];
   /** The certificate authority, for /ca/* (trust bundle, root rotation). */
   ca?: CaRoutesOptions['ca'];
+  /** Filter outcomes reported by proxies (the discovery service feeds it); rollouts are judged on them. */
+  canaryStats?: CanaryStats;
+  /** Rollout controller log (default: stderr for warnings and errors). */
+  rolloutLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
 const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text/x-yaml'];
@@ -72,6 +80,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
         { name: 'resources', description: 'ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, PeerAuthentication, AuthorizationPolicy' },
         { name: 'modules', description: 'proxy-wasm filter modules, content-addressed by sha256' },
         { name: 'proxies', description: 'proxies connected to this replica and their config sync state' },
+        { name: 'filters', description: 'filter module versions per WasmPlugin: history, rollback, canary rollouts' },
       ],
     },
   });
@@ -89,5 +98,17 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   app.register(moduleRoutes, { store: opts.store, ...(opts.onModuleUploaded ? { onUploaded: opts.onModuleUploaded } : {}) });
   app.register(proxyStatusRoutes, opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {});
   app.register(caRoutes, opts.ca ? { ca: opts.ca } : {});
+
+  const plugins = new PluginWriter(opts.store, writer);
+  const rollouts = new RolloutController({
+    writer: plugins,
+    stats: opts.canaryStats ?? new CanaryStats(),
+    listModules: (name) => opts.store.listModules(name),
+    log: opts.rolloutLog ?? ((level, message) => void (level !== 'info' && process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`))),
+  });
+  app.register(filterRoutes, { store: opts.store, plugins, rollouts });
+  // Rollouts left in progress by a previous run carry on.
+  app.addHook('onReady', async () => rollouts.resume(await opts.store.list('WasmPlugin')));
+  app.addHook('onClose', async () => rollouts.close());
   return app;
 }

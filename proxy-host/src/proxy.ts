@@ -1,11 +1,16 @@
 // One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import { join } from 'node:path';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
-import { startAdminServer, type AdminServer } from './admin/admin-server.ts';
-import type { ClusterConfig, ProxyConfig } from './config/types.ts';
+import { startAdminServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
+import type { ClusterConfig, FilterBinding, ProxyConfig } from './config/types.ts';
+import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
+import type { FilterVersionStatsMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { FilterChain } from './filter-chain/chain.ts';
 import { PluginManager } from './filter-chain/plugin-manager.ts';
 import { workloadNodeProperty } from './filter-chain/stream-info.ts';
@@ -41,6 +46,17 @@ export interface ProxyOptions {
    * plaintext. Closed by stop().
    */
   identity?: IdentityProvider;
+  /**
+   * Let the admin endpoint swap a WasmPlugin's module for uploaded bytes (`wasmesh filter dev`).
+   * Standalone proxies only: a managed proxy's modules are the orchestrator's.
+   */
+  moduleOverrides?: boolean;
+}
+
+/** A module standing in for a WasmPlugin's own (the author's loop). */
+interface ModuleOverride {
+  path: string;
+  sha256: string;
 }
 
 export interface ConfigStatus {
@@ -60,6 +76,10 @@ export class Proxy {
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
   #config!: ProxyConfig;
+  /** The config as given, before module overrides. */
+  #base!: ProxyConfig;
+  /** WasmPlugin `namespace/name` -> module standing in for its own. */
+  readonly #overrides = new Map<string, ModuleOverride>();
   #status!: ConfigStatus;
   #outbound!: ConnectionManager;
   #inbound!: ConnectionManager;
@@ -95,6 +115,7 @@ export class Proxy {
     const proxy = new Proxy(options);
     const states = await proxy.#prepare(config);
     proxy.#config = config;
+    proxy.#base = config;
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
     const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
@@ -126,7 +147,7 @@ export class Proxy {
         if (current) proxy.#useIdentity(current);
         proxy.#unsubscribeIdentity = options.identity.onChange((cert) => proxy.#useIdentity(cert));
       }
-      if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy, host, options.adminPort);
+      if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);
       throw err;
@@ -181,7 +202,7 @@ export class Proxy {
   /** Loads filters and builds the listener states for a config; changes nothing visible. */
   async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState }> {
     const bindings = [...config.inboundFilters, ...config.outboundFilters];
-    const plugins = await this.#plugins.apply(bindings);
+    const plugins = await this.#plugins.load(bindings);
     const inboundPlugins = plugins.slice(0, config.inboundFilters.length);
     const outboundPlugins = plugins.slice(config.inboundFilters.length);
     const inboundCluster = this.#inboundCluster(config);
@@ -202,9 +223,15 @@ export class Proxy {
    */
   applyConfig(config: ProxyConfig): Promise<void> {
     const run = async () => {
-      if (config.version === this.#config.version) return;
+      const base = config;
+      config = this.#withOverrides(base);
+      if (config.version === this.#config.version) {
+        this.#base = base;
+        return;
+      }
       try {
         const states = await this.#prepare(config);
+        this.#base = base;
         this.#outbound.state = states.outbound;
         this.#inbound.state = states.inbound;
         this.#config = config;
@@ -220,6 +247,97 @@ export class Proxy {
     const next = this.#applying.then(run, run);
     this.#applying = next.catch(() => {});
     return next;
+  }
+
+  /** Every binding with an override pointed at its stand-in module; the version says so. */
+  #withOverrides(config: ProxyConfig): ProxyConfig {
+    if (this.#overrides.size === 0) return config;
+    const used: string[] = [];
+    const swap = (b: FilterBinding): FilterBinding => {
+      const o = this.#overrides.get(`${b.namespace}/${b.name}`);
+      if (o === undefined) return b;
+      used.push(`${b.namespace}/${b.name}=${o.sha256}`);
+      return { ...b, url: `file://${o.path}`, path: o.path, sha256: o.sha256, canary: undefined };
+    };
+    const inboundFilters = config.inboundFilters.map(swap);
+    const outboundFilters = config.outboundFilters.map(swap);
+    if (used.length === 0) return config;
+    const tag = createHash('sha256').update(used.sort().join(',')).digest('hex').slice(0, 12);
+    return { ...config, version: `${config.version}+dev.${tag}`, inboundFilters, outboundFilters };
+  }
+
+  /**
+   * Runs `bytes` in place of the module of WasmPlugin `plugin` (`namespace/name`, or `name` when it is
+   * unique), in every chain that has it, until cleared; later config changes keep the override. The new
+   * module is compiled and started before it takes traffic; if that fails the running one stays and
+   * this throws with the reason.
+   */
+  async overrideModule(plugin: string, bytes: Uint8Array): Promise<{ plugin: string; sha256: string; config: string }> {
+    const key = this.#pluginKey(plugin);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const dir = join(os.tmpdir(), `wasmesh-dev-${process.pid}`);
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${sha256}.wasm`);
+    await writeFile(path, bytes);
+    const previous = this.#overrides.get(key);
+    this.#overrides.set(key, { path, sha256 });
+    try {
+      await this.applyConfig(this.#base);
+    } catch (err) {
+      if (previous) this.#overrides.set(key, previous);
+      else this.#overrides.delete(key);
+      throw err;
+    }
+    return { plugin: key, sha256, config: this.#config.version };
+  }
+
+  /** Drops an override: the WasmPlugin's own module serves again. */
+  async clearModuleOverride(plugin: string): Promise<void> {
+    const key = this.#pluginKey(plugin);
+    if (!this.#overrides.delete(key)) return;
+    await this.applyConfig(this.#base);
+  }
+
+  #pluginKey(plugin: string): string {
+    const all = new Set<string>();
+    for (const b of [...this.#base.inboundFilters, ...this.#base.outboundFilters]) all.add(`${b.namespace}/${b.name}`);
+    if (all.has(plugin)) return plugin;
+    const byName = [...all].filter((k) => k.slice(k.indexOf('/') + 1) === plugin);
+    if (byName.length === 1) return byName[0];
+    const have = [...all].join(', ') || 'none';
+    if (byName.length > 1) throw new ModuleOverrideError(`WasmPlugin name "${plugin}" is in several namespaces (${byName.join(', ')}): say namespace/name`);
+    throw new ModuleOverrideError(`no WasmPlugin "${plugin}" in the running config (have: ${have})`);
+  }
+
+  #adminSource(): AdminSource {
+    const source: AdminSource = {
+      renderPrometheus: () => this.renderPrometheus(),
+      configDump: () => this.configDump(),
+      clustersDump: () => this.clustersDump(),
+      serverInfo: () => this.serverInfo(),
+      ready: () => this.ready(),
+      filters: () => this.filters(),
+    };
+    if (this.options.moduleOverrides) {
+      source.overrideModule = (plugin, bytes) => this.overrideModule(plugin, bytes);
+      source.clearModuleOverride = (plugin) => this.clearModuleOverride(plugin);
+    }
+    return source;
+  }
+
+  /** The filters of both chains: which module version serves each, and how its streams ended. */
+  filters(): { inbound: FilterStatus[]; outbound: FilterStatus[]; config: string; overrides: Record<string, string> } {
+    return {
+      config: this.#config.version,
+      inbound: filterStatus('inbound', this.#inbound.state.chain),
+      outbound: filterStatus('outbound', this.#outbound.state.chain),
+      overrides: Object.fromEntries([...this.#overrides].map(([k, o]) => [k, o.sha256])),
+    };
+  }
+
+  /** The canaried filters' outcomes per module version, for the orchestrator's rollout controller. */
+  canaryStats(): FilterVersionStatsMessage[] {
+    return canaryReport([this.#inbound.state.chain, this.#outbound.state.chain]);
   }
 
   /** Records a config rejected before it reached the proxy (invalid YAML, schema errors). */
@@ -285,6 +403,11 @@ export class Proxy {
     await this.#plugins.stop();
     await this.#accessLog.close();
   }
+}
+
+/** A module override names no WasmPlugin of the running config (or an ambiguous one). */
+export class ModuleOverrideError extends Error {
+  readonly code = 'WASMESH_PROXY_NO_SUCH_PLUGIN';
 }
 
 /** Resolves true if `promise` settles within `ms`, false otherwise; the timer never outlives it. */

@@ -107,6 +107,10 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
     const path = `/apis/wasmplugins/${encodeURIComponent(namespace)}/${encodeURIComponent(pluginName)}`;
     const current = await client.request<Resource>('GET', path, { accept: [404] });
     const existing = current.status === 404 ? undefined : current.body;
+    const rollout = existing?.metadata.annotations?.['wasmesh.io/rollout'];
+    if (rollout !== undefined && (JSON.parse(rollout) as { phase?: string }).phase === 'Progressing') {
+      throw new CliError([`a canary rollout of ${namespace}/${pluginName} is in progress`, `wait for it (wasmesh filter status ${pluginName} -n ${namespace}) or abort it (wasmesh filter rollback ${pluginName} -n ${namespace}), then deploy`]);
+    }
     const spec: Record<string, unknown> = { ...(existing?.spec ?? {}) };
     spec.url = `digest:sha256:${record.sha256}`;
     delete spec.sha256; // the digest in the url is the check; an old pin would contradict it
@@ -127,7 +131,8 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
         name: pluginName,
         namespace,
         ...(existing?.metadata.labels ? { labels: existing.metadata.labels } : {}),
-        ...(existing?.metadata.annotations ? { annotations: existing.metadata.annotations } : {}),
+        // The module name (for history and rollbacks), and why the module changed (the deploy history's cause).
+        annotations: { ...(existing?.metadata.annotations ?? {}), 'wasmesh.io/module': values.name, 'wasmesh.io/change-cause': `filter deploy ${values.name}@${values.version}` },
         // Optimistic concurrency: if someone changed the plugin since we read it, the PUT is a 409.
         ...(existing ? { resourceVersion: existing.metadata.resourceVersion } : {}),
       },

@@ -4,6 +4,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from '../../orchestrator/src/app.ts';
+import { CanaryStats } from '../../orchestrator/src/rollout/canary-stats.ts';
+import type { FilterStatsReport } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { CertificateAuthority, DEFAULT_TRUST_DOMAIN, parseLifetime, type PluggedInCa } from '../../orchestrator/src/certs/ca.ts';
 import { EtcdStore, parseEtcdUrl } from '../../orchestrator/src/store/etcd-store.ts';
@@ -67,7 +69,7 @@ export interface RunningOrchestrator {
 
 /** The parts of orchestrator/src/xds/server.ts this command uses (another module; may be absent). */
 interface XdsModule {
-  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
+  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority; onFilterStats?: (report: FilterStatsReport) => void }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
 }
 
 const XDS_MODULE = new URL('../../orchestrator/src/xds/server.ts', import.meta.url);
@@ -123,9 +125,12 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   const ca = opts.grpcListen ? await openCa(opts) : undefined;
   const store = await openStore(opts.store, opts.dataDir);
   let xds: Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined;
+  // Proxies report canary outcomes over gRPC; the REST side's rollout controller judges on them.
+  const canaryStats = new CanaryStats();
   const app = buildApp({
     store,
     tokens,
+    canaryStats,
     logger: opts.logRequests ?? false,
     // The discovery service's cache learns of resource changes by watching the store; module
     // uploads are not store events, so tell it.
@@ -139,7 +144,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
       if (l && !isLoopback(l.host)) err.write(`wasmesh orchestrator: warning: listening on ${l.host}, not loopback: anyone who can reach it can try tokens\n`);
     }
     await app.listen({ host: opts.listen.host, port: opts.listen.port });
-    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca);
+    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca, canaryStats);
   } catch (e) {
     await app.close().catch(() => undefined);
     await store.close().catch(() => undefined);
@@ -169,7 +174,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   };
 }
 
-async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
+async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined, canaryStats: CanaryStats): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
   if (!existsSync(XDS_MODULE)) {
     err.write('wasmesh orchestrator: config distribution (gRPC) is unavailable in this checkout (orchestrator/src/xds/server.ts is missing); serving the REST API only\n');
     return undefined;
@@ -181,7 +186,7 @@ async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: stri
     err.write(`wasmesh orchestrator: config distribution (gRPC) is unavailable: ${(e as Error).message}; serving the REST API only\n`);
     return undefined;
   }
-  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port, ...(ca ? { ca } : {}) });
+  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port, ...(ca ? { ca } : {}), onFilterStats: (report) => canaryStats.record(report) });
 }
 
 export async function run(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {

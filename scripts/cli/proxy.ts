@@ -199,7 +199,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   let proxy: Proxy;
   try {
-    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null } : options, first.config);
+    // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy.
+    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null } : { ...options, moduleOverrides: true }, first.config);
     if (isWorker) serveWorkerQueries(proxy);
   } catch (err) {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
@@ -303,6 +304,7 @@ async function runManaged(
       proxy = await Proxy.start(options, config);
     },
     log: (level, message) => log(levels[level], 'xds', message),
+    filterStats: () => proxy?.canaryStats() ?? [],
   });
   client.start();
   logInfo('proxy', `managed: waiting for config of ${workload.namespace}/${workload.name} from ${target}`);

@@ -19,7 +19,11 @@ interface PluginMetrics {
   startFailures: Metric;
   failed: Metric;
   activeStreams: Metric;
+  bad: Metric;
 }
+
+/** A module version that failed this many times in a row (without a healthy VM between) is bad. */
+export const BAD_AFTER_CONSECUTIVE_FAILURES = 3;
 
 export class Plugin {
   readonly compiled: CompiledModule;
@@ -35,6 +39,11 @@ export class Plugin {
   readonly #drainWaiters: Array<() => void> = [];
   /** Why the last VM failed, for status and tests. */
   lastFailure = '';
+  /** VM failures of this plugin (this module version and settings) since it was loaded. */
+  trapCount = 0;
+  /** Streams that finished through this plugin, and how many of them failed (5xx, reset). Fed by the host's filter chain. */
+  streamsFinished = 0;
+  streamsFailed = 0;
   readonly #onStreamFinish = (): void => {
     this.#activeStreams--;
     this.#metrics.activeStreams.increment(-1);
@@ -53,12 +62,14 @@ export class Plugin {
     this.settings = settings;
     const labels = { plugin: settings.name };
     const m = settings.host.metrics;
+    const versionLabels = { plugin: settings.name, module: compiled.sha256.slice(0, 12) };
     this.#metrics = {
       traps: m.counter('wasmesh_wasm_vm_traps_total', 'Traps (and other failures) of plugin VMs while serving', labels),
       restarts: m.counter('wasmesh_wasm_vm_restarts_total', 'Plugin VMs replaced after a failure', labels),
       startFailures: m.counter('wasmesh_wasm_vm_start_failures_total', 'Plugin VMs that failed to start when replacing a failed one', labels),
       failed: m.gauge('wasmesh_wasm_plugin_failed', '1 while the plugin has no healthy VM', labels),
       activeStreams: m.gauge('wasmesh_wasm_active_streams', 'Streams in flight through the plugin', labels),
+      bad: m.gauge('wasmesh_wasm_module_bad', `1 while a module version has failed ${BAD_AFTER_CONSECUTIVE_FAILURES} or more times in a row`, versionLabels),
     };
     this.#vm = this.#newVm();
   }
@@ -66,6 +77,17 @@ export class Plugin {
   get state(): PluginState {
     if (this.#stopped) return 'stopped';
     return this.#vm.failed ? 'failed' : 'running';
+  }
+
+  /** This module version keeps failing: it failed BAD_AFTER_CONSECUTIVE_FAILURES times in a row. */
+  get bad(): boolean {
+    return this.#consecutiveFailures >= BAD_AFTER_CONSECUTIVE_FAILURES;
+  }
+
+  /** Counts a finished stream; `failed`: it ended in a 5xx or a reset. */
+  recordOutcome(failed: boolean): void {
+    this.streamsFinished++;
+    if (failed) this.streamsFailed++;
   }
 
   get activeStreams(): number {
@@ -87,6 +109,7 @@ export class Plugin {
   #onVmFailed(vm: Vm, reason: string): void {
     vm.dispose();
     this.lastFailure = reason;
+    this.trapCount++;
     this.#metrics.traps.increment(1);
     if (vm !== this.#vm) return;
     const now = Date.now();
@@ -95,6 +118,7 @@ export class Plugin {
     this.#consecutiveFailures++;
     this.#restartAt = now + this.#backoffMs();
     this.#metrics.failed.record(1);
+    this.#metrics.bad.record(this.bad ? 1 : 0);
     const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
     vm.emitLog(LogLevel.Error, `VM failed: ${reason}; ${what} until it is replaced (in ${this.#restartAt - now} ms)`);
   }

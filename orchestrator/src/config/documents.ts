@@ -437,6 +437,8 @@ export interface WasmPluginSpec {
   selector?: WorkloadSelector;
   url: string;
   sha256?: string;
+  /** wasmesh extension: a second module version taking `weight` percent of the streams. */
+  canary?: { url: string; sha256?: string; weight: number };
   imagePullPolicy?: 'UNSPECIFIED_POLICY' | 'IfNotPresent' | 'Always';
   pluginName?: string;
   pluginConfig?: Record<string, unknown>;

@@ -471,8 +471,12 @@ const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;
 export const MODULE_URL = /^module:\/\/([A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._+-]*)$/;
 
 function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Report): void {
-  const { url, sha256 } = plugin.spec;
-  const at = pointer('spec', 'url');
+  const { url, sha256, canary } = plugin.spec;
+  checkModuleUrl(url, sha256, pointer('spec', 'url'), pointer('spec', 'sha256'), mode, report);
+  if (canary !== undefined) checkModuleUrl(canary.url, canary.sha256, pointer('spec', 'canary', 'url'), pointer('spec', 'canary', 'sha256'), mode, report);
+}
+
+function checkModuleUrl(url: string, sha256: string | undefined, at: string, shaAt: string, mode: ValidationMode, report: Report): void {
   const supported =
     mode === 'standalone'
       ? 'only file:// urls (and, with an orchestrator, digests of uploaded modules) are supported'
@@ -493,7 +497,7 @@ function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Repor
     } else if (mode === 'standalone') {
       report(at, 'digest urls name modules uploaded to an orchestrator and need managed mode; in standalone mode use a file:// url');
     } else if (sha256 !== undefined && sha256.toLowerCase() !== m[1]!.toLowerCase()) {
-      report(pointer('spec', 'sha256'), 'sha256 does not match the digest in url');
+      report(shaAt, 'sha256 does not match the digest in url');
     }
     return;
   }

@@ -9,7 +9,8 @@ import { fromObjects, parseDocuments, type ConfigDocument } from '../config/docu
 import type { ConfigStore } from '../store/types.ts';
 import { keyOf } from '../store/common.ts';
 import { ErrorCode, HttpError } from './errors.ts';
-import { toInput, withoutReadOnly, type ConfigWriter } from './writer.ts';
+import { toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
+import { withHistory } from '../rollout/history.ts';
 
 export interface ApplyRoutesOptions {
   store: ConfigStore;
@@ -37,7 +38,14 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
       return writer.serialize(async () => {
         const before = await writer.check({ put: documents });
         const previous = new Map(before.map((r) => [keyOf(r), r.metadata.resourceVersion]));
-        const results = await store.putAll(documents.map((d) => toInput(d.value)));
+        const stored = new Map(before.map((r) => [keyOf(r), r]));
+        const by = writerOf(request);
+        const results = await store.putAll(
+          documents.map((d) => {
+            const input = toInput(d.value);
+            return withHistory(input, stored.get(keyOf({ kind: input.kind, metadata: { name: input.metadata.name, namespace: input.metadata.namespace || 'default' } })), by);
+          }),
+        );
         const items = results.map((r) => {
           const was = previous.get(keyOf(r));
           const action: ApplyAction = was === undefined ? 'created' : was === r.metadata.resourceVersion ? 'unchanged' : 'configured';

@@ -17,7 +17,8 @@ import { keyOf, resourceKey } from '../store/common.ts';
 import { RESOURCE_KINDS, type ConfigStore, type Resource, type ResourceKind, type WatchEvent } from '../store/types.ts';
 import { ErrorCode, HttpError } from './errors.ts';
 import { KIND_URL_NAMES, PLURALS, kindFromUrl } from './kinds.ts';
-import { toInput, withoutReadOnly, type ConfigWriter } from './writer.ts';
+import { toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
+import { withHistory } from '../rollout/history.ts';
 
 export interface ResourceRoutesOptions {
   store: ConfigStore;
@@ -96,7 +97,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
           ]);
         }
         await writer.check({ put: [doc] });
-        return store.put(toInput(value));
+        return store.put(withHistory(toInput(value), undefined, writerOf(request)));
       });
       return reply.code(201).send(stored);
     },
@@ -111,8 +112,8 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
       const doc = singleDocument(request, kind, namespace, name);
       const { stored, created } = await writer.serialize(async () => {
         await writer.check({ put: [doc] });
-        const existed = (await store.get(kind, namespace, name)) !== undefined;
-        return { stored: await store.put(toInput(doc.value)), created: !existed };
+        const existing = await store.get(kind, namespace, name);
+        return { stored: await store.put(withHistory(toInput(doc.value), existing, writerOf(request))), created: existing === undefined };
       });
       return reply.code(created ? 201 : 200).send(stored);
     },

@@ -114,24 +114,34 @@ export function toInput(value: unknown): ResourceInput {
   return { apiVersion: v.apiVersion, kind: v.kind, metadata, spec: v.spec };
 }
 
+/** Who is writing, as recorded in histories: `<role>:<token id>`. */
+export function writerOf(request: { identity?: { role: string; id: string } }): string {
+  const id = request.identity;
+  return id ? `${id.role}:${id.id}` : 'unknown';
+}
+
 function moduleErrors(doc: ConfigDocument, modules: ReadonlySet<string>): ConfigError[] {
-  const v = doc.value as { kind?: unknown; spec?: { url?: unknown }; metadata?: { name?: unknown; namespace?: unknown } } | null;
+  const v = doc.value as { kind?: unknown; spec?: { url?: unknown; canary?: { url?: unknown } }; metadata?: { name?: unknown; namespace?: unknown } } | null;
   if (!v || v.kind !== 'WasmPlugin' || typeof v.spec?.url !== 'string') return [];
-  const byName = MODULE_URL.exec(v.spec.url);
-  const m = DIGEST_URL.exec(v.spec.url);
-  const missing = byName ? (modules.has(`${byName[1]}@${byName[2]}`) ? undefined : `module ${byName[1]}@${byName[2]}`) : m && !modules.has(m[1]!.toLowerCase()) ? `module sha256:${m[1]!.toLowerCase()}` : undefined;
-  if (missing === undefined) return [];
   const ns = typeof v.metadata?.namespace === 'string' && v.metadata.namespace !== '' ? v.metadata.namespace : 'default';
   const resource = `WasmPlugin ${ns}/${String(v.metadata?.name)}`;
-  return [
-    {
+  const errors: ConfigError[] = [];
+  const check = (url: string, path: string) => {
+    const byName = MODULE_URL.exec(url);
+    const m = DIGEST_URL.exec(url);
+    const missing = byName ? (modules.has(`${byName[1]}@${byName[2]}`) ? undefined : `module ${byName[1]}@${byName[2]}`) : m && !modules.has(m[1]!.toLowerCase()) ? `module sha256:${m[1]!.toLowerCase()}` : undefined;
+    if (missing === undefined) return;
+    errors.push({
       document: `${resource} (${doc.source.file}#${doc.source.index})`,
       resource,
       source: doc.source,
-      path: '/spec/url',
+      path,
       message: `${missing} has not been uploaded: upload it first (POST /modules, or wasmesh filter deploy)`,
-    },
-  ];
+    });
+  };
+  check(v.spec.url, '/spec/url');
+  if (typeof v.spec.canary?.url === 'string') check(v.spec.canary.url, '/spec/canary/url');
+  return errors;
 }
 
 function errorKey(e: ConfigError): string {

@@ -79,10 +79,19 @@ export function managedDocuments(resources: readonly unknown[], modules: readonl
     if (!isRecord(r) || r.kind !== 'WasmPlugin' || !isRecord(r.spec) || typeof r.spec.url !== 'string') return r;
     // module://<name>@<version> resolves to the digest of that upload (left as is when unknown: the
     // consistency check then holds the snapshot back until the module is uploaded).
-    const named = MODULE_URL.exec(r.spec.url);
-    const sha = named ? byName.get(`${named[1]}@${named[2]}`) : digestOf(r.spec.url);
+    const resolve = (url: string): string | undefined => {
+      const named = MODULE_URL.exec(url);
+      return named ? byName.get(`${named[1]}@${named[2]}`) : digestOf(url);
+    };
+    const sha = resolve(r.spec.url);
     if (sha === undefined) return r;
-    return { ...r, spec: { ...r.spec, url: digestUrl(sha), sha256: sha } };
+    const spec: Record<string, unknown> = { ...r.spec, url: digestUrl(sha), sha256: sha };
+    const canary = r.spec.canary;
+    if (isRecord(canary) && typeof canary.url === 'string') {
+      const canarySha = resolve(canary.url);
+      if (canarySha !== undefined) spec.canary = { ...canary, url: digestUrl(canarySha), sha256: canarySha };
+    }
+    return { ...r, spec };
   });
   return fromObjects(normalized, '<store>');
 }
@@ -113,6 +122,10 @@ export function checkConsistency(config: ProxyConfig, modules: ReadonlySet<strin
     } else if (!modules.has(sha)) {
       errors.push(`${id}: module sha256:${sha} is not in the store (upload it with \`wasmesh filter deploy\`)`);
     }
+    if (b.canary === undefined) continue;
+    const canarySha = digestOf(b.canary.url);
+    if (canarySha === undefined) errors.push(`${id}: canary url ${JSON.stringify(b.canary.url)} is not an orchestrator digest`);
+    else if (!modules.has(canarySha)) errors.push(`${id}: canary module sha256:${canarySha} is not in the store`);
   }
   return errors;
 }
@@ -149,7 +162,10 @@ export function buildSnapshot(documents: readonly ConfigDocument[], workload: Wo
   errors.push(...checkConsistency(config, available));
   if (errors.length > 0) return { ok: false, errors };
   const digests = new Set<string>();
-  for (const b of [...config.inboundFilters, ...config.outboundFilters]) digests.add(digestOf(b.url)!);
+  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+    digests.add(digestOf(b.url)!);
+    if (b.canary !== undefined) digests.add(digestOf(b.canary.url)!);
+  }
   const json = Buffer.from(JSON.stringify(config));
   return {
     ok: true,

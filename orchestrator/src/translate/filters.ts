@@ -95,6 +95,11 @@ export function toBinding(plugin: WasmPlugin, source: DocumentSource | undefined
     failStrategy: spec.failStrategy ?? 'FAIL_CLOSE',
     env,
   };
+  if (spec.canary !== undefined && spec.canary.weight > 0) {
+    const c = spec.canary;
+    const canaryPath = modulePath(c.url, source, options.baseDir);
+    binding.canary = { url: c.url, ...(canaryPath !== undefined ? { path: canaryPath } : {}), ...(c.sha256 !== undefined ? { sha256: c.sha256.toLowerCase() } : {}), weight: c.weight };
+  }
   // No pluginConfig: the key is left out (the plugin gets an empty configuration, as in Istio).
   // Otherwise a copy, so the frozen config never aliases (or freezes) the caller's documents.
   if (spec.pluginConfig === undefined) return binding as FilterBinding;

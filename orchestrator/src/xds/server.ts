@@ -9,6 +9,7 @@ import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
 import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
+  type FilterStatsReport,
   type DiscoveryRequest,
   type DiscoveryResponse,
   type ModuleChunk,
@@ -57,6 +58,8 @@ export interface XdsServerOptions {
    * those calls end UNAVAILABLE.
    */
   ca?: CertificateSigner;
+  /** Filter outcomes per module version that proxies report while they run a canary (ReportFilterStats). */
+  onFilterStats?: (report: FilterStatsReport) => void;
   /** Called when a proxy ACKs a version (benchmarks and tests). */
   onAck?: (node: string, version: string) => void;
 }
@@ -191,6 +194,20 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     );
   };
 
+  const reportFilterStats = (call: grpc.ServerUnaryCall<FilterStatsReport, Record<string, never>>, callback: grpc.sendUnaryData<Record<string, never>>): void => {
+    const auth = authenticate(call.metadata, opts.tokens);
+    if (!auth.ok) {
+      callback({ code: auth.error.code, details: auth.error.details });
+      return;
+    }
+    try {
+      opts.onFilterStats?.(call.request);
+    } catch (err) {
+      log('warn', `filter stats from ${call.request.node_id}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    callback(null, {});
+  };
+
   const server = new grpc.Server({
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
@@ -202,6 +219,7 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     FetchModule: fetchModule,
     CreateCertificate: certs.CreateCertificate,
     WatchTrustBundle: certs.WatchTrustBundle,
+    ReportFilterStats: reportFilterStats,
   } as unknown as grpc.UntypedServiceImplementation);
 
   let port: number;

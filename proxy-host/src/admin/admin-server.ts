@@ -9,7 +9,15 @@ export interface AdminSource {
   clustersDump(): unknown;
   serverInfo(): unknown;
   ready(): boolean;
+  /** Module versions per filter and their outcomes (admin /filters). */
+  filters?(): unknown;
+  /** Present when the proxy accepts module overrides (standalone; `wasmesh filter dev`). */
+  overrideModule?(plugin: string, bytes: Uint8Array): Promise<unknown>;
+  clearModuleOverride?(plugin: string): Promise<void>;
 }
+
+/** The largest module the admin endpoint accepts (the runtime's own limit applies after). */
+const MAX_UPLOAD_BYTES = 64 * 1024 * 1024;
 
 export interface AdminServer {
   readonly port: number;
@@ -25,11 +33,14 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
     };
-    const json = (value: unknown) => send(200, 'application/json', JSON.stringify(value, null, 2) + '\n');
+    const json = (value: unknown, status = 200) => send(status, 'application/json', JSON.stringify(value, null, 2) + '\n');
+    if (url.pathname === '/filters/module') return moduleOverride(source, url, req, json);
     switch (url.pathname) {
       case '/stats/prometheus':
       case '/metrics':
         return send(200, 'text/plain; version=0.0.4; charset=utf-8', source.renderPrometheus());
+      case '/filters':
+        return source.filters ? json(source.filters()) : send(404, 'text/plain', 'no filter status here\n');
       case '/config_dump':
         return json(source.configDump());
       case '/clusters':
@@ -48,7 +59,7 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
         return send(200, 'text/plain', `level: ${level}\n`);
       }
       case '/':
-        return send(200, 'text/plain', 'wasmesh proxy admin: /stats/prometheus /config_dump /clusters /server_info /ready /healthz /logging?level=\n');
+        return send(200, 'text/plain', 'wasmesh proxy admin: /stats/prometheus /config_dump /clusters /filters /server_info /ready /healthz /logging?level=\n');
       default:
         return send(404, 'text/plain', `no admin endpoint ${url.pathname}\n`);
     }
@@ -65,4 +76,38 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * PUT /filters/module?plugin=NS/NAME with the module bytes: run them in place of the WasmPlugin's
+ * module (compiled and started first; on failure the running module stays and the answer says why).
+ * DELETE /filters/module?plugin=NS/NAME: back to the WasmPlugin's own module.
+ */
+async function moduleOverride(source: AdminSource, url: URL, req: http.IncomingMessage, json: (value: unknown, status?: number) => void): Promise<void> {
+  if (!source.overrideModule || !source.clearModuleOverride) {
+    return json({ error: 'this proxy does not take module overrides (only a standalone proxy does: wasmesh proxy --config)' }, 403);
+  }
+  const plugin = url.searchParams.get('plugin');
+  if (!plugin) return json({ error: 'missing ?plugin=NAMESPACE/NAME' }, 400);
+  try {
+    if (req.method === 'DELETE') {
+      await source.clearModuleOverride(plugin);
+      return json({ plugin, cleared: true });
+    }
+    if (req.method !== 'PUT' && req.method !== 'POST') return json({ error: `use PUT (module bytes) or DELETE, not ${req.method}` }, 405);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (size > MAX_UPLOAD_BYTES) return json({ error: `module larger than ${MAX_UPLOAD_BYTES} bytes` }, 413);
+      chunks.push(chunk);
+    }
+    if (size === 0) return json({ error: 'send the module bytes as the request body' }, 400);
+    const started = performance.now();
+    const result = await source.overrideModule(plugin, Buffer.concat(chunks));
+    return json({ ...(result as object), loadMs: Math.round((performance.now() - started) * 10) / 10 });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    return json({ error: err instanceof Error ? err.message : String(err), ...(code ? { code } : {}) }, code === 'WASMESH_PROXY_NO_SUCH_PLUGIN' ? 404 : 400);
+  }
 }

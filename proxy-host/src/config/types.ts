@@ -227,6 +227,23 @@ export interface FilterBinding {
   failStrategy: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical';
   env: Readonly<Record<string, string>>;
+  /**
+   * A second version of the module taking a share of the streams (a canary rollout): each stream picks
+   * by a stable hash of its x-request-id, so a request id lands on the same version on every proxy.
+   * Same settings as the binding, only the module differs.
+   */
+  canary?: CanaryModule;
+}
+
+export interface CanaryModule {
+  /** Module location as written (digest:sha256:<hex>, or file://). */
+  url: string;
+  /** Resolved local path. */
+  path?: string;
+  /** Expected sha256 (hex). */
+  sha256?: string;
+  /** Share of streams, 0..100 (fractions allowed). */
+  weight: number;
 }
 
 export interface WorkloadIdentity {

@@ -18,6 +18,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
+  type FilterVersionStatsMessage,
   type DiscoveryClient,
   type DiscoveryRequestInput,
   type DiscoveryResponse,
@@ -48,6 +49,13 @@ export interface XdsClientOptions {
    * selecting those labels route to this proxy. Absent: nothing is registered.
    */
   register?: { address: string; ports: Readonly<Record<string, number>> };
+  /**
+   * Filter outcomes per module version, reported every `statsIntervalMs` while non-empty (the proxy
+   * returns the canaried filters only): what the orchestrator judges a rollout on.
+   */
+  filterStats?: () => FilterVersionStatsMessage[];
+  /** Default 2000 ms. */
+  statsIntervalMs?: number;
   /** Reconnect backoff: first delay and cap (default 250 ms and 10 s), doubling with jitter. */
   backoff?: { initialMs?: number; maxMs?: number };
   log?: XdsClientLog;
@@ -100,6 +108,8 @@ export class XdsClient {
   #lastError: string | undefined;
   #reconnects = 0;
   #firstConfig: { promise: Promise<ProxyConfig>; resolve: (c: ProxyConfig) => void };
+  #statsTimer: NodeJS.Timeout | undefined;
+  #reporting = false;
 
   constructor(opts: XdsClientOptions) {
     this.#opts = opts;
@@ -127,11 +137,29 @@ export class XdsClient {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#connect();
+    if (this.#opts.filterStats) {
+      this.#statsTimer = setInterval(() => this.#reportStats(), this.#opts.statsIntervalMs ?? 2000);
+      this.#statsTimer.unref();
+    }
+  }
+
+  /** Sends the filter stats on the current connection; skipped while there is none (the next tick retries). */
+  #reportStats(): void {
+    const attempt = this.#attempt;
+    if (attempt === undefined || attempt.ended || this.#reporting) return;
+    const filters = this.#opts.filterStats!();
+    if (filters.length === 0) return;
+    this.#reporting = true;
+    attempt.client.ReportFilterStats({ node_id: this.#node?.id ?? '', config_version: this.#applied ?? '', filters }, this.#metadata(), { deadline: Date.now() + 5000 }, (err) => {
+      this.#reporting = false;
+      if (err) this.#log('debug', `filter stats report failed: ${err.details || err.message}`);
+    });
   }
 
   /** Closes the stream; the proxy keeps its config. Waits for an apply in progress. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    clearInterval(this.#statsTimer);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#closeAttempt();
@@ -338,12 +366,20 @@ export class XdsClient {
       const sha = DIGEST_URL.exec(b.url)?.[1]?.toLowerCase();
       if (sha === undefined) throw new RejectedConfig(`WasmPlugin ${b.namespace}/${b.name}: url ${JSON.stringify(b.url)} is not a module digest; a managed proxy loads modules by digest only`);
       if (b.sha256 !== undefined && b.sha256.toLowerCase() !== sha) throw new RejectedConfig(`WasmPlugin ${b.namespace}/${b.name}: sha256 ${b.sha256} does not match url ${b.url}`);
-      let path = paths.get(sha);
-      if (path === undefined) {
-        path = this.#ensureModule(attempt, sha);
-        paths.set(sha, path);
-      }
-      return { ...b, sha256: sha, path: await path };
+      const fetch = (digest: string): Promise<string> => {
+        let path = paths.get(digest);
+        if (path === undefined) {
+          path = this.#ensureModule(attempt, digest);
+          paths.set(digest, path);
+        }
+        return path;
+      };
+      const c = b.canary;
+      if (c === undefined) return { ...b, sha256: sha, path: await fetch(sha) };
+      const canarySha = DIGEST_URL.exec(c.url)?.[1]?.toLowerCase();
+      if (canarySha === undefined) throw new RejectedConfig(`WasmPlugin ${b.namespace}/${b.name}: canary url ${JSON.stringify(c.url)} is not a module digest`);
+      const [path, canaryPath] = await Promise.all([fetch(sha), fetch(canarySha)]);
+      return { ...b, sha256: sha, path, canary: { ...c, sha256: canarySha, path: canaryPath } };
     };
     const [inboundFilters, outboundFilters] = await Promise.all([Promise.all(config.inboundFilters.map(localize)), Promise.all(config.outboundFilters.map(localize))]);
     return { ...config, inboundFilters, outboundFilters };

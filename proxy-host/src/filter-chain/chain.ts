@@ -41,29 +41,84 @@ import type { HeaderList, HttpStream, HttpStreamSink, LocalResponse, Plugin, Str
  */
 export interface ChainTerminal extends HttpStreamSink {}
 
+/**
+ * Two versions of one filter during a canary rollout: a stream goes to `canary` when the stable hash of
+ * its x-request-id falls under the weight, so one request id meets the same version on every proxy.
+ */
+export class CanaryPair {
+  /** The WasmPlugin, `namespace/name`. */
+  readonly id: string;
+  readonly stable: Plugin;
+  readonly canary: Plugin;
+  /** Share of streams for the canary, 0..100. */
+  readonly weight: number;
+  /** The weight on the 32-bit hash scale. */
+  readonly threshold: number;
+
+  constructor(id: string, stable: Plugin, canary: Plugin, weight: number) {
+    this.id = id;
+    this.stable = stable;
+    this.canary = canary;
+    this.weight = weight;
+    this.threshold = Math.round((Math.min(100, Math.max(0, weight)) / 100) * 0x1_0000_0000);
+  }
+
+  pick(hash: number): Plugin {
+    return hash < this.threshold ? this.canary : this.stable;
+  }
+}
+
+/** One position of the chain: a plugin, or two versions of it sharing the streams. */
+export type FilterSlot = Plugin | CanaryPair;
+
 /** A chain of plugins in execution order, built once per config version and shared by every stream. */
 export class FilterChain {
-  readonly plugins: readonly Plugin[];
+  readonly slots: readonly FilterSlot[];
   /** No filter: the caller must not create streams at all and wires the request straight to the router. */
   readonly isEmpty: boolean;
+  /** Some slot has a canary: streams need their request id's hash. */
+  readonly hasCanary: boolean;
 
-  constructor(plugins: readonly Plugin[]) {
-    this.plugins = Object.freeze([...plugins]);
-    this.isEmpty = this.plugins.length === 0;
+  constructor(slots: readonly FilterSlot[]) {
+    this.slots = Object.freeze([...slots]);
+    this.isEmpty = this.slots.length === 0;
+    this.hasCanary = this.slots.some((s) => s instanceof CanaryPair);
   }
 
   get length(): number {
-    return this.plugins.length;
+    return this.slots.length;
+  }
+
+  /** The stable plugin of every slot (what runs for a stream outside every canary). */
+  get plugins(): Plugin[] {
+    return this.slots.map((s) => (s instanceof CanaryPair ? s.stable : s));
   }
 
   /**
    * A stream through every filter of the chain; its output goes to `terminal`. Each filter's stream
-   * context is created now (proxy_on_context_create). Throws if a plugin is stopped (a chain kept past
-   * its config's lifetime); no filter stream is left open then.
+   * context is created now (proxy_on_context_create). `requestId` (x-request-id) picks the version of
+   * a canaried filter. Throws if a plugin is stopped (a chain kept past its config's lifetime); no
+   * filter stream is left open then.
    */
-  createStream(terminal: ChainTerminal, info: StreamInfo): ChainStream {
-    return new ChainStream(this.plugins, terminal, info);
+  createStream(terminal: ChainTerminal, info: StreamInfo, requestId?: string): ChainStream {
+    return new ChainStream(this.slots, terminal, info, this.hasCanary ? stableHash(requestId ?? '') : 0);
   }
+}
+
+/** FNV-1a over the UTF-16 code units: cheap, stable across processes and versions. */
+export function stableHash(value: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < value.length; i++) {
+    h ^= value.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  // Finalizer (murmur3 fmix32): spreads ids that differ only in their last characters.
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
 }
 
 /** Where the response to the client stands (guards the terminal against a second response). */
@@ -86,16 +141,20 @@ export class ChainStream {
   #local: LocalResponse | undefined;
   #resetReason: string | undefined;
   #client = Client.None;
+  /** The status sent to the client (0: none yet). */
+  #status = 0;
   #finished = false;
 
-  constructor(plugins: readonly Plugin[], terminal: ChainTerminal, info: StreamInfo | undefined) {
+  constructor(slots: readonly FilterSlot[], terminal: ChainTerminal, info: StreamInfo | undefined, hash = 0) {
     this.#terminal = terminal;
     let head: ChainLink | undefined;
     let prev: ChainLink | undefined;
     try {
-      for (let i = 0; i < plugins.length; i++) {
-        const link = new ChainLink(this, prev);
-        link.stream = plugins[i].createHttpStream(link, info);
+      for (let i = 0; i < slots.length; i++) {
+        const slot = slots[i];
+        const plugin = slot instanceof CanaryPair ? slot.pick(hash) : slot;
+        const link = new ChainLink(this, prev, plugin);
+        link.stream = plugin.createHttpStream(link, info);
         if (prev === undefined) head = link;
         else prev.next = link;
         prev = link;
@@ -180,7 +239,19 @@ export class ChainStream {
   finish(): void {
     if (this.#finished) return;
     this.#finished = true;
-    for (let l = this.#head; l !== undefined; l = l.next) l.stream.finish();
+    // A stream the client left before any response is no one's failure; a 5xx or a reset is.
+    const failed = this.#resetReason !== undefined || this.#status >= 500;
+    for (let l = this.#head; l !== undefined; l = l.next) {
+      l.stream.finish();
+      l.plugin.recordOutcome(failed);
+    }
+  }
+
+  /** The filters' plugins, in chain order (the version each canaried slot picked; allocates). */
+  get plugins(): Plugin[] {
+    const out: Plugin[] = [];
+    for (let l = this.#head; l !== undefined; l = l.next) out.push(l.plugin);
+    return out;
   }
 
   // ---- called by the links ----------------------------------------------------------------------
@@ -204,6 +275,7 @@ export class ChainStream {
   toClientHeaders(headers: HeaderList, endOfStream: boolean): void {
     if (this.#client !== Client.None || this.#resetReason !== undefined || this.#finished) return;
     this.#client = endOfStream ? Client.Ended : Client.Headers;
+    this.#status = statusOf(headers);
     this.#terminal.responseHeaders(headers, endOfStream);
   }
 
@@ -273,13 +345,15 @@ export class ChainStream {
 export class ChainLink implements HttpStreamSink {
   readonly chain: ChainStream;
   readonly prev: ChainLink | undefined;
+  readonly plugin: Plugin;
   next: ChainLink | undefined = undefined;
   /** Set right after construction (the stream needs its sink first). */
   stream!: HttpStream;
 
-  constructor(chain: ChainStream, prev: ChainLink | undefined) {
+  constructor(chain: ChainStream, prev: ChainLink | undefined, plugin: Plugin) {
     this.chain = chain;
     this.prev = prev;
+    this.plugin = plugin;
   }
 
   requestHeaders(headers: HeaderList, endOfStream: boolean): void {
@@ -358,6 +432,12 @@ function localResponseHeaders(r: LocalResponse): HeaderList {
     if (r.body.length > 0 && headerIndex(headers, 'grpc-message') < 0) headers.push('grpc-message', grpcPercentEncode(r.body));
   }
   return headers;
+}
+
+/** The numeric `:status` of response headers (first pair in practice), 0 when absent. */
+function statusOf(headers: HeaderList): number {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i] === ':status') return Number(headers[i + 1]) | 0;
+  return 0;
 }
 
 function headerIndex(list: HeaderList, name: string): number {

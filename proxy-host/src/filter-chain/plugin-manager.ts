@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { LogLevel, ModuleCache, Plugin, sha256Hex, type CompiledModule, type PluginConfig, type PluginHost } from '../../../wasm/src/index.ts';
 import type { FilterBinding } from '../config/types.ts';
+import { CanaryPair, type FilterSlot } from './chain.ts';
 
 export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';
 
@@ -60,7 +61,15 @@ export class PluginManager {
    * `bindings` are retired. A binding that appears twice with the same module and settings gets the
    * same Plugin both times. Throws PluginLoadError (and changes nothing) if any binding fails.
    */
-  apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+  async apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+    return (await this.load(bindings)).map((s) => (s instanceof CanaryPair ? s.stable : s));
+  }
+
+  /**
+   * Like apply, but a binding with a canary module resolves to a CanaryPair (both versions loaded and
+   * started before anything switches); the filter chain picks between them per stream.
+   */
+  load(bindings: readonly FilterBinding[]): Promise<FilterSlot[]> {
     const run = this.#queue.then(() => this.#apply(bindings));
     this.#queue = run.catch(() => undefined);
     return run;
@@ -99,12 +108,23 @@ export class PluginManager {
     await Promise.all([...plugins].map((p) => p.stop()));
   }
 
-  async #apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+  async #apply(bindings: readonly FilterBinding[]): Promise<FilterSlot[]> {
     if (this.#stopped) throw new Error('plugin manager is stopped');
+    // A canary is one more plugin: the binding's settings with the canary's module.
+    const expanded: FilterBinding[] = [];
+    const canaryAt: number[] = [];
+    for (const b of bindings) {
+      expanded.push(b);
+      const c = b.canary;
+      if (c !== undefined && c.weight > 0) {
+        canaryAt.push(expanded.length);
+        expanded.push({ ...b, url: c.url, path: c.path, sha256: c.sha256, canary: undefined });
+      } else canaryAt.push(-1);
+    }
     // Each distinct plugin is loaded once, and each file read once, even if bound several times.
     const loads = new Map<string, Promise<Resolved>>();
     const reads = new Map<string, Promise<Buffer>>();
-    const pending = bindings.map((b) => this.#resolve(b, loads, reads));
+    const pending = expanded.map((b) => this.#resolve(b, loads, reads));
     const settled = await Promise.allSettled(pending);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure !== undefined) {
@@ -139,7 +159,18 @@ export class PluginManager {
       if (!shas.has(e.sha256)) this.#cache.delete(e.sha256);
       this.#retire(e.plugin);
     }
-    return resolved.map((r) => r.plugin);
+    const slots: FilterSlot[] = [];
+    let i = 0;
+    for (let k = 0; k < bindings.length; k++) {
+      const stable = resolved[i++].plugin;
+      if (canaryAt[k] < 0) {
+        slots.push(stable);
+        continue;
+      }
+      const canary = resolved[i++].plugin;
+      slots.push(canary === stable ? stable : new CanaryPair(`${bindings[k].namespace}/${bindings[k].name}`, stable, canary, bindings[k].canary!.weight));
+    }
+    return slots;
   }
 
   async #resolve(b: FilterBinding, loads: Map<string, Promise<Resolved>>, reads: Map<string, Promise<Buffer>>): Promise<Resolved> {

@@ -151,7 +151,7 @@ export class ActiveRequest implements ChainTerminal {
       this.requestHeaders(this.headers, !hasBody);
       return;
     }
-    const cs = chain.createStream(this, cm.streamInfo(req, this));
+    const cs = chain.createStream(this, cm.streamInfo(req, this), chain.hasCanary ? getHeader(this.headers, 'x-request-id') : undefined);
     this.chain = cs;
     cs.requestHeaders(this.headers, !hasBody);
     if (!hasBody) return;

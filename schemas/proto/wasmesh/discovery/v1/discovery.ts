@@ -85,6 +85,24 @@ export interface TrustBundleMessage {
   trust_domain: string;
 }
 
+export interface FilterVersionStatsMessage {
+  /** "<namespace>/<name>" of the WasmPlugin. */
+  plugin: string;
+  sha256: string;
+  canary: boolean;
+  /** uint64: decimal strings when received (longs: String). */
+  streams: string | number;
+  failed_streams: string | number;
+  traps: string | number;
+  bad: boolean;
+}
+
+export interface FilterStatsReport {
+  node_id: string;
+  config_version: string;
+  filters: FilterVersionStatsMessage[];
+}
+
 /** What a sender may leave out (proto3 defaults). */
 export type DiscoveryRequestInput = Partial<Omit<DiscoveryRequest, 'node' | 'error_detail'>> & {
   node?: Partial<NodeMessage> | null;
@@ -106,6 +124,12 @@ export interface DiscoveryClient extends grpc.Client {
     callback: (err: grpc.ServiceError | null, response?: CertificateResponse) => void,
   ): grpc.ClientUnaryCall;
   WatchTrustBundle(request: TrustBundleRequest, metadata?: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<TrustBundleMessage>;
+  ReportFilterStats(
+    request: FilterStatsReport,
+    metadata: grpc.Metadata,
+    options: grpc.CallOptions,
+    callback: (err: grpc.ServiceError | null, response?: Record<string, never>) => void,
+  ): grpc.ClientUnaryCall;
 }
 
 export interface DiscoveryDefinition {

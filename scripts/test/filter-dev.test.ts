@@ -1,0 +1,106 @@
+// wasmesh filter dev: a real AssemblyScript filter (a copy of the add-header example) is rebuilt and
+// swapped into a running standalone proxy through its admin endpoint; a compile error is printed with
+// its location and the proxy keeps the last good module; in watch mode a save is picked up on its own.
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { buildFilter } from '../filter-build.ts';
+import { run as filterDev } from '../cli/filter-dev.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { cluster, filterBinding, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
+import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
+import { WASMESH } from '../../orchestrator/test/support/run-wasmesh.ts';
+
+const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
+const ctx = {} as { tmp: string; dir: string; app: TestServer; proxy: Proxy; admin: string };
+
+test.before(async () => {
+  ctx.tmp = await mkdtemp(path.join(os.tmpdir(), 'wasmesh-filter-dev-'));
+  ctx.dir = path.join(ctx.tmp, 'filters', 'examples', 'add-header');
+  const skipBuild = (src: string) => path.basename(src) !== 'build';
+  await cp(path.join(repoRoot, 'filters/examples/add-header'), ctx.dir, { recursive: true, filter: skipBuild });
+  await cp(path.join(repoRoot, 'filters/common'), path.join(ctx.tmp, 'filters', 'common'), { recursive: true, filter: skipBuild });
+  const built = await buildFilter(ctx.dir, { quiet: true });
+  ctx.app = await startHttp1('app');
+  const config = proxyConfig({
+    virtualHosts: [{ name: 'app', domains: ['*'], routes: [forward('all', 'app')] }],
+    clusters: [cluster('app', [{ port: ctx.app.port }])],
+    outboundFilters: [filterBinding('add-header', built.wasmPath, { rootId: 'add_header', pluginConfig: { response: { 'x-dev': 'v1' } } })],
+  });
+  ctx.proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides: true }, config);
+  ctx.admin = `http://127.0.0.1:${ctx.proxy.adminPort}`;
+});
+
+test.after(async () => {
+  await ctx.proxy?.stop(0);
+  await ctx.app?.close();
+  if (ctx.tmp) await rm(ctx.tmp, { recursive: true, force: true });
+});
+
+const source = () => path.join(ctx.dir, 'assembly', 'index.ts');
+
+async function edit(from: string, to: string): Promise<void> {
+  const text = await readFile(source(), 'utf8');
+  assert.ok(text.includes(from), `the source contains ${from}`);
+  await writeFile(source(), text.replace(from, to));
+}
+
+async function responseHeaders(): Promise<Record<string, unknown>> {
+  return (await request(ctx.proxy.outboundPort, { path: '/' })).headers;
+}
+
+async function dev(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await filterDev([ctx.dir, '--proxy', ctx.admin, ...args], { out: { write: (t: string) => out.push(t) }, err: { write: (t: string) => err.push(t) } });
+  return { code, out: out.join(''), err: err.join('') };
+}
+
+test('an edit is built and swapped into the running proxy', async () => {
+  assert.is((await responseHeaders())['x-dev'], 'v1');
+  await edit('    const list = this.root.config.response;', '    stream_context.headers.response.replace("x-edited", "yes");\n    const list = this.root.config.response;');
+  const r = await dev(['--once']);
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /swapped default\/add-header to sha256:[0-9a-f]{12} .* in \d+ ms: build \d+ ms, load [\d.]+ ms/);
+  const headers = await responseHeaders();
+  assert.is(headers['x-edited'], 'yes');
+  assert.is(headers['x-dev'], 'v1', 'the WasmPlugin’s configuration still applies');
+});
+
+test('a compile error is printed with its location and the proxy keeps the last good module', async () => {
+  await edit('const ROOT_ID = "add_header";', 'const ROOT_ID: i32 = "add_header";');
+  const r = await dev(['--once']);
+  assert.is(r.code, 1);
+  assert.match(r.err, /index\.ts:\d+:\d+/, 'the error names the file and line');
+  assert.match(r.err, /build failed, the proxy keeps the last good module/);
+  assert.is((await responseHeaders())['x-edited'], 'yes');
+  await edit('const ROOT_ID: i32 = "add_header";', 'const ROOT_ID = "add_header";');
+});
+
+test('watch mode picks up a save on its own', async () => {
+  const child = spawn(process.execPath, [WASMESH, 'filter', 'dev', ctx.dir, '--proxy', ctx.admin], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const deadline = Date.now() + 60_000;
+    while (!out.includes('watching') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out, /watching/);
+    await edit('"x-edited", "yes"', '"x-edited", "saved"');
+    while ((await responseHeaders())['x-edited'] !== 'saved' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.is((await responseHeaders())["x-edited"], "saved", out);
+    if (process.env.WASMESH_TEST_VERBOSE) process.stderr.write(out);
+  } finally {
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  }
+});
+
+test.run();
