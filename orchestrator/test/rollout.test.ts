@@ -4,7 +4,8 @@
 //   - deploy two versions, history records both with causes, rollback goes to the one before
 //   - a canary rollout under traffic goes through its steps and promotes the new version
 //   - a canary that traps is rolled back automatically, and the old version keeps every stream
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -234,6 +235,12 @@ test('a canary that traps is rolled back automatically and the old version keeps
   assert.is(status.code, 0);
   assert.match(status.out, /serving: versioned@2\.0\.0/);
   assert.match(status.out, /RolledBack/);
+  // The proxy's module cache keeps what its config references, and nothing else.
+  const cached = new Set((await readdir(join(ctx.root, 'proxy', 'modules', 'sha256'))).map((f) => f.slice(0, 64)));
+  const digest = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
+  assert.ok(cached.has(await digest(ctx.files.two)), 'the serving module is cached');
+  assert.not.ok(cached.has(await digest(ctx.files.one)), 'a module no config references is gone');
+  assert.not.ok(cached.has(await digest(ctx.files.trap)), 'the rolled back canary is gone');
 });
 
 test.run();

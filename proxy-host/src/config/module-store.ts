@@ -3,7 +3,7 @@
 // under a digest has exactly those bytes.
 
 import { createHash } from 'node:crypto';
-import { access, mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { access, mkdir, readdir, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export class ModuleDigestError extends Error {
@@ -49,5 +49,27 @@ export class ModuleStore {
       throw err;
     }
     return path;
+  }
+
+  /** Digests of every module in the cache. */
+  async list(): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await readdir(join(this.dir, 'sha256'));
+    } catch {
+      return [];
+    }
+    return names.filter((n) => /^[0-9a-f]{64}\.wasm$/.test(n)).map((n) => n.slice(0, 64));
+  }
+
+  /** Removes every module not in `keep`; returns the digests removed. */
+  async retain(keep: ReadonlySet<string>): Promise<string[]> {
+    const removed: string[] = [];
+    for (const sha of await this.list()) {
+      if (keep.has(sha)) continue;
+      await unlink(this.pathOf(sha)).catch(() => {});
+      removed.push(sha);
+    }
+    return removed;
   }
 }

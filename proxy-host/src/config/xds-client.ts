@@ -329,6 +329,13 @@ export class XdsClient {
     this.#send(attempt, { version_info: config.version, response_nonce: res.nonce });
     this.#firstConfig.resolve(config);
     await this.#persist(config).catch((err: unknown) => this.#log('warn', `cannot cache config in ${this.#opts.dataDir}: ${messageOf(err)}`));
+    // Modules are kept while the applied config (the one cached on disk too) references them, never
+    // by age: once it no longer does, a module the orchestrator sends again is fetched again.
+    const removed = await this.#modules.retain(moduleDigests(config)).catch((err: unknown) => {
+      this.#log('warn', `cannot clean the module cache: ${messageOf(err)}`);
+      return [];
+    });
+    if (removed.length > 0) this.#log('debug', `module cache: removed ${removed.length} module(s) no config references`);
   }
 
   #nack(attempt: Attempt, res: DiscoveryResponse, err: unknown): void {
@@ -439,4 +446,14 @@ function messageOf(err: unknown): string {
     return (err as grpc.ServiceError).details;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Every module digest a config's bindings use (canaries included). */
+function moduleDigests(config: ProxyConfig): Set<string> {
+  const out = new Set<string>();
+  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+    if (b.sha256) out.add(b.sha256.toLowerCase());
+    if (b.canary?.sha256) out.add(b.canary.sha256.toLowerCase());
+  }
+  return out;
 }
