@@ -139,6 +139,20 @@ export const commands: Command[] = [
     description: 'run a request through a filter without a proxy',
     load: lazy('./filter-run.ts'),
   },
+  {
+    group: 'kube-inject',
+    verb: '',
+    args: '-f <file|-> [-f ...] [-o FILE] [--orchestrator HOST:PORT] [--image IMAGE]',
+    description: 'print Kubernetes YAML with the wasmesh sidecar and iptables init container injected (like istioctl kube-inject)',
+    load: lazy('./kube-inject.ts'),
+  },
+  {
+    group: 'inject-webhook',
+    verb: '',
+    args: '[--listen HOST:PORT] [--cert FILE --key FILE] [--print-config]',
+    description: 'serve sidecar injection as a Kubernetes mutating admission webhook (HTTPS, AdmissionReview v1)',
+    load: lazy('./inject-webhook.ts'),
+  },
   { group: 'run', verb: '', args: '--service NAME --port PORT [options] -- <command...>', description: 'run a local process as a mesh workload under its own sidecar', load: lazy('./run.ts') },
   { group: 'demo', verb: '', args: '[--exit-after-ready]', description: 'a Bookinfo-like demo mesh: orchestrator, services under sidecars, traffic, and a guide', load: lazy('./demo.ts') },
 ];
