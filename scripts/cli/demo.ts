@@ -14,6 +14,8 @@ import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
 import { readDocumentFiles } from '../../orchestrator/src/config/documents.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
+import { run as filterDeploy } from './filter-deploy.ts';
+import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
@@ -34,6 +36,8 @@ export interface Output {
 const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url));
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const NAMESPACE = 'default';
+/** The demo filter's versions: the first is deployed, the guide rolls out the second. */
+const DEMO_FILTER_VERSIONS = ['1.0.0', '1.1.0'];
 
 type DemoWorkload = RunningWorkload & { name: string; spec: { service: string; version: string } };
 
@@ -64,16 +68,16 @@ class LogTail implements Output {
 }
 
 /** GET through a sidecar's outbound listener with a Host header (fetch does not let us set Host). */
-export function meshGet(outboundPort: number, host: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+export function meshGet(outboundPort: number, host: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve) => {
     const req = http.request({ host: '127.0.0.1', port: outboundPort, path, headers: { ...headers, host }, timeout: 5000, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
     });
     req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => resolve({ status: 0, body: e.message }));
+    req.on('error', (e) => resolve({ status: 0, body: e.message, headers: {} }));
     req.end();
   });
 }
@@ -189,6 +193,10 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     await client.request('POST', '/apply', { body: documents });
     step(`applied ${documents.length} resources from ${relative(REPO, meshFile)}`);
 
+    // Two versions of a real filter for the rollout step of the guide, built while the workloads start.
+    const filterVersions = buildDemoFilterVersions(join(tmp, 'filter-src'), DEMO_FILTER_VERSIONS);
+    filterVersions.catch(() => undefined);
+
     const serviceScript = join(DEMO_DIR, 'service.mjs');
     const startOne = async ({ service, version }: { service: string; version: string }): Promise<void> => {
       if (interrupted) return;
@@ -220,11 +228,24 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       return 130;
     }
     step(`${workloads.length} workloads up, each under its own sidecar`);
+    // productpage's answers carry the filter version that served them (WasmPlugin demo-header).
+    const modules = await filterVersions;
+    const deployLog = new LogTail('filter deploy', logs);
+    const connection = ['--server', orchestrator.url, '--token', readFileSync(orchestrator.adminTokenPath, 'utf8').trim()];
+    for (const [version, file] of modules) {
+      const first = version === DEMO_FILTER_VERSIONS[0];
+      const args = first
+        ? [file, '--name', 'add-header', '--version', version, '--plugin', 'demo-header', '--selector', 'app=productpage', '--plugin-name', 'add_header', '--config', '{"response":{"x-powered-by":"wasmesh"}}']
+        : [file, '--name', 'add-header', '--version', version, '--upload-only'];
+      const code = await filterDeploy([...args, ...connection], { out: deployLog, err: deployLog, env: {} });
+      if (code !== 0) throw new Error(`wasmesh filter deploy ${args.slice(0, 5).join(' ')} failed`);
+    }
+    step(`filter add-header ${DEMO_FILTER_VERSIONS.join(' and ')} uploaded; ${DEMO_FILTER_VERSIONS[0]} deployed as WasmPlugin demo-header on productpage`);
     const traffic = workloads.find((w) => w.name === 'traffic-v1')!;
 
     // Wait for the first request that went productpage -> reviews (v2 or v3) -> ratings.
     const deadline = started + readyTimeoutMs;
-    let last = { status: 0, body: '' };
+    let last: Awaited<ReturnType<typeof meshGet>> = { status: 0, body: '', headers: {} };
     let restarts = 0;
     for (;;) {
       if (interrupted) {
@@ -244,11 +265,11 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         continue;
       }
       last = await meshGet(traffic.outboundPort, 'productpage', '/productpage', { 'end-user': 'demo' });
-      if (endToEnd(last)) break;
+      if (endToEnd(last) && last.headers[DEMO_FILTER_HEADER] === `add-header@${DEMO_FILTER_VERSIONS[0]}`) break;
       if (Date.now() > deadline) throw new Error(`no request succeeded end to end within ${readyTimeoutMs / 1000} s; last answer: ${last.status} ${last.body.slice(0, 300)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
-    step('first request through the mesh end to end: productpage -> reviews -> ratings');
+    step(`first request through the mesh end to end: productpage -> reviews -> ratings, served by ${DEMO_FILTER_HEADER}: ${String(last.headers[DEMO_FILTER_HEADER])}`);
 
     out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body));
     if (!exitAfterReady) {
@@ -300,6 +321,14 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # deny every call to ratings`,
     `  wasmesh apply -f ${meshFile}   # back to the 90/10 canary`,
     '  wasmesh delete VirtualService ratings; wasmesh delete AuthorizationPolicy deny-ratings',
+    '',
+    `Roll out a new filter version (productpage runs the add-header filter as WasmPlugin demo-header;`,
+    `add-header ${DEMO_FILTER_VERSIONS[1]} is uploaded and differs in the ${DEMO_FILTER_HEADER} header it stamps):`,
+    '  wasmesh filter status demo-header',
+    `  wasmesh filter rollout demo-header --to ${DEMO_FILTER_VERSIONS[1]} --steps 10,50,100 --interval 10s   # canary with a progress bar`,
+    `  curl -s -o /dev/null -D - -H 'host: productpage' http://127.0.0.1:${outbound}/productpage | grep ${DEMO_FILTER_HEADER}`,
+    '  wasmesh filter history demo-header',
+    `  wasmesh filter rollback demo-header                  # back to the version before`,
     '',
     'Ctrl-C stops every process the demo started and removes its temporary dir.',
     '',

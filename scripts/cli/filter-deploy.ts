@@ -22,6 +22,8 @@ NAME@VERSION is immutable: the same bytes again are fine, other bytes need a new
   --phase PHASE           AUTHN, AUTHZ, STATS or UNSPECIFIED_PHASE (where in the chain it runs)
   --priority N            order within the phase (higher first)
   --config JSON|@FILE     the plugin's configuration (pluginConfig), a JSON object
+  --plugin-name ID        the root id the module registers its root context under (pluginName;
+                          e.g. add_header for the add-header example)
   --selector k=v,k=v      workloads it applies to (default: every workload in the namespace)
   --mode MODE             CLIENT (outbound), SERVER (inbound) or CLIENT_AND_SERVER
   --upload-only           upload the module, leave the WasmPlugin alone
@@ -46,6 +48,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
         phase: { type: 'string' },
         priority: { type: 'string' },
         config: { type: 'string' },
+        'plugin-name': { type: 'string' },
         selector: { type: 'string' },
         mode: { type: 'string' },
         'upload-only': { type: 'boolean' },
@@ -117,6 +120,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
     if (phase !== undefined) spec.phase = phase;
     if (priority !== undefined) spec.priority = priority;
     if (pluginConfig !== undefined) spec.pluginConfig = pluginConfig;
+    if (values['plugin-name'] !== undefined) spec.pluginName = values['plugin-name'];
     if (selector !== undefined) spec.selector = { matchLabels: selector };
     if (mode !== undefined) spec.match = [{ mode }];
     const label = `wasmplugin ${namespace}/${pluginName}`;

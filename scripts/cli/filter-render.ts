@@ -38,7 +38,7 @@ function statsRow(name: string, s: RolloutStats | undefined): string[] {
 export function renderRollout(r: RolloutStatus, now = Date.now()): string {
   const lines: string[] = [];
   const stepNo = `${Math.min(r.step + 1, r.steps.length)}/${r.steps.length}`;
-  lines.push(`rollout ${versionLabel(r.from)} -> ${versionLabel(r.to)}: ${r.phase}`);
+  lines.push(`${r.phase === 'Progressing' ? 'rollout' : 'last rollout'} ${versionLabel(r.from)} -> ${versionLabel(r.to)}: ${r.phase}`);
   if (r.phase === 'Progressing') {
     const left = Math.max(0, r.intervalMs - (now - Date.parse(r.stepStartedAt)));
     lines.push(`  ${progressBar(r.weight)} of streams on the new version, step ${stepNo} (steps ${r.steps.join(',')}%), next step in ${Math.ceil(left / 1000)}s`);

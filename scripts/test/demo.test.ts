@@ -47,6 +47,9 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   // The sample answer went through reviews to ratings.
   assert.match(stdout, /sample answer: \{"service":"productpage"/);
   assert.match(stderr, /first request through the mesh end to end/);
+  // A filter deployed through the orchestrator served that request; the guide rolls out its next version.
+  assert.match(stderr, /served by x-demo-filter: add-header@1\.0\.0/);
+  assert.match(stdout, /wasmesh filter rollout demo-header --to 1\.1\.0/);
 
   const tmp = /cat (\S+)\/orchestrator\/admin-token/.exec(stdout)?.[1];
   assert.ok(tmp, output);
