@@ -3,6 +3,7 @@
 // STRICT), prints the guide, stops everything and exits 0, leaving no process and no temporary dir.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
@@ -53,6 +54,81 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
 
   const tmp = /cat (\S+)\/orchestrator\/admin-token/.exec(stdout)?.[1];
   assert.ok(tmp, output);
+  assert.not.ok(existsSync(tmp!), `${tmp} was left behind`);
+  assert.equal(processesMatching(tmp!), [], 'processes of the demo are still running');
+});
+
+/** GET through the demo's traffic sidecar with a Host header. */
+function get(port: number, host: string, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve({ status: 0, body: e.message }));
+    req.end();
+  });
+}
+
+/** Sum of a Prometheus counter's samples whose labels contain every `labels` pair. */
+function counterSum(text: string, name: string, labels: Record<string, string>): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+test('the running demo splits reviews 90/10 over mTLS, shows it in the metrics, and Ctrl-C stops it all', async () => {
+  const child = spawn(process.execPath, [wasmesh, 'demo', '--rps', '5'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  let tmp: string | undefined;
+  try {
+    const deadline = Date.now() + 90_000;
+    while (!stdout.includes('Ctrl-C stops every process') && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+    const output = () => `stdout:\n${stdout}\nstderr:\n${stderr}`;
+    assert.match(stdout, /wasmesh demo is up/, output());
+    tmp = /cat (\S+)\/orchestrator\/admin-token/.exec(stdout)?.[1];
+    const port = Number(/curl -H 'host: productpage' http:\/\/127\.0\.0\.1:(\d+)\/productpage/.exec(stdout)?.[1]);
+    const admin = (name: string) => Number(new RegExp(`${name}\\s+http://127\\.0\\.0\\.1:(\\d+)/stats/prometheus`).exec(stdout)?.[1]);
+
+    // 80 requests: every one answered, reviews split between v1 and v2 (v3 gets none).
+    const versions: Record<string, number> = {};
+    for (let i = 0; i < 80; i++) {
+      const r = await get(port, 'productpage', '/productpage');
+      assert.is(r.status, 200, r.body);
+      const v = (JSON.parse(r.body) as { reviews: { version?: string } }).reviews.version ?? 'error';
+      versions[v] = (versions[v] ?? 0) + 1;
+    }
+    assert.is(versions.v3, undefined, JSON.stringify(versions));
+    assert.ok((versions.v1 ?? 0) >= 56 && (versions.v2 ?? 0) >= 1, `about 90/10: ${JSON.stringify(versions)}`);
+
+    // The sidecars' metrics: Istio's standard request counter, mutual TLS between sidecars.
+    const scrape = async (name: string) => (await fetch(`http://127.0.0.1:${admin(name)}/stats/prometheus`)).text();
+    const reviewsV1 = counterSum(await scrape('reviews-v1'), 'istio_requests_total', { reporter: 'destination', destination_version: 'v1', connection_security_policy: 'mutual_tls' });
+    const reviewsV2 = counterSum(await scrape('reviews-v2'), 'istio_requests_total', { reporter: 'destination', destination_version: 'v2', connection_security_policy: 'mutual_tls' });
+    const reviewsV3 = counterSum(await scrape('reviews-v3'), 'istio_requests_total', { reporter: 'destination' });
+    assert.ok(reviewsV1 >= versions.v1!, `reviews-v1 counted ${reviewsV1} mTLS requests`);
+    assert.ok(reviewsV2 >= versions.v2!, `reviews-v2 counted ${reviewsV2} mTLS requests`);
+    assert.is(reviewsV3, 0);
+  } finally {
+    child.kill('SIGINT');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    const code = await exited;
+    clearTimeout(timer);
+    assert.is(code, 130, `stdout:\n${stdout}\nstderr:\n${stderr}`);
+  }
+  assert.match(stderr, /stopped every process and removed the temporary dir/);
+  assert.ok(tmp);
   assert.not.ok(existsSync(tmp!), `${tmp} was left behind`);
   assert.equal(processesMatching(tmp!), [], 'processes of the demo are still running');
 });
