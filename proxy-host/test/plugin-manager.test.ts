@@ -160,6 +160,7 @@ test('unchanged bindings keep their plugin; a changed setting or module replaces
   const [a3, b3] = await m.apply([binding('a', files.v1), binding('b', files.v1, { pluginConfig: { greeting: 'bye' } })]);
   assert.is(a3, a1);
   assert.is.not(b3, b1);
+  assert.is(b3.compiled, b1.compiled, 'a settings-only change reconfigures without recompiling');
   await tick();
   assert.is(b1.state, 'running', 'the old plugin waits for its stream');
   assert.is(m.retiring, 1);
