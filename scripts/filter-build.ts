@@ -320,17 +320,17 @@ interface CompileResult {
 // thread. Why a worker: under tsx's loader hooks (the CLI, the tests) importing the compiler costs
 // ~6 s, because tsx inspects Binaryen's 13 MB of JavaScript; a worker loads it in ~0.4 s without them.
 // Outputs stay in memory so nothing is written unless the module also passes verification.
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-(async () => {
-  const { default: asc } = await import(workerData.ascUrl);
+// One compile with the AssemblyScript compiler API, as worker source: outputs and diagnostics are
+// collected, nothing is written (the caller writes after checking the module).
+const COMPILE_ONCE_SOURCE = `
+async function compileOnce(asc, args) {
   const outputs = [];
   const diagnostics = [];
   let stderr = '';
   const decoder = new TextDecoder();
   let error = null;
   try {
-    const result = await asc.main(workerData.args, {
+    const result = await asc.main(args, {
       stdout: { write() {} },
       stderr: { write(chunk) { stderr += typeof chunk === 'string' ? chunk : decoder.decode(chunk); } },
       writeFile(filename, contents, baseDir) { outputs.push({ filename, baseDir, contents }); },
@@ -343,7 +343,16 @@ const { parentPort, workerData } = require('node:worker_threads');
   } catch (e) {
     error = String(e && e.stack || e);
   }
-  parentPort.postMessage({ error, stderr, outputs, diagnostics });
+  return { error, stderr, outputs, diagnostics };
+}
+`;
+
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+${COMPILE_ONCE_SOURCE}
+(async () => {
+  const { default: asc } = await import(workerData.ascUrl);
+  parentPort.postMessage(await compileOnce(asc, workerData.args));
 })();
 `;
 
@@ -370,29 +379,11 @@ function compile(args: string[]): Promise<CompileResult> {
 // The same compile, in a worker that stays loaded and takes one build after another (filter dev).
 const PERSISTENT_WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
+${COMPILE_ONCE_SOURCE}
 const ascLoaded = import(workerData.ascUrl);
 parentPort.on('message', async ({ id, args }) => {
   const { default: asc } = await ascLoaded;
-  const outputs = [];
-  const diagnostics = [];
-  let stderr = '';
-  const decoder = new TextDecoder();
-  let error = null;
-  try {
-    const result = await asc.main(args, {
-      stdout: { write() {} },
-      stderr: { write(chunk) { stderr += typeof chunk === 'string' ? chunk : decoder.decode(chunk); } },
-      writeFile(filename, contents, baseDir) { outputs.push({ filename, baseDir, contents }); },
-      reportDiagnostic(d) {
-        diagnostics.push({ code: d.code, category: d.category, message: d.message,
-          file: d.range ? d.range.source.normalizedPath : undefined, start: d.range ? d.range.start : undefined });
-      },
-    });
-    if (result.error) error = String(result.error.message || result.error);
-  } catch (e) {
-    error = String(e && e.stack || e);
-  }
-  parentPort.postMessage({ id, result: { error, stderr, outputs, diagnostics } });
+  parentPort.postMessage({ id, result: await compileOnce(asc, args) });
 });
 `;
 

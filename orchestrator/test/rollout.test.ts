@@ -20,6 +20,7 @@ import { startOrchestrator, type RunningOrchestrator } from '../../scripts/cli/o
 import { run as filterDeploy } from '../../scripts/cli/filter-deploy.ts';
 import { run as filterHistory } from '../../scripts/cli/filter-history.ts';
 import { run as filterRollback } from '../../scripts/cli/filter-rollback.ts';
+import { run as filterRollout } from '../../scripts/cli/filter-rollout.ts';
 import { run as filterStatus } from '../../scripts/cli/filter-status.ts';
 import { run as tokenCreate } from '../../scripts/cli/token-create.ts';
 import type { FilterStatusBody } from '../src/http/filters.ts';
@@ -182,20 +183,41 @@ test('deploy records the history; rollback goes back to the version before, or t
   assert.match(unknown.err, /versioned@9\.9\.9 has not been uploaded \(versions: 1\.0\.0, 2\.0\.0, 3\.0\.0\)/);
 });
 
+test('usage errors name what is wrong and exit 2', async () => {
+  const noTo = await cli(filterRollout, ['versioned']);
+  assert.is(noTo.code, 2);
+  assert.match(noTo.err, /--to VERSION is required/);
+  const badSteps = await cli(filterRollout, ['versioned', '--to', '2.0.0', '--steps', '10,abc']);
+  assert.is(badSteps.code, 2);
+  assert.match(badSteps.err, /--steps must be percentages/);
+  const badInterval = await cli(filterRollout, ['versioned', '--to', '2.0.0', '--interval', 'soon']);
+  assert.is(badInterval.code, 2);
+  assert.match(badInterval.err, /--interval must be a duration like 30s/);
+  const noName = await cli(filterHistory, []);
+  assert.is(noName.code, 2);
+  assert.match(noName.err, /missing the WasmPlugin NAME/);
+  const unknownPlugin = await cli(filterStatus, ['nope']);
+  assert.is(unknownPlugin.code, 1);
+  assert.match(unknownPlugin.err, /WasmPlugin default\/nope.*no such WasmPlugin/s);
+});
+
 test('a canary rollout under traffic moves through its steps and promotes the new version', async () => {
   const load = traffic(30_000);
   try {
-    const started = await api<RolloutStatus>('POST', '/filters/default/versioned/rollout', { to: '2.0.0', steps: [30, 100], intervalMs: 1500, minStreams: 5 });
-    assert.is(started.status, 202, JSON.stringify(started.body));
-    assert.is(started.body.weight, 30);
+    // The CLI starts it and follows it to the end (a block per step when not on a terminal).
+    const rollout = cli(filterRollout, ['versioned', '--to', '2.0.0', '--steps', '30,100', '--interval', '1500ms', '--min-streams', '5']);
+    await until('the rollout to start', async () => ((await api<RolloutStatus>('GET', '/filters/default/versioned/rollout')).body.phase === 'Progressing' ? true : undefined), 5000);
     // A second rollout while this one runs is refused.
     const again = await api<{ errors: Array<{ message: string }> }>('POST', '/filters/default/versioned/rollout', { to: '3.0.0' });
     assert.is(again.status, 409);
     assert.match(again.body.errors[0]!.message, /in progress/);
-    const done = await until('the rollout to end', async () => {
-      const s = (await api<RolloutStatus>('GET', '/filters/default/versioned/rollout')).body;
-      return s.phase === 'Progressing' ? undefined : s;
-    }, 15_000);
+    const r = await rollout;
+    assert.is(r.code, 0, r.err + r.out);
+    assert.match(r.out, /rollout of default\/versioned to versioned@2\.0\.0 started: steps 30,100%, 1\.5s each/);
+    assert.match(r.out, /\[█{7}░{17}\]  30% of streams on the new version, step 1\/2/);
+    assert.match(r.out, /Succeeded/);
+    assert.match(r.out, /default\/versioned now runs versioned@2\.0\.0/);
+    const done = (await api<RolloutStatus>('GET', '/filters/default/versioned/rollout')).body;
     assert.is(done.phase, 'Succeeded', done.message);
     assert.ok((done.canary?.streams ?? 0) > 0, 'the proxy reported the new version');
   } finally {

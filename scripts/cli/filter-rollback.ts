@@ -1,7 +1,7 @@
 // wasmesh filter rollback NAME [--to VERSION]: point a WasmPlugin back at an earlier module version.
-import { parseArgs } from 'node:util';
-import { Exit, UsageError } from '../../orchestrator/src/cli-client/client.ts';
-import { clientFrom, connectionOptions, connectionUsage, joinTokenArg, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { Exit } from '../../orchestrator/src/cli-client/client.ts';
+import { connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { parsePluginArgs } from './plugin-args.ts';
 import type { FilterStatusBody } from '../../orchestrator/src/http/filters.ts';
 import { filterPath, versionLabel } from './filter-render.ts';
 
@@ -20,16 +20,11 @@ Exit codes: 0 rolled back, 1 refused or failed, 2 usage error.
 
 export async function run(argv: string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   return runCommand('filter rollback', usage, io, async () => {
-    const { values, positionals } = parseArgs({ args: joinTokenArg(argv), options: { ...connectionOptions, namespace: { type: 'string', short: 'n' }, to: { type: 'string' } }, allowPositionals: true });
-    if (values.help) {
-      io.out.write(usage);
-      return Exit.Ok;
-    }
-    const [name, extra] = positionals;
-    if (name === undefined) throw new UsageError('missing the WasmPlugin NAME');
-    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
-    const namespace = values.namespace ?? 'default';
-    const res = await clientFrom(values, io.env).request<FilterStatusBody>('POST', filterPath(namespace, name, '/rollback'), { body: values.to !== undefined ? { to: values.to } : {} });
+    const args = parsePluginArgs(argv, { to: { type: 'string' } }, usage, io);
+    if (!args) return Exit.Ok;
+    const { name, namespace } = args;
+    const to = args.values.to as string | undefined;
+    const res = await args.client.request<FilterStatusBody>('POST', filterPath(namespace, name, '/rollback'), { body: to !== undefined ? { to } : {} });
     io.out.write(`wasmplugin ${namespace}/${name} rolled back to ${versionLabel({ name: res.body.module, ...res.body.current })}\n`);
     return Exit.Ok;
   });

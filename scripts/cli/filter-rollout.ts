@@ -1,7 +1,7 @@
 // wasmesh filter rollout NAME --to VERSION: a canary rollout with automatic rollback.
-import { parseArgs } from 'node:util';
 import { Exit, UsageError } from '../../orchestrator/src/cli-client/client.ts';
-import { clientFrom, connectionOptions, connectionUsage, joinTokenArg, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { parsePluginArgs } from './plugin-args.ts';
 import type { RolloutStatus } from '../../orchestrator/src/rollout/controller.ts';
 import { filterPath, parseDuration, versionLabel } from './filter-render.ts';
 import { watchStatus } from './filter-status.ts';
@@ -31,11 +31,9 @@ Exit codes: 0 rolled out (or started, with --no-wait), 1 rolled back, aborted or
 
 export async function run(argv: string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   return runCommand('filter rollout', usage, io, async () => {
-    const { values, positionals } = parseArgs({
-      args: joinTokenArg(argv),
-      options: {
-        ...connectionOptions,
-        namespace: { type: 'string', short: 'n' },
+    const args = parsePluginArgs(
+      argv,
+      {
         to: { type: 'string' },
         steps: { type: 'string' },
         interval: { type: 'string' },
@@ -44,15 +42,12 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
         'min-streams': { type: 'string' },
         'no-wait': { type: 'boolean' },
       },
-      allowPositionals: true,
-    });
-    if (values.help) {
-      io.out.write(usage);
-      return Exit.Ok;
-    }
-    const [name, extra] = positionals;
-    if (name === undefined) throw new UsageError('missing the WasmPlugin NAME');
-    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+      usage,
+      io,
+    );
+    if (!args) return Exit.Ok;
+    const values = args.values as Record<string, string | undefined> & { 'no-wait'?: boolean };
+    const { name, namespace, client } = args;
     if (values.to === undefined) throw new UsageError('--to VERSION is required');
     const ratio = (flag: string, v: string | undefined) => {
       if (v === undefined) return undefined;
@@ -78,8 +73,6 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       ...(ratio('max-trap-rate-increase', values['max-trap-rate-increase']) !== undefined ? { maxTrapRateIncrease: Number(values['max-trap-rate-increase']) } : {}),
       ...(minStreams !== undefined ? { minStreams } : {}),
     };
-    const namespace = values.namespace ?? 'default';
-    const client = clientFrom(values, io.env);
     const started = (await client.request<RolloutStatus>('POST', filterPath(namespace, name, '/rollout'), { body })).body;
     io.out.write(`rollout of ${namespace}/${name} to ${versionLabel(started.to)} started: steps ${started.steps.join(',')}%, ${started.intervalMs / 1000}s each\n`);
     if (values['no-wait']) return Exit.Ok;

@@ -1,7 +1,7 @@
 // wasmesh filter status NAME: what a WasmPlugin runs, and its rollout's progress (--watch follows it).
-import { parseArgs } from 'node:util';
-import { Exit, UsageError } from '../../orchestrator/src/cli-client/client.ts';
-import { clientFrom, connectionOptions, connectionUsage, joinTokenArg, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { Exit } from '../../orchestrator/src/cli-client/client.ts';
+import { connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { outputFormat, parsePluginArgs } from './plugin-args.ts';
 import type { FilterStatusBody } from '../../orchestrator/src/http/filters.ts';
 import type { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
 import { filterPath, renderStatus } from './filter-render.ts';
@@ -20,23 +20,11 @@ ${connectionUsage}`;
 
 export async function run(argv: string[], io: Io = { out: process.stdout, err: process.stderr }): Promise<number> {
   return runCommand('filter status', usage, io, async () => {
-    const { values, positionals } = parseArgs({
-      args: joinTokenArg(argv),
-      options: { ...connectionOptions, namespace: { type: 'string', short: 'n' }, watch: { type: 'boolean', short: 'w' }, output: { type: 'string', short: 'o' } },
-      allowPositionals: true,
-    });
-    if (values.help) {
-      io.out.write(usage);
-      return Exit.Ok;
-    }
-    const [name, extra] = positionals;
-    if (name === undefined) throw new UsageError('missing the WasmPlugin NAME');
-    if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
-    const output = values.output ?? 'table';
-    if (output !== 'table' && output !== 'json') throw new UsageError(`-o must be table or json, not "${output}"`);
-    const client = clientFrom(values, io.env);
-    const namespace = values.namespace ?? 'default';
-    if (!values.watch) {
+    const args = parsePluginArgs(argv, { watch: { type: 'boolean', short: 'w' }, output: { type: 'string', short: 'o' } }, usage, io);
+    if (!args) return Exit.Ok;
+    const output = outputFormat(args.values.output);
+    const { client, namespace, name } = args;
+    if (!args.values.watch) {
       const s = (await client.request<FilterStatusBody>('GET', filterPath(namespace, name))).body;
       io.out.write(output === 'json' ? JSON.stringify(s, null, 2) + '\n' : renderStatus(s));
       return Exit.Ok;

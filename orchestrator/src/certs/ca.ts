@@ -21,9 +21,10 @@
 // loaded before it.
 import 'reflect-metadata';
 import { createPrivateKey, createPublicKey, randomBytes, webcrypto, type KeyObject } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { pem, serialNumber, writeAtomic } from './pem-files.ts';
 
 const webCrypto = webcrypto as unknown as Crypto;
 x509.cryptoProvider.set(webCrypto);
@@ -337,17 +338,7 @@ function checkRequestedIdentity(csr: x509.Pkcs10CertificateRequest, id: string):
 // ---------------------------------------------------------------------------------------------
 // Keys and certificates
 
-function pem(cert: x509.X509Certificate): string {
-  const text = cert.toString('pem');
-  return text.endsWith('\n') ? text : `${text}\n`;
-}
 
-/** 16 random bytes, positive, no leading zero byte. */
-function serialNumber(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString('hex');
-}
 
 async function authorityKeyId(issuer: x509.X509Certificate): Promise<x509.AuthorityKeyIdentifierExtension> {
   const ski = issuer.getExtension(x509.SubjectKeyIdentifierExtension);
@@ -491,12 +482,6 @@ async function writeRootGeneration(dir: string, gen: number, trustDomain: string
   writeAtomic(files.certFile, pem(cert), 0o644);
 }
 
-function writeAtomic(path: string, text: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode); // in case of a umask wider than the mode
-  renameSync(tmp, path);
-}
 
 /** A certificate lifetime as the CLI takes it: "24h", "90d", "30m", "3600s". Throws on anything else. */
 export function parseLifetime(text: string, flag: string): number {

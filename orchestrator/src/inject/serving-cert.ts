@@ -12,10 +12,11 @@
 
 import { CLOCK_SKEW_MS } from '../certs/ca.ts'; // also installs the x509 crypto provider
 import { createPrivateKey, randomBytes, webcrypto } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
+import { pem, serialNumber, writeAtomic } from '../certs/pem-files.ts';
 
 const webCrypto = webcrypto as unknown as Crypto;
 const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -159,20 +160,5 @@ async function exportKey(key: CryptoKey): Promise<string> {
   return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }) as string;
 }
 
-function pem(cert: x509.X509Certificate): string {
-  const text = cert.toString('pem');
-  return text.endsWith('\n') ? text : `${text}\n`;
-}
 
-function serialNumber(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x01;
-  return bytes.toString('hex');
-}
 
-function writeAtomic(path: string, text: string, mode: number): void {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  writeFileSync(tmp, text, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
-}

@@ -7,6 +7,7 @@
 // closure is made per request; a local reply (rare) builds its response headers. With no filter at
 // all the caller skips the chain entirely (FilterChain.isEmpty).
 import type { HeaderList, HttpStream, HttpStreamSink, LocalResponse, Plugin, StreamInfo } from '../../../wasm/src/index.ts';
+import { hashString } from '../stable-hash.ts';
 
 /**
  * What the chain hands its output to: implemented by the connection manager.
@@ -101,24 +102,8 @@ export class FilterChain {
    * filter stream is left open then.
    */
   createStream(terminal: ChainTerminal, info: StreamInfo, requestId?: string): ChainStream {
-    return new ChainStream(this.slots, terminal, info, this.hasCanary ? stableHash(requestId ?? '') : 0);
+    return new ChainStream(this.slots, terminal, info, this.hasCanary ? hashString(requestId ?? '') : 0);
   }
-}
-
-/** FNV-1a over the UTF-16 code units: cheap, stable across processes and versions. */
-export function stableHash(value: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < value.length; i++) {
-    h ^= value.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  // Finalizer (murmur3 fmix32): spreads ids that differ only in their last characters.
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 /** Where the response to the client stands (guards the terminal against a second response). */

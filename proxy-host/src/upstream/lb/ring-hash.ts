@@ -21,6 +21,8 @@
 import type { LoadBalancerConfig } from '../../config/types.ts';
 import { EndpointPool, type EndpointState } from '../endpoint.ts';
 import type { LbContext, LoadBalancer } from '../load-balancer.ts';
+import { FNV_OFFSET, FNV_PRIME, fmix32, fnv1a, hashString } from '../../stable-hash.ts';
+
 
 export type ConsistentHashConfig = Extract<LoadBalancerConfig, { consistentHash: unknown }>['consistentHash'];
 
@@ -28,34 +30,6 @@ export const DEFAULT_MINIMUM_RING_SIZE = 1024;
 export const MAX_RING_POINTS = 1 << 20;
 /** Points are packed as hash * OWNER_SPACE + owner index in a Float64 (exact up to 2^53) for sorting. */
 const OWNER_SPACE = 2 ** 21;
-
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
-
-function fnv1a(s: string, start: number, end: number, seed: number): number {
-  let h = seed;
-  for (let i = start; i < end; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, FNV_PRIME);
-  }
-  return h >>> 0;
-}
-
-/** murmur3's finalizer: FNV-1a alone spreads short, similar keys poorly over the ring. */
-function fmix32(x: number): number {
-  let h = x;
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-/** 32-bit hash of `s[start, end)` (FNV-1a over UTF-16 units, then fmix32). */
-export function hashString(s: string, start = 0, end = s.length): number {
-  return fmix32(fnv1a(s, start, end, FNV_OFFSET));
-}
 
 /** Hash of (endpoint key, point number): continues the key's FNV state over the 4 bytes of `j`. */
 function pointHash(keyState: number, j: number): number {
