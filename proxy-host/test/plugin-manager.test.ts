@@ -9,7 +9,7 @@ import { headerGet, MetricsRegistry, ModuleCache, sha256Hex, type HeaderList, ty
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
 import type { FilterBinding } from '../src/config/types.ts';
 import { FilterChain, type ChainTerminal } from '../src/filter-chain/chain.ts';
-import { PluginLoadError, PluginManager } from '../src/filter-chain/plugin-manager.ts';
+import { PluginLoadError, PluginManager, RECENT_MODULES_KEPT } from '../src/filter-chain/plugin-manager.ts';
 
 // A module that names itself: it adds `x-plugin: <plugin_name>` to the request, and logs when its root
 // context is done (the plugin was stopped). `tag` only changes the bytes (a new module version);
@@ -45,7 +45,7 @@ const metrics = new MetricsRegistry();
 const host: PluginHost = { log: (_l, message, plugin) => void events.push(`${plugin}:${message}`), metrics };
 
 let dir = '';
-const files = { v1: '', v2: '', bad: '', noConfigure: '' };
+const files = { v1: '', v2: '', v3: '', v4: '', bad: '', noConfigure: '' };
 
 function binding(name: string, path: string, over: Partial<FilterBinding> = {}): FilterBinding {
   return {
@@ -114,6 +114,10 @@ test.before(async () => {
   files.noConfigure = join(dir, 'no-configure.wasm');
   await writeFile(files.v1, await wat2wasm(moduleWat('one')));
   await writeFile(files.v2, await wat2wasm(moduleWat('two')));
+  files.v3 = join(dir, 'v3.wasm');
+  files.v4 = join(dir, 'v4.wasm');
+  await writeFile(files.v3, await wat2wasm(moduleWat('five')));
+  await writeFile(files.v4, await wat2wasm(moduleWat('six')));
   await writeFile(files.bad, Buffer.from('this is not a wasm module'));
   await writeFile(files.noConfigure, await wat2wasm(moduleWat('three', false)));
 });
@@ -264,7 +268,7 @@ test('a module that fails on_configure is refused with the runtime error as the 
   assert.match(err.message, 'proxy_on_configure');
 });
 
-test('each module is compiled once through the ModuleCache, and dropped when no plugin uses it', async () => {
+test('each module is compiled once through the ModuleCache; unbound ones stay compiled for a rollback, then are dropped', async () => {
   const cache = new ModuleCache();
   const m = manager(cache);
   const [a, b] = await m.apply([binding('a', files.v1), binding('b', files.v1)]);
@@ -272,7 +276,17 @@ test('each module is compiled once through the ModuleCache, and dropped when no 
   assert.is(a.compiled, b.compiled);
   assert.is(cache.size, 1);
   await m.apply([binding('a', files.v2)]);
-  assert.is(cache.size, 1, 'v1 dropped, v2 cached');
+  assert.is(cache.size, 2, 'v2 cached, v1 kept as the version before');
+  const [back] = await m.apply([binding('a', files.v1)]);
+  assert.is(back.compiled, a.compiled, 'going back to v1 does not compile again');
+  await m.apply([binding('a', files.v3)]);
+  await m.apply([binding('a', files.v4)]);
+  assert.is(cache.size, 1 + RECENT_MODULES_KEPT, 'the bound module and the most recent unbound ones, no more');
+  // Unbound now, oldest first: v1, v3. One more version pushes v1 out.
+  await m.apply([binding('a', files.v2)]);
+  assert.is(cache.size, 1 + RECENT_MODULES_KEPT);
+  const [again] = await m.apply([binding('a', files.v1)]);
+  assert.is.not(again.compiled, a.compiled, 'v1 was dropped: compiled again');
 });
 
 test('applies run one at a time, in order', async () => {

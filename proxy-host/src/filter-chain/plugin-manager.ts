@@ -10,6 +10,12 @@ import { CanaryPair, type FilterSlot } from './chain.ts';
 
 export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';
 
+/**
+ * Compiled modules no binding uses any more that stay compiled, most recent first: going back to the
+ * previous version (a rollback, an aborted canary) swaps without compiling again.
+ */
+export const RECENT_MODULES_KEPT = 2;
+
 /** A binding could not be turned into a running plugin; nothing of the new version was applied. */
 export class PluginLoadError extends Error {
   readonly code = PLUGIN_LOAD_FAILED;
@@ -45,6 +51,8 @@ export class PluginManager {
   #entries = new Map<string, Entry>();
   /** Plugins dropped from the config, waiting for their streams to drain. */
   readonly #retiring = new Set<Plugin>();
+  /** sha256 of compiled modules no longer bound, oldest first (at most RECENT_MODULES_KEPT). */
+  #recent: string[] = [];
   /** Applies run one after another. */
   #queue: Promise<unknown> = Promise.resolve();
   #stopped = false;
@@ -153,10 +161,11 @@ export class PluginManager {
     this.#entries = next;
     const shas = new Set<string>();
     for (const e of next.values()) shas.add(e.sha256);
+    this.#recent = this.#recent.filter((sha) => !shas.has(sha));
     for (const [key, e] of previous) {
       if (next.has(key)) continue;
       e.refs = 0;
-      if (!shas.has(e.sha256)) this.#cache.delete(e.sha256);
+      if (!shas.has(e.sha256)) this.#keepRecent(e.sha256);
       this.#retire(e.plugin);
     }
     const slots: FilterSlot[] = [];
@@ -231,6 +240,13 @@ export class PluginManager {
     } catch (err) {
       throw new PluginLoadError(id, messageOf(err), { cause: err });
     }
+  }
+
+  /** Keeps an unbound module compiled for a while; the oldest beyond RECENT_MODULES_KEPT is dropped. */
+  #keepRecent(sha256: string): void {
+    if (this.#recent.includes(sha256)) return;
+    this.#recent.push(sha256);
+    while (this.#recent.length > RECENT_MODULES_KEPT) this.#cache.delete(this.#recent.shift()!);
   }
 
   /** In the background, once the caller switched to the new plugins: wait for the streams, then stop. */
