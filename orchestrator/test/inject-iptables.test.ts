@@ -127,7 +127,9 @@ function have(cmd: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 }
 
-const canRunKernelTest = process.getuid?.() === 0 && ['unshare', 'nsenter', 'setpriv', 'iptables', 'ip'].every(have);
+// The tools, and a kernel that lets this process make a network namespace with a NAT table in it.
+const canRunKernelTest =
+  process.getuid?.() === 0 && ['unshare', 'nsenter', 'setpriv', 'iptables', 'ip'].every(have) && spawnSync('unshare', ['--net', '--', 'iptables', '-t', 'nat', '-S'], { timeout: 10_000 }).status === 0;
 
 const SERVERS = `
 const net = require('node:net');
