@@ -1,14 +1,12 @@
 // One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
-import { createHash } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
-import { join } from 'node:path';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
 import { startAdminServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
-import type { ClusterConfig, FilterBinding, ProxyConfig } from './config/types.ts';
+import type { ClusterConfig, ProxyConfig } from './config/types.ts';
+import { ModuleOverrides } from './filter-chain/module-overrides.ts';
 import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
 import type { FilterVersionStatsMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { FilterChain } from './filter-chain/chain.ts';
@@ -53,12 +51,6 @@ export interface ProxyOptions {
   moduleOverrides?: boolean;
 }
 
-/** A module standing in for a WasmPlugin's own (the author's loop). */
-interface ModuleOverride {
-  path: string;
-  sha256: string;
-}
-
 export interface ConfigStatus {
   version: string;
   appliedAt: string;
@@ -78,8 +70,8 @@ export class Proxy {
   #config!: ProxyConfig;
   /** The config as given, before module overrides. */
   #base!: ProxyConfig;
-  /** WasmPlugin `namespace/name` -> module standing in for its own. */
-  readonly #overrides = new Map<string, ModuleOverride>();
+  /** Modules standing in for WasmPlugins' own (standalone author's loop). */
+  readonly #overrides = new ModuleOverrides();
   #status!: ConfigStatus;
   #outbound!: ConnectionManager;
   #inbound!: ConnectionManager;
@@ -224,7 +216,7 @@ export class Proxy {
   applyConfig(config: ProxyConfig): Promise<void> {
     const run = async () => {
       const base = config;
-      config = this.#withOverrides(base);
+      config = this.#overrides.apply(base);
       if (config.version === this.#config.version) {
         this.#base = base;
         return;
@@ -249,23 +241,6 @@ export class Proxy {
     return next;
   }
 
-  /** Every binding with an override pointed at its stand-in module; the version says so. */
-  #withOverrides(config: ProxyConfig): ProxyConfig {
-    if (this.#overrides.size === 0) return config;
-    const used: string[] = [];
-    const swap = (b: FilterBinding): FilterBinding => {
-      const o = this.#overrides.get(`${b.namespace}/${b.name}`);
-      if (o === undefined) return b;
-      used.push(`${b.namespace}/${b.name}=${o.sha256}`);
-      return { ...b, url: `file://${o.path}`, path: o.path, sha256: o.sha256, canary: undefined };
-    };
-    const inboundFilters = config.inboundFilters.map(swap);
-    const outboundFilters = config.outboundFilters.map(swap);
-    if (used.length === 0) return config;
-    const tag = createHash('sha256').update(used.sort().join(',')).digest('hex').slice(0, 12);
-    return { ...config, version: `${config.version}+dev.${tag}`, inboundFilters, outboundFilters };
-  }
-
   /**
    * Runs `bytes` in place of the module of WasmPlugin `plugin` (`namespace/name`, or `name` when it is
    * unique), in every chain that has it, until cleared; later config changes keep the override. The new
@@ -273,19 +248,12 @@ export class Proxy {
    * this throws with the reason.
    */
   async overrideModule(plugin: string, bytes: Uint8Array): Promise<{ plugin: string; sha256: string; config: string }> {
-    const key = this.#pluginKey(plugin);
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const dir = join(os.tmpdir(), `wasmesh-dev-${process.pid}`);
-    await mkdir(dir, { recursive: true });
-    const path = join(dir, `${sha256}.wasm`);
-    await writeFile(path, bytes);
-    const previous = this.#overrides.get(key);
-    this.#overrides.set(key, { path, sha256 });
+    const key = this.#overrides.keyFor(this.#base, plugin);
+    const { sha256, restore } = await this.#overrides.set(key, bytes);
     try {
       await this.applyConfig(this.#base);
     } catch (err) {
-      if (previous) this.#overrides.set(key, previous);
-      else this.#overrides.delete(key);
+      restore();
       throw err;
     }
     return { plugin: key, sha256, config: this.#config.version };
@@ -293,20 +261,7 @@ export class Proxy {
 
   /** Drops an override: the WasmPlugin's own module serves again. */
   async clearModuleOverride(plugin: string): Promise<void> {
-    const key = this.#pluginKey(plugin);
-    if (!this.#overrides.delete(key)) return;
-    await this.applyConfig(this.#base);
-  }
-
-  #pluginKey(plugin: string): string {
-    const all = new Set<string>();
-    for (const b of [...this.#base.inboundFilters, ...this.#base.outboundFilters]) all.add(`${b.namespace}/${b.name}`);
-    if (all.has(plugin)) return plugin;
-    const byName = [...all].filter((k) => k.slice(k.indexOf('/') + 1) === plugin);
-    if (byName.length === 1) return byName[0];
-    const have = [...all].join(', ') || 'none';
-    if (byName.length > 1) throw new ModuleOverrideError(`WasmPlugin name "${plugin}" is in several namespaces (${byName.join(', ')}): say namespace/name`);
-    throw new ModuleOverrideError(`no WasmPlugin "${plugin}" in the running config (have: ${have})`);
+    if (this.#overrides.delete(this.#overrides.keyFor(this.#base, plugin))) await this.applyConfig(this.#base);
   }
 
   #adminSource(): AdminSource {
@@ -331,7 +286,7 @@ export class Proxy {
       config: this.#config.version,
       inbound: filterStatus('inbound', this.#inbound.state.chain),
       outbound: filterStatus('outbound', this.#outbound.state.chain),
-      overrides: Object.fromEntries([...this.#overrides].map(([k, o]) => [k, o.sha256])),
+      overrides: this.#overrides.summary(),
     };
   }
 
@@ -401,13 +356,9 @@ export class Proxy {
     this.clusters.stop();
     await this.upstreams.close();
     await this.#plugins.stop();
+    await this.#overrides.close();
     await this.#accessLog.close();
   }
-}
-
-/** A module override names no WasmPlugin of the running config (or an ambiguous one). */
-export class ModuleOverrideError extends Error {
-  readonly code = 'WASMESH_PROXY_NO_SUCH_PLUGIN';
 }
 
 /** Resolves true if `promise` settles within `ms`, false otherwise; the timer never outlives it. */

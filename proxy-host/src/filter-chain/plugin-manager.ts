@@ -11,8 +11,8 @@ import { CanaryPair, type FilterSlot } from './chain.ts';
 export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';
 
 /**
- * Compiled modules no binding uses any more that stay compiled, most recent first: going back to the
- * previous version (a rollback, an aborted canary) swaps without compiling again.
+ * How many compiled modules no binding uses any more stay compiled (the most recently unbound ones):
+ * going back to a previous version (a rollback, an aborted canary) swaps without compiling again.
  */
 export const RECENT_MODULES_KEPT = 2;
 
@@ -120,14 +120,12 @@ export class PluginManager {
     if (this.#stopped) throw new Error('plugin manager is stopped');
     // A canary is one more plugin: the binding's settings with the canary's module.
     const expanded: FilterBinding[] = [];
-    const canaryAt: number[] = [];
+    const withCanary: boolean[] = [];
     for (const b of bindings) {
       expanded.push(b);
       const c = b.canary;
-      if (c !== undefined && c.weight > 0) {
-        canaryAt.push(expanded.length);
-        expanded.push({ ...b, url: c.url, path: c.path, sha256: c.sha256, canary: undefined });
-      } else canaryAt.push(-1);
+      withCanary.push(c !== undefined && c.weight > 0);
+      if (c !== undefined && c.weight > 0) expanded.push({ ...b, url: c.url, path: c.path, sha256: c.sha256, canary: undefined });
     }
     // Each distinct plugin is loaded once, and each file read once, even if bound several times.
     const loads = new Map<string, Promise<Resolved>>();
@@ -172,7 +170,7 @@ export class PluginManager {
     let i = 0;
     for (let k = 0; k < bindings.length; k++) {
       const stable = resolved[i++].plugin;
-      if (canaryAt[k] < 0) {
+      if (!withCanary[k]) {
         slots.push(stable);
         continue;
       }
