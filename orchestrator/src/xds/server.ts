@@ -15,6 +15,7 @@ import {
   type ModuleChunk,
   type ModuleRequest,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { ROOT_NAMESPACE } from '../config/documents.ts';
 import { certificateHandlers, type CertificateSigner } from '../certs/grpc.ts';
 import { BuiltinModules } from '../snapshot/builtin-modules.ts';
 import { SnapshotCache, type CacheStats, type NodeState } from '../snapshot/cache.ts';
@@ -200,8 +201,11 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       callback({ code: auth.error.code, details: auth.error.details });
       return;
     }
+    // A token bound to a namespace reports on that namespace's plugins and the mesh-wide ones only.
+    const bound = auth.claims.role === 'admin' ? undefined : auth.claims.namespace;
+    const report = bound === undefined ? call.request : { ...call.request, filters: call.request.filters.filter((f) => f.plugin.startsWith(`${bound}/`) || f.plugin.startsWith(`${ROOT_NAMESPACE}/`)) };
     try {
-      opts.onFilterStats?.(call.request);
+      opts.onFilterStats?.(report);
     } catch (err) {
       log('warn', `filter stats from ${call.request.node_id}: ${err instanceof Error ? err.message : String(err)}`);
     }
