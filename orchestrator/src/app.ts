@@ -104,6 +104,11 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
     writer: plugins,
     stats: opts.canaryStats ?? new CanaryStats(),
     listModules: (name) => opts.store.listModules(name),
+    // The discovery service's view of this replica's proxies: a NACK of the new version rolls it back.
+    refusals: () => (opts.proxyStatus?.() ?? []).flatMap((p) => {
+      const s = p as { node?: string; nacked?: { message: string; at: string } };
+      return s.nacked && s.node ? [{ node: s.node, message: s.nacked.message, at: s.nacked.at }] : [];
+    }),
     log: opts.rolloutLog ?? ((level, message) => void (level !== 'info' && process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`))),
   });
   app.register(filterRoutes, { store: opts.store, plugins, rollouts });

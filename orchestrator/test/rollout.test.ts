@@ -35,7 +35,7 @@ const ctx = {} as {
   app: TestServer;
   proxy?: Proxy;
   client: XdsClient;
-  files: Record<'one' | 'two' | 'trap', string>;
+  files: Record<'one' | 'two' | 'trap' | 'broken', string>;
 };
 
 async function cli(run: (argv: string[], io: { out: { write(t: string): unknown }; err: { write(t: string): unknown } }) => Promise<number>, args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -110,14 +110,15 @@ test.before(async () => {
     return out.join('').trim();
   };
   ctx.admin = await token(['--role', 'admin']);
-  ctx.files = { one: join(ctx.root, 'one.wasm'), two: join(ctx.root, 'two.wasm'), trap: join(ctx.root, 'trap.wasm') };
+  ctx.files = { one: join(ctx.root, 'one.wasm'), two: join(ctx.root, 'two.wasm'), trap: join(ctx.root, 'trap.wasm'), broken: join(ctx.root, 'broken.wasm') };
   await writeFile(ctx.files.one, await versionModule('one'));
   await writeFile(ctx.files.two, await versionModule('two'));
   await writeFile(ctx.files.trap, await versionModule('trap', { trap: true }));
+  await writeFile(ctx.files.broken, await versionModule('broken', { failStart: true }));
   // Version 1.0.0 is deployed before the proxy starts; 2.0.0 and 3.0.0 (the one that traps) are uploaded only.
   const deployed = await cli(filterDeploy, [ctx.files.one, '--name', 'versioned', '--version', '1.0.0']);
   assert.is(deployed.code, 0, deployed.err);
-  for (const [file, version] of [[ctx.files.two, '2.0.0'], [ctx.files.trap, '3.0.0']] as const) {
+  for (const [file, version] of [[ctx.files.two, '2.0.0'], [ctx.files.trap, '3.0.0'], [ctx.files.broken, '4.0.0']] as const) {
     const r = await cli(filterDeploy, [file, '--name', 'versioned', '--version', version, '--upload-only']);
     assert.is(r.code, 0, r.err);
   }
@@ -180,7 +181,7 @@ test('deploy records the history; rollback goes back to the version before, or t
   );
   const unknown = await cli(filterRollback, ['versioned', '--to', '9.9.9']);
   assert.is(unknown.code, 1);
-  assert.match(unknown.err, /versioned@9\.9\.9 has not been uploaded \(versions: 1\.0\.0, 2\.0\.0, 3\.0\.0\)/);
+  assert.match(unknown.err, /versioned@9\.9\.9 has not been uploaded \(versions: 1\.0\.0, 2\.0\.0, 3\.0\.0, 4\.0\.0\)/);
 });
 
 test('usage errors name what is wrong and exit 2', async () => {
@@ -263,6 +264,25 @@ test('a canary that traps is rolled back automatically and the old version keeps
   assert.ok(cached.has(await digest(ctx.files.two)), 'the serving module is cached');
   assert.not.ok(cached.has(await digest(ctx.files.one)), 'a module no config references is gone');
   assert.not.ok(cached.has(await digest(ctx.files.trap)), 'the rolled back canary is gone');
+});
+
+test('a new version the proxies cannot start is NACKed, rolled back automatically, and never served', async () => {
+  const load = traffic(30_000);
+  let seen: Array<{ status: number; version: string | undefined }> = [];
+  try {
+    const started = await api<RolloutStatus>('POST', '/filters/default/versioned/rollout', { to: '4.0.0', steps: [50, 100], intervalMs: 20_000 });
+    assert.is(started.status, 202, JSON.stringify(started.body));
+    const done = await until('the automatic rollback', async () => {
+      const s = (await api<RolloutStatus>('GET', '/filters/default/versioned/rollout')).body;
+      return s.phase === 'Progressing' ? undefined : s;
+    }, 15_000);
+    assert.is(done.phase, 'RolledBack');
+    assert.match(done.message, /proxy web\.default~.* refused the new version: WasmPlugin default\/versioned: .*proxy_on_vm_start returned false/);
+  } finally {
+    seen = await load.stop();
+  }
+  assert.ok(seen.length > 0 && seen.every((s) => s.status === 200 && s.version === 'two'), 'the old version served every request');
+  assert.is((await api<FilterStatusBody>('GET', '/filters/default/versioned')).body.canary, undefined);
 });
 
 test.run();

@@ -83,14 +83,26 @@ interface Running {
   status: RolloutStatus;
   baseline: Baseline;
   timer?: NodeJS.Timeout;
+  check?: NodeJS.Timeout;
   /** A transition is being written: reports wait. */
   busy: boolean;
+}
+
+/** A config a proxy connected to this replica refused (a NACK), as the discovery service reports it. */
+export interface Refusal {
+  node: string;
+  message: string;
+  at: string;
 }
 
 export interface RolloutControllerOptions {
   writer: PluginWriter;
   stats: CanaryStats;
   listModules: (name?: string) => Promise<ModuleRecord[]>;
+  /** The proxies' latest refusals: a proxy that cannot start the new version NACKs, and never reports on it. */
+  refusals?: () => Refusal[];
+  /** How often a running rollout is judged without a report (refusals, quiet proxies); default 1000 ms. */
+  checkEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -213,13 +225,20 @@ export class RolloutController {
   close(): void {
     this.#closed = true;
     this.#stopReports();
-    for (const r of this.#running.values()) clearTimeout(r.timer);
+    for (const r of this.#running.values()) {
+      clearTimeout(r.timer);
+      clearInterval(r.check);
+    }
     this.#running.clear();
   }
 
   #schedule(r: Running): void {
     clearTimeout(r.timer);
     if (this.#closed) return;
+    if (r.check === undefined) {
+      r.check = setInterval(() => void this.#judge(r, false), this.#opts.checkEveryMs ?? 1000);
+      r.check.unref();
+    }
     const elapsed = Date.now() - Date.parse(r.status.stepStartedAt);
     r.timer = setTimeout(() => void this.#judge(r, true), Math.max(0, r.status.intervalMs - elapsed));
     r.timer.unref();
@@ -240,6 +259,10 @@ export class RolloutController {
 
   /** Why the canary is worse than the stable version, or undefined when it is not (yet). */
   #verdict(r: Running): string | undefined {
+    const id = `WasmPlugin ${r.status.namespace}/${r.status.plugin}`;
+    const since = Date.parse(r.status.startedAt);
+    const refused = this.#opts.refusals?.().find((n) => Date.parse(n.at) >= since && n.message.includes(id));
+    if (refused) return `proxy ${refused.node} refused the new version: ${refused.message}`;
     const { stable, canary } = this.#stats(r);
     const t = r.status.thresholds;
     if (canary.badOn.length > 0) return `the new version failed repeatedly on ${canary.badOn.join(', ')}`;
@@ -291,6 +314,7 @@ export class RolloutController {
   async #finish(r: Running, phase: Exclude<RolloutPhase, 'Progressing'>, message: string, by: string): Promise<void> {
     const id = `${r.status.namespace}/${r.status.plugin}`;
     clearTimeout(r.timer);
+    clearInterval(r.check);
     const stats = this.#stats(r);
     r.status = { ...r.status, ...stats, phase, message, finishedAt: new Date().toISOString(), weight: phase === 'Succeeded' ? 100 : 0 };
     r.busy = true;
