@@ -631,6 +631,27 @@ test('filters: binding fields, module paths, env and copied pluginConfig', () =>
   });
 });
 
+test('filters: a canary module resolves like the url; weight 0 means no canary; a bad canary url is named', () => {
+  const docs = fromObjects(
+    [
+      wasmPlugin('canaried', { url: 'file://v1.wasm', canary: { url: 'file://v2.wasm', sha256: 'CD'.repeat(32), weight: 12.5 } }),
+      wasmPlugin('idle', { url: 'file://v1.wasm', canary: { url: 'file://v2.wasm', weight: 0 } }),
+    ],
+    'config/mesh.yaml',
+  );
+  assert.ok(validateDocuments(docs, { mode: 'standalone' }).ok);
+  const config = translateProxyConfig(docs, productpage, { baseDir: '/srv', telemetry: false });
+  const byName = Object.fromEntries(config.inboundFilters.map((b) => [b.name, b]));
+  assert.equal(byName.canaried!.canary, { url: 'file://v2.wasm', path: '/srv/config/v2.wasm', sha256: 'cd'.repeat(32), weight: 12.5 });
+  assert.is(byName.idle!.canary, undefined);
+  const bad = validateDocuments(fromObjects([wasmPlugin('bad', { canary: { url: 'oci://registry/x:1', weight: 5 } })]), { mode: 'standalone' });
+  assert.not.ok(bad.ok);
+  assert.is(bad.errors[0]!.path, '/spec/canary/url');
+  const heavy = validateDocuments(fromObjects([wasmPlugin('heavy', { canary: { url: 'file://x.wasm', weight: 120 } })]), { mode: 'standalone' });
+  assert.not.ok(heavy.ok);
+  assert.match(heavy.errors[0]!.path, /^\/spec\/canary\/weight/);
+});
+
 test('filters: the example plugin resolves relative to its file', async () => {
   const { documents } = await readDocumentFiles([EXAMPLES]);
   const workload = { name: 'productpage-v1', namespace: 'bookinfo', labels: { app: 'productpage', version: 'v1' }, serviceAccount: 'bookinfo-productpage' };
