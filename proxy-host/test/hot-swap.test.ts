@@ -2,7 +2,7 @@
 // finish on the version they started on, a module that fails to start changes nothing, and a canary
 // takes its share of streams by request id.
 import http from 'node:http';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -223,6 +223,18 @@ test('admin /filters/module swaps a module in a standalone proxy and reports com
   const del = await fetch(`${admin}/filters/module?plugin=default/versioned`, { method: 'DELETE' });
   assert.is(del.status, 200);
   assert.is((await get(p.outboundPort, false)).version, 'one');
+  // The uploaded modules live in the proxy's own temporary folder, removed when it stops.
+  const holding = async () => {
+    const dirs = (await readdir(tmpdir())).filter((f) => f.startsWith('wasmesh-dev-'));
+    const found: string[] = [];
+    for (const d of dirs) if ((await readdir(join(tmpdir(), d)).catch(() => [] as string[])).includes(`${body.sha256}.wasm`)) found.push(d);
+    return found;
+  };
+  const mine = await holding();
+  assert.is(mine.length, 1, 'one folder holds the uploaded module');
+  await p.stop(0);
+  proxy = undefined;
+  assert.not.ok((await readdir(tmpdir())).includes(mine[0]!), 'the temporary folder is gone');
 });
 
 test('a managed proxy (no overrides) refuses module uploads on admin', async () => {

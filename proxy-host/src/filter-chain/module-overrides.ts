@@ -1,9 +1,9 @@
 // The author's loop on a standalone proxy (`wasmesh filter dev`): modules standing in for WasmPlugins'
-// own, kept across config changes until cleared. Each is written to a per-process temporary folder
+// own, kept across config changes until cleared. Each is written to the proxy's own temporary folder
 // (the plugin manager loads bindings by path) and applied by rewriting the config's bindings; the
 // config version says an override is in effect.
 import { createHash } from 'node:crypto';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import type { FilterBinding, ProxyConfig } from '../config/types.ts';
@@ -21,7 +21,8 @@ interface Override {
 export class ModuleOverrides {
   /** WasmPlugin `namespace/name` -> the module standing in for its own. */
   readonly #byPlugin = new Map<string, Override>();
-  readonly #dir = join(os.tmpdir(), `wasmesh-dev-${process.pid}`);
+  /** This proxy's own folder (several proxies may share a process), made on the first override. */
+  #dir: Promise<string> | undefined;
 
   get size(): number {
     return this.#byPlugin.size;
@@ -41,8 +42,8 @@ export class ModuleOverrides {
   /** Stores the bytes and sets the override; returns what it replaced (to restore if applying fails). */
   async set(key: string, bytes: Uint8Array): Promise<{ sha256: string; restore: () => void }> {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    await mkdir(this.#dir, { recursive: true });
-    const path = join(this.#dir, `${sha256}.wasm`);
+    this.#dir ??= mkdtemp(join(os.tmpdir(), 'wasmesh-dev-'));
+    const path = join(await this.#dir, `${sha256}.wasm`);
     await writeFile(path, bytes);
     const previous = this.#byPlugin.get(key);
     this.#byPlugin.set(key, { path, sha256 });
@@ -85,6 +86,8 @@ export class ModuleOverrides {
   /** Removes the temporary module files (proxy shutdown). */
   async close(): Promise<void> {
     this.#byPlugin.clear();
-    await rm(this.#dir, { recursive: true, force: true });
+    const dir = this.#dir;
+    this.#dir = undefined;
+    if (dir) await rm(await dir, { recursive: true, force: true }).catch(() => {});
   }
 }
