@@ -197,6 +197,8 @@ test('a canary that traps fails its own streams only, and is marked bad after re
 });
 
 test('admin /filters/module swaps a module in a standalone proxy and reports compile errors without losing the running one', async () => {
+  const devDirs = async () => (await readdir(tmpdir())).filter((f) => f.startsWith('wasmesh-dev-'));
+  const existing = new Set(await devDirs());
   const p = await start(versioned(files.one), true);
   const admin = `http://127.0.0.1:${p.adminPort}`;
   const two = Buffer.from(await versionModule('two'));
@@ -224,14 +226,9 @@ test('admin /filters/module swaps a module in a standalone proxy and reports com
   assert.is(del.status, 200);
   assert.is((await get(p.outboundPort, false)).version, 'one');
   // The uploaded modules live in the proxy's own temporary folder, removed when it stops.
-  const holding = async () => {
-    const dirs = (await readdir(tmpdir())).filter((f) => f.startsWith('wasmesh-dev-'));
-    const found: string[] = [];
-    for (const d of dirs) if ((await readdir(join(tmpdir(), d)).catch(() => [] as string[])).includes(`${body.sha256}.wasm`)) found.push(d);
-    return found;
-  };
-  const mine = await holding();
-  assert.is(mine.length, 1, 'one folder holds the uploaded module');
+  const mine = (await devDirs()).filter((d) => !existing.has(d));
+  assert.is(mine.length, 1, 'one folder of its own');
+  assert.ok((await readdir(join(tmpdir(), mine[0]!))).includes(`${body.sha256}.wasm`));
   await p.stop(0);
   proxy = undefined;
   assert.not.ok((await readdir(tmpdir())).includes(mine[0]!), 'the temporary folder is gone');
