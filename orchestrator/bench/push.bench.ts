@@ -20,6 +20,7 @@ import { runInNewContext } from 'node:vm';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { ResourceInput } from '../src/store/types.ts';
 import { startXdsServer, type XdsServer } from '../src/xds/server.ts';
+import { reviewsSeed, reviewsVirtualService } from './reviews-mesh.ts';
 
 const SIZES = [10, 100, 1000];
 const ROUNDS = 5;
@@ -32,39 +33,8 @@ setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
 const wallNow = (): number => performance.timeOrigin + performance.now();
 
-const HOST = 'reviews.default.svc.cluster.local';
-const seed: ResourceInput[] = [
-  {
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'ServiceEntry',
-    metadata: { name: 'reviews', namespace: 'default' },
-    spec: {
-      hosts: [HOST],
-      location: 'MESH_INTERNAL',
-      resolution: 'STATIC',
-      ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }],
-      endpoints: [
-        { address: '10.0.0.1', ports: { http: 9080 }, labels: { version: 'v1' } },
-        { address: '10.0.0.2', ports: { http: 9080 }, labels: { version: 'v2' } },
-      ],
-    },
-  },
-  {
-    apiVersion: 'networking.istio.io/v1',
-    kind: 'DestinationRule',
-    metadata: { name: 'reviews', namespace: 'default' },
-    spec: { host: HOST, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
-  },
-];
-const virtualService = (v1: number): ResourceInput => ({
-  apiVersion: 'networking.istio.io/v1',
-  kind: 'VirtualService',
-  metadata: { name: 'reviews', namespace: 'default' },
-  spec: {
-    hosts: [HOST],
-    http: [{ route: [{ destination: { host: HOST, subset: 'v1' }, weight: v1 }, { destination: { host: HOST, subset: 'v2' }, weight: 100 - v1 }] }],
-  },
-});
+const seed = reviewsSeed;
+const virtualService = reviewsVirtualService;
 
 interface Round {
   allAckedMs: number;

@@ -37,6 +37,8 @@ import { Proxy } from '../src/proxy.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../test/support/config.ts';
 import { versionModule } from '../test/support/version-module.ts';
 import { TASKSET } from './load.ts';
+import { reviewsSeed, reviewsVirtualService } from '../../orchestrator/bench/reviews-mesh.ts';
+import { PLURALS } from '../../orchestrator/src/http/kinds.ts';
 
 const SECTION = '## Filter module hot reload (npm run bench:swap)';
 const THIS_FILE = fileURLToPath(import.meta.url);
@@ -236,47 +238,8 @@ interface DeployResult {
   orchestratorErrors: string[];
 }
 
-const SE_HOST = 'reviews.default.svc.cluster.local';
-const seed = [
-  {
-    kind: 'serviceentries',
-    name: 'reviews',
-    doc: {
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'ServiceEntry',
-      metadata: { name: 'reviews', namespace: 'default' },
-      spec: {
-        hosts: [SE_HOST],
-        location: 'MESH_INTERNAL',
-        resolution: 'STATIC',
-        ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }],
-        endpoints: [
-          { address: '10.0.0.1', ports: { http: 9080 }, labels: { version: 'v1' } },
-          { address: '10.0.0.2', ports: { http: 9080 }, labels: { version: 'v2' } },
-        ],
-      },
-    },
-  },
-  {
-    kind: 'destinationrules',
-    name: 'reviews',
-    doc: {
-      apiVersion: 'networking.istio.io/v1',
-      kind: 'DestinationRule',
-      metadata: { name: 'reviews', namespace: 'default' },
-      spec: { host: SE_HOST, subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
-    },
-  },
-];
-const virtualService = (v1: number) => ({
-  apiVersion: 'networking.istio.io/v1',
-  kind: 'VirtualService',
-  metadata: { name: 'reviews', namespace: 'default' },
-  spec: {
-    hosts: [SE_HOST],
-    http: [{ route: [{ destination: { host: SE_HOST, subset: 'v1' }, weight: v1 }, { destination: { host: SE_HOST, subset: 'v2' }, weight: 100 - v1 }] }],
-  },
-});
+const seed = reviewsSeed.map((doc) => ({ kind: PLURALS[doc.kind], name: doc.metadata.name, doc }));
+const virtualService = reviewsVirtualService;
 
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
