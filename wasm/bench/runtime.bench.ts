@@ -4,7 +4,9 @@ import { writeResultsSection } from '../../scripts/bench-results.ts';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
-import { Plugin, type HeaderList, type HttpStreamSink, type LocalResponse } from '../src/index.ts';
+import { compileModule, MetricsRegistry, Plugin, type HeaderList, type HttpStreamSink, type LocalResponse, type PluginConfig, type PluginHost, type PropertyValue, type StreamInfo } from '../src/index.ts';
+import { DEFAULT_CPU_BUDGET } from '../src/limits.ts';
+import { setFuelProbe } from '../src/vm.ts';
 import { guestModule, wat2wasm } from '../test/support/wat.ts';
 
 const ROUNDS = 7;
@@ -72,19 +74,22 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+/** One round of `n` streams: ns per stream. */
+function streamRound(plugin: Plugin, sink: NullSink, n: number, info?: StreamInfo): number {
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    const stream = plugin.createHttpStream(sink, info);
+    stream.requestHeaders(requestHeaders(), true);
+    stream.responseHeaders(RESPONSE.slice(), true);
+    stream.finish();
+  }
+  return Number(process.hrtime.bigint() - start) / n;
+}
+
 /** ns per stream through the runtime (median of rounds). */
 function benchStreams(plugin: Plugin): number {
   const sink = new NullSink();
-  const round = () => {
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < STREAMS_PER_ROUND; i++) {
-      const stream = plugin.createHttpStream(sink);
-      stream.requestHeaders(requestHeaders(), true);
-      stream.responseHeaders(RESPONSE.slice(), true);
-      stream.finish();
-    }
-    return Number(process.hrtime.bigint() - start) / STREAMS_PER_ROUND;
-  };
+  const round = () => streamRound(plugin, sink, STREAMS_PER_ROUND);
   round(); // warm up
   const results: number[] = [];
   for (let r = 0; r < ROUNDS; r++) results.push(round());
@@ -143,6 +148,130 @@ function benchHostCall(plugin: Plugin): number {
   return median(results);
 }
 
+// ---- what the CPU budget costs --------------------------------------------------------------------
+
+const NODE: Record<string, PropertyValue> = {
+  'node.metadata.NAME': 'productpage',
+  'node.metadata.NAMESPACE': 'default',
+  'node.metadata.SERVICE_ACCOUNT': 'bookinfo-productpage',
+  'node.metadata.LABELS': new Map([['app', 'productpage'], ['version', 'v1']]),
+};
+const INBOUND_INFO: StreamInfo = {
+  sourceAddress: '10.0.0.1:40000',
+  destinationAddress: '10.0.0.2:9080',
+  protocol: 'HTTP/1.1',
+  mtls: true,
+  peerPrincipal: 'spiffe://cluster.local/ns/default/sa/bookinfo-gateway',
+  getProperty: (p) => (p.join('.') === 'xds.listener_direction' ? 1 : undefined),
+};
+
+interface Guest {
+  what: string;
+  bytes: Uint8Array;
+  config: PluginConfig;
+}
+
+async function guests(): Promise<Guest[]> {
+  const out: Guest[] = [
+    { what: 'no-op module (host floor)', bytes: await wat2wasm(noopWat), config: { name: 'noop' } },
+    { what: 'host-cost module (2 header reads, 1 write)', bytes: await wat2wasm(headersWat), config: { name: 'headers' } },
+  ];
+  const telemetry = 'filters/telemetry/build/telemetry.wasm';
+  if (existsSync(telemetry)) {
+    // The built-in binding's config: Istio's metrics and trace context, no access-log record.
+    out.push({ what: 'telemetry filter, built-in config (inbound)', bytes: await readFile(telemetry), config: { name: 'telemetry', rootId: 'telemetry', configuration: { metrics: true, accessLog: false } } });
+  }
+  const policy = 'filters/policy/build/policy.wasm';
+  if (existsSync(policy)) {
+    const example = JSON.parse(await readFile('filters/policy/example/config.json', 'utf8')) as { policies: unknown[] };
+    // The example's DENY/ALLOW/AUDIT policies (every request is matched against each), without its rate limits.
+    out.push({ what: 'policy filter, 3 policies with rules', bytes: await readFile(policy), config: { name: 'policy', rootId: 'policy', configuration: { policies: example.policies } } });
+  }
+  const example = 'filters/examples/add-header/build/add-header.wasm';
+  if (existsSync(example)) {
+    out.push({
+      what: 'add-header example filter',
+      bytes: await readFile(example),
+      config: { name: 'add-header', rootId: 'add_header', configuration: { request: { 'x-wasmesh-example': 'hello' }, response: { 'x-powered-by': 'wasmesh' } } },
+    });
+  }
+  return out;
+}
+
+async function loadGuest(g: Guest, metering: boolean): Promise<Plugin> {
+  const host: PluginHost = { metrics: new MetricsRegistry(), getProperty: (p) => NODE[p.join('.')], log: () => {} };
+  const compiled = await compileModule(g.bytes, { name: g.config.name, metering });
+  return Plugin.load(compiled, { ...g.config, name: `${g.config.name}-${metering ? 'metered' : 'plain'}`, logLevel: 'info' }, host);
+}
+
+interface BudgetRow {
+  what: string;
+  plain: number;
+  metered: number;
+  /** Most fuel one callback used (streams), and the startup callbacks' most. */
+  worstCallback: number;
+  worstStartup: number;
+}
+
+/** Each guest with and without the budget, alternating rounds so noise hits both alike. */
+async function benchBudget(): Promise<BudgetRow[]> {
+  const rows: BudgetRow[] = [];
+  for (const g of await guests()) {
+    let worstStartup = 0;
+    setFuelProbe((_vm, used) => (worstStartup = Math.max(worstStartup, used)));
+    const metered = await loadGuest(g, true);
+    setFuelProbe(undefined);
+    const plain = await loadGuest(g, false);
+    const sink = new NullSink();
+    const n = STREAMS_PER_ROUND / 5;
+    const times = { plain: [] as number[], metered: [] as number[] };
+    for (let r = 0; r <= ROUNDS * 2; r++) {
+      const p = streamRound(plain, sink, n, INBOUND_INFO);
+      const m = streamRound(metered, sink, n, INBOUND_INFO);
+      if (r > 0) {
+        times.plain.push(p);
+        times.metered.push(m);
+      }
+    }
+    let worstCallback = 0;
+    setFuelProbe((_vm, used) => (worstCallback = Math.max(worstCallback, used)));
+    streamRound(metered, sink, 100, INBOUND_INFO);
+    setFuelProbe(undefined);
+    for (const p of [plain, metered]) if (p.state !== 'running') throw new Error(`${p.settings.name} failed: ${p.lastFailure}`);
+    rows.push({ what: g.what, plain: median(times.plain), metered: median(times.metered), worstCallback, worstStartup });
+    await Promise.all([plain.stop(), metered.stop()]);
+  }
+  return rows;
+}
+
+/** How long an endless loop runs before the default budget stops it (a stall bounded by the budget). */
+async function benchRunaway(): Promise<{ loopMs: number; recursionMs: number }> {
+  const wat = guestModule({
+    body: `
+  (func $spin (loop $l (br $l)))
+  (func $fib (param i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get 0) (i32.const 2)) (then (local.get 0))
+      (else (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1))) (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.eq (local.get 1) (i32.const 6)) (then (call $spin)))
+    (drop (call $fib (i32.const 60)))
+    (i32.const 0))`,
+  });
+  const bytes = await wat2wasm(wat);
+  const time = async (headers: HeaderList) => {
+    const plugin = await Plugin.load(bytes, { name: 'runaway', logLevel: 'off' }, { metrics: new MetricsRegistry(), log: () => {} });
+    const sink = new NullSink();
+    sink.localResponse = () => {};
+    const start = performance.now();
+    plugin.createHttpStream(sink).requestHeaders(headers, true);
+    const ms = performance.now() - start;
+    if (plugin.lastFailureCause !== 'cpu_budget') throw new Error(`expected a cpu_budget trap, got ${plugin.lastFailureCause}`);
+    await plugin.stop();
+    return ms;
+  };
+  return { loopMs: await time(requestHeaders()), recursionMs: await time([':method', 'GET', ':path', '/']) };
+}
+
 async function main(): Promise<void> {
   const noop = await Plugin.load(await wat2wasm(noopWat), { name: 'noop' });
   const headers = await Plugin.load(await wat2wasm(headersWat), { name: 'headers' });
@@ -173,6 +302,13 @@ async function main(): Promise<void> {
   rows.push(['host call path per callback (no-op callback)', `${hostCall.toFixed(1)} ns`, `${(hostCall / rawCall).toFixed(2)}x the raw call`]);
 
   const hostOwnPerStream = headersStream - plain;
+  const budget = await benchBudget();
+  const runaway = await benchRunaway();
+  const pct = (r: BudgetRow) => `${(((r.metered - r.plain) / r.plain) * 100).toFixed(1)}%`;
+  const budgetTable = budget
+    .map((r) => `| ${r.what} | ${(r.plain / 1000).toFixed(2)} µs | ${(r.metered / 1000).toFixed(2)} µs | ${pct(r)} | ${r.worstCallback.toLocaleString('en-US')} | ${r.worstStartup.toLocaleString('en-US')} |`)
+    .join('\n');
+  const headerRow = budget.find((r) => r.what.startsWith('host-cost'));
   const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
   const command = 'npm run bench';
   const text = `## wasm/ runtime (npm run bench)
@@ -190,6 +326,21 @@ Host's own cost per stream (host-cost module minus the plain-JS reference doing 
 **${hostOwnPerStream.toFixed(0)} ns** (aim: under 1000 ns). The guest's part of that module is a few
 instructions per callback, so this is the host (context bookkeeping, calls into the guest, bounds
 checks, allocations in guest memory through its allocator, header lookups and writes).
+
+### CPU budget (instrumented modules)
+
+Every module is instrumented at load so each callback runs under a budget of fuel units (about one wasm
+instruction each; a host call costs 100 more). Default: ${DEFAULT_CPU_BUDGET.toLocaleString('en-US')} units per callback. Each module
+below ran with and without the instrumentation in alternating rounds (${ROUNDS * 2} rounds of ${STREAMS_PER_ROUND / 5} streams, median),
+inbound stream info, the built-in filters with the configs named.
+
+| module | without budget | with budget | cost of the budget | most fuel one stream callback used | most fuel a startup callback used |
+|---|---|---|---|---|---|
+${budgetTable}
+
+${headerRow ? `Host's own cost per stream with the budget (host-cost module with budget minus the plain-JS reference): **${(headerRow.metered - plain).toFixed(0)} ns** (aim: under 1000 ns).` : ''}
+An endless loop in a callback is stopped after **${runaway.loopMs.toFixed(0)} ms**, and an exponential recursion (no loop) after
+**${runaway.recursionMs.toFixed(0)} ms**, by the default budget (cause \`cpu_budget\`); the process then carries on.
 `;
   await writeResultsSection(text);
   process.stdout.write(text);

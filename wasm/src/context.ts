@@ -9,7 +9,12 @@ export interface BufferSlot {
   bytes(): Uint8Array;
   /** Undefined for read-only buffers (configuration, callout bodies). */
   replace?(data: Uint8Array): void;
+  /** Most bytes a replacement may hold; a larger one is refused (outputTooLarge). */
+  readonly maxBytes?: number;
 }
+
+/** What a filter wrote past the output limits. */
+export type OutputKind = 'request_headers' | 'request_trailers' | 'request_body' | 'response_headers' | 'response_trailers' | 'response_body' | 'local_reply';
 
 export abstract class Context {
   readonly id: number;
@@ -41,6 +46,20 @@ export abstract class Context {
   /** The map of that type if the module may change it now (not yet forwarded), else undefined. */
   writableMap(_type: number): HeaderList | undefined {
     return undefined;
+  }
+  /**
+   * Most bytes one write to the map of that type may add (its whole block's limit): the host refuses a
+   * larger write before copying it out of guest memory. Infinity where no limit applies.
+   */
+  mapWriteLimit(_type: number): number {
+    return Infinity;
+  }
+  /**
+   * A write went past the output limits: the stream fails once the current callback returns (a local
+   * reply naming the plugin, or a reset). Returns the result the host call answers with.
+   */
+  outputTooLarge(_what: OutputKind): number {
+    return WasmResult.BadArgument;
   }
   /** Attributes only a stream knows (request.*, response.*); roots have none. */
   streamProperty(_path: readonly string[]): PropertyValue | undefined {

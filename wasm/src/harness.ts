@@ -57,6 +57,9 @@ export interface HarnessOptions {
   env?: Record<string, string>;
   memoryLimitBytes?: number;
   maxBufferedBodyBytes?: number;
+  /** Fuel per callback and for startup (the proxy's defaults otherwise): a test can prove a filter stays well inside them. */
+  cpuBudget?: number;
+  startupCpuBudget?: number;
   /** Answers to HTTP callouts by cluster; a cluster not listed is unknown (the call gets BadArgument). */
   calloutResponses?: Record<string, CalloutAnswer>;
   /** Extra properties by dotted path ("source.principal") or NUL-joined path. */
@@ -208,6 +211,8 @@ export class FilterHarness {
         logLevel: options.logLevel,
         env: options.env,
         maxBufferedBodyBytes: options.maxBufferedBodyBytes,
+        cpuBudget: options.cpuBudget,
+        startupCpuBudget: options.startupCpuBudget,
       },
       {
         log: (level: LogLevel, message: string) => {
@@ -240,6 +245,8 @@ export class FilterHarness {
       let stalled: RunResult['stalled'];
       const requestDone = () => sink.local !== undefined || sink.resetReason !== undefined || sink.request?.ended === true;
       if (!(await this.#settle(requestDone))) stalled = 'request';
+      // A reply from here on came while the upstream's response passed (even synchronously, in its headers callback).
+      const requestLocal = sink.local;
       if (sink.local && !stream.vmFailed) {
         // As in Envoy, a filter's local reply runs through the response path of the same stream.
         const l = sink.local;
@@ -251,7 +258,6 @@ export class FilterHarness {
         await this.#send(stream, input.response, false, sink);
       }
       // A filter may also answer while the upstream's response passes: its reply replaces that response.
-      const requestLocal = sink.local;
       const answeredOnResponse = () => sink.local !== undefined && sink.local !== requestLocal;
       const responseDone = () => sink.resetReason !== undefined || sink.response?.ended === true || answeredOnResponse();
       if (!stalled && (input.response || sink.local) && !(await this.#settle(responseDone))) stalled = 'response';

@@ -69,6 +69,12 @@ export interface PluginHost {
   foreignFunctions?: ReadonlyMap<string, ForeignFunction>;
   /** Shared by every plugin of one proxy: module metrics and the runtime's own. */
   metrics?: MetricsRegistry;
+  /**
+   * What a filter may write (headers, trailers and local replies); past it the stream fails with a
+   * local reply (details `wasm_output_too_large[<plugin>][<what>]`) and nothing oversized goes on.
+   * The proxy passes the limits its listeners apply to clients.
+   */
+  outputLimits?: Partial<OutputLimits>;
   /** Shared data and queues live as long as the host's stores; pass the same stores to keep them across VM swaps. */
   sharedData?: SharedDataStore;
   sharedQueues?: SharedQueueRegistry;
@@ -117,4 +123,13 @@ export interface HttpStreamSink {
   localResponse(response: LocalResponse): void;
   /** The filter reset the stream (proxy_close_stream). */
   reset(reason: string): void;
+}
+
+export interface OutputLimits {
+  /** Request header (and trailer) block: names + values + 4 bytes per header. */
+  requestHeaderBytes: number;
+  /** The same for responses, local replies included. */
+  responseHeaderBytes: number;
+  /** Headers in one map. */
+  headerCount: number;
 }

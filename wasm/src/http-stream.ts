@@ -1,7 +1,7 @@
 // One HTTP request/response through one filter: the stream context of the ABI. Input arrives from
 // the embedder; output goes to the sink once the filter lets it through, possibly after a pause.
 import { BufferType, GrpcStatus, MapType, StreamType, WasmResult } from './abi/constants.ts';
-import { Context, type BufferSlot, type RootContext } from './context.ts';
+import { Context, type BufferSlot, type OutputKind, type RootContext } from './context.ts';
 import type { HeaderList, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
 import { headerGet } from './pairs.ts';
 import { realtimeNs } from './imports/proxy-general.ts';
@@ -42,9 +42,15 @@ class Direction implements BufferSlot {
   bodyReadable = false;
   /** Inside the last body callback of a stream without trailers: the filter may add trailers. */
   lastBodyCall = false;
+  /** The filter changed the headers / trailers: their size is checked before they go on. */
+  headersModified = false;
+  trailersModified = false;
+  /** BufferSlot: the most body bytes the filter may set (the plugin's buffer bound). */
+  readonly maxBytes: number;
 
-  constructor(isRequest: boolean) {
+  constructor(isRequest: boolean, maxBytes: number) {
     this.isRequest = isRequest;
+    this.maxBytes = maxBytes;
   }
 
   bytes(): Uint8Array {
@@ -60,8 +66,8 @@ export class HttpStream extends Context {
   readonly vm: Vm;
   readonly sink: HttpStreamSink;
   readonly info: StreamInfo | undefined;
-  readonly request = new Direction(true);
-  readonly response = new Direction(false);
+  readonly request: Direction;
+  readonly response: Direction;
   /** Wall-clock start, for request.time and request.duration (Date.now: cheaper than hrtime per stream). */
   readonly startMs: number;
   /** A local response went (or is going) out: nothing more is forwarded. */
@@ -76,6 +82,9 @@ export class HttpStream extends Context {
   #onFinish: ((stream: HttpStream) => void) | undefined;
   #guest: GuestExports;
   #maxBuffered: number;
+  /** What the filter wrote past the output limits (the stream fails after the callback), and whether that was done. */
+  #outputOverflow: OutputKind | undefined;
+  #outputFailed = false;
 
   constructor(vm: Vm, sink: HttpStreamSink, info: StreamInfo | undefined, onFinish?: (stream: HttpStream) => void) {
     super(vm.newContextId());
@@ -84,6 +93,8 @@ export class HttpStream extends Context {
     this.info = info;
     this.#guest = vm.guest;
     this.#maxBuffered = vm.settings.maxBufferedBodyBytes;
+    this.request = new Direction(true, this.#maxBuffered);
+    this.response = new Direction(false, this.#maxBuffered);
     this.#onFinish = onFinish;
     this.startMs = Date.now();
     vm.contexts.set(this.id, this);
@@ -161,16 +172,30 @@ export class HttpStream extends Context {
   override writableMap(type: number): HeaderList | undefined {
     switch (type) {
       case MapType.HttpRequestHeaders:
-        return this.request.phase <= Phase.HeadersPaused ? this.request.headers : undefined;
+        return writableHeaders(this.request);
       case MapType.HttpRequestTrailers:
         return writableTrailers(this.request);
       case MapType.HttpResponseHeaders:
-        return this.response.phase <= Phase.HeadersPaused ? this.response.headers : undefined;
+        return writableHeaders(this.response);
       case MapType.HttpResponseTrailers:
         return writableTrailers(this.response);
       default:
         return undefined;
     }
+  }
+
+  override mapWriteLimit(type: number): number {
+    const limits = this.vm.settings.outputLimits;
+    if (type === MapType.HttpRequestHeaders || type === MapType.HttpRequestTrailers) return limits.requestHeaderBytes;
+    if (type === MapType.HttpResponseHeaders || type === MapType.HttpResponseTrailers) return limits.responseHeaderBytes;
+    return Infinity;
+  }
+
+  override outputTooLarge(what: OutputKind): number {
+    this.#outputOverflow ??= what;
+    // Outside a guest call (a check before forwarding) the stream fails now; inside one, after it returns.
+    if (!this.vm.inGuestCall) this.#failOutput();
+    return WasmResult.BadArgument;
   }
 
   override getBuffer(type: number): BufferSlot | undefined {
@@ -202,6 +227,7 @@ export class HttpStream extends Context {
     // A second local reply in one stream is a no-op; after response headers went out it is too late.
     if (this.answered || this.closed) return WasmResult.Ok;
     if (this.response.phase > Phase.HeadersPaused) return WasmResult.BadArgument;
+    if (!this.#fits(response.headers, this.vm.settings.outputLimits.responseHeaderBytes)) return this.outputTooLarge('local_reply');
     this.answered = true;
     this.vm.defer(() => this.#answer(response));
     return WasmResult.Ok;
@@ -317,6 +343,10 @@ export class HttpStream extends Context {
   }
 
   #forwardHeaders(dir: Direction): void {
+    if (dir.headersModified && !this.#fits(dir.headers!, this.#headerLimit(dir))) {
+      this.outputTooLarge(dir.isRequest ? 'request_headers' : 'response_headers');
+      return;
+    }
     // With the body held (paused), end_of_stream on the headers is only true if nothing follows.
     const endOfStream = dir.headersEndStream;
     dir.phase = endOfStream ? Phase.Done : Phase.Open;
@@ -339,6 +369,10 @@ export class HttpStream extends Context {
   }
 
   #emitTrailers(dir: Direction): void {
+    if (dir.trailersModified && !this.#fits(dir.trailers!, this.#headerLimit(dir))) {
+      this.outputTooLarge(dir.isRequest ? 'request_trailers' : 'response_trailers');
+      return;
+    }
     dir.phase = Phase.Done;
     if (dir.isRequest) this.sink.requestTrailers(dir.trailers!);
     else this.sink.responseTrailers(dir.trailers!);
@@ -379,6 +413,46 @@ export class HttpStream extends Context {
     }
   }
 
+  #headerLimit(dir: Direction): number {
+    const limits = this.vm.settings.outputLimits;
+    return dir.isRequest ? limits.requestHeaderBytes : limits.responseHeaderBytes;
+  }
+
+  /** The header block is within `maxBytes` (names, values, 4 bytes of framing each) and the header count limit. */
+  #fits(list: HeaderList, maxBytes: number): boolean {
+    if (list.length >>> 1 > this.vm.settings.outputLimits.headerCount) return false;
+    let bytes = 2 * list.length;
+    for (let i = 0; i < list.length; i++) bytes += list[i].length;
+    return bytes <= maxBytes;
+  }
+
+  /**
+   * The filter wrote past the output limits: nothing of it goes on. Before the response started the
+   * client gets a 500 whose details name the plugin and what was too large; after, the stream is reset.
+   * Counted in wasmesh_wasm_output_limit_total{plugin, what}.
+   */
+  #failOutput(): void {
+    const what = this.#outputOverflow;
+    if (what === undefined || this.#outputFailed || this.finished) return;
+    this.#outputFailed = true;
+    const plugin = this.vm.settings.name;
+    this.vm.settings.host.metrics
+      .counter('wasmesh_wasm_output_limit_total', 'Streams failed because a filter wrote headers, trailers, a body or a local reply past the limits', { plugin, what })
+      .increment(1);
+    const details = `wasm_output_too_large[${plugin}][${what}]`;
+    if (this.closed || (this.answered && what !== 'local_reply')) return;
+    if (this.response.phase <= Phase.HeadersPaused) {
+      this.answered = true;
+      const grpc = (headerGet(this.request.headers ?? [], 'content-type') ?? '').startsWith('application/grpc');
+      this.#answer(localReply(500, details, grpc ? 'filter output too large' : 'filter output too large\n', grpc ? GrpcStatus.Internal : -1));
+    } else {
+      this.closed = true;
+      this.request.phase = Phase.Done;
+      this.response.phase = Phase.Done;
+      this.sink.reset(details);
+    }
+  }
+
   /** A stream held by the filter when the VM failed elsewhere (a root callback, another stream) would wait forever. */
   override onVmFailed(): void {
     if (this.finished || (!isHeld(this.request) && !isHeld(this.response))) return;
@@ -390,6 +464,10 @@ export class HttpStream extends Context {
    * may already have been applied during the call (onVmFailed), in which case this only reports it.
    */
   #afterCall(): boolean {
+    if (this.#outputOverflow !== undefined && !this.#outputFailed) {
+      this.#failOutput();
+      return true;
+    }
     if (!this.vm.failed) return false;
     if (this.bypass) return true;
     if (this.vm.settings.failStrategy === 'FAIL_OPEN') {
@@ -435,10 +513,18 @@ function isHeld(dir: Direction): boolean {
   return dir.phase === Phase.HeadersPaused || dir.phase === Phase.BodyStopped || dir.phase === Phase.TrailersPaused;
 }
 
+/** The headers the filter may change now (not yet forwarded); marks them for the size check. */
+function writableHeaders(dir: Direction): HeaderList | undefined {
+  if (dir.phase > Phase.HeadersPaused) return undefined;
+  dir.headersModified = true;
+  return dir.headers;
+}
+
 /** The trailers map the filter may change now; created empty when it adds trailers in the last body callback. */
 function writableTrailers(dir: Direction): HeaderList | undefined {
   if (dir.phase === Phase.Done) return undefined;
   if (dir.trailers === undefined && dir.lastBodyCall) dir.trailers = [];
+  if (dir.trailers !== undefined) dir.trailersModified = true;
   return dir.trailers;
 }
 

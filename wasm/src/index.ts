@@ -1,7 +1,7 @@
 // @wasmesh/wasm: the proxy-wasm host runtime. Modules in, filters out; no sockets.
 export * from './abi/constants.ts';
 export { detectAbiVersion } from './abi/version.ts';
-export { ErrorCode, WasmeshWasmError, ProcExit } from './errors.ts';
+export { ErrorCode, WasmeshWasmError, ProcExit, type TrapCause } from './errors.ts';
 export type * from './host.ts';
 export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type CompileOptions } from './module.ts';
 export { Plugin, type PluginState } from './plugin.ts';
@@ -12,5 +12,6 @@ export { SharedDataStore } from './shared-data.ts';
 export { SharedQueueRegistry } from './shared-queue.ts';
 export { encodePairs, decodePairs, toHeaderList, headerGet, headerSet, headerRemove } from './pairs.ts';
 export { providedImports } from './imports/index.ts';
+export { meterModule, MeteringError, FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
 export { FilterHarness, headersToObject, type HarnessOptions, type RunInput, type RunResult, type CalloutAnswer } from './harness.ts';
 export * as limits from './limits.ts';

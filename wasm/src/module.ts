@@ -5,7 +5,8 @@ import { detectAbiVersion } from './abi/version.ts';
 import { boundMemory, hasWasmMagic } from './binary.ts';
 import { ErrorCode, WasmeshWasmError } from './errors.ts';
 import { providedImports } from './imports/index.ts';
-import { DEFAULT_MEMORY_LIMIT_BYTES, MAX_MODULE_BYTES, WASM_PAGE_BYTES } from './limits.ts';
+import { DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_STARTUP_CPU_BUDGET, MAX_MODULE_BYTES, WASM_PAGE_BYTES } from './limits.ts';
+import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, MeteringError, meterModule } from './metering/metering.ts';
 
 export interface CompiledModule {
   /** For messages: a file name or the plugin's name. */
@@ -17,13 +18,21 @@ export interface CompiledModule {
   readonly byteLength: number;
   readonly memoryLimitBytes: number;
   readonly imports: readonly WebAssembly.ModuleImportDescriptor[];
+  /** The module's own exports (the metering accessors the host added are not listed). */
   readonly exports: readonly WebAssembly.ModuleExportDescriptor[];
+  /** Every callback runs under a CPU budget (the module was instrumented; always, unless a benchmark turned it off). */
+  readonly metered: boolean;
 }
 
 export interface CompileOptions {
   name?: string;
   /** Bound on the VM's linear memory; default 64 MiB. Rounded down to whole 64 KiB pages. */
   memoryLimitBytes?: number;
+  /**
+   * Instrument the module so every callback runs under a CPU budget (default true). Only benchmarks
+   * measuring what the budget costs turn it off: an unmetered module can stall the process.
+   */
+  metering?: boolean;
 }
 
 export function sha256Hex(bytes: Uint8Array): string {
@@ -48,13 +57,29 @@ export async function compileModule(bytes: Uint8Array, options: CompileOptions =
   }
   const sha256 = sha256Hex(bytes);
   const bounded = boundMemory(bytes, Math.floor(limit / WASM_PAGE_BYTES));
+  const metering = options.metering ?? true;
+  let instrumented = bounded;
+  let meteringError: MeteringError | undefined;
+  if (metering) {
+    try {
+      instrumented = meterModule(bounded, DEFAULT_STARTUP_CPU_BUDGET);
+    } catch (err) {
+      if (!(err instanceof MeteringError)) throw err;
+      meteringError = err;
+    }
+  }
   let module: WebAssembly.Module;
   try {
-    module = await WebAssembly.compile(bounded as BufferSource);
+    // A module the rewriter could not read is compiled as given only to tell an invalid module (V8 names
+    // the problem best) from one that uses an instruction the rewriter does not know; it never runs.
+    module = await WebAssembly.compile(instrumented as BufferSource);
   } catch (err) {
     throw new WasmeshWasmError(ErrorCode.NotWasm, `${name}: not a valid WebAssembly module: ${(err as Error).message}`, { cause: err });
   }
-  const exports = WebAssembly.Module.exports(module);
+  if (meteringError) {
+    throw new WasmeshWasmError(ErrorCode.MeteringFailed, `${name}: cannot put the module under a CPU budget: ${meteringError.message}`, { cause: meteringError });
+  }
+  const exports = WebAssembly.Module.exports(module).filter((e) => e.name !== FUEL_SET_EXPORT && e.name !== FUEL_GET_EXPORT);
   const imports = WebAssembly.Module.imports(module);
   const abiVersion = detectAbiVersion(exports);
   if (!abiVersion) {
@@ -78,7 +103,7 @@ export async function compileModule(bytes: Uint8Array, options: CompileOptions =
   if (!exports.some((e) => (e.name === 'proxy_on_memory_allocate' || e.name === 'malloc') && e.kind === 'function')) {
     throw new WasmeshWasmError(ErrorCode.NoAllocator, `${name}: exports neither proxy_on_memory_allocate nor malloc; the host cannot return data to it`);
   }
-  return Object.freeze({ name, sha256, abiVersion, module, byteLength: bytes.length, memoryLimitBytes: limit, imports, exports });
+  return Object.freeze({ name, sha256, abiVersion, module, byteLength: bytes.length, memoryLimitBytes: limit, imports, exports, metered: metering });
 }
 
 /** Compile once per version: modules keyed by sha256 and memory bound, shared by every plugin using them. */
@@ -86,7 +111,7 @@ export class ModuleCache {
   readonly #entries = new Map<string, Promise<CompiledModule>>();
 
   get(bytes: Uint8Array, options: CompileOptions = {}): Promise<CompiledModule> {
-    const key = `${sha256Hex(bytes)}:${options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES}`;
+    const key = `${sha256Hex(bytes)}:${options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES}:${options.metering ?? true}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = compileModule(bytes, options);

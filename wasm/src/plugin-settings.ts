@@ -1,8 +1,11 @@
 // The immutable, validated form of a plugin's configuration: built once, shared by every VM of the plugin.
 import { LOG_LEVEL_NAMES, LogLevel, type LogLevelName } from './abi/constants.ts';
 import { ErrorCode, WasmeshWasmError } from './errors.ts';
-import type { FailStrategy, PluginHost } from './host.ts';
-import { DEFAULT_MAX_BUFFERED_BODY_BYTES } from './limits.ts';
+import type { FailStrategy, OutputLimits, PluginHost } from './host.ts';
+import {
+  DEFAULT_CPU_BUDGET, DEFAULT_MAX_BUFFERED_BODY_BYTES, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_REQUEST_HEADER_BYTES, DEFAULT_MAX_RESPONSE_HEADER_BYTES,
+  DEFAULT_STARTUP_CPU_BUDGET, MAX_CPU_BUDGET,
+} from './limits.ts';
 import { MetricsRegistry } from './metrics/registry.ts';
 import { SharedDataStore } from './shared-data.ts';
 import { SharedQueueRegistry } from './shared-queue.ts';
@@ -23,6 +26,10 @@ export interface PluginConfig {
   env?: Record<string, string>;
   /** Body bytes buffered for a filter that stops iteration. */
   maxBufferedBodyBytes?: number;
+  /** Fuel units (about one wasm instruction each) one callback may use; past it the VM traps (cause cpu_budget). */
+  cpuBudget?: number;
+  /** The same for module startup: _initialize/_start, on_vm_start and on_configure. */
+  startupCpuBudget?: number;
 }
 
 export interface PluginSettings {
@@ -35,6 +42,9 @@ export interface PluginSettings {
   readonly logLevel: LogLevel;
   readonly env: ReadonlyArray<string>;
   readonly maxBufferedBodyBytes: number;
+  readonly cpuBudget: number;
+  readonly startupCpuBudget: number;
+  readonly outputLimits: Readonly<OutputLimits>;
   readonly host: Required<Pick<PluginHost, 'metrics' | 'sharedData' | 'sharedQueues'>> & PluginHost;
 }
 
@@ -72,6 +82,8 @@ export function buildPluginSettings(config: PluginConfig, host: PluginHost = {})
   if (!Number.isInteger(maxBufferedBodyBytes) || maxBufferedBodyBytes < 0) {
     throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: maxBufferedBodyBytes must be a non-negative integer`);
   }
+  const cpuBudget = budgetOf(config.name, 'cpuBudget', config.cpuBudget, DEFAULT_CPU_BUDGET);
+  const startupCpuBudget = budgetOf(config.name, 'startupCpuBudget', config.startupCpuBudget, DEFAULT_STARTUP_CPU_BUDGET);
   return Object.freeze({
     name: config.name,
     rootId: config.rootId ?? '',
@@ -82,6 +94,13 @@ export function buildPluginSettings(config: PluginConfig, host: PluginHost = {})
     logLevel,
     env: Object.freeze(Object.entries(config.env ?? {}).map(([k, v]) => `${k}=${v}`)),
     maxBufferedBodyBytes,
+    cpuBudget,
+    startupCpuBudget,
+    outputLimits: Object.freeze({
+      requestHeaderBytes: host.outputLimits?.requestHeaderBytes ?? DEFAULT_MAX_REQUEST_HEADER_BYTES,
+      responseHeaderBytes: host.outputLimits?.responseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES,
+      headerCount: host.outputLimits?.headerCount ?? DEFAULT_MAX_HEADER_COUNT,
+    }),
     host: {
       ...host,
       metrics: host.metrics ?? new MetricsRegistry(),
@@ -89,4 +108,12 @@ export function buildPluginSettings(config: PluginConfig, host: PluginHost = {})
       sharedQueues: host.sharedQueues ?? defaultSharedQueues,
     },
   });
+}
+
+function budgetOf(plugin: string, field: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_CPU_BUDGET) {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${plugin}: ${field} must be a whole number from 1 to ${MAX_CPU_BUDGET}, got ${JSON.stringify(value)}`);
+  }
+  return value;
 }

@@ -1,11 +1,13 @@
 // A plugin: one configuration of one module, served by one live VM at a time. A VM that fails is
-// replaced for new streams (at once the first time, then with growing backoff), so a plugin is never
-// left dead; streams already on the failed VM follow the failStrategy.
+// replaced for new streams at once, so one bad request costs only the streams on that VM; backoff
+// applies only when replacing does not help (a fresh VM fails before serving a single stream, a VM
+// cannot start) or failures come faster than VMs should be replaced. Streams already on the failed VM
+// follow the failStrategy.
 import { LogLevel } from './abi/constants.ts';
-import { ErrorCode, WasmeshWasmError } from './errors.ts';
+import { ErrorCode, WasmeshWasmError, type TrapCause } from './errors.ts';
 import type { HttpStreamSink, PluginHost, StreamInfo } from './host.ts';
 import { HttpStream } from './http-stream.ts';
-import { VM_RESTART_BACKOFF_INITIAL_MS, VM_RESTART_BACKOFF_MAX_MS } from './limits.ts';
+import { VM_RESTART_BACKOFF_INITIAL_MS, VM_RESTART_BACKOFF_MAX_MS, VM_RESTARTS_PER_SECOND } from './limits.ts';
 import type { Metric } from './metrics/registry.ts';
 import { compileModule, type CompiledModule, type CompileOptions } from './module.ts';
 import { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
@@ -14,7 +16,8 @@ import { Vm } from './vm.ts';
 export type PluginState = 'running' | 'failed' | 'stopped';
 
 interface PluginMetrics {
-  traps: Metric;
+  /** Trap counters by cause, made on first use. */
+  traps: Map<TrapCause, Metric>;
   restarts: Metric;
   startFailures: Metric;
   failed: Metric;
@@ -30,21 +33,26 @@ export class Plugin {
   readonly settings: PluginSettings;
   #vm: Vm;
   #metrics: PluginMetrics;
-  /** Failures since a VM last lived long enough to count as healthy. */
+  /** Failures since a VM last finished a stream (or since the plugin started). */
   #consecutiveFailures = 0;
   #restartAt = 0;
-  #vmStartedAt = 0;
+  /** When the last VM_RESTARTS_PER_SECOND failures happened (a ring), to spot failures faster than that. */
+  readonly #failureTimes: number[] = [];
+  #failureIndex = 0;
   #activeStreams = 0;
   #stopped = false;
   readonly #drainWaiters: Array<() => void> = [];
   /** Why the last VM failed, for status and tests. */
   lastFailure = '';
+  lastFailureCause: TrapCause | undefined;
   /** VM failures of this plugin (this module version and settings) since it was loaded. */
   trapCount = 0;
   /** Streams that finished through this plugin, and how many of them failed (5xx, reset). Fed by the host's filter chain. */
   streamsFinished = 0;
   streamsFailed = 0;
-  readonly #onStreamFinish = (): void => {
+  readonly #onStreamFinish = (stream: HttpStream): void => {
+    // A stream served to the end by a live VM: the module works, replacing it after a failure helps.
+    if (!stream.vm.failed) this.#consecutiveFailures = 0;
     this.#activeStreams--;
     this.#metrics.activeStreams.increment(-1);
     if (this.#activeStreams === 0) for (const resolve of this.#drainWaiters.splice(0)) resolve();
@@ -64,7 +72,7 @@ export class Plugin {
     const m = settings.host.metrics;
     const versionLabels = { plugin: settings.name, module: compiled.sha256.slice(0, 12) };
     this.#metrics = {
-      traps: m.counter('wasmesh_wasm_vm_traps_total', 'Traps (and other failures) of plugin VMs while serving', labels),
+      traps: new Map(),
       restarts: m.counter('wasmesh_wasm_vm_restarts_total', 'Plugin VMs replaced after a failure', labels),
       startFailures: m.counter('wasmesh_wasm_vm_start_failures_total', 'Plugin VMs that failed to start when replacing a failed one', labels),
       failed: m.gauge('wasmesh_wasm_plugin_failed', '1 while the plugin has no healthy VM', labels),
@@ -100,32 +108,48 @@ export class Plugin {
   }
 
   #newVm(): Vm {
-    const vm = new Vm(this.compiled, this.settings, { failed: (failedVm, reason) => this.#onVmFailed(failedVm, reason) });
+    const vm = new Vm(this.compiled, this.settings, { failed: (failedVm, reason, cause) => this.#onVmFailed(failedVm, reason, cause) });
     vm.start();
-    this.#vmStartedAt = Date.now();
     return vm;
   }
 
-  #onVmFailed(vm: Vm, reason: string): void {
+  /** Traps by cause: `wasmesh_wasm_vm_traps_total{plugin, cause}`. */
+  trapCounter(cause: TrapCause): Metric {
+    let counter = this.#metrics.traps.get(cause);
+    if (counter === undefined) {
+      counter = this.settings.host.metrics.counter('wasmesh_wasm_vm_traps_total', 'Traps (and other failures) of plugin VMs while serving, by cause', { plugin: this.settings.name, cause });
+      this.#metrics.traps.set(cause, counter);
+    }
+    return counter;
+  }
+
+  #onVmFailed(vm: Vm, reason: string, cause: TrapCause): void {
     vm.dispose();
     this.lastFailure = reason;
+    this.lastFailureCause = cause;
     this.trapCount++;
-    this.#metrics.traps.increment(1);
+    this.trapCounter(cause).increment(1);
     if (vm !== this.#vm) return;
     const now = Date.now();
-    // A VM that lived past the longest backoff was healthy: start counting again.
-    if (now - this.#vmStartedAt > VM_RESTART_BACKOFF_MAX_MS) this.#consecutiveFailures = 0;
     this.#consecutiveFailures++;
-    this.#restartAt = now + this.#backoffMs();
+    const ring = this.#failureTimes;
+    const oldest = ring.length < VM_RESTARTS_PER_SECOND ? undefined : ring[this.#failureIndex];
+    ring[this.#failureIndex] = now;
+    this.#failureIndex = (this.#failureIndex + 1) % VM_RESTARTS_PER_SECOND;
+    // Replace at once, unless a fresh VM failed before finishing any stream or failures come too fast.
+    const tooFast = oldest !== undefined && now - oldest < 1000;
+    this.#restartAt = this.#consecutiveFailures <= 1 && !tooFast ? now : now + this.#backoffMs();
     this.#metrics.failed.record(1);
     this.#metrics.bad.record(this.bad ? 1 : 0);
     const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
-    vm.emitLog(LogLevel.Error, `VM failed: ${reason}; ${what} until it is replaced (in ${this.#restartAt - now} ms)`);
+    const when = this.#restartAt === now ? 'new streams get a fresh VM' : `${what} until it is replaced (in ${this.#restartAt - now} ms)`;
+    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${when}`);
   }
 
+  /** 100 ms for the second failure in a row (or a burst), doubling with each further one, up to 30 s. */
   #backoffMs(): number {
-    if (this.#consecutiveFailures <= 1) return 0;
-    return Math.min(VM_RESTART_BACKOFF_INITIAL_MS * 2 ** (this.#consecutiveFailures - 2), VM_RESTART_BACKOFF_MAX_MS);
+    const n = Math.max(2, this.#consecutiveFailures);
+    return Math.min(VM_RESTART_BACKOFF_INITIAL_MS * 2 ** (n - 2), VM_RESTART_BACKOFF_MAX_MS);
   }
 
   /** Replaces a failed VM if its backoff has passed. Returns the VM to use (possibly still failed). */
@@ -140,6 +164,7 @@ export class Plugin {
       this.#metrics.startFailures.increment(1);
       this.#consecutiveFailures++;
       this.#restartAt = Date.now() + this.#backoffMs();
+      this.#metrics.bad.record(this.bad ? 1 : 0);
       this.lastFailure = err instanceof Error ? err.message : String(err);
     }
     return this.#vm;

@@ -2,7 +2,9 @@
 // A call that traps marks the VM failed for good; the plugin decides what replaces it.
 import { LogLevel, WasmResult } from './abi/constants.ts';
 import { Context, RootContext } from './context.ts';
-import { ErrorCode, ProcExit, WasmeshWasmError, describeTrap } from './errors.ts';
+import { CpuBudgetExceeded, ErrorCode, ProcExit, WasmeshWasmError, describeTrap, trapCause, type TrapCause } from './errors.ts';
+import { HOST_TIME_NS_PER_FUEL, WASM_PAGE_BYTES } from './limits.ts';
+import { FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
 import type { HeaderList } from './host.ts';
 import { buildImports } from './imports/index.ts';
 import { GuestMemory } from './memory.ts';
@@ -49,8 +51,19 @@ export const CALL_FAILED = -1;
 
 export interface VmEvents {
   /** The VM trapped (or exited); it will never be called again. */
-  failed(vm: Vm, reason: string): void;
+  failed(vm: Vm, reason: string, cause: TrapCause): void;
 }
+
+/**
+ * Benchmarks and tests only: told the fuel each outermost callback used (budget minus what was left).
+ * Undefined in production; the hot path pays one comparison for it.
+ */
+let fuelProbe: ((vm: Vm, used: number) => void) | undefined;
+export function setFuelProbe(probe: ((vm: Vm, used: number) => void) | undefined): void {
+  fuelProbe = probe;
+}
+
+const noFuel = (_fuel: number): void => {};
 
 export class Vm {
   readonly compiled: CompiledModule;
@@ -64,6 +77,16 @@ export class Vm {
   readonly contexts = new Map<number, Context>();
   failed = false;
   failReason = '';
+  /** Why the VM failed (the trap counter's cause label). */
+  failCause: TrapCause | undefined;
+  /** Sets the fuel counter (a no-op for an unmetered module). */
+  #setFuel: (fuel: number) => void = noFuel;
+  #getFuel: (() => number) | undefined;
+  /** The budget the next outermost call gets: the startup budget until the root context has started. */
+  #callBudget: number;
+  /** Host functions with variable cost called in this callback, and when the 16th of them came (0: not yet). */
+  #hostWork = 0;
+  #hostWorkStart = 0;
   /** Work that must wait until the guest call returns (continue/close stream, local replies, on_delete). */
   readonly deferred: Array<() => void> = [];
   #depth = 0;
@@ -84,6 +107,7 @@ export class Vm {
     this.compiled = compiled;
     this.settings = settings;
     this.events = events;
+    this.#callBudget = settings.startupCpuBudget;
   }
 
   get inStartup(): boolean {
@@ -112,6 +136,7 @@ export class Vm {
       this.dispose();
       throw err;
     }
+    this.#callBudget = this.settings.cpuBudget;
   }
 
   #bindExports(instance: WebAssembly.Instance): void {
@@ -125,6 +150,10 @@ export class Vm {
       throw new WasmeshWasmError(ErrorCode.NoAllocator, `module ${this.compiled.name} exports neither proxy_on_memory_allocate nor malloc`);
     }
     const fn = (name: string) => (typeof e[name] === 'function' ? (e[name] as GuestFn) : undefined);
+    if (this.compiled.metered) {
+      this.#setFuel = e[FUEL_SET_EXPORT] as (fuel: number) => void;
+      this.#getFuel = e[FUEL_GET_EXPORT] as () => number;
+    }
     this.mem = new GuestMemory(memory);
     this.guest = {
       memory,
@@ -159,11 +188,14 @@ export class Vm {
     const run = (name: string, ...args: number[]) => {
       const f = e[name];
       if (typeof f !== 'function') return false;
+      this.#setFuel(this.#callBudget);
+      this.#hostWork = 0;
+      this.#hostWorkStart = 0;
       try {
         (f as GuestFn)(...args);
       } catch (err) {
         if (err instanceof ProcExit && err.exitCode === 0) return true;
-        throw new WasmeshWasmError(ErrorCode.InitFailed, `module ${this.compiled.name} failed in ${name}: ${describeTrap(err)}${this.#recentErrorText()}`, { cause: err });
+        throw new WasmeshWasmError(ErrorCode.InitFailed, `module ${this.compiled.name} failed in ${name}: ${this.#describe(err)}${this.#recentErrorText()}`, { cause: err });
       }
       return true;
     };
@@ -220,19 +252,65 @@ export class Vm {
     if (this.failed) return CALL_FAILED;
     const outer = this.ctx;
     this.ctx = ctx;
+    // Each outermost callback gets the whole budget; calls the guest makes back into itself (through
+    // host functions) share it.
+    if (this.#depth === 0) {
+      this.#setFuel(this.#callBudget);
+      this.#hostWork = 0;
+      this.#hostWorkStart = 0;
+    }
     this.#depth++;
     let result: number;
     try {
       result = (fn(a, b as number, c as number, d as number, e as number) as number) | 0;
     } catch (err) {
-      this.fail(describeTrap(err));
+      this.fail(this.#describe(err), this.#causeOf(err));
       result = CALL_FAILED;
     } finally {
       this.#depth--;
       this.ctx = outer;
     }
-    if (this.#depth === 0 && this.deferred.length > 0) this.#runDeferred();
+    if (this.#depth === 0) {
+      if (fuelProbe !== undefined && this.#getFuel !== undefined) fuelProbe(this, this.#callBudget - this.#getFuel());
+      if (this.deferred.length > 0) this.#runDeferred();
+    }
     return result;
+  }
+
+  /**
+   * Called first by every host function whose cost grows with its input (copies, I/O, callouts): fuel
+   * prices each host call at a constant, so a loop of them is bounded by time instead. From the 16th
+   * such call in one callback on, every 16th looks at the clock; past the callback's share of time the
+   * call throws, and the fuel is set negative so the guest's next check traps even if it catches the
+   * exception (wasm exception handling can catch a host's).
+   */
+  hostWork(): void {
+    if ((++this.#hostWork & 15) !== 0) return;
+    const now = performance.now();
+    if (this.#hostWorkStart === 0) {
+      this.#hostWorkStart = now;
+      return;
+    }
+    const limitMs = (this.#callBudget * HOST_TIME_NS_PER_FUEL) / 1e6;
+    if (now - this.#hostWorkStart <= limitMs) return;
+    this.#setFuel(-1);
+    throw new CpuBudgetExceeded(`CPU budget exceeded: host calls in one callback ran for more than ${Math.round(limitMs)} ms`);
+  }
+
+  /** The fuel counter went negative: the instrumentation's own trap, not the module's. */
+  get #budgetSpent(): boolean {
+    return this.#getFuel !== undefined && this.#getFuel() < 0;
+  }
+
+  #causeOf(err: unknown): TrapCause {
+    const memoryFull = this.mem !== undefined && this.mem.size + WASM_PAGE_BYTES > this.compiled.memoryLimitBytes;
+    return trapCause(err, this.#budgetSpent, memoryFull);
+  }
+
+  #describe(err: unknown): string {
+    if (err instanceof CpuBudgetExceeded) return err.message;
+    if (this.#budgetSpent) return `CPU budget exceeded: a callback ran past ${this.#callBudget} fuel units (about one wasm instruction each)`;
+    return describeTrap(err);
   }
 
   #runDeferred(): void {
@@ -254,17 +332,18 @@ export class Vm {
     return this.#depth > 0;
   }
 
-  fail(reason: string): void {
+  fail(reason: string, cause: TrapCause = 'host'): void {
     if (this.failed) return;
     this.failed = true;
     this.failReason = reason;
+    this.failCause = cause;
     this.deferred.length = 0;
     const contexts = [...this.contexts.values()];
     for (const c of contexts) {
       c.deleted = true;
       if (c instanceof RootContext && c.tickTimer) clearInterval(c.tickTimer);
     }
-    this.events.failed(this, reason);
+    this.events.failed(this, reason, cause);
     // Streams held on this VM (paused on a callout, holding a body) get no further callback that would
     // notice: once the failing call has unwound, each gets its failStrategy answer.
     this.defer(() => {
@@ -279,7 +358,7 @@ export class Vm {
       return this.guest.alloc(size) >>> 0;
     } catch (err) {
       // An allocator trap inside a host call: the current guest call will unwind through our return value.
-      this.fail(`allocator trapped: ${describeTrap(err)}`);
+      this.fail(`allocator trapped: ${this.#describe(err)}`, this.#causeOf(err));
       return 0;
     }
   }

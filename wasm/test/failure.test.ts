@@ -6,7 +6,7 @@ import { WasmResult } from '../src/abi/constants.ts';
 import { FilterHarness, type RunInput } from '../src/harness.ts';
 import type { FailStrategy, HttpCallRequest } from '../src/host.ts';
 import type { MetricsRegistry } from '../src/metrics/registry.ts';
-import { VM_RESTART_BACKOFF_INITIAL_MS } from '../src/limits.ts';
+import { VM_RESTART_BACKOFF_INITIAL_MS, VM_RESTARTS_PER_SECOND } from '../src/limits.ts';
 import {
   GET, OK_RESPONSE, POST, Strings, TraceSink, c, envImports, ev, out, outVal, pl, loadPlugin, pluginEvents,
   recordingCallbacks, recordingModule, settle, sleep, waitFor,
@@ -18,8 +18,14 @@ const escaped: unknown[] = [];
 process.on('unhandledRejection', (reason) => escaped.push(reason));
 process.on('uncaughtException', (err) => escaped.push(err));
 
-function metric(registry: MetricsRegistry, name: string, plugin: string): number | undefined {
-  return registry.snapshot().find((m) => m.name === name && m.labels.plugin === plugin)?.value;
+/** A counter of one plugin, summed over its other labels (the trap counter has one series per cause). */
+function metric(registry: MetricsRegistry, name: string, plugin: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const m of registry.snapshot()) {
+    if (m.name !== name || m.labels.plugin !== plugin) continue;
+    if (Object.entries(labels).every(([k, v]) => m.labels[k] === v)) sum += m.value ?? 0;
+  }
+  return sum;
 }
 
 /**
@@ -158,6 +164,7 @@ test('a trap is counted, the next stream gets a fresh VM (state starts over), an
     assert.is(metric(h.metrics, 'wasmesh_wasm_vm_traps_total', 'counted'), 0);
     assert.is((await h.run(request({ 'x-trap': '1' }))).localResponse?.status, 503);
     assert.is(metric(h.metrics, 'wasmesh_wasm_vm_traps_total', 'counted'), 1);
+    assert.is(metric(h.metrics, 'wasmesh_wasm_vm_traps_total', 'counted', { cause: 'unreachable' }), 1, 'the cause is named');
     assert.is(h.plugin.state, 'failed');
     assert.match(h.plugin.lastFailure, /unreachable/);
     assert.ok(h.logs.some((l) => l.level === 'error' && /VM failed/.test(l.message)), 'the failure is logged');
@@ -173,11 +180,27 @@ test('a trap is counted, the next stream gets a fresh VM (state starts over), an
   }
 });
 
-test('repeated traps back off: during the backoff new streams get the failStrategy answer without a new VM', async () => {
+test('a trap after healthy streams is replaced at once, every time: one bad request never blocks the next', async () => {
+  const h = await trapHarness('no-amplification');
+  try {
+    for (let round = 0; round < 5; round++) {
+      assert.is((await h.run(request({ 'x-trap': '1' }))).localResponse?.status, 503, `round ${round}: the bad request fails`);
+      const next = await h.run(request());
+      assert.is(next.request?.headers['x-count'], '1', `round ${round}: the next request gets a fresh VM at once`);
+      assert.is((await h.run(request())).request?.headers['x-count'], '2');
+    }
+    assert.is(metric(h.metrics, 'wasmesh_wasm_vm_traps_total', 'no-amplification'), 5);
+    assert.is(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'no-amplification'), 5);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a fresh VM that fails before finishing any stream backs off: during the backoff new streams get the failStrategy answer without a new VM', async () => {
   const h = await trapHarness('backoff');
   try {
     await h.run(request({ 'x-trap': '1' }));
-    assert.is((await h.run(request())).request?.headers['x-count'], '1', 'first restart at once');
+    // The replacement traps too, before a single stream got through it.
     await h.run(request({ 'x-trap': '1' }));
     const failedAt = Date.now();
     assert.is(h.plugin.state, 'failed');
@@ -188,19 +211,35 @@ test('repeated traps back off: during the backoff new streams get the failStrate
     assert.ok(h.plugin.vm === dead, 'no new VM during the backoff');
     assert.is(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'backoff'), 1);
     await sleep(VM_RESTART_BACKOFF_INITIAL_MS + 10 - (Date.now() - failedAt));
-    const after = await h.run(request());
-    assert.is(after.request?.headers['x-count'], '1', 'a new VM serves after the backoff');
-    assert.is(h.plugin.state, 'running');
-    assert.is(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'backoff'), 2);
-    // The third failure in a row doubles the wait.
+    // The VM after the backoff fails at once again: the wait doubles.
     await h.run(request({ 'x-trap': '1' }));
     const thirdAt = Date.now();
+    assert.is(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'backoff'), 2);
     await sleep(VM_RESTART_BACKOFF_INITIAL_MS + 20 - (Date.now() - thirdAt));
     assert.is((await h.run(request())).localResponse?.status, 503, 'still backing off after 100 ms');
     await sleep(2 * VM_RESTART_BACKOFF_INITIAL_MS + 10 - (Date.now() - thirdAt));
-    assert.is((await h.run(request())).request?.headers['x-count'], '1');
+    assert.is((await h.run(request())).request?.headers['x-count'], '1', 'a new VM serves after the longer backoff');
+    assert.is(h.plugin.state, 'running');
     assert.is(metric(h.metrics, 'wasmesh_wasm_vm_traps_total', 'backoff'), 3);
     assert.is(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'backoff'), 3);
+    // A stream served to the end makes the module healthy again: the next trap is replaced at once.
+    await h.run(request({ 'x-trap': '1' }));
+    assert.is((await h.run(request())).request?.headers['x-count'], '1');
+  } finally {
+    await h.close();
+  }
+});
+
+test('failures faster than VM_RESTARTS_PER_SECOND back off even between healthy streams', async () => {
+  const h = await trapHarness('burst');
+  try {
+    let refused = 0;
+    for (let i = 0; i < VM_RESTARTS_PER_SECOND + 5; i++) {
+      await h.run(request({ 'x-trap': '1' }));
+      if ((await h.run(request())).localResponse?.status === 503) refused++;
+    }
+    assert.ok(refused >= 1, `some healthy requests met the backoff after a burst of traps (${refused})`);
+    assert.ok(metric(h.metrics, 'wasmesh_wasm_vm_restarts_total', 'burst') <= VM_RESTARTS_PER_SECOND + 1, 'no more restarts than the cap within the second');
   } finally {
     await h.close();
   }
@@ -219,7 +258,6 @@ test('FAIL_OPEN during the backoff: new streams pass through without the filter,
       return sink;
     };
     run(['x-trap', '1']);
-    run();
     run(['x-trap', '1']);
     assert.is(plugin.state, 'failed');
     const sink = run();

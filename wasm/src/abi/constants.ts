@@ -74,7 +74,7 @@ export const FilterDataStatus = {
   StopIterationNoBuffer: 3,
 } as const;
 
-export const GrpcStatus = { Ok: 0, Unavailable: 14 } as const;
+export const GrpcStatus = { Ok: 0, Internal: 13, Unavailable: 14 } as const;
 
 export const WasiErrno = {
   Success: 0,

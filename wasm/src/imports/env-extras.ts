@@ -19,6 +19,7 @@ export function envExtraImports(vm: Vm) {
       throw new WebAssembly.RuntimeError(message);
     },
     trace(msgPtr: number, n: number, ...args: number[]): void {
+      vm.hostWork();
       if (vm.logLevelEnabled(LogLevel.Trace)) vm.emitLog(LogLevel.Trace, `trace: ${readAsString(vm, msgPtr)} ${args.slice(0, n).join(', ')}`);
     },
     seed(): number {

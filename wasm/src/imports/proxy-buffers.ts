@@ -1,10 +1,11 @@
 // proxy_* host functions over body, callout, configuration and foreign-call buffers.
-import { MAX_BUFFER_TYPE, WasmResult } from '../abi/constants.ts';
+import { BufferType, MAX_BUFFER_TYPE, WasmResult } from '../abi/constants.ts';
 import type { Vm } from '../vm.ts';
 
 export function proxyBufferImports(vm: Vm) {
   return {
     proxy_get_buffer_bytes(type: number, start: number, maxSize: number, pRet: number, pRetLen: number): number {
+      vm.hostWork();
       if (type >>> 0 > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
       const slot = vm.ctx?.getBuffer(type) ?? (vm.ctx ? undefined : vm.root?.getBuffer(type));
       if (!slot) return WasmResult.NotFound;
@@ -15,9 +16,9 @@ export function proxyBufferImports(vm: Vm) {
     },
 
     proxy_set_buffer_bytes(type: number, start: number, size: number, dataPtr: number, dataLen: number): number {
+      vm.hostWork();
       if (type >>> 0 > MAX_BUFFER_TYPE) return WasmResult.BadArgument;
-      const data = vm.mem.readCopy(dataPtr, dataLen);
-      if (data === undefined) return WasmResult.InvalidMemoryAccess;
+      if (!vm.mem.inBounds(dataPtr, dataLen)) return WasmResult.InvalidMemoryAccess;
       const slot = vm.ctx?.getBuffer(type);
       if (!slot) return WasmResult.NotFound;
       if (!slot.replace) return WasmResult.BadArgument;
@@ -25,6 +26,10 @@ export function proxyBufferImports(vm: Vm) {
       const old = slot.bytes();
       const from = Math.min(start >>> 0, old.length);
       const to = Math.min(from + (size >>> 0), old.length);
+      if (slot.maxBytes !== undefined && from + (dataLen >>> 0) + (old.length - to) > slot.maxBytes) {
+        return vm.ctx!.outputTooLarge(type === BufferType.HttpRequestBody ? 'request_body' : 'response_body');
+      }
+      const data = vm.mem.readCopy(dataPtr, dataLen)!;
       const next = Buffer.allocUnsafe(from + data.length + (old.length - to));
       next.set(old.subarray(0, from), 0);
       next.set(data, from);

@@ -9,6 +9,7 @@ export function proxyCalloutImports(vm: Vm) {
       upPtr: number, upLen: number, hPtr: number, hLen: number, bPtr: number, bLen: number,
       tPtr: number, tLen: number, timeoutMs: number, pToken: number,
     ): number {
+      vm.hostWork();
       const upstream = vm.mem.readLatin1(upPtr, upLen);
       const body = vm.mem.readCopy(bPtr, bLen);
       if (upstream === undefined || body === undefined || !vm.mem.inBounds(hPtr, hLen) || !vm.mem.inBounds(tPtr, tLen) || !vm.mem.inBounds(pToken, 4)) {
@@ -29,6 +30,7 @@ export function proxyCalloutImports(vm: Vm) {
       upPtr: number, upLen: number, svcPtr: number, svcLen: number, mPtr: number, mLen: number,
       mdPtr: number, mdLen: number, msgPtr: number, msgLen: number, timeoutMs: number, pToken: number,
     ): number {
+      vm.hostWork();
       const upstream = vm.mem.readLatin1(upPtr, upLen);
       const service = vm.mem.readLatin1(svcPtr, svcLen);
       const method = vm.mem.readLatin1(mPtr, mLen);
@@ -45,9 +47,11 @@ export function proxyCalloutImports(vm: Vm) {
 
     /** Streaming gRPC callouts are not offered by this host yet: the module is told so. */
     proxy_grpc_stream(): number {
+      vm.hostWork();
       return WasmResult.Unimplemented;
     },
     proxy_grpc_send(token: number): number {
+      vm.hostWork();
       return vm.callouts.hasGrpc(token) ? WasmResult.BadArgument : WasmResult.NotFound;
     },
     proxy_grpc_cancel(token: number): number {

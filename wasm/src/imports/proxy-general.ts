@@ -15,6 +15,7 @@ export function realtimeNs(): bigint {
 export function proxyGeneralImports(vm: Vm) {
   return {
     proxy_log(level: number, ptr: number, len: number): number {
+      vm.hostWork();
       if (level < 0 || level > LogLevel.Critical) return WasmResult.BadArgument;
       if (!vm.mem) return WasmResult.InternalFailure;
       if (!vm.mem.inBounds(ptr, len)) return WasmResult.InvalidMemoryAccess;
@@ -40,12 +41,14 @@ export function proxyGeneralImports(vm: Vm) {
     },
 
     proxy_get_status(pCode: number, pMsg: number, pMsgLen: number): number {
+      vm.hostWork();
       if (!vm.mem.writeU32(pCode, vm.status.code)) return WasmResult.InvalidMemoryAccess;
       // Status messages are text (gRPC messages are UTF-8), not header bytes.
       return vm.returnBytes(Buffer.from(vm.status.message, 'utf8'), pMsg, pMsgLen);
     },
 
     proxy_get_property(pathPtr: number, pathLen: number, pRet: number, pRetLen: number): number {
+      vm.hostWork();
       const raw = vm.mem.readLatin1(pathPtr, pathLen);
       if (raw === undefined) return WasmResult.InvalidMemoryAccess;
       const value = resolveProperty(vm, vm.ctx, parsePropertyPath(raw));
@@ -56,6 +59,7 @@ export function proxyGeneralImports(vm: Vm) {
     },
 
     proxy_set_property(pathPtr: number, pathLen: number, valPtr: number, valLen: number): number {
+      vm.hostWork();
       const raw = vm.mem.readLatin1(pathPtr, pathLen);
       const value = vm.mem.readCopy(valPtr, valLen);
       if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
@@ -81,6 +85,7 @@ export function proxyGeneralImports(vm: Vm) {
     },
 
     proxy_call_foreign_function(namePtr: number, nameLen: number, argsPtr: number, argsLen: number, pRet: number, pRetLen: number): number {
+      vm.hostWork();
       const name = vm.mem.readLatin1(namePtr, nameLen);
       const args = vm.mem.readCopy(argsPtr, argsLen);
       if (name === undefined || args === undefined) return WasmResult.InvalidMemoryAccess;
@@ -99,6 +104,7 @@ export function proxyGeneralImports(vm: Vm) {
 
     // ABI 0.1.0: the configuration of the current phase (VM config in on_vm_start, plugin config after).
     proxy_get_configuration(pRet: number, pRetLen: number): number {
+      vm.hostWork();
       const root = vm.ctx?.root ?? vm.root;
       if (!root) return WasmResult.NotFound;
       const data = vm.inVmStart ? root.vmConfiguration.bytes() : root.pluginConfiguration.bytes();

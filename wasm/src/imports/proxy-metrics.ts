@@ -12,6 +12,7 @@ function lookup(vm: Vm, id: number): Metric | undefined {
 export function proxyMetricImports(vm: Vm) {
   return {
     proxy_define_metric(type: number, namePtr: number, nameLen: number, pId: number): number {
+      vm.hostWork();
       if (type >>> 0 > MetricType.Histogram) return WasmResult.BadArgument;
       const name = vm.mem.readUtf8(namePtr, nameLen);
       if (name === undefined || !vm.mem.inBounds(pId, 4)) return WasmResult.InvalidMemoryAccess;
@@ -23,12 +24,14 @@ export function proxyMetricImports(vm: Vm) {
     },
 
     proxy_increment_metric(id: number, delta: bigint): number {
+      vm.hostWork();
       const metric = lookup(vm, id);
       if (!metric) return WasmResult.NotFound;
       return metric.increment(Number(delta)) ? WasmResult.Ok : WasmResult.BadArgument;
     },
 
     proxy_record_metric(id: number, value: bigint): number {
+      vm.hostWork();
       const metric = lookup(vm, id);
       if (!metric) return WasmResult.NotFound;
       // The ABI passes a u64 here (Envoy reads it unsigned).
@@ -36,6 +39,7 @@ export function proxyMetricImports(vm: Vm) {
     },
 
     proxy_get_metric(id: number, pRet: number): number {
+      vm.hostWork();
       const metric = lookup(vm, id);
       if (!metric) return WasmResult.NotFound;
       const value = metric.get();

@@ -7,6 +7,7 @@ export function proxySharedImports(vm: Vm) {
   const queues = () => vm.settings.host.sharedQueues;
   return {
     proxy_get_shared_data(keyPtr: number, keyLen: number, pRet: number, pRetLen: number, pCas: number): number {
+      vm.hostWork();
       const key = vm.mem.readLatin1(keyPtr, keyLen);
       if (key === undefined || !vm.mem.inBounds(pCas, 4)) return WasmResult.InvalidMemoryAccess;
       const entry = data().get(vm.settings.vmId, key);
@@ -16,6 +17,7 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_set_shared_data(keyPtr: number, keyLen: number, valPtr: number, valLen: number, cas: number): number {
+      vm.hostWork();
       const key = vm.mem.readLatin1(keyPtr, keyLen);
       const value = vm.mem.readCopy(valPtr, valLen);
       if (key === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
@@ -23,6 +25,7 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_register_shared_queue(namePtr: number, nameLen: number, pId: number): number {
+      vm.hostWork();
       const name = vm.mem.readLatin1(namePtr, nameLen);
       if (name === undefined || !vm.mem.inBounds(pId, 4)) return WasmResult.InvalidMemoryAccess;
       const root = vm.ctx?.root ?? vm.root;
@@ -32,6 +35,7 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_resolve_shared_queue(vmIdPtr: number, vmIdLen: number, namePtr: number, nameLen: number, pId: number): number {
+      vm.hostWork();
       // The vm_id is compared with the configured one, a JS string: decode it as the text it is.
       const vmId = vm.mem.readUtf8(vmIdPtr, vmIdLen);
       const name = vm.mem.readLatin1(namePtr, nameLen);
@@ -42,6 +46,7 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_enqueue_shared_queue(queueId: number, valPtr: number, valLen: number): number {
+      vm.hostWork();
       const value = vm.mem.readCopy(valPtr, valLen);
       if (value === undefined) return WasmResult.InvalidMemoryAccess;
       const r = queues().enqueue(queueId >>> 0, value);
@@ -49,6 +54,7 @@ export function proxySharedImports(vm: Vm) {
     },
 
     proxy_dequeue_shared_queue(queueId: number, pRet: number, pRetLen: number): number {
+      vm.hostWork();
       if (!vm.mem.inBounds(pRet, 4) || !vm.mem.inBounds(pRetLen, 4)) return WasmResult.InvalidMemoryAccess;
       const item = queues().dequeue(queueId >>> 0);
       if (item === undefined) return WasmResult.NotFound;

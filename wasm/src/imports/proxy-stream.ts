@@ -22,6 +22,12 @@ export function proxyStreamImports(vm: Vm) {
       status: number, detailsPtr: number, detailsLen: number, bodyPtr: number, bodyLen: number,
       headersPtr: number, headersLen: number, grpcStatus: number,
     ): number {
+      vm.hostWork();
+      // A reply larger than a response may be is refused before its bytes are copied out.
+      const limits = vm.settings.outputLimits;
+      if (vm.ctx && ((bodyLen >>> 0) > vm.settings.maxBufferedBodyBytes || (headersLen >>> 0) > limits.responseHeaderBytes * 2)) {
+        return vm.ctx.outputTooLarge('local_reply');
+      }
       const details = vm.mem.readLatin1(detailsPtr, detailsLen);
       const body = vm.mem.readCopy(bodyPtr, bodyLen);
       if (details === undefined || body === undefined || !vm.mem.inBounds(headersPtr, headersLen)) return WasmResult.InvalidMemoryAccess;

@@ -28,6 +28,7 @@ const UNAVAILABLE = [
 
 export function wasiImports(vm: Vm): Record<string, (...args: never[]) => unknown> {
   const writeToLog = (fd: number, iovs: number, iovsLen: number, pWritten: number): number => {
+    vm.hostWork();
     if (fd !== 1 && fd !== 2) return WasiErrno.Badf;
     if (!vm.mem) return WasiErrno.Fault;
     let total = 0;
@@ -96,6 +97,7 @@ export function wasiImports(vm: Vm): Record<string, (...args: never[]) => unknow
       return vm.mem.writeU64(pTime, now) ? WasiErrno.Success : WasiErrno.Fault;
     },
     random_get(ptr: number, len: number): number {
+      vm.hostWork();
       if (len >>> 0 > MAX_RANDOM_BYTES) return WasiErrno.Inval;
       if (!vm.mem.inBounds(ptr, len)) return WasiErrno.Fault;
       randomFillSync(vm.mem.bytes, ptr >>> 0, len >>> 0);
