@@ -15,7 +15,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { startOrchestrator, type RunningOrchestrator } from '../../scripts/cli/orchestrator.ts';
 import { run as tokenCreate } from '../../scripts/cli/token-create.ts';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';

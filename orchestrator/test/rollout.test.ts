@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import {
   PROXY_CONFIG_TYPE_URL,
@@ -17,8 +17,8 @@ import {
   type DiscoveryResponse,
   type EndpointMessage,
 } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { fromObjects } from '../src/config/documents.ts';
-import { validateDocuments } from '../src/config/validate.ts';
+import { fromObjects } from '../../mesh/src/documents.ts';
+import { validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { Resource, ResourceInput } from '../src/store/types.ts';
 import { AUTO_REGISTERED_ANNOTATION, autoEntryName, startXdsServer, type XdsServer } from '../src/xds/server.ts';

@@ -30,7 +30,7 @@ import { writeResultsSection, RESULTS_FILE } from '../../scripts/bench-results.t
 import { startOrchestrator, type RunningOrchestrator } from '../../scripts/cli/orchestrator.ts';
 import { run as filterDeploy } from '../../scripts/cli/filter-deploy.ts';
 import { run as tokenCreate } from '../../scripts/cli/token-create.ts';
-import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../src/config/types.ts';
+import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../src/config/xds-client.ts';
 import { setLogLevel } from '../src/log.ts';
 import { Proxy } from '../src/proxy.ts';

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { FilterBinding, ProxyConfig } from '../src/config/types.ts';
+import type { FilterBinding, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { Proxy } from '../src/proxy.ts';
 import { cluster, filterBinding, forward, proxyConfig } from './support/config.ts';
 import { startHttp1, type TestServer } from './support/servers.ts';

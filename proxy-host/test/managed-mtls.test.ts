@@ -15,7 +15,7 @@ import { MemoryStore } from '../../orchestrator/src/store/memory-store.ts';
 import type { ResourceInput } from '../../orchestrator/src/store/types.ts';
 import { startXdsServer, type XdsServer } from '../../orchestrator/src/xds/server.ts';
 import { MetricsRegistry } from '../../wasm/src/index.ts';
-import type { ProxyConfig, WorkloadIdentity } from '../src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../src/config/xds-client.ts';
 import { createHttpCallout } from '../src/http-callout.ts';
 import { OrchestratorIdentity } from '../src/identity/orchestrator-identity.ts';

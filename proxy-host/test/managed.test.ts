@@ -12,7 +12,7 @@ import { MemoryStore } from '../../orchestrator/src/store/memory-store.ts';
 import type { ResourceInput } from '../../orchestrator/src/store/types.ts';
 import { startXdsServer, type XdsServer } from '../../orchestrator/src/xds/server.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
-import type { ProxyConfig, WorkloadIdentity } from '../src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { XdsClient } from '../src/config/xds-client.ts';
 import { Proxy } from '../src/proxy.ts';
 import { request, startHttp1, type TestServer } from './support/servers.ts';

@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { HeaderList, LocalResponse } from '../../../wasm/src/index.ts';
-import type { MirrorPolicy, RouteConfig, WeightedCluster } from '../config/types.ts';
+import type { MirrorPolicy, RouteConfig, WeightedCluster } from '../../../mesh/src/proxy-config.ts';
 import type { ChainStream, ChainTerminal } from '../filter-chain/chain.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/listener.ts';
 import { applyHeaderOperations, pickWeighted, redirectLocation, rewritePath } from '../routing/route-table.ts';

@@ -1,7 +1,7 @@
 // One per listener (inbound or outbound): owns the per-request flow's shared state, which the proxy
 // swaps whole on a config change (in-flight requests keep what they started with).
 import type { MetricsRegistry, StreamInfo } from '../../../wasm/src/index.ts';
-import type { ProxyConfig, RouteConfig, UpstreamProtocol, VirtualHostConfig } from '../config/types.ts';
+import type { ProxyConfig, RouteConfig, UpstreamProtocol, VirtualHostConfig } from '../../../mesh/src/proxy-config.ts';
 import type { AccessLog } from '../access-log.ts';
 import type { FilterChain } from '../filter-chain/chain.ts';
 import { createStreamInfo } from '../filter-chain/stream-info.ts';

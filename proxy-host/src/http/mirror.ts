@@ -3,7 +3,7 @@
 // mirror's response is read and dropped, and nothing about it reaches the client's response.
 import { PassThrough } from 'node:stream';
 import type { HeaderList } from '../../../wasm/src/index.ts';
-import type { MirrorPolicy } from '../config/types.ts';
+import type { MirrorPolicy } from '../../../mesh/src/proxy-config.ts';
 import type { UpstreamCall, UpstreamResponseHandler } from '../upstream/upstream-request.ts';
 import type { ConnectionManager } from './connection-manager.ts';
 import type { LbContext } from '../upstream/load-balancer.ts';

@@ -1,9 +1,9 @@
 // VirtualService retries, timeout, mirror and mirrorPercentage onto the RouteConfig (Istio's rendering).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, RouteConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { fromObjects } from '../src/config/documents.ts';
-import { formatErrors, validateDocuments } from '../src/config/validate.ts';
+import type { ProxyConfig, RouteConfig, WorkloadIdentity } from '../src/proxy-config.ts';
+import { fromObjects } from '../src/documents.ts';
+import { formatErrors, validateDocuments } from '../src/validate.ts';
 import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 import { defaultRetryPolicy, translateRetries } from '../src/translate/routes.ts';
 

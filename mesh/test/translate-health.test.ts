@@ -1,9 +1,9 @@
 // DestinationRule outlierDetection and the wasmesh healthCheck extension → ClusterConfig fields.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { fromObjects } from '../src/config/documents.ts';
-import { formatErrors, validateDocuments } from '../src/config/validate.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../src/proxy-config.ts';
+import { fromObjects } from '../src/documents.ts';
+import { formatErrors, validateDocuments } from '../src/validate.ts';
 import { translateHealthCheck, translateOutlierDetection } from '../src/translate/clusters.ts';
 import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 

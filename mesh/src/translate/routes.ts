@@ -14,7 +14,7 @@ import type {
   VirtualHostConfig,
   WeightedCluster,
   WorkloadIdentity,
-} from '../../../proxy-host/src/config/types.ts';
+} from '../proxy-config.ts';
 import {
   namespaceOf,
   type HTTPMatchRequest,
@@ -22,7 +22,7 @@ import {
   type HeaderOperationsSpec,
   type StringMatchSpec,
   type VirtualService,
-} from '../config/documents.ts';
+} from '../documents.ts';
 import {
   type ClusterTable,
   type ServiceRegistry,

@@ -13,7 +13,7 @@ import type {
   OutlierDetectionConfig,
   UpstreamProtocol,
   WorkloadIdentity,
-} from '../../../proxy-host/src/config/types.ts';
+} from '../proxy-config.ts';
 import {
   ROOT_NAMESPACE,
   namespaceOf,
@@ -29,7 +29,7 @@ import {
   type Subset,
   type TrafficPolicy,
   type WorkloadEntry,
-} from '../config/documents.ts';
+} from '../documents.ts';
 import { durationMs } from './durations.ts';
 import { DEFAULT_TRUST_DOMAIN, clusterTls, destinationTls } from './mtls.ts';
 

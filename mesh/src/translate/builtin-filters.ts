@@ -6,8 +6,8 @@
 // a fault abort, which travel back only through the filters before the one that answered); policy
 // after the AUTHZ-phase WasmPlugins (Istio's RBAC position); fault last, just before the router.
 import { fileURLToPath } from 'node:url';
-import type { FilterBinding, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
-import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../config/documents.ts';
+import type { FilterBinding, WorkloadIdentity } from '../proxy-config.ts';
+import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
 import { labelsMatch } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig } from './policy-filter.ts';

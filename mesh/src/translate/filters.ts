@@ -2,8 +2,8 @@
 // outbound), and in which order they run.
 
 import { isAbsolute, join, dirname, normalize } from 'node:path';
-import type { FilterBinding, FilterPhase, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
-import { ROOT_NAMESPACE, namespaceOf, type DocumentSource, type WasmPlugin } from '../config/documents.ts';
+import type { FilterBinding, FilterPhase, WorkloadIdentity } from '../proxy-config.ts';
+import { ROOT_NAMESPACE, namespaceOf, type DocumentSource, type WasmPlugin } from '../documents.ts';
 import { labelsMatch } from './clusters.ts';
 
 /**

@@ -13,7 +13,7 @@
 // Keys the filter would reject (an unsupported `when` key, say) throw here with the policy named,
 // rather than failing the plugin later in the proxy. Reference: filters/policy/README.md.
 
-import { namespaceOf, type AuthorizationPolicy } from '../config/documents.ts';
+import { namespaceOf, type AuthorizationPolicy } from '../documents.ts';
 
 export type AuthorizationPolicyDoc = AuthorizationPolicy;
 

@@ -27,9 +27,9 @@ import {
   type VirtualService,
   type WasmPlugin,
 } from './documents.ts';
-import { ServiceRegistry, hostMatches, resolveHost } from '../translate/clusters.ts';
-import { DURATION_PATTERN, parseDuration } from '../translate/durations.ts';
-import { regexProblem } from '../translate/routes.ts';
+import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
+import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
+import { regexProblem } from './translate/routes.ts';
 
 export type { ConfigError } from './documents.ts';
 
@@ -46,10 +46,10 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   AuthorizationPolicy: 'authorization-policy.schema.json',
 };
 
-/** schemas/json/ of the repository: three levels up from source, four from a dist/ build (tsc does not copy JSON). */
-const SCHEMA_DIR = ['../../../schemas/json/', '../../../../schemas/json/']
+/** schemas/json/ of the repository: two levels up from source, three from a dist/ build (tsc does not copy JSON). */
+const SCHEMA_DIR = ['../../schemas/json/', '../../../schemas/json/']
   .map((rel) => new URL(rel, import.meta.url))
-  .find((url) => existsSync(url)) ?? new URL('../../../schemas/json/', import.meta.url);
+  .find((url) => existsSync(url)) ?? new URL('../../schemas/json/', import.meta.url);
 
 export type JsonSchema = Record<string, unknown> & { $defs?: Record<string, JsonSchema> };
 

@@ -3,7 +3,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { parseDocuments, type AuthorizationPolicy } from '../src/config/documents.ts';
+import { parseDocuments, type AuthorizationPolicy } from '../src/documents.ts';
 import { policyFilterConfig, isSupportedWhenKey, type AuthorizationPolicyDoc } from '../src/translate/policy-filter.ts';
 
 const schema = JSON.parse(readFileSync(new URL('../../schemas/json/filters/policy.schema.json', import.meta.url), 'utf8')) as object;

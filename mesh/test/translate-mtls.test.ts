@@ -1,9 +1,9 @@
 // PeerAuthentication precedence -> ProxyConfig.mtls, and outbound auto mTLS -> ClusterConfig.tls.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { fromObjects } from '../src/config/documents.ts';
-import { formatErrors, validateDocuments } from '../src/config/validate.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../src/proxy-config.ts';
+import { fromObjects } from '../src/documents.ts';
+import { formatErrors, validateDocuments } from '../src/validate.ts';
 import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 
 const reviews: WorkloadIdentity = { name: 'reviews-v1', namespace: 'default', labels: { app: 'reviews' }, serviceAccount: 'reviews' };

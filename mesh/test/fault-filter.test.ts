@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { parseDocuments, type HTTPRoute, type VirtualService } from '../src/config/documents.ts';
+import { parseDocuments, type HTTPRoute, type VirtualService } from '../src/documents.ts';
 import { FaultFilterError, faultFilterConfig, type FaultFilterConfig } from '../src/translate/fault-filter.ts';
 
 const schema = JSON.parse(readFileSync(new URL('../../schemas/json/filters/fault.schema.json', import.meta.url), 'utf8')) as object;

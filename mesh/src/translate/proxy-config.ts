@@ -1,4 +1,4 @@
-// Istio-style documents + one workload -> the proxy's ProxyConfig (proxy-host/src/config/types.ts).
+// Istio-style documents + one workload -> the proxy's ProxyConfig (mesh/src/proxy-config.ts).
 //
 // A pure function of its inputs: no clock, no file system, no environment (file:// paths are
 // resolved as strings, host environment values come in through options). The documents must have
@@ -9,7 +9,7 @@
 // Not translated yet (accepted, and ignored here): VirtualService retries/fault/mirror,
 // DestinationRule outlierDetection. (tls and PeerAuthentication: see mtls.ts.)
 
-import type { ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../proxy-config.ts';
 import {
   isKind,
   isRecord,
@@ -25,7 +25,7 @@ import {
   type VirtualService,
   type WasmPlugin,
   type WorkloadEntry,
-} from '../config/documents.ts';
+} from '../documents.ts';
 import { ClusterTable, ServiceRegistry, isExportedTo, labelsMatch } from './clusters.ts';
 import { withBuiltinFilters } from './builtin-filters.ts';
 import { selectFilters, type PluginInput } from './filters.ts';

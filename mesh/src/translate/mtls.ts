@@ -6,7 +6,7 @@
 // - Outbound auto mTLS: clusters of mesh services (ServiceEntry location MESH_INTERNAL, or hosts under
 //   .svc.cluster.local) get ISTIO_MUTUAL with the expected SPIFFE ids, unless a DestinationRule's tls
 //   says otherwise (DISABLE: plaintext; SIMPLE/MUTUAL are not originated and leave plaintext).
-import type { ClusterTlsConfig, MtlsConfig, MtlsMode, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { ClusterTlsConfig, MtlsConfig, MtlsMode, WorkloadIdentity } from '../proxy-config.ts';
 import {
   ROOT_NAMESPACE,
   namespaceOf,
@@ -16,7 +16,7 @@ import {
   type PeerAuthentication,
   type TrafficPolicy,
   type WorkloadEntry,
-} from '../config/documents.ts';
+} from '../documents.ts';
 import { CLUSTER_DOMAIN, labelsMatch, type Service } from './clusters.ts';
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';

@@ -1,9 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fileURLToPath } from 'node:url';
-import type { ProxyConfig, RouteConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { fromObjects, readDocumentFiles, type ConfigDocument } from '../src/config/documents.ts';
-import { formatErrors, validateDocuments } from '../src/config/validate.ts';
+import type { ProxyConfig, RouteConfig, WorkloadIdentity } from '../src/proxy-config.ts';
+import { fromObjects, readDocumentFiles, type ConfigDocument } from '../src/documents.ts';
+import { formatErrors, validateDocuments } from '../src/validate.ts';
 import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 import { canonicalJson, contentVersion } from '../src/translate/version.ts';
 import { parseDuration } from '../src/translate/durations.ts';

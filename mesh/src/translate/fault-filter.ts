@@ -28,7 +28,7 @@ import {
   type Labels,
   type StringMatchSpec,
   type VirtualService,
-} from '../config/documents.ts';
+} from '../documents.ts';
 import { hostSpecificity, kubernetesName, labelsMatch, resolveHost } from './clusters.ts';
 import { DurationError, parseDuration } from './durations.ts';
 
