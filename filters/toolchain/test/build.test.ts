@@ -1,6 +1,6 @@
-// Tests for scripts/filter-build.ts: builds the add-header example into a temporary copy, checks the
-// module's imports and exports, runs it under a minimal in-test proxy-wasm host (which exercises the
-// patched SDK: pinning, log-level guard, configuration), and checks compile-error reporting.
+// Tests for filters/toolchain/build.ts: builds the add-header example into a temporary copy, checks
+// the module's imports and exports, runs it under a minimal in-test proxy-wasm host (which exercises
+// the patched SDK: pinning, log-level guard, configuration), and checks compile-error reporting.
 
 import { existsSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,9 +9,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FilterBuildError, buildFilter, commonDirs, findFilterDirs, verifyFilterModule } from '../filter-build.ts';
+import { FilterBuildError, buildFilter, commonDirs, findFilterDirs, verifyFilterModule } from '../build.ts';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const exampleDir = path.join(repoRoot, 'filters/examples/add-header');
 const commonDir = path.join(repoRoot, 'filters/common');
 const silent = { write: () => true };

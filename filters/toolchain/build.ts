@@ -75,7 +75,7 @@ export class FilterBuildError extends Error {
   }
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const nodeModules = path.join(repoRoot, 'node_modules');
 const sdkDir = path.join(nodeModules, '@solo-io', 'proxy-runtime');
 const stdDir = path.join(nodeModules, 'assemblyscript', 'std', 'assembly');
