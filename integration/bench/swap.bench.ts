@@ -15,7 +15,7 @@
 //    every 100 ms with applyConfig; report both, their ratio, and the requests that were in flight
 //    at a swap.
 //
-// node --import tsx proxy-host/bench/swap.bench.ts [--proxies 100] [--deploys 5] [--quick]
+// node --import tsx integration/bench/swap.bench.ts [--proxies 100] [--deploys 5] [--quick]
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -31,12 +31,12 @@ import { startOrchestrator, type RunningOrchestrator } from '../../scripts/cli/o
 import { run as filterDeploy } from '../../scripts/cli/filter-deploy.ts';
 import { run as tokenCreate } from '../../scripts/cli/token-create.ts';
 import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
-import { XdsClient } from '../src/config/xds-client.ts';
-import { setLogLevel } from '../src/log.ts';
-import { Proxy } from '../src/proxy.ts';
-import { cluster, filterBinding, forward, proxyConfig } from '../test/support/config.ts';
-import { versionModule } from '../test/support/version-module.ts';
-import { TASKSET } from './load.ts';
+import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
+import { setLogLevel } from '../../proxy-host/src/log.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { cluster, filterBinding, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
+import { versionModule } from '../../wasm/test/support/version-module.ts';
+import { TASKSET } from '../../proxy-host/bench/load.ts';
 import { reviewsSeed, reviewsVirtualService } from '../../orchestrator/bench/reviews-mesh.ts';
 import { PLURALS } from '../../orchestrator/src/http/kinds.ts';
 
@@ -621,14 +621,14 @@ function section(cmd: string, d: DeployResult, s: SwapResult, wallS: number): st
   const cpus = os.cpus();
   const L: string[] = [];
   L.push(SECTION, '');
-  L.push(`Written by \`${cmd}\` (proxy-host/bench/swap.bench.ts) on ${new Date().toISOString()}.`);
+  L.push(`Written by \`${cmd}\` (integration/bench/swap.bench.ts) on ${new Date().toISOString()}.`);
   L.push(`Machine: ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}. Shared and noisy: read the ratios against the references measured in the same run. Whole run ${f(wallS)} s.`);
   L.push('');
   L.push(`### Deploy to serving: ${d.n} managed proxies`);
   L.push('');
   L.push(
     `The orchestrator (sqlite store, REST and gRPC on loopback, default debounce, built-in telemetry filter on) and ${d.n} managed proxies (XdsClient + Proxy, workloads web-0..web-${d.n - 1}, label app: web, one service-account token) all in the bench process, so the proxies share one event loop and one core: each does its own module fetch over gRPC, compile and start. ` +
-      `The filter: proxy-host/test/support/version-module.ts (a WAT module adding \`x-filter-version\`), WasmPlugin \`${PLUGIN}\` on the inbound side. Start: ${f(d.startMs)} ms until every proxy served 1.0.0; RSS then ${f(d.rssMiB)} MiB. ` +
+      `The filter: wasm/test/support/version-module.ts (a WAT module adding \`x-filter-version\`), WasmPlugin \`${PLUGIN}\` on the inbound side. Start: ${f(d.startMs)} ms until every proxy served 1.0.0; RSS then ${f(d.rssMiB)} MiB. ` +
       `Each round: a plain routing change first (a VirtualService weight, PUT through the REST API; the reference: until every XdsClient reports the new config applied and ACKed), then \`wasmesh filter deploy <other version>.wasm --name ${PLUGIN} --version <next>\` run in process. ` +
       `"Serving": the proxy's inbound chain (\`proxy.filters()\`) has the new sha256 as its stable module, polled every ${POLL_MS} ms, all times from the moment the command (or the write) is issued. ` +
       `HTTP check: ${Math.min(SAMPLE, d.n)} sampled proxies get real requests on their inbound port, one after another, and the time of the first response with the new \`x-filter-version\` is noted.`,

@@ -13,9 +13,9 @@ import type { ResourceInput } from '../../orchestrator/src/store/types.ts';
 import { startXdsServer, type XdsServer } from '../../orchestrator/src/xds/server.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
-import { XdsClient } from '../src/config/xds-client.ts';
-import { Proxy } from '../src/proxy.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
 
 const HOST = 'ratings.default.svc.cluster.local';
 const workload: WorkloadIdentity = { name: 'productpage', namespace: 'default', labels: { app: 'productpage' }, serviceAccount: 'productpage' };

@@ -2,7 +2,7 @@
 // `x-first: <tag of the first version that configured>` read from shared data (vm_id scoped), which
 // shows shared data surviving module swaps. Variants: `trap` fails every request (unreachable),
 // `failStart` refuses to start (on_vm_start returns false).
-import { guestModule, wat2wasm } from '../../../wasm/test/support/wat.ts';
+import { guestModule, wat2wasm } from './wat.ts';
 
 export interface VersionModuleOptions {
   trap?: boolean;

@@ -20,9 +20,9 @@ import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
-import type { ProxyStatusItem } from '../src/http/proxy-status.ts';
-import { ensureEtcd } from './support/etcd.ts';
-import { wasmesh, waitFor, type CliResult } from './support/run-wasmesh.ts';
+import type { ProxyStatusItem } from '../../orchestrator/src/http/proxy-status.ts';
+import { ensureEtcd } from '../../orchestrator/test/support/etcd.ts';
+import { wasmesh, waitFor, type CliResult } from '../../orchestrator/test/support/run-wasmesh.ts';
 
 const HOST = 'ratings.default.svc.cluster.local';
 const quiet = { write: () => true };

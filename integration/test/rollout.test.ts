@@ -15,7 +15,7 @@ import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.
 import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
-import { versionModule } from '../../proxy-host/test/support/version-module.ts';
+import { versionModule } from '../../wasm/test/support/version-module.ts';
 import { startOrchestrator, type RunningOrchestrator } from '../../scripts/cli/orchestrator.ts';
 import { run as filterDeploy } from '../../scripts/cli/filter-deploy.ts';
 import { run as filterHistory } from '../../scripts/cli/filter-history.ts';
@@ -23,8 +23,8 @@ import { run as filterRollback } from '../../scripts/cli/filter-rollback.ts';
 import { run as filterRollout } from '../../scripts/cli/filter-rollout.ts';
 import { run as filterStatus } from '../../scripts/cli/filter-status.ts';
 import { run as tokenCreate } from '../../scripts/cli/token-create.ts';
-import type { FilterStatusBody } from '../src/http/filters.ts';
-import type { RolloutStatus } from '../src/rollout/controller.ts';
+import type { FilterStatusBody } from '../../orchestrator/src/http/filters.ts';
+import type { RolloutStatus } from '../../orchestrator/src/rollout/controller.ts';
 
 const quiet = { write: () => true };
 

@@ -16,13 +16,13 @@ import type { ResourceInput } from '../../orchestrator/src/store/types.ts';
 import { startXdsServer, type XdsServer } from '../../orchestrator/src/xds/server.ts';
 import { MetricsRegistry } from '../../wasm/src/index.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
-import { XdsClient } from '../src/config/xds-client.ts';
-import { createHttpCallout } from '../src/http-callout.ts';
-import { OrchestratorIdentity } from '../src/identity/orchestrator-identity.ts';
-import { Proxy } from '../src/proxy.ts';
-import { EndpointState } from '../src/upstream/endpoint.ts';
-import { HealthChecker, type CheckOutcome } from '../src/upstream/health-checker.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
+import { createHttpCallout } from '../../proxy-host/src/http-callout.ts';
+import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { EndpointState } from '../../proxy-host/src/upstream/endpoint.ts';
+import { HealthChecker, type CheckOutcome } from '../../proxy-host/src/upstream/health-checker.ts';
+import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
 
 type HealthCheckTargetTls = NonNullable<ConstructorParameters<typeof HealthChecker>[0]['tls']>;
 
