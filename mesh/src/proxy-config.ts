@@ -55,7 +55,7 @@ export type RouteAction =
   | { kind: 'redirect'; uri?: string; authority?: string; scheme?: string; port?: number; status: number }
   | { kind: 'direct'; status: number; body?: string };
 
-/** VirtualService `retries` (Envoy retry_policy). See proxy-host/src/http/retry-policy.ts. */
+/** VirtualService `retries` (Envoy retry_policy). The proxy applies it in its http/retry-policy.ts. */
 export interface RetryPolicy {
   /** Retries after the first try (Istio `attempts`); 0 disables retrying. */
   attempts: number;
