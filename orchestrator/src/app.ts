@@ -5,14 +5,14 @@
 //   onRequest: auth (auth/access.ts) — token (401) and role (403) before the body is read
 //   content-type parsers: JSON (Fastify's), YAML as text, wasm as bytes
 //   route schemas (params, query) — Fastify's ajv; resource bodies are validated by the config
-//     layer instead (config/validate.ts: Istio schemas + cross-document checks, better messages)
+//     layer instead (mesh/src/validate.ts: Istio schemas + cross-document checks, better messages)
 //   handlers: http/resources.ts, http/apply.ts, http/modules.ts, http/proxy-status.ts; writes
 //     through http/writer.ts
 //   errors: http/errors.ts gives every failure { code, errors: [{ document, path, message }] }
 
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
-import type { ValidationMode } from './config/validate.ts';
+import type { ValidationMode } from '../../mesh/src/validate.ts';
 import type { ConfigStore, ModuleRecord } from './store/types.ts';
 import type { TokenStore } from './auth/tokens.ts';
 import { installAuth } from './auth/access.ts';

@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { FastifyInstance } from 'fastify';
-import { versionModule } from '../../proxy-host/test/support/version-module.ts';
+import { versionModule } from '../../wasm/test/support/version-module.ts';
 import { buildApp } from '../src/app.ts';
 import { TokenStore } from '../src/auth/tokens.ts';
 import type { FilterStatusBody } from '../src/http/filters.ts';

@@ -3,7 +3,7 @@
 // config. Counted with the cache's stats.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { SnapshotCache } from '../src/snapshot/cache.ts';
 import { changeScope, indexResources } from '../src/snapshot/scope.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';

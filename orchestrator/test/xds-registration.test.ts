@@ -1,14 +1,11 @@
 // Endpoint auto-registration: a proxy that subscribes with node.endpoint gets a WorkloadEntry in the
 // store while its stream lives (ServiceEntries selecting its labels route to it), removed after a
-// grace period once the stream ends, unless it reconnects (to any replica) in time.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// grace period once the stream ends, unless it reconnects (to any replica) in time. The proxy's
+// side (XdsClient's register option) is in integration/test/xds-registration.test.ts.
 import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
-import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
@@ -17,8 +14,8 @@ import {
   type DiscoveryResponse,
   type EndpointMessage,
 } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { fromObjects } from '../src/config/documents.ts';
-import { validateDocuments } from '../src/config/validate.ts';
+import { fromObjects } from '../../mesh/src/documents.ts';
+import { validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import type { Resource, ResourceInput } from '../src/store/types.ts';
 import { AUTO_REGISTERED_ANNOTATION, autoEntryName, startXdsServer, type XdsServer } from '../src/xds/server.ts';
@@ -202,27 +199,6 @@ test('an endpoint without address or ports is refused with INVALID_ARGUMENT', as
   const t = new TestStream().subscribe(ratings, { address: '10.0.0.1', ports: {} });
   await until('the refusal', () => t.status);
   assert.is(t.status!.code, grpc.status.INVALID_ARGUMENT);
-});
-
-test('XdsClient registers with its register option', async () => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'wasmesh-xds-reg-'));
-  const xds = new XdsClient({
-    address: `127.0.0.1:${server.port}`,
-    workload: ratings,
-    dataDir,
-    register: { address: '127.0.0.1', ports: { http: 15006 } },
-    apply: async () => {},
-  });
-  try {
-    xds.start();
-    await xds.firstConfig();
-    const name = autoEntryName(ratings, { address: '127.0.0.1', ports: { http: 15006 } });
-    const entry = await until('the entry', () => getEntry(name));
-    assert.equal(entry.spec.ports, { http: 15006 });
-  } finally {
-    await xds.stop();
-    await rm(dataDir, { recursive: true, force: true });
-  }
 });
 
 test.run();

@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,

@@ -5,7 +5,7 @@ import os from 'node:os';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
 import { startAdminServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
-import type { ClusterConfig, ProxyConfig } from './config/types.ts';
+import type { ClusterConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { ModuleOverrides } from './filter-chain/module-overrides.ts';
 import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
 import type { FilterVersionStatsMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';

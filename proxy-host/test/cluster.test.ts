@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ClusterConfig, EndpointConfig, LoadBalancerConfig } from '../src/config/types.ts';
+import type { ClusterConfig, EndpointConfig, LoadBalancerConfig } from '../../mesh/src/proxy-config.ts';
 import { Cluster, ClusterManager } from '../src/upstream/cluster.ts';
 
 function ep(last: number, weight = 1, labels: Record<string, string> = {}): EndpointConfig {

@@ -4,7 +4,7 @@ import { compileModule, headerGet, Plugin, type CompiledModule, type FailStrateg
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
 import { ChainStream, FilterChain, type ChainTerminal } from '../src/filter-chain/chain.ts';
 import { createStreamInfo, ProxyStreamInfo } from '../src/filter-chain/stream-info.ts';
-import type { WorkloadIdentity } from '../src/config/types.ts';
+import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 
 // ---- guest modules -----------------------------------------------------------------------------
 // One wat template, several behaviours. Every callback logs its name (the host records

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ClusterConfig, HealthCheckConfig } from '../src/config/types.ts';
+import type { ClusterConfig, HealthCheckConfig } from '../../mesh/src/proxy-config.ts';
 import type { Proxy } from '../src/proxy.ts';
 import { ClusterManager } from '../src/upstream/cluster.ts';
 import { EndpointState } from '../src/upstream/endpoint.ts';

@@ -7,11 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { FilterBinding, ProxyConfig } from '../src/config/types.ts';
+import type { FilterBinding, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { Proxy } from '../src/proxy.ts';
 import { cluster, filterBinding, forward, proxyConfig } from './support/config.ts';
 import { startHttp1, type TestServer } from './support/servers.ts';
-import { versionModule } from './support/version-module.ts';
+import { versionModule } from '../../wasm/test/support/version-module.ts';
 
 let dir = '';
 const files = { one: '', two: '', broken: '', trap: '' };

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { EndpointConfig, LoadBalancerConfig } from '../src/config/types.ts';
+import type { EndpointConfig, LoadBalancerConfig } from '../../mesh/src/proxy-config.ts';
 import { EndpointState } from '../src/upstream/endpoint.ts';
 import { createLoadBalancer, type LbContext, type LoadBalancer } from '../src/upstream/load-balancer.ts';
 import { RingHashLoadBalancer } from '../src/upstream/lb/ring-hash.ts';

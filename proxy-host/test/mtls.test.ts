@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfigFile } from '../src/config/file-source.ts';
-import type { ClusterTlsConfig, MtlsConfig, ProxyConfig } from '../src/config/types.ts';
+import type { ClusterTlsConfig, MtlsConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import type { WorkloadCertificate } from '../src/identity/types.ts';
 import { Proxy } from '../src/proxy.ts';

@@ -1,7 +1,7 @@
 // Outlier detection on its own, with a fake clock: counting, ejection limits, return and back-off.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ClusterConfig, OutlierDetectionConfig } from '../src/config/types.ts';
+import type { ClusterConfig, OutlierDetectionConfig } from '../../mesh/src/proxy-config.ts';
 import { Cluster, ClusterManager } from '../src/upstream/cluster.ts';
 import { EndpointState } from '../src/upstream/endpoint.ts';
 import { healthOf } from '../src/upstream/endpoint-health.ts';

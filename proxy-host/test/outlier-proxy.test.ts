@@ -1,7 +1,7 @@
 // Outlier detection through the proxy, with real upstreams on loopback: one of three always answers 503.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { OutlierDetectionConfig } from '../src/config/types.ts';
+import type { OutlierDetectionConfig } from '../../mesh/src/proxy-config.ts';
 import type { Proxy } from '../src/proxy.ts';
 import { healthOf } from '../src/upstream/endpoint-health.ts';
 import { cluster, forward, proxyConfig } from './support/config.ts';

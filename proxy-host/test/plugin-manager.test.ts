@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { headerGet, MetricsRegistry, ModuleCache, sha256Hex, type HeaderList, type HttpStreamSink, type LocalResponse, type PluginHost } from '../../wasm/src/index.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
-import type { FilterBinding } from '../src/config/types.ts';
+import type { FilterBinding } from '../../mesh/src/proxy-config.ts';
 import { FilterChain, type ChainTerminal } from '../src/filter-chain/chain.ts';
 import { PluginLoadError, PluginManager, RECENT_MODULES_KEPT } from '../src/filter-chain/plugin-manager.ts';
 

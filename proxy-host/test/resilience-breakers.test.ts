@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { RouteConfig } from '../src/config/types.ts';
+import type { RouteConfig } from '../../mesh/src/proxy-config.ts';
 import { createListener } from '../src/listener/listener.ts';
 import type { Proxy } from '../src/proxy.ts';
 import { cluster, proxyConfig } from './support/config.ts';

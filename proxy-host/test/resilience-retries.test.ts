@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ClusterConfig, RetryPolicy, RouteConfig, VirtualHostConfig } from '../src/config/types.ts';
+import type { ClusterConfig, RetryPolicy, RouteConfig, VirtualHostConfig } from '../../mesh/src/proxy-config.ts';
 import { Proxy } from '../src/proxy.ts';
 import { cluster, proxyConfig } from './support/config.ts';
 import { request, startHttp1, type TestServer } from './support/servers.ts';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { RouteAction, RouteConfig, RouteMatch, VirtualHostConfig, WeightedCluster } from '../src/config/types.ts';
+import type { RouteAction, RouteConfig, RouteMatch, VirtualHostConfig, WeightedCluster } from '../../mesh/src/proxy-config.ts';
 import {
   RouteTable,
   applyHeaderOperations,

@@ -2,8 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { readFileSync, readdirSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { parseDocuments, type ConfigDocument } from '../../orchestrator/src/config/documents.ts';
-import { SCHEMA_FILES, formatErrors, validateDocuments } from '../../orchestrator/src/config/validate.ts';
+import { parseDocuments, type ConfigDocument } from '../../mesh/src/documents.ts';
+import { SCHEMA_FILES, formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 
 const JSON_DIR = new URL('../json/', import.meta.url);
 const EXAMPLES_DIR = new URL('../examples/', import.meta.url);

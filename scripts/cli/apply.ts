@@ -1,8 +1,8 @@
 // wasmesh apply -f <file|dir|->: send documents to the orchestrator's POST /apply, all or nothing,
 // and print what happened to each resource (created, configured, unchanged).
 import { parseArgs } from 'node:util';
-import { readDocumentFiles, type ConfigDocument } from '../../orchestrator/src/config/documents.ts';
-import { formatErrors } from '../../orchestrator/src/config/validate.ts';
+import { readDocumentFiles, type ConfigDocument } from '../../mesh/src/documents.ts';
+import { formatErrors } from '../../mesh/src/validate.ts';
 import { CliError, Exit, UsageError, formatApiError } from '../../orchestrator/src/cli-client/client.ts';
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import type { ResourceKind } from '../../orchestrator/src/store/types.ts';

@@ -1,7 +1,7 @@
 // wasmesh delete KIND NAME [-n NS] | delete -f <file>: remove resources from the orchestrator.
 import { parseArgs } from 'node:util';
-import { readDocumentFiles } from '../../orchestrator/src/config/documents.ts';
-import { formatErrors } from '../../orchestrator/src/config/validate.ts';
+import { readDocumentFiles } from '../../mesh/src/documents.ts';
+import { formatErrors } from '../../mesh/src/validate.ts';
 import { CliError, Exit, UsageError, formatApiError } from '../../orchestrator/src/cli-client/client.ts';
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, parseKind, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import { PLURALS } from '../../orchestrator/src/http/kinds.ts';

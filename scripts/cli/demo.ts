@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
-import { readDocumentFiles } from '../../orchestrator/src/config/documents.ts';
+import { readDocumentFiles } from '../../mesh/src/documents.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';

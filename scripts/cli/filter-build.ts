@@ -1,7 +1,7 @@
-// wasmesh filter build: compiles AssemblyScript filter folders (see scripts/filter-build.ts).
+// wasmesh filter build: compiles AssemblyScript filter folders (see filters/toolchain/build.ts).
 
 import { parseArgs } from 'node:util';
-import { FilterBuildError, buildAllFilters, buildFilter, type BuildOptions } from '../filter-build.ts';
+import { FilterBuildError, buildAllFilters, buildFilter, type BuildOptions } from '../../filters/toolchain/build.ts';
 
 const USAGE = `Usage:
   wasmesh filter build <dir>... [--debug] [--quiet] [--force]

@@ -4,7 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { FilterBuildError, buildFilter, closeKeptCompiler, commonDirs, readManifest } from '../filter-build.ts';
+import { FilterBuildError, buildFilter, closeKeptCompiler, commonDirs, readManifest } from '../../filters/toolchain/build.ts';
 
 export const usage = `usage: wasmesh filter dev <filter-dir> [--proxy ADMIN_URL] [--plugin NS/NAME] [--once]
 

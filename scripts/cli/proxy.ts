@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
 import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/file-source.ts';
-import type { WorkloadIdentity } from '../../proxy-host/src/config/types.ts';
+import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';

@@ -1,8 +1,8 @@
 // wasmesh validate: check config files (Istio-style YAML/JSON) against the schemas and the
 // cross-document rules, and print one line per problem.
 import { parseArgs } from 'node:util';
-import { readDocumentFiles } from '../../orchestrator/src/config/documents.ts';
-import { formatErrors, validateDocuments, type ValidationMode } from '../../orchestrator/src/config/validate.ts';
+import { readDocumentFiles } from '../../mesh/src/documents.ts';
+import { formatErrors, validateDocuments, type ValidationMode } from '../../mesh/src/validate.ts';
 
 export const usage = `usage: wasmesh validate -f <file> [-f <file>...] [--mode standalone|managed]
 

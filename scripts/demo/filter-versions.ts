@@ -4,7 +4,7 @@
 import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFilter, closeKeptCompiler } from '../filter-build.ts';
+import { buildFilter, closeKeptCompiler } from '../../filters/toolchain/build.ts';
 
 const FILTERS = fileURLToPath(new URL('../../filters/', import.meta.url));
 /** The line of add-header's onResponseHeaders the stamp goes in front of. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildFilter } from '../filter-build.ts';
+import { buildFilter } from '../../filters/toolchain/build.ts';
 import { run as filterDev } from '../cli/filter-dev.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';

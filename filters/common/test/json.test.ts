@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { buildFilter } from '../../../scripts/filter-build.ts';
+import { buildFilter } from '../../toolchain/build.ts';
 import { FilterHarness } from '../../../wasm/src/harness.ts';
 
 const FIXTURE = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/json-reader');

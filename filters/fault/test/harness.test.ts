@@ -6,7 +6,7 @@ import { performance } from 'node:perf_hooks';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FilterHarness, type RunResult } from '../../../wasm/src/harness.ts';
-import { faultFilterConfig } from '../../../orchestrator/src/translate/fault-filter.ts';
+import { faultFilterConfig } from '../../../mesh/src/translate/fault-filter.ts';
 
 const WASM = fileURLToPath(new URL('../build/fault.wasm', import.meta.url));
 

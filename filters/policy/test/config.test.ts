@@ -4,8 +4,8 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ErrorCode, WasmeshWasmError } from '../../../wasm/src/errors.ts';
-import { parseDocuments, type AuthorizationPolicy } from '../../../orchestrator/src/config/documents.ts';
-import { policyFilterConfig } from '../../../orchestrator/src/translate/policy-filter.ts';
+import { parseDocuments, type AuthorizationPolicy } from '../../../mesh/src/documents.ts';
+import { policyFilterConfig } from '../../../mesh/src/translate/policy-filter.ts';
 import { allow, load, policyWasm, send, status } from './support.ts';
 
 const schema = JSON.parse(readFileSync(new URL('../../../schemas/json/filters/policy.schema.json', import.meta.url), 'utf8')) as object;

@@ -1,7 +1,7 @@
 // Shared by the policy filter tests: builds the filter once per test file and loads it in a harness.
 import { fileURLToPath } from 'node:url';
 import { readFile } from 'node:fs/promises';
-import { buildFilter } from '../../../scripts/filter-build.ts';
+import { buildFilter } from '../../toolchain/build.ts';
 import { FilterHarness, type HarnessOptions, type RunResult } from '../../../wasm/src/harness.ts';
 import type { StreamInfo } from '../../../wasm/src/host.ts';
 

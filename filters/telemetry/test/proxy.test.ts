@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { Proxy } from '../../../proxy-host/src/proxy.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../../../proxy-host/test/support/config.ts';
 import { startProxy } from '../../../proxy-host/test/support/proxy.ts';

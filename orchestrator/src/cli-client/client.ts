@@ -9,7 +9,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatPath } from '../config/validate.ts';
+import { formatPath } from '../../../mesh/src/validate.ts';
 
 export const DEFAULT_SERVER = 'http://127.0.0.1:15014';
 export const DEFAULT_DATA_DIR = '.wasmesh/orchestrator';

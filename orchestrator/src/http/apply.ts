@@ -5,7 +5,7 @@
 // written. Otherwise every resource is written in one store transaction.
 
 import type { FastifyInstance } from 'fastify';
-import { fromObjects, parseDocuments, type ConfigDocument } from '../config/documents.ts';
+import { fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { keyOf } from '../store/common.ts';
 import { ErrorCode, HttpError } from './errors.ts';

@@ -12,7 +12,7 @@
 // Bodies are JSON or YAML (one document).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { fromObjects, parseDocuments, type ConfigDocument } from '../config/documents.ts';
+import { fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import { keyOf, resourceKey } from '../store/common.ts';
 import { RESOURCE_KINDS, type ConfigStore, type Resource, type ResourceKind, type WatchEvent } from '../store/types.ts';
 import { ErrorCode, HttpError } from './errors.ts';

@@ -7,8 +7,8 @@
 // An error that the stored state already has (say, after an upgrade tightened a rule) does not
 // block unrelated writes: only errors the write would add are reported.
 
-import { fromObjects, type ConfigDocument, type ConfigError } from '../config/documents.ts';
-import { MODULE_URL, validateDocuments, type ValidationMode } from '../config/validate.ts';
+import { fromObjects, type ConfigDocument, type ConfigError } from '../../../mesh/src/documents.ts';
+import { MODULE_URL, validateDocuments, type ValidationMode } from '../../../mesh/src/validate.ts';
 import { keyOf } from '../store/common.ts';
 import type { ConfigStore, Resource, ResourceInput } from '../store/types.ts';
 import { ErrorCode, HttpError, type ApiError } from './errors.ts';

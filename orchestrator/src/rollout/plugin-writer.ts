@@ -1,7 +1,7 @@
 // Read-modify-write of one WasmPlugin on behalf of the orchestrator (rollback, rollout steps): the
 // change is validated like any API write, stamped into the deploy history, and retried when another
 // write got in between.
-import { fromObjects } from '../config/documents.ts';
+import { fromObjects } from '../../../mesh/src/documents.ts';
 import { ConflictError, type ConfigStore, type Resource, type ResourceInput } from '../store/types.ts';
 import { documentOf, toInput, type ConfigWriter } from '../http/writer.ts';
 import { ErrorCode, HttpError } from '../http/errors.ts';

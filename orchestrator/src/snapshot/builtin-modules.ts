@@ -1,6 +1,6 @@
-// The mesh's own filter modules (telemetry, policy, fault: translate/builtin-filters.ts), which the
-// translator binds by file:// path on the orchestrator's disk. Managed proxies cannot read that
-// disk, so the snapshot rewrites those bindings to digests and FetchModule serves the bytes from
+// The mesh's own filter modules (telemetry, policy, fault: mesh/src/translate/builtin-filters.ts),
+// which the translator binds by file:// path on the orchestrator's disk. Managed proxies cannot read
+// that disk, so the snapshot rewrites those bindings to digests and FetchModule serves the bytes from
 // here. Only files under the built-in filters folder are served: a user's file:// WasmPlugin never
 // turns an orchestrator file into something proxies can download.
 
@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** This checkout's filters/ folder, as translate/builtin-filters.ts computes it. */
+/** This checkout's filters/ folder, as mesh/src/translate/builtin-filters.ts computes it. */
 export const DEFAULT_FILTERS_DIR = fileURLToPath(new URL('../../../filters/', import.meta.url));
 
 interface Entry {

@@ -11,8 +11,8 @@
 // invalidate(), and workloads whose last recompute failed always recompute. Proxies with equal
 // identities share one snapshot; pushes are limited to changed versions.
 
-import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
-import type { ConfigDocument } from '../config/documents.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import type { ConfigDocument } from '../../../mesh/src/documents.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { Debouncer } from './debounce.ts';
 import { BuiltinModules } from './builtin-modules.ts';

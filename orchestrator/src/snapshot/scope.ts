@@ -1,7 +1,7 @@
 // Which workloads a store change can affect: the rule the snapshot cache uses to skip
-// re-translating the others. It mirrors what translation reads (translate/proxy-config.ts meshView,
-// filters.ts pluginSelects, builtin-filters.ts selectAuthorizationPolicies, clusters.ts endpoints)
-// and errs on the side of "affected": a kind it does not know, or a document it cannot read,
+// re-translating the others. It mirrors what translation reads (mesh/src/translate/: proxy-config.ts
+// meshView, filters.ts pluginSelects, builtin-filters.ts selectAuthorizationPolicies, clusters.ts
+// endpoints) and errs on the side of "affected": a kind it does not know, or a document it cannot read,
 // affects every workload.
 //
 //   ServiceEntry, VirtualService      exported to the workload's namespace (exportTo)
@@ -16,10 +16,10 @@
 // never reads (resourceVersion, generation, creationTimestamp, and the auto-registration
 // connection annotation, which changes on every proxy reconnect).
 
-import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
-import { ROOT_NAMESPACE } from '../config/documents.ts';
-import { isExportedTo, labelsMatch } from '../translate/clusters.ts';
-import { canonicalJson } from '../translate/version.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import { ROOT_NAMESPACE } from '../../../mesh/src/documents.ts';
+import { isExportedTo, labelsMatch } from '../../../mesh/src/translate/clusters.ts';
+import { canonicalJson } from '../../../mesh/src/translate/version.ts';
 
 /** Auto-registration's "which stream holds this WorkloadEntry" (xds/registration.ts). */
 export const CONNECTION_ANNOTATION = 'wasmesh.io/connection';

@@ -5,12 +5,12 @@
 // type.wasmesh.io/ProxyConfig per workload, holding the whole config. Per-type resources sent as
 // diffs are a later step.
 
-import { MODULE_URL } from '../config/validate.ts';
-import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import { MODULE_URL } from '../../../mesh/src/validate.ts';
+import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import { PROXY_CONFIG_TYPE_URL } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { fromObjects, isRecord, type ConfigDocument } from '../config/documents.ts';
-import { translateProxyConfig } from '../translate/proxy-config.ts';
-import { canonicalJson, contentVersion } from '../translate/version.ts';
+import { fromObjects, isRecord, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { translateProxyConfig } from '../../../mesh/src/translate/proxy-config.ts';
+import { canonicalJson, contentVersion } from '../../../mesh/src/translate/version.ts';
 import type { BuiltinModules } from './builtin-modules.ts';
 
 export interface SnapshotResource {

@@ -15,7 +15,7 @@
 // entry until it is deleted by hand (`wasmesh delete WorkloadEntry auto-...`).
 
 import { createHash, randomBytes } from 'node:crypto';
-import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointMessage } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { CONNECTION_ANNOTATION } from '../snapshot/scope.ts';
 import { ConflictError, type ConfigStore, type Resource, type ResourceInput } from '../store/types.ts';

@@ -5,7 +5,7 @@
 // lives (registration.ts). CreateCertificate / WatchTrustBundle are the CA's (certs/grpc.ts).
 
 import * as grpc from '@grpc/grpc-js';
-import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
@@ -15,7 +15,7 @@ import {
   type ModuleChunk,
   type ModuleRequest,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { ROOT_NAMESPACE } from '../config/documents.ts';
+import { ROOT_NAMESPACE } from '../../../mesh/src/documents.ts';
 import { certificateHandlers, type CertificateSigner } from '../certs/grpc.ts';
 import { BuiltinModules } from '../snapshot/builtin-modules.ts';
 import { SnapshotCache, type CacheStats, type NodeState } from '../snapshot/cache.ts';

@@ -9,7 +9,7 @@
 //     only a different version is.
 
 import type * as grpc from '@grpc/grpc-js';
-import type { WorkloadIdentity } from '../../../proxy-host/src/config/types.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import type { ProxySnapshot } from '../snapshot/snapshot.ts';
 

@@ -2,10 +2,10 @@
 // here with the same code the orchestrator runs, and watched so a valid edit applies without a restart.
 import { watch, watchFile, unwatchFile, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { readDocumentFiles } from '../../../orchestrator/src/config/documents.ts';
-import { formatErrors, validateDocuments } from '../../../orchestrator/src/config/validate.ts';
-import { translateProxyConfig } from '../../../orchestrator/src/translate/proxy-config.ts';
-import type { ProxyConfig, WorkloadIdentity } from './types.ts';
+import { readDocumentFiles } from '../../../mesh/src/documents.ts';
+import { formatErrors, validateDocuments } from '../../../mesh/src/validate.ts';
+import { translateProxyConfig } from '../../../mesh/src/translate/proxy-config.ts';
+import type { ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 
 export type LoadResult = { ok: true; config: ProxyConfig; documents: number } | { ok: false; error: string };
 

@@ -24,7 +24,7 @@ import {
   type DiscoveryResponse,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { ModuleStore } from './module-store.ts';
-import type { FilterBinding, ProxyConfig, WorkloadIdentity } from './types.ts';
+import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 
 export type XdsClientLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 

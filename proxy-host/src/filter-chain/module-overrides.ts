@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import type { FilterBinding, ProxyConfig } from '../config/types.ts';
+import type { FilterBinding, ProxyConfig } from '../../../mesh/src/proxy-config.ts';
 
 /** A module override names no WasmPlugin of the running config (or an ambiguous one). */
 export class ModuleOverrideError extends Error {

@@ -5,7 +5,7 @@
 // bound drains its in-flight streams and is stopped in the background.
 import { readFile } from 'node:fs/promises';
 import { LogLevel, ModuleCache, Plugin, sha256Hex, type CompiledModule, type PluginConfig, type PluginHost } from '../../../wasm/src/index.ts';
-import type { FilterBinding } from '../config/types.ts';
+import type { FilterBinding } from '../../../mesh/src/proxy-config.ts';
 import { CanaryPair, type FilterSlot } from './chain.ts';
 
 export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';

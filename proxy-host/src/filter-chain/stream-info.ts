@@ -4,7 +4,7 @@
 // top-level aliases old Istio filters still ask for) and upstream.*. One object per request: fields,
 // no closures; the upstream is filled in by the router once it picked an endpoint.
 import type { PropertyValue, StreamInfo } from '../../../wasm/src/index.ts';
-import type { WorkloadIdentity } from '../config/types.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 
 export type ListenerDirection = 'inbound' | 'outbound';
 

@@ -6,7 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { PassThrough, type Readable } from 'node:stream';
 import type { HeaderList, LocalResponse } from '../../../wasm/src/index.ts';
-import type { MirrorPolicy, RouteConfig, WeightedCluster } from '../config/types.ts';
+import type { MirrorPolicy, RouteConfig, WeightedCluster } from '../../../mesh/src/proxy-config.ts';
 import type { ChainStream, ChainTerminal } from '../filter-chain/chain.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/listener.ts';
 import { applyHeaderOperations, pickWeighted, redirectLocation, rewritePath } from '../routing/route-table.ts';
@@ -14,7 +14,7 @@ import type { Cluster } from '../upstream/cluster.ts';
 import type { EndpointState } from '../upstream/endpoint.ts';
 import type { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { UpstreamCall, UpstreamResponseHandler } from '../upstream/upstream-request.ts';
-import type { ConnectionManager } from './connection-manager.ts';
+import type { RequestHost } from './request-host.ts';
 import { sendMirror, shouldMirror, skipMirror } from './mirror.ts';
 import { RequestBodyBuffer } from './retry-buffer.ts';
 import { backoffMs, compileRetryPolicy, HOST_SELECTION_ATTEMPTS, isRefusedStream, RETRY_BODY_LIMIT, type CompiledRetryPolicy } from './retry-policy.ts';
@@ -87,7 +87,7 @@ class Attempt implements UpstreamResponseHandler {
 
 export class ActiveRequest implements ChainTerminal {
 
-  readonly cm: ConnectionManager;
+  readonly cm: RequestHost<ActiveRequest>;
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
   readonly startMs = Date.now();
@@ -130,7 +130,7 @@ export class ActiveRequest implements ChainTerminal {
   #mirror: MirrorPolicy | undefined;
   #mirrorHeaders: HeaderList | undefined;
 
-  constructor(cm: ConnectionManager, req: DownstreamRequest, res: DownstreamResponse) {
+  constructor(cm: RequestHost<ActiveRequest>, req: DownstreamRequest, res: DownstreamResponse) {
     this.cm = cm;
     this.req = req;
     this.res = res;

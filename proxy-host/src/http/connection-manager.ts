@@ -1,7 +1,7 @@
 // One per listener (inbound or outbound): owns the per-request flow's shared state, which the proxy
 // swaps whole on a config change (in-flight requests keep what they started with).
 import type { MetricsRegistry, StreamInfo } from '../../../wasm/src/index.ts';
-import type { ProxyConfig, RouteConfig, UpstreamProtocol, VirtualHostConfig } from '../config/types.ts';
+import type { ProxyConfig, RouteConfig, UpstreamProtocol, VirtualHostConfig } from '../../../mesh/src/proxy-config.ts';
 import type { AccessLog } from '../access-log.ts';
 import type { FilterChain } from '../filter-chain/chain.ts';
 import { createStreamInfo } from '../filter-chain/stream-info.ts';
@@ -15,6 +15,7 @@ import { CircuitBreakers } from '../upstream/circuit-breaker.ts';
 import type { UpstreamClient } from '../upstream/upstream-request.ts';
 import { ClusterStats, DirectionStats, type Direction } from '../stats/proxy-stats.ts';
 import { ActiveRequest } from './active-request.ts';
+import type { RequestHost } from './request-host.ts';
 import { getHeader, type DownstreamFacts } from './request-headers.ts';
 import { spiffeIdOf } from '../identity/certs.ts';
 
@@ -75,7 +76,7 @@ export function downstreamPeer(req: DownstreamRequest): PeerFacts {
 let nextConnectionId = 1;
 const connectionIds = new WeakMap<object, number>();
 
-export class ConnectionManager {
+export class ConnectionManager implements RequestHost<ActiveRequest> {
   readonly direction: Direction;
   readonly clusters: ClusterManager;
   readonly stats: DirectionStats;

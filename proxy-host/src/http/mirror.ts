@@ -3,9 +3,9 @@
 // mirror's response is read and dropped, and nothing about it reaches the client's response.
 import { PassThrough } from 'node:stream';
 import type { HeaderList } from '../../../wasm/src/index.ts';
-import type { MirrorPolicy } from '../config/types.ts';
+import type { MirrorPolicy } from '../../../mesh/src/proxy-config.ts';
 import type { UpstreamCall, UpstreamResponseHandler } from '../upstream/upstream-request.ts';
-import type { ConnectionManager } from './connection-manager.ts';
+import type { UpstreamHost } from './request-host.ts';
 import type { LbContext } from '../upstream/load-balancer.ts';
 
 /** A mirror gets the route timeout, or this when the route has none (so a hung mirror never lingers). */
@@ -71,7 +71,7 @@ class MirrorCall implements UpstreamResponseHandler {
  * Sends a copy of a request to the mirror cluster. `headers` is copied (the caller keeps its list);
  * `body` is the whole buffered request body, or null. Never throws; failures are only counted.
  */
-export function sendMirror(cm: ConnectionManager, policy: MirrorPolicy, headers: HeaderList, body: Buffer | null, lb: LbContext, routeTimeoutMs: number, downstreamH2: boolean): void {
+export function sendMirror(cm: UpstreamHost, policy: MirrorPolicy, headers: HeaderList, body: Buffer | null, lb: LbContext, routeTimeoutMs: number, downstreamH2: boolean): void {
   const cluster = cm.clusters.get(policy.cluster);
   if (!cluster) return;
   const stats = cm.clusterStats(cluster);
@@ -114,7 +114,7 @@ export function sendMirror(cm: ConnectionManager, policy: MirrorPolicy, headers:
 }
 
 /** A mirror not sent because the request body outgrew the copy buffer: counted as a failed mirror. */
-export function skipMirror(cm: ConnectionManager, policy: MirrorPolicy): void {
+export function skipMirror(cm: UpstreamHost, policy: MirrorPolicy): void {
   const cluster = cm.clusters.get(policy.cluster);
   if (!cluster) return;
   const stats = cm.clusterStats(cluster);

@@ -2,7 +2,7 @@
 // which responses and failures are retried, how long to back off, and the request-body bound past
 // which a request can no longer be replayed.
 import type { HeaderList } from '../../../wasm/src/index.ts';
-import type { RetryPolicy } from '../config/types.ts';
+import type { RetryPolicy } from '../../../mesh/src/proxy-config.ts';
 
 /** Request body kept for replay (and mirroring); a body past this is not retried. */
 export const RETRY_BODY_LIMIT = 64 * 1024;

@@ -13,7 +13,7 @@ import type {
   StringMatch,
   VirtualHostConfig,
   WeightedCluster,
-} from '../config/types.ts';
+} from '../../../mesh/src/proxy-config.ts';
 
 /** What the router needs to know about a request. */
 export interface RequestView {

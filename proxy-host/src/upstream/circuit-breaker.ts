@@ -3,7 +3,7 @@
 // waiting for an HTTP/1.1 connection (http1MaxPendingRequests, with maxConnections per endpoint),
 // concurrent retries (maxRetries, and a retry budget). Over a limit the caller answers 503 UO at
 // once; nothing waits. Unset limits are unbounded (Istio's 2^32-1).
-import type { ConnectionPoolConfig } from '../config/types.ts';
+import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { retryBudget } from '../http/retry-policy.ts';
 

@@ -5,7 +5,7 @@
 
 import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { Metric, MetricsRegistry } from '../../../wasm/src/index.ts';
-import type { ClusterConfig } from '../config/types.ts';
+import type { ClusterConfig } from '../../../mesh/src/proxy-config.ts';
 import { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
 import { HealthChecker, type CheckResult } from './health-checker.ts';

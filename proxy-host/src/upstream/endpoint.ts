@@ -1,6 +1,6 @@
 // One upstream endpoint's live state, and the healthy-set view every load balancer picks from.
 
-import type { EndpointConfig } from '../config/types.ts';
+import type { EndpointConfig } from '../../../mesh/src/proxy-config.ts';
 
 /**
  * Bumped whenever any endpoint's health or weight changes. Pools compare it with the value they last

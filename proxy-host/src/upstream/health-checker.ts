@@ -26,7 +26,7 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { HealthCheckConfig, UpstreamProtocol } from '../config/types.ts';
+import type { HealthCheckConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
 import { spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';

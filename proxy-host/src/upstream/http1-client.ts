@@ -3,7 +3,7 @@
 import { Pool, type Dispatcher } from 'undici';
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
-import type { ConnectionPoolConfig } from '../config/types.ts';
+import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
 import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 

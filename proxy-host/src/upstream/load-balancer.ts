@@ -2,7 +2,7 @@
 // One class per algorithm under ./lb/; all of them pick from an EndpointPool, which skips unhealthy
 // endpoints and falls back to all of them when none is healthy (Envoy's panic mode).
 
-import type { LoadBalancerConfig } from '../config/types.ts';
+import type { LoadBalancerConfig } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { LeastRequestLoadBalancer } from './lb/least-request.ts';
 import { RandomLoadBalancer } from './lb/random.ts';

@@ -16,7 +16,7 @@
 //   stays out longer each time and one that recovered is forgiven.
 // - Ejection feeds EndpointState.healthy through endpoint-health.ts (healthy = checks pass AND not ejected).
 
-import type { OutlierDetectionConfig } from '../config/types.ts';
+import type { OutlierDetectionConfig } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
 

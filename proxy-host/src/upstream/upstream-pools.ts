@@ -2,7 +2,7 @@
 // sessions, created on first use and closed when their endpoint leaves the config. ISTIO_MUTUAL
 // clusters get mTLS clients with the workload certificate while the proxy has an identity; a new
 // identity (renewal, root rotation) makes new clients for new requests and drains the old ones.
-import type { ClusterTlsConfig, ConnectionPoolConfig, UpstreamProtocol } from '../config/types.ts';
+import type { ClusterTlsConfig, ConnectionPoolConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
 import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { WorkloadCertificate } from '../identity/types.ts';
 import { logWarn } from '../log.ts';

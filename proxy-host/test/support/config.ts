@@ -1,6 +1,6 @@
 // Builds ProxyConfig objects by hand for tests that exercise the data path without the translator.
 import { createHash } from 'node:crypto';
-import type { ClusterConfig, FilterBinding, ProxyConfig, RouteConfig, VirtualHostConfig } from '../../src/config/types.ts';
+import type { ClusterConfig, FilterBinding, ProxyConfig, RouteConfig, VirtualHostConfig } from '../../../mesh/src/proxy-config.ts';
 
 export function cluster(name: string, endpoints: Array<{ port: number; labels?: Record<string, string>; weight?: number }>, extra: Partial<ClusterConfig> = {}): ClusterConfig {
   return {

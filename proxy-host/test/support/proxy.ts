@@ -1,5 +1,5 @@
 // Starts a proxy on free loopback ports with a config, for tests; always stop it.
-import type { ProxyConfig } from '../../src/config/types.ts';
+import type { ProxyConfig } from '../../../mesh/src/proxy-config.ts';
 import { Proxy } from '../../src/proxy.ts';
 
 export async function startProxy(config: ProxyConfig, appPort?: number): Promise<Proxy> {

@@ -3,7 +3,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFilter } from '../../../../scripts/filter-build.ts';
+import { buildFilter } from '../../../toolchain/build.ts';
 import { FilterHarness, type HarnessOptions, type PropertyValue } from '../../../../wasm/src/index.ts';
 
 export const FILTER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

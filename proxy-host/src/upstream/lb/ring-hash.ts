@@ -18,7 +18,7 @@
 // generated (random value, as Envoy does when `ttl` is set; 0 = session cookie), used as the key for this
 // request and returned through `lastSetCookie` so the caller can send it back as `set-cookie`.
 
-import type { LoadBalancerConfig } from '../../config/types.ts';
+import type { LoadBalancerConfig } from '../../../../mesh/src/proxy-config.ts';
 import { EndpointPool, type EndpointState } from '../endpoint.ts';
 import type { LbContext, LoadBalancer } from '../load-balancer.ts';
 import { FNV_OFFSET, FNV_PRIME, fmix32, fnv1a, hashString } from '../../stable-hash.ts';

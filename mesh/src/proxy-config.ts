@@ -1,0 +1,269 @@
+// The proxy's internal configuration: what the router, clusters, filter chain and listeners run on.
+// Built from Istio-style documents (standalone: translated locally; managed: sent by the orchestrator),
+// validated before it gets here, immutable once built, versioned by content hash.
+
+export type StringMatch = { exact: string } | { prefix: string } | { regex: string };
+
+/** A header condition: a string match, or presence (`present: true`) / absence (`present: false`). */
+export type HeaderMatch = StringMatch | { present: boolean };
+
+export interface RouteMatch {
+  /** Informational (VirtualService match name). */
+  name?: string;
+  uri?: StringMatch;
+  method?: StringMatch;
+  authority?: StringMatch;
+  /** Lowercase header name -> condition. */
+  headers?: Readonly<Record<string, HeaderMatch>>;
+  /** Headers that must NOT match (Istio `withoutHeaders`). */
+  withoutHeaders?: Readonly<Record<string, HeaderMatch>>;
+  queryParams?: Readonly<Record<string, StringMatch | { present: boolean }>>;
+  /** Match only requests arriving on this port (the destination port of the listener's original target). */
+  port?: number;
+}
+
+export interface HeaderOperations {
+  set?: Readonly<Record<string, string>>;
+  add?: Readonly<Record<string, string>>;
+  remove?: readonly string[];
+}
+
+export interface WeightedCluster {
+  /** Name of a ClusterConfig in ProxyConfig.clusters. */
+  cluster: string;
+  /** Share of requests, 0..100; the weights of one route add up to 100. */
+  weight: number;
+  /** Header operations that apply only when this destination is chosen. */
+  requestHeaders?: HeaderOperations;
+  responseHeaders?: HeaderOperations;
+}
+
+export type RouteAction =
+  | {
+      kind: 'forward';
+      destinations: readonly WeightedCluster[];
+      /** Replaces the matched uri prefix (or the whole path for exact/regex matches) with this. */
+      rewriteUri?: string;
+      rewriteAuthority?: string;
+      /** 0 = no timeout (Istio's default). Covers the whole request, retries included. */
+      timeoutMs: number;
+      /** Absent: no retries (the translator writes Istio's default policy when a rule sets none). */
+      retry?: RetryPolicy;
+      /** Copy a share of requests to another cluster (fire and forget). */
+      mirror?: MirrorPolicy;
+    }
+  | { kind: 'redirect'; uri?: string; authority?: string; scheme?: string; port?: number; status: number }
+  | { kind: 'direct'; status: number; body?: string };
+
+/** VirtualService `retries` (Envoy retry_policy). The proxy applies it in its http/retry-policy.ts. */
+export interface RetryPolicy {
+  /** Retries after the first try (Istio `attempts`); 0 disables retrying. */
+  attempts: number;
+  /** Timeout of each try, 0 = none (the route timeout still bounds the whole request). */
+  perTryTimeoutMs: number;
+  /** Envoy retry_on / retry_grpc_on names: 5xx, gateway-error, reset, connect-failure, refused-stream, retriable-4xx, retriable-status-codes, cancelled, deadline-exceeded, resource-exhausted, unavailable. */
+  retryOn: readonly string[];
+  /** Statuses retried under `retriable-status-codes`. */
+  retriableStatusCodes: readonly number[];
+}
+
+/** VirtualService `mirror` + `mirrorPercentage`. */
+export interface MirrorPolicy {
+  /** Name of a ClusterConfig in ProxyConfig.clusters. */
+  cluster: string;
+  /** Share of requests mirrored, 0..100 (fractions allowed). */
+  percentage: number;
+}
+
+export interface RouteConfig {
+  /** "<virtual service name>.<namespace>/<index or route name>", for logs and config_dump. */
+  name: string;
+  /** Any of these matches (an empty list matches every request). */
+  match: readonly RouteMatch[];
+  action: RouteAction;
+  requestHeaders?: HeaderOperations;
+  responseHeaders?: HeaderOperations;
+}
+
+export interface VirtualHostConfig {
+  name: string;
+  /** Host names (lowercase, without port) this virtual host answers for; `*` prefix wildcards allowed ("*.example.com"). */
+  domains: readonly string[];
+  routes: readonly RouteConfig[];
+}
+
+export type LoadBalancerConfig =
+  | { simple: 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' }
+  | {
+      consistentHash: {
+        httpHeaderName?: string;
+        httpCookie?: { name: string; path?: string; ttlSeconds?: number };
+        useSourceIp?: boolean;
+        httpQueryParameterName?: string;
+        /** Ring size (default 1024, Istio's ringHash.minimumRingSize). */
+        minimumRingSize?: number;
+      };
+    };
+
+export interface EndpointConfig {
+  address: string;
+  port: number;
+  labels: Readonly<Record<string, string>>;
+  /** Relative weight (WorkloadEntry weight), default 1. */
+  weight: number;
+}
+
+export interface ConnectionPoolConfig {
+  /** Upstream connections per endpoint (undici pool size for HTTP/1.1). Default unbounded (Istio: 2^32-1). */
+  maxConnections?: number;
+  connectTimeoutMs?: number;
+  /** 1 disables keep-alive. */
+  maxRequestsPerConnection?: number;
+  idleTimeoutMs?: number;
+  /** Requests waiting for an HTTP/1.1 connection, across the cluster (circuit breaker). Default unbounded. */
+  http1MaxPendingRequests?: number;
+  /** Concurrent requests to the cluster (circuit breaker; HTTP/1.1 too, like Envoy max_requests). Default unbounded. */
+  http2MaxRequests?: number;
+  /** Concurrent retries to the cluster (circuit breaker). Default unbounded. */
+  maxRetries?: number;
+}
+
+/** How the proxy talks to a cluster's endpoints. */
+export type UpstreamProtocol = 'http1' | 'http2' | 'grpc';
+
+export interface ClusterConfig {
+  /** Envoy-style name: outbound|<port>|<subset>|<host> (inbound|<port>||<workload> for the local app). */
+  name: string;
+  /** The service host this cluster belongs to (ServiceEntry host). */
+  host: string;
+  port: number;
+  subset?: string;
+  protocol: UpstreamProtocol;
+  endpoints: readonly EndpointConfig[];
+  loadBalancer: LoadBalancerConfig;
+  connectionPool: ConnectionPoolConfig;
+  /** Passive health checking (DestinationRule outlierDetection); absent: none. */
+  outlierDetection?: OutlierDetectionConfig;
+  /** Active health checking (wasmesh extension trafficPolicy.healthCheck); absent: none. */
+  healthCheck?: HealthCheckConfig;
+  /**
+   * Upstream TLS (DestinationRule tls / Istio auto mTLS). ISTIO_MUTUAL: mTLS with the workload
+   * certificate, the peer's URI SAN must be one of subjectAltNames (any SPIFFE id of the trust bundle
+   * when empty). Used only when the proxy has an identity; absent or DISABLE: plaintext.
+   */
+  tls?: ClusterTlsConfig;
+}
+
+export interface ClusterTlsConfig {
+  mode: 'ISTIO_MUTUAL' | 'DISABLE';
+  subjectAltNames: readonly string[];
+}
+
+/** PeerAuthentication mode of the inbound listener. */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+
+/** Inbound mTLS (PeerAuthentication); absent: PERMISSIVE, as Istio. Active only when the proxy has an identity. */
+export interface MtlsConfig {
+  mode: MtlsMode;
+  /** Per port of the app (the inbound destination port). */
+  portLevel?: Readonly<Record<number, MtlsMode>>;
+}
+
+/** Istio outlierDetection with defaults filled in (see upstream/outlier-detector.ts). */
+export interface OutlierDetectionConfig {
+  /** Consecutive 5xx (and local-origin failures) before ejection; 0 disables. */
+  consecutive5xxErrors: number;
+  /** Consecutive 502/503/504 (and local-origin failures) before ejection; 0 disables. */
+  consecutiveGatewayErrors: number;
+  /** Sweep period: ejected endpoints return at the first sweep after their ejection time. */
+  intervalMs: number;
+  /** Ejection time = baseEjectionTimeMs x times ejected (capped at max(300 s, base)). */
+  baseEjectionTimeMs: number;
+  /** No new ejection while this share of endpoints (0..100) is already ejected. */
+  maxEjectionPercent: number;
+  /** Panic threshold (0..100): below this healthy share, balance over all endpoints and eject nothing. */
+  minHealthPercent: number;
+}
+
+/** Active health check (Envoy cluster health_checks semantics; see upstream/health-checker.ts). */
+export interface HealthCheckConfig {
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes that bring an unhealthy endpoint back. */
+  healthyThreshold: number;
+  /** Consecutive failures that mark a healthy endpoint unhealthy. */
+  unhealthyThreshold: number;
+  check:
+    | {
+        kind: 'http';
+        path: string;
+        /** Host header; default the cluster's host. */
+        host?: string;
+        /** Accepted statuses as half-open ranges [start, end) (Envoy Int64Range); default [[200, 201)]. */
+        expectedStatuses: readonly { start: number; end: number }[];
+      }
+    | { kind: 'grpc'; serviceName: string }
+    | { kind: 'tcp' };
+}
+
+export type FilterPhase = 'AUTHN' | 'AUTHZ' | 'STATS' | 'UNSPECIFIED_PHASE';
+
+export interface FilterBinding {
+  /** WasmPlugin metadata name and namespace. */
+  name: string;
+  namespace: string;
+  phase: FilterPhase;
+  priority: number;
+  /** Module location as written (file:// path, or digest:sha256 in managed mode). */
+  url: string;
+  /** Resolved local path for file:// modules. */
+  path?: string;
+  /** Expected sha256 (hex), checked when given. */
+  sha256?: string;
+  /** Root id (WasmPlugin pluginName). */
+  rootId: string;
+  vmId: string;
+  pluginConfig: unknown;
+  failStrategy: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
+  logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical';
+  env: Readonly<Record<string, string>>;
+  /**
+   * A second version of the module taking a share of the streams (a canary rollout): each stream picks
+   * by a stable hash of its x-request-id, so a request id lands on the same version on every proxy.
+   * Same settings as the binding, only the module differs.
+   */
+  canary?: CanaryModule;
+}
+
+export interface CanaryModule {
+  /** Module location as written (digest:sha256:<hex>, or file://). */
+  url: string;
+  /** Resolved local path. */
+  path?: string;
+  /** Expected sha256 (hex). */
+  sha256?: string;
+  /** Share of streams, 0..100 (fractions allowed). */
+  weight: number;
+}
+
+export interface WorkloadIdentity {
+  name: string;
+  namespace: string;
+  labels: Readonly<Record<string, string>>;
+  serviceAccount: string;
+}
+
+export interface ProxyConfig {
+  /** sha256 of the canonical JSON of everything below: equal configs have equal versions. */
+  readonly version: string;
+  readonly workload: WorkloadIdentity;
+  /** Outbound routing: the request's :authority picks a virtual host. */
+  readonly virtualHosts: readonly VirtualHostConfig[];
+  readonly clusters: Readonly<Record<string, ClusterConfig>>;
+  /** Filters on the inbound side (WasmPlugin match SERVER), in execution order. */
+  readonly inboundFilters: readonly FilterBinding[];
+  /** Filters on the outbound side (CLIENT), in execution order. */
+  readonly outboundFilters: readonly FilterBinding[];
+  /** Inbound peer authentication (PeerAuthentication); absent: PERMISSIVE. */
+  readonly mtls?: MtlsConfig;
+}
