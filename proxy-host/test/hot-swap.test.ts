@@ -193,7 +193,7 @@ test('a canary that traps fails its own streams only, and is marked bad after re
   // Restarts back off after the first failure; by now it failed three times in a row or more.
   assert.ok(canary!.traps < 3 || canary!.bad, 'bad after repeated traps');
   const metrics = p.renderPrometheus();
-  assert.match(metrics, /wasmesh_wasm_vm_traps_total\{plugin="default.versioned"\} [1-9]/);
+  assert.match(metrics, /wasmesh_wasm_vm_traps_total\{cause="unreachable",plugin="default.versioned"\} [1-9]/);
 });
 
 test('admin /filters/module swaps a module in a standalone proxy and reports compile errors without losing the running one', async () => {

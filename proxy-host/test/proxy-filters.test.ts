@@ -132,7 +132,7 @@ test('a trapping filter answers 503 (FAIL_CLOSE), is counted, and a bad new conf
   const r = await request(proxy.outboundPort, { headers: { host: 'app' } });
   assert.is(r.status, 503);
   const stats = await request(proxy.adminPort, { path: '/stats/prometheus' });
-  assert.match(stats.body, /wasmesh_wasm_vm_traps_total\{plugin="default\.trap"\} [1-9]/);
+  assert.match(stats.body, /wasmesh_wasm_vm_traps_total\{cause="unreachable",plugin="default\.trap"\} [1-9]/);
   // A config whose module does not exist is rejected whole; the running one stays.
   const broken = proxyConfig({ clusters: Object.values(good.clusters), virtualHosts: [...good.virtualHosts], outboundFilters: [filterBinding('missing', join(dir, 'nope.wasm'))] });
   let error: Error | undefined;
