@@ -10,8 +10,19 @@ export type HeaderList = string[];
 
 export type FailStrategy = 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
 
-/** A value the host hands back for proxy_get_property; encoded as Envoy encodes CEL values. */
-export type PropertyValue = string | Uint8Array | number | bigint | boolean | HeaderList | Map<string, string>;
+/**
+ * A value the host hands back for proxy_get_property; encoded as Envoy encodes CEL values. A string is
+ * text (sent as UTF-8); Latin1Text is header bytes held one per char (sent as those bytes).
+ */
+export type PropertyValue = string | Latin1Text | Uint8Array | number | bigint | boolean | HeaderList | Map<string, string>;
+
+/** Header-derived text: one byte per char, handed to the guest as those bytes without a Buffer in between. */
+export class Latin1Text {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
 
 export interface HttpCallRequest {
   /** The cluster the module named. */

@@ -2,7 +2,7 @@
 // the embedder; output goes to the sink once the filter lets it through, possibly after a pause.
 import { BufferType, GrpcStatus, MapType, StreamType, WasmResult } from './abi/constants.ts';
 import { Context, type BufferSlot, type OutputKind, type RootContext } from './context.ts';
-import type { HeaderList, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
+import { Latin1Text, type HeaderList, type HttpStreamSink, type LocalResponse, type PropertyValue, type StreamInfo } from './host.ts';
 import { headerGet } from './pairs.ts';
 import { realtimeNs } from './imports/proxy-general.ts';
 import { CALL_FAILED, type GuestExports, type Vm } from './vm.ts';
@@ -540,7 +540,7 @@ export function localReply(status: number, details: string, body: string, grpcSt
 function httpProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
   const v = rawProperty(stream, path);
   // Header values hold one byte per char: hand them back as those bytes, not re-encoded as UTF-8.
-  return typeof v === 'string' ? Buffer.from(v, 'latin1') : v;
+  return typeof v === 'string' ? new Latin1Text(v) : v;
 }
 
 function rawProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {

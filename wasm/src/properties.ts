@@ -1,7 +1,8 @@
 // proxy_get_property: attribute paths resolved the way Envoy resolves them, and values encoded as
 // Envoy encodes CEL values (strings raw, integers 8 bytes LE, bools 1 byte, maps as pairs).
 import type { Context } from './context.ts';
-import type { PropertyValue } from './host.ts';
+import { Latin1Text, type PropertyValue } from './host.ts';
+import { WasmResult } from './abi/constants.ts';
 import { encodePairs } from './pairs.ts';
 import type { Vm } from './vm.ts';
 
@@ -98,10 +99,31 @@ const BOOL_FALSE = new Uint8Array([0]);
 const scratch8 = Buffer.alloc(8);
 
 /**
+ * Hands a property value to the guest (allocate, write, set the out-pointers) without an intermediate
+ * Buffer for the common values: header text and ASCII strings go straight into guest memory, numbers
+ * through one scratch buffer. Returns the ABI status (SerializationFailure for a value it cannot encode).
+ */
+export function returnProperty(vm: Vm, value: PropertyValue, pRet: number, pRetLen: number): number {
+  if (value instanceof Latin1Text) return vm.returnLatin1(value.text, pRet, pRetLen);
+  if (typeof value === 'string') {
+    if (isAscii(value)) return vm.returnLatin1(value, pRet, pRetLen);
+    return vm.returnBytes(Buffer.from(value, 'utf8'), pRet, pRetLen);
+  }
+  const bytes = encodeProperty(value);
+  return bytes === undefined ? WasmResult.SerializationFailure : vm.returnBytes(bytes, pRet, pRetLen);
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/**
  * Encodes a property value; undefined when it cannot be serialized (SerializationFailure). Numbers
  * come back in a shared scratch buffer: copy (or hand to the guest) before the next call.
  */
 export function encodeProperty(value: PropertyValue): Uint8Array | undefined {
+  if (value instanceof Latin1Text) return Buffer.from(value.text, 'latin1');
   if (typeof value === 'string') return Buffer.from(value, 'utf8');
   if (value instanceof Uint8Array) return value;
   if (typeof value === 'boolean') return value ? BOOL_TRUE : BOOL_FALSE;

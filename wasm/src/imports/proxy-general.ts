@@ -1,7 +1,7 @@
 // proxy_* host functions for logging, time, timers, status, properties, contexts and foreign functions.
 import { LogLevel, WasmResult } from '../abi/constants.ts';
 import { MAX_LOG_MESSAGE_BYTES } from '../limits.ts';
-import { encodeProperty, parsePropertyPath, resolveProperty } from '../properties.ts';
+import { parsePropertyPath, resolveProperty, returnProperty } from '../properties.ts';
 import { builtinForeignFunctions } from '../foreign.ts';
 import type { Vm } from '../vm.ts';
 
@@ -53,9 +53,7 @@ export function proxyGeneralImports(vm: Vm) {
       if (raw === undefined) return WasmResult.InvalidMemoryAccess;
       const value = resolveProperty(vm, vm.ctx, parsePropertyPath(raw));
       if (value === undefined) return WasmResult.NotFound;
-      const bytes = encodeProperty(value);
-      if (bytes === undefined) return WasmResult.SerializationFailure;
-      return vm.returnBytes(bytes, pRet, pRetLen);
+      return returnProperty(vm, value, pRet, pRetLen);
     },
 
     proxy_set_property(pathPtr: number, pathLen: number, valPtr: number, valLen: number): number {
