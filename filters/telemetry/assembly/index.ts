@@ -165,11 +165,14 @@ class TelemetryStream extends Context {
     const config = root.config;
     if (!config.metrics && !config.accessLog) return;
     this.start();
-    // The request headers once, searched in place for everything on_log needs from them.
-    const headers = new HeaderPairs(getHeaderPairs(REQUEST_HEADERS));
-    const report = this.report(headers);
+    // The access log needs many request headers: fetch them all once and search in place. Metrics need
+    // two: two lookups cost less than serializing the whole map into the module.
+    const headers = config.accessLog ? new HeaderPairs(getHeaderPairs(REQUEST_HEADERS)) : null;
+    const contentType = headers !== null ? headers.get(CONTENT_TYPE) : getHeader(REQUEST_HEADERS, CONTENT_TYPE);
+    const authority = headers !== null ? headers.get(AUTHORITY) : getHeader(REQUEST_HEADERS, AUTHORITY);
+    const report = this.report(contentType, authority);
     if (config.metrics) root.metrics.record(report, this.peer.id);
-    if (config.accessLog) {
+    if (headers !== null) {
       const status = emitRecord(report, this.logContext, headers);
       if (status != OK) {
         root.sinkFailures++;
@@ -183,7 +186,7 @@ class TelemetryStream extends Context {
   }
 
   /** The request's Report, from what the stream saw and what the host tells at on_log. */
-  private report(headers: HeaderPairs): Report {
+  private report(contentType: string | null, authority: string | null): Report {
     const local = this.root.localWorkload();
     const inbound = this.inbound;
     const r = inbound ? new Report(this.peer, local) : new Report(local, this.peer);
@@ -191,7 +194,6 @@ class TelemetryStream extends Context {
 
     r.responseCode = getPropertyInt(P_RESPONSE_CODE, 0);
     r.responseFlags = responseFlagsText(getPropertyInt(P_RESPONSE_FLAGS, 0));
-    const contentType = headers.get(CONTENT_TYPE);
     if (contentType !== null && contentType.startsWith("application/grpc")) {
       r.requestProtocol = "grpc";
       const grpc = getPropertyInt(P_GRPC_STATUS, -1);
@@ -223,7 +225,6 @@ class TelemetryStream extends Context {
       }
     }
 
-    const authority = headers.get(AUTHORITY);
     const host = authority === null ? "" : hostOf(authority);
     if (inbound) {
       // The local service, unless the request named a service (not an address) itself.
