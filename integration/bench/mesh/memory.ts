@@ -27,6 +27,8 @@ export interface MemoryRow {
   afterGc?: { rss: number; heapUsed: number };
   /** From spawn to /ready. */
   readyS: number;
+  /** Plugins the sidecar says are running (admin /filters), to show the VMs are really there. */
+  pluginsRunning?: number;
   error?: string;
 }
 
@@ -165,6 +167,7 @@ async function measureVariant(ctx: MemoryContext, v: Variant, appPort: number, i
   try {
     await waitReady(admin, () => (cp.exitCode !== null || cp.signalCode !== null ? `exited (${cp.signalCode ?? cp.exitCode}): ${lastLines(output(), 4)}` : undefined), 180_000);
     const readyS = (Date.now() - t0) / 1000;
+    const pluginsRunning = await runningPlugins(admin);
     for (let i = 0; i < 50; i++) {
       const r = await httpGet(inbound, '/', WORKLOAD);
       if (r.status !== 200) throw new Error(`a request through the inbound listener answered ${r.status}: ${r.body.slice(0, 160)}`);
@@ -188,11 +191,21 @@ async function measureVariant(ctx: MemoryContext, v: Variant, appPort: number, i
         inspector.close();
       }
     }
-    return { group: v.group, label: v.label, processes, afterGc, readyS };
+    return { group: v.group, label: v.label, processes, afterGc, readyS, pluginsRunning };
   } catch (err) {
     return { group: v.group, label: v.label, processes: [], readyS: (Date.now() - t0) / 1000, error: (err as Error).message };
   } finally {
     await ctx.children.stop(cp, 3000);
+  }
+}
+
+async function runningPlugins(adminPort: number): Promise<number | undefined> {
+  try {
+    const r = await httpGet(adminPort, '/filters', '127.0.0.1');
+    const body = JSON.parse(r.body) as { inbound?: Array<{ stable?: { state?: string } }>; outbound?: Array<{ stable?: { state?: string } }> };
+    return [...(body.inbound ?? []), ...(body.outbound ?? [])].filter((f) => f.stable?.state === 'running').length;
+  } catch {
+    return undefined;
   }
 }
 

@@ -167,12 +167,12 @@ function memorySection(rows: MemoryRow[], linear: LinearMemoryRow[]): string[] {
     '',
     'Standalone sidecars (`wasmesh proxy --config`, the proxy `wasmesh run` starts, here reading a generated file instead of the orchestrator), each alone, idle after 50 requests through its inbound listener and 1 s of rest: RSS as is (VmRSS; peak VmHWM), and for one-process sidecars again after two full GCs forced through the inspector (with V8\'s heap in use then); the differences below use the latter. Workers are not GC\'d (one inspector port per process tree).',
     '',
-    '| sidecar | RSS | after full GC (V8 heap used) | peak | processes | ready after |',
-    '|---|---|---|---|---|---|',
+    '| sidecar | plugins running (admin /filters) | RSS | after full GC (V8 heap used) | peak | processes | ready after |',
+    '|---|---|---|---|---|---|---|',
     ...rows.map((r) =>
       r.error
-        ? `| ${r.label} | failed: ${cell(r.error)} | | | | |`
-        : `| ${r.label} | ${mib(total(r))} | ${r.afterGc ? `${mib(r.afterGc.rss)} (${mib(r.afterGc.heapUsed)})` : '-'} | ${mib(r.processes.reduce((n, p) => n + p.mem.hwm, 0))} | ${r.processes.map((p) => `${p.role} ${mib(p.mem.rss)}`).join(', ')} | ${r.readyS.toFixed(1)} s |`,
+        ? `| ${r.label} | failed: ${cell(r.error)} | | | | | |`
+        : `| ${r.label} | ${r.pluginsRunning ?? '?'} | ${mib(total(r))} | ${r.afterGc ? `${mib(r.afterGc.rss)} (${mib(r.afterGc.heapUsed)})` : '-'} | ${mib(r.processes.reduce((n, p) => n + p.mem.hwm, 0))} | ${r.processes.map((p) => `${p.role} ${mib(p.mem.rss)}`).join(', ')} | ${r.readyS.toFixed(1)} s |`,
     ),
     '',
   ];
