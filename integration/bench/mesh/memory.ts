@@ -4,7 +4,7 @@
 // second's rest (as is, and again after two full GCs through the inspector, which takes the garbage of
 // start-up out of the comparison), while only the thing named varies:
 //   - wasm VMs: no filters at all (--no-telemetry), one add-header WasmPlugin, three, ten (each plugin is
-//     a VM of its own; the module is compiled once), and the default (telemetry only);
+//     a VM of its own; the module is compiled once), and the default (telemetry, a plugin per direction);
 //   - workers: --concurrency 1, 2, 4 (a primary serving admin, and workers with their own VMs);
 //   - config size: 1, 100 and 1000 services, each a ServiceEntry, a VirtualService (90/10 split,
 //     timeout, retries) and a DestinationRule (two subsets, a connection pool).
@@ -123,7 +123,7 @@ function variants(root: string): Variant[] {
     { group: 'vms', label: '3 WasmPlugins (add-header), no telemetry: 3 VMs of one module', docs: plugins(3), flags: ['--no-telemetry'] },
     // Ten make a VM's cost visible above the run-to-run noise of a Node process's RSS.
     { group: 'vms', label: '10 WasmPlugins (add-header), no telemetry: 10 VMs of one module', docs: plugins(10), flags: ['--no-telemetry'] },
-    { group: 'vms', label: 'default: telemetry (1 VM)', docs: () => [], flags: [] },
+    { group: 'vms', label: 'default: telemetry (inbound and outbound)', docs: () => [], flags: [] },
     { group: 'workers', label: '--concurrency 1 (default)', docs: () => [], flags: [] },
     { group: 'workers', label: '--concurrency 2', docs: () => [], flags: ['--concurrency', '2'] },
     { group: 'workers', label: '--concurrency 4', docs: () => [], flags: ['--concurrency', '4'] },

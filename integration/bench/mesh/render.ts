@@ -185,7 +185,7 @@ function memorySection(rows: MemoryRow[], linear: LinearMemoryRow[]): string[] {
   if (base && one) derived.push(`- The first WasmPlugin (module compiled, one VM): ${delta(base, one)}.`);
   if (one && three) derived.push(`- Each further VM of an already compiled module, from 3: ${delta(one, three, 2)}.`);
   if (one && ten) derived.push(`- Each further VM of an already compiled module, from 10: ${delta(one, ten, 9)}.`);
-  if (base && tele) derived.push(`- The default telemetry filter (its module and VM): ${delta(base, tele)}.`);
+  if (base && tele) derived.push(`- The default telemetry (its module and a plugin per direction): ${delta(base, tele)}.`);
   const w1 = by('--concurrency 1');
   for (const n of [2, 4]) {
     const w = by(`--concurrency ${n}`);
