@@ -11,15 +11,20 @@
 // writes <dir>/<id>.cpuprofile covering its measured window, positions mapped to the TypeScript
 // sources; summarize with `node proxy-host/bench/profile-summary.mjs <dir>`).
 import { writeResultsSection } from '../../scripts/bench-results.ts';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Children } from './support/children.ts';
+import { CPUS, pinned, repin } from './support/cpus.ts';
+import { startNginx as startNginxProcess } from './support/nginx.ts';
+import { cpuSeconds, machineCpu, peakRss } from './support/proc.ts';
+import { freePort, httpGet, lastLines, startNodeService, type Service } from './support/services.ts';
+import { ensureTools, nginxVersion as nginxVersionOf, wrkVersion } from './support/tools.ts';
+import { runChild, runWrk } from './support/wrk.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH_DIR = path.join(ROOT, 'proxy-host/bench');
@@ -41,86 +46,15 @@ const BUDGET_S = seconds(process.env.BENCH_BUDGET, 115);
 const ONLY = process.env.BENCH_TARGETS ? new Set(process.env.BENCH_TARGETS.split(',').map((s) => s.trim())) : undefined;
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF ? path.resolve(process.env.BENCH_CPU_PROF) : undefined;
 
-// ---- processes: every child is tracked and ended on exit, error or signal -------------------------
+// ---- processes, tools, CPUs: shared with the other benchmarks (support/) ------------------------
 
-const children = new Set<ChildProcess>();
-const tmp = mkdtempSync(path.join(os.tmpdir(), 'wasmesh-bench-proxy-'));
+const children = new Children('bench:proxy');
+children.installHandlers();
+const tmp = children.tmpDir('wasmesh-bench-proxy-');
+const stopChild = (cp: ChildProcess, graceMs?: number) => children.stop(cp, graceMs);
 
-function track(cp: ChildProcess): ChildProcess {
-  children.add(cp);
-  cp.once('exit', () => children.delete(cp));
-  cp.once('error', () => children.delete(cp));
-  return cp;
-}
-
-function cleanupSync(): void {
-  for (const cp of children) {
-    try {
-      cp.kill('SIGKILL');
-    } catch {}
-  }
-  rmSync(tmp, { recursive: true, force: true });
-}
-
-async function stopChild(cp: ChildProcess, graceMs = 3000): Promise<void> {
-  if (cp.exitCode !== null || cp.signalCode !== null) return;
-  const exited = new Promise<void>((r) => cp.once('exit', () => r()));
-  cp.kill('SIGTERM');
-  const t = setTimeout(() => cp.kill('SIGKILL'), graceMs);
-  await exited;
-  clearTimeout(t);
-}
-
-let interrupted = false;
-function onSignal(signal: NodeJS.Signals): void {
-  if (interrupted) return;
-  interrupted = true;
-  process.stderr.write(`\n${signal}: stopping ${children.size} child process(es)\n`);
-  void Promise.race([Promise.all([...children].map((cp) => stopChild(cp, 1500))), new Promise((r) => setTimeout(r, 2500))]).finally(() => {
-    cleanupSync();
-    process.exit(130);
-  });
-}
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
-process.on('SIGHUP', onSignal);
-process.on('exit', cleanupSync);
-
-// ---- tools ----------------------------------------------------------------------------------------
-
-function which(cmd: string): string | undefined {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
-  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
-}
-
-const isRoot = process.getuid?.() === 0;
-let aptUpdated = false;
-function aptInstall(pkg: string, timeoutMs: number): { ok: boolean; why?: string } {
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  if (!aptUpdated) {
-    const u = spawnSync('apt-get', ['update', '-qq'], { env, encoding: 'utf8', timeout: timeoutMs });
-    if (u.status !== 0) return { ok: false, why: `apt-get update failed: ${(u.stderr || u.error?.message || '').trim().split('\n').pop()}` };
-    aptUpdated = true;
-  }
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', pkg], { env, encoding: 'utf8', timeout: timeoutMs });
-  if (r.error || r.status !== 0) return { ok: false, why: r.error ? `apt-get install ${pkg}: ${r.error.message}` : `apt-get install ${pkg} exited ${r.status}: ${r.stderr.trim().split('\n').pop()}` };
-  return { ok: true };
-}
-
-/** nginx: on PATH, or installed from Debian's package when running as root. */
-function ensureNginx(): { bin?: string; why?: string } {
-  const found = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : undefined);
-  if (found) return { bin: found };
-  if (!isRoot) return { why: 'nginx is not installed and this is not root: skipped (install Debian package nginx to include it)' };
-  process.stdout.write('nginx not found: apt-get update && apt-get install -y nginx\n');
-  const r = aptInstall('nginx', 300_000);
-  if (!r.ok) return { why: `nginx could not be installed (${r.why})` };
-  const bin = which('nginx') ?? (existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : undefined);
-  return bin ? { bin } : { why: 'nginx installed but not found on PATH' };
-}
-
-/** wrk when on PATH, or when `apt-get install -y wrk` works quickly (as root); else autocannon. */
-function chooseLoadGenerator(): { kind: 'wrk' | 'autocannon'; bin: string; version: string; note?: string } {
+/** wrk when installed (bash scripts/bench-tools.sh install provides it, as root); else autocannon. */
+function chooseLoadGenerator(wrkBin: string | undefined, wrkWhy: string | undefined): { kind: 'wrk' | 'autocannon'; bin: string; version: string; note?: string } {
   const autocannon = (): { kind: 'autocannon'; bin: string; version: string } => {
     const require = createRequire(import.meta.url);
     const pkg = require.resolve('autocannon/package.json');
@@ -128,197 +62,17 @@ function chooseLoadGenerator(): { kind: 'wrk' | 'autocannon'; bin: string; versi
     return { kind: 'autocannon', bin: path.join(path.dirname(pkg), 'autocannon.js'), version };
   };
   if (process.env.BENCH_LOADGEN === 'autocannon') return { ...autocannon(), note: 'forced by BENCH_LOADGEN' };
-  let bin = which('wrk');
-  let note: string | undefined;
-  if (!bin && isRoot) {
-    process.stdout.write('wrk not found: trying apt-get install -y wrk (90 s limit)\n');
-    const r = aptInstall('wrk', 90_000);
-    bin = r.ok ? which('wrk') : undefined;
-    if (!bin) note = `wrk unavailable (${r.why ?? 'not on PATH after install'})`;
-  } else if (!bin) note = 'wrk not on PATH and not root';
-  if (bin) {
-    const v = spawnSync(bin, ['-v'], { encoding: 'utf8' });
-    const version = /wrk\s+([\w.\-]+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '?';
-    return { kind: 'wrk', bin, version };
-  }
-  return { ...autocannon(), note };
+  if (wrkBin) return { kind: 'wrk', bin: wrkBin, version: wrkVersion(wrkBin) };
+  return { ...autocannon(), note: wrkWhy ?? 'wrk not installed' };
 }
 
-/** The two CPUs this process may run on (load generator, target), if taskset and 2+ CPUs are there. */
-function chooseCpus(): { load: string; target: string } | undefined {
-  if (!which('taskset')) return undefined;
-  const r = spawnSync('taskset', ['-cp', String(process.pid)], { encoding: 'utf8' });
-  const list = /:\s*([\d,\-]+)\s*$/.exec(r.stdout ?? '')?.[1];
-  if (!list) return undefined;
-  const cpus: number[] = [];
-  for (const part of list.split(',')) {
-    const [a, b] = part.split('-').map(Number);
-    for (let c = a; c <= (b ?? a); c++) cpus.push(c);
-  }
-  return cpus.length >= 2 ? { load: String(cpus[0]), target: String(cpus[1]) } : undefined;
-}
-
-const CPUS = chooseCpus();
-function pinned(cpu: string | undefined, cmd: string, args: string[]): [string, string[]] {
-  return CPUS && cpu !== undefined ? ['taskset', ['-c', cpu, cmd, ...args]] : [cmd, args];
-}
-function repin(pid: number, cpu: string | undefined): void {
-  if (CPUS && cpu !== undefined) spawnSync('taskset', ['-a', '-p', '-c', cpu, String(pid)], { stdio: 'ignore' });
-}
-
-// ---- /proc ------------------------------------------------------------------------------------------
-
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
-
-/** CPU seconds (user + system, all threads) the process has used. */
-function cpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Process CPU seconds (user + nice + system) and steal of the whole machine, from /proc/stat. Interrupt
- * time is left out: the loopback traffic's own softirq work lands there and belongs to no process.
- */
-function machineCpu(): { busy: number; steal: number } | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
-    const [user, nice, system, , , , , steal] = line.trim().split(/\s+/).slice(1).map(Number);
-    return { busy: (user + nice + system) / CLK_TCK, steal: (steal ?? 0) / CLK_TCK };
-  } catch {
-    return undefined;
-  }
-}
-
-/** Peak resident set (VmHWM, else VmRSS) in bytes. */
-function peakRss(pid: number): number | undefined {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /^VmHWM:\s+(\d+) kB/m.exec(status) ?? /^VmRSS:\s+(\d+) kB/m.exec(status);
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-// ---- services -----------------------------------------------------------------------------------------
-
-interface Service {
-  name: string;
-  cp: ChildProcess;
-  pid: number;
-  port: number;
-  output(): string;
-}
-
-/** Keeps the last few KB of a child's stdout+stderr, for error messages. */
-function capture(cp: ChildProcess, onLine?: (line: string) => void): () => string {
-  let tail = '';
-  let partial = '';
-  const add = (chunk: Buffer) => {
-    const s = chunk.toString();
-    tail = (tail + s).slice(-4000);
-    if (onLine) {
-      partial += s;
-      let i: number;
-      while ((i = partial.indexOf('\n')) >= 0) {
-        onLine(partial.slice(0, i));
-        partial = partial.slice(i + 1);
-      }
-      if (partial.length > 8000) partial = '';
-    }
-  };
-  cp.stdout?.on('data', add);
-  cp.stderr?.on('data', add);
-  return () => tail.trim();
-}
-
-function lastLines(text: string, n = 3): string {
-  return text.split('\n').filter(Boolean).slice(-n).join(' | ');
-}
-
-/** Starts a child that prints `BENCH_READY {"port":N}` when it listens. */
-function startNodeService(name: string, args: string[], cpu: string | undefined, timeoutMs = 30_000, env?: Record<string, string>): Promise<Service> {
-  const [cmd, argv] = pinned(cpu, process.execPath, args);
-  const cp = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: env ? { ...process.env, ...env } : process.env }));
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const finish = (err?: Error, svc?: Service) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        void stopChild(cp, 500);
-        reject(err);
-      } else resolve(svc!);
-    };
-    const output = capture(cp, (line) => {
-      const m = /^BENCH_READY (.*)$/.exec(line);
-      if (m) finish(undefined, { name, cp, pid: cp.pid!, port: JSON.parse(m[1]).port, output });
-    });
-    const timer = setTimeout(() => finish(new Error(`${name} did not start in ${timeoutMs / 1000} s: ${lastLines(output())}`)), timeoutMs);
-    cp.once('error', (err) => finish(err));
-    cp.once('exit', (code, signal) => finish(new Error(`${name} exited (${signal ?? code}) before it was ready: ${lastLines(output())}`)));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function waitForPort(port: number, cp: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      if (cp.exitCode !== null || cp.signalCode !== null) return reject(new Error(`exited (${cp.signalCode ?? cp.exitCode}): ${lastLines(output())}`));
-      const sock = net.connect(port, '127.0.0.1');
-      sock.once('connect', () => {
-        sock.destroy();
-        resolve();
-      });
-      sock.once('error', () => {
-        sock.destroy();
-        if (Date.now() > deadline) reject(new Error(`not listening on ${port} after ${timeoutMs / 1000} s: ${lastLines(output())}`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
+function startService(name: string, args: string[], cpu: string | undefined, timeoutMs = 30_000, env?: Record<string, string>): Promise<Service> {
+  return startNodeService(children, name, args, { cwd: ROOT, cpu, timeoutMs, env });
 }
 
 async function startNginx(bin: string, upstreamPort: number, cpu: string | undefined): Promise<Service> {
-  const dir = path.join(tmp, 'nginx');
-  await mkdir(dir, { recursive: true });
   const port = await freePort();
-  const conf = `# generated by proxy-host/bench/proxy.bench.ts
-daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 65s;
-  upstream bench_upstream {
+  const http = `  upstream bench_upstream {
     server 127.0.0.1:${upstreamPort};
     keepalive 64;
     keepalive_requests 1000000;
@@ -333,41 +87,13 @@ http {
       proxy_set_header Connection "";
       proxy_set_header Host $host;
     }
-  }
-}
-`;
-  await writeFile(path.join(dir, 'nginx.conf'), conf);
-  const [cmd, argv] = pinned(cpu, bin, ['-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')]);
-  const cp = track(spawn(cmd, argv, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }));
-  const captured = capture(cp);
-  const output = () => {
-    let log = '';
-    try {
-      log = readFileSync(path.join(dir, 'error.log'), 'utf8');
-    } catch {}
-    return `${captured()}\n${log}`.trim();
-  };
-  try {
-    await waitForPort(port, cp, output, 10_000);
-  } catch (err) {
-    await stopChild(cp, 500);
-    throw err;
-  }
-  return { name: 'nginx', cp, pid: cp.pid!, port, output };
+  }`;
+  return startNginxProcess(children, { bin, name: 'nginx', dir: path.join(tmp, 'nginx'), http, port, cpu });
 }
 
 /** One GET through a port with Host: bench. */
 function get(port: number, urlPath: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, headers: { host: 'bench' }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(5000, () => req.destroy(new Error('sanity request timed out')));
-  });
+  return httpGet(port, urlPath, 'bench');
 }
 
 // ---- load -------------------------------------------------------------------------------------------------
@@ -385,56 +111,15 @@ interface LoadResult {
 
 let LOADGEN: ReturnType<typeof chooseLoadGenerator>;
 
-/** Runs a child to its end; samples its CPU time while it runs (the last sample before it exits). */
-function runChild(cmd: string, args: string[], limitMs: number): Promise<{ code: number | null; stdout: string; stderr: string; cpuS?: number; wallS: number }> {
-  const t0 = process.hrtime.bigint();
-  const cp = track(spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
-  let cpuS: number | undefined;
-  const sampler = setInterval(() => (cpuS = cpuSeconds(cp.pid!) ?? cpuS), 100);
-  let stdout = '';
-  let stderr = '';
-  cp.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
-  cp.stderr!.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
-  const timer = setTimeout(() => cp.kill('SIGKILL'), limitMs);
-  return new Promise((resolve, reject) => {
-    cp.once('error', (err) => {
-      clearTimeout(timer);
-      clearInterval(sampler);
-      reject(err);
-    });
-    cp.once('close', (code) => {
-      clearTimeout(timer);
-      clearInterval(sampler);
-      resolve({ code, stdout, stderr, cpuS, wallS: Number(process.hrtime.bigint() - t0) / 1e9 });
-    });
-  });
-}
-
-function wrkMs(value: string): number {
-  const m = /^([\d.]+)(us|ms|s|m)$/.exec(value.trim());
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  return m[2] === 'us' ? n / 1000 : m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
-}
-
 async function load(port: number, durationS: number): Promise<LoadResult> {
   const url = `http://127.0.0.1:${port}/`;
   const limit = (durationS + 20) * 1000;
   if (LOADGEN.kind === 'wrk') {
-    const [cmd, args] = pinned(CPUS?.load, LOADGEN.bin, ['-t1', `-c${CONNECTIONS}`, `-d${durationS}s`, '--latency', '--timeout', '5s', '-H', 'Host: bench', url]);
-    const r = await runChild(cmd, args, limit);
-    const out = r.stdout;
-    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
-    if (r.code !== 0 || !Number.isFinite(rps)) throw new Error(`wrk failed (${r.code}): ${lastLines(r.stderr || out)}`);
-    const pct = (p: string) => wrkMs(new RegExp(`^\\s+${p}%\\s+(\\S+)`, 'm').exec(out)?.[1] ?? '');
-    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-    const socketErrors = sock ? sock.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
-    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
-    const detail = sock ? `socket errors: connect ${sock[1]}, read ${sock[2]}, write ${sock[3]}, timeout ${sock[4]}` : '';
-    return { rps, p50Ms: pct('50'), p99Ms: pct('99'), errors: socketErrors, non2xx, detail, loadCpuPercent: r.cpuS === undefined ? undefined : (r.cpuS / r.wallS) * 100 };
+    const r = await runWrk(children, { bin: LOADGEN.bin, url, host: 'bench', seconds: durationS, connections: CONNECTIONS, cpu: CPUS?.load });
+    return { ...r, loadCpuPercent: r.loadCpuS === undefined ? undefined : (r.loadCpuS / r.wallS) * 100 };
   }
   const [cmd, args] = pinned(CPUS?.load, process.execPath, [LOADGEN.bin, '-c', String(CONNECTIONS), '-p', '1', '-d', String(durationS), '-t', '5', '-H', 'host=bench', '-j', url]);
-  const r = await runChild(cmd, args, limit);
+  const r = await runChild(children, cmd, args, limit, ROOT);
   let j: any;
   try {
     j = JSON.parse(r.stdout);
@@ -574,9 +259,10 @@ function toRow(live: Live): Row {
 async function main(): Promise<number> {
   const started = Date.now();
   if (CPU_PROF_DIR) await mkdir(CPU_PROF_DIR, { recursive: true });
-  const nginx = ensureNginx();
-  LOADGEN = chooseLoadGenerator();
-  const nginxVersion = nginx.bin ? /nginx\/([\w.]+)/.exec(spawnSync(nginx.bin, ['-v'], { encoding: 'utf8' }).stderr ?? '')?.[1] : undefined;
+  const tools = ensureTools(['nginx', 'wrk']);
+  const nginx = { bin: tools.paths.nginx, why: tools.paths.nginx ? undefined : `skipped: ${tools.missing}` };
+  LOADGEN = chooseLoadGenerator(tools.paths.wrk, tools.paths.wrk ? undefined : tools.missing);
+  const nginxVersion = nginx.bin ? nginxVersionOf(nginx.bin) : undefined;
 
   // Build every filter as the brief's command does; if another filter in the tree fails to build,
   // build the example alone so this bench does not depend on unrelated work in progress.
@@ -606,18 +292,18 @@ async function main(): Promise<number> {
       start: nginx.bin ? (up) => startNginx(nginx.bin!, up.port, CPUS?.target) : undefined,
       skip: nginx.why,
     },
-    { id: 'node-undici', label: 'Node proxy: node:http + undici Pool', start: (up) => startNodeService('undici proxy', [path.join(BENCH_DIR, 'node-proxy-undici.mjs'), String(up.port)], CPUS?.target) },
-    { id: 'node-http', label: 'Node proxy: node:http + keep-alive Agent', start: (up) => startNodeService('node:http proxy', [path.join(BENCH_DIR, 'node-proxy-http.mjs'), String(up.port)], CPUS?.target) },
+    { id: 'node-undici', label: 'Node proxy: node:http + undici Pool', start: (up) => startService('undici proxy', [path.join(BENCH_DIR, 'node-proxy-undici.mjs'), String(up.port)], CPUS?.target) },
+    { id: 'node-http', label: 'Node proxy: node:http + keep-alive Agent', start: (up) => startService('node:http proxy', [path.join(BENCH_DIR, 'node-proxy-http.mjs'), String(up.port)], CPUS?.target) },
     {
       id: 'wasmesh',
       label: 'wasmesh, no filters',
-      start: (up) => startNodeService('wasmesh', tsxArgs([String(up.port)]), CPUS?.target, 60_000, profEnv('wasmesh')),
+      start: (up) => startService('wasmesh', tsxArgs([String(up.port)]), CPUS?.target, 60_000, profEnv('wasmesh')),
       profiled: CPU_PROF_DIR !== undefined,
     },
     {
       id: 'wasmesh-filter',
       label: 'wasmesh + add-header filter',
-      start: filterReady ? (up) => startNodeService('wasmesh + filter', tsxArgs([String(up.port), FILTER_WASM, rootId, JSON.stringify(FILTER_CONFIG)]), CPUS?.target, 60_000, profEnv('wasmesh-filter')) : undefined,
+      start: filterReady ? (up) => startService('wasmesh + filter', tsxArgs([String(up.port), FILTER_WASM, rootId, JSON.stringify(FILTER_CONFIG)]), CPUS?.target, 60_000, profEnv('wasmesh-filter')) : undefined,
       profiled: CPU_PROF_DIR !== undefined,
       skip: filterWhy,
       check: async (port) => {
@@ -635,7 +321,7 @@ async function main(): Promise<number> {
       `${CONNECTIONS} connections, warm-up ${WARMUP} s + ${DURATION} s each; ${CPUS ? `taskset: load CPU ${CPUS.load}, target CPU ${CPUS.target}` : 'no CPU pinning'}\n`,
   );
 
-  const upstream = await startNodeService('upstream', [path.join(BENCH_DIR, 'upstream.mjs')], CPUS?.load);
+  const upstream = await startService('upstream', [path.join(BENCH_DIR, 'upstream.mjs')], CPUS?.load);
   const rows: Row[] = [];
   const lives: Live[] = [];
   const failed = new Map<Target, Row>();
@@ -667,20 +353,20 @@ async function main(): Promise<number> {
         live.svc = undefined;
       }
     };
-    for (let round = 0; round < ROUNDS && !interrupted; round++) {
+    for (let round = 0; round < ROUNDS && !children.interrupted; round++) {
       const shift = round % Math.max(1, lives.length);
       for (const live of lives.slice(shift).concat(lives.slice(0, shift))) {
-        if (interrupted || live.error) continue;
+        if (children.interrupted || live.error) continue;
         await measureOnce(live, `round ${round + 1}/${ROUNDS}`);
       }
     }
     // Extra rounds, within the time budget, for targets every one of whose rounds was disturbed.
     const budgetEnd = started + BUDGET_S * 1000;
     const windowCostMs = (WARMUP + perRound + 3) * 1000;
-    for (let extra = 1; !interrupted; extra++) {
+    for (let extra = 1; !children.interrupted; extra++) {
       const pending = lives.filter((l) => !l.error && !l.samples.some(clean));
       if (pending.length === 0 || Date.now() + windowCostMs > budgetEnd) break;
-      for (const live of pending) if (!interrupted && Date.now() + windowCostMs <= budgetEnd) await measureOnce(live, `extra round ${extra}`);
+      for (const live of pending) if (!children.interrupted && Date.now() + windowCostMs <= budgetEnd) await measureOnce(live, `extra round ${extra}`);
     }
     for (const t of targets) {
       const live = lives.find((l) => l.target === t);
@@ -690,7 +376,7 @@ async function main(): Promise<number> {
     await Promise.all(lives.filter((l) => l.svc && !l.target.direct).map((l) => stopChild(l.svc!.cp)));
     await stopChild(upstream.cp);
   }
-  if (interrupted) return 130;
+  if (children.interrupted) return 130;
 
   const text = render(rows, nginx.why, Math.round((Date.now() - started) / 1000));
   process.stdout.write(`\n${text}\n`);
@@ -808,7 +494,7 @@ try {
   process.stderr.write(`bench:proxy failed: ${err instanceof Error ? err.stack : String(err)}\n`);
   code = 1;
 } finally {
-  await Promise.all([...children].map((cp) => stopChild(cp, 1000)));
-  cleanupSync();
+  await children.stopAll(1000);
+  children.killAllSync();
 }
 process.exit(code);
