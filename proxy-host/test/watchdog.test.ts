@@ -3,12 +3,18 @@
 // the process is killed so that its supervisor replaces it. In this process (short blocks, no exit)
 // and in a real proxy process (tests/fixtures/blocking-proxy.ts) blocked through IPC.
 import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { MetricsRegistry } from '../../wasm/src/index.ts';
 import { EventLoopWatchdog } from '../src/watchdog/event-loop-watchdog.ts';
 import { LoopDelayGauges } from '../src/watchdog/loop-delay.ts';
+import { Proxy } from '../src/proxy.ts';
+import { versionModule } from '../../wasm/test/support/version-module.ts';
+import { filterBinding, proxyConfig } from './support/config.ts';
 import { request } from './support/servers.ts';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/blocking-proxy.ts', import.meta.url));
@@ -54,6 +60,29 @@ test('the loop delay gauges show the worst delay of the last window', async () =
     assert.ok(p50 < max, `p50 ${p50} s below the max`);
   } finally {
     gauges.stop();
+  }
+});
+
+test('canary reports count the stalls since each version was loaded', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wasmesh-watchdog-'));
+  const files = { one: join(dir, 'one.wasm'), two: join(dir, 'two.wasm'), three: join(dir, 'three.wasm') };
+  for (const [tag, file] of Object.entries(files)) await writeFile(file, await versionModule(tag));
+  const config = (canary: string) => proxyConfig({ inboundFilters: [filterBinding('versioned', files.one, { canary: { url: `file://${canary}`, path: canary, weight: 50 } })] });
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', watchdog: { stallMs: 150, exitMs: 0, recoveryMs: 300 } }, config(files.two));
+  try {
+    assert.equal(proxy.canaryStats().map((r) => [r.canary, r.stalls]), [[false, 0], [true, 0]]);
+    block(450);
+    assert.equal(proxy.canaryStats().map((r) => [r.canary, r.stalls]), [[false, 1], [true, 1]]);
+    assert.equal(proxy.canaryStats()[1]!.traps_by_cause, {});
+    assert.is(proxy.ready(), false, 'not ready right after the stall');
+    // A new canary version loaded after the stall starts from zero; the stable one keeps its count.
+    await proxy.applyConfig(config(files.three));
+    assert.equal(proxy.canaryStats().map((r) => [r.canary, r.stalls]), [[false, 1], [true, 0]]);
+    await sleep(400);
+    assert.is(proxy.ready(), true);
+  } finally {
+    await proxy.stop(0);
+    await rm(dir, { recursive: true, force: true });
   }
 });
 
