@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { mergePrometheus } from '../src/workers.ts';
 import { request } from './support/servers.ts';
 
 const HOST = 'teapot.default.svc.cluster.local';
@@ -128,6 +129,22 @@ test('a stuck worker fails the primary /ready, the other keeps serving, and it i
     if (primary.exitCode === null && primary.signalCode === null) primary.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("the primary's stats: stalls are summed over workers, the event-loop delay is the worst worker's", () => {
+  const worker = (stalls: number, p99: number) =>
+    [
+      '# HELP wasmesh_proxy_event_loop_stalls_total Stalls',
+      '# TYPE wasmesh_proxy_event_loop_stalls_total counter',
+      `wasmesh_proxy_event_loop_stalls_total ${stalls}`,
+      '# HELP wasmesh_proxy_event_loop_delay_seconds Delay',
+      '# TYPE wasmesh_proxy_event_loop_delay_seconds gauge',
+      `wasmesh_proxy_event_loop_delay_seconds{quantile="0.99"} ${p99}`,
+      '',
+    ].join('\n');
+  const merged = mergePrometheus([worker(1, 0.02), worker(2, 0.5), worker(0, 0.1)]);
+  assert.match(merged, /^wasmesh_proxy_event_loop_stalls_total 3$/m);
+  assert.match(merged, /^wasmesh_proxy_event_loop_delay_seconds\{quantile="0.99"\} 0.5$/m);
 });
 
 test.run();
