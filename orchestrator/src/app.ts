@@ -109,6 +109,11 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       const s = p as { node?: string; nacked?: { message: string; at: string } };
       return s.nacked && s.node ? [{ node: s.node, message: s.nacked.message, at: s.nacked.at }] : [];
     }),
+    // ... and which of them run (or were sent) a canary: those must keep reporting on it.
+    proxies: () => (opts.proxyStatus?.() ?? []).flatMap((p) => {
+      const s = p as { node?: string; canaries?: Array<{ plugin: string; sha256: string }> };
+      return s.node ? [{ node: s.node, ...(s.canaries ? { canaries: s.canaries } : {}) }] : [];
+    }),
     log: opts.rolloutLog ?? ((level, message) => void (level !== 'info' && process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`))),
   });
   app.register(filterRoutes, { store: opts.store, plugins, rollouts });

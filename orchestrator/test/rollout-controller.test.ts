@@ -24,8 +24,14 @@ interface Ctx {
   modules: Record<string, ModuleRecord>;
 }
 
-async function setup(store = new MemoryStore(), stats = new CanaryStats()): Promise<Ctx> {
-  const app = buildApp({ store, tokens, canaryStats: stats, rolloutLog: quietLog });
+/** What the discovery service says about a connected proxy (GET /proxy-status items): its node and canaries. */
+interface Connected {
+  node: string;
+  canaries?: Array<{ plugin: string; sha256: string }>;
+}
+
+async function setup(store = new MemoryStore(), stats = new CanaryStats(), connected?: () => Connected[]): Promise<Ctx> {
+  const app = buildApp({ store, tokens, canaryStats: stats, rolloutLog: quietLog, ...(connected ? { proxyStatus: connected } : {}) });
   await app.ready();
   const modules: Record<string, ModuleRecord> = {};
   for (const [version, tag] of [['1.0.0', 'one'], ['2.0.0', 'two']] as const) {
@@ -66,10 +72,26 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 50
   }
 }
 
-/** A proxy's report: cumulative counters for both versions of default/web. */
-function report(ctx: Ctx, node: string, stable: [number, number, number], canary: [number, number, number], bad = false): void {
-  const entry = (sha256: string, isCanary: boolean, [streams, failed, traps]: [number, number, number]) => ({ plugin: 'default/web', sha256, canary: isCanary, streams: String(streams), failed_streams: String(failed), traps: String(traps), bad: isCanary && bad });
+/** A proxy's report: cumulative counters for both versions of default/web (and the canary's trap causes and stalls). */
+function report(ctx: Ctx, node: string, stable: [number, number, number], canary: [number, number, number], bad = false, extra: { trapsByCause?: Record<string, number>; stalls?: number } = {}): void {
+  const entry = (sha256: string, isCanary: boolean, [streams, failed, traps]: [number, number, number]) => ({
+    plugin: 'default/web',
+    sha256,
+    canary: isCanary,
+    streams: String(streams),
+    failed_streams: String(failed),
+    traps: String(traps),
+    bad: isCanary && bad,
+    traps_by_cause: isCanary ? Object.fromEntries(Object.entries(extra.trapsByCause ?? {}).map(([k, v]) => [k, String(v)])) : {},
+    stalls: String(isCanary ? (extra.stalls ?? 0) : 0),
+  });
   ctx.stats.record({ node_id: node, config_version: 'v', filters: [entry(ctx.modules['1.0.0']!.sha256, false, stable), entry(ctx.modules['2.0.0']!.sha256, true, canary)] });
+}
+
+/** Reports zero traffic for `node` every 50 ms until stopped: a quiet proxy, alive. */
+function keepReporting(ctx: Ctx, node: string): () => void {
+  const timer = setInterval(() => report(ctx, node, [0, 0, 0], [0, 0, 0]), 50);
+  return () => clearInterval(timer);
 }
 
 test('history: a module change is recorded with its cause; a settings change and a forged history are not', async () => {
@@ -187,6 +209,93 @@ test('a rollout interrupted by a restart resumes and completes; abort removes th
     const after = await status(ctx);
     assert.is(after.canary, undefined);
     assert.is(after.current.version, '1.0.0');
+  } finally {
+    await ctx.app.close();
+  }
+});
+
+test('trap causes are named in the rollback; stalls of a proxy running the canary roll back', async () => {
+  const ctx = await setup();
+  try {
+    await put(ctx, plugin(ctx.modules['1.0.0']!.sha256));
+    await ctx.app.inject({ method: 'POST', url: '/filters/default/web/rollout', headers, payload: { to: '2.0.0', steps: [50, 100], intervalMs: 60_000 } });
+    report(ctx, 'proxy-a', [10, 0, 0], [10, 2, 2], false, { trapsByCause: { cpu_budget: 2 } });
+    await until('the rollback', async () => (await rollout(ctx)).phase === 'RolledBack');
+    assert.match((await rollout(ctx)).message, /the new version trapped 2 time\(s\) \(cpu_budget: 2\) in 10 streams/);
+
+    await put(ctx, plugin(ctx.modules['1.0.0']!.sha256));
+    const again = await ctx.app.inject({ method: 'POST', url: '/filters/default/web/rollout', headers, payload: { to: '2.0.0', steps: [50, 100], intervalMs: 60_000 } });
+    assert.is(again.statusCode, 202, again.body);
+    // proxy-b joins with a stall since it loaded the new version; no failure at all otherwise.
+    report(ctx, 'proxy-b', [10, 0, 0], [10, 0, 0], false, { stalls: 1 });
+    await until('the rollback', async () => (await rollout(ctx)).phase === 'RolledBack');
+    assert.match((await rollout(ctx)).message, /rolled back automatically: proxy proxy-b's event loop stalled 1 time\(s\) while it ran the new version \(step 1\)/);
+  } finally {
+    await ctx.app.close();
+  }
+});
+
+test('a quiet proxy (no streams, but reporting) does not hold a rollout', async () => {
+  const ctx = await setup(new MemoryStore(), new CanaryStats(), () => [{ node: 'quiet', canaries: [{ plugin: 'default/web', sha256: ctx.modules['2.0.0']!.sha256 }] }]);
+  const stop = keepReporting(ctx, 'quiet');
+  try {
+    await put(ctx, plugin(ctx.modules['1.0.0']!.sha256));
+    const started = await ctx.app.inject({ method: 'POST', url: '/filters/default/web/rollout', headers, payload: { to: '2.0.0', steps: [50, 100], intervalMs: 300, silentAfterMs: 400, maxSilenceMs: 2000 } });
+    assert.is(started.statusCode, 202, started.body);
+    const live = await rollout(ctx);
+    assert.equal(live.reporting, { expected: 1, silent: [] });
+    await until('the rollout to finish', async () => (await rollout(ctx)).phase !== 'Progressing');
+    const r = await rollout(ctx);
+    assert.is(r.phase, 'Succeeded', r.message);
+  } finally {
+    stop();
+    await ctx.app.close();
+  }
+});
+
+test('a silent proxy holds its step, the step moves on when it reports again, and one that disconnects rolls back naming it', async () => {
+  const canaries = () => [{ plugin: 'default/web', sha256: ctx.modules['2.0.0']!.sha256 }];
+  let connected: Connected[] = [];
+  const ctx = await setup(new MemoryStore(), new CanaryStats(), () => connected);
+  connected = [{ node: 'quiet', canaries: canaries() }, { node: 'flaky', canaries: canaries() }];
+  const stopQuiet = keepReporting(ctx, 'quiet');
+  let stopFlaky = keepReporting(ctx, 'flaky');
+  try {
+    await put(ctx, plugin(ctx.modules['1.0.0']!.sha256));
+    const started = await ctx.app.inject({ method: 'POST', url: '/filters/default/web/rollout', headers, payload: { to: '2.0.0', steps: [50, 100], intervalMs: 600, silentAfterMs: 250, maxSilenceMs: 2500 } });
+    assert.is(started.statusCode, 202, started.body);
+    // flaky stops reporting but stays connected (a stopped process): step 1 waits past its interval.
+    stopFlaky();
+    await until('step 1 to wait', async () => /^step 1 of 2 waits: proxy flaky has not reported for \d+\.\d s; rolled back at 2\.5 s$/.test((await rollout(ctx)).message), 3000);
+    const waiting = await rollout(ctx);
+    assert.is(waiting.step, 0);
+    assert.is(waiting.reporting?.silent[0]?.node, 'flaky');
+    assert.is(waiting.reporting?.silent[0]?.connected, true);
+    // It reports again: the step moves on.
+    stopFlaky = keepReporting(ctx, 'flaky');
+    await until('step 2', async () => (await rollout(ctx)).step === 1, 3000);
+    // Now it leaves (its stream ends, its reports stop): silence, then a rollback naming it.
+    stopFlaky();
+    connected = connected.filter((p) => p.node !== 'flaky');
+    await until('the rollback', async () => (await rollout(ctx)).phase !== 'Progressing', 6000);
+    const r = await rollout(ctx);
+    assert.is(r.phase, 'RolledBack', r.message);
+    assert.match(r.message, /^rolled back automatically: proxy flaky stopped reporting during step 2 \(no report for \d+\.\d s; it disconnected\)$/);
+    assert.is((await status(ctx)).canary, undefined, 'the canary is removed');
+  } finally {
+    stopFlaky();
+    stopQuiet();
+    await ctx.app.close();
+  }
+});
+
+test('silence thresholds are checked', async () => {
+  const ctx = await setup();
+  try {
+    await put(ctx, plugin(ctx.modules['1.0.0']!.sha256));
+    const res = await ctx.app.inject({ method: 'POST', url: '/filters/default/web/rollout', headers, payload: { to: '2.0.0', silentAfterMs: 5000, maxSilenceMs: 1000 } });
+    assert.is(res.statusCode, 400);
+    assert.match(res.body, /maxSilenceMs \(1000\) must be at least silentAfterMs \(5000\)/);
   } finally {
     await ctx.app.close();
   }

@@ -2,14 +2,14 @@
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
 import os from 'node:os';
-import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
+import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type Plugin, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
 import { startAdminServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
 import type { ClusterConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { ModuleOverrides } from './filter-chain/module-overrides.ts';
 import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
 import type { FilterVersionStatsMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { FilterChain } from './filter-chain/chain.ts';
+import { CanaryPair, FilterChain } from './filter-chain/chain.ts';
 import { PluginManager } from './filter-chain/plugin-manager.ts';
 import { workloadNodeProperty } from './filter-chain/stream-info.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
@@ -23,6 +23,8 @@ import { serverContextOptions } from './identity/tls-options.ts';
 import { RouteTable } from './routing/route-table.ts';
 import { ClusterManager } from './upstream/cluster.ts';
 import { UpstreamPools } from './upstream/upstream-pools.ts';
+import { EventLoopWatchdog, type WatchdogOptions } from './watchdog/event-loop-watchdog.ts';
+import { LoopDelayGauges } from './watchdog/loop-delay.ts';
 
 export interface ProxyOptions {
   /** Address the listeners bind (loopback by default). */
@@ -49,6 +51,12 @@ export interface ProxyOptions {
    * Standalone proxies only: a managed proxy's modules are the orchestrator's.
    */
   moduleOverrides?: boolean;
+  /**
+   * Watch the event loop from a thread of its own (watchdog/): stalls fail /ready and are counted,
+   * a long one kills the process; the loop's delay goes into the metrics. One per process: the CLI
+   * turns it on; tests that run several proxies in one process leave it off.
+   */
+  watchdog?: WatchdogOptions;
 }
 
 export interface ConfigStatus {
@@ -82,6 +90,10 @@ export class Proxy {
   readonly startedAt = new Date();
   #applying: Promise<void> = Promise.resolve();
   #unsubscribeIdentity: (() => void) | undefined;
+  #watchdog: EventLoopWatchdog | undefined;
+  #loopDelay: LoopDelayGauges | undefined;
+  /** The process's stall count when each module version was loaded: its reports count stalls since. */
+  readonly #stallsAtLoad = new WeakMap<Plugin, number>();
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -120,6 +132,10 @@ export class Proxy {
     });
     const host = options.host ?? '127.0.0.1';
     try {
+      if (options.watchdog) {
+        proxy.#watchdog = await EventLoopWatchdog.start(options.watchdog, proxy.metrics);
+        proxy.#loopDelay = new LoopDelayGauges(proxy.metrics);
+      }
       const outbound = proxy.#outbound;
       const inbound = proxy.#inbound;
       const connections = options.connections ?? {};
@@ -195,6 +211,10 @@ export class Proxy {
   async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState }> {
     const bindings = [...config.inboundFilters, ...config.outboundFilters];
     const plugins = await this.#plugins.load(bindings);
+    const stalls = this.#watchdog?.stalls() ?? 0;
+    for (const slot of plugins) {
+      for (const p of slot instanceof CanaryPair ? [slot.stable, slot.canary] : [slot]) if (!this.#stallsAtLoad.has(p)) this.#stallsAtLoad.set(p, stalls);
+    }
     const inboundPlugins = plugins.slice(0, config.inboundFilters.length);
     const outboundPlugins = plugins.slice(config.inboundFilters.length);
     const inboundCluster = this.#inboundCluster(config);
@@ -271,6 +291,7 @@ export class Proxy {
       clustersDump: () => this.clustersDump(),
       serverInfo: () => this.serverInfo(),
       ready: () => this.ready(),
+      notReadyReason: () => this.notReadyReason(),
       filters: () => this.filters(),
     };
     if (this.options.moduleOverrides) {
@@ -292,7 +313,8 @@ export class Proxy {
 
   /** The canaried filters' outcomes per module version, for the orchestrator's rollout controller. */
   canaryStats(): FilterVersionStatsMessage[] {
-    return canaryReport([this.#inbound.state.chain, this.#outbound.state.chain]);
+    const now = this.#watchdog?.stalls() ?? 0;
+    return canaryReport([this.#inbound.state.chain, this.#outbound.state.chain], (p) => now - (this.#stallsAtLoad.get(p) ?? now));
   }
 
   /** Records a config rejected before it reached the proxy (invalid YAML, schema errors). */
@@ -337,7 +359,14 @@ export class Proxy {
   }
 
   ready(): boolean {
-    return this.#ready && !this.#draining;
+    return this.notReadyReason() === undefined;
+  }
+
+  /** Why /ready fails: starting, draining, or a recent event-loop stall; undefined when ready. */
+  notReadyReason(): string | undefined {
+    if (this.#draining) return 'draining';
+    if (!this.#ready) return 'starting';
+    return this.#watchdog?.notReadyReason();
   }
 
   /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
@@ -358,6 +387,8 @@ export class Proxy {
     await this.#plugins.stop();
     await this.#overrides.close();
     await this.#accessLog.close();
+    this.#loopDelay?.stop();
+    await this.#watchdog?.stop();
   }
 }
 

@@ -32,7 +32,8 @@ export function progressBar(percent: number, width = 24): string {
 
 function statsRow(name: string, s: RolloutStats | undefined): string[] {
   if (!s) return [name, '-', '-', '-', '-', '-'];
-  return [name, String(s.streams), `${s.failedStreams} (${(s.errorRate * 100).toFixed(1)}%)`, String(s.traps), String(s.proxies), s.badOn.length > 0 ? `bad on ${s.badOn.length}` : 'ok'];
+  const state = s.badOn.length > 0 ? `bad on ${s.badOn.length}` : (s.stalledOn?.length ?? 0) > 0 ? `stalled on ${s.stalledOn.length}` : 'ok';
+  return [name, String(s.streams), `${s.failedStreams} (${(s.errorRate * 100).toFixed(1)}%)`, String(s.traps), String(s.proxies), state];
 }
 
 export function renderRollout(r: RolloutStatus, now = Date.now()): string {
@@ -46,6 +47,8 @@ export function renderRollout(r: RolloutStatus, now = Date.now()): string {
     lines.push(`  ${progressBar(r.weight)} of streams on the new version; ended ${age(r.finishedAt, now)} ago`);
   }
   lines.push(`  ${r.message}`);
+  const silent = r.reporting?.silent ?? [];
+  if (silent.length > 0) lines.push(`  silent: ${silent.map((p) => `${p.node} (${(p.silentMs / 1000).toFixed(1)} s${p.connected ? '' : ', disconnected'})`).join(', ')}`);
   if (r.stable || r.canary) {
     const t = table(['VERSION', 'STREAMS', 'FAILED', 'TRAPS', 'PROXIES', 'STATE'], [statsRow(`old ${versionLabel(r.from)}`, r.stable), statsRow(`new ${versionLabel(r.to)}`, r.canary)]);
     lines.push(...t.trimEnd().split('\n').map((l) => `  ${l}`));

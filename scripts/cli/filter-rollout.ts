@@ -12,7 +12,9 @@ Rolls WasmPlugin NAME out to VERSION of its module (uploaded before, e.g. with w
 --upload-only) in steps: each step sends that percentage of streams to the new version, picked per
 proxy by a stable hash of x-request-id. The orchestrator compares the new version's traps and failed
 streams (5xx, resets) with the old one's as the proxies report them, and rolls back on its own when
-the new one is worse past a threshold; after the last step the new version serves everything.
+the new one is worse past a threshold, when a proxy's event loop stalls while it runs the new
+version, or when a proxy running it stops reporting; after the last step the new version serves
+everything.
 Follows the progress (a progress bar) until the rollout ends, unless --no-wait.
 
   --to VERSION                      the module version to roll out (required)
@@ -22,6 +24,9 @@ Follows the progress (a progress bar) until the rollout ends, unless --no-wait.
                                     streams, 0..1 (default 0.05)
   --max-trap-rate-increase RATIO    roll back when it traps this much more per stream (default 0.01)
   --min-streams N                   streams of the new version before failure rates are compared (default 20)
+  --silent-after DURATION           a proxy running the new version that has not reported for this
+                                    long holds the step: it does not advance (default 6s)
+  --max-silence DURATION            silent this long (stopped, stuck, disconnected): roll back (default 20s)
   --no-wait                         start it and return
   -n, --namespace NS                the plugin's namespace (default: default)
 
@@ -40,6 +45,8 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
         'max-error-rate-increase': { type: 'string' },
         'max-trap-rate-increase': { type: 'string' },
         'min-streams': { type: 'string' },
+        'silent-after': { type: 'string' },
+        'max-silence': { type: 'string' },
         'no-wait': { type: 'boolean' },
       },
       usage,
@@ -72,6 +79,8 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       ...(ratio('max-error-rate-increase', values['max-error-rate-increase']) !== undefined ? { maxErrorRateIncrease: Number(values['max-error-rate-increase']) } : {}),
       ...(ratio('max-trap-rate-increase', values['max-trap-rate-increase']) !== undefined ? { maxTrapRateIncrease: Number(values['max-trap-rate-increase']) } : {}),
       ...(minStreams !== undefined ? { minStreams } : {}),
+      ...(values['silent-after'] !== undefined ? { silentAfterMs: parseDuration(values['silent-after'], '--silent-after') } : {}),
+      ...(values['max-silence'] !== undefined ? { maxSilenceMs: parseDuration(values['max-silence'], '--max-silence') } : {}),
     };
     const started = (await client.request<RolloutStatus>('POST', filterPath(namespace, name, '/rollout'), { body })).body;
     io.out.write(`rollout of ${namespace}/${name} to ${versionLabel(started.to)} started: steps ${started.steps.join(',')}%, ${started.intervalMs / 1000}s each\n`);

@@ -9,7 +9,8 @@ import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-hos
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
 import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
-import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
+import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
+import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
        wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
@@ -41,6 +42,13 @@ with the reason and the last good config stays.
   --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
                             the primary serves admin and sums the workers' stats (standalone only)
+  --stall-threshold MS      a watchdog thread notices the event loop blocked this long (default 1000):
+                            /ready answers 503 and wasmesh_proxy_event_loop_stalls_total counts it;
+                            with --concurrency the primary does the same for a silent worker
+  --stall-exit MS           blocked this long, the process is killed (SIGKILL) so its supervisor starts
+                            a new one; a worker is replaced by the primary (default 10000; 0: never)
+  --stall-recovery MS       after a stall, /ready fails until the loop ran this long without one
+                            (default 5000)
 
 Managed mode (--orchestrator): the orchestrator pushes this workload's config; changes apply without
 a restart, a config that cannot be applied is refused (NACK) and the last good one keeps serving, and
@@ -66,6 +74,24 @@ function parsePort(value: string | undefined, name: string, fallback: number): n
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number (0-65535), got "${value}"`);
   return n;
+}
+
+/** The watchdog's thresholds from --stall-threshold, --stall-exit and --stall-recovery (ms). */
+function parseWatchdog(values: { 'stall-threshold'?: string; 'stall-exit'?: string; 'stall-recovery'?: string }): WatchdogOptions {
+  const whole = (flag: 'stall-threshold' | 'stall-exit' | 'stall-recovery', fallback: number, min: number): number => {
+    const v = values[flag];
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} must be a whole number of milliseconds${min > 0 ? ` (at least ${min})` : ''}, got "${v}"`);
+    return n;
+  };
+  const options = {
+    stallMs: whole('stall-threshold', DEFAULT_WATCHDOG.stallMs, 20),
+    exitMs: whole('stall-exit', DEFAULT_WATCHDOG.exitMs, 0),
+    recoveryMs: whole('stall-recovery', DEFAULT_WATCHDOG.recoveryMs, 0),
+  };
+  if (options.exitMs !== 0 && options.exitMs <= options.stallMs) throw new Error(`--stall-exit (${options.exitMs}) must be longer than --stall-threshold (${options.stallMs}), or 0 for never`);
+  return options;
 }
 
 /** A non-negative whole number option (milliseconds, or KiB for sizes); undefined when not given. */
@@ -120,6 +146,9 @@ export async function run(argv: string[]): Promise<number> {
         'register-address': { type: 'string' },
         'register-port': { type: 'string', multiple: true },
         'no-mtls': { type: 'boolean' },
+        'stall-threshold': { type: 'string' },
+        'stall-exit': { type: 'string' },
+        'stall-recovery': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -158,6 +187,7 @@ export async function run(argv: string[]): Promise<number> {
         keepAliveTimeoutMs: parseMs(values['idle-timeout'], 'idle-timeout'),
         maxHeaderSize: values['max-request-headers-kb'] === undefined ? undefined : parseMs(values['max-request-headers-kb'], 'max-request-headers-kb')! * 1024,
       },
+      watchdog: parseWatchdog(values),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
@@ -195,13 +225,14 @@ export async function run(argv: string[]): Promise<number> {
   }
   const isWorker = process.env.WASMESH_WORKER === '1';
   if (concurrency > 1 && !isWorker) {
-    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, drainMs });
+    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, drainMs, watchdog: options.watchdog });
   }
   let proxy: Proxy;
   try {
     // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy.
-    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null } : { ...options, moduleOverrides: true }, first.config);
-    if (isWorker) serveWorkerQueries(proxy);
+    const watchdog = isWorker ? { ...options.watchdog, label: `worker ${process.pid}: ` } : options.watchdog;
+    proxy = await Proxy.start(isWorker ? { ...options, watchdog, adminPort: null } : { ...options, moduleOverrides: true }, first.config);
+    if (isWorker) serveWorkerQueries(proxy, heartbeatInterval(options.watchdog.stallMs));
   } catch (err) {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
     return 1;

@@ -1,6 +1,7 @@
 // wasmesh run: sidecar injection for a local process. Starts a sidecar proxy (`wasmesh proxy`, as a
 // child process) for the workload, then the command with WASMESH_OUTBOUND / HTTP_PROXY pointing at the
-// sidecar's outbound listener and PORT at the app port; forwards SIGINT/SIGTERM to both, stops the
+// sidecar's outbound listener and PORT at the app port; forwards SIGINT/SIGTERM to both, restarts the
+// sidecar on the same ports if it dies while the command runs (sidecar-supervisor.ts), stops the
 // sidecar when the command exits, and exits with the command's code.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { SidecarSupervisor } from './sidecar-supervisor.ts';
 
 export const usage = `usage: wasmesh run --service NAME --port APP_PORT [options] -- <command...>
 
@@ -16,8 +18,9 @@ Runs <command> as a mesh workload: a sidecar proxy for it is started first (labe
 version=VERSION), its endpoint is registered with the orchestrator (so ServiceEntries selecting
 app: NAME reach the app through the sidecar's inbound listener), and the command gets
 WASMESH_OUTBOUND and HTTP_PROXY (http://127.0.0.1:<outbound port>) and PORT=<APP_PORT>.
-SIGINT and SIGTERM go to both; when the command exits the sidecar stops, and wasmesh run exits
-with the command's code.
+SIGINT and SIGTERM go to both; if the sidecar dies while the command runs (killed, crashed, or
+killed by its own watchdog when stuck) it is started again on the same ports, with a backoff; when
+the command exits the sidecar stops, and wasmesh run exits with the command's code.
 
   --service NAME            service name (label app)
   --version V               label version (default v1)
@@ -80,7 +83,10 @@ export interface RunningWorkload {
   outboundPort: number;
   inboundPort: number;
   adminPort: number;
-  sidecar: ChildProcess;
+  /** The sidecar running now (another process after a restart). */
+  readonly sidecar: ChildProcess;
+  /** How many times the sidecar was restarted. */
+  readonly sidecarRestarts: number;
   app: ChildProcess;
   /** Resolves with the command's exit code (128+n for a signal) once the sidecar has stopped too. */
   exited: Promise<number>;
@@ -172,8 +178,12 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
   }
   const piped = opts.stdout !== undefined || opts.stderr !== undefined;
   const stdio = piped ? (['ignore', 'pipe', 'pipe'] as const) : (['ignore', 'inherit', 'inherit'] as const);
-  const sidecar = spawn(process.execPath, args, { stdio: [...stdio] });
-  pipe(sidecar, opts.stdout, opts.stderr);
+  const spawnSidecar = () => {
+    const child = spawn(process.execPath, args, { stdio: [...stdio] });
+    pipe(child, opts.stdout, opts.stderr);
+    return child;
+  };
+  const sidecar = spawnSidecar();
   const sidecarExit = exitPromise(sidecar);
   const cleanup = () => {
     if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
@@ -186,6 +196,7 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
     cleanup();
     throw e;
   }
+  const supervisor = new SidecarSupervisor(sidecar, { spawn: spawnSidecar, log: (line) => (opts.stderr ?? process.stderr).write(`wasmesh run: ${opts.service}: ${line}\n`) });
   const outbound = `http://127.0.0.1:${outboundPort}`;
   const [cmd, ...cmdArgs] = opts.command;
   const app = spawn(cmd!, cmdArgs, {
@@ -197,23 +208,32 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
   let killTimer: NodeJS.Timeout | undefined;
   const exited = (async () => {
     const code = await appExit;
-    if (sidecar.exitCode === null && sidecar.signalCode === null) {
-      sidecar.kill('SIGTERM');
-      killTimer = setTimeout(() => sidecar.kill('SIGKILL'), 5000);
+    supervisor.stopRestarting();
+    const current = supervisor.child;
+    if (current.exitCode === null && current.signalCode === null) {
+      current.kill('SIGTERM');
+      killTimer = setTimeout(() => current.kill('SIGKILL'), 5000);
     }
-    await sidecarExit;
+    await supervisor.exited();
     clearTimeout(killTimer);
     cleanup();
     return code;
   })();
   const signal = (sig: NodeJS.Signals) => {
-    for (const child of [app, sidecar]) if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+    // A signal from the user stops both on purpose: the sidecar's exit is not a crash to restart from.
+    supervisor.stopRestarting();
+    for (const child of [app, supervisor.child]) if (child.exitCode === null && child.signalCode === null) child.kill(sig);
   };
   return {
     outboundPort,
     inboundPort,
     adminPort,
-    sidecar,
+    get sidecar() {
+      return supervisor.child;
+    },
+    get sidecarRestarts() {
+      return supervisor.restarts;
+    },
     app,
     exited,
     signal,

@@ -1,12 +1,16 @@
 // Tests for `wasmesh run`: the command reaches its own sidecar through WASMESH_OUTBOUND (and sees
-// HTTP_PROXY and PORT), its exit code is wasmesh run's, and the sidecar is stopped afterwards.
+// HTTP_PROXY and PORT), its exit code is wasmesh run's, the sidecar is stopped afterwards, and a
+// sidecar killed while the command runs is started again on the same ports.
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { freePort } from '../cli/run.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const wasmesh = path.join(repoRoot, 'scripts/wasmesh.mjs');
@@ -80,6 +84,74 @@ test('usage errors exit 2', async () => {
   const noCommand = await runWasmesh(['run', '--service', 'x', '--port', '1', '--config', 'm.yaml'], 15_000);
   assert.is(noCommand.code, 2);
   assert.match(noCommand.stderr, /no command/);
+});
+
+/** GET / on a new connection: status and body, or status 0 when it fails. */
+function get(port: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', () => resolve({ status: 0, body: '' }));
+    req.setTimeout(3000, () => req.destroy());
+  });
+}
+
+/** The `wasmesh proxy` child of process `pid`, if any. */
+function sidecarOf(pid: number): number | undefined {
+  let children: number[];
+  try {
+    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return undefined;
+  }
+  return children.find((c) => {
+    try {
+      return readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('proxy\0--workload');
+    } catch {
+      return false;
+    }
+  });
+}
+
+test('a sidecar killed while the app runs is started again on the same ports; the app keeps running', async () => {
+  const appPort = await freePort();
+  // The app answers with its pid, so the test sees it is the same process after the sidecar's restart.
+  const app = 'require("node:http").createServer((q, s) => s.end("app " + process.pid)).listen(Number(process.env.PORT), "127.0.0.1")';
+  const child = spawn(process.execPath, [wasmesh, 'run', '--service', 'restarts', '--port', String(appPort), '--config', path.join(tmp, 'mesh.yaml'), '--', process.execPath, '-e', app], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const until = async (what: string, probe: () => Promise<boolean> | boolean, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await probe())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  try {
+    await until('the sidecar', () => /inbound 127\.0\.0\.1:(\d+) -> app/.test(stderr), 30_000);
+    const inbound = Number(/inbound 127\.0\.0\.1:(\d+) -> app/.exec(stderr)![1]);
+    let first = { status: 0, body: '' };
+    await until('the app through the sidecar', async () => (first = await get(inbound)).status === 200, 10_000);
+    assert.match(first.body, /^app \d+$/);
+    const sidecar = sidecarOf(child.pid!);
+    assert.ok(sidecar, 'the sidecar is a child of wasmesh run');
+    process.kill(sidecar!, 'SIGKILL');
+    await until('the restart', () => /the sidecar \(pid \d+\) exited unexpectedly \(SIGKILL\); starting it again in \d+ ms/.test(stderr) && /the sidecar restarted \(pid \d+, restart 1\)/.test(stderr), 10_000);
+    let again = { status: 0, body: '' };
+    await until('the app through the new sidecar', async () => (again = await get(inbound)).status === 200, 30_000);
+    assert.is(again.body, first.body, 'the same app process answers through the same inbound port');
+    const restarted = sidecarOf(child.pid!);
+    assert.ok(restarted !== undefined && restarted !== sidecar, 'a new sidecar process');
+    child.kill('SIGTERM');
+    await exited;
+    assert.throws(() => process.kill(restarted!, 0), /ESRCH/, 'the restarted sidecar is stopped with the app');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
 });
 
 test.run();

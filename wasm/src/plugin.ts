@@ -47,6 +47,8 @@ export class Plugin {
   lastFailureCause: TrapCause | undefined;
   /** VM failures of this plugin (this module version and settings) since it was loaded. */
   trapCount = 0;
+  /** The same, by cause (what a rollout's rollback message names). */
+  readonly trapsByCause = new Map<TrapCause, number>();
   /** Streams that finished through this plugin, and how many of them failed (5xx, reset). Fed by the host's filter chain. */
   streamsFinished = 0;
   streamsFailed = 0;
@@ -128,6 +130,7 @@ export class Plugin {
     this.lastFailure = reason;
     this.lastFailureCause = cause;
     this.trapCount++;
+    this.trapsByCause.set(cause, (this.trapsByCause.get(cause) ?? 0) + 1);
     this.trapCounter(cause).increment(1);
     if (vm !== this.#vm) return;
     const now = Date.now();

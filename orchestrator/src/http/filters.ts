@@ -113,7 +113,7 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
 
   app.post<{
     Params: { namespace: string; name: string };
-    Body: { to: string; steps?: number[]; intervalMs?: number; maxErrorRateIncrease?: number; maxTrapRateIncrease?: number; minStreams?: number };
+    Body: { to: string; steps?: number[]; intervalMs?: number; maxErrorRateIncrease?: number; maxTrapRateIncrease?: number; minStreams?: number; silentAfterMs?: number; maxSilenceMs?: number };
   }>(
     '/filters/:namespace/:name/rollout',
     {
@@ -133,6 +133,8 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
             maxErrorRateIncrease: { type: 'number', description: 'roll back when the new version fails this much more of its streams (0..1, default 0.05)' },
             maxTrapRateIncrease: { type: 'number', description: 'roll back when the new version traps this much more per stream (0..1, default 0.01)' },
             minStreams: { type: 'integer', description: 'streams of the new version before error rates are compared (default 20)' },
+            silentAfterMs: { type: 'integer', description: 'a proxy sent the new version that has not reported on it for this long holds the step (default 6000)' },
+            maxSilenceMs: { type: 'integer', description: 'silent this long: roll back, naming the proxy (default 20000)' },
           },
         },
       },
@@ -144,6 +146,8 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
         ...(b.maxErrorRateIncrease !== undefined ? { maxErrorRateIncrease: b.maxErrorRateIncrease } : {}),
         ...(b.maxTrapRateIncrease !== undefined ? { maxTrapRateIncrease: b.maxTrapRateIncrease } : {}),
         ...(b.minStreams !== undefined ? { minStreams: b.minStreams } : {}),
+        ...(b.silentAfterMs !== undefined ? { silentAfterMs: b.silentAfterMs } : {}),
+        ...(b.maxSilenceMs !== undefined ? { maxSilenceMs: b.maxSilenceMs } : {}),
       };
       const status = await rollouts.start({ namespace, plugin: name, to: b.to, ...(b.steps ? { steps: b.steps } : {}), ...(b.intervalMs !== undefined ? { intervalMs: b.intervalMs } : {}), thresholds, by: writerOf(request) });
       return reply.code(202).send(status);

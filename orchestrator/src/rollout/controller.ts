@@ -6,6 +6,12 @@
 // once; when a step's interval passes without that, the next step starts; after the last one the new
 // version becomes the plugin's module (a deploy-history entry) and the canary is removed.
 //
+// Silence is not success: a proxy that should report on the canary (connected to this replica, sent
+// a config with it) and has not for silentAfterMs holds the step (it does not advance), and past
+// maxSilenceMs rolls the rollout back naming the proxy; one that disconnects counts as silent. A
+// proxy that reports zero streams (a quiet one) does not hold anything. Event-loop stalls of a proxy
+// running the canary roll back too.
+//
 // The rollout's state lives in an annotation of the WasmPlugin (wasmesh.io/rollout), written on every
 // transition, so `GET /filters/...` on any replica shows it and a restarted orchestrator resumes it.
 // The replica that runs a rollout judges it on the reports of the proxies connected to it.
@@ -26,9 +32,14 @@ export interface RolloutThresholds {
   maxTrapRateIncrease: number;
   /** Streams the new version must have served before rates are compared (traps and "bad" count at once). */
   minStreams: number;
+  /** A proxy that should report on the canary and has not for this long is silent: the step waits for it (ms). */
+  silentAfterMs: number;
+  /** Silent this long: roll back (ms). */
+  maxSilenceMs: number;
 }
 
-export const DEFAULT_THRESHOLDS: RolloutThresholds = { maxErrorRateIncrease: 0.05, maxTrapRateIncrease: 0.01, minStreams: 20 };
+/** Proxies report every 2 s: silent after three missed reports, rolled back after ten. */
+export const DEFAULT_THRESHOLDS: RolloutThresholds = { maxErrorRateIncrease: 0.05, maxTrapRateIncrease: 0.01, minStreams: 20, silentAfterMs: 6000, maxSilenceMs: 20_000 };
 export const DEFAULT_STEPS = [5, 25, 50, 100];
 export const DEFAULT_INTERVAL_MS = 30_000;
 
@@ -66,6 +77,16 @@ export interface RolloutStatus {
   /** Since the rollout started, over the proxies reporting to this replica. */
   stable?: RolloutStats;
   canary?: RolloutStats;
+  /** While it runs: the proxies expected to report on the canary, and those silent now. */
+  reporting?: { expected: number; silent: SilentProxy[] };
+}
+
+export interface SilentProxy {
+  node: string;
+  /** Since its last report on the canary (or since it was sent the canary, if it never reported). */
+  silentMs: number;
+  /** Still connected to this replica. */
+  connected: boolean;
 }
 
 export interface StartRollout {
@@ -86,6 +107,8 @@ interface Running {
   check?: NodeJS.Timeout;
   /** A transition is being written: reports wait. */
   busy: boolean;
+  /** Proxies that should report on the canary: node -> when this replica first saw it had the canary. */
+  watched: Map<string, number>;
 }
 
 /** A config a proxy connected to this replica refused (a NACK), as the discovery service reports it. */
@@ -95,12 +118,20 @@ export interface Refusal {
   at: string;
 }
 
+/** A proxy connected to this replica, and the canaries of the config it runs or was sent (the discovery service's view). */
+export interface ConnectedProxy {
+  node: string;
+  canaries?: ReadonlyArray<{ plugin: string; sha256: string }>;
+}
+
 export interface RolloutControllerOptions {
   writer: PluginWriter;
   stats: CanaryStats;
   listModules: (name?: string) => Promise<ModuleRecord[]>;
   /** The proxies' latest refusals: a proxy that cannot start the new version NACKs, and never reports on it. */
   refusals?: () => Refusal[];
+  /** The proxies connected to this replica: those sent the canary must keep reporting on it. */
+  proxies?: () => ConnectedProxy[];
   /** How often a running rollout is judged without a report (refusals, quiet proxies); default 1000 ms. */
   checkEveryMs?: number;
   log?: (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -139,6 +170,8 @@ export class RolloutController {
     const intervalMs = req.intervalMs ?? DEFAULT_INTERVAL_MS;
     if (!(intervalMs >= 100)) throw bad(`interval must be at least 100 ms, got ${intervalMs}`);
     const thresholds = { ...DEFAULT_THRESHOLDS, ...(req.thresholds ?? {}) };
+    if (!(thresholds.silentAfterMs >= 100)) throw bad(`silentAfterMs must be at least 100 ms (proxies report every 2 s: give it several reports), got ${thresholds.silentAfterMs}`);
+    if (!(thresholds.maxSilenceMs >= thresholds.silentAfterMs)) throw bad(`maxSilenceMs (${thresholds.maxSilenceMs}) must be at least silentAfterMs (${thresholds.silentAfterMs})`);
     const current = await this.#opts.writer.mustGet(req.namespace, req.plugin);
     const existing = readRollout(current);
     if (this.#running.has(id) || existing?.phase === 'Progressing') throw bad(`a rollout to ${label(existing?.to)} is in progress; abort it first (wasmesh filter rollback ${req.plugin})`, 409);
@@ -166,7 +199,7 @@ export class RolloutController {
       stepStartedAt: now,
       startedBy: req.by,
     };
-    const running: Running = { status, baseline: this.#opts.stats.baseline(id), busy: true };
+    const running: Running = { status, baseline: this.#opts.stats.baseline(id), busy: true, watched: new Map() };
     this.#running.set(id, running);
     try {
       await this.#write(running, req.by);
@@ -215,7 +248,9 @@ export class RolloutController {
       if (status?.phase !== 'Progressing') continue;
       const id = `${r.metadata.namespace}/${r.metadata.name}`;
       if (this.#running.has(id)) continue;
-      const running: Running = { status: { ...status, stepStartedAt: new Date().toISOString() }, baseline: this.#opts.stats.baseline(id), busy: false };
+      // Thresholds added since the rollout began take their defaults.
+      const thresholds = { ...DEFAULT_THRESHOLDS, ...status.thresholds };
+      const running: Running = { status: { ...status, thresholds, stepStartedAt: new Date().toISOString() }, baseline: this.#opts.stats.baseline(id), busy: false, watched: new Map() };
       this.#running.set(id, running);
       this.#log('info', `${id}: resuming rollout to ${label(status.to)} at step ${status.step + 1} (${status.weight}%)`);
       this.#schedule(running);
@@ -254,7 +289,33 @@ export class RolloutController {
   }
 
   #withStats(r: Running): RolloutStatus {
-    return r.status.phase === 'Progressing' ? { ...r.status, ...this.#stats(r) } : r.status;
+    if (r.status.phase !== 'Progressing') return r.status;
+    return { ...r.status, ...this.#stats(r), reporting: { expected: r.watched.size, silent: this.#silent(r) } };
+  }
+
+  /**
+   * The proxies that should report on the canary and have not for silentAfterMs, longest first. A
+   * proxy joins the watch when this replica first sees the canary in its config; it leaves only by
+   * being sent a config without it. Disconnecting does not take it off: a proxy that dies, or whose
+   * stream ends, mid-step is silent.
+   */
+  #silent(r: Running): SilentProxy[] {
+    const id = `${r.status.namespace}/${r.status.plugin}`;
+    const sha = r.status.to.sha256.toLowerCase();
+    const now = Date.now();
+    const connected = new Set<string>();
+    for (const p of this.#opts.proxies?.() ?? []) {
+      connected.add(p.node);
+      const runsCanary = (p.canaries ?? []).some((c) => c.plugin === id && c.sha256.toLowerCase() === sha);
+      if (runsCanary && !r.watched.has(p.node)) r.watched.set(p.node, now);
+      else if (!runsCanary) r.watched.delete(p.node);
+    }
+    const silent: SilentProxy[] = [];
+    for (const [node, since] of r.watched) {
+      const silentMs = now - Math.max(since, this.#opts.stats.lastReport(node, id, sha) ?? 0);
+      if (silentMs > r.status.thresholds.silentAfterMs) silent.push({ node, silentMs, connected: connected.has(node) });
+    }
+    return silent.sort((a, b) => b.silentMs - a.silentMs);
   }
 
   /** Why the canary is worse than the stable version, or undefined when it is not (yet). */
@@ -265,27 +326,42 @@ export class RolloutController {
     if (refused) return `proxy ${refused.node} refused the new version: ${refused.message}`;
     const { stable, canary } = this.#stats(r);
     const t = r.status.thresholds;
-    if (canary.badOn.length > 0) return `the new version failed repeatedly on ${canary.badOn.join(', ')}`;
+    if (canary.badOn.length > 0) return `the new version failed repeatedly on ${canary.badOn.join(', ')}${causes(canary.trapCauses)}`;
     if (canary.traps > 0 && canary.trapRate - stable.trapRate > t.maxTrapRateIncrease) {
-      return `the new version trapped ${canary.traps} time(s) in ${canary.streams} streams (${pct(canary.trapRate)} vs ${pct(stable.trapRate)} for the old one)`;
+      return `the new version trapped ${canary.traps} time(s)${causes(canary.trapCauses)} in ${canary.streams} streams (${pct(canary.trapRate)} vs ${pct(stable.trapRate)} for the old one)`;
     }
+    const stalled = canary.stalledOn[0];
+    if (stalled) return `proxy ${stalled.node}'s event loop stalled ${stalled.stalls} time(s) while it ran the new version (step ${r.status.step + 1})`;
     if (canary.streams >= t.minStreams && canary.errorRate - stable.errorRate > t.maxErrorRateIncrease) {
       return `the new version failed ${pct(canary.errorRate)} of ${canary.streams} streams (5xx or reset) vs ${pct(stable.errorRate)} for the old one (allowed: +${pct(t.maxErrorRateIncrease)})`;
     }
     return undefined;
   }
 
-  /** On a report (stepEnd false) or at the end of a step's interval (true). */
+  /** On a report, every checkEveryMs, and at the end of a step's interval (stepEnd). */
   async #judge(r: Running, stepEnd: boolean): Promise<void> {
     if (r.busy || r.status.phase !== 'Progressing' || this.#closed) return;
-    const reason = this.#verdict(r);
+    const silent = this.#silent(r);
+    const longest = silent[0];
+    let reason = this.#verdict(r);
+    if (reason === undefined && longest !== undefined && longest.silentMs > r.status.thresholds.maxSilenceMs) {
+      reason = `proxy ${longest.node} stopped reporting during step ${r.status.step + 1} (no report for ${seconds(longest.silentMs)}${longest.connected ? '' : '; it disconnected'})`;
+    }
     if (reason !== undefined) {
       this.#log('warn', `${r.status.namespace}/${r.status.plugin}: rolling back: ${reason}`);
       await this.#finish(r, 'RolledBack', `rolled back automatically: ${reason}`, 'orchestrator:rollout');
       return;
     }
-    if (!stepEnd) return;
     const s = r.status;
+    // A step whose interval passed while a proxy was silent moves on once it reports again.
+    const due = stepEnd || Date.now() - Date.parse(s.stepStartedAt) >= s.intervalMs;
+    if (!due) return;
+    if (longest !== undefined) {
+      const waiting = `step ${s.step + 1} of ${s.steps.length} waits: proxy ${longest.node} has not reported for ${seconds(longest.silentMs)}${longest.connected ? '' : ' (disconnected)'}${silent.length > 1 ? ` (and ${silent.length - 1} more)` : ''}; rolled back at ${seconds(s.thresholds.maxSilenceMs)}`;
+      if (!s.message.startsWith(`step ${s.step + 1} of ${s.steps.length} waits`)) this.#log('warn', `${s.namespace}/${s.plugin}: ${waiting}`);
+      s.message = waiting;
+      return;
+    }
     const next = s.step + 1;
     if (next >= s.steps.length) {
       await this.#finish(r, 'Succeeded', `${label(s.to)} serves every stream`, 'orchestrator:rollout');
@@ -363,6 +439,16 @@ export function readRollout(resource: Pick<Resource, 'metadata'>): RolloutStatus
 function label(v: VersionRef | undefined): string {
   if (!v) return '?';
   return v.name && v.version ? `${v.name}@${v.version}` : `sha256:${v.sha256.slice(0, 12)}`;
+}
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** " (cpu_budget: 3, memory: 1)", or "" without causes. */
+function causes(byCause: Record<string, number>): string {
+  const entries = Object.entries(byCause).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? '' : ` (${entries.map(([c, n]) => `${c}: ${n}`).join(', ')})`;
 }
 
 function pct(x: number): string {

@@ -11,7 +11,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import type { ProxySnapshot } from '../snapshot/snapshot.ts';
+import { digestOf, type ProxySnapshot } from '../snapshot/snapshot.ts';
 
 /** For `wasmesh proxy-status`: one connected proxy. */
 export interface ProxyStatus {
@@ -28,6 +28,17 @@ export interface ProxyStatus {
   readonly latest?: string;
   /** The WorkloadEntry auto-registered for this proxy's endpoint ("<namespace>/<name>"), when it registered one. */
   readonly registered?: string;
+  /**
+   * The canary modules of the config the proxy runs or was last sent: it should report on them
+   * (ReportFilterStats), and a rollout waits for it, then rolls back, when it does not.
+   */
+  readonly canaries?: readonly CanaryRef[];
+}
+
+/** A canary module in a proxy's config: the WasmPlugin ("<namespace>/<name>") and the module's sha256. */
+export interface CanaryRef {
+  readonly plugin: string;
+  readonly sha256: string;
 }
 
 export interface StreamLog {
@@ -49,6 +60,8 @@ export class ProxyStream {
   #acked: string | undefined;
   #nacked: { version: string; message: string; at: string } | undefined;
   #latest: ProxySnapshot | undefined;
+  /** The canaries of the version the proxy has or was last sent. */
+  #canaries: CanaryRef[] = [];
   #closed = false;
   readonly #onAck: ((version: string) => void) | undefined;
 
@@ -109,6 +122,7 @@ export class ProxyStream {
       ...(this.#acked !== undefined ? { acked: this.#acked } : {}),
       ...(this.#nacked ? { nacked: { ...this.#nacked } } : {}),
       ...(this.#latest ? { latest: this.#latest.version } : {}),
+      ...(this.#canaries.length > 0 ? { canaries: this.#canaries.map((c) => ({ ...c })) } : {}),
     };
   }
 
@@ -116,7 +130,11 @@ export class ProxyStream {
     const snapshot = this.#latest;
     if (this.#closed || this.#awaiting || snapshot === undefined) return;
     // Already sent (ACKed, NACKed or known to the proxy): wait for a different version.
-    if (snapshot.version === this.#known) return;
+    if (snapshot.version === this.#known) {
+      // A proxy that reconnected with the latest version runs its canaries without being sent them.
+      if (this.#sent === undefined) this.#canaries = canariesOf(snapshot);
+      return;
+    }
     const nonce = `${process.pid.toString(36)}-${(++nonceCounter).toString(36)}`;
     const response: DiscoveryResponse = {
       version_info: snapshot.version,
@@ -127,8 +145,19 @@ export class ProxyStream {
     };
     this.#sent = { version: snapshot.version, nonce, at: new Date().toISOString() };
     this.#known = snapshot.version;
+    this.#canaries = canariesOf(snapshot);
     this.#awaiting = true;
     this.#call.write(response);
     this.#log('debug', `${this.node}: sent ${snapshot.version.slice(0, 12)} (nonce ${nonce})`);
   }
+}
+
+function canariesOf(snapshot: ProxySnapshot): CanaryRef[] {
+  const out: CanaryRef[] = [];
+  for (const b of [...snapshot.config.inboundFilters, ...snapshot.config.outboundFilters]) {
+    const sha256 = b.canary ? (b.canary.sha256?.toLowerCase() ?? digestOf(b.canary.url)) : undefined;
+    const plugin = `${b.namespace}/${b.name}`;
+    if (sha256 !== undefined && !out.some((c) => c.plugin === plugin && c.sha256 === sha256)) out.push({ plugin, sha256 });
+  }
+  return out;
 }

@@ -9,6 +9,8 @@ export interface AdminSource {
   clustersDump(): unknown;
   serverInfo(): unknown;
   ready(): boolean;
+  /** Why not ready (draining, a recent event-loop stall, a stuck worker): the 503's body. */
+  notReadyReason?(): string | undefined;
   /** Module versions per filter and their outcomes (admin /filters). */
   filters?(): unknown;
   /** Present when the proxy accepts module overrides (standalone; `wasmesh filter dev`). */
@@ -24,11 +26,14 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/** `refresh`, when given, runs before each request is answered (the primary gathering its workers' state). */
+/**
+ * `refresh`, when given, runs before each request but /ready and /healthz is answered (the primary
+ * gathering its workers' state; probes must answer at once even while a worker does not).
+ */
 export async function startAdminServer(source: AdminSource, host: string, port: number, refresh?: () => Promise<void>): Promise<AdminServer> {
   const server = http.createServer(async (req, res) => {
-    if (refresh) await refresh().catch(() => {});
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (refresh && url.pathname !== '/ready' && url.pathname !== '/healthz') await refresh().catch(() => {});
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
       res.end(body);
@@ -48,7 +53,7 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
       case '/server_info':
         return json(source.serverInfo());
       case '/ready':
-        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', 'NOT READY\n');
+        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', `NOT READY${prefixed(source.notReadyReason?.())}\n`);
       case '/healthz':
         return send(200, 'text/plain', 'OK\n');
       case '/logging': {
@@ -76,6 +81,10 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
         server.closeAllConnections();
       }),
   };
+}
+
+function prefixed(reason: string | undefined): string {
+  return reason ? `: ${reason}` : '';
 }
 
 /**

@@ -52,14 +52,27 @@ export function filterStatus(direction: FilterStatus['direction'], chain: Filter
   });
 }
 
-/** The canaried filters' versions, as reported to the orchestrator (each version once across both chains). */
-export function canaryReport(chains: readonly FilterChain[]): FilterVersionStatsMessage[] {
+/**
+ * The canaried filters' versions, as reported to the orchestrator (each version once across both
+ * chains). `stallsSince`: the process's event-loop stalls since that version was loaded.
+ */
+export function canaryReport(chains: readonly FilterChain[], stallsSince: (p: Plugin) => number = () => 0): FilterVersionStatsMessage[] {
   const out: FilterVersionStatsMessage[] = [];
   const seen = new Set<Plugin>();
   const add = (id: string, p: Plugin, canary: boolean) => {
     if (seen.has(p)) return;
     seen.add(p);
-    out.push({ plugin: id, sha256: p.compiled.sha256, canary, streams: p.streamsFinished, failed_streams: p.streamsFailed, traps: p.trapCount, bad: p.bad });
+    out.push({
+      plugin: id,
+      sha256: p.compiled.sha256,
+      canary,
+      streams: p.streamsFinished,
+      failed_streams: p.streamsFailed,
+      traps: p.trapCount,
+      bad: p.bad,
+      traps_by_cause: Object.fromEntries(p.trapsByCause),
+      stalls: stallsSince(p),
+    });
   };
   for (const chain of chains) {
     for (const slot of chain.slots) {

@@ -95,6 +95,10 @@ export interface FilterVersionStatsMessage {
   failed_streams: string | number;
   traps: string | number;
   bad: boolean;
+  /** Traps by cause (cpu_budget, memory, ...); uint64 values: decimal strings when received. Absent from older proxies. */
+  traps_by_cause?: Record<string, string | number>;
+  /** Event-loop stalls of the proxy since this version was loaded; uint64. Absent from older proxies. */
+  stalls?: string | number;
 }
 
 export interface FilterStatsReport {
