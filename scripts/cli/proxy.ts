@@ -42,11 +42,11 @@ with the reason and the last good config stays.
   --no-telemetry            leave out the telemetry filter (Istio metrics, trace context, access log)
   --concurrency N           worker processes sharing the ports, each with its own VMs (default 1);
                             the primary serves admin and sums the workers' stats (standalone only)
-  --stall-threshold MS      a watchdog thread notices the event loop blocked this long (default 1000):
+  --stall-threshold MS      a watchdog thread notices the event loop blocked this long (default 2000):
                             /ready answers 503 and wasmesh_proxy_event_loop_stalls_total counts it;
                             with --concurrency the primary does the same for a silent worker
   --stall-exit MS           blocked this long, the process is killed (SIGKILL) so its supervisor starts
-                            a new one; a worker is replaced by the primary (default 10000; 0: never)
+                            a new one; a worker is replaced by the primary (default 15000; 0: never)
   --stall-recovery MS       after a stall, /ready fails until the loop ran this long without one
                             (default 5000)
 

@@ -25,7 +25,7 @@ export interface WatchdogOptions {
  * Defaults: a stall is 1 s, five times the worst a filter can block the loop under its CPU budget
  * (about 0.2 s for the default budget); 10 s of it and the process is replaced; ready 5 s after.
  */
-export const DEFAULT_WATCHDOG: WatchdogOptions = { stallMs: 1000, exitMs: 10_000, recoveryMs: 5000 };
+export const DEFAULT_WATCHDOG: WatchdogOptions = { stallMs: 2000, exitMs: 15_000, recoveryMs: 5000 };
 
 /** Indices into the shared Int32Array (thread-source.ts uses the same). */
 const BEAT = 0;
