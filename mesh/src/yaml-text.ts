@@ -42,7 +42,9 @@ export function parseYamlText(text: string, limits: Limits = INPUT_LIMITS): Yaml
   const linePos: LinePos = (offset) => lineCounter.linePos(offset);
   const lineOf = (offset: number): number => linePos(offset).line;
   const parser = new Parser(lineCounter.addNewLine);
-  const composer = new Composer({ uniqueKeys: false });
+  // logLevel error: the package's warnings (a mapping used as a key, ...) would go to the process's
+  // warning stream, where any caller could fill a log with them.
+  const composer = new Composer({ uniqueKeys: false, logLevel: 'error' });
   const entries: YamlEntry[] = [];
   // Documents refused before composing, by their position among the YAML documents; the composer
   // gets an empty stand-in for each, so that it still sees one document per document.
