@@ -3,12 +3,12 @@
 //
 // Parsing never judges content: a document that is not an object, or has an unknown kind, is still
 // returned, and validation (validate.ts) reports it with its source. Only text that is not YAML/JSON
-// at all produces errors here.
+// at all, or that passes a limit of input-limits.ts, produces errors here.
 
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { LineCounter, isMap, isSeq, parseAllDocuments } from 'yaml';
-import type { Node as YamlNode } from 'yaml';
+import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
+import { parseYamlText } from './yaml-text.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Documents and errors
@@ -55,7 +55,8 @@ export function formatSource(source: DocumentSource): string {
 
 /**
  * Parses YAML (one or more `---`-separated documents) or JSON text. A top-level array, and a
- * document `{kind: List, items: [...]}`, are flattened into their items.
+ * document `{kind: List, items: [...]}`, are flattened into their items. Text past a limit of
+ * INPUT_LIMITS (size, documents, depth, YAML aliases) gives an error naming the document.
  */
 export function parseDocuments(text: string, file: string): ParseResult {
   const documents: ConfigDocument[] = [];
@@ -74,52 +75,83 @@ export function parseDocuments(text: string, file: string): ParseResult {
       push(value, line);
     }
   };
+  const wholeText = (message: string): ParseResult => ({ documents: [], errors: [{ document: file, path: '', message }] });
+
+  const bytes = Buffer.byteLength(text);
+  if (bytes > INPUT_LIMITS.maxTextBytes) {
+    return wholeText(`${formatSize(bytes)} of text, more than the limit of ${formatSize(INPUT_LIMITS.maxTextBytes)}: split it into several files`);
+  }
 
   // JSON first when it looks like JSON: JSON.parse is exact about JSON, and accepts tab indentation
   // that YAML forbids. On failure fall through to YAML, which reports a position.
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    const deep = jsonNestingPast(text, INPUT_LIMITS.maxDepth + 2);
+    if (deep !== undefined) return wholeText(`nests deeper than ${INPUT_LIMITS.maxDepth} levels (the limit) at line ${lineAt(text, deep)}`);
+    let json: unknown;
+    let isJson = true;
     try {
-      pushAll(JSON.parse(text) as unknown);
-      return { documents, errors };
+      json = JSON.parse(text) as unknown;
     } catch {
-      // not JSON: parse as YAML below
+      isJson = false; // not JSON: parse as YAML below
+    }
+    if (isJson) {
+      pushAll(json);
+      const problems = documentLimitErrors(documents);
+      return problems.length > 0 ? { documents: [], errors: problems } : { documents, errors };
     }
   }
 
-  const lineCounter = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const yamlDocs = Array.isArray(parsed) ? parsed : [];
-  for (const doc of yamlDocs) {
-    if (doc.errors.length > 0) {
-      index += 1;
-      const source: DocumentSource = { file, index };
-      for (const e of doc.errors) {
-        const pos = lineCounter.linePos(e.pos[0]);
-        errors.push({
-          document: formatSource(source),
-          path: '',
-          message: `invalid YAML at line ${pos.line}, column ${pos.col}: ${firstLine(e.message)}`,
-          source,
-        });
-      }
+  const yaml = parseYamlText(text);
+  for (const entry of yaml.entries) {
+    if (entry.ok) {
+      pushAll(entry.value, entry.line, entry.itemLines);
       continue;
     }
-    const contents = doc.contents as YamlNode | null;
-    if (contents === null) continue;
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    if (value === null || value === undefined) continue;
-    const line = nodeLine(contents, lineCounter);
-    let itemLines: (number | undefined)[] | undefined;
-    if (isSeq(contents)) {
-      itemLines = contents.items.map((n) => nodeLine(n as YamlNode, lineCounter));
-    } else if (isMap(contents) && isListObject(value)) {
-      const items = contents.get('items', true);
-      if (isSeq(items)) itemLines = items.items.map((n) => nodeLine(n as YamlNode, lineCounter));
+    index += 1;
+    const source: DocumentSource = entry.line === undefined ? { file, index } : { file, index, line: entry.line };
+    const ref = resourceRef(entry.identity);
+    for (const problem of entry.problems) {
+      errors.push({
+        document: ref ? `${formatResource(ref)} (${formatSource(source)})` : formatSource(source),
+        path: '',
+        message: problem.message,
+        source,
+        ...(ref ? { resource: formatResource(ref) } : {}),
+      });
     }
-    pushAll(value, line, itemLines);
   }
+  if (yaml.textProblem) errors.push({ document: file, path: '', message: yaml.textProblem });
+  else if (documents.length > INPUT_LIMITS.maxDocuments) errors.push({ document: file, path: '', message: `${documents.length} documents, more than the limit of ${INPUT_LIMITS.maxDocuments}: split the text` });
   return { documents, errors };
+}
+
+/**
+ * Documents that came as objects (a JSON body, a JSON file) against INPUT_LIMITS: how many, how
+ * deep and how large each is. YAML text is checked as it is parsed (parseDocuments).
+ */
+export function documentLimitErrors(documents: readonly ConfigDocument[]): ConfigError[] {
+  if (documents.length > INPUT_LIMITS.maxDocuments) {
+    const file = documents[0]!.source.file;
+    return [{ document: file, path: '', message: `${documents.length} documents, more than the limit of ${INPUT_LIMITS.maxDocuments}: split them` }];
+  }
+  const errors: ConfigError[] = [];
+  for (const doc of documents) {
+    const problem = valueLimitProblem(doc.value);
+    if (problem) errors.push({ document: describeDocument(doc), path: problem.path, message: problem.message, source: doc.source, ...resourceOf(doc) });
+  }
+  return errors;
+}
+
+function resourceOf(doc: ConfigDocument): { resource?: string } {
+  const ref = resourceRef(doc.value);
+  return ref ? { resource: formatResource(ref) } : {};
+}
+
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) line++;
+  return line;
 }
 
 /** Wraps already-parsed objects (from an API, or tests) as documents of a pseudo file. */
@@ -140,21 +172,32 @@ export async function readDocumentFiles(paths: readonly string[]): Promise<Parse
     documents.push(...result.documents);
     errors.push(...result.errors);
   };
+  // A file past the text limit is refused before it is read into memory.
+  const readFileWithin = async (file: string, size: number): Promise<void> => {
+    if (size > INPUT_LIMITS.maxTextBytes) {
+      errors.push({ document: file, path: '', message: `${formatSize(size)} of text, more than the limit of ${formatSize(INPUT_LIMITS.maxTextBytes)}: split it into several files` });
+      return;
+    }
+    add(parseDocuments(await readFile(file, 'utf8'), file));
+  };
   for (const path of paths) {
     try {
       if (path === '-') {
-        add(parseDocuments(await readStdin(), '<stdin>'));
+        const text = await readStdin(INPUT_LIMITS.maxTextBytes);
+        if (text === undefined) errors.push({ document: '<stdin>', path: '', message: `more than ${formatSize(INPUT_LIMITS.maxTextBytes)} of text (the limit): split it into several files` });
+        else add(parseDocuments(text, '<stdin>'));
         continue;
       }
-      if ((await stat(path)).isDirectory()) {
+      const info = await stat(path);
+      if (info.isDirectory()) {
         const names = (await readdir(path)).filter((n) => CONFIG_EXTENSIONS.test(n)).sort();
         for (const name of names) {
           const file = join(path, name);
-          add(parseDocuments(await readFile(file, 'utf8'), file));
+          await readFileWithin(file, (await stat(file)).size);
         }
         continue;
       }
-      add(parseDocuments(await readFile(path, 'utf8'), path));
+      await readFileWithin(path, info.size);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       errors.push({ document: path, path: '', message: `cannot read: ${e.code ?? e.message}` });
@@ -163,23 +206,20 @@ export async function readDocumentFiles(paths: readonly string[]): Promise<Parse
   return { documents, errors };
 }
 
-async function readStdin(): Promise<string> {
+/** Standard input as text, or undefined once it passes `limit` bytes. */
+async function readStdin(limit: number): Promise<string | undefined> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of process.stdin) {
+    size += (chunk as Buffer).length;
+    if (size > limit) return undefined;
+    chunks.push(chunk as Buffer);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
 function isListObject(value: unknown): value is { kind: 'List'; items: unknown[] } {
   return isRecord(value) && value.kind === 'List' && Array.isArray(value.items);
-}
-
-function nodeLine(node: YamlNode | null | undefined, lineCounter: LineCounter): number | undefined {
-  const range = node?.range;
-  return range ? lineCounter.linePos(range[0]).line : undefined;
-}
-
-function firstLine(message: string): string {
-  return message.split('\n')[0]!;
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {

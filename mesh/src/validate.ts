@@ -240,21 +240,34 @@ interface PathMessage {
   message: string;
 }
 
+/** Schema errors reported per document; past it, one line says how many more there were. */
+const MAX_SCHEMA_ERRORS = 100;
+
 function schemaErrors(errors: readonly ErrorObject[], kind: Kind): PathMessage[] {
-  // oneOf failures come with one error per branch; keep only the oneOf error itself.
-  const oneOfs = errors.filter((e) => e.keyword === 'oneOf');
-  const insideOneOf = (e: ErrorObject): boolean =>
-    oneOfs.some((o) => o !== e && o.instancePath === e.instancePath && e.schemaPath.startsWith(`${o.schemaPath}/`));
+  // oneOf failures come with one error per branch; keep only the oneOf error itself. Indexed by
+  // path: a document with thousands of bad items has thousands of oneOf errors, and comparing each
+  // error with each of them took seconds.
+  const oneOfs = new Map<string, ErrorObject[]>();
+  for (const e of errors) {
+    if (e.keyword !== 'oneOf') continue;
+    const at = oneOfs.get(e.instancePath);
+    if (at) at.push(e);
+    else oneOfs.set(e.instancePath, [e]);
+  }
+  const insideOneOf = (e: ErrorObject): boolean => (oneOfs.get(e.instancePath) ?? []).some((o) => o !== e && e.schemaPath.startsWith(`${o.schemaPath}/`));
   const out: PathMessage[] = [];
   const seen = new Set<string>();
+  let more = 0;
   for (const e of errors) {
     if (e.keyword === 'propertyNames' || insideOneOf(e)) continue;
     const pm = describeSchemaError(e, kind);
     const key = `${pm.path}\u0000${pm.message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    out.push(pm);
+    if (out.length < MAX_SCHEMA_ERRORS) out.push(pm);
+    else more++;
   }
+  if (more > 0) out.push({ path: '', message: `${more} more schema error${more === 1 ? '' : 's'} in this document (the first ${MAX_SCHEMA_ERRORS} are listed)` });
   return out;
 }
 

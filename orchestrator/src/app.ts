@@ -9,6 +9,7 @@
 //   handlers: http/resources.ts, http/apply.ts, http/modules.ts, http/proxy-status.ts; writes
 //     through http/writer.ts
 //   errors: http/errors.ts gives every failure { code, errors: [{ document, path, message }] }
+//   request ids: http/request-ids.ts (x-request-id on every answer; every 5xx logged with its id)
 
 import Fastify, { type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
@@ -16,7 +17,9 @@ import type { ValidationMode } from '../../mesh/src/validate.ts';
 import type { ConfigStore, ModuleRecord } from './store/types.ts';
 import type { TokenStore } from './auth/tokens.ts';
 import { installAuth } from './auth/access.ts';
-import { installErrorHandlers } from './http/errors.ts';
+import { ErrorCode, HttpError, frameworkErrorHandler, installErrorHandlers } from './http/errors.ts';
+import { installRequestIds, requestIdOf } from './http/request-ids.ts';
+import { INPUT_LIMITS, jsonNestingPast } from '../../mesh/src/input-limits.ts';
 import { ConfigWriter } from './http/writer.ts';
 import { resourceRoutes } from './http/resources.ts';
 import { applyRoutes } from './http/apply.ts';
@@ -31,11 +34,13 @@ import { PluginWriter } from './rollout/plugin-writer.ts';
 export interface BuildAppOptions {
   store: ConfigStore;
   tokens: TokenStore;
-  /** Fastify's logger (pino); default off. */
+  /** Log every request (pino JSON lines); default off. Errors (every 5xx) are logged either way. */
   logger?: boolean;
+  /** Where log lines go; default stdout when `logger` is on, else stderr. */
+  logStream?: { write(line: string): unknown };
   /** Validation mode for WasmPlugin urls; default managed (digests of uploaded modules allowed). */
   mode?: ValidationMode;
-  /** Largest JSON/YAML body, bytes; default 8 MiB. */
+  /** Largest JSON/YAML body, bytes; default INPUT_LIMITS.maxTextBytes (8 MiB). */
   bodyLimit?: number;
   /** Called after a module is stored (the store's watch reports resources only). */
   onModuleUploaded?: (record: ModuleRecord) => void;
@@ -53,17 +58,30 @@ const YAML_TYPES = ['application/yaml', 'application/x-yaml', 'text/yaml', 'text
 
 export function buildApp(opts: BuildAppOptions): FastifyInstance {
   const app = Fastify({
-    logger: opts.logger ?? false,
-    bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
+    logger: { level: opts.logger ? 'info' : 'error', stream: opts.logStream ?? (opts.logger ? process.stdout : process.stderr) },
+    genReqId: requestIdOf,
+    frameworkErrors: frameworkErrorHandler,
+    bodyLimit: opts.bodyLimit ?? INPUT_LIMITS.maxTextBytes,
     // Streams (watch) are ended in preClose; anything else idle is closed at shutdown.
     forceCloseConnections: 'idle',
     ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: false } },
   });
 
+  // JSON nested past the limit is refused before JSON.parse, which is slow on it, and before any
+  // recursive code sees it (documents are checked against the same limits later, with their names).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body: string, done) => {
+    if (jsonNestingPast(body, INPUT_LIMITS.maxDepth + 2) !== undefined) {
+      return done(new HttpError(400, ErrorCode.BadRequest, `the JSON body nests deeper than ${INPUT_LIMITS.maxDepth} levels (the limit)`), undefined);
+    }
+    return parseJson(request, body, done);
+  });
   app.addContentTypeParser(YAML_TYPES, { parseAs: 'string' }, (_request, body, done) => done(null, body));
   app.addContentTypeParser(['application/wasm', 'application/octet-stream'], { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   installErrorHandlers(app);
+  installRequestIds(app); // before auth: a 401 carries the id too
   installAuth(app, opts.tokens);
 
   app.register(swagger, {

@@ -23,7 +23,8 @@ More tokens: wasmesh token create --role viewer|admin|proxy.
   --store STORE           sqlite (default: <data-dir>/store.db) or etcd://host:port[,host:port][/prefix]
   --listen HOST:PORT      REST API address (default 127.0.0.1:15014)
   --grpc-listen HOST:PORT discovery service address (default 127.0.0.1:15010)
-  --log-requests          log every HTTP request (JSON lines on stdout)
+  --log-requests          log every HTTP request (JSON lines on stdout); errors (every 5xx,
+                          with its request id) are logged either way (stderr without this)
   --trust-domain DOMAIN   SPIFFE trust domain of workload certificates (default cluster.local)
   --ca-cert-dir DIR       plug in your own root or intermediate CA, laid out as Istio's cacerts:
                           ca-cert.pem, ca-key.pem, and optionally cert-chain.pem, root-cert.pem.

@@ -5,11 +5,11 @@
 // written. Otherwise every resource is written in one store transaction.
 
 import type { FastifyInstance } from 'fastify';
-import { fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { keyOf } from '../store/common.ts';
 import { ErrorCode, HttpError } from './errors.ts';
-import { toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
+import { invalid, toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
 import { withHistory } from '../rollout/history.ts';
 
 export interface ApplyRoutesOptions {
@@ -58,6 +58,14 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
 }
 
 function documentsOf(body: unknown): ConfigDocument[] {
+  const documents = bodyDocuments(body);
+  // YAML text was held to the input limits as it was parsed; JSON bodies are held to them here.
+  const tooLarge = typeof body === 'string' ? [] : documentLimitErrors(documents);
+  if (tooLarge.length > 0) throw invalid(tooLarge);
+  return documents;
+}
+
+function bodyDocuments(body: unknown): ConfigDocument[] {
   if (typeof body === 'string') {
     const parsed = parseDocuments(body, 'apply');
     if (parsed.errors.length > 0) throw new HttpError(400, ErrorCode.Invalid, parsed.errors.map((e) => ({ document: e.document, path: e.path, message: e.message })));

@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ConflictError } from '../store/types.ts';
 import { StoreInputError } from '../store/common.ts';
+import { logInternalError, REQUEST_ID_HEADER } from './request-ids.ts';
 
 export interface ApiError {
   document: string;
@@ -46,6 +47,15 @@ export function errorBody(code: string, errors: ApiError[]): { code: string; err
   return { code, errors };
 }
 
+/**
+ * Fastify's `frameworkErrors`: URLs it cannot route (bad percent-encoding, over-long parameters)
+ * answered in the shape above, with the request id (these never reach the hooks).
+ */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status = typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 400;
+  reply.header(REQUEST_ID_HEADER, request.id).code(status).send(errorBody(ErrorCode.BadRequest, [{ document: 'request', path: '', message: err.message }]));
+}
+
 /** Installs the error and not-found handlers that give every failure the shape above. */
 export function installErrorHandlers(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError | HttpError | Error, request: FastifyRequest, reply: FastifyReply) => {
@@ -64,8 +74,9 @@ export function installErrorHandlers(app: FastifyInstance): void {
     const status = typeof fe.statusCode === 'number' ? fe.statusCode : 500;
     if (status === 413) return reply.code(413).send(errorBody(ErrorCode.TooLarge, [{ document: 'request', path: '', message: fe.message }]));
     if (status >= 400 && status < 500) return reply.code(status).send(errorBody(ErrorCode.BadRequest, [{ document: 'request', path: '', message: fe.message }]));
-    request.log.error({ err }, 'request failed');
-    return reply.code(500).send(errorBody(ErrorCode.Internal, [{ document: 'request', path: '', message: 'internal error (see the orchestrator log)' }]));
+    // Whatever went wrong stays in the log (with the stack); the caller gets the id to find it.
+    logInternalError(request, err);
+    return reply.code(500).send(errorBody(ErrorCode.Internal, [{ document: 'request', path: '', message: `internal error, request id ${request.id} (see the orchestrator log)` }]));
   });
   app.setNotFoundHandler((request, reply) => {
     reply.code(404).send(errorBody(ErrorCode.NotFound, [{ document: 'request', path: '', message: `no route ${request.method} ${request.url.split('?')[0]}` }]));

@@ -12,12 +12,12 @@
 // Bodies are JSON or YAML (one document).
 
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import { keyOf, resourceKey } from '../store/common.ts';
 import { RESOURCE_KINDS, type ConfigStore, type Resource, type ResourceKind, type WatchEvent } from '../store/types.ts';
 import { ErrorCode, HttpError } from './errors.ts';
 import { KIND_URL_NAMES, PLURALS, kindFromUrl } from './kinds.ts';
-import { toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
+import { invalid, toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
 import { withHistory } from '../rollout/history.ts';
 
 export interface ResourceRoutesOptions {
@@ -228,6 +228,8 @@ function singleDocument(request: FastifyRequest, kind: ResourceKind, namespace?:
     doc = parsed.documents[0]!;
   } else {
     doc = fromObjects([request.body], 'request')[0]!;
+    const tooLarge = documentLimitErrors([doc]);
+    if (tooLarge.length > 0) throw invalid(tooLarge);
   }
   const value = doc.value;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HttpError(400, ErrorCode.BadRequest, 'the body must be one resource object');

@@ -5,6 +5,7 @@
 // injected object, the object is printed instead (a fresh YAML rendering, no comments).
 
 import { Document, isCollection, isSeq, parseAllDocuments, type Node as YamlNode } from 'yaml';
+import { INPUT_LIMITS } from '../../../mesh/src/input-limits.ts';
 import { createPatch, jsonEqual, unescapePointerToken, type PatchOperation } from './json-patch.ts';
 import { InjectError, injectResource, type TemplateResult } from './mutate.ts';
 import type { InjectOptions } from './sidecar.ts';
@@ -45,7 +46,7 @@ export function injectYaml(text: string, file: string, opts: InjectOptions): Yam
     }
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 100 });
+      value = doc.toJS({ maxAliasCount: INPUT_LIMITS.maxAliases });
     } catch (e) {
       out.errors.push({ file, index, path: '', message: `invalid YAML: ${(e as Error).message}` });
       return;

@@ -1,7 +1,8 @@
 // The admin endpoint (Envoy's :15000): stats, config dump, readiness, clusters, log level.
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { isLogLevel, logLevelName, setLogLevel } from '../log.ts';
+import { isLogLevel, logError, logLevelName, setLogLevel } from '../log.ts';
 
 export interface AdminSource {
   renderPrometheus(): string;
@@ -31,8 +32,9 @@ export interface AdminServer {
  * gathering its workers' state; probes must answer at once even while a worker does not).
  */
 export async function startAdminServer(source: AdminSource, host: string, port: number, refresh?: () => Promise<void>): Promise<AdminServer> {
-  const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    // Prefixed, never resolved against a base: "//x" would otherwise be a host (or throw).
+    const url = new URL(`http://admin${req.url?.startsWith('/') ? req.url : `/${req.url ?? ''}`}`);
     if (refresh && url.pathname !== '/ready' && url.pathname !== '/healthz') await refresh().catch(() => {});
     const send = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body) });
@@ -68,7 +70,8 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
       default:
         return send(404, 'text/plain', `no admin endpoint ${url.pathname}\n`);
     }
-  });
+  };
+  const server = http.createServer((req, res) => void handle(req, res).catch((err: unknown) => internalError(req, res, err)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -85,6 +88,16 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
 
 function prefixed(reason: string | undefined): string {
   return reason ? `: ${reason}` : '';
+}
+
+/** An unexpected exception: logged with an id (and the stack), answered 500 naming only the id. */
+function internalError(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+  const id = randomUUID();
+  logError('admin', `internal error, request id ${id}: ${req.method} ${req.url}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+  if (res.headersSent) return void res.destroy();
+  const body = `internal error, request id ${id}\n`;
+  res.writeHead(500, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body), 'x-request-id': id });
+  res.end(body);
 }
 
 /**

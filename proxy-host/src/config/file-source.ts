@@ -1,11 +1,12 @@
 // Standalone mode: the proxy's config comes from Istio-style YAML files, validated and translated
 // here with the same code the orchestrator runs, and watched so a valid edit applies without a restart.
-import { watch, watchFile, unwatchFile, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
 import { readDocumentFiles } from '../../../mesh/src/documents.ts';
 import { formatErrors, validateDocuments } from '../../../mesh/src/validate.ts';
 import { translateProxyConfig } from '../../../mesh/src/translate/proxy-config.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+
+// The watch lives in its own module; the CLI imports it from here.
+export { watchConfigFile } from './config-watcher.ts';
 
 export type LoadResult = { ok: true; config: ProxyConfig; documents: number } | { ok: false; error: string };
 
@@ -23,34 +24,4 @@ export async function loadConfigFile(path: string, workload: WorkloadIdentity, o
   } catch (err) {
     return { ok: false, error: `${path}: ${err instanceof Error ? err.message : String(err)}` };
   }
-}
-
-/**
- * Calls `onChange` (debounced) when the file changes. Watches the directory, because editors save by
- * writing a new file and renaming it over the old one; polls as well, for filesystems without events.
- */
-export function watchConfigFile(path: string, onChange: () => void, debounceMs = 100): () => void {
-  const full = resolve(path);
-  let timer: NodeJS.Timeout | undefined;
-  const fire = () => {
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(onChange, debounceMs);
-  };
-  let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dirname(full), (_event, name) => {
-      if (name === null || name === basename(full)) fire();
-    });
-    watcher.on('error', () => {});
-  } catch {
-    watcher = undefined;
-  }
-  watchFile(full, { interval: 1000 }, (cur, prev) => {
-    if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) fire();
-  });
-  return () => {
-    if (timer) clearTimeout(timer);
-    watcher?.close();
-    unwatchFile(full);
-  };
 }
