@@ -63,7 +63,7 @@ const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
 export class Proxy {
   readonly options: ProxyOptions;
   readonly metrics = new MetricsRegistry();
-  readonly clusters = new ClusterManager(this.metrics, (tls) => this.upstreams.tlsOptionsFor(tls));
+  readonly clusters = new ClusterManager(this.metrics, (cluster, endpoint) => this.upstreams.endpointTls(cluster, endpoint));
   readonly upstreams = new UpstreamPools();
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;

@@ -4,7 +4,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
-import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
+import { connectOptions, isTlsConnectFailure, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 
 type Controller = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
@@ -72,21 +72,14 @@ export class Http1Client implements UpstreamClient {
   readonly #pool: Pool;
   readonly #origin: string;
 
-  /** With `tls`: mTLS origination (ISTIO_MUTUAL) with the workload certificate, peer SPIFFE id checked. */
+  /** With `tls`: TLS origination (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL). */
   constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
     this.#origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
     this.#pool = new Pool(this.#origin, {
       ...(tls
         ? {
-            connect: {
-              key: tls.key,
-              cert: tls.cert,
-              ca: tls.ca,
-              rejectUnauthorized: true,
-              checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames),
-              timeout: pool.connectTimeoutMs ?? 10_000,
-            },
+            connect: { ...connectOptions(tls), timeout: pool.connectTimeoutMs ?? 10_000 },
           }
         : {}),
       connections: pool.maxConnections ?? null,
