@@ -138,13 +138,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       cache.info = await ask(w, 'server_info');
     }
   };
+  // Workers run the same config and identity: the first one's reasons stand for all.
+  const notReady = (): string[] => (cache.info as { notReady?: string[] } | undefined)?.notReady ?? [];
   const admin: AdminServer = await startAdminServer(
     {
       renderPrometheus: () => (cache.metrics as string) ?? '',
       configDump: () => cache.config ?? {},
       clustersDump: () => cache.clusters ?? [],
       serverInfo: () => ({ ...(cache.info as object), workers: ready.size }),
-      ready: () => ready.size === options.workers && !stopping,
+      ready: () => ready.size === options.workers && !stopping && notReady().length === 0,
+      notReadyReasons: notReady,
     },
     options.host,
     options.adminPort,

@@ -9,6 +9,8 @@ export interface AdminSource {
   clustersDump(): unknown;
   serverInfo(): unknown;
   ready(): boolean;
+  /** Why it is not ready (printed by /ready). */
+  notReadyReasons?(): string[];
   /** Module versions per filter and their outcomes (admin /filters). */
   filters?(): unknown;
   /** Present when the proxy accepts module overrides (standalone; `wasmesh filter dev`). */
@@ -48,7 +50,7 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
       case '/server_info':
         return json(source.serverInfo());
       case '/ready':
-        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', 'NOT READY\n');
+        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', ['NOT READY', ...(source.notReadyReasons?.() ?? [])].join('\n') + '\n');
       case '/healthz':
         return send(200, 'text/plain', 'OK\n');
       case '/logging': {
