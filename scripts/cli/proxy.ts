@@ -9,6 +9,8 @@ import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-hos
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
 import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
+import { keptIdentityDir } from '../../proxy-host/src/identity/kept-identity.ts';
+import { TLS_MODE_LABEL } from '../../mesh/src/proxy-config.ts';
 import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
@@ -47,7 +49,9 @@ a restart, a config that cannot be applied is refused (NACK) and the last good o
 the proxy reconnects with backoff when the orchestrator is down.
   --orchestrator HOST:PORT  the orchestrator's discovery service (default port 15010)
   --token-file FILE         file holding the proxy token (default: $WASMESH_TOKEN)
-  --data-dir DIR            module cache and last good config (default .wasmesh/proxy-<workload>)
+  --data-dir DIR            module cache, last good config and the workload identity (DIR/identity/,
+                            key mode 0600; a valid one is reused after a restart) (default
+                            .wasmesh/proxy-<workload>)
   --first-config-timeout MS how long to wait for the first config (default 15000); then the config
                             cached in --data-dir is used if there is one, else the proxy exits 1
   --register-address ADDR   register this proxy as an endpoint (a WorkloadEntry with its labels,
@@ -58,7 +62,9 @@ the proxy reconnects with backoff when the orchestrator is down.
   --no-mtls                 do not ask the orchestrator for a workload certificate (by default the
                             proxy makes its own key, gets a SPIFFE certificate over the discovery
                             channel, renews it at half-life, and enables PeerAuthentication and auto
-                            mTLS; an orchestrator without a CA means plaintext only)
+                            mTLS; an orchestrator without a CA means plaintext only). Its registered
+                            endpoint says security.istio.io/tlsMode=disabled, so clients send it
+                            plaintext; a STRICT PeerAuthentication still refuses plaintext
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -265,6 +271,8 @@ async function runManaged(
   }
   const target = /:\d+$/.test(address) ? address : `${address}:15010`;
   const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
+  // Without mTLS, the endpoint this proxy registers must not draw clients' auto mTLS.
+  if (values['no-mtls'] && workload.labels[TLS_MODE_LABEL] === undefined) workload = { ...workload, labels: { ...workload.labels, [TLS_MODE_LABEL]: 'disabled' } };
   let proxy: Proxy | undefined;
   const levels = { debug: 1, info: 2, warn: 3, error: 4 } as const;
   // Workload identity from the orchestrator's CA; the proxy starts once the first certificate is in
@@ -278,6 +286,8 @@ async function runManaged(
       namespace: workload.namespace,
       serviceAccount: workload.serviceAccount,
       ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+      // Kept across restarts: an orchestrator outage does not take mTLS away.
+      keepDir: keptIdentityDir(dataDir),
       log: (level, message) => log(levels[level], 'identity', message),
     });
     identityReady = identity.waitForCertificate(timeoutMs).then(async (cert) => {
