@@ -33,7 +33,9 @@ with the reason and the last good config stays.
   --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
-  --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
+  --header-read-timeout MS  time from accept to a request's headers (TLS: to the end of the
+                            handshake, then again to the headers); past it the connection is closed,
+                            a started head gets 408 (default 60000)
   --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
   --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
   --trust-domain DOMAIN     SPIFFE trust domain of expected peer identities (default cluster.local)
