@@ -71,11 +71,14 @@ export function flagFor(err: Error): string {
 export class Http1Client implements UpstreamClient {
   readonly #pool: Pool;
   readonly #origin: string;
+  /** SNI of a TLS client; undici would otherwise take it from each request's Host header. */
+  readonly #servername: string | undefined;
 
   /** With `tls`: TLS origination (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL). */
   constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
     this.#origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
+    this.#servername = tls?.servername;
     this.#pool = new Pool(this.#origin, {
       ...(tls
         ? {
@@ -101,7 +104,8 @@ export class Http1Client implements UpstreamClient {
     const call = new Http1Call(handler);
     const { method, path, headers } = toUndici(options.headers);
     try {
-      this.#pool.dispatch({ origin: this.#origin, method, path, headers, body: options.body, upgrade: null }, call);
+      const servername = this.#servername;
+      this.#pool.dispatch({ origin: this.#origin, method, path, headers, body: options.body, upgrade: null, ...(servername ? { servername } : {}) } as Dispatcher.DispatchOptions, call);
     } catch (err) {
       // Invalid headers and the like throw synchronously: report them like any upstream failure.
       queueMicrotask(() => call.onResponseError(undefined as unknown as Controller, err as Error));
