@@ -122,7 +122,8 @@ test.before(async () => {
       apiVersion: 'networking.istio.io/v1',
       kind: 'WorkloadEntry',
       metadata: { name: 'reviews-1', namespace: NS },
-      spec: { address: '127.0.0.1', ports: { http: reviews.proxy.inboundPort }, labels: { app: 'reviews' }, serviceAccount: 'reviews' },
+      // The sidecar label (as a registered sidecar carries it): clients' auto mTLS sends it mTLS.
+      spec: { address: '127.0.0.1', ports: { http: reviews.proxy.inboundPort }, labels: { app: 'reviews', 'security.istio.io/tlsMode': 'istio' }, serviceAccount: 'reviews' },
     },
   ]);
   productpage = await managedProxy(workload('productpage'));
@@ -149,9 +150,10 @@ test('certificates from the orchestrator: the SPIFFE id of the token, the CA bun
   }
   assert.is(reviews.proxy.inboundMtlsMode(), 'STRICT', 'PeerAuthentication from the store');
   // The store changes (ServiceEntry, WorkloadEntry) may reach productpage in a second push.
-  const expectedTls = { mode: 'ISTIO_MUTUAL', subjectAltNames: [`spiffe://cluster.local/ns/${NS}/sa/reviews`] };
+  const expectedTls = { mode: 'ISTIO_MUTUAL', subjectAltNames: [`spiffe://cluster.local/ns/${NS}/sa/reviews`], auto: true };
   await waitFor('auto mTLS on the reviews cluster', () => JSON.stringify(productpage.proxy.config.clusters[`outbound|9080||${REVIEWS_HOST}`]?.tls) === JSON.stringify(expectedTls));
-  assert.equal(productpage.proxy.config.clusters[`outbound|9080||${REVIEWS_HOST}`]?.tls, { mode: 'ISTIO_MUTUAL', subjectAltNames: [`spiffe://cluster.local/ns/${NS}/sa/reviews`] });
+  assert.equal(productpage.proxy.config.clusters[`outbound|9080||${REVIEWS_HOST}`]?.tls, expectedTls);
+  assert.is(productpage.proxy.config.clusters[`outbound|9080||${REVIEWS_HOST}`]?.endpoints[0]?.tlsMode, 'istio', 'the sidecar endpoint takes mTLS');
 });
 
 test('STRICT: requests go over mTLS; the server side sees the client principal; plaintext is refused', async () => {
@@ -240,7 +242,7 @@ test('active health checks of an ISTIO_MUTUAL cluster use mTLS: pass against STR
   };
   const withIdentity = (sans: string[]): HealthCheckTargetTls => () => {
     const id = productpage.identity.current()!;
-    return { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, subjectAltNames: sans, generation: id.notAfter.getTime() };
+    return { kind: 'tls', slot: 'mtls', options: { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, verify: 'spiffe', subjectAltNames: sans, generation: id.notAfter.getTime() } };
   };
   assert.equal(await outcome(withIdentity([reviewsId])), { result: 'success', detail: 'ok' });
   assert.is((await outcome(undefined)).result, 'network_failure', 'plaintext refused by STRICT');

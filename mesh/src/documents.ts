@@ -434,6 +434,13 @@ export interface ClientTLSSettings {
   mode: 'DISABLE' | 'SIMPLE' | 'MUTUAL' | 'ISTIO_MUTUAL';
   sni?: string;
   subjectAltNames?: string[];
+  /** SIMPLE, MUTUAL: PEM roots file on the proxy's host (default: the system's roots). */
+  caCertificates?: string;
+  /** MUTUAL: PEM client certificate chain file on the proxy's host. */
+  clientCertificate?: string;
+  /** MUTUAL: PEM private key file on the proxy's host. */
+  privateKey?: string;
+  insecureSkipVerify?: boolean;
 }
 
 export interface PortTrafficPolicy {

@@ -111,7 +111,17 @@ export interface EndpointConfig {
   labels: Readonly<Record<string, string>>;
   /** Relative weight (WorkloadEntry weight), default 1. */
   weight: number;
+  /**
+   * 'istio': the endpoint runs a sidecar that takes Istio mTLS on this port (it carries the label
+   * security.istio.io/tlsMode=istio and its PeerAuthentication does not DISABLE mTLS there). Absent:
+   * plaintext only. Read by clusters under auto mTLS (ClusterTlsConfig.auto), like Envoy's
+   * transport_socket_matches on the endpoint's tlsMode metadata.
+   */
+  tlsMode?: 'istio';
 }
+
+/** Istio's label for workloads that run a sidecar (value "istio"; "disabled": no mTLS). */
+export const TLS_MODE_LABEL = 'security.istio.io/tlsMode';
 
 export interface ConnectionPoolConfig {
   /** Upstream connections per endpoint (undici pool size for HTTP/1.1). Default unbounded (Istio: 2^32-1). */
@@ -146,17 +156,32 @@ export interface ClusterConfig {
   outlierDetection?: OutlierDetectionConfig;
   /** Active health checking (wasmesh extension trafficPolicy.healthCheck); absent: none. */
   healthCheck?: HealthCheckConfig;
-  /**
-   * Upstream TLS (DestinationRule tls / Istio auto mTLS). ISTIO_MUTUAL: mTLS with the workload
-   * certificate, the peer's URI SAN must be one of subjectAltNames (any SPIFFE id of the trust bundle
-   * when empty). Used only when the proxy has an identity; absent or DISABLE: plaintext.
-   */
+  /** Upstream TLS (DestinationRule tls, or Istio auto mTLS); absent: plaintext. */
   tls?: ClusterTlsConfig;
 }
 
+/**
+ * How the proxy talks to a cluster's endpoints.
+ * - ISTIO_MUTUAL: mTLS with the workload certificate; the peer's URI SAN must be one of
+ *   subjectAltNames (any SPIFFE id of the trust bundle when empty). With `auto` (no DestinationRule
+ *   asked for it: Istio auto mTLS) only endpoints whose tlsMode is 'istio' get it, the others
+ *   plaintext, and a proxy without any identity sends plaintext. Without `auto` (a DestinationRule
+ *   said ISTIO_MUTUAL) every endpoint gets it. Either way a proxy whose certificate is missing or
+ *   expired fails the request (503) rather than sending plaintext.
+ * - SIMPLE: TLS (the server is verified against caCertificates, else the system roots; its name
+ *   against subjectAltNames, else sni, else the cluster host). MUTUAL: the same with the client
+ *   certificate and key from clientCertificate and privateKey. Paths are on the proxy's host.
+ * - DISABLE: plaintext.
+ */
 export interface ClusterTlsConfig {
-  mode: 'ISTIO_MUTUAL' | 'DISABLE';
+  mode: 'ISTIO_MUTUAL' | 'SIMPLE' | 'MUTUAL' | 'DISABLE';
   subjectAltNames: readonly string[];
+  auto?: boolean;
+  sni?: string;
+  caCertificates?: string;
+  clientCertificate?: string;
+  privateKey?: string;
+  insecureSkipVerify?: boolean;
 }
 
 /** PeerAuthentication mode of the inbound listener. */

@@ -143,6 +143,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
       } else if (def === 'Regex' && typeof v === 'string') {
         const problem = regexProblem(v);
         if (problem) report(path, problem);
+      } else if (def === 'ClientTLSSettings' && isRecord(v)) {
+        checkClientTls(v, path, report);
       }
     });
     if (!valid.has(doc)) continue;
@@ -482,6 +484,26 @@ function checkDestination(dest: DestinationSpec, namespace: string, at: string, 
 const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;
 /** A module uploaded to the orchestrator, by name and version: module://<name>@<version>. */
 export const MODULE_URL = /^module:\/\/([A-Za-z0-9][A-Za-z0-9._-]*)@([A-Za-z0-9][A-Za-z0-9._+-]*)$/;
+
+const TLS_FILES = ['caCertificates', 'clientCertificate', 'privateKey'] as const;
+
+/** DestinationRule tls: MUTUAL needs its certificate and key; file fields are absolute paths and mean TLS. */
+function checkClientTls(tls: Record<string, unknown>, at: string, report: Report): void {
+  const mode = tls.mode;
+  if (mode === 'MUTUAL') {
+    for (const field of ['clientCertificate', 'privateKey'] as const) {
+      if (tls[field] === undefined) report(at + pointer(field), `mode MUTUAL needs ${field} (the path of a PEM file on the proxy's host)`);
+    }
+  }
+  for (const field of TLS_FILES) {
+    const value = tls[field];
+    if (value === undefined) continue;
+    if (mode !== 'SIMPLE' && mode !== 'MUTUAL') report(at + pointer(field), `${field} applies to modes SIMPLE and MUTUAL only, not ${String(mode)}`);
+    else if (field !== 'caCertificates' && mode !== 'MUTUAL') report(at + pointer(field), `${field} applies to mode MUTUAL only, not ${String(mode)}`);
+    else if (typeof value === 'string' && !value.startsWith('/')) report(at + pointer(field), `${JSON.stringify(value)} is not an absolute path: give the file's full path on the proxy's host`);
+  }
+  if (tls.insecureSkipVerify !== undefined && mode !== 'SIMPLE' && mode !== 'MUTUAL') report(at + pointer('insecureSkipVerify'), `insecureSkipVerify applies to modes SIMPLE and MUTUAL only, not ${String(mode)}`);
+}
 
 function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Report): void {
   const { url, sha256, canary } = plugin.spec;

@@ -74,8 +74,9 @@ test('auto mTLS: mesh services get ISTIO_MUTUAL with the SPIFFE ids of their wor
   assert.equal(c['outbound|9080||ratings.default.svc.cluster.local']!.tls, {
     mode: 'ISTIO_MUTUAL',
     subjectAltNames: ['spiffe://example.org/ns/default/sa/ratings', 'spiffe://example.org/ns/default/sa/ratings-canary'],
+    auto: true,
   });
-  assert.equal(c['outbound|9080||details.internal']!.tls, { mode: 'ISTIO_MUTUAL', subjectAltNames: [] });
+  assert.equal(c['outbound|9080||details.internal']!.tls, { mode: 'ISTIO_MUTUAL', subjectAltNames: [], auto: true });
   assert.is(c['outbound|9080||api.example.com']!.tls, undefined);
 });
 

@@ -131,8 +131,9 @@ test('clusters: one per host and port, plus one per subset, with endpoints filte
     ],
     loadBalancer: { simple: 'LEAST_REQUEST' },
     connectionPool: {},
-    // Istio auto mTLS: a .svc.cluster.local host is a mesh service (endpoints without service accounts: any SPIFFE id).
-    tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: [] },
+    // Istio auto mTLS: a .svc.cluster.local host is a mesh service (endpoints without service accounts:
+    // any SPIFFE id); these endpoints have no sidecar label, so they get plaintext.
+    tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: [], auto: true },
   });
   const v2 = config.clusters[`outbound|9080|v2|${REVIEWS}`]!;
   assert.is(v2.subset, 'v2');

@@ -268,4 +268,15 @@ test('malformed workloads and annotations are errors that say where', () => {
   assert.is(e.path, '/spec/template/spec/volumes/0/name');
 });
 
+test("injected pods carry Istio's sidecar label (clients' auto mTLS sends them mTLS); a pod's own value is kept", () => {
+  const labels = (doc: unknown): Obj => (doc as Obj).spec.template.metadata.labels;
+  const injected = inject(deployment(template()));
+  assert.equal(labels(injected.object), { app: 'web', version: 'v1', 'security.istio.io/tlsMode': 'istio' });
+  const own = inject(deployment(template({ app: 'web', 'security.istio.io/tlsMode': 'disabled' })));
+  assert.is(labels(own.object)['security.istio.io/tlsMode'], 'disabled');
+  assert.is(flag(proxyOf(podOf(own.object)), '--labels'), 'app=web,security.istio.io/tlsMode=disabled', 'and reaches the registered endpoint through the proxy');
+  const optedOut = inject(deployment(template({ app: 'web', 'sidecar.istio.io/inject': 'false' })));
+  assert.is(labels(optedOut.object)['security.istio.io/tlsMode'], undefined, 'no sidecar, no label');
+});
+
 test.run();

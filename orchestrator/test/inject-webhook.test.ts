@@ -94,7 +94,7 @@ test('a Pod with one container: the patch adds the sidecar, the init container, 
   assert.equal(result.spec.containers[0], before.spec.containers[0], 'the app container is untouched');
   assert.equal(names(result.spec.initContainers), ['wasmesh-init']);
   assert.equal(names(result.spec.volumes), ['kube-api-access-x7k2p', 'tmp', 'wasmesh-token', 'wasmesh-data']);
-  assert.equal(result.metadata.labels, before.metadata.labels);
+  assert.equal(result.metadata.labels, { ...before.metadata.labels, 'security.istio.io/tlsMode': 'istio' }, "Istio's sidecar label added, for clients' auto mTLS");
   assert.is(result.metadata.namespace, undefined, 'the object\'s metadata is not filled in');
 
   const proxy = result.spec.containers[1];

@@ -126,7 +126,8 @@ test('a connected proxy gets a valid WorkloadEntry, and another workload routes 
   const entry = await until('the WorkloadEntry', () => getEntry(name));
   assert.ok(/^auto-ratings-[0-9a-f]{10}$/.test(name), name);
   assert.is(entry.metadata.annotations?.[AUTO_REGISTERED_ANNOTATION], 'true');
-  assert.equal(entry.spec, { address: '10.0.0.7', ports: { http: 9081 }, labels: { app: 'ratings', version: 'v1' }, serviceAccount: 'ratings' });
+  // Istio's sidecar label: clients' auto mTLS sends this endpoint mTLS.
+  assert.equal(entry.spec, { address: '10.0.0.7', ports: { http: 9081 }, labels: { 'security.istio.io/tlsMode': 'istio', app: 'ratings', version: 'v1' }, serviceAccount: 'ratings' });
   // Valid per the WorkloadEntry schema (the store-maintained metadata aside).
   const { resourceVersion: _rv, generation: _g, creationTimestamp: _c, ...metadata } = entry.metadata;
   const checked = validateDocuments(fromObjects([{ ...entry, metadata }, ratingsEntry]), { mode: 'managed' });

@@ -63,8 +63,8 @@ export function createHttpCallout(clusters: ClusterManager, upstreams: UpstreamP
         if (!hasLength) headers.push('content-length', String(request.body.length));
       }
       const body = request.body.length > 0 ? Readable.from([Buffer.from(request.body)]) : null;
-      // ISTIO_MUTUAL clusters: the callout originates mTLS with the workload certificate, as routed requests do.
-      const client = upstreams.get(cluster.config.protocol, endpoint, cluster.config.connectionPool, cluster.config.tls, cluster.config.name);
+      // The callout speaks the cluster's TLS to this endpoint (auto mTLS, DestinationRule tls), as routed requests do.
+      const client = upstreams.get(cluster.config.protocol, endpoint, cluster.config.connectionPool, cluster.config);
       collector.call = client.request({ headers, body }, collector);
       if (request.timeoutMs > 0) {
         collector.timer = setTimeout(() => {

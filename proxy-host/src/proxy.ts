@@ -18,7 +18,8 @@ import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
 import { createListener, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
-import type { IdentityProvider, WorkloadCertificate } from './identity/types.ts';
+import type { IdentityProvider } from './identity/types.ts';
+import { ProxyIdentity } from './identity/proxy-identity.ts';
 import { serverContextOptions } from './identity/tls-options.ts';
 import { RouteTable } from './routing/route-table.ts';
 import { ClusterManager } from './upstream/cluster.ts';
@@ -41,9 +42,10 @@ export interface ProxyOptions {
   /** Downstream connection handling for both listeners (slow clients, idle keep-alive, header size). */
   connections?: Pick<ListenerOptions, 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'maxHeaderSize' | 'h2IdleTimeoutMs'>;
   /**
-   * Workload identity (SPIFFE certificate and trust bundle). With one, the inbound listener applies the
-   * config's PeerAuthentication (mtls) and ISTIO_MUTUAL clusters get mTLS; without one, everything is
-   * plaintext. Closed by stop().
+   * Workload identity (SPIFFE certificate and trust bundle): the inbound listener's mTLS and the
+   * upstreams' ISTIO_MUTUAL. Without one, or while its certificate is missing or expired, inbound
+   * STRICT refuses every connection and mTLS destinations fail; auto mTLS without one is plaintext.
+   * Closed by stop().
    */
   identity?: IdentityProvider;
   /**
@@ -71,7 +73,7 @@ const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
 export class Proxy {
   readonly options: ProxyOptions;
   readonly metrics = new MetricsRegistry();
-  readonly clusters = new ClusterManager(this.metrics, (tls) => this.upstreams.tlsOptionsFor(tls));
+  readonly clusters = new ClusterManager(this.metrics, (cluster, endpoint) => this.upstreams.endpointTls(cluster, endpoint));
   readonly upstreams = new UpstreamPools();
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
@@ -89,7 +91,7 @@ export class Proxy {
   #draining = false;
   readonly startedAt = new Date();
   #applying: Promise<void> = Promise.resolve();
-  #unsubscribeIdentity: (() => void) | undefined;
+  #identity: ProxyIdentity | undefined;
   #watchdog: EventLoopWatchdog | undefined;
   #loopDelay: LoopDelayGauges | undefined;
   /** The process's stall count when each module version was loaded: its reports count stalls since. */
@@ -147,14 +149,22 @@ export class Proxy {
           port: options.inboundPort,
           onRequest: inbound.handle,
           onUpgrade: (req, socket, head) => handleUpgrade(inbound, req, socket, head),
-          ...(options.identity ? { peerAuthentication: () => proxy.inboundMtlsMode() } : {}),
+          // PeerAuthentication applies with or without an identity: STRICT never answers plaintext.
+          peerAuthentication: () => proxy.inboundMtlsMode(),
+          onRefused: (reason) => proxy.#identity?.refused(reason),
         }),
       );
-      if (options.identity) {
-        const current = options.identity.current();
-        if (current) proxy.#useIdentity(current);
-        proxy.#unsubscribeIdentity = options.identity.onChange((cert) => proxy.#useIdentity(cert));
-      }
+      // A new workload certificate or trust bundle is swapped in place for new handshakes and new
+      // upstream connections; a missing or expired one takes mTLS away (fail closed).
+      proxy.#identity = new ProxyIdentity({
+        provider: options.identity,
+        metrics: proxy.metrics,
+        inboundMode: () => proxy.inboundMtlsMode(),
+        apply: (state) => {
+          proxy.#listeners[1]?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
+          proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
+        },
+      });
       if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), host, options.adminPort);
     } catch (err) {
       await proxy.stop(0);
@@ -178,13 +188,6 @@ export class Proxy {
   inboundMtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
     const mtls = this.#config?.mtls;
     return mtls?.portLevel?.[this.options.appPort ?? 8080] ?? mtls?.mode ?? 'PERMISSIVE';
-  }
-
-  /** A new workload certificate or trust bundle: swapped in place for new handshakes and new upstream connections. */
-  #useIdentity(cert: WorkloadCertificate): void {
-    this.#listeners[1]?.setIdentity(serverContextOptions(cert));
-    this.upstreams.setIdentity(cert);
-    logInfo('proxy', `identity ${cert.spiffeId}, valid until ${cert.notAfter.toISOString()}, ${cert.trustBundlePem.length} root(s)`);
   }
 
   get config(): ProxyConfig {
@@ -249,6 +252,7 @@ export class Proxy {
         this.#config = config;
         this.#status = { version: config.version, appliedAt: new Date().toISOString() };
         logInfo('proxy', `config ${config.version.slice(0, 12)} applied`);
+        this.#identity?.check(); // the inbound mTLS mode may have changed
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.#status = { ...this.#status, lastError: { version: config.version, message, at: new Date().toISOString() } };
@@ -291,7 +295,7 @@ export class Proxy {
       clustersDump: () => this.clustersDump(),
       serverInfo: () => this.serverInfo(),
       ready: () => this.ready(),
-      notReadyReason: () => this.notReadyReason(),
+      notReadyReasons: () => this.notReadyReasons(),
       filters: () => this.filters(),
     };
     if (this.options.moduleOverrides) {
@@ -355,18 +359,29 @@ export class Proxy {
       node: process.version,
       workload: this.#config?.workload,
       configVersion: this.#status?.version,
+      notReady: this.notReadyReasons(),
     };
   }
 
   ready(): boolean {
-    return this.notReadyReason() === undefined;
+    return this.notReadyReasons().length === 0;
   }
 
-  /** Why /ready fails: starting, draining, or a recent event-loop stall; undefined when ready. */
+  /** Why /ready fails: starting, draining, a recent event-loop stall, identity problems; empty when ready. */
+  notReadyReasons(): string[] {
+    const reasons: string[] = [];
+    if (this.#draining) reasons.push('draining');
+    else if (!this.#ready) reasons.push('starting');
+    const stall = this.#watchdog?.notReadyReason();
+    if (stall) reasons.push(stall);
+    reasons.push(...(this.#identity?.problems() ?? []));
+    return reasons;
+  }
+
+  /** The reasons in one line (a worker's heartbeat to its primary); undefined when ready. */
   notReadyReason(): string | undefined {
-    if (this.#draining) return 'draining';
-    if (!this.#ready) return 'starting';
-    return this.#watchdog?.notReadyReason();
+    const reasons = this.notReadyReasons();
+    return reasons.length > 0 ? reasons.join('; ') : undefined;
   }
 
   /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
@@ -380,7 +395,7 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     await this.#admin?.close();
-    this.#unsubscribeIdentity?.();
+    this.#identity?.close();
     await this.options.identity?.close();
     this.clusters.stop();
     await this.upstreams.close();

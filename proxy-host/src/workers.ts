@@ -191,17 +191,19 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       cache.info = await ask(w, 'server_info');
     }
   };
-  const notReadyReason = (): string | undefined => {
-    if (stopping) return 'draining';
+  // Each worker's own reasons (stalls, identity) arrive with its heartbeats; silence is a reason too.
+  const notReadyReasons = (): string[] => {
+    if (stopping) return ['draining'];
+    const reasons: string[] = [];
     const own = ownWatchdog.notReadyReason();
-    if (own) return `primary: ${own}`;
-    if (ready.size < options.workers) return `${ready.size} of ${options.workers} workers ready`;
+    if (own) reasons.push(`primary: ${own}`);
+    if (ready.size < options.workers) reasons.push(`${ready.size} of ${options.workers} workers ready`);
     for (const [worker, h] of health) {
       const silent = silentFor(worker);
-      if (silent > limits.stallMs) return `worker ${worker.process.pid} has not answered for ${Math.round(silent)} ms${limits.exitMs > 0 ? ` (killed at ${limits.exitMs} ms)` : ''}`;
-      if (h.notReady) return `worker ${worker.process.pid}: ${h.notReady}`;
+      if (silent > limits.stallMs) reasons.push(`worker ${worker.process.pid} has not answered for ${Math.round(silent)} ms${limits.exitMs > 0 ? ` (killed at ${limits.exitMs} ms)` : ''}`);
+      else if (h.notReady) reasons.push(`worker ${worker.process.pid}: ${h.notReady}`);
     }
-    return undefined;
+    return reasons;
   };
   const admin: AdminServer = await startAdminServer(
     {
@@ -209,8 +211,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       configDump: () => cache.config ?? {},
       clustersDump: () => cache.clusters ?? [],
       serverInfo: () => ({ ...(cache.info as object), workers: ready.size }),
-      ready: () => notReadyReason() === undefined,
-      notReadyReason,
+      ready: () => notReadyReasons().length === 0,
+      notReadyReasons,
     },
     options.host,
     options.adminPort,

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfigFile } from '../src/config/file-source.ts';
-import type { ClusterTlsConfig, MtlsConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts';
+import { TLS_MODE_LABEL, type ClusterTlsConfig, type MtlsConfig, type ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import type { WorkloadCertificate } from '../src/identity/types.ts';
 import { Proxy } from '../src/proxy.ts';
@@ -42,11 +42,17 @@ function withMtls(config: ProxyConfig, mtls: MtlsConfig): ProxyConfig {
 }
 
 /** A client-side proxy whose outbound cluster goes to the server proxy's inbound port. */
-async function clientProxy(identity: WorkloadCertificate | undefined, tlsConfig: ClusterTlsConfig = { mode: 'ISTIO_MUTUAL', subjectAltNames: [REVIEWS] }, protocol: 'http1' | 'http2' = 'http1', port?: number): Promise<Proxy> {
+async function clientProxy(
+  identity: WorkloadCertificate | undefined,
+  tlsConfig: ClusterTlsConfig = { mode: 'ISTIO_MUTUAL', subjectAltNames: [REVIEWS] },
+  protocol: 'http1' | 'http2' = 'http1',
+  port?: number,
+  labels: Record<string, string> = {},
+): Promise<Proxy> {
   const name = 'outbound|9080||reviews.default.svc.cluster.local';
   const config = proxyConfig({
     virtualHosts: [{ name: 'reviews', domains: ['reviews'], routes: [forward('r', name)] }],
-    clusters: [{ ...cluster(name, [{ port: port ?? server.inboundPort }], { protocol }), tls: tlsConfig }],
+    clusters: [{ ...cluster(name, [{ port: port ?? server.inboundPort, labels, ...(labels[TLS_MODE_LABEL] === 'istio' ? { tlsMode: 'istio' as const } : {}) }], { protocol }), tls: tlsConfig }],
   });
   const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', ...(identity ? { identity: new MemoryIdentity(identity) } : {}) }, config);
   clients.push(proxy);
@@ -182,12 +188,19 @@ test('portLevel mode of the app port overrides the workload mode', async () => {
   assert.instance(await request(server.inboundPort, { path: '/', headers: { host: 'reviews' } }).catch((err: Error) => err), Error, 'plaintext refused');
 });
 
-test('without identity on the client, an ISTIO_MUTUAL cluster falls back to plaintext (refused by STRICT, served by PERMISSIVE)', async () => {
-  const client = await clientProxy(undefined);
-  assert.is((await request(client.outboundPort, { path: '/', headers: { host: 'reviews' } })).status, 503);
+test('without identity on the client, a DestinationRule ISTIO_MUTUAL cluster fails (503) instead of going plaintext; auto mTLS goes plaintext', async () => {
   await setServerMode('PERMISSIVE');
-  assert.is((await request(client.outboundPort, { path: '/', headers: { host: 'reviews' } })).status, 200);
-  await setServerMode('STRICT');
+  try {
+    const client = await clientProxy(undefined);
+    const res = await request(client.outboundPort, { path: '/', headers: { host: 'reviews' } });
+    assert.is(res.status, 503, 'even though the server would take plaintext');
+    assert.match(res.body, /needs the workload certificate: this proxy has no workload identity/);
+    // Auto mTLS on a proxy without any identity: mTLS is off there, plaintext to the sidecar.
+    const auto = await clientProxy(undefined, { mode: 'ISTIO_MUTUAL', subjectAltNames: [REVIEWS], auto: true }, 'http1', undefined, { [TLS_MODE_LABEL]: 'istio' });
+    assert.is((await request(auto.outboundPort, { path: '/', headers: { host: 'reviews' } })).status, 200);
+  } finally {
+    await setServerMode('STRICT');
+  }
 });
 
 test('a raw plaintext connection under STRICT is closed without an answer', async () => {

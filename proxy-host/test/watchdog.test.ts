@@ -117,7 +117,7 @@ test('a proxy process blocked past the stall threshold answers /ready 503 with t
     await unblocked;
     const ready = await request(child.admin, { path: '/ready' });
     assert.is(ready.status, 503);
-    assert.match(ready.body, /^NOT READY: event loop blocked for \d+ ms \(1 stall since start\)/);
+    assert.match(ready.body, /^NOT READY\nevent loop blocked for \d+ ms \(1 stall since start\)/);
     const stats = (await request(child.admin, { path: '/stats/prometheus' })).body;
     assert.match(stats, /wasmesh_proxy_event_loop_stalls_total 1\n/);
     assert.match(stats, /wasmesh_proxy_event_loop_delay_seconds\{quantile="0.99"\}/);

@@ -98,7 +98,7 @@ test('a stuck worker fails the primary /ready, the other keeps serving, and it i
     const started = Date.now();
     const ready = await request(admin, { path: '/ready' });
     assert.ok(Date.now() - started < 500, '/ready answers at once');
-    assert.match(ready.body, new RegExp(`NOT READY: worker ${stuck} has not answered for \\d+ ms \\(killed at 2500 ms\\)`));
+    assert.match(ready.body, new RegExp(`NOT READY\\nworker ${stuck} has not answered for \\d+ ms \\(killed at 2500 ms\\)`));
     const statsStarted = Date.now();
     assert.is((await request(admin, { path: '/stats/prometheus' })).status, 200);
     assert.ok(Date.now() - statsStarted < 1500, 'the admin does not wait for the stuck worker');

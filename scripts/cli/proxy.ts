@@ -9,6 +9,8 @@ import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-hos
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
 import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
+import { keptIdentityDir } from '../../proxy-host/src/identity/kept-identity.ts';
+import { TLS_MODE_LABEL } from '../../mesh/src/proxy-config.ts';
 import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
 
@@ -32,7 +34,9 @@ with the reason and the last good config stays.
   --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
-  --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
+  --header-read-timeout MS  time from accept to a request's headers (TLS: to the end of the
+                            handshake, then again to the headers); past it the connection is closed,
+                            a started head gets 408 (default 60000)
   --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
   --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
   --trust-domain DOMAIN     SPIFFE trust domain of expected peer identities (default cluster.local)
@@ -55,7 +59,9 @@ a restart, a config that cannot be applied is refused (NACK) and the last good o
 the proxy reconnects with backoff when the orchestrator is down.
   --orchestrator HOST:PORT  the orchestrator's discovery service (default port 15010)
   --token-file FILE         file holding the proxy token (default: $WASMESH_TOKEN)
-  --data-dir DIR            module cache and last good config (default .wasmesh/proxy-<workload>)
+  --data-dir DIR            module cache, last good config and the workload identity (DIR/identity/,
+                            key mode 0600; a valid one is reused after a restart) (default
+                            .wasmesh/proxy-<workload>)
   --first-config-timeout MS how long to wait for the first config (default 15000); then the config
                             cached in --data-dir is used if there is one, else the proxy exits 1
   --register-address ADDR   register this proxy as an endpoint (a WorkloadEntry with its labels,
@@ -66,7 +72,9 @@ the proxy reconnects with backoff when the orchestrator is down.
   --no-mtls                 do not ask the orchestrator for a workload certificate (by default the
                             proxy makes its own key, gets a SPIFFE certificate over the discovery
                             channel, renews it at half-life, and enables PeerAuthentication and auto
-                            mTLS; an orchestrator without a CA means plaintext only)
+                            mTLS; an orchestrator without a CA means plaintext only). Its registered
+                            endpoint says security.istio.io/tlsMode=disabled, so clients send it
+                            plaintext; a STRICT PeerAuthentication still refuses plaintext
 `;
 
 function parsePort(value: string | undefined, name: string, fallback: number): number {
@@ -296,6 +304,8 @@ async function runManaged(
   }
   const target = /:\d+$/.test(address) ? address : `${address}:15010`;
   const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
+  // Without mTLS, the endpoint this proxy registers must not draw clients' auto mTLS.
+  if (values['no-mtls'] && workload.labels[TLS_MODE_LABEL] === undefined) workload = { ...workload, labels: { ...workload.labels, [TLS_MODE_LABEL]: 'disabled' } };
   let proxy: Proxy | undefined;
   const levels = { debug: 1, info: 2, warn: 3, error: 4 } as const;
   // Workload identity from the orchestrator's CA; the proxy starts once the first certificate is in
@@ -309,6 +319,8 @@ async function runManaged(
       namespace: workload.namespace,
       serviceAccount: workload.serviceAccount,
       ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+      // Kept across restarts: an orchestrator outage does not take mTLS away.
+      keepDir: keptIdentityDir(dataDir),
       log: (level, message) => log(levels[level], 'identity', message),
     });
     identityReady = identity.waitForCertificate(timeoutMs).then(async (cert) => {

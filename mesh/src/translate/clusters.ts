@@ -23,6 +23,7 @@ import {
   type ConnectionPoolSettings,
   type HealthCheckSpec,
   type OutlierDetectionSpec,
+  type PeerAuthentication,
   type PortProtocol,
   type ServiceEntry,
   type ServicePort,
@@ -31,7 +32,7 @@ import {
   type WorkloadEntry,
 } from '../documents.ts';
 import { durationMs } from './durations.ts';
-import { DEFAULT_TRUST_DOMAIN, clusterTls, destinationTls } from './mtls.ts';
+import { DEFAULT_TRUST_DOMAIN, clusterTls, destinationTls, endpointTlsMode } from './mtls.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Host names
@@ -370,6 +371,8 @@ export interface ClusterInputs {
   readonly workload: WorkloadIdentity;
   /** SPIFFE trust domain of the expected peer identities (default cluster.local). */
   readonly trustDomain?: string;
+  /** Every PeerAuthentication (sorted): an endpoint whose own policy is DISABLE gets no auto mTLS. */
+  readonly peerAuthentications?: readonly PeerAuthentication[];
 }
 
 /**
@@ -459,15 +462,18 @@ export class ClusterTable {
     const endpointPort = (ports: Readonly<Record<string, number>> | undefined): number =>
       ports?.[port.name] ?? port.targetPort ?? port.number;
     const out: EndpointConfig[] = [];
-    for (const e of spec.endpoints ?? []) {
-      out.push({ address: e.address, port: endpointPort(e.ports), labels: { ...e.labels }, weight: positive(e.weight) ?? 1 });
-    }
+    // Endpoints of a ServiceEntry, inline or WorkloadEntries, are workloads of the service's namespace.
+    const endpoint = (address: string, port: number, labels: Labels, weight: number | undefined): EndpointConfig => {
+      const tlsMode = endpointTlsMode(this.#in.peerAuthentications ?? [], service.namespace, { labels, port });
+      return { address, port, labels: { ...labels }, weight: positive(weight) ?? 1, ...(tlsMode ? { tlsMode } : {}) };
+    };
+    for (const e of spec.endpoints ?? []) out.push(endpoint(e.address, endpointPort(e.ports), e.labels ?? {}, e.weight));
     if (spec.workloadSelector) {
       for (const we of this.#in.workloadEntries) {
         if (namespaceOf(we) !== service.namespace) continue;
         const labels = we.spec.labels ?? {};
         if (!labelsMatch(spec.workloadSelector.labels, labels)) continue;
-        out.push({ address: we.spec.address, port: endpointPort(we.spec.ports), labels: { ...labels }, weight: positive(we.spec.weight) ?? 1 });
+        out.push(endpoint(we.spec.address, endpointPort(we.spec.ports), labels, we.spec.weight));
       }
     }
     // DNS without endpoints: Istio resolves the host itself.

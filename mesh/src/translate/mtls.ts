@@ -3,15 +3,19 @@
 //   workload's namespace, then the namespace-wide policy (no selector), then the mesh-wide policy in
 //   the root namespace; UNSET (or absent) inherits from the next level; the default is PERMISSIVE.
 //   portLevelMtls modes (UNSET inherits the workload's mode) come from the selector policy.
-// - Outbound auto mTLS: clusters of mesh services (ServiceEntry location MESH_INTERNAL, or hosts under
-//   .svc.cluster.local) get ISTIO_MUTUAL with the expected SPIFFE ids, unless a DestinationRule's tls
-//   says otherwise (DISABLE: plaintext; SIMPLE/MUTUAL are not originated and leave plaintext).
-import type { ClusterTlsConfig, MtlsConfig, MtlsMode, WorkloadIdentity } from '../proxy-config.ts';
+// - Outbound TLS -> ClusterConfig.tls, as Istio builds it (pilot's buildAutoMtlsSettings):
+//   a DestinationRule's tls, at the most specific level that sets it (subset port, subset, port,
+//   rule), wins: ISTIO_MUTUAL to every endpoint, SIMPLE/MUTUAL TLS origination, DISABLE plaintext.
+//   Without one, mesh services (not MESH_EXTERNAL) get auto mTLS: ISTIO_MUTUAL only to the endpoints
+//   that run a sidecar (label security.istio.io/tlsMode=istio) and whose own PeerAuthentication
+//   does not DISABLE mTLS on their port (pilot's per-endpoint mtls checker); plaintext to the rest.
+import { TLS_MODE_LABEL, type ClusterTlsConfig, type EndpointConfig, type MtlsConfig, type MtlsMode, type WorkloadIdentity } from '../proxy-config.ts';
 import {
   ROOT_NAMESPACE,
   namespaceOf,
   type ClientTLSSettings,
   type ConfigDocument,
+  type Labels,
   type MtlsMode as DocMtlsMode,
   type PeerAuthentication,
   type TrafficPolicy,
@@ -31,18 +35,22 @@ function set(mode: DocMtlsMode | undefined): MtlsMode | undefined {
   return mode === 'STRICT' || mode === 'PERMISSIVE' || mode === 'DISABLE' ? mode : undefined;
 }
 
-/** The PeerAuthentication in force for a workload, as ProxyConfig.mtls. */
-export function translatePeerAuthentication(documents: readonly ConfigDocument[], workload: WorkloadIdentity): MtlsConfig {
+/** The PeerAuthentications among the documents, sorted by namespace and name (the first match wins). */
+export function peerAuthentications(documents: readonly ConfigDocument[]): PeerAuthentication[] {
   const all: PeerAuthentication[] = [];
   for (const doc of documents) {
     const v = doc.value as PeerAuthentication | undefined;
     if (v && v.kind === 'PeerAuthentication' && v.metadata && v.spec) all.push(v);
   }
-  all.sort(byName);
+  return all.sort(byName);
+}
+
+/** The PeerAuthentication in force for the workloads of a namespace with these labels. */
+export function effectiveMtls(policies: readonly PeerAuthentication[], namespace: string, labels: Labels): MtlsConfig {
   const hasSelector = (p: PeerAuthentication): boolean => !!p.spec.selector?.matchLabels && Object.keys(p.spec.selector.matchLabels).length > 0;
-  const workloadLevel = all.find((p) => namespaceOf(p) === workload.namespace && hasSelector(p) && labelsMatch(p.spec.selector!.matchLabels, workload.labels));
-  const namespaceLevel = all.find((p) => namespaceOf(p) === workload.namespace && !hasSelector(p));
-  const meshLevel = all.find((p) => namespaceOf(p) === ROOT_NAMESPACE && !hasSelector(p));
+  const workloadLevel = policies.find((p) => namespaceOf(p) === namespace && hasSelector(p) && labelsMatch(p.spec.selector!.matchLabels, labels));
+  const namespaceLevel = policies.find((p) => namespaceOf(p) === namespace && !hasSelector(p));
+  const meshLevel = policies.find((p) => namespaceOf(p) === ROOT_NAMESPACE && !hasSelector(p));
   const mode = set(workloadLevel?.spec.mtls?.mode) ?? set(namespaceLevel?.spec.mtls?.mode) ?? set(meshLevel?.spec.mtls?.mode) ?? 'PERMISSIVE';
   const portLevel: Record<number, MtlsMode> = {};
   for (const [port, setting] of Object.entries(workloadLevel?.spec.portLevelMtls ?? {})) {
@@ -53,13 +61,29 @@ export function translatePeerAuthentication(documents: readonly ConfigDocument[]
   return Object.keys(portLevel).length ? { mode, portLevel } : { mode };
 }
 
+/** The PeerAuthentication in force for a workload, as ProxyConfig.mtls. */
+export function translatePeerAuthentication(documents: readonly ConfigDocument[], workload: WorkloadIdentity): MtlsConfig {
+  return effectiveMtls(peerAuthentications(documents), workload.namespace, workload.labels);
+}
+
+/**
+ * The endpoint's tlsMode: 'istio' when it runs a sidecar (the tlsMode label) and the
+ * PeerAuthentication of its workload (namespace, labels, and its port) does not DISABLE mTLS.
+ */
+export function endpointTlsMode(policies: readonly PeerAuthentication[], namespace: string, endpoint: Pick<EndpointConfig, 'labels' | 'port'>): 'istio' | undefined {
+  if (endpoint.labels[TLS_MODE_LABEL] !== 'istio') return undefined;
+  const mtls = effectiveMtls(policies, namespace, endpoint.labels);
+  const mode = mtls.portLevel?.[endpoint.port] ?? mtls.mode;
+  return mode === 'DISABLE' ? undefined : 'istio';
+}
+
 /** The tls settings of a DestinationRule for one port and subset (the most specific level that sets tls). */
 export function destinationTls(top: TrafficPolicy | undefined, subset: TrafficPolicy | undefined, port: number): ClientTLSSettings | undefined {
   const at = (p: TrafficPolicy | undefined) => p?.portLevelSettings?.find((s) => s.port.number === port)?.tls;
   return at(subset) ?? subset?.tls ?? at(top) ?? top?.tls;
 }
 
-/** Whether a service belongs to the mesh (its endpoints run sidecars): auto mTLS applies. */
+/** Whether a service belongs to the mesh: auto mTLS applies to its sidecar endpoints. */
 export function isMeshService(host: string, service: Service | undefined): boolean {
   if (service?.entry.spec.location === 'MESH_EXTERNAL') return false;
   return service?.entry.spec.location === 'MESH_INTERNAL' || host.endsWith(`.${CLUSTER_DOMAIN}`);
@@ -78,7 +102,10 @@ export function serviceIdentities(service: Service | undefined, workloadEntries:
   return [...ids].sort();
 }
 
-/** A cluster's upstream TLS: ISTIO_MUTUAL for mesh services (auto mTLS) or when the rule asks; else none. */
+/**
+ * A cluster's upstream TLS: the DestinationRule's when it sets one (DISABLE: none), else auto mTLS
+ * for mesh services, else none.
+ */
 export function clusterTls(
   host: string,
   service: Service | undefined,
@@ -86,8 +113,26 @@ export function clusterTls(
   workloadEntries: readonly WorkloadEntry[],
   trustDomain: string,
 ): ClusterTlsConfig | undefined {
-  if (ruleTls && ruleTls.mode !== 'ISTIO_MUTUAL') return undefined;
-  if (!ruleTls && !isMeshService(host, service)) return undefined;
-  const sans = ruleTls?.subjectAltNames?.length ? [...ruleTls.subjectAltNames] : serviceIdentities(service, workloadEntries, trustDomain);
-  return { mode: 'ISTIO_MUTUAL', subjectAltNames: sans };
+  if (ruleTls) {
+    switch (ruleTls.mode) {
+      case 'DISABLE':
+        return undefined;
+      case 'ISTIO_MUTUAL': {
+        const sans = ruleTls.subjectAltNames?.length ? [...ruleTls.subjectAltNames] : serviceIdentities(service, workloadEntries, trustDomain);
+        return { mode: 'ISTIO_MUTUAL', subjectAltNames: sans, ...(ruleTls.sni ? { sni: ruleTls.sni } : {}) };
+      }
+      case 'SIMPLE':
+      case 'MUTUAL':
+        return {
+          mode: ruleTls.mode,
+          subjectAltNames: [...(ruleTls.subjectAltNames ?? [])],
+          ...(ruleTls.sni ? { sni: ruleTls.sni } : {}),
+          ...(ruleTls.caCertificates ? { caCertificates: ruleTls.caCertificates } : {}),
+          ...(ruleTls.mode === 'MUTUAL' ? { clientCertificate: ruleTls.clientCertificate, privateKey: ruleTls.privateKey } : {}),
+          ...(ruleTls.insecureSkipVerify ? { insecureSkipVerify: true } : {}),
+        };
+    }
+  }
+  if (!isMeshService(host, service)) return undefined;
+  return { mode: 'ISTIO_MUTUAL', subjectAltNames: serviceIdentities(service, workloadEntries, trustDomain), auto: true };
 }

@@ -6,8 +6,7 @@
 //
 // Pipeline: the documents the workload can see (exportTo, selectors) -> service registry ->
 // virtual hosts, which create the clusters they need -> filter chains -> content version -> freeze.
-// Not translated yet (accepted, and ignored here): VirtualService retries/fault/mirror,
-// DestinationRule outlierDetection. (tls and PeerAuthentication: see mtls.ts.)
+// tls and PeerAuthentication: see mtls.ts.
 
 import type { ProxyConfig, WorkloadIdentity } from '../proxy-config.ts';
 import {
@@ -31,7 +30,7 @@ import { withBuiltinFilters } from './builtin-filters.ts';
 import { selectFilters, type PluginInput } from './filters.ts';
 import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
-import { translatePeerAuthentication } from './mtls.ts';
+import { effectiveMtls, peerAuthentications } from './mtls.ts';
 
 export interface TranslateOptions {
   /**
@@ -111,10 +110,12 @@ export function translateProxyConfig(
 ): ProxyConfig {
   const view = meshView(documents, workload);
   const registry = new ServiceRegistry(view.serviceEntries);
+  const policies = peerAuthentications(documents);
   const clusters = new ClusterTable({
     registry,
     workloadEntries: view.workloadEntries,
     destinationRules: view.destinationRules,
+    peerAuthentications: policies,
     workload,
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
@@ -132,7 +133,7 @@ export function translateProxyConfig(
     clusters: clusters.toRecord(),
     inboundFilters: filters.inbound,
     outboundFilters: filters.outbound,
-    mtls: translatePeerAuthentication(documents, workload),
+    mtls: effectiveMtls(policies, workload.namespace, workload.labels),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

@@ -20,6 +20,7 @@
 //     includeOutboundIPRanges (default "*"), excludeOutboundIPRanges, includeOutboundPorts,
 //     excludeOutboundPorts
 
+import { TLS_MODE_LABEL } from '../../../mesh/src/proxy-config.ts';
 import { DEFAULT_ADMIN_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DISCOVERY_PORT, PROXY_GID, PROXY_UID, parseCidrList, parsePortList, type TrafficRedirect } from './iptables.ts';
 import { escapePointerToken, pointer } from './json-patch.ts';
 import { DATA_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, TOKEN_VOLUME, initContainer, proxyContainer, sidecarVolumes, type InjectOptions, type SidecarParams } from './sidecar.ts';
@@ -202,7 +203,10 @@ function injectTemplate(template: Record<string, unknown>, owner: Owner, opts: I
   if (newAnnotations[DEFAULT_CONTAINER_ANNOTATION] === undefined && typeof containers[0]!.name === 'string') newAnnotations[DEFAULT_CONTAINER_ANNOTATION] = containers[0]!.name;
   const out: Record<string, unknown> = {
     ...template,
-    metadata: { ...metadata, annotations: newAnnotations },
+    // Istio's sidecar label: clients' auto mTLS sends mTLS to pods that carry it. A pod that sets it
+    // itself (e.g. "disabled") keeps its value, which also reaches the proxy's --labels and so the
+    // endpoint it registers (registration adds "istio" otherwise).
+    metadata: { ...metadata, labels: { ...(isObject(metadata.labels) ? metadata.labels : {}), ...(labels[TLS_MODE_LABEL] === undefined ? { [TLS_MODE_LABEL]: 'istio' } : {}) }, annotations: newAnnotations },
     spec: {
       ...spec,
       // Last: the app's own init containers run before the redirection exists, so they reach the

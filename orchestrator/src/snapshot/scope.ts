@@ -6,8 +6,10 @@
 //
 //   ServiceEntry, VirtualService      exported to the workload's namespace (exportTo)
 //   DestinationRule                   exported, and its workloadSelector (if any: same namespace) matches
-//   WasmPlugin, AuthorizationPolicy,  in the workload's namespace or the root namespace, and its
-//   PeerAuthentication                selector (absent = all) matches the workload's labels
+//   WasmPlugin, AuthorizationPolicy   in the workload's namespace or the root namespace, and its
+//                                     selector (absent = all) matches the workload's labels
+//   PeerAuthentication                every workload: clients read it too (auto mTLS is off to
+//                                     endpoints whose policy is DISABLE), as Istio pushes it to all
 //   WorkloadEntry                     a ServiceEntry in its namespace (before or after the change)
 //                                     selects its labels and is exported to the workload's namespace
 //
@@ -124,9 +126,10 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
       const labels = selectorLabels(selector, 'matchLabels');
       return (w) => isExportedTo(to, ns, w.namespace) && ns === w.namespace && labelsMatch(labels, w.labels);
     }
+    case 'PeerAuthentication':
+      return all;
     case 'WasmPlugin':
-    case 'AuthorizationPolicy':
-    case 'PeerAuthentication': {
+    case 'AuthorizationPolicy': {
       const selector = r.spec.selector;
       if (selector !== undefined && !isObject(selector)) return all;
       const labels = selectorLabels(selector, 'matchLabels');

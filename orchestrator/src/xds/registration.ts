@@ -15,7 +15,7 @@
 // entry until it is deleted by hand (`wasmesh delete WorkloadEntry auto-...`).
 
 import { createHash, randomBytes } from 'node:crypto';
-import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import { TLS_MODE_LABEL, type WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointMessage } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { CONNECTION_ANNOTATION } from '../snapshot/scope.ts';
 import { ConflictError, type ConfigStore, type Resource, type ResourceInput } from '../store/types.ts';
@@ -67,7 +67,11 @@ export function autoEntryName(workload: Pick<WorkloadIdentity, 'name'>, endpoint
   return `auto-${dnsLabel(workload.name)}-${hash}`;
 }
 
-/** The WorkloadEntry document for a registration (valid per schemas/json/workload-entry.schema.json). */
+/**
+ * The WorkloadEntry document for a registration (valid per schemas/json/workload-entry.schema.json).
+ * It carries Istio's sidecar label security.istio.io/tlsMode=istio, so clients' auto mTLS sends it
+ * mTLS, unless the proxy's own labels set the label (a proxy without mTLS says "disabled").
+ */
 export function autoWorkloadEntry(workload: WorkloadIdentity, endpoint: RegisteredEndpoint, connection: string): ResourceInput {
   return {
     apiVersion: 'networking.istio.io/v1',
@@ -80,7 +84,7 @@ export function autoWorkloadEntry(workload: WorkloadIdentity, endpoint: Register
     spec: {
       address: endpoint.address,
       ports: { ...endpoint.ports },
-      labels: { ...workload.labels },
+      labels: { [TLS_MODE_LABEL]: 'istio', ...workload.labels },
       serviceAccount: workload.serviceAccount,
     },
   };

@@ -10,8 +10,8 @@ export interface AdminSource {
   clustersDump(): unknown;
   serverInfo(): unknown;
   ready(): boolean;
-  /** Why not ready (draining, a recent event-loop stall, a stuck worker): the 503's body. */
-  notReadyReason?(): string | undefined;
+  /** Why it is not ready (starting, draining, a recent event-loop stall, a stuck worker, STRICT mTLS without a certificate): the 503's body, one per line. */
+  notReadyReasons?(): string[];
   /** Module versions per filter and their outcomes (admin /filters). */
   filters?(): unknown;
   /** Present when the proxy accepts module overrides (standalone; `wasmesh filter dev`). */
@@ -55,7 +55,7 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
       case '/server_info':
         return json(source.serverInfo());
       case '/ready':
-        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', `NOT READY${prefixed(source.notReadyReason?.())}\n`);
+        return source.ready() ? send(200, 'text/plain', 'LIVE\n') : send(503, 'text/plain', ['NOT READY', ...(source.notReadyReasons?.() ?? [])].join('\n') + '\n');
       case '/healthz':
         return send(200, 'text/plain', 'OK\n');
       case '/logging': {
@@ -84,10 +84,6 @@ export async function startAdminServer(source: AdminSource, host: string, port: 
         server.closeAllConnections();
       }),
   };
-}
-
-function prefixed(reason: string | undefined): string {
-  return reason ? `: ${reason}` : '';
 }
 
 /** An unexpected exception: logged with an id (and the stack), answered 500 naming only the id. */

@@ -129,9 +129,8 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   }
 
   upstreamFor(cluster: Cluster, endpoint: EndpointState, downstreamH2: boolean): UpstreamClient {
-    // Outbound clusters may originate mTLS (ISTIO_MUTUAL); the inbound side talks plaintext to the app.
-    const tls = this.direction === 'outbound' ? cluster.config.tls : undefined;
-    return this.#upstreams.get(this.upstreamProtocol(cluster, downstreamH2), endpoint, cluster.config.connectionPool, tls, cluster.config.name);
+    // Outbound clusters may originate TLS (auto mTLS, DestinationRule tls); the inbound side talks plaintext to the app.
+    return this.#upstreams.get(this.upstreamProtocol(cluster, downstreamH2), endpoint, cluster.config.connectionPool, this.direction === 'outbound' ? cluster.config : undefined);
   }
 
   upstreamProtocol(cluster: Cluster, downstreamH2: boolean): UpstreamProtocol {

@@ -1,13 +1,17 @@
 // Managed mode's workload identity: the proxy makes its own ECDSA P-256 key (it never leaves this
-// process), sends a CSR naming its SPIFFE id over the orchestrator's CreateCertificate rpc with the
+// proxy), sends a CSR naming its SPIFFE id over the orchestrator's CreateCertificate rpc with the
 // proxy token, and keeps WatchTrustBundle open for root rotations. The certificate is renewed at
-// half of its remaining life (and on demand); failures are retried with exponential backoff (capped)
-// and counted, and the time left until expiry is a gauge, so an operator is alerted before expiry.
+// half of its remaining life (and on demand); failures are retried with jittered exponential backoff,
+// capped at a few seconds while there is no certificate or it nears expiry (certificateRetryDelay),
+// and counted; the time left until expiry is a gauge, so an operator is alerted before expiry.
+// With keepDir, key, chain and bundle are kept on disk (kept-identity.ts) and a valid kept identity
+// is used at start, so a restart while the orchestrator is away keeps mTLS.
 
 import * as grpc from '@grpc/grpc-js';
 import type { Metric, MetricsRegistry } from '../../../wasm/src/index.ts';
 import { discoveryDefinition, type CertificateResponse, type DiscoveryClient, type TrustBundleMessage } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { createCsr, generateWorkloadKey, splitPem, workloadCertificate } from './certs.ts';
+import { createCsr, generateWorkloadKey, splitPem, trustDomainOf, workloadCertificate } from './certs.ts';
+import { loadKeptIdentity, saveKeptIdentity } from './kept-identity.ts';
 import { spiffeId, type IdentityProvider, type WorkloadCertificate } from './types.ts';
 
 export type OrchestratorIdentityLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
@@ -23,8 +27,14 @@ export interface OrchestratorIdentityOptions {
   trustDomain?: string;
   /** Requested lifetime in seconds (default: the orchestrator's default). */
   ttlSeconds?: number;
-  /** Retry backoff of failed requests and of the trust bundle stream: first delay and cap (default 1 s and 30 s). */
-  backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Retry backoff of failed requests and of the trust bundle stream: first delay and cap (default 1 s
+   * and 30 s); certificate requests are capped at urgentMaxMs (default 3 s) while there is no
+   * certificate or less than ten times the cap is left (see certificateRetryDelay).
+   */
+  backoff?: { initialMs?: number; maxMs?: number; urgentMaxMs?: number };
+  /** Folder to keep key, chain and bundle in (0600) and to start from after a restart. */
+  keepDir?: string;
   /** A root newly added to the bundle re-issues the certificate after this delay, so peers hold the root first (default 2000 ms). */
   rootRenewDelayMs?: number;
   log?: OrchestratorIdentityLog;
@@ -49,6 +59,7 @@ export class OrchestratorIdentity implements IdentityProvider {
   readonly #log: OrchestratorIdentityLog;
   readonly #initialMs: number;
   readonly #maxMs: number;
+  readonly #urgentMaxMs: number;
   readonly #client: DiscoveryClient;
   readonly #listeners = new Set<(cert: WorkloadCertificate) => void>();
   readonly #waiters = new Set<() => void>();
@@ -59,7 +70,9 @@ export class OrchestratorIdentity implements IdentityProvider {
   #closed = false;
   #inFlight: Promise<boolean> | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
-  #retryMs: number;
+  /** Failed requests since the last success. */
+  #consecutiveFailures = 0;
+  #saving: Promise<void> = Promise.resolve();
   #watch: grpc.ClientReadableStream<TrustBundleMessage> | undefined;
   #watchTimer: NodeJS.Timeout | undefined;
   #watchDelayMs: number;
@@ -78,7 +91,7 @@ export class OrchestratorIdentity implements IdentityProvider {
     this.#log = opts.log ?? (() => {});
     this.#initialMs = opts.backoff?.initialMs ?? 1000;
     this.#maxMs = opts.backoff?.maxMs ?? 30_000;
-    this.#retryMs = this.#initialMs;
+    this.#urgentMaxMs = Math.min(opts.backoff?.urgentMaxMs ?? 3000, this.#maxMs);
     this.#watchDelayMs = this.#initialMs;
     this.#trustDomain = opts.trustDomain ?? 'cluster.local';
     const { Client } = discoveryDefinition();
@@ -86,10 +99,29 @@ export class OrchestratorIdentity implements IdentityProvider {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.initial_reconnect_backoff_ms': Math.min(this.#initialMs, 1000),
-      'grpc.max_reconnect_backoff_ms': this.#maxMs,
+      // The channel's own reconnect backoff must not outlast our certificate retries.
+      'grpc.max_reconnect_backoff_ms': this.#urgentMaxMs,
     });
+    const kept = opts.keepDir ? this.#loadKept(opts.keepDir) : undefined;
     this.#watchBundle();
-    void this.renew();
+    if (kept) this.#schedule(this.#renewDelay(kept));
+    else void this.renew();
+  }
+
+  /** A valid identity kept in `dir` becomes the current one (renewed on the usual schedule). */
+  #loadKept(dir: string): WorkloadCertificate | undefined {
+    const kept = loadKeptIdentity(dir, { namespace: this.#opts.namespace, serviceAccount: this.#opts.serviceAccount, ...(this.#opts.trustDomain ? { trustDomain: this.#opts.trustDomain } : {}) });
+    if ('none' in kept) return undefined;
+    if ('rejected' in kept) {
+      this.#log('warn', `kept workload identity in ${dir} not used: ${kept.rejected}; asking the orchestrator for a new one`);
+      return undefined;
+    }
+    const cert = kept.cert;
+    this.#cert = cert;
+    this.#bundle = cert.trustBundlePem;
+    this.#trustDomain = trustDomainOf(cert.spiffeId) ?? this.#trustDomain;
+    this.#log('info', `using the workload certificate ${cert.spiffeId} kept in ${dir}, valid until ${cert.notAfter.toISOString()}`);
+    return cert;
   }
 
   /** The SPIFFE id this proxy asks for. */
@@ -172,6 +204,7 @@ export class OrchestratorIdentity implements IdentityProvider {
     this.#watch?.cancel();
     this.#watch = undefined;
     await this.#inFlight?.catch(() => false);
+    await this.#saving;
     this.#client.close();
     this.#listeners.clear();
     for (const w of [...this.#waiters]) w();
@@ -197,10 +230,11 @@ export class OrchestratorIdentity implements IdentityProvider {
       if (cert.spiffeId !== id) throw new Error(`the orchestrator issued ${cert.spiffeId}, this proxy asked for ${id}`);
       this.#cert = cert;
       this.#renewals++;
-      this.#retryMs = this.#initialMs;
+      this.#consecutiveFailures = 0;
       this.#lastError = undefined;
       this.#log('info', `workload certificate ${cert.spiffeId} obtained, valid until ${cert.notAfter.toISOString()}`);
       this.#schedule(this.#renewDelay(cert));
+      this.#keep(cert);
       this.#emit(cert);
       return true;
     } catch (err) {
@@ -211,8 +245,9 @@ export class OrchestratorIdentity implements IdentityProvider {
       this.#failures++;
       if (this.#failureCounter) this.#failureCounter.increment(1);
       else this.#unreportedFailures++;
-      const delay = Math.round(this.#retryMs * (0.8 + Math.random() * 0.4));
-      this.#retryMs = Math.min(this.#retryMs * 2, this.#maxMs);
+      this.#consecutiveFailures++;
+      const remaining = this.#cert ? this.#cert.notAfter.getTime() - Date.now() : undefined;
+      const delay = certificateRetryDelay(this.#consecutiveFailures, remaining, { initialMs: this.#initialMs, maxMs: this.#maxMs, urgentMaxMs: this.#urgentMaxMs });
       const left = this.#cert ? `current certificate valid until ${this.#cert.notAfter.toISOString()}` : 'no certificate yet';
       this.#log(this.#noCa() ? 'warn' : 'error', `workload certificate request for ${id} failed (${this.#lastError.text}); ${left}; retrying in ${delay} ms`);
       this.#schedule(delay);
@@ -246,6 +281,15 @@ export class OrchestratorIdentity implements IdentityProvider {
       void this.renew();
     }, delayMs);
     this.#renewTimer.unref();
+  }
+
+  /** Writes the identity to keepDir (in order; a failure is logged, the proxy goes on without it). */
+  #keep(cert: WorkloadCertificate): void {
+    const dir = this.#opts.keepDir;
+    if (!dir) return;
+    this.#saving = this.#saving
+      .then(() => saveKeptIdentity(dir, cert))
+      .catch((err: unknown) => this.#log('error', `cannot keep the workload identity in ${dir}: ${(err as Error).message}`));
   }
 
   #emit(cert: WorkloadCertificate): void {
@@ -308,6 +352,7 @@ export class OrchestratorIdentity implements IdentityProvider {
     if (!cert) return;
     this.#cert = { ...cert, trustBundlePem: roots };
     this.#log('info', `trust bundle changed: ${roots.length} root(s)`);
+    this.#keep(this.#cert);
     this.#emit(this.#cert);
     if (added && before.length > 0) {
       // A new root signs from now on: re-issue once peers had a moment to trust it.
@@ -319,6 +364,28 @@ export class OrchestratorIdentity implements IdentityProvider {
       this.#rootTimer.unref();
     }
   }
+}
+
+export interface RetrySchedule {
+  /** The first retry's delay (before jitter). */
+  initialMs: number;
+  /** Cap while the certificate is comfortably valid. */
+  maxMs: number;
+  /** Cap while there is no certificate or less than ten times this cap is left on it. */
+  urgentMaxMs: number;
+}
+
+/**
+ * Delay before the next certificate request after `failures` consecutive failures (1, 2, ...), with
+ * `remainingMs` of validity left on the current certificate (undefined: none). Doubles from
+ * initialMs; capped at a tenth of the time left, but never below urgentMaxMs nor above maxMs, so a
+ * proxy without a certificate or near expiry retries every few seconds while one with hours left
+ * backs off further. Jittered down to half (all proxies failing together do not retry together).
+ */
+export function certificateRetryDelay(failures: number, remainingMs: number | undefined, schedule: RetrySchedule, random: () => number = Math.random): number {
+  const exponential = schedule.initialMs * 2 ** Math.min(Math.max(failures - 1, 0), 30);
+  const cap = remainingMs === undefined ? schedule.urgentMaxMs : Math.max(schedule.urgentMaxMs, Math.min(schedule.maxMs, remainingMs / 10));
+  return Math.max(1, Math.round(Math.min(exponential, cap) * (0.5 + random() * 0.5)));
 }
 
 function same(a: readonly string[], b: readonly string[]): boolean {

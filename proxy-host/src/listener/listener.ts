@@ -1,6 +1,12 @@
 // One listening port that speaks HTTP/1.1 and HTTP/2 cleartext (prior knowledge) side by side, or
 // TLS with ALPN (h2, http/1.1). Requests from either protocol arrive at one handler with Node's
 // compatibility request/response objects; WebSocket and other upgrades go to the upgrade handler.
+//
+// Inbound mTLS (PeerAuthentication) fails closed: under STRICT, a listener without a usable
+// certificate closes every connection at once (never plaintext); under PERMISSIVE it serves plaintext
+// only and closes TLS attempts. Connections that never produce a request are closed: the header read
+// timeout runs from accept to the first request head for plaintext; over TLS the handshake may stall
+// for at most the timeout (Node's handshakeTimeout), then the request head gets the timeout again.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import net, { type Socket } from 'node:net';
@@ -18,7 +24,10 @@ export interface ListenerOptions {
   tls?: tls.SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
   onRequest(req: DownstreamRequest, res: DownstreamResponse): void;
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  /** Slow-client guard: time to receive a request's headers (HTTP/1.1); past it, 408. Default 60 s (Node's). */
+  /**
+   * Slow-client guard: time from accept to a request's headers (a silent connection is closed, a
+   * partial HTTP/1.1 head gets 408); over TLS, the handshake's idle limit too. Default 60 s (Node's).
+   */
   headersTimeoutMs?: number;
   /** Downstream idle timeout of an HTTP/1.1 keep-alive connection. Default 5 s (Node's). */
   keepAliveTimeoutMs?: number;
@@ -27,15 +36,21 @@ export interface ListenerOptions {
   /** An HTTP/2 session with no stream activity for this long is closed (GOAWAY). Default 0: never. */
   h2IdleTimeoutMs?: number;
   /**
-   * Peer authentication (inbound mTLS), asked per connection. Active only once the listener has an
-   * identity (setIdentity); until then, and without this option, the listener is plaintext exactly as
-   * before. STRICT: only TLS with a client certificate chaining to the trust bundle; PERMISSIVE: TLS
-   * (first byte 0x16) or plaintext, per connection; DISABLE: plaintext.
+   * Peer authentication (inbound mTLS), asked per connection; absent: plaintext. STRICT: only TLS with
+   * a client certificate chaining to the trust bundle, and no connection at all while the listener has
+   * no certificate (setIdentity); PERMISSIVE: TLS (first byte 0x16) or plaintext, per connection
+   * (plaintext only without a certificate); DISABLE: plaintext.
    */
   peerAuthentication?: () => PeerAuthenticationMode;
+  /**
+   * A connection closed by peer authentication: no certificate to do mTLS with, a failed handshake,
+   * or a request on a plaintext connection accepted before the mode became STRICT.
+   */
+  onRefused?: (reason: RefusedReason) => void;
 }
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
+export type RefusedReason = 'no_certificate' | 'handshake_failed' | 'plaintext';
 
 /** The first byte of a TLS record carrying a handshake (ClientHello). */
 const TLS_HANDSHAKE = 0x16;
@@ -68,16 +83,48 @@ export interface Listener {
   /** Destroys every connection. */
   destroy(): void;
   /**
-   * Sets (or replaces) the mTLS server identity: key, chain and trust bundle. New handshakes use it at
-   * once; established connections keep theirs. Ignored without the peerAuthentication option.
+   * Sets (or replaces) the mTLS server identity: key, chain and trust bundle; undefined: none usable
+   * (not yet, or expired), so STRICT refuses every connection. New handshakes use it at once;
+   * established connections keep theirs. Ignored without the peerAuthentication option.
    */
-  setIdentity(context: tls.SecureContextOptions): void;
+  setIdentity(context: tls.SecureContextOptions | undefined): void;
+}
+
+/** A timer from accept: closes the connection unless cleared (by its first request head) in time. */
+interface Deadline {
+  clear(): void;
 }
 
 export async function createListener(options: ListenerOptions): Promise<Listener> {
-  const onRequest = options.onRequest as (req: IncomingMessage, res: ServerResponse) => void;
   const headersTimeout = options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS;
   const maxHeaderSize = options.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE;
+  // Plaintext connections handed to a protocol server, with the deadline their first request clears.
+  const deadlines = new WeakMap<object, Deadline>();
+  const startDeadline = (expire: () => void): Deadline => {
+    const timer = setTimeout(expire, headersTimeout);
+    timer.unref();
+    return { clear: () => clearTimeout(timer) };
+  };
+  const firstRequest = (socket: object | undefined): void => {
+    if (!socket) return;
+    deadlines.get(socket)?.clear();
+    deadlines.delete(socket);
+  };
+  const peerAuthentication = options.peerAuthentication;
+  // A plaintext connection accepted before the mode became STRICT carries no more requests.
+  const plaintextUnderStrict = (socket: Duplex | undefined): boolean =>
+    peerAuthentication !== undefined && (socket as { encrypted?: boolean } | undefined)?.encrypted !== true && peerAuthentication() === 'STRICT';
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    firstRequest(req.socket);
+    if (plaintextUnderStrict(req.socket)) {
+      options.onRefused?.('plaintext');
+      const stream = (req as unknown as Http2ServerRequest).stream;
+      if (stream) stream.session?.destroy();
+      else req.socket.destroy();
+      return;
+    }
+    (options.onRequest as (req: IncomingMessage, res: ServerResponse) => void)(req, res);
+  };
   const h1 = http.createServer(
     {
       maxHeaderSize,
@@ -89,7 +136,18 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     },
     onRequest,
   );
-  if (options.onUpgrade) h1.on('upgrade', options.onUpgrade);
+  const onUpgrade = options.onUpgrade;
+  if (onUpgrade) {
+    h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      firstRequest(socket);
+      if (plaintextUnderStrict(socket)) {
+        options.onRefused?.('plaintext');
+        socket.destroy();
+        return;
+      }
+      onUpgrade(req, socket, head);
+    });
+  }
   // h1 never listens itself (connections are handed to it), but Node starts the timer that enforces
   // headersTimeout on 'listening': without this, slow clients would never be cut off.
   h1.emit('listening');
@@ -99,13 +157,21 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     if (socket.writable && err.code !== 'ECONNRESET') socket.end(clientErrorResponse(err.code));
     else socket.destroy();
   });
-  const h2 = http2.createServer({ maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const h2 = http2.createServer({ maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } }, onRequest as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
   h2.on('sessionError', () => {});
   if (options.h2IdleTimeoutMs) h2.on('session', (session) => session.setTimeout(options.h2IdleTimeoutMs!, () => session.close()));
   const sessions = new Set<http2.ServerHttp2Session>();
+  // The deadline of the plaintext connection being handed to h2 (it makes its session synchronously).
+  let handing: Deadline | undefined;
   h2.on('session', (session) => {
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
+    // A session that opens no stream in time is closed: from accept for plaintext, from the
+    // handshake over TLS.
+    const deadline = handing ?? startDeadline(() => session.destroy());
+    handing = undefined;
+    session.once('stream', () => deadline.clear());
+    session.once('close', () => deadline.clear());
   });
   const sockets = new Set<Socket>();
 
@@ -113,24 +179,33 @@ export async function createListener(options: ListenerOptions): Promise<Listener
   // after sniffing), and the authenticated sockets go to the HTTP/1.1 or HTTP/2 server by ALPN.
   let mtls: tls.Server | undefined;
   const tlsSockets = new Set<tls.TLSSocket>();
-  const peerAuthentication = options.peerAuthentication;
   const startMtls = (context: tls.SecureContextOptions): tls.Server => {
-    const server = tls.createServer({ ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'] }, (socket) => {
+    const server = tls.createServer({ ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: headersTimeout }, (socket) => {
       tlsSockets.add(socket);
       socket.on('close', () => tlsSockets.delete(socket));
       socket.on('error', () => socket.destroy());
       if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
       else h1.emit('connection', socket);
     });
-    // Refused handshakes (no certificate, another CA, expired, plaintext under STRICT): the socket is
-    // destroyed by Node; nothing to answer.
-    server.on('tlsClientError', (_err, socket) => socket.destroy());
+    // Refused handshakes (no certificate, another CA, expired, plaintext under STRICT, stalled): the
+    // socket is destroyed; nothing to answer.
+    server.on('tlsClientError', (_err, socket) => {
+      options.onRefused?.('handshake_failed');
+      socket.destroy();
+    });
     return server;
   };
-  const dispatchPlaintext = (socket: Socket, first: Buffer): void => {
+  const refuse = (socket: Socket): void => {
+    options.onRefused?.('no_certificate');
+    socket.destroy();
+  };
+  const dispatchPlaintext = (socket: Socket, first: Buffer, deadline: Deadline): void => {
     if (looksLikeH2(first)) {
+      handing = deadline;
       h2.emit('connection', new ReplaySocket(socket, first));
+      handing = undefined;
     } else {
+      deadlines.set(socket, deadline);
       socket.unshift(first);
       h1.emit('connection', socket);
       socket.resume();
@@ -139,7 +214,7 @@ export async function createListener(options: ListenerOptions): Promise<Listener
 
   let server: net.Server;
   if (options.tls) {
-    const secure = http2.createSecureServer({ ...options.tls, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'] }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+    const secure = http2.createSecureServer({ ...options.tls, allowHTTP1: true, ALPNProtocols: ['h2', 'http/1.1'], handshakeTimeout: headersTimeout }, options.onRequest as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
     if (options.onUpgrade) secure.on('upgrade', options.onUpgrade);
     secure.on('session', (session) => {
       sessions.add(session);
@@ -152,29 +227,32 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
-      const mode = mtls && peerAuthentication ? peerAuthentication() : 'DISABLE';
+      const mode = peerAuthentication ? peerAuthentication() : 'DISABLE';
       if (mode === 'STRICT') {
-        // No sniffing: TLS reads the socket natively, anything else fails the handshake.
-        mtls!.emit('connection', socket);
+        // Never plaintext: without a certificate there is no mTLS to offer, so no connection at all.
+        if (!mtls) return refuse(socket);
+        // No sniffing: TLS reads the socket natively (its handshake timeout runs from now), anything
+        // else fails the handshake.
+        mtls.emit('connection', socket);
         return;
       }
-      if (mode === 'PERMISSIVE') {
-        socket.once('data', (first: Buffer) => {
-          socket.pause();
-          if (first[0] === TLS_HANDSHAKE) mtls!.emit('connection', new ReplaySocket(socket, first));
-          else dispatchPlaintext(socket, first);
-        });
-        return;
-      }
+      // Closes a connection that sends nothing; one that started an HTTP/1.1 head it did not finish
+      // gets 408, as Node's own header timeout answers.
+      const deadline = startDeadline(() => {
+        if (deadlines.has(socket) && socket.writable) socket.end(clientErrorResponse('ERR_HTTP_REQUEST_TIMEOUT'), () => socket.destroy());
+        else socket.destroy();
+      });
+      socket.once('close', () => deadline.clear());
       socket.once('data', (first: Buffer) => {
         socket.pause();
-        if (looksLikeH2(first)) {
-          h2.emit('connection', new ReplaySocket(socket, first));
-        } else {
-          socket.unshift(first);
-          h1.emit('connection', socket);
-          socket.resume();
+        if (mode === 'PERMISSIVE' && first[0] === TLS_HANDSHAKE) {
+          // The handshake timeout takes over; without a certificate, PERMISSIVE is plaintext only.
+          deadline.clear();
+          if (!mtls) return refuse(socket);
+          mtls.emit('connection', new ReplaySocket(socket, first));
+          return;
         }
+        dispatchPlaintext(socket, first, deadline);
       });
     });
   }
@@ -214,6 +292,11 @@ export async function createListener(options: ListenerOptions): Promise<Listener
     },
     setIdentity: (context) => {
       if (!peerAuthentication || options.tls) return;
+      if (!context) {
+        // Established connections keep their session; new ones see no certificate.
+        mtls = undefined;
+        return;
+      }
       if (mtls) mtls.setSecureContext({ ...context });
       else mtls = startMtls(context);
     },

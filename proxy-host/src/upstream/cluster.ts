@@ -3,14 +3,14 @@
 // A cluster also owns its active health checker and outlier detector: the manager starts them when it
 // installs the cluster and stops them when the cluster is replaced or dropped.
 
-import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { Metric, MetricsRegistry } from '../../../wasm/src/index.ts';
-import type { ClusterConfig } from '../../../mesh/src/proxy-config.ts';
+import type { ClusterConfig, EndpointConfig } from '../../../mesh/src/proxy-config.ts';
 import { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
 import { HealthChecker, type CheckResult } from './health-checker.ts';
 import { createLoadBalancer, type LbContext, type LoadBalancer } from './load-balancer.ts';
 import { OutlierDetector } from './outlier-detector.ts';
+import type { EndpointTls } from './upstream-tls.ts';
 
 export interface ClusterStats {
   /** Endpoint picks (each attempt of a retried request counts). Envoy upstream_rq_total. */
@@ -86,9 +86,8 @@ export class Cluster {
 
     this.#metrics = metrics === undefined ? undefined : new ClusterHealthMetrics(metrics, config.name);
     if (config.healthCheck !== undefined) {
-      // Checks speak mTLS to ISTIO_MUTUAL clusters when the proxy has an identity, like its traffic.
-      const clusterTls = config.tls;
-      const tls = tlsFor && clusterTls ? () => tlsFor(clusterTls) : undefined;
+      // Checks speak to each endpoint what its traffic speaks (auto mTLS, DestinationRule tls).
+      const tls = tlsFor && config.tls ? (e: EndpointState) => tlsFor(config, e.config) : undefined;
       this.#checker = new HealthChecker({ name: config.name, host: config.host, protocol: config.protocol, endpoints, tls }, config.healthCheck, {
         onChange: (e) => this.#healthChanged(e),
         onCheck: (_e, outcome) => this.#metrics?.check(outcome.result),
@@ -192,8 +191,8 @@ export class Cluster {
   }
 }
 
-/** mTLS options for a cluster's TLS settings, or undefined for plaintext. */
-export type TlsOptionsFor = (tls: NonNullable<ClusterConfig['tls']>) => UpstreamTlsOptions | undefined;
+/** What a connection to one endpoint of a cluster speaks (UpstreamPools.endpointTls). */
+export type TlsOptionsFor = (cluster: ClusterConfig, endpoint: EndpointConfig) => EndpointTls;
 
 export class ClusterManager {
   private clusters = new Map<string, Cluster>();
@@ -202,7 +201,7 @@ export class ClusterManager {
 
   /**
    * `metrics`: where clusters publish endpoint health, health check and ejection series.
-   * `tlsFor`: mTLS options for a cluster's TLS settings (the proxy's identity), used by health checks.
+   * `tlsFor`: the TLS of a connection to an endpoint (the proxy's identity), used by health checks.
    */
   constructor(metrics?: MetricsRegistry, tlsFor?: TlsOptionsFor) {
     this.#metrics = metrics;

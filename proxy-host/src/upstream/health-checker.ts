@@ -9,10 +9,11 @@
 //   the status is in `expectedStatuses` (Envoy's default: 200 only).
 //   gRPC: grpc.health.v1.Health/Check for `serviceName` (empty: the whole server); passes on SERVING.
 //   TCP: passes when a connection opens.
-// - ISTIO_MUTUAL clusters (target.tls gives the options): HTTP and gRPC checks originate mTLS with the
-//   workload certificate and check the peer's SPIFFE id, as routed requests do (a STRICT endpoint
-//   refuses plaintext). A new identity (generation) drops the kept connections. TCP checks stay a TCP
-//   connect.
+// - TLS clusters (target.tls decides per endpoint): HTTP and gRPC checks speak to each endpoint what
+//   routed requests speak (auto mTLS to sidecars with the workload certificate and the peer's SPIFFE id
+//   checked, plaintext to the others, or the DestinationRule's mode), so a STRICT endpoint is checked
+//   over mTLS. New TLS options (generation) drop the kept connections. A refused one (mTLS without a
+//   certificate) fails the check. TCP checks stay a TCP connect.
 // - A check that does not answer within `timeoutMs` fails (and its connection is dropped).
 // - `unhealthyThreshold` consecutive failures make a healthy endpoint unhealthy, `healthyThreshold`
 //   consecutive successes bring it back. Deviation from Envoy: Envoy marks an endpoint unhealthy at once
@@ -29,7 +30,8 @@ import * as grpc from '@grpc/grpc-js';
 import type { HealthCheckConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
-import { spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
+import { connectOptions, type UpstreamTlsOptions } from '../identity/tls-options.ts';
+import type { EndpointTls } from './upstream-tls.ts';
 
 export type CheckResult = 'success' | 'failure' | 'network_failure';
 
@@ -53,8 +55,8 @@ export interface HealthCheckTarget {
   host: string;
   protocol: UpstreamProtocol;
   endpoints: readonly EndpointState[];
-  /** mTLS options of an ISTIO_MUTUAL cluster with a workload identity, read at each check; undefined: plaintext. */
-  tls?: () => UpstreamTlsOptions | undefined;
+  /** What a connection to an endpoint speaks, read at each check; absent: plaintext. */
+  tls?: (endpoint: EndpointState) => EndpointTls;
 }
 
 const USER_AGENT = 'wasmesh-health-check';
@@ -70,11 +72,11 @@ export class HealthChecker {
   readonly #timers = new Map<EndpointState, NodeJS.Timeout>();
   /** Cancels of checks in flight. */
   readonly #inflight = new Set<() => void>();
-  #agent: http.Agent | undefined;
-  /** Generation of the TLS options the kept connections were made with (undefined: plaintext). */
-  #tlsGeneration: number | undefined;
-  readonly #h2 = new Map<string, http2.ClientHttp2Session>();
-  readonly #grpc = new Map<string, grpc.Client>();
+  /** HTTP/1.1 agents per TLS slot ("plain" or the EndpointTls slot), with the options' generation. */
+  readonly #agents = new Map<string, Kept<http.Agent>>();
+  /** HTTP/2 sessions and gRPC clients per "<slot>|<endpoint>". */
+  readonly #h2 = new Map<string, Kept<http2.ClientHttp2Session>>();
+  readonly #grpc = new Map<string, Kept<grpc.Client>>();
   #running = false;
 
   constructor(target: HealthCheckTarget, config: HealthCheckConfig, hooks: HealthCheckHooks = {}) {
@@ -100,33 +102,34 @@ export class HealthChecker {
     this.#timers.clear();
     for (const cancel of [...this.#inflight]) cancel();
     this.#inflight.clear();
-    this.#agent?.destroy();
-    this.#agent = undefined;
-    for (const s of this.#h2.values()) s.destroy();
+    for (const a of this.#agents.values()) a.value.destroy();
+    this.#agents.clear();
+    for (const s of this.#h2.values()) s.value.destroy();
     this.#h2.clear();
-    for (const c of this.#grpc.values()) c.close();
+    for (const c of this.#grpc.values()) c.value.close();
     this.#grpc.clear();
   }
 
-  /** The TLS options for this check; a changed identity lets the kept connections go (gracefully). */
-  #tls(): UpstreamTlsOptions | undefined {
-    const tls = this.#target.tls?.();
-    const generation = tls?.generation;
-    if (generation !== this.#tlsGeneration) {
-      this.#tlsGeneration = generation;
-      const agent = this.#agent;
-      this.#agent = undefined;
-      if (agent) {
-        // Checks in flight on it finish (or time out) first.
-        const t = setTimeout(() => agent.destroy(), this.config.timeoutMs + 100);
-        t.unref();
-      }
-      for (const s of this.#h2.values()) s.close();
-      this.#h2.clear();
-      for (const c of this.#grpc.values()) c.close();
-      this.#grpc.clear();
+  /** What this check speaks to `endpoint`. */
+  #tls(endpoint: EndpointState): EndpointTls {
+    return this.#target.tls?.(endpoint) ?? PLAINTEXT;
+  }
+
+  /**
+   * The connection kept under `key` if it was made with the same TLS generation; otherwise the old
+   * one is let go (checks in flight on it finish or time out first) and a new one is made.
+   */
+  #kept<T>(map: Map<string, Kept<T>>, key: string, generation: number | string | undefined, make: () => T, release: (value: T) => void, usable: (value: T) => boolean = () => true): T {
+    const kept = map.get(key);
+    if (kept && kept.generation === generation && usable(kept.value)) return kept.value;
+    if (kept) {
+      map.delete(key);
+      const t = setTimeout(() => release(kept.value), this.config.timeoutMs + 100);
+      t.unref();
     }
-    return tls;
+    const value = make();
+    map.set(key, { value, generation });
+    return value;
   }
 
   #schedule(endpoint: EndpointState, delayMs: number): void {
@@ -188,7 +191,9 @@ export class HealthChecker {
       timer.unref();
       this.#inflight.add(cancel);
       const kind = this.config.check.kind;
-      const tls = kind === 'tcp' ? undefined : this.#tls();
+      const decision = kind === 'tcp' ? PLAINTEXT : this.#tls(endpoint);
+      if (decision.kind === 'refused') return finish({ result: 'network_failure', detail: decision.reason });
+      const tls = decision.kind === 'tls' ? { slot: decision.slot, options: decision.options } : undefined;
       abort =
         kind === 'tcp'
           ? this.#tcp(endpoint, finish)
@@ -215,10 +220,14 @@ export class HealthChecker {
     return this.#expected(status) ? { result: 'success', detail: 'ok' } : { result: 'failure', detail: `status ${status}` };
   }
 
-  #http1(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
-    this.#agent ??= tls
-      ? new https.Agent({ keepAlive: true, maxSockets: 1, key: tls.key, cert: tls.cert, ca: tls.ca, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
-      : new http.Agent({ keepAlive: true, maxSockets: 1 });
+  #http1(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: CheckTls | undefined): () => void {
+    const agent = this.#kept(
+      this.#agents,
+      tls?.slot ?? 'plain',
+      tls?.options.generation,
+      () => (tls ? new https.Agent({ keepAlive: true, maxSockets: 1, ...connectOptions(tls.options) }) : new http.Agent({ keepAlive: true, maxSockets: 1 })),
+      (a) => a.destroy(),
+    );
     const { path, authority } = this.#httpTarget();
     const req = (tls ? https : http).request(
       {
@@ -227,7 +236,7 @@ export class HealthChecker {
         method: 'GET',
         path,
         headers: { host: authority, 'user-agent': USER_AGENT },
-        agent: this.#agent,
+        agent,
       },
       (res) => {
         res.resume();
@@ -239,22 +248,24 @@ export class HealthChecker {
     return () => req.destroy();
   }
 
-  #http2(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
-    const key = endpoint.key;
-    let session = this.#h2.get(key);
-    if (session === undefined || session.closed || session.destroyed) {
-      const s = tls
-        ? http2.connect(`https://${key}`, { key: tls.key, cert: tls.cert, ca: tls.ca, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
-        : http2.connect(`http://${key}`);
-      s.unref();
-      s.on('error', () => {});
-      s.on('close', () => {
-        if (this.#h2.get(key) === s) this.#h2.delete(key);
-      });
-      this.#h2.set(key, s);
-      session = s;
-    }
-    const s = session;
+  #http2(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: CheckTls | undefined): () => void {
+    const key = `${tls?.slot ?? 'plain'}|${endpoint.key}`;
+    const s = this.#kept(
+      this.#h2,
+      key,
+      tls?.options.generation,
+      () => {
+        const made = tls ? http2.connect(`https://${endpoint.key}`, connectOptions(tls.options)) : http2.connect(`http://${endpoint.key}`);
+        made.unref();
+        made.on('error', () => {});
+        made.on('close', () => {
+          if (this.#h2.get(key)?.value === made) this.#h2.delete(key);
+        });
+        return made;
+      },
+      (old) => old.close(),
+      (kept) => !kept.closed && !kept.destroyed,
+    );
     const { path, authority } = this.#httpTarget();
     let stream: http2.ClientHttp2Stream;
     try {
@@ -277,16 +288,14 @@ export class HealthChecker {
     return () => s.destroy();
   }
 
-  #grpcCheck(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: UpstreamTlsOptions | undefined): () => void {
-    const key = endpoint.key;
-    let client = this.#grpc.get(key);
-    if (client === undefined) {
-      const credentials = tls
-        ? grpc.credentials.createSsl(Buffer.from(tls.ca.join('')), Buffer.from(tls.key), Buffer.from(tls.cert), { checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) })
-        : grpc.credentials.createInsecure();
-      client = new grpc.Client(key, credentials);
-      this.#grpc.set(key, client);
-    }
+  #grpcCheck(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: CheckTls | undefined): () => void {
+    const client = this.#kept(
+      this.#grpc,
+      `${tls?.slot ?? 'plain'}|${endpoint.key}`,
+      tls?.options.generation,
+      () => new grpc.Client(endpoint.key, tls ? grpcCredentials(tls.options) : grpc.credentials.createInsecure()),
+      (old) => old.close(),
+    );
     const service = this.config.check.kind === 'grpc' ? this.config.check.serviceName : '';
     const call = client.makeUnaryRequest<HealthCheckRequest, HealthCheckResponse>(
       '/grpc.health.v1.Health/Check',
@@ -320,6 +329,28 @@ export class HealthChecker {
     socket.once('error', (err: NodeJS.ErrnoException) => finish(networkFailure(err)));
     return () => socket.destroy();
   }
+}
+
+const PLAINTEXT: EndpointTls = { kind: 'plaintext' };
+
+/** A connection kept between checks, with the TLS generation it was made with (undefined: plaintext). */
+interface Kept<T> {
+  value: T;
+  generation: number | string | undefined;
+}
+
+interface CheckTls {
+  slot: string;
+  options: UpstreamTlsOptions;
+}
+
+/** gRPC channel credentials for TLS options (roots default to the system's). */
+function grpcCredentials(tls: UpstreamTlsOptions): grpc.ChannelCredentials {
+  const { checkServerIdentity, rejectUnauthorized } = connectOptions(tls);
+  const roots = tls.ca ? Buffer.from(tls.ca.join('')) : null;
+  const key = tls.key !== undefined ? Buffer.from(tls.key) : null;
+  const cert = tls.cert !== undefined ? Buffer.from(tls.cert) : null;
+  return grpc.credentials.createSsl(roots, key, cert, { checkServerIdentity, ...(rejectUnauthorized === false ? { rejectUnauthorized: false } : {}) });
 }
 
 function networkFailure(err: NodeJS.ErrnoException): CheckOutcome {

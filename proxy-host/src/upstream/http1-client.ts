@@ -4,7 +4,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
-import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
+import { connectOptions, isTlsConnectFailure, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 
 type Controller = Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[0];
@@ -71,22 +71,18 @@ export function flagFor(err: Error): string {
 export class Http1Client implements UpstreamClient {
   readonly #pool: Pool;
   readonly #origin: string;
+  /** SNI of a TLS client; undici would otherwise take it from each request's Host header. */
+  readonly #servername: string | undefined;
 
-  /** With `tls`: mTLS origination (ISTIO_MUTUAL) with the workload certificate, peer SPIFFE id checked. */
+  /** With `tls`: TLS origination (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL). */
   constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
     this.#origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
+    this.#servername = tls?.servername;
     this.#pool = new Pool(this.#origin, {
       ...(tls
         ? {
-            connect: {
-              key: tls.key,
-              cert: tls.cert,
-              ca: tls.ca,
-              rejectUnauthorized: true,
-              checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames),
-              timeout: pool.connectTimeoutMs ?? 10_000,
-            },
+            connect: { ...connectOptions(tls), timeout: pool.connectTimeoutMs ?? 10_000 },
           }
         : {}),
       connections: pool.maxConnections ?? null,
@@ -108,7 +104,8 @@ export class Http1Client implements UpstreamClient {
     const call = new Http1Call(handler);
     const { method, path, headers } = toUndici(options.headers);
     try {
-      this.#pool.dispatch({ origin: this.#origin, method, path, headers, body: options.body, upgrade: null }, call);
+      const servername = this.#servername;
+      this.#pool.dispatch({ origin: this.#origin, method, path, headers, body: options.body, upgrade: null, ...(servername ? { servername } : {}) } as Dispatcher.DispatchOptions, call);
     } catch (err) {
       // Invalid headers and the like throw synchronously: report them like any upstream failure.
       queueMicrotask(() => call.onResponseError(undefined as unknown as Controller, err as Error));

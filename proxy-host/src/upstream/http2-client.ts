@@ -3,7 +3,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
-import { isTlsConnectFailure, spiffeIdentityCheck, type UpstreamTlsOptions } from '../identity/tls-options.ts';
+import { connectOptions, isTlsConnectFailure, type UpstreamTlsOptions } from '../identity/tls-options.ts';
 import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 
 const { NGHTTP2_CANCEL } = http2.constants;
@@ -66,7 +66,7 @@ export class Http2Client implements UpstreamClient {
   readonly #tls: UpstreamTlsOptions | undefined;
   #session: ClientHttp2Session | undefined;
 
-  /** With `tls`: mTLS origination (ISTIO_MUTUAL, ALPN h2) with the workload certificate, peer SPIFFE id checked. */
+  /** With `tls`: TLS origination, ALPN h2 (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL). */
   constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
     const host = address.includes(':') ? `[${address}]` : address;
     this.#authority = `${tls ? 'https' : 'http'}://${host}:${port}`;
@@ -84,7 +84,7 @@ export class Http2Client implements UpstreamClient {
     const tls = this.#tls;
     const session = http2.connect(this.#authority, {
       peerMaxConcurrentStreams: this.#pool.http2MaxRequests ?? 1000,
-      ...(tls ? { key: tls.key, cert: tls.cert, ca: tls.ca, rejectUnauthorized: true, checkServerIdentity: spiffeIdentityCheck(tls.subjectAltNames) } : {}),
+      ...(tls ? connectOptions(tls) : {}),
     });
     session.on('error', () => {});
     // Connect timeout (DestinationRule connectionPool.tcp.connectTimeout, Istio's default 10 s): the

@@ -1,35 +1,48 @@
-// Upstream clients per (protocol, endpoint[, TLS identity]): HTTP/1.1 undici pools and HTTP/2
-// sessions, created on first use and closed when their endpoint leaves the config. ISTIO_MUTUAL
-// clusters get mTLS clients with the workload certificate while the proxy has an identity; a new
-// identity (renewal, root rotation) makes new clients for new requests and drains the old ones.
-import type { ClusterTlsConfig, ConnectionPoolConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
-import type { UpstreamTlsOptions } from '../identity/tls-options.ts';
+// Upstream clients per (protocol, endpoint, TLS): HTTP/1.1 undici pools and HTTP/2 sessions, created
+// on first use and closed when their endpoint leaves the config. What TLS a connection speaks is
+// decided per endpoint (upstream-tls.ts): auto mTLS to sidecar endpoints, plaintext to the others,
+// or the DestinationRule's mode. A new identity (renewal, root rotation) or changed TLS files make new
+// clients for new requests and drain the old ones.
+import type { ClusterTlsConfig, ConnectionPoolConfig, EndpointConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
+import { NO_CERTIFICATE } from '../identity/tls-options.ts';
 import type { WorkloadCertificate } from '../identity/types.ts';
 import { logWarn } from '../log.ts';
 import { Http1Client } from './http1-client.ts';
 import { Http2Client } from './http2-client.ts';
-import type { UpstreamClient } from './upstream-request.ts';
+import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResponseHandler } from './upstream-request.ts';
 import type { EndpointState } from './endpoint.ts';
+import { TlsFiles, endpointTls, type EndpointTls, type IdentityState } from './upstream-tls.ts';
 
 interface Entry {
   client: UpstreamClient;
   endpointKey: string;
-  /** The identity generation of an mTLS client; 0 for plaintext. */
-  generation: number;
+  /** The TLS options' generation; undefined for plaintext. */
+  generation: number | string | undefined;
+}
+
+/** The cluster fields the TLS decision reads. */
+export interface UpstreamCluster {
+  name: string;
+  host: string;
+  tls?: ClusterTlsConfig;
 }
 
 export class UpstreamPools {
   readonly #clients = new Map<string, Entry>();
-  #identity: WorkloadCertificate | undefined;
-  #generation = 0;
+  #identity: IdentityState = { configured: false, cert: undefined, missing: 'none yet', generation: 0 };
+  readonly #files = new TlsFiles();
   readonly #warned = new Set<string>();
 
-  /** The workload identity mTLS clients present; a new one drains the clients of the previous one. */
-  setIdentity(cert: WorkloadCertificate | undefined): void {
-    this.#identity = cert;
-    this.#generation++;
+  /**
+   * The workload identity mTLS clients present. `configured`: the proxy runs with an identity
+   * provider, so mTLS destinations fail while `cert` is undefined (`missing` says why) instead of
+   * going plaintext. A change drains the clients of the previous identity.
+   */
+  setIdentity(cert: WorkloadCertificate | undefined, configured = cert !== undefined, missing = 'none yet'): void {
+    this.#identity = { configured, cert, missing, generation: this.#identity.generation + 1 };
+    this.#warned.clear();
     for (const [key, entry] of this.#clients) {
-      if (entry.generation === 0) continue;
+      if (typeof entry.generation !== 'number') continue; // plaintext, or SIMPLE/MUTUAL files
       this.#clients.delete(key);
       // close() lets in-flight requests finish (undici Pool.close, HTTP/2 session.close).
       void entry.client.close().catch(() => {});
@@ -37,36 +50,40 @@ export class UpstreamPools {
   }
 
   get identity(): WorkloadCertificate | undefined {
-    return this.#identity;
+    return this.#identity.cert;
   }
 
-  /** The mTLS options for a cluster's TLS settings with the current identity; undefined: plaintext. */
-  tlsOptionsFor(tls: ClusterTlsConfig | undefined): UpstreamTlsOptions | undefined {
-    const id = this.#identity;
-    if (tls?.mode !== 'ISTIO_MUTUAL' || !id) return undefined;
-    return { key: id.keyPem, cert: id.certChainPem, ca: id.trustBundlePem, subjectAltNames: tls.subjectAltNames, generation: this.#generation };
+  /** What a connection to `endpoint` of `cluster` speaks (also what its health checks use). */
+  endpointTls(cluster: UpstreamCluster, endpoint: EndpointConfig): EndpointTls {
+    return endpointTls(cluster.tls, cluster.host, endpoint, this.#identity, this.#files);
   }
 
-  get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig, tls?: ClusterTlsConfig, clusterName?: string): UpstreamClient {
+  /** The client for one endpoint; `cluster` absent: plaintext (the inbound side's local app). */
+  get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig, cluster?: UpstreamCluster): UpstreamClient {
     const h2 = protocol !== 'http1';
     let key = h2 ? `h2|${endpoint.key}` : `h1|${endpoint.key}`;
-    const tlsOptions = this.tlsOptionsFor(tls);
-    if (tls?.mode === 'ISTIO_MUTUAL') {
-      if (tlsOptions) {
-        key = `${key}|mtls|${this.#generation}|${tls.subjectAltNames.join(',')}`;
-      } else {
-        const name = clusterName ?? endpoint.key;
-        if (!this.#warned.has(name)) {
-          this.#warned.add(name);
-          logWarn('upstream', `cluster ${name} asks for ISTIO_MUTUAL but this proxy has no identity: plaintext`);
-        }
+    const tls = cluster ? this.endpointTls(cluster, endpoint.config) : { kind: 'plaintext' as const };
+    if (tls.kind === 'refused') {
+      const warning = `${cluster!.name}|${tls.reason}`;
+      if (!this.#warned.has(warning)) {
+        this.#warned.add(warning);
+        logWarn('upstream', `cluster ${cluster!.name}: requests fail (503) instead of going plaintext: ${tls.reason}`);
       }
+      return new RefusedClient(tls.reason);
     }
+    if (tls.kind === 'tls') key = `${key}|${tls.slot}`;
+    const generation = tls.kind === 'tls' ? tls.options.generation : undefined;
     let entry = this.#clients.get(key);
+    if (entry && entry.generation !== generation) {
+      // New identity or new TLS files: new connections from now on; the old ones finish what they carry.
+      void entry.client.close().catch(() => {});
+      entry = undefined;
+    }
     if (!entry) {
       const { address, port } = endpoint.config;
-      const client = h2 ? new Http2Client(address, port, pool, tlsOptions) : new Http1Client(address, port, pool, tlsOptions);
-      entry = { client, endpointKey: endpoint.key, generation: tlsOptions ? tlsOptions.generation : 0 };
+      const options = tls.kind === 'tls' ? tls.options : undefined;
+      const client = h2 ? new Http2Client(address, port, pool, options) : new Http1Client(address, port, pool, options);
+      entry = { client, endpointKey: endpoint.key, generation };
       this.#clients.set(key, entry);
     }
     return entry.client;
@@ -96,4 +113,27 @@ export class UpstreamPools {
     this.#clients.clear();
     await Promise.allSettled(all.map((e) => e.client.close()));
   }
+}
+
+/** A connection that is not attempted (mTLS needed, no certificate): every request fails as a connect failure. */
+class RefusedClient implements UpstreamClient {
+  readonly connections = 0;
+  readonly #reason: string;
+
+  constructor(reason: string) {
+    this.#reason = reason;
+  }
+
+  request(_options: UpstreamRequestOptions, handler: UpstreamResponseHandler): UpstreamCall {
+    let aborted = false;
+    queueMicrotask(() => {
+      if (!aborted) handler.onUpstreamError(Object.assign(new Error(this.#reason), { code: NO_CERTIFICATE }), 'UF');
+    });
+    return {
+      abort: () => (aborted = true),
+      resume: () => {},
+    };
+  }
+
+  async close(): Promise<void> {}
 }

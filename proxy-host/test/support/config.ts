@@ -2,13 +2,13 @@
 import { createHash } from 'node:crypto';
 import type { ClusterConfig, FilterBinding, ProxyConfig, RouteConfig, VirtualHostConfig } from '../../../mesh/src/proxy-config.ts';
 
-export function cluster(name: string, endpoints: Array<{ port: number; labels?: Record<string, string>; weight?: number }>, extra: Partial<ClusterConfig> = {}): ClusterConfig {
+export function cluster(name: string, endpoints: Array<{ port: number; labels?: Record<string, string>; weight?: number; tlsMode?: 'istio' }>, extra: Partial<ClusterConfig> = {}): ClusterConfig {
   return {
     name,
     host: extra.host ?? name,
     port: extra.port ?? 80,
     protocol: extra.protocol ?? 'http1',
-    endpoints: endpoints.map((e) => ({ address: '127.0.0.1', port: e.port, labels: e.labels ?? {}, weight: e.weight ?? 1 })),
+    endpoints: endpoints.map((e) => ({ address: '127.0.0.1', port: e.port, labels: e.labels ?? {}, weight: e.weight ?? 1, ...(e.tlsMode ? { tlsMode: e.tlsMode } : {}) })),
     loadBalancer: extra.loadBalancer ?? { simple: 'ROUND_ROBIN' },
     connectionPool: extra.connectionPool ?? {},
     ...(extra.subset ? { subset: extra.subset } : {}),

@@ -22,6 +22,8 @@ export interface TestCa {
   rootPem: string;
   /** A workload certificate for `spiffe://cluster.local/ns/<ns>/sa/<sa>`, trusting `bundle` (default: this root). */
   issue(ns: string, sa: string, options?: { notBefore?: Date; notAfter?: Date; bundle?: string[] }): Promise<WorkloadCertificate>;
+  /** A server certificate for DNS names (TLS origination tests): key and chain PEM. */
+  issueServer(names: string[]): Promise<{ keyPem: string; certPem: string }>;
 }
 
 export async function createTestCa(name = 'wasmesh test root'): Promise<TestCa> {
@@ -63,6 +65,27 @@ export async function createTestCa(name = 'wasmesh test root'): Promise<TestCa> 
         ],
       });
       return workloadCertificate(await keyPem(keys), leaf.toString('pem') + '\n', options.bundle ?? [rootPem]);
+    },
+    async issueServer(names) {
+      const keys = await keyPair();
+      const leaf = await x509.X509CertificateGenerator.create({
+        serialNumber: (serial++).toString(16).padStart(2, '0'),
+        subject: `CN=${names[0]}`,
+        issuer: root.subject,
+        notBefore: new Date(Date.now() - 60_000),
+        notAfter: new Date(Date.now() + DAY),
+        publicKey: keys.publicKey,
+        signingKey: caKeys.privateKey,
+        signingAlgorithm: ALG,
+        extensions: [
+          new x509.BasicConstraintsExtension(false, undefined, true),
+          new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+          new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+          new x509.SubjectAlternativeNameExtension(names.map((value) => ({ type: 'dns' as const, value }))),
+          await x509.AuthorityKeyIdentifierExtension.create(root),
+        ],
+      });
+      return { keyPem: await keyPem(keys), certPem: leaf.toString('pem') + '\n' };
     },
   };
 }
