@@ -10,6 +10,7 @@ import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
 import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
 import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
 import { runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
+import { adminOptions, adminArgs, adminUsage } from './proxy-admin.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
        wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
@@ -27,8 +28,8 @@ with the reason and the last good config stays.
   --inbound-port PORT       inbound listener (default 15006)
   --app-port PORT           the local app the inbound listener forwards to (default 8080)
   --admin-port PORT         admin endpoint: /stats/prometheus /config_dump /clusters /ready (default 15000)
-  --host ADDR               address the listeners bind (default 127.0.0.1)
-  --access-log TARGET       stdout (default), off, or a file path
+  --host ADDR               address the listeners bind (default 127.0.0.1); admin keeps --admin-host
+${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
   --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
@@ -120,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
         'register-address': { type: 'string' },
         'register-port': { type: 'string', multiple: true },
         'no-mtls': { type: 'boolean' },
+        ...adminArgs,
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -158,6 +160,7 @@ export async function run(argv: string[]): Promise<number> {
         keepAliveTimeoutMs: parseMs(values['idle-timeout'], 'idle-timeout'),
         maxHeaderSize: values['max-request-headers-kb'] === undefined ? undefined : parseMs(values['max-request-headers-kb'], 'max-request-headers-kb')! * 1024,
       },
+      ...adminOptions(values, (v, name) => parsePort(v, name, 0)),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
@@ -195,7 +198,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const isWorker = process.env.WASMESH_WORKER === '1';
   if (concurrency > 1 && !isWorker) {
-    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, drainMs });
+    const { adminHost, adminAccess, statusPort } = options as ProxyOptions;
+    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, adminHost, adminAccess, statusPort, drainMs });
   }
   let proxy: Proxy;
   try {
