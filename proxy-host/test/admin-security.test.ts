@@ -288,12 +288,16 @@ test('wasmesh proxy --host 0.0.0.0 --admin-writes: admin on 127.0.0.1, loopback 
   assert.is(await served(), 'two');
 });
 
-test('wasmesh proxy --concurrency 2 --host 0.0.0.0: the primary serves admin on loopback, writes need the token file', async () => {
+test('wasmesh proxy --concurrency 2 --host 0.0.0.0: the primary serves admin on loopback (and the status port), writes need the token file', async () => {
   const file = join(dir, 'admin-token');
   await writeFile(file, `${TOKEN}\n`, { mode: 0o600 });
-  const p = await cli(['--host', '0.0.0.0', '--concurrency', '2', '--admin-token-file', file], /admin ([\d.]+):(\d+) \(primary, 2 workers\)/);
+  const p = await cli(['--host', '0.0.0.0', '--concurrency', '2', '--admin-token-file', file, '--status-port', '0'], /admin ([\d.]+):(\d+), status 0\.0\.0\.0:(\d+) \(primary, 2 workers\)/);
   assert.is(p.match[1], '127.0.0.1');
   const admin = Number(p.match[2]);
+  const deadline = Date.now() + 30_000;
+  while (!/2 workers listening/.test(p.stderr()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.is((await call(Number(p.match[3]), 'GET', '/ready')).status, 200, 'the primary serves the status port');
+  assert.not.match(p.stderr(), /listening: outbound .*, status/, 'workers serve neither admin nor a status port of their own');
   const external = externalAddress();
   if (external) assert.is(await connect(external, admin), 'ECONNREFUSED');
   assert.is((await call(admin, 'POST', '/logging?level=debug')).status, 401);

@@ -203,8 +203,9 @@ export async function run(argv: string[]): Promise<number> {
   }
   let proxy: Proxy;
   try {
-    // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy.
-    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null } : { ...options, moduleOverrides: true }, first.config);
+    // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy;
+    // under --concurrency the primary serves admin and the status port for every worker.
+    proxy = await Proxy.start(isWorker ? { ...options, adminPort: null, statusPort: undefined } : { ...options, moduleOverrides: true }, first.config);
     if (isWorker) serveWorkerQueries(proxy);
   } catch (err) {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);
