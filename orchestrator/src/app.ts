@@ -108,7 +108,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   // Registered as a plugin so that it loads after swagger, whose onRoute hook documents it.
   app.register(async (scope) => {
     scope.get('/healthz', { config: { access: 'public' }, schema: { summary: 'Liveness (no token needed)', security: [] } }, async () => ({ status: 'ok' }));
-    scope.get('/openapi.json', { config: { access: 'read' }, schema: { hide: true } }, async () => app.swagger());
+    scope.get('/openapi.json', { config: { access: 'read', namespaces: 'none' }, schema: { hide: true } }, async () => app.swagger());
   });
 
   app.register(resourceRoutes, { store: opts.store, writer });

@@ -202,7 +202,7 @@ echo "peer->pod:8081 $(nsenter -t $CLIENT_NS -n node -e "$CLIENT" 10.77.0.5 8081
     'peer->pod:9080': 'inbound', // inbound traffic to the app port goes to the sidecar
     'peer->pod:15006': 'inbound',
     'peer->pod:15001': 'inbound', // the outbound listener is not reachable from outside the pod
-    'peer->pod:15000': 'admin', // the admin port (readiness probe) is not captured
+    'peer->pod:15000': 'admin', // the admin port is not captured (the proxy binds it to loopback anyway)
     'peer->pod:8081': 'other', // ports other than the app's are not captured by default
   });
 });

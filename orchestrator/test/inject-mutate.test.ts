@@ -83,8 +83,8 @@ test('a Deployment gets the init container, the sidecar, the volumes and the sta
   assert.is(flag(proxy, '--register-address'), '$(INSTANCE_IP)');
   assert.is(flag(proxy, '--register-port'), 'http=15006');
   assert.is(proxy.securityContext.runAsUser, 1337);
-  assert.equal(proxy.readinessProbe.httpGet, { path: '/ready', port: 15000 });
-  assert.equal(proxy.ports.map((p: Obj) => p.containerPort), [15001, 15006, 15000]);
+  assert.equal(proxy.readinessProbe.httpGet, { path: '/ready', port: 15021 });
+  assert.equal(proxy.ports.map((p: Obj) => p.containerPort), [15001, 15006, 15021]);
   assert.ok(proxy.ports.every((p: Obj) => p.name.length <= 15), 'port names fit Kubernetes\' 15 characters');
   assert.equal(proxy.env.map((e: Obj) => [e.name, e.valueFrom.fieldRef.fieldPath]), [
     ['POD_NAME', 'metadata.name'],

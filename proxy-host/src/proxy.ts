@@ -4,7 +4,8 @@
 import os from 'node:os';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type Plugin, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
-import { startAdminServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
+import { startAdminServer, startStatusServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
+import { LOOPBACK_HOST, type AdminWriteAccess } from './admin/admin-access.ts';
 import type { ClusterConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { ModuleOverrides } from './filter-chain/module-overrides.ts';
 import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
@@ -59,6 +60,12 @@ export interface ProxyOptions {
    * turns it on; tests that run several proxies in one process leave it off.
    */
   watchdog?: WatchdogOptions;
+  /** Address the admin endpoint binds: loopback unless given, whatever `host` is. */
+  adminHost?: string;
+  /** Who may change the proxy through admin (module overrides, log level); default: nobody. */
+  adminAccess?: AdminWriteAccess;
+  /** A read-only port on `host` for probes and scrapes (/ready, /healthz, /stats/prometheus). */
+  statusPort?: number;
 }
 
 export interface ConfigStatus {
@@ -87,6 +94,7 @@ export class Proxy {
   #inbound!: ConnectionManager;
   #listeners: Listener[] = [];
   #admin: AdminServer | undefined;
+  #statusServer: AdminServer | undefined;
   #ready = false;
   #draining = false;
   readonly startedAt = new Date();
@@ -165,13 +173,15 @@ export class Proxy {
           proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
         },
       });
-      if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), host, options.adminPort);
+      if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), { host: options.adminHost ?? LOOPBACK_HOST, port: options.adminPort, access: options.adminAccess ?? {} });
+      if (options.statusPort !== undefined) proxy.#statusServer = await startStatusServer(proxy.#adminSource(), host, options.statusPort);
     } catch (err) {
       await proxy.stop(0);
       throw err;
     }
     proxy.#ready = true;
-    logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${host}:${proxy.adminPort}; config ${config.version.slice(0, 12)}`);
+    const status = proxy.#statusServer ? `, status ${host}:${proxy.statusPort}` : '';
+    logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
     return proxy;
   }
 
@@ -183,6 +193,9 @@ export class Proxy {
   }
   get adminPort(): number {
     return this.#admin?.port ?? 0;
+  }
+  get statusPort(): number {
+    return this.#statusServer?.port ?? 0;
   }
   /** The inbound listener's PeerAuthentication mode for the app port (Istio's default: PERMISSIVE). */
   inboundMtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
@@ -395,6 +408,7 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     await this.#admin?.close();
+    await this.#statusServer?.close();
     this.#identity?.close();
     await this.options.identity?.close();
     this.clusters.stop();

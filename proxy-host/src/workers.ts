@@ -4,7 +4,8 @@
 // Workers send the primary a heartbeat: one silent past the stall threshold makes /ready fail, past
 // the exit threshold it is killed (SIGKILL) and another is forked, as for any worker that exits.
 import cluster, { type Worker } from 'node:cluster';
-import { startAdminServer, type AdminServer } from './admin/admin-server.ts';
+import { startAdminServer, startStatusServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
+import { LOOPBACK_HOST, type AdminWriteAccess } from './admin/admin-access.ts';
 import { logError, logInfo } from './log.ts';
 import type { Proxy } from './proxy.ts';
 import { DEFAULT_WATCHDOG, EventLoopWatchdog, type WatchdogOptions } from './watchdog/event-loop-watchdog.ts';
@@ -108,8 +109,13 @@ export function mergePrometheus(texts: readonly string[]): string {
 
 export interface PrimaryOptions {
   workers: number;
+  /** Where the workers' listeners bind (the status port too). */
   host: string;
   adminPort: number;
+  /** Where admin binds: loopback unless given, whatever `host` is. */
+  adminHost?: string;
+  adminAccess?: AdminWriteAccess;
+  statusPort?: number;
   drainMs: number;
   /** Thresholds for silent workers, and the primary's own watchdog (default DEFAULT_WATCHDOG). */
   watchdog?: WatchdogOptions;
@@ -205,20 +211,18 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     }
     return reasons;
   };
-  const admin: AdminServer = await startAdminServer(
-    {
-      renderPrometheus: () => (cache.metrics as string) ?? '',
-      configDump: () => cache.config ?? {},
-      clustersDump: () => cache.clusters ?? [],
-      serverInfo: () => ({ ...(cache.info as object), workers: ready.size }),
-      ready: () => notReadyReasons().length === 0,
-      notReadyReasons,
-    },
-    options.host,
-    options.adminPort,
-    refresh,
-  );
-  logInfo('proxy', `admin ${options.host}:${admin.port} (primary, ${options.workers} workers)`);
+  const source: AdminSource = {
+    renderPrometheus: () => (cache.metrics as string) ?? '',
+    configDump: () => cache.config ?? {},
+    clustersDump: () => cache.clusters ?? [],
+    serverInfo: () => ({ ...(cache.info as object), workers: ready.size }),
+    ready: () => notReadyReasons().length === 0,
+    notReadyReasons,
+  };
+  const adminHost = options.adminHost ?? LOOPBACK_HOST;
+  const admin: AdminServer = await startAdminServer(source, { host: adminHost, port: options.adminPort, access: options.adminAccess ?? {}, refresh });
+  const status = options.statusPort === undefined ? undefined : await startStatusServer(source, options.host, options.statusPort, refresh);
+  logInfo('proxy', `admin ${adminHost}:${admin.port}${status ? `, status ${options.host}:${status.port}` : ''} (primary, ${options.workers} workers)`);
   return new Promise<number>((resolve) => {
     const stop = async (signal: NodeJS.Signals) => {
       if (stopping) return;
@@ -230,6 +234,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       const allExited = await Promise.race([Promise.all(exits).then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), options.drainMs + 2000))]);
       if (!allExited) for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGKILL');
       await admin.close();
+      await status?.close();
       await ownWatchdog.stop();
       resolve(0);
     };

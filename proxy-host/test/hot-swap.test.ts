@@ -60,9 +60,12 @@ function config(binding: FilterBinding): ProxyConfig {
 const versioned = (path: string, extra: Partial<FilterBinding> = {}) => filterBinding('versioned', path, extra);
 
 async function start(binding: FilterBinding, moduleOverrides = false): Promise<Proxy> {
-  proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides }, config(binding));
+  // Admin writes from loopback allowed: these tests are about what a write does, admin-security.test.ts about who may write.
+  proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides, adminAccess: { loopbackWrites: true } }, config(binding));
   return proxy;
 }
+
+const WASM = { 'content-type': 'application/wasm' };
 
 interface Answer {
   status: number;
@@ -202,20 +205,20 @@ test('admin /filters/module swaps a module in a standalone proxy and reports com
   const p = await start(versioned(files.one), true);
   const admin = `http://127.0.0.1:${p.adminPort}`;
   const two = Buffer.from(await versionModule('two'));
-  const put = await fetch(`${admin}/filters/module?plugin=versioned`, { method: 'PUT', body: two });
+  const put = await fetch(`${admin}/filters/module?plugin=versioned`, { method: 'PUT', body: two, headers: WASM });
   const body = (await put.json()) as { plugin: string; sha256: string; loadMs: number };
   assert.is(put.status, 200);
   assert.is(body.plugin, 'default/versioned');
   assert.ok(body.loadMs < 1000, `swapped in ${body.loadMs} ms`);
   assert.is((await get(p.outboundPort, false)).version, 'two');
 
-  const bad = await fetch(`${admin}/filters/module?plugin=versioned`, { method: 'PUT', body: Buffer.from('not wasm at all') });
+  const bad = await fetch(`${admin}/filters/module?plugin=versioned`, { method: 'PUT', body: Buffer.from('not wasm at all'), headers: WASM });
   const badBody = (await bad.json()) as { error: string };
   assert.is(bad.status, 400);
   assert.match(badBody.error, /WasmPlugin default\/versioned/);
   assert.is((await get(p.outboundPort, false)).version, 'two', 'the running module stays');
 
-  const unknown = await fetch(`${admin}/filters/module?plugin=nope`, { method: 'PUT', body: two });
+  const unknown = await fetch(`${admin}/filters/module?plugin=nope`, { method: 'PUT', body: two, headers: WASM });
   assert.is(unknown.status, 404);
   assert.match(((await unknown.json()) as { error: string }).error, /no WasmPlugin "nope".*default\/versioned/);
 
@@ -236,7 +239,7 @@ test('admin /filters/module swaps a module in a standalone proxy and reports com
 
 test('a managed proxy (no overrides) refuses module uploads on admin', async () => {
   const p = await start(versioned(files.one));
-  const res = await fetch(`http://127.0.0.1:${p.adminPort}/filters/module?plugin=versioned`, { method: 'PUT', body: Buffer.from(await versionModule('two')) });
+  const res = await fetch(`http://127.0.0.1:${p.adminPort}/filters/module?plugin=versioned`, { method: 'PUT', body: Buffer.from(await versionModule('two')), headers: WASM });
   assert.is(res.status, 403);
   assert.is((await get(p.outboundPort, false)).version, 'one');
 });

@@ -5,8 +5,9 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FilterBuildError, buildFilter, closeKeptCompiler, commonDirs, readManifest } from '../../filters/toolchain/build.ts';
+import { readAdminTokenFile } from '../../proxy-host/src/admin/admin-access.ts';
 
-export const usage = `usage: wasmesh filter dev <filter-dir> [--proxy ADMIN_URL] [--plugin NS/NAME] [--once]
+export const usage = `usage: wasmesh filter dev <filter-dir> [--proxy ADMIN_URL] [--plugin NS/NAME] [--admin-token-file FILE] [--once]
 
 Builds the AssemblyScript filter in <filter-dir> and hot-swaps it into a running standalone proxy
 (wasmesh proxy --config ...) in place of WasmPlugin --plugin's module, then watches the folder (and
@@ -15,8 +16,12 @@ the new module before it takes traffic: a module that fails to build or to start
 the proxy keeps serving the last good one. Streams in flight finish on the version they started on.
 The override lasts until the proxy stops or: curl -X DELETE 'ADMIN_URL/filters/module?plugin=NS/NAME'
 
+The proxy must accept admin writes: start it with --admin-writes (loopback, no token) or with
+--admin-token-file FILE and give filter dev the same file.
+
   --proxy URL         the proxy's admin endpoint (default http://127.0.0.1:15000)
   --plugin NAME       the WasmPlugin to replace, NAME or NS/NAME (default: the filter's name in filter.json)
+  --admin-token-file FILE  the proxy's admin token (sent as Authorization: Bearer)
   --once              build and swap once, then exit (exit 1 if either failed)
   --debug             build with debug names
 `;
@@ -27,13 +32,13 @@ interface SwapResult {
 }
 
 export async function run(argv: string[], io = { out: process.stdout as { write(t: string): unknown }, err: process.stderr as { write(t: string): unknown } }): Promise<number> {
-  let values: { proxy?: string; plugin?: string; once?: boolean; debug?: boolean; help?: boolean };
+  let values: { proxy?: string; plugin?: string; 'admin-token-file'?: string; once?: boolean; debug?: boolean; help?: boolean };
   let positionals: string[];
   try {
     ({ values, positionals } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { proxy: { type: 'string' }, plugin: { type: 'string' }, once: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      options: { proxy: { type: 'string' }, plugin: { type: 'string' }, 'admin-token-file': { type: 'string' }, once: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (err) {
     io.err.write(`wasmesh filter dev: ${(err as Error).message}\n\n${usage}`);
@@ -50,8 +55,10 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
   }
   const admin = (values.proxy ?? 'http://127.0.0.1:15000').replace(/\/+$/, '');
   let plugin = values.plugin;
+  const headers: Record<string, string> = { 'content-type': 'application/wasm' };
   try {
     plugin ??= (await readManifest(path.resolve(dir))).name;
+    if (values['admin-token-file'] !== undefined) headers.authorization = `Bearer ${readAdminTokenFile(values['admin-token-file'])}`;
   } catch (err) {
     io.err.write(`wasmesh filter dev: ${(err as Error).message}\n`);
     return 1;
@@ -71,7 +78,7 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
     const bytes = await readFile(wasmPath);
     let res: Response;
     try {
-      res = await fetch(`${admin}/filters/module?plugin=${encodeURIComponent(plugin!)}`, { method: 'PUT', body: bytes, headers: { 'content-type': 'application/wasm' } });
+      res = await fetch(`${admin}/filters/module?plugin=${encodeURIComponent(plugin!)}`, { method: 'PUT', body: bytes, headers });
     } catch (err) {
       return { ok: false, message: `cannot reach the proxy's admin endpoint ${admin}: ${(err as Error).cause ?? (err as Error).message}` };
     }

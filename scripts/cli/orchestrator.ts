@@ -17,7 +17,7 @@ export const usage = `usage: wasmesh orchestrator [options]
 Runs the control plane: the REST API (resources, apply, watch, modules; OpenAPI at /openapi.json)
 and the gRPC discovery service that pushes config to proxies. Every route but /healthz needs a
 bearer token; the first start writes an admin token to <data-dir>/admin-token (mode 0600).
-More tokens: wasmesh token create --role viewer|admin|proxy.
+More tokens: wasmesh token create --role viewer|admin|editor|proxy.
 
   --data-dir DIR          state: the SQLite store, tokens (default .wasmesh/orchestrator)
   --store STORE           sqlite (default: <data-dir>/store.db) or etcd://host:port[,host:port][/prefix]

@@ -39,7 +39,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
     if (values.output !== 'table' && values.output !== 'json') throw new UsageError(`-o must be table or json, not "${values.output}"`);
     const client = clientFrom(values, io.env);
-    const res = await client.request<{ discovery?: boolean; items: ProxyStatusItem[] }>('GET', '/proxy-status');
+    const res = await client.request<{ discovery?: boolean; items: ProxyStatusItem[] }>('GET', '/proxy-status', { query: { namespace: values.namespace } });
     const items = res.body.items.filter((p) => values.namespace === undefined || p.namespace === values.namespace);
     if (values.output === 'json') {
       io.out.write(`${JSON.stringify({ items }, null, 2)}\n`);

@@ -13,6 +13,7 @@ import { keptIdentityDir } from '../../proxy-host/src/identity/kept-identity.ts'
 import { TLS_MODE_LABEL } from '../../mesh/src/proxy-config.ts';
 import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
+import { adminOptions, adminArgs, adminUsage } from './proxy-admin.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
        wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
@@ -30,8 +31,8 @@ with the reason and the last good config stays.
   --inbound-port PORT       inbound listener (default 15006)
   --app-port PORT           the local app the inbound listener forwards to (default 8080)
   --admin-port PORT         admin endpoint: /stats/prometheus /config_dump /clusters /ready (default 15000)
-  --host ADDR               address the listeners bind (default 127.0.0.1)
-  --access-log TARGET       stdout (default), off, or a file path
+  --host ADDR               address the listeners bind (default 127.0.0.1); admin keeps --admin-host
+${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
   --header-read-timeout MS  time from accept to a request's headers (TLS: to the end of the
@@ -157,6 +158,7 @@ export async function run(argv: string[]): Promise<number> {
         'stall-threshold': { type: 'string' },
         'stall-exit': { type: 'string' },
         'stall-recovery': { type: 'string' },
+        ...adminArgs,
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -196,6 +198,7 @@ export async function run(argv: string[]): Promise<number> {
         maxHeaderSize: values['max-request-headers-kb'] === undefined ? undefined : parseMs(values['max-request-headers-kb'], 'max-request-headers-kb')! * 1024,
       },
       watchdog: parseWatchdog(values),
+      ...adminOptions(values, (v, name) => parsePort(v, name, 0)),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
@@ -233,13 +236,15 @@ export async function run(argv: string[]): Promise<number> {
   }
   const isWorker = process.env.WASMESH_WORKER === '1';
   if (concurrency > 1 && !isWorker) {
-    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, drainMs, watchdog: options.watchdog });
+    const { adminHost, adminAccess, statusPort } = options as ProxyOptions;
+    return runPrimary({ workers: concurrency, host: options.host, adminPort: options.adminPort, adminHost, adminAccess, statusPort, drainMs, watchdog: options.watchdog });
   }
   let proxy: Proxy;
   try {
-    // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy.
+    // The admin endpoint may swap modules (wasmesh filter dev) in a standalone single-process proxy;
+    // under --concurrency the primary serves admin and the status port for every worker.
     const watchdog = isWorker ? { ...options.watchdog, label: `worker ${process.pid}: ` } : options.watchdog;
-    proxy = await Proxy.start(isWorker ? { ...options, watchdog, adminPort: null } : { ...options, moduleOverrides: true }, first.config);
+    proxy = await Proxy.start(isWorker ? { ...options, watchdog, adminPort: null, statusPort: undefined } : { ...options, moduleOverrides: true }, first.config);
     if (isWorker) serveWorkerQueries(proxy, heartbeatInterval(options.watchdog.stallMs));
   } catch (err) {
     process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n`);

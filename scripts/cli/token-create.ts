@@ -1,15 +1,19 @@
 // wasmesh token create: a new bearer token for the orchestrator, printed once on stdout (only its
 // sha256 is kept, in <data-dir>/tokens.json). A running orchestrator picks it up without a restart.
 import { parseArgs } from 'node:util';
-import { ROLES, TokenStore, isRole } from '../../orchestrator/src/auth/tokens.ts';
+import { ROLES, TokenStore, isRole, type TokenBinding } from '../../orchestrator/src/auth/tokens.ts';
 
-export const usage = `usage: wasmesh token create --role admin|viewer|proxy [--namespace NS --service-account SA] [--data-dir DIR]
+export const usage = `usage: wasmesh token create --role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--data-dir DIR]
 
 Creates an orchestrator API token and prints it on stdout. It is shown only this once: the
 orchestrator keeps its sha256 in <data-dir>/tokens.json.
 
-  --role ROLE               admin (read and write), viewer (read), proxy (fetch modules, stream config)
-  --namespace NS            proxy tokens only (required): the namespace the proxy runs in
+  --role ROLE               admin (read and write everything), viewer (read everything),
+                            editor (read and write one namespace, upload modules),
+                            proxy (fetch modules, stream config)
+  --namespace NS            editor and proxy tokens (required): the namespace the editor edits or
+                            the proxy runs in (an editor cannot be bound to the root namespace,
+                            istio-system: what is there applies mesh-wide)
   --service-account SA      proxy tokens only (required): the proxy's service account
   --data-dir DIR            the orchestrator's data dir (default .wasmesh/orchestrator)
 `;
@@ -20,7 +24,7 @@ export interface Output {
 
 export async function run(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {
   let role: string;
-  let binding: { namespace: string; serviceAccount: string } | undefined;
+  let binding: TokenBinding | undefined;
   let dataDir: string;
   try {
     const { values, positionals } = parseArgs({
@@ -48,8 +52,12 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     if (role === 'proxy') {
       if (!ns || !sa) throw new Error('a proxy token needs --namespace and --service-account');
       binding = { namespace: ns, serviceAccount: sa };
+    } else if (role === 'editor') {
+      if (!ns) throw new Error('an editor token needs --namespace: the one namespace it edits');
+      if (sa) throw new Error('--service-account is for proxy tokens only');
+      binding = { namespace: ns };
     } else if (ns || sa) {
-      throw new Error('--namespace and --service-account are for proxy tokens only');
+      throw new Error('--namespace is for editor and proxy tokens, --service-account for proxy tokens only');
     }
     dataDir = values['data-dir'];
   } catch (e) {
@@ -57,8 +65,15 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     return 2;
   }
   const tokens = TokenStore.open(dataDir);
-  const token = tokens.create(role as (typeof ROLES)[number], binding);
+  let token: string;
+  try {
+    token = tokens.create(role as (typeof ROLES)[number], binding);
+  } catch (e) {
+    err.write(`wasmesh token create: ${(e as Error).message}\n`);
+    return 2;
+  }
   out.write(`${token}\n`);
-  err.write(`wasmesh token create: ${role} token created${binding ? ` for ${binding.namespace}/${binding.serviceAccount}` : ''}; it is not shown again\n`);
+  const scope = binding ? ` for ${binding.serviceAccount ? `${binding.namespace}/${binding.serviceAccount}` : `namespace ${binding.namespace}`}` : '';
+  err.write(`wasmesh token create: ${role} token created${scope}; it is not shown again\n`);
   return 0;
 }

@@ -11,12 +11,13 @@ import * as assert from 'uvu/assert';
 import { buildFilter } from '../../filters/toolchain/build.ts';
 import { run as filterDev } from '../cli/filter-dev.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
+import type { ProxyConfig } from '../../mesh/src/proxy-config.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
 import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
 import { WASMESH } from '../../orchestrator/test/support/run-wasmesh.ts';
 
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
-const ctx = {} as { tmp: string; dir: string; app: TestServer; proxy: Proxy; admin: string };
+const ctx = {} as { tmp: string; dir: string; app: TestServer; proxy: Proxy; admin: string; config: ProxyConfig };
 
 test.before(async () => {
   ctx.tmp = await mkdtemp(path.join(os.tmpdir(), 'wasmesh-filter-dev-'));
@@ -31,7 +32,9 @@ test.before(async () => {
     clusters: [cluster('app', [{ port: ctx.app.port }])],
     outboundFilters: [filterBinding('add-header', built.wasmPath, { rootId: 'add_header', pluginConfig: { response: { 'x-dev': 'v1' } } })],
   });
-  ctx.proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides: true }, config);
+  ctx.config = config;
+  // What `wasmesh proxy --admin-writes` runs: loopback writes need no token.
+  ctx.proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides: true, adminAccess: { loopbackWrites: true } }, config);
   ctx.admin = `http://127.0.0.1:${ctx.proxy.adminPort}`;
 });
 
@@ -53,10 +56,10 @@ async function responseHeaders(): Promise<Record<string, unknown>> {
   return (await request(ctx.proxy.outboundPort, { path: '/' })).headers;
 }
 
-async function dev(args: string[]): Promise<{ code: number; out: string; err: string }> {
+async function dev(args: string[], admin = ctx.admin): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await filterDev([ctx.dir, '--proxy', ctx.admin, ...args], { out: { write: (t: string) => out.push(t) }, err: { write: (t: string) => err.push(t) } });
+  const code = await filterDev([ctx.dir, '--proxy', admin, ...args], { out: { write: (t: string) => out.push(t) }, err: { write: (t: string) => err.push(t) } });
   return { code, out: out.join(''), err: err.join('') };
 }
 
@@ -100,6 +103,28 @@ test('watch mode picks up a save on its own', async () => {
     const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
     await exited;
     clearTimeout(timer);
+  }
+});
+
+test('a proxy that takes writes with a token only: refused without --admin-token-file, swapped with it', async () => {
+  const token = path.join(ctx.tmp, 'admin-token');
+  await writeFile(token, 'f'.repeat(40) + '\n', { mode: 0o600 });
+  const guarded = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', moduleOverrides: true, adminAccess: { token: 'f'.repeat(40) } }, ctx.config);
+  try {
+    const edited = async () => (await request(guarded.outboundPort, { path: '/' })).headers['x-edited'];
+    const before = await edited();
+    await edit('"x-edited", "saved"', '"x-edited", "token"');
+    assert.is.not(before, 'token');
+    const refused = await dev(['--once'], `http://127.0.0.1:${guarded.adminPort}`);
+    assert.is(refused.code, 1);
+    assert.match(refused.err, /the proxy refused the module \(HTTP 401\)/);
+    assert.match(refused.err, /Authorization: Bearer/);
+    assert.is(await edited(), before, 'nothing changed');
+    const r = await dev(['--once', '--admin-token-file', token], `http://127.0.0.1:${guarded.adminPort}`);
+    assert.is(r.code, 0, r.err);
+    assert.is(await edited(), 'token', 'the edited module serves');
+  } finally {
+    await guarded.stop(0);
   }
 });
 

@@ -163,7 +163,7 @@ admin('an unexpected exception: 500 with a logged request id, nothing internal i
     serverInfo: () => ({}),
     ready: () => true,
   };
-  const server = await startAdminServer(source, '127.0.0.1', 0);
+  const server = await startAdminServer(source, { host: '127.0.0.1', port: 0 });
   const written: string[] = [];
   const write = process.stderr.write.bind(process.stderr);
   // Kept, not printed: the expected error line would read like a failure in the test output.

@@ -4,22 +4,25 @@
 // is kept, in <dataDir>/tokens.json (mode 0600, replaced atomically). Each token carries a role:
 //   admin   read and write everything
 //   viewer  read resources, modules and watches
+//   editor  read and write the resources of one namespace (and upload modules); bound to it
 //   proxy   fetch modules and stream config; bound to a namespace and service account
 // The first start writes an admin token to <dataDir>/admin-token (mode 0600) so a human can use it.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROOT_NAMESPACE } from '../../../mesh/src/documents.ts';
 
-export const ROLES = ['admin', 'viewer', 'proxy'] as const;
+export const ROLES = ['admin', 'viewer', 'editor', 'proxy'] as const;
 export type Role = (typeof ROLES)[number];
 
 export const TOKENS_FILE = 'tokens.json';
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
+/** What a token is bound to: a proxy's namespace and service account, an editor's namespace. */
 export interface TokenBinding {
   namespace: string;
-  serviceAccount: string;
+  serviceAccount?: string;
 }
 
 /** Who a verified token speaks for. */
@@ -87,6 +90,8 @@ export class TokenStore {
     if (parsed.version !== 1 || !Array.isArray(parsed.tokens)) throw new Error(`${file}: unknown format`);
     this.#entries.clear();
     for (const entry of parsed.tokens) {
+      // An editor entry without its namespace would be bound to nothing: left out, not widened.
+      if (entry.role === 'editor' && typeof entry.namespace !== 'string') continue;
       if (typeof entry.hash === 'string' && isRole(entry.role)) this.#entries.set(entry.hash, entry);
     }
     this.#stamp = stamp;
@@ -116,24 +121,19 @@ export class TokenStore {
 
   /**
    * Creates a token and returns it: the only time it exists in clear. A proxy token needs a
-   * binding (namespace and service account); other roles take none.
+   * binding (namespace and service account), an editor token a namespace; other roles take none.
    */
   create(role: Role, binding?: TokenBinding): string {
     if (!isRole(role)) throw new Error(`unknown role ${JSON.stringify(role)}: use ${ROLES.join(', ')}`);
-    if (role === 'proxy') {
-      if (!binding) throw new Error('a proxy token is bound to a namespace and a service account: give both');
-      if (!NAME.test(binding.namespace)) throw new Error(`invalid namespace ${JSON.stringify(binding.namespace)}`);
-      if (!NAME.test(binding.serviceAccount)) throw new Error(`invalid service account ${JSON.stringify(binding.serviceAccount)}`);
-    } else if (binding) {
-      throw new Error(`a ${role} token is not bound to a namespace or service account (only proxy tokens are)`);
-    }
+    checkBinding(role, binding);
     // Pick up tokens another process wrote, so saving does not drop them.
     this.#refresh(true);
     const token = randomBytes(32).toString('base64url');
     const entry: TokenEntry = {
       hash: hashToken(token),
       role,
-      ...(binding ? { namespace: binding.namespace, serviceAccount: binding.serviceAccount } : {}),
+      ...(binding ? { namespace: binding.namespace } : {}),
+      ...(binding?.serviceAccount !== undefined ? { serviceAccount: binding.serviceAccount } : {}),
       createdAt: new Date().toISOString(),
     };
     this.#entries.set(entry.hash, entry);
@@ -207,6 +207,22 @@ export class TokenStore {
     const data: TokenFile = { version: 1, tokens: [...this.#entries.values()] };
     writePrivate(this.file, `${JSON.stringify(data, null, 2)}\n`);
     this.#stamp = fileStamp(this.file);
+  }
+}
+
+function checkBinding(role: Role, binding: TokenBinding | undefined): void {
+  if (role === 'proxy') {
+    if (!binding?.serviceAccount) throw new Error('a proxy token is bound to a namespace and a service account: give both');
+    if (!NAME.test(binding.namespace)) throw new Error(`invalid namespace ${JSON.stringify(binding.namespace)}`);
+    if (!NAME.test(binding.serviceAccount)) throw new Error(`invalid service account ${JSON.stringify(binding.serviceAccount)}`);
+  } else if (role === 'editor') {
+    if (!binding) throw new Error('an editor token is bound to one namespace: give it');
+    if (binding.serviceAccount !== undefined) throw new Error('an editor token is bound to a namespace only, not to a service account');
+    if (!NAME.test(binding.namespace)) throw new Error(`invalid namespace ${JSON.stringify(binding.namespace)}`);
+    // The root namespace's policies and plugins apply to every workload: editing it is an admin's job.
+    if (binding.namespace === ROOT_NAMESPACE) throw new Error(`${ROOT_NAMESPACE} is the root namespace (what is there applies mesh-wide): use an admin token for it`);
+  } else if (binding) {
+    throw new Error(`a ${role} token is not bound to a namespace or service account (only proxy and editor tokens are)`);
   }
 }
 

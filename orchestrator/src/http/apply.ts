@@ -5,7 +5,8 @@
 // written. Otherwise every resource is written in one store transaction.
 
 import type { FastifyInstance } from 'fastify';
-import { documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { describeDocument, documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { checkNamespaces } from '../auth/access.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { keyOf } from '../store/common.ts';
 import { ErrorCode, HttpError } from './errors.ts';
@@ -24,7 +25,7 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
   app.post(
     '/apply',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'body' },
       schema: {
         summary: 'Create or replace many resources, all or nothing',
         description: 'Multi-document YAML (application/yaml) or JSON (a resource, an array, or a List).',
@@ -35,6 +36,8 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
     async (request) => {
       const documents = documentsOf(request.body).map((d) => ({ source: d.source, value: withoutReadOnly(d.value) }));
       if (documents.length === 0) throw new HttpError(400, ErrorCode.BadRequest, 'no documents to apply');
+      // All or nothing here too: one document outside an editor's namespace refuses the request.
+      checkNamespaces(request, documents.map((d) => ({ document: describeDocument(d), namespace: namespaceIn(d.value) })));
       return writer.serialize(async () => {
         const before = await writer.check({ put: documents });
         const previous = new Map(before.map((r) => [keyOf(r), r.metadata.resourceVersion]));
@@ -55,6 +58,12 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
       });
     },
   );
+}
+
+/** The namespace a document will be stored in (the store's default when it names none). */
+function namespaceIn(value: unknown): string {
+  const ns = (value as { metadata?: { namespace?: unknown } } | null)?.metadata?.namespace;
+  return typeof ns === 'string' && ns !== '' ? ns : 'default';
 }
 
 function documentsOf(body: unknown): ConfigDocument[] {

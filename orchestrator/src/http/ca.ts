@@ -10,7 +10,7 @@ export interface CaRoutesOptions {
 export async function caRoutes(app: FastifyInstance, opts: CaRoutesOptions): Promise<void> {
   const unavailable = { code: 'WASMESH_ORCH_NO_CA', errors: [{ document: '', path: '', message: 'this orchestrator runs without a certificate authority (start it with the gRPC listener)' }] };
   const bundle = () => ({ trustDomain: opts.ca!.trustDomain, roots: opts.ca!.trustBundle() });
-  app.get('/ca/trust-bundle', { config: { access: 'read' }, schema: { summary: 'The trust bundle: every root proxies accept', tags: ['ca'] } }, async (_req, reply) => {
+  app.get('/ca/trust-bundle', { config: { access: 'read', namespaces: 'none' }, schema: { summary: 'The trust bundle: every root proxies accept', tags: ['ca'] } }, async (_req, reply) => {
     if (!opts.ca) return reply.code(503).send(unavailable);
     return bundle();
   });

@@ -60,14 +60,14 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
 
   app.get<{ Params: { namespace: string; name: string } }>(
     '/filters/:namespace/:name',
-    { config: { access: 'read' }, schema: { summary: 'A WasmPlugin’s module versions, history and rollout', tags: ['filters'], params } },
+    { config: { access: 'read', namespaces: 'param' }, schema: { summary: 'A WasmPlugin’s module versions, history and rollout', tags: ['filters'], params } },
     async (request) => describe(await plugins.mustGet(request.params.namespace, request.params.name)),
   );
 
   app.post<{ Params: { namespace: string; name: string }; Body: { to?: string } | undefined }>(
     '/filters/:namespace/:name/rollback',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'param' },
       schema: {
         summary: 'Point a WasmPlugin back at an earlier module version (default: the one before)',
         tags: ['filters'],
@@ -117,7 +117,7 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
   }>(
     '/filters/:namespace/:name/rollout',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'param' },
       schema: {
         summary: 'Start a canary rollout of a module version',
         tags: ['filters'],
@@ -156,7 +156,7 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
 
   app.get<{ Params: { namespace: string; name: string } }>(
     '/filters/:namespace/:name/rollout',
-    { config: { access: 'read' }, schema: { summary: 'A rollout’s progress', tags: ['filters'], params } },
+    { config: { access: 'read', namespaces: 'param' }, schema: { summary: 'A rollout’s progress', tags: ['filters'], params } },
     async (request) => {
       const { namespace, name } = request.params;
       await plugins.mustGet(namespace, name);
@@ -168,7 +168,7 @@ export async function filterRoutes(app: FastifyInstance, opts: FilterRoutesOptio
 
   app.delete<{ Params: { namespace: string; name: string } }>(
     '/filters/:namespace/:name/rollout',
-    { config: { access: 'write' }, schema: { summary: 'Abort a rollout', tags: ['filters'], params } },
+    { config: { access: 'write', namespaces: 'param' }, schema: { summary: 'Abort a rollout', tags: ['filters'], params } },
     async (request) => {
       const { namespace, name } = request.params;
       await plugins.mustGet(namespace, name);

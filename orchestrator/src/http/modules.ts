@@ -26,7 +26,7 @@ export async function moduleRoutes(app: FastifyInstance, opts: ModuleRoutesOptio
   app.post<{ Querystring: { name: string; version: string } }>(
     '/modules',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'none' },
       // The size limit is compileModule's; one byte more lets it report the limit itself.
       bodyLimit: MAX_MODULE_BYTES + 1,
       schema: {
@@ -72,7 +72,7 @@ export async function moduleRoutes(app: FastifyInstance, opts: ModuleRoutesOptio
   app.get<{ Querystring: { name?: string } }>(
     '/modules',
     {
-      config: { access: 'read' },
+      config: { access: 'read', namespaces: 'none' },
       schema: {
         summary: 'List uploaded module versions',
         tags: ['modules'],
@@ -85,7 +85,7 @@ export async function moduleRoutes(app: FastifyInstance, opts: ModuleRoutesOptio
   app.get<{ Params: { sha256: string } }>(
     '/modules/:sha256',
     {
-      config: { access: 'module' },
+      config: { access: 'module', namespaces: 'none' },
       schema: {
         summary: 'Fetch module bytes by sha256',
         tags: ['modules'],

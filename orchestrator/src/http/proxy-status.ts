@@ -39,18 +39,20 @@ export interface ProxyStatusRoutesOptions {
 }
 
 export async function proxyStatusRoutes(app: FastifyInstance, opts: ProxyStatusRoutesOptions): Promise<void> {
-  app.get(
+  app.get<{ Querystring: { namespace?: string } }>(
     '/proxy-status',
     {
-      config: { access: 'read' },
+      config: { access: 'read', namespaces: 'query' },
       schema: {
         summary: 'Proxies connected to this orchestrator replica: versions sent, ACKed and NACKed',
         tags: ['proxies'],
+        querystring: { type: 'object', properties: { namespace: { type: 'string', description: 'only proxies in this namespace' } }, additionalProperties: false },
       },
     },
-    async () => {
+    async (request) => {
       const raw = opts.proxyStatus ? opts.proxyStatus() : [];
-      const items = raw.map(normalizeProxyStatus).filter((p): p is ProxyStatusItem => p !== undefined);
+      const { namespace } = request.query;
+      const items = raw.map(normalizeProxyStatus).filter((p): p is ProxyStatusItem => p !== undefined && (namespace === undefined || p.namespace === namespace));
       items.sort((a, b) => (a.namespace === b.namespace ? cmp(a.workload, b.workload) || cmp(a.node, b.node) : cmp(a.namespace, b.namespace)));
       return { discovery: opts.proxyStatus !== undefined, items };
     },

@@ -19,6 +19,7 @@ import { ErrorCode, HttpError } from './errors.ts';
 import { KIND_URL_NAMES, PLURALS, kindFromUrl } from './kinds.ts';
 import { invalid, toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
 import { withHistory } from '../rollout/history.ts';
+import { checkNamespaces } from '../auth/access.ts';
 
 export interface ResourceRoutesOptions {
   store: ConfigStore;
@@ -45,14 +46,14 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     for (const reply of streams) reply.raw.end();
   });
 
-  app.get('/apis', { config: { access: 'read' }, schema: { summary: 'The resource kinds', tags: ['resources'] } }, async () => ({
+  app.get('/apis', { config: { access: 'read', namespaces: 'none' }, schema: { summary: 'The resource kinds', tags: ['resources'] } }, async () => ({
     kinds: RESOURCE_KINDS.map((kind) => ({ kind, plural: PLURALS[kind], path: `/apis/${PLURALS[kind]}` })),
   }));
 
   app.get<{ Params: { kind: string }; Querystring: { namespace?: string; watch?: boolean } }>(
     '/apis/:kind',
     {
-      config: { access: (request) => ((request.query as { watch?: unknown }).watch === 'true' || (request.query as { watch?: unknown }).watch === true ? 'watch' : 'read') },
+      config: { access: (request) => ((request.query as { watch?: unknown }).watch === 'true' || (request.query as { watch?: unknown }).watch === true ? 'watch' : 'read'), namespaces: 'query' },
       schema: {
         summary: 'List resources of a kind, or watch them (?watch=true, text/event-stream)',
         tags: ['resources'],
@@ -70,7 +71,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
 
   app.get<{ Params: { kind: string; namespace: string; name: string } }>(
     '/apis/:kind/:namespace/:name',
-    { config: { access: 'read' }, schema: { summary: 'Get one resource', tags: ['resources'], params: itemParams } },
+    { config: { access: 'read', namespaces: 'param' }, schema: { summary: 'Get one resource', tags: ['resources'], params: itemParams } },
     async (request) => {
       const kind = kindOf(request.params.kind);
       const { namespace, name } = request.params;
@@ -83,13 +84,14 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
   app.post<{ Params: { kind: string } }>(
     '/apis/:kind',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'body' },
       schema: { summary: 'Create a resource (409 if it exists)', tags: ['resources'], params: { type: 'object', properties: { kind: kindParam }, required: ['kind'] }, body: resourceBody },
     },
     async (request, reply) => {
       const kind = kindOf(request.params.kind);
       const doc = singleDocument(request, kind);
       const value = doc.value as Record<string, unknown> & { metadata: { name: string; namespace?: string } };
+      checkNamespaces(request, [{ document: `${kind} ${value.metadata.namespace || 'default'}/${value.metadata.name}`, namespace: value.metadata.namespace || 'default' }]);
       const stored = await writer.serialize(async () => {
         if (await store.get(kind, value.metadata.namespace || 'default', value.metadata.name)) {
           throw new HttpError(409, ErrorCode.AlreadyExists, [
@@ -105,7 +107,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
 
   app.put<{ Params: { kind: string; namespace: string; name: string } }>(
     '/apis/:kind/:namespace/:name',
-    { config: { access: 'write' }, schema: { summary: 'Create or replace a resource', tags: ['resources'], params: itemParams, body: resourceBody } },
+    { config: { access: 'write', namespaces: 'param' }, schema: { summary: 'Create or replace a resource', tags: ['resources'], params: itemParams, body: resourceBody } },
     async (request, reply) => {
       const kind = kindOf(request.params.kind);
       const { namespace, name } = request.params;
@@ -122,7 +124,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
   app.delete<{ Params: { kind: string; namespace: string; name: string }; Querystring: { resourceVersion?: string } }>(
     '/apis/:kind/:namespace/:name',
     {
-      config: { access: 'write' },
+      config: { access: 'write', namespaces: 'param' },
       schema: {
         summary: 'Delete a resource (409 if resourceVersion is given and stale)',
         tags: ['resources'],

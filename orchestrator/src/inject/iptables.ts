@@ -22,6 +22,8 @@ export const PROXY_GID = 1337;
 export const DEFAULT_OUTBOUND_PORT = 15001;
 export const DEFAULT_INBOUND_PORT = 15006;
 export const DEFAULT_ADMIN_PORT = 15000;
+/** The proxy's read-only status port (readiness probe, metrics), Istio's 15021. */
+export const DEFAULT_STATUS_PORT = 15021;
 /** The orchestrator's discovery port: never captured, in either direction. */
 export const DISCOVERY_PORT = 15010;
 
@@ -42,7 +44,7 @@ export interface TrafficRedirect {
   proxyGid: number;
   /** Inbound ports captured: '*' (all but the excluded ones) or a list ([] = no inbound capture). */
   includeInboundPorts: '*' | readonly number[];
-  /** Inbound ports never captured (the admin and discovery ports are added by the caller). */
+  /** Inbound ports never captured (the admin, status and discovery ports are added by the caller). */
   excludeInboundPorts: readonly number[];
   /** Outbound destinations captured: '*' or a list of CIDRs ([] = none, unless by port). */
   includeOutboundIPRanges: '*' | readonly string[];

@@ -21,7 +21,7 @@
 //     excludeOutboundPorts
 
 import { TLS_MODE_LABEL } from '../../../mesh/src/proxy-config.ts';
-import { DEFAULT_ADMIN_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DISCOVERY_PORT, PROXY_GID, PROXY_UID, parseCidrList, parsePortList, type TrafficRedirect } from './iptables.ts';
+import { DEFAULT_ADMIN_PORT, DEFAULT_STATUS_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, DISCOVERY_PORT, PROXY_GID, PROXY_UID, parseCidrList, parsePortList, type TrafficRedirect } from './iptables.ts';
 import { escapePointerToken, pointer } from './json-patch.ts';
 import { DATA_VOLUME, INIT_CONTAINER, PROXY_CONTAINER, TOKEN_VOLUME, initContainer, proxyContainer, sidecarVolumes, type InjectOptions, type SidecarParams } from './sidecar.ts';
 
@@ -271,7 +271,7 @@ function trafficRedirect(annotations: Record<string, string>, app: number | unde
     return undefined;
   };
   const ports = (v: string) => parsePortList(v, false) as number[];
-  const meshPorts = [DEFAULT_ADMIN_PORT, DISCOVERY_PORT];
+  const meshPorts = [DEFAULT_ADMIN_PORT, DEFAULT_STATUS_PORT, DISCOVERY_PORT];
   return {
     outboundPort: DEFAULT_OUTBOUND_PORT,
     inboundPort: DEFAULT_INBOUND_PORT,

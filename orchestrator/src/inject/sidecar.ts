@@ -8,7 +8,7 @@
 //     --from-literal=token="$(wasmesh token create --role proxy --namespace NS)"
 // (a token bound to a service account as well only works for pods running as that account).
 
-import { buildIptablesRules, renderIptablesScript, DEFAULT_ADMIN_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, PROXY_GID, PROXY_UID, type TrafficRedirect } from './iptables.ts';
+import { buildIptablesRules, renderIptablesScript, DEFAULT_ADMIN_PORT, DEFAULT_STATUS_PORT, DEFAULT_INBOUND_PORT, DEFAULT_OUTBOUND_PORT, PROXY_GID, PROXY_UID, type TrafficRedirect } from './iptables.ts';
 
 export const PROXY_CONTAINER = 'wasmesh-proxy';
 export const INIT_CONTAINER = 'wasmesh-init';
@@ -47,9 +47,14 @@ export interface SidecarParams {
   redirect: TrafficRedirect;
 }
 
-export const SIDECAR_PORTS = { outbound: DEFAULT_OUTBOUND_PORT, inbound: DEFAULT_INBOUND_PORT, admin: DEFAULT_ADMIN_PORT } as const;
+export const SIDECAR_PORTS = { outbound: DEFAULT_OUTBOUND_PORT, inbound: DEFAULT_INBOUND_PORT, admin: DEFAULT_ADMIN_PORT, status: DEFAULT_STATUS_PORT } as const;
 
-/** The `wasmesh proxy` arguments (after `wasmesh`). Only flags scripts/cli/proxy.ts defines. */
+/**
+ * The `wasmesh proxy` arguments (after `wasmesh`). Only flags scripts/cli/proxy.ts defines.
+ * The listeners bind every address of the pod (--host 0.0.0.0: traffic arrives on the pod IP);
+ * admin stays on the proxy's default, 127.0.0.1, as Envoy's 15000 does in Istio: it shows the whole
+ * config. The kubelet probes the read-only status port instead, and admin takes no writes.
+ */
 export function proxyArgs(opts: InjectOptions, p: SidecarParams): string[] {
   const args = [
     'proxy',
@@ -65,6 +70,7 @@ export function proxyArgs(opts: InjectOptions, p: SidecarParams): string[] {
     '--outbound-port', String(p.redirect.outboundPort),
     '--inbound-port', String(p.redirect.inboundPort),
     '--admin-port', String(SIDECAR_PORTS.admin),
+    '--status-port', String(SIDECAR_PORTS.status),
   ];
   if (p.appPort !== undefined) {
     // Registered as this workload's endpoint: other proxies reach this one on its inbound port.
@@ -90,10 +96,10 @@ export function proxyContainer(opts: InjectOptions, p: SidecarParams): Record<st
     ports: [
       { name: 'mesh-outbound', containerPort: p.redirect.outboundPort, protocol: 'TCP' },
       { name: 'mesh-inbound', containerPort: p.redirect.inboundPort, protocol: 'TCP' },
-      { name: 'http-mesh-admin', containerPort: SIDECAR_PORTS.admin, protocol: 'TCP' },
+      { name: 'mesh-status', containerPort: SIDECAR_PORTS.status, protocol: 'TCP' },
     ],
     readinessProbe: {
-      httpGet: { path: '/ready', port: SIDECAR_PORTS.admin },
+      httpGet: { path: '/ready', port: SIDECAR_PORTS.status },
       initialDelaySeconds: 1,
       periodSeconds: 2,
       timeoutSeconds: 3,
