@@ -33,7 +33,10 @@ with the reason and the last good config stays.
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
   --header-read-timeout MS  slow clients: time to send a request's headers before 408 (default 60000)
   --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
-  --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
+  --max-request-headers-kb N  largest request header block accepted, else 431 (default 16); also
+                            the most a filter may write into a request's headers, else 500
+  --max-response-headers-kb N largest response header block accepted from the app or an upstream,
+                            else 502, and the most a filter may write into one, else 500 (default 16)
   --trust-domain DOMAIN     SPIFFE trust domain of expected peer identities (default cluster.local)
   --cert-dir DIR            standalone: static workload identity from DIR/key.pem, cert-chain.pem and
                             root-cert.pem (watched); enables inbound PeerAuthentication and outbound
@@ -114,6 +117,7 @@ export async function run(argv: string[]): Promise<number> {
         'header-read-timeout': { type: 'string' },
         'idle-timeout': { type: 'string' },
         'max-request-headers-kb': { type: 'string' },
+        'max-response-headers-kb': { type: 'string' },
         'token-file': { type: 'string' },
         'data-dir': { type: 'string' },
         'first-config-timeout': { type: 'string' },
@@ -153,6 +157,7 @@ export async function run(argv: string[]): Promise<number> {
       appPort: parsePort(values['app-port'], 'app-port', 8080),
       adminPort: parsePort(values['admin-port'], 'admin-port', 15000),
       accessLog: values['access-log'] ?? 'stdout',
+      maxResponseHeaderBytes: values['max-response-headers-kb'] === undefined ? undefined : parseMs(values['max-response-headers-kb'], 'max-response-headers-kb')! * 1024,
       connections: {
         headersTimeoutMs: parseMs(values['header-read-timeout'], 'header-read-timeout'),
         keepAliveTimeoutMs: parseMs(values['idle-timeout'], 'idle-timeout'),

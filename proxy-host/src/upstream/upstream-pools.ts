@@ -11,6 +11,14 @@ import { Http2Client } from './http2-client.ts';
 import type { UpstreamClient } from './upstream-request.ts';
 import type { EndpointState } from './endpoint.ts';
 
+/** Largest response header block accepted from an upstream (HTTP/1.1), by default: Node's and undici's 16 KiB. */
+export const DEFAULT_MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
+
+export interface UpstreamPoolsOptions {
+  /** Largest response header block accepted from an HTTP/1.1 upstream; past it the request fails (502 UPE). */
+  maxResponseHeaderBytes?: number;
+}
+
 interface Entry {
   client: UpstreamClient;
   endpointKey: string;
@@ -23,6 +31,11 @@ export class UpstreamPools {
   #identity: WorkloadCertificate | undefined;
   #generation = 0;
   readonly #warned = new Set<string>();
+  readonly #maxResponseHeaderBytes: number;
+
+  constructor(options: UpstreamPoolsOptions = {}) {
+    this.#maxResponseHeaderBytes = options.maxResponseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES;
+  }
 
   /** The workload identity mTLS clients present; a new one drains the clients of the previous one. */
   setIdentity(cert: WorkloadCertificate | undefined): void {
@@ -65,7 +78,7 @@ export class UpstreamPools {
     let entry = this.#clients.get(key);
     if (!entry) {
       const { address, port } = endpoint.config;
-      const client = h2 ? new Http2Client(address, port, pool, tlsOptions) : new Http1Client(address, port, pool, tlsOptions);
+      const client = h2 ? new Http2Client(address, port, pool, tlsOptions) : new Http1Client(address, port, pool, tlsOptions, this.#maxResponseHeaderBytes);
       entry = { client, endpointKey: endpoint.key, generation: tlsOptions ? tlsOptions.generation : 0 };
       this.#clients.set(key, entry);
     }
