@@ -45,7 +45,9 @@ export function hostileFilterWat(calloutCluster: string): string {
   (global $bodyLoopContext (mut i32) (i32.const 0))
   (func $spin (loop $l (br $l)))
   (func $deep (param i32) (result i32) (i32.add (call $deep (i32.add (local.get 0) (i32.const 1))) (i32.const 1)))
-  (func $grow (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable)
+  ;; A page at a time, as an allocator out of room would: the runtime names the cause "memory" when a
+  ;; trap comes with less than a page left below the VM's bound.
+  (func $grow (loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) unreachable)
   (func $work (local $i i32)
     (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) ${c(WORK_ITERATIONS)}))))
   (func $isTrapPath (result i32)
