@@ -202,6 +202,28 @@ test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin t
   assert.is((plain as Plugin).settings.startupCpuBudget, limits.DEFAULT_STARTUP_CPU_BUDGET);
 });
 
+test('startupCpuBudget bounds module startup: a configure that needs about 10 M units loads by default and is refused under 1 M, naming the budget', async () => {
+  const heavy = join(dir, 'heavy-configure.wasm');
+  await writeFile(
+    heavy,
+    await wat2wasm(
+      guestModule({
+        body: `
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (local $i i32)
+    (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+    (i32.const 1))`,
+      }),
+    ),
+  );
+  const m = manager();
+  const [loaded] = await m.apply([binding('heavy', heavy)]);
+  assert.is(loaded.state, 'running');
+  const err = await rejects(m.apply([binding('heavy', heavy, { startupCpuBudget: 1_000_000 })]));
+  assert.is(err.plugin, 'default/heavy');
+  assert.match(err.message, /proxy_on_configure trapped: CPU budget exceeded/);
+  assert.is(m.plugins[0], loaded, 'the running plugin stays');
+});
+
 test('a budget the runtime refuses (a config that skipped validation) is a load error naming the WasmPlugin and the field', async () => {
   const m = manager();
   const err = await rejects(m.apply([binding('a', files.v1, { cpuBudget: 0 })]));
