@@ -492,6 +492,10 @@ export interface WasmPluginSpec {
   phase?: WasmPhase;
   priority?: number;
   failStrategy?: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
+  /** wasmesh extension: fuel units (about one wasm instruction each) one callback may use. */
+  cpuBudget?: number;
+  /** wasmesh extension: the same for VM startup (_initialize, on_vm_start, on_configure). */
+  startupCpuBudget?: number;
   vmConfig?: { env?: { name: string; value?: string; valueFrom?: 'INLINE' | 'HOST' }[] };
   match?: { mode?: WorkloadMode; ports?: { number: number }[] }[];
   type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP';

@@ -253,6 +253,13 @@ export interface FilterBinding {
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'critical';
   env: Readonly<Record<string, string>>;
   /**
+   * CPU budget of each callback, in fuel units (about one wasm instruction each); past it the VM traps
+   * (cause cpu_budget). Absent: the runtime's default (1e9). WasmPlugin spec.cpuBudget.
+   */
+  cpuBudget?: number;
+  /** The same for VM startup (_initialize, on_vm_start, on_configure). Absent: the runtime's default (2e10). */
+  startupCpuBudget?: number;
+  /**
    * A second version of the module taking a share of the streams (a canary rollout): each stream picks
    * by a stable hash of its x-request-id, so a request id lands on the same version on every proxy.
    * Same settings as the binding, only the module differs.

@@ -582,7 +582,7 @@ test('filters: ordered by phase (UNSPECIFIED last), priority descending, then na
   assert.equal(config.inboundFilters.map((f) => f.name), ['authn', 'authz-high', 'b-authz', 'authz-low', 'stats', 'a-router-side', 'z-router-side']);
 });
 
-test('filters: binding fields, module paths, env and copied pluginConfig', () => {
+test('filters: binding fields, module paths, env, CPU budgets and copied pluginConfig; absent budgets stay absent', () => {
   const pluginConfig = { request: { 'x-a': 'b' }, list: [1, 2] };
   const objects = [
     wasmPlugin('full', {
@@ -592,6 +592,8 @@ test('filters: binding fields, module paths, env and copied pluginConfig', () =>
       phase: 'AUTHN',
       priority: 3,
       failStrategy: 'FAIL_OPEN',
+      cpuBudget: 5_000_000,
+      startupCpuBudget: 30_000_000_000,
       pluginConfig,
       imagePullPolicy: 'Always',
       type: 'HTTP',
@@ -615,6 +617,8 @@ test('filters: binding fields, module paths, env and copied pluginConfig', () =>
     pluginConfig: { request: { 'x-a': 'b' }, list: [1, 2] },
     failStrategy: 'FAIL_OPEN',
     env: { A: '1', EMPTY: '', HOME_DIR: '/home/x' },
+    cpuBudget: 5_000_000,
+    startupCpuBudget: 30_000_000_000,
   });
   assert.is.not(full!.pluginConfig, pluginConfig);
   assert.not.ok(Object.isFrozen(pluginConfig), 'the caller\'s object is not frozen');

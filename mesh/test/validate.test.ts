@@ -279,6 +279,21 @@ test('WasmPlugin urls: orchestrator digests need managed mode and must agree wit
   assert.match(only(fromObjects([plugin({ url: 'oci://x/y' })]), 'managed').message, 'only file:// urls and uploaded modules');
 });
 
+test('WasmPlugin CPU budgets: whole numbers of fuel units from 1; a bad one names its field, and formatted errors read spec.cpuBudget', () => {
+  assert.equal(errorsOf(fromObjects([plugin({ url: 'file://f.wasm', cpuBudget: 5_000_000, startupCpuBudget: 1e11 })])), []);
+  const zero = only(fromObjects([plugin({ url: 'file://f.wasm', cpuBudget: 0 })], 'mesh.yaml'));
+  assert.is(zero.path, '/spec/cpuBudget');
+  assert.is(zero.message, 'must be >= 1 (got 0)');
+  assert.match(formatErrors([zero]), 'WasmPlugin default/p: spec.cpuBudget: must be >= 1 (got 0)');
+  const errors = errorsOf(fromObjects([plugin({ url: 'file://f.wasm', cpuBudget: 1.5, startupCpuBudget: '1e9' })]));
+  has(errors, '/spec/cpuBudget', 'must be an integer (got 1.5)');
+  has(errors, '/spec/startupCpuBudget', 'must be an integer (got "1e9")');
+  // The runtime's fuel counter is set from a JS number: past 2^53 - 1 it would not count exactly.
+  const huge = only(fromObjects([plugin({ url: 'file://f.wasm', startupCpuBudget: 2 ** 60 })]));
+  assert.is(huge.path, '/spec/startupCpuBudget');
+  assert.match(huge.message, /^must be <= 9007199254740991/);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Unsupported values and shapes
 

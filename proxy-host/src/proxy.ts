@@ -17,14 +17,14 @@ import { ConnectionManager, inboundRouteTable, type ListenerState } from './http
 import { createHttpCallout } from './http-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
-import { createListener, type Listener, type ListenerOptions } from './listener/listener.ts';
+import { createListener, DEFAULT_MAX_HEADER_SIZE, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import type { IdentityProvider } from './identity/types.ts';
 import { ProxyIdentity } from './identity/proxy-identity.ts';
 import { serverContextOptions } from './identity/tls-options.ts';
 import { RouteTable } from './routing/route-table.ts';
 import { ClusterManager } from './upstream/cluster.ts';
-import { UpstreamPools } from './upstream/upstream-pools.ts';
+import { DEFAULT_MAX_RESPONSE_HEADER_BYTES, UpstreamPools } from './upstream/upstream-pools.ts';
 import { EventLoopWatchdog, type WatchdogOptions } from './watchdog/event-loop-watchdog.ts';
 import { LoopDelayGauges } from './watchdog/loop-delay.ts';
 
@@ -49,6 +49,12 @@ export interface ProxyOptions {
    * Closed by stop().
    */
   identity?: IdentityProvider;
+  /**
+   * Largest response header block (bytes) accepted from the app and upstreams (HTTP/1.1; past it 502) and
+   * written by a filter (past it 500). Default 16 KiB. Filters' request headers are bounded by
+   * connections.maxHeaderSize, the listeners' own limit.
+   */
+  maxResponseHeaderBytes?: number;
   /**
    * Let the admin endpoint swap a WasmPlugin's module for uploaded bytes (`wasmesh filter dev`).
    * Standalone proxies only: a managed proxy's modules are the orchestrator's.
@@ -80,8 +86,8 @@ const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
 export class Proxy {
   readonly options: ProxyOptions;
   readonly metrics = new MetricsRegistry();
+  readonly upstreams: UpstreamPools;
   readonly clusters = new ClusterManager(this.metrics, (cluster, endpoint) => this.upstreams.endpointTls(cluster, endpoint));
-  readonly upstreams = new UpstreamPools();
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
   #config!: ProxyConfig;
@@ -107,6 +113,8 @@ export class Proxy {
 
   private constructor(options: ProxyOptions) {
     this.options = options;
+    const maxResponseHeaderBytes = options.maxResponseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES;
+    this.upstreams = new UpstreamPools({ maxResponseHeaderBytes });
     this.#accessLog = new AccessLog(options.accessLog ?? 'stdout');
     const host: PluginHost = {
       log: (level, message, plugin) => log(LEVEL_BY_ABI[level] ?? LogLevel.Info, `wasm ${plugin}`, message),
@@ -119,6 +127,9 @@ export class Proxy {
       getProperty: (path) => (this.#config ? workloadNodeProperty(this.#config.workload, path) : undefined),
       // The telemetry filter hands its access-log records to the proxy's sink.
       foreignFunctions: createTelemetryForeignFunctions((record) => this.#accessLog.writeRecord(record)),
+      // What a filter writes obeys the limits the proxy applies to clients and apps: nothing a filter
+      // adds can make a header block the proxy itself would refuse.
+      outputLimits: { requestHeaderBytes: options.connections?.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE, responseHeaderBytes: maxResponseHeaderBytes },
     };
     this.#plugins = new PluginManager(host);
     options.identity?.collectMetrics?.(this.metrics);

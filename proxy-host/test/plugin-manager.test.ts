@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { headerGet, MetricsRegistry, ModuleCache, sha256Hex, type HeaderList, type HttpStreamSink, type LocalResponse, type PluginHost } from '../../wasm/src/index.ts';
+import { headerGet, limits, MetricsRegistry, ModuleCache, sha256Hex, type HeaderList, type HttpStreamSink, type LocalResponse, type Plugin, type PluginHost } from '../../wasm/src/index.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
 import type { FilterBinding } from '../../mesh/src/proxy-config.ts';
-import { FilterChain, type ChainTerminal } from '../src/filter-chain/chain.ts';
+import { CanaryPair, FilterChain, type ChainTerminal } from '../src/filter-chain/chain.ts';
 import { PluginLoadError, PluginManager, RECENT_MODULES_KEPT } from '../src/filter-chain/plugin-manager.ts';
 
 // A module that names itself: it adds `x-plugin: <plugin_name>` to the request, and logs when its root
@@ -176,13 +176,59 @@ test('unchanged bindings keep their plugin; a changed setting or module replaces
   const [a4] = await m.apply([binding('a', files.v2), binding('b', files.v1, { pluginConfig: { greeting: 'bye' } })]);
   assert.is.not(a4, a1);
   await until(() => a1.state === 'stopped', 'the old a to stop');
-  for (const [over, what] of [[{ failStrategy: 'FAIL_OPEN' }, 'failStrategy'], [{ rootId: 'r' }, 'rootId'], [{ vmId: 'v' }, 'vmId'], [{ logLevel: 'debug' }, 'logLevel'], [{ env: { A: '1' } }, 'env']] as const) {
+  for (const [over, what] of [[{ failStrategy: 'FAIL_OPEN' }, 'failStrategy'], [{ rootId: 'r' }, 'rootId'], [{ vmId: 'v' }, 'vmId'], [{ logLevel: 'debug' }, 'logLevel'], [{ env: { A: '1' } }, 'env'], [{ cpuBudget: 5_000_000 }, 'cpuBudget'], [{ startupCpuBudget: 5_000_000_000 }, 'startupCpuBudget']] as const) {
     const [next] = await m.apply([binding('a', files.v2, over)]);
     assert.is.not(next, a4, what);
     const [back] = await m.apply([binding('a', files.v2)]);
     assert.is.not(back, next, what);
   }
   assert.equal(m.plugins.length, 1);
+});
+
+test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin too; absent, the runtime's defaults apply", async () => {
+  const m = manager();
+  const [budgeted, plain] = await m.load([
+    binding('a', files.v1, { cpuBudget: 7_000_000, startupCpuBudget: 9_000_000_000, canary: { url: `file://${files.v2}`, path: files.v2, weight: 50 } }),
+    binding('b', files.v1),
+  ]);
+  assert.instance(budgeted, CanaryPair);
+  const pair = budgeted as CanaryPair;
+  for (const p of [pair.stable, pair.canary]) {
+    assert.is(p.settings.cpuBudget, 7_000_000);
+    assert.is(p.settings.startupCpuBudget, 9_000_000_000);
+  }
+  assert.is.not(pair.canary.compiled, pair.stable.compiled);
+  assert.is((plain as Plugin).settings.cpuBudget, limits.DEFAULT_CPU_BUDGET);
+  assert.is((plain as Plugin).settings.startupCpuBudget, limits.DEFAULT_STARTUP_CPU_BUDGET);
+});
+
+test('startupCpuBudget bounds module startup: a configure that needs about 10 M units loads by default and is refused under 1 M, naming the budget', async () => {
+  const heavy = join(dir, 'heavy-configure.wasm');
+  await writeFile(
+    heavy,
+    await wat2wasm(
+      guestModule({
+        body: `
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (local $i i32)
+    (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) (br_if $l (i32.lt_u (local.get $i) (i32.const 1000000))))
+    (i32.const 1))`,
+      }),
+    ),
+  );
+  const m = manager();
+  const [loaded] = await m.apply([binding('heavy', heavy)]);
+  assert.is(loaded.state, 'running');
+  const err = await rejects(m.apply([binding('heavy', heavy, { startupCpuBudget: 1_000_000 })]));
+  assert.is(err.plugin, 'default/heavy');
+  assert.match(err.message, /proxy_on_configure trapped: CPU budget exceeded/);
+  assert.is(m.plugins[0], loaded, 'the running plugin stays');
+});
+
+test('a budget the runtime refuses (a config that skipped validation) is a load error naming the WasmPlugin and the field', async () => {
+  const m = manager();
+  const err = await rejects(m.apply([binding('a', files.v1, { cpuBudget: 0 })]));
+  assert.is(err.plugin, 'default/a');
+  assert.match(err.message, /^WasmPlugin default\/a: .*cpuBudget must be a whole number/);
 });
 
 test('the same binding on the inbound and outbound lists is one plugin, counted twice', async () => {

@@ -39,7 +39,10 @@ ${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
                             handshake, then again to the headers); past it the connection is closed,
                             a started head gets 408 (default 60000)
   --idle-timeout MS         close idle downstream keep-alive connections after this (default 5000)
-  --max-request-headers-kb N  largest request header block accepted, else 431 (default 16)
+  --max-request-headers-kb N  largest request header block accepted, else 431 (default 16); also
+                            the most a filter may write into a request's headers, else 500
+  --max-response-headers-kb N largest response header block accepted from the app or an upstream,
+                            else 502, and the most a filter may write into one, else 500 (default 16)
   --trust-domain DOMAIN     SPIFFE trust domain of expected peer identities (default cluster.local)
   --cert-dir DIR            standalone: static workload identity from DIR/key.pem, cert-chain.pem and
                             root-cert.pem (watched); enables inbound PeerAuthentication and outbound
@@ -149,6 +152,7 @@ export async function run(argv: string[]): Promise<number> {
         'header-read-timeout': { type: 'string' },
         'idle-timeout': { type: 'string' },
         'max-request-headers-kb': { type: 'string' },
+        'max-response-headers-kb': { type: 'string' },
         'token-file': { type: 'string' },
         'data-dir': { type: 'string' },
         'first-config-timeout': { type: 'string' },
@@ -192,6 +196,7 @@ export async function run(argv: string[]): Promise<number> {
       appPort: parsePort(values['app-port'], 'app-port', 8080),
       adminPort: parsePort(values['admin-port'], 'admin-port', 15000),
       accessLog: values['access-log'] ?? 'stdout',
+      maxResponseHeaderBytes: values['max-response-headers-kb'] === undefined ? undefined : parseMs(values['max-response-headers-kb'], 'max-response-headers-kb')! * 1024,
       connections: {
         headersTimeoutMs: parseMs(values['header-read-timeout'], 'header-read-timeout'),
         keepAliveTimeoutMs: parseMs(values['idle-timeout'], 'idle-timeout'),

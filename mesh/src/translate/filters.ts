@@ -94,6 +94,9 @@ export function toBinding(plugin: WasmPlugin, source: DocumentSource | undefined
     vmId: `${namespace}.${plugin.metadata.name}`,
     failStrategy: spec.failStrategy ?? 'FAIL_CLOSE',
     env,
+    // Absent budgets stay absent: the runtime's defaults apply, and a config without them hashes as before.
+    ...(spec.cpuBudget !== undefined ? { cpuBudget: spec.cpuBudget } : {}),
+    ...(spec.startupCpuBudget !== undefined ? { startupCpuBudget: spec.startupCpuBudget } : {}),
   };
   if (spec.canary !== undefined && spec.canary.weight > 0) {
     const c = spec.canary;

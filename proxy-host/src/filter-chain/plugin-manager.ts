@@ -274,6 +274,8 @@ function pluginConfig(b: FilterBinding): PluginConfig {
     failStrategy: b.failStrategy,
     logLevel: b.logLevel,
     env: { ...b.env },
+    cpuBudget: b.cpuBudget,
+    startupCpuBudget: b.startupCpuBudget,
   };
 }
 
@@ -284,10 +286,13 @@ function configurationOf(value: unknown): PluginConfig['configuration'] {
   return JSON.stringify(value);
 }
 
-/** Everything of a binding but its module that the running plugin depends on. */
+/**
+ * Everything of a binding but its module that the running plugin depends on (a canary binding is the
+ * plugin's own settings with another module, so it shares this key's settings part).
+ */
 function settingsKey(b: FilterBinding): string {
   const config = b.pluginConfig instanceof Uint8Array ? `bytes:${sha256Hex(b.pluginConfig)}` : canonicalJson(b.pluginConfig ?? null);
-  return canonicalJson([b.rootId, b.vmId, b.failStrategy, b.logLevel ?? null, config, b.env ?? {}]);
+  return canonicalJson([b.rootId, b.vmId, b.failStrategy, b.logLevel ?? null, config, b.env ?? {}, b.cpuBudget ?? null, b.startupCpuBudget ?? null]);
 }
 
 /** JSON with object keys sorted, so equal settings written in another order compare equal. */

@@ -65,6 +65,8 @@ export function flagFor(err: Error): string {
   if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH') return 'UF';
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') return 'UT';
   if (code === 'UND_ERR_ABORTED' || err.name === 'AbortError') return 'DC';
+  // A response head past maxResponseHeaderBytes: the upstream broke the proxy's limit (Envoy: 502 UPE).
+  if (code === 'UND_ERR_HEADERS_OVERFLOW') return 'UPE';
   return 'UC';
 }
 
@@ -74,8 +76,11 @@ export class Http1Client implements UpstreamClient {
   /** SNI of a TLS client; undici would otherwise take it from each request's Host header. */
   readonly #servername: string | undefined;
 
-  /** With `tls`: TLS origination (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL). */
-  constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions) {
+  /**
+   * With `tls`: TLS origination (ISTIO_MUTUAL with the workload certificate, SIMPLE or MUTUAL).
+   * `maxResponseHeaderBytes`: a response whose header block is larger fails (502 UPE); default undici's (16 KiB).
+   */
+  constructor(address: string, port: number, pool: ConnectionPoolConfig, tls?: UpstreamTlsOptions, maxResponseHeaderBytes?: number) {
     const host = address.includes(':') ? `[${address}]` : address;
     this.#origin = `${tls ? 'https' : 'http'}://${host}:${port}`;
     this.#servername = tls?.servername;
@@ -90,6 +95,7 @@ export class Http1Client implements UpstreamClient {
       keepAliveTimeout: pool.idleTimeoutMs ?? 4000,
       connectTimeout: pool.connectTimeoutMs ?? 10_000,
       maxRequestsPerClient: pool.maxRequestsPerConnection,
+      ...(maxResponseHeaderBytes !== undefined ? { maxHeaderSize: maxResponseHeaderBytes } : {}),
       // The route timeout governs the whole request; undici's own timers are off.
       headersTimeout: 0,
       bodyTimeout: 0,

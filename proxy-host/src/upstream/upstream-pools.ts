@@ -13,6 +13,14 @@ import type { UpstreamCall, UpstreamClient, UpstreamRequestOptions, UpstreamResp
 import type { EndpointState } from './endpoint.ts';
 import { TlsFiles, endpointTls, type EndpointTls, type IdentityState } from './upstream-tls.ts';
 
+/** Largest response header block accepted from an upstream (HTTP/1.1), by default: Node's and undici's 16 KiB. */
+export const DEFAULT_MAX_RESPONSE_HEADER_BYTES = 16 * 1024;
+
+export interface UpstreamPoolsOptions {
+  /** Largest response header block accepted from an HTTP/1.1 upstream; past it the request fails (502 UPE). */
+  maxResponseHeaderBytes?: number;
+}
+
 interface Entry {
   client: UpstreamClient;
   endpointKey: string;
@@ -32,6 +40,11 @@ export class UpstreamPools {
   #identity: IdentityState = { configured: false, cert: undefined, missing: 'none yet', generation: 0 };
   readonly #files = new TlsFiles();
   readonly #warned = new Set<string>();
+  readonly #maxResponseHeaderBytes: number;
+
+  constructor(options: UpstreamPoolsOptions = {}) {
+    this.#maxResponseHeaderBytes = options.maxResponseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES;
+  }
 
   /**
    * The workload identity mTLS clients present. `configured`: the proxy runs with an identity
@@ -82,7 +95,7 @@ export class UpstreamPools {
     if (!entry) {
       const { address, port } = endpoint.config;
       const options = tls.kind === 'tls' ? tls.options : undefined;
-      const client = h2 ? new Http2Client(address, port, pool, options) : new Http1Client(address, port, pool, options);
+      const client = h2 ? new Http2Client(address, port, pool, options) : new Http1Client(address, port, pool, options, this.#maxResponseHeaderBytes);
       entry = { client, endpointKey: endpoint.key, generation };
       this.#clients.set(key, entry);
     }
