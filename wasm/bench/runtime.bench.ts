@@ -7,6 +7,7 @@ import os from 'node:os';
 import { compileModule, MetricsRegistry, Plugin, type HeaderList, type HttpStreamSink, type LocalResponse, type PluginConfig, type PluginHost, type PropertyValue, type StreamInfo } from '../src/index.ts';
 import { DEFAULT_CPU_BUDGET } from '../src/limits.ts';
 import { setFuelProbe } from '../src/vm.ts';
+import { HOST_CALL_COST } from '../src/metering/metering.ts';
 import { guestModule, wat2wasm } from '../test/support/wat.ts';
 
 const ROUNDS = 7;
@@ -330,7 +331,7 @@ checks, allocations in guest memory through its allocator, header lookups and wr
 ### CPU budget (instrumented modules)
 
 Every module is instrumented at load so each callback runs under a budget of fuel units (about one wasm
-instruction each; a host call costs 100 more). Default: ${DEFAULT_CPU_BUDGET.toLocaleString('en-US')} units per callback. Each module
+instruction each; a host call costs ${HOST_CALL_COST} more). Default: ${DEFAULT_CPU_BUDGET.toLocaleString('en-US')} units per callback. Each module
 below ran with and without the instrumentation in alternating rounds (${ROUNDS * 2} rounds of ${STREAMS_PER_ROUND / 5} streams, median),
 inbound stream info, the built-in filters with the configs named.
 

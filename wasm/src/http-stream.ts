@@ -250,6 +250,7 @@ export class HttpStream extends Context {
     const fn = dir.isRequest ? this.#guest.onRequestHeaders : this.#guest.onResponseHeaders;
     const result = fn ? this.vm.call(fn, this, this.id, headers.length >>> 1, endOfStream ? 1 : 0) : 0;
     if (this.#afterCall()) return;
+    this.vm.servedStream = true;
     if (result === 0 && !this.#stopped(dir)) this.#forwardHeaders(dir);
     else if (dir.phase === Phase.Idle) dir.phase = Phase.HeadersPaused;
   }

@@ -27,7 +27,7 @@ export const MAX_SHARED_QUEUE_ITEMS = 10000;
 /**
  * CPU budget per guest callback, in fuel units (about one wasm instruction each, counted statically, so
  * a branch not taken counts too; a host call costs 300 more). On the bench machine a unit is about
- * 0.1-0.15 ns of guest time, so this stops an endless loop after roughly 150 ms; the built-in filters'
+ * 0.15-0.3 ns of guest time, so this stops an endless loop after 150-300 ms (longer on a loaded machine); the built-in filters'
  * worst callback uses about a thousandth of it (bench/RESULTS.md).
  */
 export const DEFAULT_CPU_BUDGET = 1_000_000_000;

@@ -134,6 +134,8 @@ export class Plugin {
     this.trapCounter(cause).increment(1);
     if (vm !== this.#vm) return;
     const now = Date.now();
+    // A VM that got through a stream callback was serving: this failure is one request's, not a crash loop.
+    if (vm.servedStream) this.#consecutiveFailures = 0;
     this.#consecutiveFailures++;
     const ring = this.#failureTimes;
     const oldest = ring.length < VM_RESTARTS_PER_SECOND ? undefined : ring[this.#failureIndex];

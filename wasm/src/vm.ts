@@ -77,6 +77,11 @@ export class Vm {
   readonly contexts = new Map<number, Context>();
   failed = false;
   failReason = '';
+  /**
+   * A stream callback of this VM returned (not only context creation): the module serves streams, so a
+   * failure after it is a bad request, not a module that fails on everything.
+   */
+  servedStream = false;
   /** Why the VM failed (the trap counter's cause label). */
   failCause: TrapCause | undefined;
   /** Sets the fuel counter (a no-op for an unmetered module). */
@@ -303,7 +308,9 @@ export class Vm {
   }
 
   #causeOf(err: unknown): TrapCause {
-    const memoryFull = this.mem !== undefined && this.mem.size + WASM_PAGE_BYTES > this.compiled.memoryLimitBytes;
+    // SDKs grow by more than a page at a time: within a sixteenth of the bound counts as full.
+    const limit = this.compiled.memoryLimitBytes;
+    const memoryFull = this.mem !== undefined && this.mem.size + Math.max(WASM_PAGE_BYTES, limit / 16) > limit;
     return trapCause(err, this.#budgetSpent, memoryFull);
   }
 
