@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SidecarSupervisor } from './sidecar-supervisor.ts';
+import { installPath } from '../../schemas/repo-files.ts';
 
 export const usage = `usage: wasmesh run --service NAME --port APP_PORT [options] -- <command...>
 
@@ -36,7 +36,7 @@ the command exits the sidecar stops, and wasmesh run exits with the command's co
   --quiet                   do not print the sidecar's ports
 `;
 
-const WASMESH = fileURLToPath(new URL('../wasmesh.mjs', import.meta.url));
+const WASMESH = installPath('scripts', 'wasmesh.mjs');
 
 export interface Output {
   write(text: string): unknown;
