@@ -168,6 +168,9 @@ test('browsers cannot drive admin: a foreign Origin, a cross-site fetch or a ren
   const rebound = await call(port, 'GET', '/config_dump', { host: `evil.example:${port}` });
   assert.is(rebound.status, 403);
   assert.match(rebound.body, /not to Host: evil\.example/);
+  assert.is((await call(port, 'GET', '/config_dump', { host: 'evil.example' })).status, 403, 'with no port either');
+  // Scrapers and scripts that name loopback without the port are not a browser attack.
+  assert.is((await call(port, 'GET', '/stats/prometheus', { host: '127.0.0.1' })).status, 200, 'Host: 127.0.0.1 without a port');
   assert.is((await call(port, 'GET', '/config_dump', { origin: 'http://evil.example' })).status, 403, 'reads too');
   // The admin's own origin is not refused (an operator's browser on the admin page).
   const own = await upload(port, { ...bearer(TOKEN), origin: `http://localhost:${port}`, host: `localhost:${port}` });

@@ -165,6 +165,21 @@ test(`${entry}: a sidecar killed while the app runs is started again on the same
 });
 }
 
+test('the wasmesh command gives the app the stdin it was given (a background job of a shell would read /dev/null)', async () => {
+  const child = spawn(wasmeshCommand, ['run', '--service', 'reader', '--port', String(await freePort()), '--config', path.join(tmp, 'mesh.yaml'), '--', 'sh', '-c', 'read line; echo "got $line"'], { cwd: tmp, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const timer = setTimeout(() => child.kill('SIGTERM'), 30_000);
+  child.stdin.end('from the terminal\n');
+  const code = await exited;
+  clearTimeout(timer);
+  assert.is(code, 0, `stderr:\n${stderr}`);
+  assert.match(stdout, /got from the terminal/);
+});
+
 test('what the wasmesh command keeps beside the app is a shell of a few MB; SIGTERM stops all and removes its temporary folder', async () => {
   const before = readdirSync(os.tmpdir());
   const appPort = await freePort();

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Children } from '../../../proxy-host/bench/support/children.ts';
 import { pinned, type CpuPlan } from '../../../proxy-host/bench/support/cpus.ts';
 import { startNginx } from '../../../proxy-host/bench/support/nginx.ts';
-import { freePort, httpGet, startNodeService } from '../../../proxy-host/bench/support/services.ts';
+import { freePort, httpGet, lastLines, startNodeService } from '../../../proxy-host/bench/support/services.ts';
 import { apply, proxyTokenFile, remove, startOrchestrator, startWorkload, type Orchestrator, type Workload } from './control-plane.ts';
 import { makePki, refusesWithoutClientCert, startNginxPair } from './nginx-pair.ts';
 import type { MeasuredProcess } from './window.ts';
@@ -130,7 +130,9 @@ async function securityPolicySeen(adminPort: number): Promise<string[]> {
 }
 
 async function expectPolicy(adminPort: number, want: 'mutual_tls' | 'none'): Promise<string> {
-  const seen = await securityPolicySeen(adminPort);
+  // The sidecar counts a request when its stream ends, a moment after the client has the answer.
+  let seen = await securityPolicySeen(adminPort);
+  for (const deadline = Date.now() + 5000; seen.length === 0 && Date.now() < deadline; seen = await securityPolicySeen(adminPort)) await new Promise((r) => setTimeout(r, 200));
   if (seen.length !== 1 || seen[0] !== want) throw new Error(`the inbound sidecar's istio_requests_total shows connection_security_policy ${JSON.stringify(seen)}, expected only "${want}"`);
   return `inbound telemetry: connection_security_policy="${want}"`;
 }
@@ -174,7 +176,8 @@ async function startMeshRow(ctx: RowContext, mode: 'strict' | 'plaintext', withC
     return { port, host: SERVICE_HOST, procs, checks, workloads, stop };
   } catch (err) {
     await stop();
-    throw err;
+    const said = workloads.map((w) => `${w.service}: ${lastLines(w.output(), 6)}`).join(' | ');
+    throw new Error(`${(err as Error).message}${said ? ` (${said})` : ''}`);
   }
 }
 

@@ -9,7 +9,8 @@
 //
 // Whatever the auth, a web page in the operator's browser must not be able to drive admin:
 //   - Host must name the admin itself (127.0.0.1, localhost, [::1] or the --admin-host address, with
-//     its port): a DNS-rebinding page reaches loopback under its own name;
+//     its port or none, as scrapers and scripts send it): a DNS-rebinding page reaches loopback under
+//     its own name, which a browser puts in Host;
 //   - Origin, when sent, must be the admin's own origin; Sec-Fetch-Site, when sent, same-origin or none;
 //   - a write may not carry a content type a form or a fetch without preflight can send.
 
@@ -112,7 +113,7 @@ export class AdminGuard {
     const wildcard = this.#bindHost === '0.0.0.0' || this.#bindHost === '::';
     // Bound to every address, it is reached under names it cannot know: the Host check is off (the
     // warning at start says so); Origin still has to be one of these.
-    this.#hosts = wildcard ? undefined : new Set(names.map((n) => `${n}:${port}`.toLowerCase()));
+    this.#hosts = wildcard ? undefined : new Set(names.flatMap((n) => [`${n}:${port}`, n].map((h) => h.toLowerCase())));
     this.#origins = new Set(names.map((n) => `http://${n}:${port}`.toLowerCase()));
   }
 
@@ -120,7 +121,7 @@ export class AdminGuard {
   checkBrowser(req: http.IncomingMessage, checkHost = true): Refusal | undefined {
     const host = (req.headers.host ?? '').toLowerCase();
     if (checkHost && this.#hosts && !this.#hosts.has(host)) {
-      return { status: 403, error: `admin answers requests addressed to ${[...this.#hosts].join(', ')} only, not to Host: ${req.headers.host ?? '(none)'} (a web page that renamed loopback, DNS rebinding)` };
+      return { status: 403, error: `admin answers requests addressed to ${[...this.#hosts].filter((h) => /:\d+$/.test(h)).join(', ')} (or without the port) only, not to Host: ${req.headers.host ?? '(none)'} (a web page that renamed loopback, DNS rebinding)` };
     }
     const origin = req.headers.origin;
     if (origin !== undefined && !this.#origins.has(origin.toLowerCase())) {
