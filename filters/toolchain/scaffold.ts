@@ -21,9 +21,9 @@ const SKIPPED = new Set(['build', 'node_modules', path.join('assembly', 'tsconfi
 
 export const TEMPLATES: Record<string, string> = {
   headers: 'set and remove request and response headers, replace text in response bodies',
-  reject: 'answer 401 to requests without a valid API key (x-api-key) and count the rejections in a metric',
-  callout: 'ask an authorization service (an HTTP callout) about each request; let it through or answer 403',
-  metric: 'count responses by status class in a labeled metric; log a summary on a timer (on_tick)',
+  reject: 'answer 401 without a valid x-api-key; count the rejections in a metric',
+  callout: 'ask a service about each request (HTTP callout): let it through or answer 403',
+  metric: 'count responses by status class (labeled metric); log a summary on a timer',
 };
 export const DEFAULT_TEMPLATE = 'headers';
 

@@ -45,7 +45,7 @@ export async function runFilterTests(filterDir: string, opts: FilterTestOptions 
   }
   const color = opts.color ?? process.stdout.isTTY === true;
   // uvu reads the pattern as a case-insensitive regular expression over paths relative to test/.
-  const uvuPattern = opts.pattern === undefined ? TEST_FILE.source : `(?=.*(?:${opts.pattern}))${TEST_FILE.source}`;
+  const uvuPattern = opts.pattern === undefined ? TEST_FILE.source : `^(?=.*(?:${opts.pattern})).*${TEST_FILE.source}`;
   const child = spawn(process.execPath, ['--import', HOOKS, UVU_BIN, 'test', uvuPattern, '--color', String(color)], {
     cwd: dir,
     stdio: ['ignore', opts.stdout ? 'pipe' : 'inherit', opts.stderr ? 'pipe' : 'inherit'],

@@ -14,7 +14,7 @@ example/app.mjs (a proxy and an app for the dev loop), and a README with every c
 anywhere, inside this repository or not; the SDK and the compiler come from this wasmesh.
 
   --template T   what the filter does to start with (default ${DEFAULT_TEMPLATE}):
-${Object.entries(TEMPLATES).map(([t, what]) => `                   ${t.padEnd(width)}  ${what}`).join('\n')}
+${Object.entries(TEMPLATES).map(([t, what]) => `      ${t.padEnd(width)}  ${what}`).join('\n')}
   --name NAME    the filter's name (default: the folder's name): lowercase letters, digits and "-",
                  starting with a letter. The .wasm, the WasmPlugin and the metrics are named by it.
 

@@ -212,9 +212,17 @@ test('bad input is refused with what was wrong', async () => {
   assert.is(taken.code, 2);
   assert.match(taken.out, /taken already exists and is not empty/);
   assert.equal(await readdir(path.join(root, 'taken')), ['keep.txt'], 'nothing was written into it');
-  const noTests = await wasmesh(['filter', 'test', '.'], root);
+  const notAFilter = await wasmesh(['filter', 'test', '.'], root);
+  assert.is(notAFilter.code, 1);
+  assert.match(notAFilter.out, /no filter\.json \(not a filter folder\)/);
+  await createFilter(path.join(root, 'untested'), { template: 'reject' });
+  const noMatch = await wasmesh(['filter', 'test', 'untested', '--no-build', '--pattern', 'nothing-like-this'], root);
+  assert.is(noMatch.code, 1);
+  assert.match(noMatch.out, /untested: no test file in test\/ ends in \.test\.ts and matches nothing-like-this/);
+  await rm(path.join(root, 'untested', 'test'), { recursive: true });
+  const noTests = await wasmesh(['filter', 'test', 'untested', '--no-build'], root);
   assert.is(noTests.code, 1);
-  assert.match(noTests.out, /no filter\.json \(not a filter folder\)/);
+  assert.match(noTests.out, /untested: no test\/ folder/);
 });
 
 test.run();
