@@ -1,10 +1,38 @@
 #!/usr/bin/env node
-// wasmesh CLI entry point: runs the TypeScript sources through tsx (scripts/cli/main.ts).
+// wasmesh CLI entry point. Runs the compiled CLI in dist/ (`npm run build`) when it is current, that
+// is when no source it was built from changed since; otherwise the TypeScript sources through tsx,
+// so an edit is never shadowed by an old build. WASMESH_FROM_SOURCE=1 forces the sources.
+import { readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { register } from 'tsx/esm/api';
 
-// This repository's tsconfig whatever the working directory: a filter folder's own tsconfig.json
-// (written for editors by `wasmesh filter new`) must not change how the CLI loads.
-register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
-const { main } = await import('./cli/main.ts');
+const dist = new URL('../dist/', import.meta.url);
+
+/** The build record if dist/ is complete and newer than every source it was built from. */
+function currentBuild() {
+  if (process.env.WASMESH_FROM_SOURCE === '1') return false;
+  let record;
+  try {
+    record = JSON.parse(readFileSync(new URL('build.json', dist), 'utf8'));
+  } catch {
+    return false;
+  }
+  const root = new URL('../', import.meta.url);
+  try {
+    for (const input of record.inputs) if (statSync(new URL(input, root)).mtimeMs > record.newestSource) return false;
+  } catch {
+    return false; // a source was removed or renamed: rebuild
+  }
+  return true;
+}
+
+let main;
+if (currentBuild()) {
+  ({ main } = await import(new URL('cli.mjs', dist).href));
+} else {
+  const { register } = await import('tsx/esm/api');
+  // This repository's tsconfig whatever the working directory: a filter folder's own tsconfig.json
+  // (written for editors by `wasmesh filter new`) must not change how the CLI loads.
+  register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
+  ({ main } = await import('./cli/main.ts'));
+}
 process.exitCode = await main(process.argv.slice(2));
