@@ -9,11 +9,11 @@
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installRoot as findInstallRoot } from '../../schemas/repo-files.ts';
 
 export const EDITOR_CONFIG_MARKER = '// Written by wasmesh';
 
-const installRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const installRoot = findInstallRoot();
 
 /** A path from `fromDir` to `target` for a tsconfig: forward slashes, starting with ./ or ../. */
 function rel(fromDir: string, target: string): string {

@@ -7,12 +7,13 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installPath } from '../../schemas/repo-files.ts';
 import { writeEditorConfigs } from './editor-config.ts';
 
-const TEMPLATES_DIR = fileURLToPath(new URL('../templates/', import.meta.url));
+// From the installation's root: this module also runs bundled, from dist/ (npm run build).
+const TEMPLATES_DIR = installPath('filters', 'templates');
 const SHARED_DIR = path.join(TEMPLATES_DIR, 'shared');
-const JSON_READER = fileURLToPath(new URL('../common/assembly/json.ts', import.meta.url));
+const JSON_READER = installPath('filters', 'common', 'assembly', 'json.ts');
 /** How the templates import the shared JSON reader, and what a new folder imports instead. */
 const JSON_IMPORT = '"../../../common/assembly/json"';
 const JSON_IMPORT_LOCAL = '"./json"';

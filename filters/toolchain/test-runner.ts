@@ -5,11 +5,13 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { installPath } from '../../schemas/repo-files.ts';
 import { inEsmPackage } from './scaffold.ts';
 
-const HOOKS = new URL('./test-hooks.mjs', import.meta.url).href;
-const UVU_BIN = fileURLToPath(new URL('../../node_modules/uvu/bin.js', import.meta.url));
+// From the installation's root: this module also runs bundled, from dist/ (npm run build).
+const HOOKS = pathToFileURL(installPath('filters', 'toolchain', 'test-hooks.mjs')).href;
+const UVU_BIN = installPath('node_modules', 'uvu', 'bin.js');
 /** The files uvu runs: what the repository's own `npm test` runs in a test/ folder. */
 export const TEST_FILE = /\.test\.[mc]?[jt]s$/;
 

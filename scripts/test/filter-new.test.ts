@@ -7,7 +7,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { build as esbuild } from 'esbuild';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { buildFilter, closeKeptCompiler } from '../../filters/toolchain/build.ts';
@@ -158,18 +159,58 @@ for (const template of ['headers', 'callout', 'metric'] as const) {
   });
 }
 
-test('inside the repository: no package.json of its own (the repository is ES modules), and it works the same', async () => {
+test('inside the repository: no package.json of its own (the repository is ES modules); every template builds and passes its tests, and it works the same', async () => {
   const root = await tempDir(path.join(repoRoot, '.wasmesh'));
-  const dir = path.join(root, 'in-repo');
-  await createFilter(dir, { template: 'reject' });
-  assert.ok(!existsSync(path.join(dir, 'package.json')));
-  await buildFilter(dir, { dev: true, quiet: true });
-  const report: string[] = [];
-  assert.is(await runFilterTests(dir, { stdout: { write: (t: string) => report.push(t) }, color: false }), 0, report.join(''));
+  for (const template of ['headers', 'callout', 'metric', 'reject'] as const) {
+    const made = path.join(root, `in-repo-${template}`);
+    await createFilter(made, { template });
+    assert.ok(!existsSync(path.join(made, 'package.json')), `${template}: no package.json`);
+    await buildFilter(made, { dev: true, quiet: true });
+    const report: string[] = [];
+    assert.is(await runFilterTests(made, { stdout: { write: (t: string) => report.push(t) }, color: false }), 0, `${template}:\n${report.join('')}`);
+    assert.match(report.join(''), /Passed:\s+[1-9]/, template);
+  }
+  const dir = path.join(root, 'in-repo-reject');
   const appPort = await startApp(dir);
   const proxy = await devProxy(dir, appPort);
   assert.is((await request(proxy.inboundPort, { path: '/', headers: { host: 'web' } })).status, 401);
   assert.is((await request(proxy.inboundPort, { path: '/', headers: { host: 'web', 'x-api-key': 'let-me-in' } })).status, 200);
+});
+
+test('from the bundled CLI (npm run build: dist/), filter new finds the templates and filter test its hooks', async () => {
+  // Bundled as scripts/build.mjs bundles it, into a folder of its own inside the installation.
+  const out = await tempDir(path.join(repoRoot, '.wasmesh'));
+  await esbuild({
+    absWorkingDir: repoRoot,
+    entryPoints: { cli: 'scripts/cli/main.ts' },
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    outdir: out,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
+    logLevel: 'error',
+  });
+  const bundled = (args: string[], cwd: string) =>
+    new Promise<{ code: number; out: string }>((resolve) => {
+      const script = `const { main } = await import(${JSON.stringify(pathToFileURL(path.join(out, 'cli.mjs')).href)}); process.exitCode = await main(${JSON.stringify(args)});`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+      let text = '';
+      child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+      child.on('close', (code) => resolve({ code: code ?? 1, out: text }));
+    });
+  const root = await tempDir();
+  const made = await bundled(['filter', 'new', 'from-dist', '--template', 'reject'], root);
+  assert.is(made.code, 0, made.out);
+  assert.ok(existsSync(path.join(root, 'from-dist', 'assembly', 'json.ts')));
+  await buildFilter(path.join(root, 'from-dist'), { dev: true, quiet: true });
+  const tested = await bundled(['filter', 'test', 'from-dist', '--no-build'], root);
+  assert.is(tested.code, 0, tested.out);
+  assert.match(tested.out, /Passed:\s+5/);
 });
 
 test('a moved folder: the build rewrites its editor configs for the new place; they resolve the SDK, wasmesh/wasm and uvu', async () => {
