@@ -110,6 +110,8 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
     building(`${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''} changed`);
     report(await cycle());
   }, { include: isSource });
+  // "watching" means a save from now on is seen: the watcher has its starting point.
+  await watcher.ready;
   io.out.write(`watching ${roots.map((r) => path.relative(process.cwd(), r) || '.').join(', ')}; Ctrl-C to stop\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -27,6 +27,8 @@ export interface SourceWatcherOptions {
 }
 
 export interface SourceWatcher {
+  /** Resolves once the first look is done: from then on every save is seen (one made before may be taken as the starting point). */
+  ready: Promise<void>;
   close(): Promise<void>;
 }
 
@@ -94,10 +96,11 @@ export function watchSources(roots: string[], onChange: (changed: string[]) => v
     }
   };
 
-  void look();
+  const ready = look();
   const poll = setInterval(() => schedule(), opts.pollMs ?? 1000);
   poll.unref();
   return {
+    ready,
     async close() {
       closed = true;
       clearTimeout(timer);
