@@ -3,6 +3,7 @@
 // is when no source it was built from changed since; otherwise the TypeScript sources through tsx,
 // so an edit is never shadowed by an old build. WASMESH_FROM_SOURCE=1 forces the sources.
 import { readFileSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const dist = new URL('../dist/', import.meta.url);
 
@@ -29,7 +30,9 @@ if (currentBuild()) {
   ({ main } = await import(new URL('cli.mjs', dist).href));
 } else {
   const { register } = await import('tsx/esm/api');
-  register();
+  // This repository's tsconfig whatever the working directory: a filter folder's own tsconfig.json
+  // (written for editors by `wasmesh filter new`) must not change how the CLI loads.
+  register({ tsconfig: fileURLToPath(new URL('../tsconfig.json', import.meta.url)) });
   ({ main } = await import('./cli/main.ts'));
 }
 process.exitCode = await main(process.argv.slice(2));

@@ -15,6 +15,7 @@ import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { refreshEditorConfigs } from './editor-config.ts';
 import { installRoot } from '../../schemas/repo-files.ts';
 
 export interface BuildOptions {
@@ -165,6 +166,10 @@ export async function buildFilter(dir: string, opts: BuildOptions = {}): Promise
   const debug = opts.debug === true;
   const args = compilerArgs('assembly/index.ts', `build/${name}.wasm`, debug, opts.dev === true);
 
+  // Editor configs written for another place of the folder (or of wasmesh) are brought up to date first.
+  for (const file of await refreshEditorConfigs(absDir)) {
+    if (!opts.quiet) out.write(`${name}: rewrote ${display(file)} for where this folder and wasmesh are now\n`);
+  }
   const stampKey = JSON.stringify({ asc: await compilerVersion(), args });
   if (!opts.force && (await isUpToDate(absDir, wasmPath, stampKey))) {
     const bytes = (await stat(wasmPath)).size;

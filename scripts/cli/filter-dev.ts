@@ -1,19 +1,20 @@
 // wasmesh filter dev <filter-dir> --proxy <admin-url>: the author's loop. Builds the filter, swaps it
 // into a running standalone proxy through its admin endpoint, and does it again on every save.
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FilterBuildError, buildFilter, closeKeptCompiler, commonDirs, readManifest } from '../../filters/toolchain/build.ts';
 import { readAdminTokenFile } from '../../proxy-host/src/admin/admin-access.ts';
+import { watchSources } from './source-watcher.ts';
 
 export const usage = `usage: wasmesh filter dev <filter-dir> [--proxy ADMIN_URL] [--plugin NS/NAME] [--admin-token-file FILE] [--once]
 
 Builds the AssemblyScript filter in <filter-dir> and hot-swaps it into a running standalone proxy
 (wasmesh proxy --config ...) in place of WasmPlugin --plugin's module, then watches the folder (and
-the shared common/ folders it imports) and does it again on every save. The proxy compiles and starts
-the new module before it takes traffic: a module that fails to build or to start is reported here and
-the proxy keeps serving the last good one. Streams in flight finish on the version they started on.
+the shared common/ folders it imports) and does it again on every save, however the editor saves
+(in place, by rename, sed -i, delete and create); it prints when each build starts and ends. The
+proxy compiles and starts the new module before it takes traffic: a module that fails to build or
+to start is reported here and the proxy keeps serving the last good one. Streams in flight finish on the version they started on.
 The override lasts until the proxy stops or: curl -X DELETE 'ADMIN_URL/filters/module?plugin=NS/NAME'
 
 The proxy must accept admin writes: start it with --admin-writes (loopback, no token) or with
@@ -88,7 +89,11 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
     return { ok: true, message: `swapped ${body.plugin} to sha256:${body.sha256?.slice(0, 12)} (${bytes.length} bytes) in ${Math.round(total)} ms: build ${Math.round(built - started)} ms, load ${body.loadMs} ms` };
   };
 
-  const report = (r: SwapResult) => (r.ok ? io.out : io.err).write(`${new Date().toLocaleTimeString()} ${r.message}\n`);
+  const stamp = () => new Date().toLocaleTimeString();
+  const report = (r: SwapResult) => (r.ok ? io.out : io.err).write(`${stamp()} ${r.message}\n`);
+  const absDir = path.resolve(dir);
+  const building = (why: string) => io.out.write(`${stamp()} ${why}: building ${path.relative(process.cwd(), absDir) || '.'}\n`);
+  building('start');
   const first = await cycle();
   report(first);
   if (values.once) {
@@ -96,28 +101,24 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
     return first.ok ? 0 : 1;
   }
 
-  // Watch the filter's sources and the shared folders; build output and editor temp files are ignored.
-  const absDir = path.resolve(dir);
+  // Watch the filter's sources and the shared folders it may import; build output, tests and editor
+  // temp files do not count (source-watcher.ts follows renames, deletions and new folders).
   const roots = [absDir, ...commonDirs(absDir)];
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> = Promise.resolve();
-  const onChange = (file: string | null) => {
-    if (file && (/(^|[\\/])build[\\/]/.test(file) || /(~|\.swp|\.tmp)$/.test(file))) return;
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      running = running.then(async () => void report(await cycle()));
-    }, 80);
-  };
-  const watchers: FSWatcher[] = roots.map((root) => watch(root, { recursive: true }, (_event, file) => onChange(file)));
+  const isSource = (relative: string) => relative === 'filter.json' || (relative.endsWith('.ts') && !/^test[\\/]/.test(relative));
+  const watcher = watchSources(roots, async (changed) => {
+    const names = changed.map((f) => path.relative(absDir, f));
+    building(`${names.slice(0, 3).join(', ')}${names.length > 3 ? ` and ${names.length - 3} more` : ''} changed`);
+    report(await cycle());
+  }, { include: isSource });
+  // "watching" means a save from now on is seen: the watcher has its starting point.
+  await watcher.ready;
   io.out.write(`watching ${roots.map((r) => path.relative(process.cwd(), r) || '.').join(', ')}; Ctrl-C to stop\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
-  for (const w of watchers) w.close();
-  clearTimeout(timer);
-  await running;
+  await watcher.close();
   await closeKeptCompiler();
   return 0;
 }

@@ -116,6 +116,20 @@ export const commands: Command[] = [
   },
   {
     group: 'filter',
+    verb: 'new',
+    args: '<dir> [--template headers|reject|callout|metric] [--name NAME]',
+    description: 'create a filter folder from a template (builds, tests and runs as it is)',
+    load: () => import('./filter-new.ts'),
+  },
+  {
+    group: 'filter',
+    verb: 'test',
+    args: '<filter-dir> [--pattern REGEX]',
+    description: "build a filter and run its unit tests (test/*.test.ts, uvu, the harness)",
+    load: () => import('./filter-test.ts'),
+  },
+  {
+    group: 'filter',
     verb: 'dev',
     args: '<filter-dir> [--proxy ADMIN_URL] [--plugin NAME]',
     description: 'rebuild on save and hot-swap into a running standalone proxy',

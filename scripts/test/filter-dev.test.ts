@@ -1,8 +1,10 @@
 // wasmesh filter dev: a real AssemblyScript filter (a copy of the add-header example) is rebuilt and
 // swapped into a running standalone proxy through its admin endpoint; a compile error is printed with
-// its location and the proxy keeps the last good module; in watch mode a save is picked up on its own.
-import { spawn } from 'node:child_process';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+// its location and the proxy keeps the last good module; in watch mode every way an editor saves is
+// picked up (in place, rename over, sed -i, delete and create, vim's backup dance), debounced, and each
+// build's start and end are printed.
+import { spawn, spawnSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,25 +86,104 @@ test('a compile error is printed with its location and the proxy keeps the last 
   await edit('const ROOT_ID: i32 = "add_header";', 'const ROOT_ID = "add_header";');
 });
 
-test('watch mode picks up a save on its own', async () => {
+/** A `wasmesh filter dev` child in watch mode: its output so far, waits on it, and a stop. */
+async function watchMode(): Promise<{ output(): string; waitFor(pattern: RegExp, after: number, what: string): Promise<void>; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [WASMESH, 'filter', 'dev', ctx.dir, '--proxy', ctx.admin], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  try {
+  const waitFor = async (pattern: RegExp, after: number, what: string) => {
     const deadline = Date.now() + 60_000;
-    while (!out.includes('watching') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    assert.match(out, /watching/);
-    await edit('"x-edited", "yes"', '"x-edited", "saved"');
-    while ((await responseHeaders())['x-edited'] !== 'saved' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-    assert.is((await responseHeaders())["x-edited"], "saved", out);
-    if (process.env.WASMESH_TEST_VERBOSE) process.stderr.write(out);
+    while (!pattern.test(out.slice(after)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.match(out.slice(after), pattern, `${what}; filter dev printed:\n${out}`);
+  };
+  return {
+    output: () => out,
+    waitFor,
+    async stop() {
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Waits until the proxy's responses carry x-edited: value (the swapped module serves). */
+async function servesEdited(value: string, what: string, log: () => string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while ((await responseHeaders())['x-edited'] !== value && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  assert.is((await responseHeaders())['x-edited'], value, `${what}: the proxy serves the saved module; filter dev printed:\n${log()}`);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('watch mode picks up every way an editor saves, and prints when each build starts and ends', async () => {
+  const dev = await watchMode();
+  try {
+    await dev.waitFor(/watching/, 0, 'the first build and swap');
+    assert.match(dev.output(), /start: building .*\n.*swapped default\/add-header/, 'the first build is announced, then its swap');
+    const file = source();
+    const dirOf = path.dirname(file);
+    let current = 'yes';
+    // Each save changes x-edited from `current` to `next`, the way one kind of editor writes files.
+    const saves: Array<[string, (text: string) => Promise<void>]> = [
+      ['in place (write the same file)', (text) => writeFile(file, text)],
+      ['write a new file, rename it over the old one', async (text) => {
+        await writeFile(path.join(dirOf, '.index.ts.new'), text);
+        await rename(path.join(dirOf, '.index.ts.new'), file);
+      }],
+      ['sed -i', async () => {
+        const sed = spawnSync('sed', ['-i', `s/"x-edited", "${current}"/"x-edited", "sed"/`, file]);
+        assert.is(sed.status, 0, String(sed.stderr));
+      }],
+      ['delete, then create', async (text) => {
+        await unlink(file);
+        await sleep(150);
+        await writeFile(file, text);
+      }],
+      ["vim's backup dance (4913, rename to name~, write anew, delete name~)", async (text) => {
+        await writeFile(path.join(dirOf, '4913'), '');
+        await unlink(path.join(dirOf, '4913'));
+        await rename(file, `${file}~`);
+        await writeFile(file, text);
+        await unlink(`${file}~`);
+      }],
+      ['in place again, after all the renames', (text) => writeFile(file, text)],
+    ];
+    for (const [how, save] of saves) {
+      const next = how === 'sed -i' ? 'sed' : `v${saves.findIndex(([h]) => h === how)}`;
+      const text = (await readFile(file, 'utf8')).replace(`"x-edited", "${current}"`, `"x-edited", "${next}"`);
+      const before = dev.output().length;
+      await save(text);
+      await dev.waitFor(/assembly\/index\.ts changed: building/, before, `${how}: the build started`);
+      await servesEdited(next, how, dev.output);
+      await dev.waitFor(/swapped default\/add-header/, before, `${how}: the build ended with a swap`);
+      current = next;
+    }
+
+    // A broken save: the error is printed, the proxy keeps the last good module, the next save works.
+    let before = dev.output().length;
+    const good = await readFile(file, 'utf8');
+    await writeFile(file, good.replace('const ROOT_ID = "add_header";', 'const ROOT_ID: i32 = "add_header";'));
+    await dev.waitFor(/build failed, the proxy keeps the last good module/, before, 'a failed build is reported');
+    assert.match(dev.output().slice(before), /index\.ts:\d+:\d+/, 'with the file and line');
+    assert.is((await responseHeaders())['x-edited'], current);
+    before = dev.output().length;
+    await writeFile(file, good.replace(`"x-edited", "${current}"`, '"x-edited", "saved"'));
+    await servesEdited('saved', 'the save after a failed build', dev.output);
+    // Debounced: a burst of saves is one build.
+    before = dev.output().length;
+    for (let i = 0; i < 5; i++) await writeFile(file, good.replace(`"x-edited", "${current}"`, `"x-edited", "burst"`));
+    await servesEdited('burst', 'a burst of saves', dev.output);
+    await sleep(500);
+    assert.is(dev.output().slice(before).match(/changed: building/g)?.length, 1, `one build for the burst:\n${dev.output().slice(before)}`);
+    if (process.env.WASMESH_TEST_VERBOSE) process.stderr.write(dev.output());
+    await writeFile(file, good.replace(`"x-edited", "${current}"`, '"x-edited", "saved"'));
+    await servesEdited('saved', 'the last save', dev.output);
   } finally {
-    child.kill('SIGINT');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
+    await dev.stop();
   }
 });
 

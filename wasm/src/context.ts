@@ -101,6 +101,8 @@ export class RootContext extends Context {
   /** on_done returned 0: waiting for proxy_done. */
   pendingDone = false;
   tickTimer: NodeJS.Timeout | undefined;
+  /** The period the module set with proxy_set_tick_period_milliseconds (0: no ticks). */
+  tickPeriodMs = 0;
 
   constructor(id: number, vmConfiguration: Uint8Array, pluginConfiguration: Uint8Array) {
     super(id);

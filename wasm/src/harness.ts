@@ -1,20 +1,23 @@
 // Run requests through a filter without a proxy: the engine behind `wasmesh filter run`, and a test
 // harness filter authors use with uvu. Everything is real: the module runs in the same runtime the
-// proxy uses; only the network is replaced by what the caller describes.
+// proxy uses; only the network is replaced by what the caller describes (canned callout answers),
+// and time by what the test steps (tick(), with manualTicks).
 import { readFile } from 'node:fs/promises';
-import { LOG_LEVEL_NAMES, WasmResult, type LogLevel } from './abi/constants.ts';
-import type { FailStrategy, ForeignFunction, HeaderList, HttpCallRequest, HttpCallResponse, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
-import type { HttpStream } from './http-stream.ts';
+import { LOG_LEVEL_NAMES, type LogLevel } from './abi/constants.ts';
+import { CannedCallouts, bodyBytes, headersToObject, type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput } from './harness-callouts.ts';
+import type { FailStrategy, ForeignFunction, HeaderList, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
+import type { HttpStream, StreamCallback, StreamObserver } from './http-stream.ts';
+import { isGrpcRequest, isTrailersOnly, localResponseHeaders } from './local-reply.ts';
 import { MetricsRegistry, type MetricSnapshot } from './metrics/registry.ts';
 import { compileModule } from './module.ts';
-import { headerGet, toHeaderList } from './pairs.ts';
+import { toHeaderList } from './pairs.ts';
 import { Plugin } from './plugin.ts';
 import type { PluginConfig } from './plugin-settings.ts';
 import { SharedDataStore } from './shared-data.ts';
 import { SharedQueueRegistry } from './shared-queue.ts';
 
-export type HeadersInput = Record<string, string | string[]> | Array<[string, string]>;
-export type HeadersOutput = Record<string, string | string[]>;
+export type { CalloutAnswer, CalloutRecord, GrpcCalloutAnswer, GrpcCalloutRecord, HeadersInput, HeadersOutput } from './harness-callouts.ts';
+export { headersToObject } from './harness-callouts.ts';
 
 export interface MessageInput {
   headers: HeadersInput;
@@ -26,23 +29,6 @@ export interface MessageOutput {
   headers: HeadersOutput;
   body: string;
   trailers?: HeadersOutput;
-}
-
-/** A canned answer to an HTTP callout, by cluster name. `fail: true` makes the call fail (reset). */
-export interface CalloutAnswer {
-  status?: number;
-  headers?: HeadersInput;
-  body?: string;
-  trailers?: HeadersInput;
-  fail?: boolean;
-}
-
-export interface CalloutRecord {
-  upstream: string;
-  headers: HeadersOutput;
-  body: string;
-  timeoutMs: number;
-  response: MessageOutput | null;
 }
 
 export interface HarnessOptions {
@@ -62,6 +48,24 @@ export interface HarnessOptions {
   startupCpuBudget?: number;
   /** Answers to HTTP callouts by cluster; a cluster not listed is unknown (the call gets BadArgument). */
   calloutResponses?: Record<string, CalloutAnswer>;
+  /**
+   * Answers to unary gRPC callouts by "cluster/service/method", "cluster/service" or "cluster" (the
+   * most specific wins); a cluster not listed is unknown (the call gets ParseFailure).
+   */
+  grpcCalloutResponses?: Record<string, GrpcCalloutAnswer>;
+  /**
+   * on_tick runs only when the test calls tick(), never from a wall-clock timer, so a test steps
+   * time as it likes. Default false: ticks follow the period the module set, as in a proxy.
+   */
+  manualTicks?: boolean;
+  /**
+   * Shared data and queues (proxy_set_shared_data, proxy_register_shared_queue, ...) to use instead
+   * of this harness's own: pass another harness's `sharedData` and `sharedQueues` (and the same
+   * vmId: both are scoped by it) and the two plugins see each other's data as two plugins of one
+   * proxy do.
+   */
+  sharedData?: SharedDataStore;
+  sharedQueues?: SharedQueueRegistry;
   /** Extra properties by dotted path ("source.principal") or NUL-joined path. */
   properties?: Record<string, PropertyValue>;
   /** Connection facts for every stream (source address, mTLS peer, ...). */
@@ -90,25 +94,29 @@ export interface RunResult {
   reset?: string;
   /** The stream was still paused when the timeout passed. */
   stalled?: 'request' | 'response';
+  /** What the module logged while the stream ran, on_log, on_done and on_delete included. */
   logs: Array<{ level: string; message: string }>;
   callouts: CalloutRecord[];
+  grpcCallouts: GrpcCalloutRecord[];
+  /** What each stream callback returned, in the order they ran (calls that trapped are left out). */
+  actions: CallbackAction[];
 }
 
-export function headersToObject(list: HeaderList): HeadersOutput {
-  const out: HeadersOutput = {};
-  for (let i = 0; i < list.length; i += 2) {
-    const k = list[i];
-    const prev = out[k];
-    if (prev === undefined) out[k] = list[i + 1];
-    else if (Array.isArray(prev)) prev.push(list[i + 1]);
-    else out[k] = [prev, list[i + 1]];
-  }
-  return out;
+export interface CallbackAction {
+  callback: StreamCallback;
+  /** The ABI's Action: Continue (0) lets the headers, body or trailers through; Pause holds them. */
+  action: 'Continue' | 'Pause';
+  /** The value returned (the SDK's FilterHeadersStatusValues, FilterDataStatusValues, ...). */
+  value: number;
 }
 
-function bodyBytes(body: string | Uint8Array | undefined): Buffer {
-  if (body === undefined) return Buffer.alloc(0);
-  return typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body);
+/** What tick() ran and what it caused. */
+export interface TickResult {
+  /** on_tick calls made (fewer than asked if the VM failed). */
+  ticks: number;
+  logs: Array<{ level: string; message: string }>;
+  callouts: CalloutRecord[];
+  grpcCallouts: GrpcCalloutRecord[];
 }
 
 class RecordingSink implements HttpStreamSink {
@@ -116,6 +124,10 @@ class RecordingSink implements HttpStreamSink {
   response?: { headers: HeaderList; body: Buffer[]; trailers?: HeaderList; ended: boolean };
   local?: LocalResponse;
   resetReason?: string;
+  readonly actions: CallbackAction[] = [];
+  readonly observer: StreamObserver = {
+    callbackReturned: (callback, value) => this.actions.push({ callback, action: value === 0 ? 'Continue' : 'Pause', value }),
+  };
 
   requestHeaders(headers: HeaderList, endOfStream: boolean): void {
     this.request = { headers: [...headers], body: [], ended: endOfStream };
@@ -158,15 +170,25 @@ export class FilterHarness {
   readonly metrics: MetricsRegistry;
   readonly logs: Array<{ level: string; message: string }>;
   readonly callouts: CalloutRecord[];
+  readonly grpcCallouts: GrpcCalloutRecord[];
+  /** The stores this plugin's shared data and queues live in: pass them to another harness to share. */
+  readonly sharedData: SharedDataStore;
+  readonly sharedQueues: SharedQueueRegistry;
+  readonly #canned: CannedCallouts;
   readonly #timeoutMs: number;
-  #pendingCallouts = 0;
+  readonly #streamInfo: StreamInfo | undefined;
 
-  private constructor(plugin: Plugin, metrics: MetricsRegistry, logs: FilterHarness['logs'], callouts: CalloutRecord[], timeoutMs: number) {
+  private constructor(plugin: Plugin, metrics: MetricsRegistry, logs: FilterHarness['logs'], canned: CannedCallouts, options: HarnessOptions, stores: { sharedData: SharedDataStore; sharedQueues: SharedQueueRegistry }) {
     this.plugin = plugin;
     this.metrics = metrics;
     this.logs = logs;
-    this.callouts = callouts;
-    this.#timeoutMs = timeoutMs;
+    this.callouts = canned.http;
+    this.grpcCallouts = canned.grpc;
+    this.sharedData = stores.sharedData;
+    this.sharedQueues = stores.sharedQueues;
+    this.#canned = canned;
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#streamInfo = options.streamInfo;
   }
 
   /** Loads a module (a path or bytes) and starts the plugin. Throws WasmeshWasmError naming what is wrong. */
@@ -176,29 +198,11 @@ export class FilterHarness {
     const compiled = await compileModule(bytes, { name: typeof module === 'string' ? module : name, memoryLimitBytes: options.memoryLimitBytes });
     const metrics = new MetricsRegistry();
     const logs: FilterHarness['logs'] = [];
-    const callouts: CalloutRecord[] = [];
-    const answers = options.calloutResponses ?? {};
+    const canned = new CannedCallouts(options.calloutResponses, options.grpcCalloutResponses);
     const props = new Map<string, PropertyValue>();
     for (const [k, v] of Object.entries(options.properties ?? {})) props.set(k.includes('\0') ? k : k.split('.').join('\0'), v);
-    let harness: FilterHarness | undefined;
-    const httpCall = (req: HttpCallRequest): Promise<HttpCallResponse | null> | WasmResult => {
-      const answer = answers[req.upstream];
-      if (!answer) return WasmResult.BadArgument;
-      const record: CalloutRecord = { upstream: req.upstream, headers: headersToObject(req.headers), body: Buffer.from(req.body).toString('utf8'), timeoutMs: req.timeoutMs, response: null };
-      callouts.push(record);
-      if (harness) harness.#pendingCallouts++;
-      return new Promise((resolve) => {
-        setImmediate(() => {
-          if (harness) harness.#pendingCallouts--;
-          if (answer.fail) return resolve(null);
-          const headers = toHeaderList(answer.headers);
-          if (headerGet(headers, ':status') === undefined) headers.unshift(':status', String(answer.status ?? 200));
-          const response = { headers, body: bodyBytes(answer.body), trailers: toHeaderList(answer.trailers) };
-          record.response = { headers: headersToObject(headers), body: answer.body ?? '' };
-          resolve(response);
-        });
-      });
-    };
+    // Each harness is its own proxy unless given another's stores.
+    const stores = { sharedData: options.sharedData ?? new SharedDataStore(), sharedQueues: options.sharedQueues ?? new SharedQueueRegistry() };
     const plugin = await Plugin.load(
       compiled,
       {
@@ -218,67 +222,78 @@ export class FilterHarness {
         log: (level: LogLevel, message: string) => {
           logs.push({ level: LOG_LEVEL_NAMES[level], message });
         },
-        httpCall,
+        httpCall: canned.httpCall,
+        grpcCall: canned.grpcCall,
         getProperty: (path) => props.get(path.join('\0')),
         metrics,
-        // Each harness is its own proxy: no data shared with other harnesses in the same process.
-        sharedData: new SharedDataStore(),
-        sharedQueues: new SharedQueueRegistry(),
+        ...stores,
+        manualTicks: options.manualTicks === true,
         foreignFunctions: options.foreignFunctions,
       },
     );
-    harness = new FilterHarness(plugin, metrics, logs, callouts, options.timeoutMs ?? 5000);
-    harness.#streamInfo = options.streamInfo;
-    return harness;
+    return new FilterHarness(plugin, metrics, logs, canned, options, stores);
   }
 
-  #streamInfo: StreamInfo | undefined;
-
-  /** Runs one request (and, if given, its response) through the filter. */
+  /** Runs one request (and, if given, its response) through the filter; the stream ends (on_log, on_done, on_delete) before it returns. */
   async run(input: RunInput): Promise<RunResult> {
     const sink = new RecordingSink();
     const logStart = this.logs.length;
     const calloutStart = this.callouts.length;
+    const grpcStart = this.grpcCallouts.length;
     const stream = this.plugin.createHttpStream(sink, input.streamInfo ?? this.#streamInfo);
+    stream.observer = sink.observer;
+    let result: RunResult;
     try {
-      await this.#send(stream, input.request, true, sink);
-      let stalled: RunResult['stalled'];
-      const requestDone = () => sink.local !== undefined || sink.resetReason !== undefined || sink.request?.ended === true;
-      if (!(await this.#settle(requestDone))) stalled = 'request';
-      // A reply from here on came while the upstream's response passed (even synchronously, in its headers callback).
-      const requestLocal = sink.local;
-      if (sink.local && !stream.vmFailed) {
-        // As in Envoy, a filter's local reply runs through the response path of the same stream.
-        const l = sink.local;
-        await this.#send(stream, { headers: [[':status', String(l.status)], ...pairs(l.headers)], body: l.body }, false, sink);
-      } else if (sink.local) {
-        sink.responseHeaders([':status', String(sink.local.status), ...sink.local.headers], sink.local.body.length === 0);
-        if (sink.local.body.length > 0) sink.responseData(sink.local.body, true);
-      } else if (input.response && !stalled && !sink.resetReason) {
-        await this.#send(stream, input.response, false, sink);
-      }
-      // A filter may also answer while the upstream's response passes: its reply replaces that response.
-      const answeredOnResponse = () => sink.local !== undefined && sink.local !== requestLocal;
-      const responseDone = () => sink.resetReason !== undefined || sink.response?.ended === true || answeredOnResponse();
-      if (!stalled && (input.response || sink.local) && !(await this.#settle(responseDone))) stalled = 'response';
-      if (answeredOnResponse()) {
-        const l = sink.local!;
-        sink.response = { headers: [':status', String(l.status), ...l.headers], body: [Buffer.from(l.body)], ended: true };
-      }
-      const result: RunResult = { logs: this.logs.slice(logStart), callouts: this.callouts.slice(calloutStart) };
-      if (sink.request) result.request = toMessageOutput(sink.request);
-      if (sink.local) {
-        const l = sink.local;
-        result.localResponse = { status: l.status, details: l.details, headers: headersToObject(l.headers), body: Buffer.from(l.body).toString('utf8') };
-        if (l.grpcStatus >= 0) result.localResponse.grpcStatus = l.grpcStatus;
-      }
-      if (sink.response) result.response = toMessageOutput(sink.response);
-      if (sink.resetReason) result.reset = sink.resetReason;
-      if (stalled) result.stalled = stalled;
-      return result;
+      result = await this.#exchange(stream, sink, input);
     } finally {
       stream.finish();
     }
+    result.logs = this.logs.slice(logStart);
+    result.callouts = this.callouts.slice(calloutStart);
+    result.grpcCallouts = this.grpcCallouts.slice(grpcStart);
+    return result;
+  }
+
+  async #exchange(stream: HttpStream, sink: RecordingSink, input: RunInput): Promise<RunResult> {
+    await this.#send(stream, input.request, true, sink);
+    let stalled: RunResult['stalled'];
+    const requestDone = () => sink.local !== undefined || sink.resetReason !== undefined || sink.request?.ended === true;
+    if (!(await this.#settle(requestDone))) stalled = 'request';
+    // Whether the client speaks gRPC decides the form of a local reply (wasm/src/local-reply.ts).
+    const grpc = isGrpcRequest(stream.request.headers);
+    // A reply from here on came while the upstream's response passed (even synchronously, in its headers callback).
+    const requestLocal = sink.local;
+    if (sink.local && !stream.vmFailed) {
+      // As in Envoy, a filter's local reply runs through the response path of the same stream.
+      const l = sink.local;
+      await this.#send(stream, { headers: pairs(localResponseHeaders(l, grpc)), body: isTrailersOnly(l, grpc) ? undefined : l.body }, false, sink);
+    } else if (sink.local) {
+      const l = sink.local;
+      const trailersOnly = isTrailersOnly(l, grpc) || l.body.length === 0;
+      sink.responseHeaders(localResponseHeaders(l, grpc), trailersOnly);
+      if (!trailersOnly) sink.responseData(l.body, true);
+    } else if (input.response && !stalled && !sink.resetReason) {
+      await this.#send(stream, input.response, false, sink);
+    }
+    // A filter may also answer while the upstream's response passes: its reply replaces that response.
+    const answeredOnResponse = () => sink.local !== undefined && sink.local !== requestLocal;
+    const responseDone = () => sink.resetReason !== undefined || sink.response?.ended === true || answeredOnResponse();
+    if (!stalled && (input.response || sink.local) && !(await this.#settle(responseDone))) stalled = 'response';
+    if (answeredOnResponse()) {
+      const l = sink.local!;
+      sink.response = { headers: localResponseHeaders(l, grpc), body: isTrailersOnly(l, grpc) ? [] : [Buffer.from(l.body)], ended: true };
+    }
+    const result: RunResult = { logs: [], callouts: [], grpcCallouts: [], actions: sink.actions };
+    if (sink.request) result.request = toMessageOutput(sink.request);
+    if (sink.local) {
+      const l = sink.local;
+      result.localResponse = { status: l.status, details: l.details, headers: headersToObject(l.headers), body: Buffer.from(l.body).toString('utf8') };
+      if (l.grpcStatus >= 0) result.localResponse.grpcStatus = l.grpcStatus;
+    }
+    if (sink.response) result.response = toMessageOutput(sink.response);
+    if (sink.resetReason) result.reset = sink.resetReason;
+    if (stalled) result.stalled = stalled;
+    return result;
   }
 
   async #send(stream: HttpStream, m: MessageInput, isRequest: boolean, sink: RecordingSink): Promise<void> {
@@ -298,16 +313,48 @@ export class FilterHarness {
     }
   }
 
+  /**
+   * Runs on_tick `count` times in a row (the root context's timer, stepped by hand: with
+   * `manualTicks` nothing else runs it), then waits for the callouts those ticks started to be
+   * answered. Throws when the module set no tick period: a proxy would never call its on_tick.
+   */
+  async tick(count = 1): Promise<TickResult> {
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`tick(count): count must be a whole number of at least 1, got ${String(count)}`);
+    const vm = this.plugin.vm;
+    if (vm.root.tickPeriodMs === 0) {
+      throw new Error(`tick(): the filter set no tick period (proxy_set_tick_period_milliseconds / set_tick_period_milliseconds), so a proxy would never call its on_tick`);
+    }
+    const logStart = this.logs.length;
+    const calloutStart = this.callouts.length;
+    const grpcStart = this.grpcCallouts.length;
+    let ticks = 0;
+    while (ticks < count && vm.runTick(vm.root)) ticks++;
+    await this.settle();
+    return { ticks, logs: this.logs.slice(logStart), callouts: this.callouts.slice(calloutStart), grpcCallouts: this.grpcCallouts.slice(grpcStart) };
+  }
+
+  /**
+   * Lets what the host delivers later run: callout answers and shared-queue notifications
+   * (on_queue_ready). Resolves once no callout is waiting (or the harness timeout passed).
+   */
+  async settle(): Promise<void> {
+    // Queue notifications and callout answers are delivered on later turns of the event loop.
+    await new Promise((r) => setImmediate(r));
+    await this.#settle(() => this.#canned.pending === 0);
+    await new Promise((r) => setImmediate(r));
+  }
+
   /** Lets callouts, ticks and deferred work run until `done()` or the timeout. */
   async #settle(done: () => boolean): Promise<boolean> {
     const deadline = Date.now() + this.#timeoutMs;
     while (!done()) {
       if (Date.now() > deadline) return false;
-      await new Promise((r) => (this.#pendingCallouts > 0 ? setImmediate(r) : setTimeout(r, 1)));
+      await new Promise((r) => (this.#canned.pending > 0 ? setImmediate(r) : setTimeout(r, 1)));
     }
     return true;
   }
 
+  /** The module's own metrics (the runtime's wasmesh_* are left out): name, labels, type, value. */
   metricsSnapshot(): MetricSnapshot[] {
     return this.metrics.snapshot().filter((m) => !m.name.startsWith('wasmesh_'));
   }

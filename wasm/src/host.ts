@@ -86,6 +86,11 @@ export interface PluginHost {
    * The proxy passes the limits its listeners apply to clients.
    */
   outputLimits?: Partial<OutputLimits>;
+  /**
+   * Tests: the timer a module sets (proxy_set_tick_period_milliseconds) is not started, and on_tick
+   * runs only when the embedder calls Vm.runTick (FilterHarness.tick steps it).
+   */
+  manualTicks?: boolean;
   /** Shared data and queues live as long as the host's stores; pass the same stores to keep them across VM swaps. */
   sharedData?: SharedDataStore;
   sharedQueues?: SharedQueueRegistry;

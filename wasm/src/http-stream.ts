@@ -4,6 +4,7 @@ import { BufferType, GrpcStatus, MapType, StreamType, WasmResult } from './abi/c
 import { Context, type BufferSlot, type OutputKind, type RootContext } from './context.ts';
 import { Latin1Text, type HeaderList, type HttpStreamSink, type LocalResponse, type PropertyValue, type StreamInfo } from './host.ts';
 import { headerGet } from './pairs.ts';
+import { isGrpcRequest } from './local-reply.ts';
 import { realtimeNs } from './imports/proxy-general.ts';
 import { CALL_FAILED, type GuestExports, type Vm } from './vm.ts';
 
@@ -24,6 +25,20 @@ const enum Phase {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The stream callbacks whose return value (the ABI's Action: 0 Continue, else Pause) an observer is told. */
+export type StreamCallback =
+  | 'on_request_headers'
+  | 'on_request_body'
+  | 'on_request_trailers'
+  | 'on_response_headers'
+  | 'on_response_body'
+  | 'on_response_trailers';
+
+/** Told what each stream callback returned (the test harness reports it); not told about calls that trapped. */
+export interface StreamObserver {
+  callbackReturned(callback: StreamCallback, value: number): void;
+}
 
 /** The state of one direction. Held per stream, reused for its life: no per-chunk objects. */
 class Direction implements BufferSlot {
@@ -79,6 +94,8 @@ export class HttpStream extends Context {
   /** The VM failed and the plugin fails open: everything passes through untouched. */
   bypass = false;
   finished = false;
+  /** Tests: told each callback's return value. Undefined in a proxy (one comparison per callback). */
+  observer: StreamObserver | undefined = undefined;
   #onFinish: ((stream: HttpStream) => void) | undefined;
   #guest: GuestExports;
   #maxBuffered: number;
@@ -249,6 +266,7 @@ export class HttpStream extends Context {
     if (this.bypass) return this.#forwardHeaders(dir);
     const fn = dir.isRequest ? this.#guest.onRequestHeaders : this.#guest.onResponseHeaders;
     const result = fn ? this.vm.call(fn, this, this.id, headers.length >>> 1, endOfStream ? 1 : 0) : 0;
+    if (fn && this.observer !== undefined && !this.vm.failed) this.observer.callbackReturned(dir.isRequest ? 'on_request_headers' : 'on_response_headers', result);
     if (this.#afterCall()) return;
     this.vm.servedStream = true;
     if (result === 0 && !this.#stopped(dir)) this.#forwardHeaders(dir);
@@ -285,6 +303,7 @@ export class HttpStream extends Context {
     dir.lastBodyCall = endOfStream;
     const result = fn ? this.vm.call(fn, this, this.id, dir.body.length, endOfStream ? 1 : 0) : 0;
     dir.lastBodyCall = false;
+    if (fn && this.observer !== undefined && !this.vm.failed) this.observer.callbackReturned(dir.isRequest ? 'on_request_body' : 'on_response_body', result);
     // Trailers the filter added in the last body callback go out after the body (which then does not end the stream).
     if (endOfStream && dir.trailers !== undefined && dir.trailers.length === 0) dir.trailers = undefined;
     const addedTrailers = endOfStream && dir.trailers !== undefined;
@@ -308,6 +327,7 @@ export class HttpStream extends Context {
     const fn = dir.isRequest ? this.#guest.onRequestTrailers : this.#guest.onResponseTrailers;
     const trailers = dir.trailers!;
     const result = fn ? this.vm.call(fn, this, this.id, trailers.length >>> 1) : 0;
+    if (fn && this.observer !== undefined && !this.vm.failed) this.observer.callbackReturned(dir.isRequest ? 'on_request_trailers' : 'on_response_trailers', result);
     if (this.#afterCall()) return;
     if (this.#stopped(dir)) return;
     if (result === 0 && dir.phase !== Phase.BodyStopped) {
@@ -444,7 +464,7 @@ export class HttpStream extends Context {
     if (this.closed || (this.answered && what !== 'local_reply')) return;
     if (this.response.phase <= Phase.HeadersPaused) {
       this.answered = true;
-      const grpc = (headerGet(this.request.headers ?? [], 'content-type') ?? '').startsWith('application/grpc');
+      const grpc = isGrpcRequest(this.request.headers);
       this.#answer(localReply(500, details, grpc ? 'filter output too large' : 'filter output too large\n', grpc ? GrpcStatus.Internal : -1));
     } else {
       this.closed = true;
@@ -500,7 +520,7 @@ export class HttpStream extends Context {
     if (this.response.phase <= Phase.HeadersPaused) {
       this.answered = true;
       this.response.phase = Phase.Done;
-      const grpc = (headerGet(this.request.headers ?? [], 'content-type') ?? '').startsWith('application/grpc');
+      const grpc = isGrpcRequest(this.request.headers);
       this.#answer(localReply(503, 'wasm_fail_stream', '', grpc ? GrpcStatus.Unavailable : -1));
     } else {
       this.closed = true;

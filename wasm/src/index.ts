@@ -7,12 +7,17 @@ export { Latin1Text } from './host.ts';
 export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type CompileOptions } from './module.ts';
 export { Plugin, type PluginState } from './plugin.ts';
 export { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
-export { HttpStream, localReply } from './http-stream.ts';
+export { HttpStream, localReply, type StreamCallback, type StreamObserver } from './http-stream.ts';
+export { isGrpcRequest, isTrailersOnly, localResponseHeaders } from './local-reply.ts';
 export { MetricsRegistry, type Metric, type MetricSnapshot } from './metrics/registry.ts';
 export { SharedDataStore } from './shared-data.ts';
 export { SharedQueueRegistry } from './shared-queue.ts';
 export { encodePairs, decodePairs, toHeaderList, headerGet, headerSet, headerRemove } from './pairs.ts';
 export { providedImports } from './imports/index.ts';
 export { meterModule, MeteringError, FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
-export { FilterHarness, headersToObject, type HarnessOptions, type RunInput, type RunResult, type CalloutAnswer } from './harness.ts';
+export {
+  FilterHarness, headersToObject,
+  type HarnessOptions, type RunInput, type RunResult, type CallbackAction, type TickResult, type MessageInput, type MessageOutput,
+  type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput,
+} from './harness.ts';
 export * as limits from './limits.ts';

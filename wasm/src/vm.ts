@@ -446,14 +446,20 @@ export class Vm {
   setTickPeriod(root: RootContext, periodMs: number): void {
     if (root.tickTimer) clearInterval(root.tickTimer);
     root.tickTimer = undefined;
-    const onTick = this.guest.onTick;
-    if (periodMs === 0 || !onTick) return;
-    root.tickTimer = setInterval(() => {
-      if (this.failed || root.deleted) return;
-      this.call(onTick, root, root.id);
-    }, periodMs);
+    root.tickPeriodMs = periodMs;
+    // With manual ticks (a test harness stepping time) on_tick runs only through runTick.
+    if (periodMs === 0 || !this.guest.onTick || this.settings.host.manualTicks) return;
+    root.tickTimer = setInterval(() => this.runTick(root), periodMs);
     // Ticks never keep a process alive on their own: the embedder's servers do.
     root.tickTimer.unref();
+  }
+
+  /** One on_tick of `root`; false when it cannot run (no callback, VM failed, root gone). */
+  runTick(root: RootContext): boolean {
+    const onTick = this.guest.onTick;
+    if (!onTick || this.failed || root.deleted) return false;
+    this.call(onTick, root, root.id);
+    return true;
   }
 
   /** proxy_done was called: finish what on_done started. */

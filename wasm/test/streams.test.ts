@@ -384,8 +384,11 @@ test('harness: a local response runs through the response path and is what the c
     assert.equal(result.localResponse, { status: 403, details: 'access_denied_by__policy_', headers: { 'x-reason': 'policy' }, body: 'denied', grpcStatus: 7 });
     assert.is(result.response?.headers[':status'], '403');
     assert.is(result.response?.body, 'denied');
+    // A plain HTTP request: the gRPC status the filter gave is left out, the text body gets a content-type.
+    assert.is(result.response?.headers['content-type'], 'text/plain');
+    assert.is(result.response?.headers['grpc-status'], undefined);
     assert.is(result.stalled, undefined);
-    assert.ok(pluginEvents(harness.plugin).includes('response_headers(2,2,0)'), 'on_response_headers saw the local reply');
+    assert.ok(pluginEvents(harness.plugin).includes('response_headers(2,3,0)'), 'on_response_headers saw the local reply');
   } finally {
     await harness.close();
   }

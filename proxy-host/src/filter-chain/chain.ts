@@ -6,7 +6,7 @@
 // filters' HttpStreams, once, when the stream is created. Nothing is allocated per chunk and no
 // closure is made per request; a local reply (rare) builds its response headers. With no filter at
 // all the caller skips the chain entirely (FilterChain.isEmpty).
-import type { HeaderList, HttpStream, HttpStreamSink, LocalResponse, Plugin, StreamInfo } from '../../../wasm/src/index.ts';
+import { isGrpcRequest, isTrailersOnly, localResponseHeaders, type HeaderList, type HttpStream, type HttpStreamSink, type LocalResponse, type Plugin, type StreamInfo } from '../../../wasm/src/index.ts';
 import { hashString } from '../stable-hash.ts';
 
 /**
@@ -19,9 +19,11 @@ import { hashString } from '../stable-hash.ts';
  *   through; write it to the client. Headers come at most once, and nothing follows end of stream.
  *   A local reply arrives here too, exactly like an upstream response, after it has run through the
  *   response path of the filters that saw the request (they may rewrite it, as in Envoy): `:status`,
- *   the reply's headers, then its body. A reply with a gRPC status is sent as a gRPC trailers-only
- *   response: `grpc-status`, `content-type: application/grpc` unless set, the body moved to
- *   `grpc-message`, end of stream on the headers.
+ *   the reply's headers, then its body. As in Envoy, a reply with a gRPC status to a gRPC request
+ *   (content-type application/grpc...) is sent as a gRPC trailers-only response: `grpc-status`,
+ *   `content-type: application/grpc` unless set, the body moved to `grpc-message`, end of stream on
+ *   the headers; any other request gets an HTTP reply with the body, `content-type: text/plain`
+ *   when the body is not empty and the filter set none (wasm/src/local-reply.ts).
  * - `localResponse(r)`: a notification, not the reply itself. Called the moment a filter (or the
  *   runtime, for a failed VM or an oversized body) answers, before the reply's headers come through
  *   `responseHeaders` (a filter on the response path may pause them). On it the connection manager
@@ -298,8 +300,10 @@ export class ChainStream {
     }
     this.#local = response;
     this.#terminal.localResponse(response);
-    const headers = localResponseHeaders(response);
-    const endOfStream = response.body.length === 0 || response.grpcStatus >= 0;
+    // The request as the first filter received it decides whether the client speaks gRPC.
+    const grpc = isGrpcRequest(this.#head?.stream.request.headers);
+    const headers = localResponseHeaders(response, grpc);
+    const endOfStream = response.body.length === 0 || isTrailersOnly(response, grpc);
     let at: ChainLink | undefined = from;
     while (at !== undefined && (at.stream.vmFailed || at.stream.response.headers !== undefined)) at = at.prev;
     if (at !== undefined) {
@@ -393,49 +397,8 @@ export class ChainLink implements HttpStreamSink {
   }
 }
 
-/**
- * The reply as response headers: `:status` and the reply's own headers. A reply with a gRPC status (a
- * filter gave one, or the runtime's 503 for a gRPC request) is a gRPC trailers-only response, as Envoy
- * sends it: `grpc-status`, `content-type: application/grpc` unless the reply set one, and the body (not
- * a gRPC message) moved into `grpc-message`; the headers then end the stream.
- */
-function localResponseHeaders(r: LocalResponse): HeaderList {
-  const headers: HeaderList = [':status', String(r.status)];
-  let hasGrpcStatus = false;
-  let hasContentType = false;
-  const own = r.headers;
-  for (let i = 0; i < own.length; i += 2) {
-    const name = own[i];
-    if (name === ':status') continue;
-    if (name === 'grpc-status') hasGrpcStatus = true;
-    else if (name === 'content-type') hasContentType = true;
-    headers.push(name, own[i + 1]);
-  }
-  if (r.grpcStatus >= 0) {
-    if (!hasContentType) headers.push('content-type', 'application/grpc');
-    if (!hasGrpcStatus) headers.push('grpc-status', String(r.grpcStatus));
-    if (r.body.length > 0 && headerIndex(headers, 'grpc-message') < 0) headers.push('grpc-message', grpcPercentEncode(r.body));
-  }
-  return headers;
-}
-
 /** The numeric `:status` of response headers (first pair in practice), 0 when absent. */
 function statusOf(headers: HeaderList): number {
   for (let i = 0; i < headers.length; i += 2) if (headers[i] === ':status') return Number(headers[i + 1]) | 0;
   return 0;
-}
-
-function headerIndex(list: HeaderList, name: string): number {
-  for (let i = 0; i < list.length; i += 2) if (list[i] === name) return i;
-  return -1;
-}
-
-/** gRPC's Percent-Encoded form of a status message: bytes outside 0x20..0x7E, and '%', as %XX. */
-function grpcPercentEncode(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i++) {
-    const b = bytes[i];
-    out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
 }
