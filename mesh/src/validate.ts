@@ -30,6 +30,7 @@ import {
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
+import { translationProblems } from './translate/resource-problems.ts';
 
 export type { ConfigError } from './documents.ts';
 
@@ -85,7 +86,8 @@ export type ValidationMode = 'standalone' | 'managed';
 export interface ValidateOptions {
   /**
    * standalone (default): a proxy configured from files; WasmPlugin urls must be file://.
-   * managed: configured by the orchestrator; orchestrator digests (digest:sha256:<hex>) are allowed too.
+   * managed: configured by the orchestrator; WasmPlugin urls must name uploaded modules
+   * (module://<name>@<version>, digest:sha256:<hex>), which is all a managed proxy can load.
    */
   readonly mode?: ValidationMode;
 }
@@ -150,6 +152,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
+    // What passes the schema but the filters cannot evaluate (translation would refuse it).
+    for (const p of translationProblems(value)) report(p.path, p.message);
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
@@ -515,9 +519,17 @@ function checkModuleUrl(url: string, sha256: string | undefined, at: string, sha
   const supported =
     mode === 'standalone'
       ? 'only file:// urls (and, with an orchestrator, digests of uploaded modules) are supported'
-      : 'only file:// urls and uploaded modules (digest:sha256:<hex> or module://<name>@<version>, uploaded with `wasmesh filter deploy`) are supported';
+      : 'only uploaded modules (module://<name>@<version> or digest:sha256:<hex>, uploaded with `wasmesh filter deploy`) are supported';
   if (url.startsWith('file://')) {
     if (url.length === 'file://'.length) report(at, 'file:// url has no path');
+    // A managed proxy loads modules from the orchestrator only; the orchestrator serves what it owns
+    // (uploads, the built-in filters), never a file a user names on its disk.
+    else if (mode === 'managed') {
+      report(
+        at,
+        'file:// modules cannot be served to managed proxies (they load modules from the orchestrator only): upload the module instead (`wasmesh filter deploy <module.wasm> --name NAME --version VERSION`) and use url module://NAME@VERSION',
+      );
+    }
     return;
   }
   if (url.startsWith('module://')) {

@@ -245,7 +245,13 @@ test('proxy status: SYNCED, STALE and NACKED from what was sent, ACKed and NACKe
     latest: 'v2',
     lastPush: '2025-01-01T00:00:01.000Z',
     status: 'NACKED',
+    reason: 'the proxy refused v2: filter x failed; it runs v1',
   });
+  // A config the orchestrator cannot build is never SYNCED, whatever the proxy ACKed.
+  assert.is(syncStatus({ sent: { version: 'a' }, acked: 'a', latest: 'a', buildErrors: ['WasmPlugin default/x: cannot'] }), 'STALE');
+  const stale = normalizeProxyStatus({ workload: { name: 'web', namespace: 'default' }, sent: { version: 'v1', at: '' }, acked: 'v1', latest: 'v1', buildErrors: ['translation failed: boom'] });
+  assert.is(stale!.status, 'STALE');
+  assert.is(stale!.reason, "the orchestrator cannot build this proxy's latest config: translation failed: boom; it runs v1");
 });
 
 test('filter deploy: uploads the module and creates, keeps, then updates the WasmPlugin by digest', async () => {

@@ -13,7 +13,8 @@ urls and duplicate names. Prints "ok: N documents", or one line per error and ex
   -f, --filename <path>   a YAML or JSON file (several documents allowed), a directory of them,
                           or - for standard input; repeatable
   --mode <mode>           standalone (default: WasmPlugin urls must be file://) or managed
-                          (orchestrator digests allowed too)
+                          (what the orchestrator accepts: uploaded modules, module://NAME@VERSION
+                          or digest:sha256:HEX)
 `;
 
 export interface Output {
