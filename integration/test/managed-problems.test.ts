@@ -130,7 +130,7 @@ real('wasmesh apply refuses a file:// WasmPlugin, naming spec.url and saying to 
   const res = await r.cli('apply', '-f', 'plugin.yaml');
   assert.is(res.code, 1, show(res));
   assert.match(res.stderr, 'rejected, nothing was applied');
-  assert.match(res.stderr, /WasmPlugin default\/local-filter \(plugin\.yaml#1 line \d+\): spec\.url: file:\/\/ modules cannot be served to managed proxies/);
+  assert.match(res.stderr, /WasmPlugin default\/local-filter \(plugin\.yaml#1 line 7\): spec\.url: file:\/\/ modules cannot be served to managed proxies/);
   assert.match(res.stderr, 'upload the module instead (`wasmesh filter deploy <module.wasm> --name NAME --version VERSION`)');
   assert.is(await r.orch.store.get('WasmPlugin', 'default', 'local-filter'), undefined);
 });

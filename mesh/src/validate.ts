@@ -31,6 +31,7 @@ import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
 import { translationProblems } from './translate/resource-problems.ts';
+import { closest, didYouMean } from './suggest.ts';
 
 export type { ConfigError } from './documents.ts';
 
@@ -116,7 +117,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
       continue;
     }
     if (!isKind(value.kind)) {
-      report('/kind', `unsupported kind ${JSON.stringify(value.kind)}: supported kinds are ${KINDS.join(', ')}`);
+      const guess = typeof value.kind === 'string' ? closest(value.kind, KINDS) : undefined;
+      report('/kind', `unsupported kind ${JSON.stringify(value.kind)}: ${guess ? `did you mean ${JSON.stringify(guess)}? ` : ''}supported kinds are ${KINDS.join(', ')}`);
       continue;
     }
     const kind = value.kind;
@@ -161,11 +163,14 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
   return { ok: errors.length === 0, errors };
 }
 
-/** One line per error: `mesh.yaml#3 VirtualService default/reviews: spec.http[0].route[1].weight: <message>`. */
+/**
+ * One line per error: `mesh.yaml#3 line 17 VirtualService default/reviews: spec.http[0].route[1].weight: <message>`
+ * (the line of the field, when the document came from YAML text).
+ */
 export function formatErrors(errors: readonly ConfigError[]): string {
   return errors
     .map((e) => {
-      const where = e.source ? [formatSource(e.source), e.resource].filter(Boolean).join(' ') : e.document;
+      const where = e.source ? [formatSource(e.source), e.line !== undefined ? `line ${e.line}` : '', e.resource].filter(Boolean).join(' ') : e.document;
       return e.path === '' ? `${where}: ${e.message}` : `${where}: ${formatPath(e.path)}: ${e.message}`;
     })
     .join('\n');
@@ -193,7 +198,8 @@ function reporter(doc: ConfigDocument, errors: ConfigError[]): Report {
   const resource = resourceLabel(doc.value);
   const document = resource ? `${resource} (${formatSource(doc.source)})` : describeDocument(doc);
   return (path, message) => {
-    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}) });
+    const line = doc.lineOf?.(path);
+    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}) });
   };
 }
 
@@ -289,7 +295,8 @@ function describeSchemaError(e: ErrorObject, kind: Kind): PathMessage {
   switch (e.keyword) {
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
-      return { path: at + pointer(field), message: `unsupported field ${JSON.stringify(field)}` };
+      const known = Object.keys((parent.properties as Record<string, unknown> | undefined) ?? {});
+      return { path: at + pointer(field), message: `unsupported field ${JSON.stringify(field)}${didYouMean(field, known)}` };
     }
     case 'required':
       return { path: at, message: `missing required field ${JSON.stringify(String(params.missingProperty))}` };

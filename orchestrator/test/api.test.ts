@@ -272,6 +272,15 @@ validation('a WasmPlugin digest must name an uploaded module', async ({ app, adm
   assert.is(ok.statusCode, 201, ok.body);
 });
 
+validation('errors in a YAML body name the line of the field, and a misspelt field gets a suggestion', async ({ app, admin }) => {
+  const yaml = ['apiVersion: networking.istio.io/v1', 'kind: ServiceEntry', 'metadata: { name: reviews }', 'spec:', '  hosts: [reviews.example.com]', '  prots: [{ number: 80, name: http }]', ''].join('\n');
+  const res = await app.inject({ method: 'POST', url: '/apply', headers: { ...auth(admin), 'content-type': 'application/yaml' }, payload: yaml });
+  assert.is(res.statusCode, 400, res.body);
+  const e = res.json<Errors>().errors.find((x) => x.path === '/spec/prots') as { message: string; line?: number };
+  assert.is(e.message, 'unsupported field "prots" (did you mean "ports"?)');
+  assert.is(e.line, 6);
+});
+
 validation('a WasmPlugin managed proxies cannot load is refused at write time, naming spec.url and saying to upload', async ({ app, admin, store }) => {
   for (const [method, url] of [['POST', '/apis/wasmplugins'], ['POST', '/apply']] as const) {
     const res = await app.inject({ method, url, headers: auth(admin), payload: wasmPlugin('file:///opt/filters/add-header.wasm') });

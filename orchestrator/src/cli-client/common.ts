@@ -5,6 +5,7 @@
 import { PLURALS, kindFromUrl } from '../http/kinds.ts';
 import { RESOURCE_KINDS, type ResourceKind } from '../store/types.ts';
 import { ApiClient, CliError, DEFAULT_DATA_DIR, DEFAULT_SERVER, Exit, UsageError } from './client.ts';
+import { closest } from '../../../mesh/src/suggest.ts';
 
 export interface Output {
   write(text: string): unknown;
@@ -88,7 +89,8 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
 export function parseKind(value: string): ResourceKind {
   const kind = kindFromUrl(value) ?? kindFromUrl(value.toLowerCase()) ?? SHORT_NAMES[value.toLowerCase()];
   if (!kind) {
-    throw new UsageError(`unknown kind "${value}": use one of ${RESOURCE_KINDS.map((k) => `${PLURALS[k]} (${Object.keys(SHORT_NAMES).find((s) => SHORT_NAMES[s] === k)})`).join(', ')}`);
+    const guess = closest(value, [...RESOURCE_KINDS, ...RESOURCE_KINDS.map((k) => PLURALS[k])]);
+    throw new UsageError(`unknown kind "${value}": ${guess ? `did you mean "${guess}"? ` : ''}use one of ${RESOURCE_KINDS.map((k) => `${PLURALS[k]} (${Object.keys(SHORT_NAMES).find((s) => SHORT_NAMES[s] === k)})`).join(', ')}`);
   }
   return kind;
 }
