@@ -128,7 +128,7 @@ export const commands: Command[] = [
   {
     group: 'token',
     verb: 'create',
-    args: '--role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--data-dir DIR]',
+    args: '--role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--server URL | --data-dir DIR]',
     description: 'create an orchestrator API token and print it (shown once; stored hashed)',
     load: lazy('./token-create.ts'),
   },
