@@ -3,7 +3,7 @@
 // every service of scripts/demo/service.mjs started under its own sidecar (the logic of `wasmesh run`),
 // a traffic generator, and a short guide once a request went through end to end. Ctrl-C (or
 // --exit-after-ready) stops every process it started and removes the temporary dir.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
 import { readDocumentFiles } from '../../mesh/src/documents.ts';
+import { builtinModulePath } from '../../mesh/src/translate/builtin-filters.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
@@ -122,6 +123,15 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   } catch (e) {
     err.write(`wasmesh demo: ${(e as Error).message}\n\n${usage}`);
     return 2;
+  }
+
+  // The demo needs the built-in filters (the orchestrator serves them to every sidecar) and builds its
+  // own add-header versions; any other filter under filters/ may be broken (npm start's prestart
+  // builds with --keep-going and only warns about it).
+  const missing = (['telemetry', 'policy', 'fault'] as const).map((name) => builtinModulePath(name)).filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    err.write(`wasmesh demo: the built-in filters are not built (${missing.map((f) => relative(REPO, f)).join(', ')} missing): run npm run build:filters and fix what it reports\n`);
+    return 1;
   }
 
   const started = Date.now();
