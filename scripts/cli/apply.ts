@@ -6,6 +6,7 @@ import { formatErrors } from '../../mesh/src/validate.ts';
 import { CliError, Exit, UsageError, formatApiError } from '../../orchestrator/src/cli-client/client.ts';
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import type { ResourceKind } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh apply -f <file|dir|-> [-f ...] [options]
 
@@ -43,7 +44,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}" (name files with -f)`);

@@ -17,6 +17,7 @@ import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
@@ -111,7 +112,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       strict: true,
     });
     if (values.help) {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}"`);
@@ -121,7 +122,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     readyTimeoutMs = Number(values['ready-timeout']) * 1000;
     if (!(readyTimeoutMs > 0)) throw new Error(`--ready-timeout must be seconds, got "${values['ready-timeout']}"`);
   } catch (e) {
-    err.write(`wasmesh demo: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh demo: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
   }
 

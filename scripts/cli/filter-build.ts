@@ -3,8 +3,9 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { FilterBuildError, buildAllFilters, buildFilter, findFilterDirs, type BuildOptions } from '../../filters/toolchain/build.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
-const USAGE = `Usage:
+export const usage = `Usage:
   wasmesh filter build <dir>... [--debug] [--quiet] [--force] [--keep-going]
   wasmesh filter build --all [root] [--debug] [--quiet] [--force] [--keep-going]
 
@@ -40,16 +41,16 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
   } catch (err) {
-    process.stderr.write(`wasmesh filter build: ${(err as Error).message}\n\n${USAGE}`);
+    process.stderr.write(`wasmesh filter build: ${(err as Error).message}\n\n${helpFor(usage, process.stderr)}`);
     return 2;
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    process.stdout.write(USAGE);
+    process.stdout.write(helpFor(usage));
     return 0;
   }
   if (!values.all && positionals.length === 0) {
-    process.stderr.write(`wasmesh filter build: give filter folders or --all\n\n${USAGE}`);
+    process.stderr.write(`wasmesh filter build: give filter folders or --all\n\n${helpFor(usage, process.stderr)}`);
     return 2;
   }
   const opts: BuildOptions = { debug: values.debug, quiet: values.quiet, force: values.force };

@@ -4,6 +4,7 @@ import { Exit, UsageError } from '../../orchestrator/src/cli-client/client.ts';
 import { age, clientFrom, connectionOptions, joinTokenArg, connectionUsage, runCommand, shortVersion, table, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import type { ProxyStatusItem } from '../../orchestrator/src/http/proxy-status.ts';
 import { formatPath } from '../../mesh/src/validate.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh proxy-status [-n NS] [-o table|json] [options]
 
@@ -39,7 +40,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);

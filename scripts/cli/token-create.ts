@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { ROLES, TOKENS_FILE, TokenStore, checkBinding, isRole, type Role, type TokenBinding } from '../../orchestrator/src/auth/tokens.ts';
 import { ApiClient, CliError, DEFAULT_DATA_DIR } from '../../orchestrator/src/cli-client/client.ts';
 import { joinTokenArg } from '../../orchestrator/src/cli-client/common.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh token create --role admin|viewer|editor|proxy [--namespace NS [--service-account SA]]
                            [--server URL [--token TOKEN] | --data-dir DIR]
@@ -53,12 +54,12 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   try {
     const parsed = parseRequest(argv, env);
     if (parsed === 'help') {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     req = parsed;
   } catch (e) {
-    err.write(`wasmesh token create: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh token create: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
   }
   let token: string;

@@ -6,6 +6,7 @@ import { PLURALS, kindFromUrl } from '../http/kinds.ts';
 import { RESOURCE_KINDS, type ResourceKind } from '../store/types.ts';
 import { ApiClient, CliError, DEFAULT_DATA_DIR, DEFAULT_SERVER, Exit, UsageError } from './client.ts';
 import { closest } from '../../../mesh/src/suggest.ts';
+import { helpFor } from './help-text.ts';
 
 export interface Output {
   write(text: string): unknown;
@@ -64,7 +65,7 @@ export async function runCommand(name: string, usage: string, io: Io, body: () =
     return await body();
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err.write(`wasmesh ${name}: ${(e as Error).message}\n\n${usage}`);
+      io.err.write(`wasmesh ${name}: ${(e as Error).message}\n\n${helpFor(usage, io.err)}`);
       return Exit.Usage;
     }
     if (e instanceof CliError) {
