@@ -182,6 +182,9 @@ test('get: tables with per-kind columns, yaml and json that round-trip, -A, not 
   const unknown = await cli('get', 'gateways');
   assert.is(unknown.code, 2, show(unknown));
   assert.match(unknown.stderr, 'unknown kind "gateways"');
+  const typo = await cli('get', 'virtualservce');
+  assert.is(typo.code, 2, show(typo));
+  assert.match(typo.stderr, 'unknown kind "virtualservce": did you mean "VirtualService"?');
   const usage = await cli('get');
   assert.is(usage.code, 2);
 });

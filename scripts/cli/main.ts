@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { installPath } from '../../schemas/repo-files.ts';
 import { fillLine, fillSynopsis, helpWidth } from '../../orchestrator/src/cli-client/help-text.ts';
+import { didYouMean } from '../../mesh/src/suggest.ts';
 
 export interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -204,7 +205,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const inGroup = commands.filter((c) => c.group === group);
   if (inGroup.length === 0) {
-    process.stderr.write(`wasmesh: unknown command "${group}"\n\n${usage(undefined, helpWidth(process.stderr))}`);
+    process.stderr.write(`wasmesh: unknown command "${group}"${didYouMean(group, new Set(commands.map((c) => c.group)))}\n\n${usage(undefined, helpWidth(process.stderr))}`);
     return 2;
   }
   const single = inGroup.find((c) => c.verb === '');
@@ -219,7 +220,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const command = inGroup.find((c) => c.verb === verb);
   if (command === undefined) {
-    process.stderr.write(`wasmesh: unknown command "${group} ${verb}"\n\n${usage(group, helpWidth(process.stderr))}`);
+    process.stderr.write(`wasmesh: unknown command "${group} ${verb}"${didYouMean(verb, inGroup.map((c) => c.verb))}\n\n${usage(group, helpWidth(process.stderr))}`);
     return 2;
   }
   return runCommand(command, rest, `${group} ${verb}`);

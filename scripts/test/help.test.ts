@@ -28,19 +28,36 @@ test('helpWidth: the terminal width, 80 when not a terminal, between 40 and 100'
   assert.is(helpWidth({ isTTY: true }), 80);
 });
 
-test('wasmesh --help through a pipe: 80 columns, every command and description in it', async () => {
-  const child = spawn(process.execPath, [WASMESH, '--help'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WASMESH_FROM_SOURCE: '1' } });
+/** Runs the CLI from source, its output through pipes (not a terminal). */
+async function wasmesh(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  const child = spawn(process.execPath, [WASMESH, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, WASMESH_FROM_SOURCE: '1' } });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d));
   child.stderr.on('data', (d: Buffer) => (err += d));
   const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  return { code, out, err };
+}
+
+test('wasmesh --help through a pipe: 80 columns, every command and description in it', async () => {
+  const { code, out, err } = await wasmesh(['--help']);
   assert.is(code, 0, err);
   assert.ok(widest(out) <= 80, `widest line ${widest(out)}:\n${out}`);
   for (const c of commands) {
     assert.match(out, `  wasmesh ${c.group}${c.verb ? ` ${c.verb}` : ''} `);
     assert.match(words(out), words(c.description));
   }
+});
+
+test('a misspelt command gets a did you mean, then the commands', async () => {
+  const r = await wasmesh(['aply', '-f', 'x.yaml']);
+  assert.is(r.code, 2);
+  assert.is(r.out, '');
+  assert.match(r.err, /^wasmesh: unknown command "aply" \(did you mean "apply"\?\)\n\nUsage: wasmesh <command>/);
+  assert.ok(widest(r.err) <= 80, r.err);
+  const verb = await wasmesh(['filter', 'rolback', 'x']);
+  assert.is(verb.code, 2);
+  assert.match(verb.err, /^wasmesh: unknown command "filter rolback" \(did you mean "rollback"\?\)\n/);
 });
 
 test('usage(): fits every width from 40 to 100 and loses no word', () => {
