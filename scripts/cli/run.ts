@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SidecarSupervisor } from './sidecar-supervisor.ts';
+import { PROXY_NODE_FLAGS } from './proxy-node-flags.ts';
 import { installPath } from '../../schemas/repo-files.ts';
 import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
@@ -187,7 +188,7 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
   const adminPort = opts.adminPort ?? (await freePort());
   const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : undefined;
   const dataDir = opts.dataDir ?? ownDataDir!;
-  const args = [WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
+  const args = [...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
   const piped = opts.stdout !== undefined || opts.stderr !== undefined;
   const stdio = piped ? (['ignore', 'pipe', 'pipe'] as const) : (['ignore', 'inherit', 'inherit'] as const);
   const spawnSidecar = () => {
@@ -373,7 +374,7 @@ async function supervisorPlan(opts: WorkloadOptions, quiet: boolean): Promise<st
   const adminPort = opts.adminPort ?? (await freePort());
   const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : '';
   const dataDir = opts.dataDir ?? ownDataDir;
-  const sidecar = [process.execPath, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
+  const sidecar = [process.execPath, ...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
   const env = Object.entries(appEnvironment(opts, outboundPort)).map(([k, v]) => `${k}=${v}`);
   const banner = quiet ? '' : `wasmesh run: ${opts.service} ${opts.version}: sidecar outbound 127.0.0.1:${outboundPort}, inbound 127.0.0.1:${inboundPort} -> app ${opts.appPort}, admin 127.0.0.1:${adminPort}`;
   const array = (xs: string[]) => `(${xs.map(shellWord).join(' ')})`;

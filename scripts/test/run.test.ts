@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { freePort } from '../cli/run.ts';
+import { PROXY_NODE_FLAGS } from '../cli/proxy-node-flags.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const wasmesh = path.join(repoRoot, 'scripts/wasmesh.mjs');
@@ -186,6 +187,9 @@ test('what the wasmesh command keeps beside the app is a shell of a few MB; SIGT
     }
     const rssKb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]);
     assert.ok(rssKb < 20 * 1024, `the supervisor's RSS is ${rssKb} kB`);
+    // The sidecar runs with the small-heap V8 flags (the shell's copy and run.ts's are the same).
+    const sidecarArgv = readFileSync(`/proc/${sidecarOf(child.pid!)}/cmdline`, 'utf8').split('\0');
+    for (const flag of PROXY_NODE_FLAGS) assert.ok(sidecarArgv.includes(flag), `the sidecar runs with ${flag}: ${sidecarArgv.join(' ')}`);
     const own = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('wasmesh-run-small-') && !before.includes(f));
     assert.is(own().length, 1, 'wasmesh run made its temporary folder');
     child.kill('SIGTERM');
