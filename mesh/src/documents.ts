@@ -29,6 +29,12 @@ export interface ConfigDocument {
   readonly source: DocumentSource;
   /** The document as parsed. Nothing in this package modifies it. */
   readonly value: unknown;
+  /**
+   * For documents parsed from YAML text: the 1-based line of the node a JSON pointer names (a
+   * mapping key's line for a field), or of its nearest ancestor in the text when the node is not
+   * there (a missing field).
+   */
+  readonly lineOf?: (pointer: string) => number | undefined;
 }
 
 /** A problem with one document (or a file), as validation and parsing report it. */
@@ -41,6 +47,8 @@ export interface ConfigError {
   readonly source?: DocumentSource;
   /** "VirtualService default/reviews", when the document has a kind and a name. */
   readonly resource?: string;
+  /** 1-based line of the offending field in its file, when the document came from YAML text. */
+  readonly line?: number;
 }
 
 export interface ParseResult {
@@ -62,17 +70,20 @@ export function parseDocuments(text: string, file: string): ParseResult {
   const documents: ConfigDocument[] = [];
   const errors: ConfigError[] = [];
   let index = 0;
-  const push = (value: unknown, line?: number): void => {
+  type LineOf = (pointer: string) => number | undefined;
+  const push = (value: unknown, line?: number, lineOf?: LineOf): void => {
     index += 1;
-    documents.push({ source: line === undefined ? { file, index } : { file, index, line }, value });
+    documents.push({ source: line === undefined ? { file, index } : { file, index, line }, value, ...(lineOf ? { lineOf } : {}) });
   };
-  const pushAll = (value: unknown, line?: number, itemLines?: readonly (number | undefined)[]): void => {
+  const pushAll = (value: unknown, line?: number, itemLines?: readonly (number | undefined)[], lineOf?: LineOf): void => {
+    // Items of a flattened array or List are looked up below their place in the whole document.
+    const below = (prefix: string): LineOf | undefined => lineOf && ((pointer) => lineOf(`${prefix}${pointer}`));
     if (Array.isArray(value)) {
-      value.forEach((item, i) => push(item, itemLines?.[i]));
+      value.forEach((item, i) => push(item, itemLines?.[i], below(`/${i}`)));
     } else if (isListObject(value)) {
-      (value.items as unknown[]).forEach((item, i) => push(item, itemLines?.[i]));
+      (value.items as unknown[]).forEach((item, i) => push(item, itemLines?.[i], below(`/items/${i}`)));
     } else {
-      push(value, line);
+      push(value, line, lineOf);
     }
   };
   const wholeText = (message: string): ParseResult => ({ documents: [], errors: [{ document: file, path: '', message }] });
@@ -105,7 +116,7 @@ export function parseDocuments(text: string, file: string): ParseResult {
   const yaml = parseYamlText(text);
   for (const entry of yaml.entries) {
     if (entry.ok) {
-      pushAll(entry.value, entry.line, entry.itemLines);
+      pushAll(entry.value, entry.line, entry.itemLines, entry.lineOf);
       continue;
     }
     index += 1;

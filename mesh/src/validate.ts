@@ -30,6 +30,8 @@ import {
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
+import { translationProblems } from './translate/resource-problems.ts';
+import { closest, didYouMean } from './suggest.ts';
 import { pathToFileURL } from 'node:url';
 import { installPath } from '../../schemas/repo-files.ts';
 
@@ -85,7 +87,8 @@ export type ValidationMode = 'standalone' | 'managed';
 export interface ValidateOptions {
   /**
    * standalone (default): a proxy configured from files; WasmPlugin urls must be file://.
-   * managed: configured by the orchestrator; orchestrator digests (digest:sha256:<hex>) are allowed too.
+   * managed: configured by the orchestrator; WasmPlugin urls must name uploaded modules
+   * (module://<name>@<version>, digest:sha256:<hex>), which is all a managed proxy can load.
    */
   readonly mode?: ValidationMode;
 }
@@ -114,7 +117,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
       continue;
     }
     if (!isKind(value.kind)) {
-      report('/kind', `unsupported kind ${JSON.stringify(value.kind)}: supported kinds are ${KINDS.join(', ')}`);
+      const guess = typeof value.kind === 'string' ? closest(value.kind, KINDS) : undefined;
+      report('/kind', `unsupported kind ${JSON.stringify(value.kind)}: ${guess ? `did you mean ${JSON.stringify(guess)}? ` : ''}supported kinds are ${KINDS.join(', ')}`);
       continue;
     }
     const kind = value.kind;
@@ -150,6 +154,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
+    // What passes the schema but the filters cannot evaluate (translation would refuse it).
+    for (const p of translationProblems(value)) report(p.path, p.message);
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
@@ -157,11 +163,14 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
   return { ok: errors.length === 0, errors };
 }
 
-/** One line per error: `mesh.yaml#3 VirtualService default/reviews: spec.http[0].route[1].weight: <message>`. */
+/**
+ * One line per error: `mesh.yaml#3 line 17 VirtualService default/reviews: spec.http[0].route[1].weight: <message>`
+ * (the line of the field, when the document came from YAML text).
+ */
 export function formatErrors(errors: readonly ConfigError[]): string {
   return errors
     .map((e) => {
-      const where = e.source ? [formatSource(e.source), e.resource].filter(Boolean).join(' ') : e.document;
+      const where = e.source ? [formatSource(e.source), e.line !== undefined ? `line ${e.line}` : '', e.resource].filter(Boolean).join(' ') : e.document;
       return e.path === '' ? `${where}: ${e.message}` : `${where}: ${formatPath(e.path)}: ${e.message}`;
     })
     .join('\n');
@@ -189,7 +198,8 @@ function reporter(doc: ConfigDocument, errors: ConfigError[]): Report {
   const resource = resourceLabel(doc.value);
   const document = resource ? `${resource} (${formatSource(doc.source)})` : describeDocument(doc);
   return (path, message) => {
-    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}) });
+    const line = doc.lineOf?.(path);
+    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}) });
   };
 }
 
@@ -285,7 +295,8 @@ function describeSchemaError(e: ErrorObject, kind: Kind): PathMessage {
   switch (e.keyword) {
     case 'additionalProperties': {
       const field = String(params.additionalProperty);
-      return { path: at + pointer(field), message: `unsupported field ${JSON.stringify(field)}` };
+      const known = Object.keys((parent.properties as Record<string, unknown> | undefined) ?? {});
+      return { path: at + pointer(field), message: `unsupported field ${JSON.stringify(field)}${didYouMean(field, known)}` };
     }
     case 'required':
       return { path: at, message: `missing required field ${JSON.stringify(String(params.missingProperty))}` };
@@ -515,9 +526,17 @@ function checkModuleUrl(url: string, sha256: string | undefined, at: string, sha
   const supported =
     mode === 'standalone'
       ? 'only file:// urls (and, with an orchestrator, digests of uploaded modules) are supported'
-      : 'only file:// urls and uploaded modules (digest:sha256:<hex> or module://<name>@<version>, uploaded with `wasmesh filter deploy`) are supported';
+      : 'only uploaded modules (module://<name>@<version> or digest:sha256:<hex>, uploaded with `wasmesh filter deploy`) are supported';
   if (url.startsWith('file://')) {
     if (url.length === 'file://'.length) report(at, 'file:// url has no path');
+    // A managed proxy loads modules from the orchestrator only; the orchestrator serves what it owns
+    // (uploads, the built-in filters), never a file a user names on its disk.
+    else if (mode === 'managed') {
+      report(
+        at,
+        'file:// modules cannot be served to managed proxies (they load modules from the orchestrator only): upload the module instead (`wasmesh filter deploy <module.wasm> --name NAME --version VERSION`) and use url module://NAME@VERSION',
+      );
+    }
     return;
   }
   if (url.startsWith('module://')) {

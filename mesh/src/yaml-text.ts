@@ -24,7 +24,14 @@ export interface YamlIdentity {
 }
 
 export type YamlEntry =
-  | { readonly ok: true; readonly value: unknown; readonly line?: number; readonly itemLines?: readonly (number | undefined)[] }
+  | {
+      readonly ok: true;
+      readonly value: unknown;
+      readonly line?: number;
+      readonly itemLines?: readonly (number | undefined)[];
+      /** The line of the node a JSON pointer names (see nodeLineOf). */
+      readonly lineOf: (pointer: string) => number | undefined;
+    }
   | { readonly ok: false; readonly problems: readonly YamlProblem[]; readonly identity?: YamlIdentity; readonly line?: number };
 
 export interface YamlTextResult {
@@ -152,7 +159,39 @@ function composedEntry(doc: Document.Parsed, limits: Limits, linePos: LinePos, e
     const items = contents.get('items', true);
     if (isSeq(items)) itemLines = items.items.map((n) => nodeLine(n as YamlNode, lineOf));
   }
-  entries.push({ ok: true, value, ...(line === undefined ? {} : { line }), ...(itemLines ? { itemLines } : {}) });
+  entries.push({ ok: true, value, ...(line === undefined ? {} : { line }), ...(itemLines ? { itemLines } : {}), lineOf: nodeLineOf(doc, contents, lineOf) });
+}
+
+/**
+ * The line of the node a JSON pointer names in a composed document: for a mapping's field, the line
+ * of its key (where the field is written); for a sequence item, the item's. A pointer that leaves the
+ * text (a missing field) gets the line of the deepest node on its way that is there. Aliases are
+ * followed to their anchor. Walks only the pointer's path, so a lookup costs its depth.
+ */
+function nodeLineOf(doc: Document.Parsed, contents: YamlNode, lineOf: (offset: number) => number): (pointer: string) => number | undefined {
+  return (pointer) => {
+    let node: unknown = contents;
+    let line = nodeLine(contents, lineOf);
+    if (pointer === '') return line;
+    for (const raw of pointer.split('/').slice(1)) {
+      const segment = raw.replace(/~1/g, '/').replace(/~0/g, '~');
+      if (isAlias(node)) node = node.resolve(doc);
+      if (isMap(node)) {
+        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === segment);
+        if (pair === undefined) return line;
+        line = nodeLine(pair.key as YamlNode, lineOf) ?? line;
+        node = pair.value;
+      } else if (isSeq(node)) {
+        const item = /^(0|[1-9][0-9]*)$/.test(segment) ? node.items[Number(segment)] : undefined;
+        if (item === undefined) return line;
+        line = nodeLine(item as YamlNode, lineOf) ?? line;
+        node = item;
+      } else {
+        return line;
+      }
+    }
+    return line;
+  };
 }
 
 interface Measure {

@@ -276,7 +276,47 @@ test('WasmPlugin urls: orchestrator digests need managed mode and must agree wit
   assert.is(e.message, 'sha256 does not match the digest in url');
   assert.is(only(fromObjects([plugin({ url: 'digest:sha256:abc' })]), 'managed').message, 'invalid digest url: expected digest:sha256:<64 hexadecimal characters>');
   // Remote urls stay unsupported in managed mode too: nothing would fetch them.
-  assert.match(only(fromObjects([plugin({ url: 'oci://x/y' })]), 'managed').message, 'only file:// urls and uploaded modules');
+  assert.match(only(fromObjects([plugin({ url: 'oci://x/y' })]), 'managed').message, 'only uploaded modules');
+});
+
+test('WasmPlugin urls: file:// in managed mode is refused at spec.url (and spec.canary.url), saying to upload', () => {
+  const e = only(fromObjects([plugin({ url: 'file:///opt/f.wasm' })]), 'managed');
+  assert.is(e.path, '/spec/url');
+  assert.match(e.message, 'file:// modules cannot be served to managed proxies');
+  assert.match(e.message, 'upload the module instead (`wasmesh filter deploy <module.wasm> --name NAME --version VERSION`) and use url module://NAME@VERSION');
+  const canary = only(fromObjects([plugin({ url: 'module://f@1.0.0', canary: { url: 'file://next.wasm', weight: 5 } })]), 'managed');
+  assert.is(canary.path, '/spec/canary/url');
+  assert.equal(errorsOf(fromObjects([plugin({ url: 'file:///opt/f.wasm' })])), [], 'standalone proxies read files');
+});
+
+test('what the filters cannot evaluate is an error at the field: faults behind regex or authority matches, unknown when keys', () => {
+  const vs = {
+    apiVersion: 'networking.istio.io/v1',
+    kind: 'VirtualService',
+    metadata: { name: 'ratings' },
+    spec: {
+      hosts: ['ratings.example.com'],
+      http: [
+        { match: [{ authority: { exact: 'x' } }], route: [{ destination: { host: 'ratings.example.com' } }] },
+        { match: [{ headers: { 'end-user': { regex: 'j.*' } } }], fault: { abort: { httpStatus: 500, percentage: { value: 5 } } }, route: [{ destination: { host: 'ratings.example.com' } }] },
+        // After the last fault: not the fault filter's business.
+        { match: [{ uri: { regex: '.*' } }], route: [{ destination: { host: 'ratings.example.com' } }] },
+      ],
+    },
+  };
+  const errors = errorsOf(fromObjects([vs]));
+  assert.equal(errors.map((e) => e.path), ['/spec/http/0/match/0/authority', '/spec/http/1/match/0/headers/end-user/regex']);
+  assert.match(errors[0]!.message, 'the fault filter cannot match on authority');
+  assert.match(errors[1]!.message, 'regex matches are not supported by the fault filter');
+  const ap = {
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'p' },
+    spec: { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/x'] } }] }, { when: [{ key: 'request.body', values: ['x'] }] }] },
+  };
+  const e = only(fromObjects([ap]));
+  assert.is(e.path, '/spec/rules/1/when/0/key');
+  assert.is(e.message, 'unsupported key "request.body"');
 });
 
 test('WasmPlugin CPU budgets: whole numbers of fuel units from 1; a bad one names its field, and formatted errors read spec.cpuBudget', () => {

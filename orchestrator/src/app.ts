@@ -6,7 +6,7 @@
 //   content-type parsers: JSON (Fastify's), YAML as text, wasm as bytes
 //   route schemas (params, query) — Fastify's ajv; resource bodies are validated by the config
 //     layer instead (mesh/src/validate.ts: Istio schemas + cross-document checks, better messages)
-//   handlers: http/resources.ts, http/apply.ts, http/modules.ts, http/proxy-status.ts; writes
+//   handlers: http/resources.ts, http/apply.ts, http/modules.ts, http/proxy-status.ts, http/tokens.ts; writes
 //     through http/writer.ts
 //   errors: http/errors.ts gives every failure { code, errors: [{ document, path, message }] }
 //   request ids: http/request-ids.ts (x-request-id on every answer; every 5xx logged with its id)
@@ -27,6 +27,7 @@ import { moduleRoutes } from './http/modules.ts';
 import { proxyStatusRoutes } from './http/proxy-status.ts';
 import { caRoutes, type CaRoutesOptions } from './http/ca.ts';
 import { filterRoutes } from './http/filters.ts';
+import { tokenRoutes } from './http/tokens.ts';
 import { CanaryStats } from './rollout/canary-stats.ts';
 import { RolloutController } from './rollout/controller.ts';
 import { PluginWriter } from './rollout/plugin-writer.ts';
@@ -99,6 +100,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
         { name: 'modules', description: 'proxy-wasm filter modules, content-addressed by sha256' },
         { name: 'proxies', description: 'proxies connected to this replica and their config sync state' },
         { name: 'filters', description: 'filter module versions per WasmPlugin: history, rollback, canary rollouts' },
+        { name: 'tokens', description: 'API tokens (admin only)' },
       ],
     },
   });
@@ -116,6 +118,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   app.register(moduleRoutes, { store: opts.store, ...(opts.onModuleUploaded ? { onUploaded: opts.onModuleUploaded } : {}) });
   app.register(proxyStatusRoutes, opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {});
   app.register(caRoutes, opts.ca ? { ca: opts.ca } : {});
+  app.register(tokenRoutes, { tokens: opts.tokens });
 
   const plugins = new PluginWriter(opts.store, writer);
   const rollouts = new RolloutController({

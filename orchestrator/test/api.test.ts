@@ -72,7 +72,7 @@ const workloadEntry = {
   metadata: { name: 'reviews-v1', namespace: 'default' },
   spec: { address: '10.0.0.31', labels: { app: 'reviews', version: 'v1' }, serviceAccount: 'reviews' },
 };
-const wasmPlugin = (url = 'file:///opt/filters/add-header.wasm') => ({
+const wasmPlugin = (url = 'module://add-header@1.0.0') => ({
   apiVersion: 'extensions.istio.io/v1alpha1',
   kind: 'WasmPlugin',
   metadata: { name: 'add-header', namespace: 'default' },
@@ -101,6 +101,13 @@ const PER_KIND: [string, Record<string, unknown> & { metadata: { name: string } 
   ['authorizationpolicies', authorizationPolicy, (d) => ({ ...d, spec: { ...(d.spec as object), action: 'DENY' } })],
 ];
 
+/** Uploads a module as add-header@1.0.0 (what wasmPlugin() names by default); returns its sha256. */
+async function uploadModule(app: FastifyInstance, admin: string): Promise<string> {
+  const up = await app.inject({ method: 'POST', url: '/modules?name=add-header&version=1.0.0', headers: { ...auth(admin), 'content-type': 'application/wasm' }, payload: Buffer.from(await goodModule()) });
+  assert.is(up.statusCode, 201, up.body);
+  return up.json<{ sha256: string }>().sha256;
+}
+
 async function seed(app: FastifyInstance, admin: string, docs: object[]): Promise<void> {
   const res = await app.inject({ method: 'POST', url: '/apply', headers: auth(admin), payload: docs });
   assert.is(res.statusCode, 200, res.body);
@@ -115,6 +122,7 @@ for (const [plural, doc, change] of PER_KIND) {
     // Routes and subsets refer to the ServiceEntry and DestinationRule: put those first.
     if (plural === 'virtualservices') await seed(app, admin, [serviceEntry(), destinationRule()]);
     if (plural === 'destinationrules') await seed(app, admin, [serviceEntry()]);
+    if (plural === 'wasmplugins') await uploadModule(app, admin);
     const name = doc.metadata.name;
     const created = await app.inject({ method: 'POST', url: `/apis/${plural}`, headers: auth(admin), payload: doc });
     assert.is(created.statusCode, 201, created.body);
@@ -264,6 +272,59 @@ validation('a WasmPlugin digest must name an uploaded module', async ({ app, adm
   assert.is(ok.statusCode, 201, ok.body);
 });
 
+validation('errors in a YAML body name the line of the field, and a misspelt field gets a suggestion', async ({ app, admin }) => {
+  const yaml = ['apiVersion: networking.istio.io/v1', 'kind: ServiceEntry', 'metadata: { name: reviews }', 'spec:', '  hosts: [reviews.example.com]', '  prots: [{ number: 80, name: http }]', ''].join('\n');
+  const res = await app.inject({ method: 'POST', url: '/apply', headers: { ...auth(admin), 'content-type': 'application/yaml' }, payload: yaml });
+  assert.is(res.statusCode, 400, res.body);
+  const e = res.json<Errors>().errors.find((x) => x.path === '/spec/prots') as { message: string; line?: number };
+  assert.is(e.message, 'unsupported field "prots" (did you mean "ports"?)');
+  assert.is(e.line, 6);
+});
+
+validation('a WasmPlugin managed proxies cannot load is refused at write time, naming spec.url and saying to upload', async ({ app, admin, store }) => {
+  for (const [method, url] of [['POST', '/apis/wasmplugins'], ['POST', '/apply']] as const) {
+    const res = await app.inject({ method, url, headers: auth(admin), payload: wasmPlugin('file:///opt/filters/add-header.wasm') });
+    assert.is(res.statusCode, 400, `${url}: ${res.body}`);
+    const [e, ...more] = res.json<Errors>().errors;
+    assert.is(more.length, 0, res.body);
+    assert.match(e!.document, /^WasmPlugin default\/add-header/);
+    assert.is(e!.path, '/spec/url');
+    assert.match(e!.message, /file:\/\/ modules cannot be served to managed proxies .*upload the module instead \(`wasmesh filter deploy <module\.wasm> --name NAME --version VERSION`\) and use url module:\/\/NAME@VERSION/);
+  }
+  // A canary too: the url a rollout would send proxies to.
+  const sha = await uploadModule(app, admin);
+  const canary = { ...wasmPlugin(), spec: { ...wasmPlugin().spec, canary: { url: 'file:///tmp/next.wasm', weight: 10 } } };
+  const res = await app.inject({ method: 'POST', url: '/apis/wasmplugins', headers: auth(admin), payload: canary });
+  assert.is(res.statusCode, 400, res.body);
+  assert.is(res.json<Errors>().errors[0]!.path, '/spec/canary/url');
+  assert.is(await store.get('WasmPlugin', 'default', 'add-header'), undefined, 'nothing was written');
+  const ok = await app.inject({ method: 'POST', url: '/apis/wasmplugins', headers: auth(admin), payload: wasmPlugin(`digest:sha256:${sha}`) });
+  assert.is(ok.statusCode, 201, ok.body);
+});
+
+validation('what the filters cannot evaluate is refused at write time with the field: a fault behind a regex match, an unknown when key', async ({ app, admin, store }) => {
+  await seed(app, admin, [serviceEntry(), destinationRule()]);
+  const faulty = virtualService([{ destination: { host: 'reviews', subset: 'v1' } }]) as { spec: { http: object[] } };
+  faulty.spec.http = [
+    { match: [{ uri: { regex: '/v[0-9]+' } }], route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+    { fault: { abort: { httpStatus: 503, percentage: { value: 10 } } }, route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+  ];
+  const vs = await app.inject({ method: 'POST', url: '/apply', headers: auth(admin), payload: faulty });
+  assert.is(vs.statusCode, 400, vs.body);
+  assert.equal(
+    vs.json<Errors>().errors.map((e) => [e.path, e.message.replace(/ \(.*$/, '')]),
+    [['/spec/http/0/match/0/uri/regex', 'regex matches are not supported by the fault filter']],
+  );
+  const policy = { ...authorizationPolicy, spec: { ...authorizationPolicy.spec, rules: [{ when: [{ key: 'request.body', values: ['x'] }] }] } };
+  const ap = await app.inject({ method: 'POST', url: '/apis/authorizationpolicies', headers: auth(admin), payload: policy });
+  assert.is(ap.statusCode, 400, ap.body);
+  const [e] = ap.json<Errors>().errors;
+  assert.is(e!.path, '/spec/rules/0/when/0/key');
+  assert.match(e!.message, 'unsupported key "request.body"');
+  assert.equal(await store.list('AuthorizationPolicy'), []);
+  assert.equal(await store.list('VirtualService'), []);
+});
+
 validation.run();
 
 // ---------------------------------------------------------------------------------------------
@@ -324,11 +385,20 @@ apply('bad YAML and empty bodies are 400', async ({ app, admin }) => {
   assert.is(empty.statusCode, 400);
 });
 
-apply('the schema examples apply as one set', async ({ app, admin }) => {
+apply('the schema examples apply as one set, but for the file:// WasmPlugin, which managed proxies could never load', async ({ app, admin }) => {
   const dir = new URL('../../schemas/examples/', import.meta.url);
   const files = (await readdir(dir)).filter((f) => f.endsWith('.yaml')).sort();
-  const text = (await Promise.all(files.map((f) => readFile(new URL(f, dir), 'utf8')))).join('\n---\n');
-  const res = await app.inject({ method: 'POST', url: '/apply', headers: { ...auth(admin), 'content-type': 'application/yaml' }, payload: text });
+  const texts = await Promise.all(files.map(async (f) => ({ f, text: await readFile(new URL(f, dir), 'utf8') })));
+  const yaml = { ...auth(admin), 'content-type': 'application/yaml' };
+  const all = await app.inject({ method: 'POST', url: '/apply', headers: yaml, payload: texts.map((t) => t.text).join('\n---\n') });
+  assert.is(all.statusCode, 400, all.body);
+  const errors = all.json<Errors>().errors;
+  assert.is(errors.length, 1, all.body);
+  assert.match(errors[0]!.document, /^WasmPlugin bookinfo\/add-header \(apply#\d+\)$/);
+  assert.is(errors[0]!.path, '/spec/url');
+  assert.match(errors[0]!.message, /upload the module instead \(`wasmesh filter deploy/);
+  const rest = texts.filter((t) => t.f !== 'wasm-plugin.yaml').map((t) => t.text).join('\n---\n');
+  const res = await app.inject({ method: 'POST', url: '/apply', headers: yaml, payload: rest });
   assert.is(res.statusCode, 200, res.body);
 });
 

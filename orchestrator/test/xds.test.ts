@@ -385,7 +385,7 @@ test('FetchModule streams the module bytes in chunks matching their sha256', asy
   assert.is((await fetchModule(record.sha256, 'nope')).status.code, grpc.status.UNAUTHENTICATED);
 });
 
-test('a WasmPlugin whose module is not uploaded is held back until it is', async () => {
+test('a WasmPlugin whose module is not uploaded denies its streams (FAIL_CLOSE) until it is; the rest of the config still arrives', async () => {
   const s = new TestStream();
   try {
     s.subscribe();
@@ -393,12 +393,26 @@ test('a WasmPlugin whose module is not uploaded is held back until it is', async
     s.ack(before);
     const bytes = randomBytes(1024);
     const sha = createHash('sha256').update(bytes).digest('hex');
-    await store.put(wasmPlugin(sha));
-    await sleep(500);
-    assert.is(s.responses.length, 0, 'an inconsistent config is not pushed');
+    // Written straight to the store (the API refuses it): as by an older orchestrator, or before a module was lost.
+    await store.putAll([wasmPlugin(sha), virtualService(70)]);
+    const held = await s.next(1500);
+    s.ack(held);
+    const config = configOf(held);
+    assert.equal(weights(config), [70, 30], 'the route change reached the proxy');
+    const standIn = config.outboundFilters.find((b) => b.name === 'headers')!;
+    assert.is(standIn.rootId, 'policy', 'the policy filter stands in for the plugin');
+    assert.equal(standIn.pluginConfig, { policies: [{ name: 'wasm-default-deny', namespace: 'default', action: 'DENY', rules: [{}] }] });
+    assert.is(standIn.failStrategy, 'FAIL_CLOSE');
+    assert.ok(held.resources.length === 1 && standIn.url === `digest:sha256:${standIn.sha256}`, 'served by digest');
     const node = server.snapshots().find((n) => n.workload.name === 'productpage' && n.workload.namespace === 'default')!;
-    assert.is(node.version, before.version_info, 'the last consistent snapshot stays');
-    assert.match(node.errors.join('\n'), `module sha256:${sha} is not in the store`);
+    assert.is(node.version, held.version_info);
+    assert.equal(node.errors, []);
+    assert.equal(node.problems.map((p) => [p.resource, p.path]), [['WasmPlugin default/headers', '/spec/url']]);
+    assert.match(node.problems[0]!.message, `module sha256:${sha} is not in the store`);
+    assert.match(node.problems[0]!.message, 'every request it would filter is denied (403) until it can be loaded (failStrategy FAIL_CLOSE)');
+    const status = server.proxies().find((p) => p.workload.name === 'productpage')!;
+    assert.equal(status.problems, node.problems, 'proxy-status lists it');
+    assert.is(status.buildErrors, undefined);
 
     await store.putModule('headers', '1.0.0', bytes, 'test');
     server.invalidate();
@@ -408,8 +422,37 @@ test('a WasmPlugin whose module is not uploaded is held back until it is', async
     assert.is(binding.sha256, sha);
     assert.is(binding.path, undefined);
     s.ack(res);
+    await server.settled();
+    assert.equal(server.snapshots().find((n) => n.workload.name === 'productpage')!.problems, [], 'nothing left out any more');
     await store.delete('WasmPlugin', 'default', 'headers');
+    await store.put(virtualService(90));
     s.ack(await s.next(1500));
+  } finally {
+    s.close();
+  }
+});
+
+test('a FAIL_OPEN WasmPlugin that cannot be served is left out, and proxy-status says why', async () => {
+  const s = new TestStream();
+  try {
+    s.subscribe();
+    const before = await s.next();
+    s.ack(before);
+    await store.put({ ...wasmPlugin('a'.repeat(64)), spec: { url: 'file:///opt/x.wasm', failStrategy: 'FAIL_OPEN', match: [{ mode: 'CLIENT' }] } });
+    await sleep(300);
+    await server.settled();
+    // Left out, the plugin changes nothing the proxy runs: nothing to push.
+    assert.is(s.responses.length, 0);
+    assert.not.ok(server.snapshots().some((n) => n.errors.length > 0));
+    const [problem] = server.proxies().find((p) => p.workload.name === 'productpage')!.problems!;
+    assert.is(problem!.resource, 'WasmPlugin default/headers');
+    assert.match(problem!.message, '"file:///opt/x.wasm" is a file, and managed proxies load modules from the orchestrator only');
+    assert.match(problem!.message, 'left out (failStrategy FAIL_OPEN: its streams pass without it)');
+    // Deleting it changes nothing the proxy runs: no push, and nothing is left out any more.
+    await store.delete('WasmPlugin', 'default', 'headers');
+    await sleep(300);
+    await server.settled();
+    assert.is(server.proxies().find((p) => p.workload.name === 'productpage')!.problems, undefined);
   } finally {
     s.close();
   }
@@ -418,7 +461,7 @@ test('a WasmPlugin whose module is not uploaded is held back until it is', async
 // ---------------------------------------------------------------------------------------------
 // Snapshot parts on their own
 
-test('consistency check: a route to a missing cluster and a file:// module are reported', async () => {
+test('consistency check: a route to a missing cluster is reported; a file:// module is stood in for', async () => {
   const documents = managedDocuments([serviceEntry, destinationRule, virtualService(50)]);
   const modules = { stored: new Set<string>(), builtins: new BuiltinModules() };
   const result = buildSnapshot(documents, productpage, modules);
@@ -431,14 +474,24 @@ test('consistency check: a route to a missing cluster and a file:// module are r
   assert.equal(checkConsistency(config, shipped), []);
   assert.is(checkConsistency(config, new Set()).length, 1, 'the telemetry module must be available');
   assert.match(errors[0]!, /route .*: cluster outbound\|9080\|v1\|reviews.default.svc.cluster.local does not exist/);
+  // A file:// module (stored before the API refused them) is stood in for, not a reason to hold the config.
   const withFile = buildSnapshot(
     managedDocuments([{ ...wasmPlugin('a'.repeat(64)), spec: { url: 'file:///tmp/x.wasm', match: [{ mode: 'CLIENT' }] } }]),
     productpage,
     modules,
     { telemetry: false },
   );
-  assert.not.ok(withFile.ok);
-  if (!withFile.ok) assert.match(withFile.errors[0]!, 'is not an orchestrator digest');
+  assert.ok(withFile.ok);
+  assert.equal(withFile.problems.map((p) => p.path), ['/spec/url']);
+  // Without the policy module there is nothing safe to stand in with: then it cannot be built.
+  const noFilters = buildSnapshot(
+    managedDocuments([{ ...wasmPlugin('a'.repeat(64)), spec: { url: 'file:///tmp/x.wasm', match: [{ mode: 'CLIENT' }] } }]),
+    productpage,
+    { stored: new Set<string>(), builtins: new BuiltinModules('/nonexistent/filters') },
+    { telemetry: false },
+  );
+  assert.not.ok(noFilters.ok);
+  if (!noFilters.ok) assert.match(noFilters.errors[0]!, /^WasmPlugin default\/headers: its module cannot be served and the filter that would deny its streams instead is missing: cannot read \/nonexistent\/filters\/policy\/build\/policy\.wasm/);
 });
 
 test('debounce: a quiet period ends a burst, and a steady stream of triggers still runs within the maximum', async () => {

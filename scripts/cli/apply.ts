@@ -6,6 +6,7 @@ import { formatErrors } from '../../mesh/src/validate.ts';
 import { CliError, Exit, UsageError, formatApiError } from '../../orchestrator/src/cli-client/client.ts';
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import type { ResourceKind } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh apply -f <file|dir|-> [-f ...] [options]
 
@@ -43,7 +44,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}" (name files with -f)`);
@@ -65,7 +66,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       answer = (await client.request<{ items: ApplyItem[] }>('POST', '/apply', { body })).body;
     } catch (e) {
       if (e instanceof CliError && e.status === 400 && e.errors.length > 0) {
-        const lines = e.errors.map((x) => formatApiError({ ...x, document: renameSource(x.document, documents) }));
+        const lines = e.errors.map((x) => formatApiError({ ...x, document: renameSource(x.document, x.path, documents) }));
         throw new CliError([`rejected, nothing was applied (${e.errors.length} error${e.errors.length === 1 ? '' : 's'}):`, ...lines], { status: 400, errors: e.errors });
       }
       throw e;
@@ -91,12 +92,14 @@ function withNamespace(value: unknown, namespace: string | undefined): unknown {
 
 /**
  * The API names documents by their place in the request ("VirtualService default/x (apply#3)");
- * say which file and document that was instead ("(vs.yaml#1)").
+ * say which file, document and line that was instead ("(vs.yaml#1 line 12)"): the line of the
+ * field the error is about, when the file is YAML.
  */
-function renameSource(document: string, documents: readonly ConfigDocument[]): string {
+function renameSource(document: string, path: string, documents: readonly ConfigDocument[]): string {
   return document.replace(/\bapply#(\d+)\b/g, (whole, n: string) => {
     const d = documents[Number(n) - 1];
     if (!d) return whole;
-    return `${d.source.file}#${d.source.index}${d.source.line !== undefined ? ` line ${d.source.line}` : ''}`;
+    const line = (path.startsWith('/') || path === '' ? d.lineOf?.(path) : undefined) ?? d.source.line;
+    return `${d.source.file}#${d.source.index}${line !== undefined ? ` line ${line}` : ''}`;
   });
 }

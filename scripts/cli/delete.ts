@@ -6,6 +6,7 @@ import { CliError, Exit, UsageError, formatApiError } from '../../orchestrator/s
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, parseKind, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import { PLURALS } from '../../orchestrator/src/http/kinds.ts';
 import type { ResourceKind } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh delete KIND NAME [NAME...] [-n NS] [options]
        wasmesh delete -f <file|dir|-> [options]
@@ -43,7 +44,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     const files = values.filename ?? [];

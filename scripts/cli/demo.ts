@@ -3,7 +3,7 @@
 // every service of scripts/demo/service.mjs started under its own sidecar (the logic of `wasmesh run`),
 // a traffic generator, and a short guide once a request went through end to end. Ctrl-C (or
 // --exit-after-ready) stops every process it started and removes the temporary dir.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -11,11 +11,13 @@ import { parseArgs } from 'node:util';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
 import { readDocumentFiles } from '../../mesh/src/documents.ts';
+import { builtinModulePath } from '../../mesh/src/translate/builtin-filters.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
@@ -110,7 +112,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       strict: true,
     });
     if (values.help) {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}"`);
@@ -120,8 +122,17 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     readyTimeoutMs = Number(values['ready-timeout']) * 1000;
     if (!(readyTimeoutMs > 0)) throw new Error(`--ready-timeout must be seconds, got "${values['ready-timeout']}"`);
   } catch (e) {
-    err.write(`wasmesh demo: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh demo: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
+  }
+
+  // The demo needs the built-in filters (the orchestrator serves them to every sidecar) and builds its
+  // own add-header versions; any other filter under filters/ may be broken (npm start's prestart
+  // builds with --keep-going and only warns about it).
+  const missing = (['telemetry', 'policy', 'fault'] as const).map((name) => builtinModulePath(name)).filter((file) => !existsSync(file));
+  if (missing.length > 0) {
+    err.write(`wasmesh demo: the built-in filters are not built (${missing.map((f) => relative(REPO, f)).join(', ')} missing): run npm run build:filters and fix what it reports\n`);
+    return 1;
   }
 
   const started = Date.now();
@@ -135,15 +146,36 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     if (typeof chunk === 'string' && /^\S+ info \[xds\] [^\n]*\n?$/.test(chunk)) return xdsLog.write(chunk);
     return (stderrWrite as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   } as typeof process.stderr.write;
+  // The temporary dir holds the CA's key and every token: it must go on every way out. Output that
+  // can no longer be written (`npm start | tee log`, then Ctrl-C: tee is gone, EPIPE) must not stop
+  // the cleanup either, and a process that dies anyway (an uncaught error) still kills its children
+  // and removes the dir on its way out ('exit' listeners run synchronously).
+  const outputGone = (e: Error) => void e;
+  process.stdout.on('error', outputGone);
+  process.stderr.on('error', outputGone);
   const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
   let orchestrator: RunningOrchestrator | undefined;
   const workloads: DemoWorkload[] = [];
   let stopping: Promise<void> | undefined;
+  let removed = false;
+  const removeTmp = () => {
+    rmSync(tmp, { recursive: true, force: true });
+    removed = true;
+  };
+  const lastResort = () => {
+    if (removed) return;
+    for (const w of workloads) for (const child of [w.app, w.sidecar]) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    removeTmp();
+  };
+  process.on('exit', lastResort);
   const stopAll = (): Promise<void> =>
     (stopping ??= (async () => {
-      await Promise.allSettled(workloads.map((w) => w.stop()));
-      await orchestrator?.close().catch(() => undefined);
-      rmSync(tmp, { recursive: true, force: true });
+      try {
+        await Promise.allSettled(workloads.map((w) => w.stop()));
+        await orchestrator?.close().catch(() => undefined);
+      } finally {
+        removeTmp();
+      }
     })());
 
   // Ctrl-C during start-up stops what is already running.
@@ -158,6 +190,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal); // the terminal went away
   const step = (text: string) => err.write(`wasmesh demo: ${text} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
 
   try {
@@ -290,13 +323,18 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     process.stderr.write = stderrWrite;
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
+    process.removeListener('SIGHUP', onSignal);
+    process.removeListener('exit', lastResort);
+    // outputGone stays: an EPIPE may still be on its way, and this process is ending.
   }
 }
 
 function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string): string {
   const order = (n: string) => WORKLOADS.findIndex((w) => `${w.service}-${w.version}` === n);
-  const tryDir = relative(process.cwd(), join(DEMO_DIR, 'try')) || '.';
-  const meshFile = relative(process.cwd(), join(DEMO_DIR, 'mesh.yaml'));
+  // Every command is printed to run as it is, after npm install, from the checkout: `npx wasmesh`
+  // (the package's own bin), paths relative to the checkout, and a cd there first.
+  const tryDir = relative(REPO, join(DEMO_DIR, 'try'));
+  const meshFile = relative(REPO, join(DEMO_DIR, 'mesh.yaml'));
   const lines = [
     '',
     '=== wasmesh demo is up ===',
@@ -309,26 +347,28 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     'Metrics (Istio-style, per sidecar): /stats/prometheus on each admin port',
     ...[...workloads].sort((a, b) => order(a.name) - order(b.name)).map((w) => `  ${w.name.padEnd(16)} http://127.0.0.1:${w.adminPort}/stats/prometheus   (outbound :${w.outboundPort}, inbound :${w.inboundPort})`),
     '',
-    'Talk to the orchestrator (in another shell):',
+    'Talk to the orchestrator (in another shell; npx wasmesh runs this checkout\'s CLI):',
+    `  cd ${REPO.replace(/\/$/, '')}`,
     `  export WASMESH_SERVER=${orchestrator.url} WASMESH_TOKEN=$(cat ${orchestrator.adminTokenPath})`,
-    '  wasmesh proxy-status',
-    '  wasmesh get ServiceEntry',
-    '  wasmesh get WorkloadEntry            # the sidecars that registered themselves',
+    '  npx wasmesh proxy-status',
+    '  npx wasmesh get ServiceEntry',
+    '  npx wasmesh get WorkloadEntry            # the sidecars that registered themselves',
     '',
-    'Things to try (the YAML they apply is in ' + tryDir + '):',
-    `  wasmesh apply -f ${join(tryDir, 'reviews-v3.yaml')}     # shift all reviews traffic to v3`,
-    `  wasmesh apply -f ${join(tryDir, 'delay-jason.yaml')}    # 2 s delay on ratings for end-user jason`,
-    `  wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # deny every call to ratings`,
-    `  wasmesh apply -f ${meshFile}   # back to the 90/10 canary`,
-    '  wasmesh delete VirtualService ratings; wasmesh delete AuthorizationPolicy deny-ratings',
+    `Things to try (the YAML they apply is in ${tryDir}):`,
+    `  npx wasmesh apply -f ${join(tryDir, 'reviews-v3.yaml')}     # every reviews request to v3`,
+    `  npx wasmesh apply -f ${meshFile}             # back to the 90/10 split`,
+    `  npx wasmesh apply -f ${join(tryDir, 'delay-jason.yaml')}    # jason: reviews v2, and ratings answers him 2 s late`,
+    `  curl -s -w ' %{time_total}s\\n' -H 'host: productpage' -H 'end-user: jason' http://127.0.0.1:${outbound}/productpage`,
+    `  npx wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # every call to ratings: 403 (jason's answer shows it)`,
+    `  npx wasmesh delete AuthorizationPolicy deny-ratings; npx wasmesh delete VirtualService ratings; npx wasmesh apply -f ${meshFile}`,
     '',
     `Roll out a new filter version (productpage runs the add-header filter as WasmPlugin demo-header;`,
     `add-header ${DEMO_FILTER_VERSIONS[1]} is uploaded and differs in the ${DEMO_FILTER_HEADER} header it stamps):`,
-    '  wasmesh filter status demo-header',
-    `  wasmesh filter rollout demo-header --to ${DEMO_FILTER_VERSIONS[1]} --steps 10,50,100 --interval 10s   # canary with a progress bar`,
+    '  npx wasmesh filter status demo-header',
+    `  npx wasmesh filter rollout demo-header --to ${DEMO_FILTER_VERSIONS[1]} --steps 10,50,100 --interval 10s   # canary with a progress bar`,
     `  curl -s -o /dev/null -D - -H 'host: productpage' http://127.0.0.1:${outbound}/productpage | grep ${DEMO_FILTER_HEADER}`,
-    '  wasmesh filter history demo-header',
-    `  wasmesh filter rollback demo-header                  # back to the version before`,
+    '  npx wasmesh filter history demo-header',
+    `  npx wasmesh filter rollback demo-header                  # back to the version before`,
     '',
     'Ctrl-C stops every process the demo started and removes its temporary dir.',
     '',

@@ -6,6 +6,7 @@ import { CliError, Exit, UsageError } from '../../orchestrator/src/cli-client/cl
 import { clientFrom, connectionOptions, joinTokenArg, connectionUsage, runCommand, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import { checkModuleName } from '../../orchestrator/src/store/common.ts';
 import type { ModuleRecord, Resource } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh filter deploy <module.wasm> --name NAME --version VERSION [options]
 
@@ -57,7 +58,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     const [file, extra] = positionals;

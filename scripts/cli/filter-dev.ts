@@ -7,6 +7,8 @@ import { FilterBuildError, buildFilter, closeKeptCompiler, commonDirs, readManif
 import { readAdminTokenFile } from '../../proxy-host/src/admin/admin-access.ts';
 import { watchSources } from './source-watcher.ts';
 
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
+
 export const usage = `usage: wasmesh filter dev <filter-dir> [--proxy ADMIN_URL] [--plugin NS/NAME] [--admin-token-file FILE] [--once]
 
 Builds the AssemblyScript filter in <filter-dir> and hot-swaps it into a running standalone proxy
@@ -42,16 +44,16 @@ export async function run(argv: string[], io = { out: process.stdout as { write(
       options: { proxy: { type: 'string' }, plugin: { type: 'string' }, 'admin-token-file': { type: 'string' }, once: { type: 'boolean' }, debug: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (err) {
-    io.err.write(`wasmesh filter dev: ${(err as Error).message}\n\n${usage}`);
+    io.err.write(`wasmesh filter dev: ${(err as Error).message}\n\n${helpFor(usage, io.err)}`);
     return 2;
   }
   if (values.help) {
-    io.out.write(usage);
+    io.out.write(helpFor(usage, io.out));
     return 0;
   }
   const [dir, extra] = positionals;
   if (dir === undefined || extra !== undefined) {
-    io.err.write(`wasmesh filter dev: give exactly one filter folder\n\n${usage}`);
+    io.err.write(`wasmesh filter dev: give exactly one filter folder\n\n${helpFor(usage, io.err)}`);
     return 2;
   }
   const admin = (values.proxy ?? 'http://127.0.0.1:15000').replace(/\/+$/, '');

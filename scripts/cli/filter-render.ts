@@ -36,17 +36,24 @@ function statsRow(name: string, s: RolloutStats | undefined): string[] {
   return [name, String(s.streams), `${s.failedStreams} (${(s.errorRate * 100).toFixed(1)}%)`, String(s.traps), String(s.proxies), state];
 }
 
-export function renderRollout(r: RolloutStatus, now = Date.now()): string {
+/**
+ * The rollout's progress. `since` is set when the plugin no longer serves what the rollout left it
+ * serving (a rollback or deploy after it ended): its bar and message then describe the past, so only
+ * the phase and what changed since are printed.
+ */
+export function renderRollout(r: RolloutStatus, now = Date.now(), since?: string): string {
   const lines: string[] = [];
   const stepNo = `${Math.min(r.step + 1, r.steps.length)}/${r.steps.length}`;
   lines.push(`${r.phase === 'Progressing' ? 'rollout' : 'last rollout'} ${versionLabel(r.from)} -> ${versionLabel(r.to)}: ${r.phase}`);
-  if (r.phase === 'Progressing') {
+  if (since !== undefined) {
+    lines.push(`  ended ${age(r.finishedAt, now)} ago; since then: ${since}`);
+  } else if (r.phase === 'Progressing') {
     const left = Math.max(0, r.intervalMs - (now - Date.parse(r.stepStartedAt)));
     lines.push(`  ${progressBar(r.weight)} of streams on the new version, step ${stepNo} (steps ${r.steps.join(',')}%), next step in ${Math.ceil(left / 1000)}s`);
   } else {
     lines.push(`  ${progressBar(r.weight)} of streams on the new version; ended ${age(r.finishedAt, now)} ago`);
   }
-  lines.push(`  ${r.message}`);
+  if (since === undefined) lines.push(`  ${r.message}`);
   const silent = r.reporting?.silent ?? [];
   if (silent.length > 0) lines.push(`  silent: ${silent.map((p) => `${p.node} (${(p.silentMs / 1000).toFixed(1)} s${p.connected ? '' : ', disconnected'})`).join(', ')}`);
   if (r.stable || r.canary) {
@@ -60,8 +67,24 @@ export function renderStatus(s: FilterStatusBody, now = Date.now()): string {
   const out: string[] = [];
   out.push(`WasmPlugin ${s.namespace}/${s.plugin} (module ${s.module})`);
   out.push(`  serving: ${versionLabel({ name: s.module, ...s.current })}${s.canary ? `, canary ${versionLabel({ name: s.module, ...s.canary })} at ${s.canary.weight}%` : ''}`);
-  if (s.rollout) out.push(...renderRollout(s.rollout, now).trimEnd().split('\n').map((l) => `  ${l}`));
+  if (s.rollout) out.push(...renderRollout(s.rollout, now, changedSince(s, now)).trimEnd().split('\n').map((l) => `  ${l}`));
   return out.join('\n') + '\n';
+}
+
+/**
+ * What changed the plugin's module after its last rollout ended, when it no longer serves what the
+ * rollout left it serving (the new version if it succeeded, else the old one); undefined otherwise.
+ */
+function changedSince(s: FilterStatusBody, now: number): string | undefined {
+  const r = s.rollout;
+  if (!r || r.phase === 'Progressing') return undefined;
+  const left = r.phase === 'Succeeded' ? r.to : r.from;
+  if (s.current.sha256 === undefined || s.current.sha256 === left.sha256) return undefined;
+  const serving = versionLabel({ name: s.module, ...s.current });
+  const after = r.finishedAt === undefined ? [] : s.history.filter((e) => Date.parse(e.at) >= Date.parse(r.finishedAt!));
+  const last = after.at(-1);
+  const what = last ? `${last.cause ?? 'a deploy'} (${age(last.at, now)} ago, by ${last.by})` : 'the plugin was pointed at another version';
+  return `${what}; ${serving} serves every stream`;
 }
 
 export function renderHistory(s: FilterStatusBody, now = Date.now()): string {

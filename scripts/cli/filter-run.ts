@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { FilterHarness, WasmeshWasmError, type CalloutAnswer, type FailStrategy, type HarnessOptions } from '../../wasm/src/index.ts';
 import type { MessageInput } from '../../wasm/src/harness.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh filter run <module.wasm> --request <request.json> [options]
 
@@ -89,12 +90,12 @@ export async function run(argv: string[]): Promise<number> {
       },
     });
   } catch (err) {
-    process.stderr.write(`wasmesh filter run: ${(err as Error).message}\n\n${usage}`);
+    process.stderr.write(`wasmesh filter run: ${(err as Error).message}\n\n${helpFor(usage, process.stderr)}`);
     return 2;
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    process.stdout.write(usage);
+    process.stdout.write(helpFor(usage));
     return 0;
   }
   try {

@@ -5,6 +5,7 @@ import { CliError, Exit, UsageError } from '../../orchestrator/src/cli-client/cl
 import { age, clientFrom, connectionOptions, joinTokenArg, connectionUsage, parseKind, runCommand, table, type Io } from '../../orchestrator/src/cli-client/common.ts';
 import { PLURALS } from '../../orchestrator/src/http/kinds.ts';
 import type { Resource, ResourceKind } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh get KIND [NAME] [-n NS | -A] [-o table|yaml|json] [options]
 
@@ -82,7 +83,7 @@ export async function run(argv: string[], io: Io = { out: process.stdout, err: p
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return Exit.Ok;
     }
     const [kindArg, name, extra] = positionals;

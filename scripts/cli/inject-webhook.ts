@@ -9,6 +9,7 @@ import { runCommand, type Output } from '../../orchestrator/src/cli-client/commo
 import { injectArgOptions, injectOptionsUsage, resolveInjectOptions } from '../../orchestrator/src/inject/options.ts';
 import { loadOrCreateServingCertificate } from '../../orchestrator/src/inject/serving-cert.ts';
 import { INJECT_PATH, INJECTION_NAMESPACE_LABEL, startInjectWebhook, webhookConfiguration, type WebhookConfigOptions } from '../../orchestrator/src/inject/webhook.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 const DEFAULT_LISTEN = '0.0.0.0:9443';
 const DEFAULT_DNS_NAME = 'wasmesh-inject.wasmesh-system.svc';
@@ -80,7 +81,7 @@ export async function run(argv: string[], io: InjectWebhookIo = { out: process.s
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);

@@ -6,6 +6,7 @@ import { CliError, UsageError } from '../../orchestrator/src/cli-client/client.t
 import { runCommand, type Output } from '../../orchestrator/src/cli-client/common.ts';
 import { injectArgOptions, injectOptionsUsage, resolveInjectOptions } from '../../orchestrator/src/inject/options.ts';
 import { injectYaml, joinSegments, type YamlInjectResult } from '../../orchestrator/src/inject/yaml.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh kube-inject -f <file|-> [-f ...] [-o FILE] [options]
 
@@ -60,7 +61,7 @@ export async function run(argv: string[], io: KubeInjectIo = { out: process.stdo
       strict: true,
     });
     if (values.help) {
-      io.out.write(usage);
+      io.out.write(helpFor(usage, io.out));
       return 0;
     }
     if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}" (name files with -f)`);

@@ -8,6 +8,8 @@
 
 import { readFileSync } from 'node:fs';
 import { installPath } from '../../schemas/repo-files.ts';
+import { fillLine, fillSynopsis, helpWidth } from '../../orchestrator/src/cli-client/help-text.ts';
+import { didYouMean } from '../../mesh/src/suggest.ts';
 
 export interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -138,7 +140,7 @@ export const commands: Command[] = [
   {
     group: 'token',
     verb: 'create',
-    args: '--role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--data-dir DIR]',
+    args: '--role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--server URL | --data-dir DIR]',
     description: 'create an orchestrator API token and print it (shown once; stored hashed)',
     load: () => import('./token-create.ts'),
   },
@@ -167,17 +169,26 @@ export const commands: Command[] = [
   { group: 'demo', verb: '', args: '[--exit-after-ready]', description: 'a Bookinfo-like demo mesh: orchestrator, services under sidecars, traffic, and a guide', load: () => import('./demo.ts') },
 ];
 
-export function usage(group?: string): string {
+/**
+ * The command list, wrapped to `width` (by default the terminal's, see helpWidth): each command's
+ * synopsis (continued under its arguments), then its description indented below it.
+ */
+export function usage(group?: string, width = helpWidth(process.stdout)): string {
   const shown = commands.filter((c) => group === undefined || c.group === group);
-  const width = Math.max(...shown.map((c) => `${c.group} ${c.verb} ${c.args}`.length));
-  const lines = shown.map((c) => `  wasmesh ${`${c.group}${c.verb ? ` ${c.verb}` : ''} ${c.args}`.padEnd(width)}  ${c.description}`);
+  const lines: string[] = [];
+  for (const c of shown) {
+    const name = `  wasmesh ${c.group}${c.verb ? ` ${c.verb}` : ''} `;
+    const hang = name.length <= width / 2 ? name.length : 8;
+    lines.push(...fillSynopsis(name, c.args, hang, width));
+    lines.push(...fillLine('      ', c.description, 6, width));
+  }
   return [
     'Usage: wasmesh <command> [options]',
     '',
     'Commands:',
     ...lines,
     '',
-    'Run `wasmesh <group> <verb> --help` for the options of a command.',
+    ...fillLine('', 'Run `wasmesh <group> <verb> --help` for the options of a command.', 0, width),
     '',
   ].join('\n');
 }
@@ -195,7 +206,7 @@ function isHelp(arg: string | undefined): boolean {
 export async function main(argv: string[]): Promise<number> {
   const [group, verb, ...rest] = argv;
   if (group === undefined) {
-    process.stderr.write(usage());
+    process.stderr.write(usage(undefined, helpWidth(process.stderr)));
     return 2;
   }
   if (isHelp(group)) {
@@ -208,23 +219,22 @@ export async function main(argv: string[]): Promise<number> {
   }
   const inGroup = commands.filter((c) => c.group === group);
   if (inGroup.length === 0) {
-    process.stderr.write(`wasmesh: unknown command "${group}"\n\n${usage()}`);
+    process.stderr.write(`wasmesh: unknown command "${group}"${didYouMean(group, new Set(commands.map((c) => c.group)))}\n\n${usage(undefined, helpWidth(process.stderr))}`);
     return 2;
   }
   const single = inGroup.find((c) => c.verb === '');
   if (single) return runCommand(single, verb === undefined ? [] : [verb, ...rest], group);
   if (verb === undefined || isHelp(verb)) {
-    const text = usage(group);
     if (verb === undefined) {
-      process.stderr.write(`wasmesh ${group}: missing subcommand\n\n${text}`);
+      process.stderr.write(`wasmesh ${group}: missing subcommand\n\n${usage(group, helpWidth(process.stderr))}`);
       return 2;
     }
-    process.stdout.write(text);
+    process.stdout.write(usage(group));
     return 0;
   }
   const command = inGroup.find((c) => c.verb === verb);
   if (command === undefined) {
-    process.stderr.write(`wasmesh: unknown command "${group} ${verb}"\n\n${usage(group)}`);
+    process.stderr.write(`wasmesh: unknown command "${group} ${verb}"${didYouMean(verb, inGroup.map((c) => c.verb))}\n\n${usage(group, helpWidth(process.stderr))}`);
     return 2;
   }
   return runCommand(command, rest, `${group} ${verb}`);

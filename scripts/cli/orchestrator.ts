@@ -11,6 +11,7 @@ import { CertificateAuthority, DEFAULT_TRUST_DOMAIN, parseLifetime, type Plugged
 import { EtcdStore, parseEtcdUrl } from '../../orchestrator/src/store/etcd-store.ts';
 import { SqliteStore } from '../../orchestrator/src/store/sqlite-store.ts';
 import type { ConfigStore } from '../../orchestrator/src/store/types.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh orchestrator [options]
 
@@ -206,7 +207,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       strict: true,
     });
     if (values.help) {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     if (positionals.length > 0) throw new Error(`unexpected argument ${JSON.stringify(positionals[0])}`);
@@ -226,7 +227,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       err,
     };
   } catch (e) {
-    err.write(`wasmesh orchestrator: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh orchestrator: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
   }
 

@@ -3,6 +3,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { UsageError, type ApiClient } from '../../orchestrator/src/cli-client/client.ts';
 import { clientFrom, connectionOptions, joinTokenArg, type Io } from '../../orchestrator/src/cli-client/common.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -20,7 +21,7 @@ export function parsePluginArgs<O extends Options>(argv: string[], own: O, usage
   const { values, positionals } = parseArgs({ args: joinTokenArg(argv), options, allowPositionals: true });
   const v = values as Record<string, string | boolean | undefined>;
   if (v.help) {
-    io.out.write(usage);
+    io.out.write(helpFor(usage, io.out));
     return undefined;
   }
   const [name, extra] = positionals;

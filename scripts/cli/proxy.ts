@@ -9,6 +9,7 @@ import { TLS_MODE_LABEL } from '../../mesh/src/proxy-config.ts';
 import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
 import { adminOptions, adminArgs, adminUsage } from './proxy-admin.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
        wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
@@ -162,11 +163,11 @@ export async function run(argv: string[]): Promise<number> {
       },
     }));
   } catch (err) {
-    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n\n${usage}`);
+    process.stderr.write(`wasmesh proxy: ${(err as Error).message}\n\n${helpFor(usage, process.stderr)}`);
     return 2;
   }
   if (values.help) {
-    process.stdout.write(usage);
+    process.stdout.write(helpFor(usage));
     return 0;
   }
   if (values.orchestrator && values.config) {
@@ -174,7 +175,7 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   if (!values.config && !values.orchestrator) {
-    process.stderr.write(`wasmesh proxy: --config or --orchestrator is required\n\n${usage}`);
+    process.stderr.write(`wasmesh proxy: --config or --orchestrator is required\n\n${helpFor(usage, process.stderr)}`);
     return 2;
   }
   let options;

@@ -12,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { SidecarSupervisor } from './sidecar-supervisor.ts';
 import { PROXY_NODE_FLAGS } from './proxy-node-flags.ts';
 import { installPath } from '../../schemas/repo-files.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh run --service NAME --port APP_PORT [options] -- <command...>
 
@@ -298,7 +299,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       strict: true,
     });
     if (values.help) {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}" (put the command after --)`);
@@ -327,7 +328,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       ...(values['access-log'] !== undefined ? { accessLog: values['access-log'] } : {}),
     };
   } catch (e) {
-    err.write(`wasmesh run: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh run: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
   }
   if (plan) {

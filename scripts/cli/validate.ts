@@ -3,6 +3,7 @@
 import { parseArgs } from 'node:util';
 import { readDocumentFiles } from '../../mesh/src/documents.ts';
 import { formatErrors, validateDocuments, type ValidationMode } from '../../mesh/src/validate.ts';
+import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 
 export const usage = `usage: wasmesh validate -f <file> [-f <file>...] [--mode standalone|managed]
 
@@ -13,7 +14,8 @@ urls and duplicate names. Prints "ok: N documents", or one line per error and ex
   -f, --filename <path>   a YAML or JSON file (several documents allowed), a directory of them,
                           or - for standard input; repeatable
   --mode <mode>           standalone (default: WasmPlugin urls must be file://) or managed
-                          (orchestrator digests allowed too)
+                          (what the orchestrator accepts: uploaded modules, module://NAME@VERSION
+                          or digest:sha256:HEX)
 `;
 
 export interface Output {
@@ -36,7 +38,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       strict: true,
     });
     if (values.help) {
-      out.write(usage);
+      out.write(helpFor(usage, out));
       return 0;
     }
     if (positionals.length > 0) throw new Error(`unexpected argument "${positionals[0]}" (name files with -f)`);
@@ -45,7 +47,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     if (values.mode !== 'standalone' && values.mode !== 'managed') throw new Error(`--mode must be standalone or managed, not "${values.mode}"`);
     mode = values.mode;
   } catch (e) {
-    err.write(`wasmesh validate: ${(e as Error).message}\n\n${usage}`);
+    err.write(`wasmesh validate: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
     return 2;
   }
 

@@ -41,7 +41,7 @@ test('wasmesh validate: prints formatted errors and exits 1', async () => {
     assert.is(out.text(), '');
     assert.is(
       err.text(),
-      `${file}#3 VirtualService default/reviews: spec.http[0].route[1].weight: weights add up to 90, not 100\n1 error in 3 documents\n`,
+      `${file}#3 line 19 VirtualService default/reviews: spec.http[0].route[1].weight: weights add up to 90, not 100\n1 error in 3 documents\n`,
     );
   } finally {
     await rm(tmp, { recursive: true, force: true });

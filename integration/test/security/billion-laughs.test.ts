@@ -16,7 +16,7 @@ import { TokenStore } from '../../../orchestrator/src/auth/tokens.ts';
 import { SqliteStore } from '../../../orchestrator/src/store/sqlite-store.ts';
 import { wasmesh, WASMESH } from '../../../orchestrator/test/support/run-wasmesh.ts';
 import { request, startHttp1, type TestServer } from '../../../proxy-host/test/support/servers.ts';
-import { billionLaughs, examples } from './support/mutate.ts';
+import { billionLaughs, examples, managedExamples } from './support/mutate.ts';
 
 /** Only catches hangs: each refusal here takes milliseconds on an idle machine. */
 const HANG_MS = 10_000;
@@ -38,7 +38,7 @@ rest.before(async (ctx) => {
   ctx.admin = tokens.create('admin');
   ctx.app = buildApp({ store: ctx.store, tokens, logStream: { write: () => undefined } });
   await ctx.app.listen({ host: '127.0.0.1', port: 0 });
-  const applied = await ctx.app.inject({ method: 'POST', url: '/apply', headers: { authorization: `Bearer ${ctx.admin}` }, payload: examples().documents });
+  const applied = await ctx.app.inject({ method: 'POST', url: '/apply', headers: { authorization: `Bearer ${ctx.admin}` }, payload: managedExamples() });
   assert.is(applied.statusCode, 200, applied.body);
 });
 

@@ -17,7 +17,7 @@ import { SqliteStore } from '../../../orchestrator/src/store/sqlite-store.ts';
 import { INPUT_LIMITS } from '../../../mesh/src/input-limits.ts';
 import { versionModule } from '../../../wasm/test/support/version-module.ts';
 import { clip, fuzz, type Random } from './support/fuzz.ts';
-import { billionLaughs, examples, mutateText, mutateValue, nested, ODD_STRINGS, randomString, randomValue } from './support/mutate.ts';
+import { billionLaughs, examples, managedExamples, mutateText, mutateValue, nested, ODD_STRINGS, randomString, randomValue } from './support/mutate.ts';
 
 interface Ctx {
   dir: string;
@@ -48,7 +48,8 @@ test.after(async (ctx) => {
   rmSync(ctx.dir, { recursive: true, force: true });
 });
 
-const { texts, documents: EXAMPLES } = examples();
+const { texts } = examples();
+const EXAMPLES = managedExamples();
 const KINDS = ['virtualservices', 'VirtualService', 'destinationrules', 'serviceentries', 'workloadentries', 'wasmplugins', 'peerauthentications', 'authorizationpolicies', 'nosuchkinds', ''];
 const CONTENT_TYPES = ['application/json', 'application/yaml', 'text/yaml', 'application/wasm', 'application/octet-stream', 'text/plain', 'application/json; charset=utf-8', 'multipart/form-data; boundary=x', 'application/x-www-form-urlencoded', '*/*', 'garbage'];
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'] as const;

@@ -9,7 +9,7 @@ import type { FilterBinding, WorkloadIdentity } from '../proxy-config.ts';
 import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
 import { labelsMatch } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
-import { policyFilterConfig } from './policy-filter.ts';
+import { policyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
 import { installPath } from '../../../schemas/repo-files.ts';
 
 export interface BuiltinFilterOptions {
@@ -21,8 +21,13 @@ export interface BuiltinFilterOptions {
 
 const DEFAULT_FILTERS_DIR = installPath('filters') + '/';
 
-function builtin(name: string, dir: string, workload: WorkloadIdentity, phase: FilterBinding['phase'], pluginConfig: unknown): FilterBinding {
-  const path = `${dir.endsWith('/') ? dir : `${dir}/`}${name}/build/${name}.wasm`;
+/** Where a built-in filter's module is built: <filters dir>/<name>/build/<name>.wasm. */
+export function builtinModulePath(name: 'telemetry' | 'policy' | 'fault', dir: string = DEFAULT_FILTERS_DIR): string {
+  return `${dir.endsWith('/') ? dir : `${dir}/`}${name}/build/${name}.wasm`;
+}
+
+function builtin(name: 'telemetry' | 'policy' | 'fault', dir: string, workload: WorkloadIdentity, phase: FilterBinding['phase'], pluginConfig: unknown): FilterBinding {
+  const path = builtinModulePath(name, dir);
   return {
     name: `wasmesh-${name}`,
     namespace: workload.namespace,
@@ -35,6 +40,31 @@ function builtin(name: string, dir: string, workload: WorkloadIdentity, phase: F
     pluginConfig,
     // Policy fails closed (a broken authorizer must not let traffic through); the others fail open.
     failStrategy: name === 'policy' ? 'FAIL_CLOSE' : 'FAIL_OPEN',
+    env: {},
+  };
+}
+
+/**
+ * What stands in for a FAIL_CLOSE WasmPlugin whose module cannot be had: the policy filter with one
+ * DENY policy matching every request, at the plugin's place in the chain and under its name, so the
+ * streams the plugin would have run on get 403 (details
+ * `rbac_access_denied_matched_policy[<namespace>.wasm-default-deny]`) instead of passing unfiltered.
+ * Istio's agent does the same with an RBAC filter (its stat prefix is `wasm-default-deny`).
+ */
+export function denyAllStandIn(plugin: FilterBinding, filtersDir: string = DEFAULT_FILTERS_DIR): FilterBinding {
+  const path = builtinModulePath('policy', filtersDir);
+  const pluginConfig: PolicyFilterConfig = { policies: [{ name: 'wasm-default-deny', namespace: plugin.namespace, action: 'DENY', rules: [{}] }] };
+  return {
+    name: plugin.name,
+    namespace: plugin.namespace,
+    phase: plugin.phase,
+    priority: plugin.priority,
+    url: `file://${path}`,
+    path,
+    rootId: 'policy',
+    vmId: `wasmesh.unavailable.${plugin.namespace}.${plugin.name}`,
+    pluginConfig,
+    failStrategy: 'FAIL_CLOSE',
     env: {},
   };
 }

@@ -182,36 +182,91 @@ function translateFault(route: HTTPRoute, where: string): Pick<FaultRule, 'delay
 }
 
 function translateMatch(m: HTTPMatchRequest, where: string): FaultMatch {
-  for (const field of ['authority', 'queryParams', 'port'] as const) {
-    if (m[field] !== undefined) {
-      throw new FaultFilterError(`${where}.${field}: the fault filter cannot match on ${field}; a route that precedes or carries a fault may use uri, method, headers, withoutHeaders and sourceLabels`);
-    }
-  }
+  const problem = matchProblems(m)[0];
+  if (problem) throw new FaultFilterError(`${where}${formatSegments(problem.at)}: ${problem.message}`);
   const out: FaultMatch = {};
   if (m.uri) {
-    out.uri = stringMatch(m.uri, `${where}.uri`);
+    out.uri = stringMatch(m.uri);
     if (m.ignoreUriCase === true) out.ignoreUriCase = true;
   }
-  if (m.method) out.method = stringMatch(m.method, `${where}.method`);
-  if (m.headers) out.headers = headerMatches(m.headers, `${where}.headers`);
-  if (m.withoutHeaders) out.withoutHeaders = headerMatches(m.withoutHeaders, `${where}.withoutHeaders`);
+  if (m.method) out.method = stringMatch(m.method);
+  if (m.headers) out.headers = headerMatches(m.headers);
+  if (m.withoutHeaders) out.withoutHeaders = headerMatches(m.withoutHeaders);
   return out;
 }
 
-function stringMatch(m: StringMatchSpec, where: string): FaultStringMatch {
-  if (m.regex !== undefined) {
-    throw new FaultFilterError(
-      `${where}.regex: regex matches are not supported by the fault filter (it is AssemblyScript, which has no RegExp); use exact or prefix`,
-    );
+/** A field the fault filter cannot carry: where (path segments below the thing checked) and why. */
+export interface FaultProblem {
+  readonly at: readonly (string | number)[];
+  readonly message: string;
+}
+
+const UNMATCHABLE = 'a route that precedes or carries a fault may use uri, method, headers, withoutHeaders and sourceLabels';
+const NO_REGEX = 'regex matches are not supported by the fault filter (it is AssemblyScript, which has no RegExp); use exact or prefix';
+
+/** What in one match alternative the fault filter cannot evaluate. */
+function matchProblems(m: HTTPMatchRequest): FaultProblem[] {
+  const out: FaultProblem[] = [];
+  for (const field of ['authority', 'queryParams', 'port'] as const) {
+    if (m[field] !== undefined) out.push({ at: [field], message: `the fault filter cannot match on ${field}; ${UNMATCHABLE}` });
   }
+  if (m.uri?.regex !== undefined) out.push({ at: ['uri', 'regex'], message: NO_REGEX });
+  if (m.method?.regex !== undefined) out.push({ at: ['method', 'regex'], message: NO_REGEX });
+  for (const field of ['headers', 'withoutHeaders'] as const) {
+    for (const [name, sm] of Object.entries(m[field] ?? {})) if (sm.regex !== undefined) out.push({ at: [field, name, 'regex'], message: NO_REGEX });
+  }
+  return out;
+}
+
+/**
+ * Why the fault filter cannot carry a VirtualService's faults, with each field's path below the
+ * resource (["spec", "http", 0, "match", 1, "port"]); empty when it can. Checks what translation
+ * needs (every route up to the last one with a fault), for any source workload: matches are checked
+ * whatever their sourceLabels.
+ */
+export function faultProblems(vs: VirtualServiceDoc): FaultProblem[] {
+  if (!appliesToSidecars(vs)) return [];
+  const http = vs.spec.http ?? [];
+  let last = -1;
+  http.forEach((route, i) => {
+    if (route.fault !== undefined) last = i;
+  });
+  const out: FaultProblem[] = [];
+  for (let i = 0; i <= last; i++) {
+    const route = http[i]!;
+    (route.match ?? []).forEach((m, j) => {
+      for (const p of matchProblems(m)) out.push({ at: ['spec', 'http', i, 'match', j, ...p.at], message: p.message });
+    });
+    const fault = route.fault;
+    if (fault?.delay) {
+      try {
+        parseDuration(fault.delay.fixedDelay);
+      } catch (err) {
+        if (!(err instanceof DurationError)) throw err;
+        out.push({ at: ['spec', 'http', i, 'fault', 'delay', 'fixedDelay'], message: err.message });
+      }
+    }
+    if (fault?.abort && fault.abort.grpcStatus === undefined && fault.abort.httpStatus === undefined) {
+      out.push({ at: ['spec', 'http', i, 'fault', 'abort'], message: 'give httpStatus or grpcStatus' });
+    }
+  }
+  return out;
+}
+
+/** ["uri", "regex"] -> ".uri.regex" */
+function formatSegments(at: readonly (string | number)[]): string {
+  return at.map((s) => (typeof s === 'number' ? `[${s}]` : `.${s}`)).join('');
+}
+
+function stringMatch(m: StringMatchSpec): FaultStringMatch {
   if (m.exact !== undefined) return { exact: m.exact };
   if (m.prefix !== undefined) return { prefix: m.prefix };
   return {};
 }
 
-function headerMatches(map: Readonly<Record<string, StringMatchSpec>>, where: string): Record<string, FaultStringMatch> {
+function headerMatches(map: Readonly<Record<string, StringMatchSpec>>): Record<string, FaultStringMatch> {
   const out: Record<string, FaultStringMatch> = {};
-  for (const [name, m] of Object.entries(map)) out[name.toLowerCase()] = stringMatch(m, `${where}.${name}`);
+  for (const [name, m] of Object.entries(map)) out[name.toLowerCase()] = stringMatch(m);
   return out;
 }
 

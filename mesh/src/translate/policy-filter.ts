@@ -117,29 +117,56 @@ function translatePolicy(doc: AuthorizationPolicyDoc): FilterPolicy {
 type SpecRule = NonNullable<AuthorizationPolicyDoc['spec']['rules']>[number];
 
 function translateRule(rule: SpecRule, where: string): PolicyRule {
+  const problem = ruleProblems(rule)[0];
+  if (problem) throw new Error(`${where}${formatSegments(problem.at)}: ${problem.message}`);
   const out: PolicyRule = {};
-  const from = (rule.from ?? []).map((f, i) => ({ source: pick<PolicySource>(f.source, SOURCE_FIELDS, `${where}.from[${i}].source`) }));
+  const from = (rule.from ?? []).map((f) => ({ source: pick<PolicySource>(f.source, SOURCE_FIELDS) }));
   if (from.length > 0) out.from = from;
-  const to = (rule.to ?? []).map((t, i) => ({ operation: pick<PolicyOperation>(t.operation, OPERATION_FIELDS, `${where}.to[${i}].operation`) }));
+  const to = (rule.to ?? []).map((t) => ({ operation: pick<PolicyOperation>(t.operation, OPERATION_FIELDS) }));
   if (to.length > 0) out.to = to;
-  const when = (rule.when ?? []).map((w, i) => {
-    if (!isSupportedWhenKey(w.key)) throw new Error(`${where}.when[${i}].key: unsupported key ${JSON.stringify(w.key)}`);
+  const when = (rule.when ?? []).map((w) => {
     const c: PolicyCondition = { key: w.key };
     if (w.values && w.values.length > 0) c.values = [...w.values];
     if (w.notValues && w.notValues.length > 0) c.notValues = [...w.notValues];
-    if (!c.values && !c.notValues) throw new Error(`${where}.when[${i}]: needs values or notValues`);
     return c;
   });
   if (when.length > 0) out.when = when;
   return out;
 }
 
-function pick<T extends object>(input: Readonly<Record<string, string[]>> | undefined, fields: readonly (keyof T)[], where: string): T {
+/** A field of a rule the filter cannot evaluate: where (path segments below the rule) and why. */
+export interface RuleProblem {
+  readonly at: readonly (string | number)[];
+  readonly message: string;
+}
+
+/**
+ * What in one AuthorizationPolicy rule the policy filter cannot evaluate (translation refuses it):
+ * an unsupported `when` key, a condition without values, a source or operation field it does not
+ * know. Empty when the rule translates.
+ */
+export function ruleProblems(rule: SpecRule): RuleProblem[] {
+  const out: RuleProblem[] = [];
+  const fields = (input: Readonly<Record<string, unknown>> | undefined, allowed: readonly string[], at: (string | number)[]) => {
+    for (const key of Object.keys(input ?? {})) if (!allowed.includes(key)) out.push({ at, message: `unsupported field ${JSON.stringify(key)}` });
+  };
+  (rule.from ?? []).forEach((f, i) => fields(f.source, SOURCE_FIELDS, ['from', i, 'source']));
+  (rule.to ?? []).forEach((t, i) => fields(t.operation, OPERATION_FIELDS, ['to', i, 'operation']));
+  (rule.when ?? []).forEach((w, i) => {
+    if (!isSupportedWhenKey(w.key)) out.push({ at: ['when', i, 'key'], message: `unsupported key ${JSON.stringify(w.key)}` });
+    else if (!(w.values && w.values.length > 0) && !(w.notValues && w.notValues.length > 0)) out.push({ at: ['when', i], message: 'needs values or notValues' });
+  });
+  return out;
+}
+
+/** ["when", 0, "key"] -> ".when[0].key" */
+function formatSegments(at: readonly (string | number)[]): string {
+  return at.map((s) => (typeof s === 'number' ? `[${s}]` : `.${s}`)).join('');
+}
+
+function pick<T extends object>(input: Readonly<Record<string, string[]>> | undefined, fields: readonly (keyof T)[]): T {
   const out: Record<string, string[]> = {};
-  for (const [key, value] of Object.entries(input ?? {})) {
-    if (!(fields as readonly string[]).includes(key)) throw new Error(`${where}: unsupported field ${JSON.stringify(key)}`);
-    if (value !== undefined && value.length > 0) out[key] = [...value];
-  }
+  for (const [key, value] of Object.entries(input ?? {})) if (value !== undefined && value.length > 0) out[key] = [...value];
   // Fixed field order, whatever order the document used.
   const ordered: Record<string, string[]> = {};
   for (const f of fields as readonly string[]) if (out[f]) ordered[f] = out[f];

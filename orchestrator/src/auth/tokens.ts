@@ -210,7 +210,8 @@ export class TokenStore {
   }
 }
 
-function checkBinding(role: Role, binding: TokenBinding | undefined): void {
+/** Throws, saying why, when a role cannot have this binding (proxy: namespace and service account; editor: a namespace, not the root one; others: none). */
+export function checkBinding(role: Role, binding: TokenBinding | undefined): void {
   if (role === 'proxy') {
     if (!binding?.serviceAccount) throw new Error('a proxy token is bound to a namespace and a service account: give both');
     if (!NAME.test(binding.namespace)) throw new Error(`invalid namespace ${JSON.stringify(binding.namespace)}`);

@@ -160,7 +160,7 @@ export class ApiClient {
         [
           `the orchestrator at ${this.server} refused the request (401): ${why}`,
           `token used: ${this.token.source}`,
-          `get a token: the orchestrator writes an admin token to <data-dir>/admin-token on first start (pass --token "$(cat .wasmesh/orchestrator/admin-token)", set WASMESH_TOKEN, or run from the directory holding .wasmesh/); more tokens: wasmesh token create --role admin|viewer|editor --data-dir <data-dir>`,
+          `get a token: the orchestrator writes an admin token to <data-dir>/admin-token on first start (pass --token "$(cat .wasmesh/orchestrator/admin-token)", set WASMESH_TOKEN, or run from the directory holding .wasmesh/); more tokens: wasmesh token create --role admin|viewer|editor --server <url> with an admin token (or --data-dir <data-dir> on the orchestrator's host)`,
         ],
         opts,
       );

@@ -5,6 +5,8 @@
 import { PLURALS, kindFromUrl } from '../http/kinds.ts';
 import { RESOURCE_KINDS, type ResourceKind } from '../store/types.ts';
 import { ApiClient, CliError, DEFAULT_DATA_DIR, DEFAULT_SERVER, Exit, UsageError } from './client.ts';
+import { closest } from '../../../mesh/src/suggest.ts';
+import { helpFor } from './help-text.ts';
 
 export interface Output {
   write(text: string): unknown;
@@ -63,7 +65,7 @@ export async function runCommand(name: string, usage: string, io: Io, body: () =
     return await body();
   } catch (e) {
     if (e instanceof UsageError || (e as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err.write(`wasmesh ${name}: ${(e as Error).message}\n\n${usage}`);
+      io.err.write(`wasmesh ${name}: ${(e as Error).message}\n\n${helpFor(usage, io.err)}`);
       return Exit.Usage;
     }
     if (e instanceof CliError) {
@@ -88,7 +90,8 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
 export function parseKind(value: string): ResourceKind {
   const kind = kindFromUrl(value) ?? kindFromUrl(value.toLowerCase()) ?? SHORT_NAMES[value.toLowerCase()];
   if (!kind) {
-    throw new UsageError(`unknown kind "${value}": use one of ${RESOURCE_KINDS.map((k) => `${PLURALS[k]} (${Object.keys(SHORT_NAMES).find((s) => SHORT_NAMES[s] === k)})`).join(', ')}`);
+    const guess = closest(value, [...RESOURCE_KINDS, ...RESOURCE_KINDS.map((k) => PLURALS[k])]);
+    throw new UsageError(`unknown kind "${value}": ${guess ? `did you mean "${guess}"? ` : ''}use one of ${RESOURCE_KINDS.map((k) => `${PLURALS[k]} (${Object.keys(SHORT_NAMES).find((s) => SHORT_NAMES[s] === k)})`).join(', ')}`);
   }
   return kind;
 }

@@ -34,7 +34,7 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
       },
     },
     async (request) => {
-      const documents = documentsOf(request.body).map((d) => ({ source: d.source, value: withoutReadOnly(d.value) }));
+      const documents = documentsOf(request.body).map((d) => ({ ...d, value: withoutReadOnly(d.value) }));
       if (documents.length === 0) throw new HttpError(400, ErrorCode.BadRequest, 'no documents to apply');
       // All or nothing here too: one document outside an editor's namespace refuses the request.
       checkNamespaces(request, documents.map((d) => ({ document: describeDocument(d), namespace: namespaceIn(d.value) })));
@@ -77,7 +77,7 @@ function documentsOf(body: unknown): ConfigDocument[] {
 function bodyDocuments(body: unknown): ConfigDocument[] {
   if (typeof body === 'string') {
     const parsed = parseDocuments(body, 'apply');
-    if (parsed.errors.length > 0) throw new HttpError(400, ErrorCode.Invalid, parsed.errors.map((e) => ({ document: e.document, path: e.path, message: e.message })));
+    if (parsed.errors.length > 0) throw invalid(parsed.errors);
     return [...parsed.documents];
   }
   if (Array.isArray(body)) return fromObjects(body, 'apply');

@@ -13,6 +13,8 @@ export interface ApiError {
   document: string;
   path: string;
   message: string;
+  /** The line of the field in a YAML request body, when the error is about one. */
+  line?: number;
 }
 
 export const ErrorCode = {

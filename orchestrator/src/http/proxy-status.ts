@@ -2,9 +2,13 @@
 // `wasmesh proxy-status`. The data comes from a function the caller wires to the discovery server
 // (xds/server.ts `proxies()`); this module only shapes it for clients and decides the status:
 //
-//   SYNCED  the proxy ACKed the version this orchestrator holds for it
+//   SYNCED  the proxy ACKed the latest config the orchestrator built for it
 //   NACKED  the proxy refused that version (nacked.message says why; it keeps its previous config)
-//   STALE   anything else: a push is outstanding, or a newer snapshot is waiting to be sent
+//   STALE   anything else: the orchestrator cannot build the proxy's latest config (buildErrors), a
+//           push is outstanding, or a newer snapshot is waiting to be sent
+// `reason` says why a proxy is not SYNCED. `problems` lists resources the proxy's config does not
+// carry as written (left out, or stood in for by a filter that denies), whatever the status: one
+// bad resource never holds back the rest of a workload's config, but it must not go unnoticed.
 //
 // Each replica reports only the proxies streaming to it (as Istio's istiod does).
 
@@ -31,6 +35,20 @@ export interface ProxyStatusItem {
   latest?: string;
   lastPush?: string;
   status: SyncStatus;
+  /** Why the status is not SYNCED. */
+  reason?: string;
+  /** Why the orchestrator cannot build this proxy's latest config (the status is then STALE). */
+  buildErrors?: string[];
+  /** Resources the config does not carry as written, and what the proxy runs instead. */
+  problems?: ConfigProblemItem[];
+}
+
+export interface ConfigProblemItem {
+  /** "WasmPlugin default/authz" */
+  resource: string;
+  /** JSON pointer to the field ("" for the whole resource). */
+  path: string;
+  message: string;
 }
 
 export interface ProxyStatusRoutesOptions {
@@ -63,13 +81,26 @@ function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** The status of a proxy from what was sent, ACKed and NACKed. */
-export function syncStatus(p: { sent?: { version: string }; acked?: string; nacked?: { version: string }; latest?: string }): SyncStatus {
+/** The status of a proxy from what was built for it, sent, ACKed and NACKed. */
+export function syncStatus(p: { sent?: { version: string }; acked?: string; nacked?: { version: string }; latest?: string; buildErrors?: readonly string[] }): SyncStatus {
+  if (p.buildErrors !== undefined && p.buildErrors.length > 0) return 'STALE';
   const target = p.latest ?? p.sent?.version;
   if (target === undefined) return 'STALE';
   if (p.acked === target && (p.sent === undefined || p.sent.version === target)) return 'SYNCED';
   if (p.nacked !== undefined && p.nacked.version === target) return 'NACKED';
   return 'STALE';
+}
+
+/** Why a proxy is STALE or NACKED, in a line; undefined when SYNCED. */
+export function statusReason(p: ProxyStatusItem): string | undefined {
+  const runs = p.acked ? `it runs ${p.acked.slice(0, 12)}` : 'it has no config from this orchestrator';
+  if (p.status === 'NACKED') return `the proxy refused ${p.nacked!.version.slice(0, 12)}: ${p.nacked!.message}; ${runs}`;
+  if (p.status !== 'STALE') return undefined;
+  if (p.buildErrors && p.buildErrors.length > 0) return `the orchestrator cannot build this proxy's latest config: ${p.buildErrors.join('; ')}; ${runs}`;
+  const target = p.latest ?? p.sent?.version;
+  if (target === undefined) return 'no config for this proxy yet';
+  if (p.sent?.version !== target) return `${target.slice(0, 12)} is waiting to be sent (a push is in flight); ${runs}`;
+  return `waiting for the proxy to acknowledge ${target.slice(0, 12)}; ${runs}`;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
@@ -93,6 +124,11 @@ export function normalizeProxyStatus(value: unknown): ProxyStatusItem | undefine
       : undefined;
   const acked = str(v.acked);
   const latest = str(v.latest);
+  const buildErrors = Array.isArray(v.buildErrors) ? v.buildErrors.filter((e): e is string => typeof e === 'string') : [];
+  const problems = (Array.isArray(v.problems) ? v.problems : []).flatMap((x) => {
+    const p = rec(x);
+    return p && str(p.resource) !== undefined && str(p.message) !== undefined ? [{ resource: str(p.resource)!, path: str(p.path) ?? '', message: str(p.message)! }] : [];
+  });
   const serviceAccount = str(workload?.serviceAccount);
   const connectedSince = str(v.connectedAt) ?? str(v.connectedSince);
   const item: ProxyStatusItem = {
@@ -107,8 +143,12 @@ export function normalizeProxyStatus(value: unknown): ProxyStatusItem | undefine
     ...(nacked ? { nacked } : {}),
     ...(latest !== undefined ? { latest } : {}),
     ...(sent?.at ? { lastPush: sent.at } : {}),
+    ...(buildErrors.length > 0 ? { buildErrors } : {}),
+    ...(problems.length > 0 ? { problems } : {}),
     status: 'STALE',
   };
   item.status = syncStatus(item);
+  const reason = statusReason(item);
+  if (reason !== undefined) item.reason = reason;
   return item;
 }

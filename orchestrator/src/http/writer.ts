@@ -73,7 +73,7 @@ export function invalid(errors: readonly ConfigError[]): HttpError {
 }
 
 export function toApiError(e: ConfigError): ApiError {
-  return { document: e.document, path: e.path, message: e.message };
+  return { document: e.document, path: e.path, message: e.message, ...(e.line !== undefined ? { line: e.line } : {}) };
 }
 
 /** A stored resource as a document to validate: store-managed metadata left out. */

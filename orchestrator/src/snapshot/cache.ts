@@ -8,7 +8,7 @@
 // read, and recomputes only the connected workloads the changed resources can affect (scope.ts;
 // when unsure, it recomputes). Diffing whole reads rather than trusting watch events means a
 // missed or coalesced event cannot leave a workload stale. A change of the module set, an
-// invalidate(), and workloads whose last recompute failed always recompute. Proxies with equal
+// invalidate(), and workloads whose last recompute failed or left something out always recompute. Proxies with equal
 // identities share one snapshot; pushes are limited to changed versions.
 
 import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
@@ -17,7 +17,7 @@ import type { ConfigStore } from '../store/types.ts';
 import { Debouncer } from './debounce.ts';
 import { BuiltinModules } from './builtin-modules.ts';
 import { changeScope, indexResources, type ResourceIndex } from './scope.ts';
-import { buildSnapshot, managedDocuments, workloadKey, type ProxySnapshot } from './snapshot.ts';
+import { buildSnapshot, managedDocuments, workloadKey, type ConfigProblem, type ProxySnapshot } from './snapshot.ts';
 
 export type SnapshotListener = (snapshot: ProxySnapshot) => void;
 
@@ -42,6 +42,8 @@ export interface NodeState {
   readonly version: string | undefined;
   /** Why the latest recompute was not set (the previous snapshot, if any, stays). */
   readonly errors: readonly string[];
+  /** What the latest recompute could not carry as written: left out or stood in for (see buildSnapshot). */
+  readonly problems: readonly ConfigProblem[];
   readonly updatedAt: string | undefined;
   readonly watchers: number;
 }
@@ -50,6 +52,7 @@ interface Node {
   readonly workload: WorkloadIdentity;
   snapshot: ProxySnapshot | undefined;
   errors: string[];
+  problems: readonly ConfigProblem[];
   updatedAt: string | undefined;
   readonly listeners: Set<SnapshotListener>;
 }
@@ -119,7 +122,7 @@ export class SnapshotCache {
     const key = workloadKey(workload);
     let node = this.#nodes.get(key);
     if (node === undefined) {
-      node = { workload, snapshot: undefined, errors: [], updatedAt: undefined, listeners: new Set() };
+      node = { workload, snapshot: undefined, errors: [], problems: [], updatedAt: undefined, listeners: new Set() };
       this.#nodes.set(key, node);
       this.#recompute(node, this.#world);
     }
@@ -145,9 +148,16 @@ export class SnapshotCache {
       workload: n.workload,
       version: n.snapshot?.version,
       errors: [...n.errors],
+      problems: [...n.problems],
       updatedAt: n.updatedAt,
       watchers: n.listeners.size,
     }));
+  }
+
+  /** Why a watched workload's latest config could not be built, and what it could not carry; undefined when not watched. */
+  state(workload: WorkloadIdentity): { errors: readonly string[]; problems: readonly ConfigProblem[] } | undefined {
+    const n = this.#nodes.get(workloadKey(workload));
+    return n && { errors: n.errors, problems: n.problems };
   }
 
   /** Schedules a re-read (debounced), for changes the store's watch does not report (module uploads). */
@@ -201,7 +211,7 @@ export class SnapshotCache {
     const { affects } = everything ? { affects: () => true } : changeScope(previous.index, world.index);
     let recomputed = 0;
     for (const node of [...this.#nodes.values()]) {
-      if (node.errors.length > 0 || node.snapshot === undefined || affects(node.workload)) {
+      if (node.errors.length > 0 || node.problems.length > 0 || node.snapshot === undefined || affects(node.workload)) {
         recomputed++;
         this.#recompute(node, world);
       } else this.#stats.skipped++;
@@ -209,17 +219,25 @@ export class SnapshotCache {
     this.#stats.lastFlush = { startedAt, readMs: t1 - t0, recomputeMs: performance.now() - t1, recomputed };
   }
 
-  /** Builds a node's snapshot; sets it (and notifies) only when consistent and of a new version. */
+  /** Builds a node's snapshot; sets it (and notifies) only when it could be built and is of a new version. */
   #recompute(node: Node, world: World): void {
     this.#stats.recomputes++;
     const result = buildSnapshot(world.documents, node.workload, { stored: world.modules, builtins: this.builtins }, { telemetry: this.#telemetry });
     const name = `${node.workload.namespace}/${node.workload.name}`;
+    const problems = result.problems.map((p) => `${p.resource}${p.path ? ` ${p.path}` : ''}: ${p.message}`).join('; ');
+    if (problems !== node.problems.map((p) => `${p.resource}${p.path ? ` ${p.path}` : ''}: ${p.message}`).join('; ') && problems !== '') {
+      this.#log('warn', `config for ${name} cannot carry everything as written: ${problems}`);
+    }
+    node.problems = result.problems;
+    // Left-out resources may become servable without a resource change (a module uploaded through
+    // another replica): look again, as for inconsistent configs.
+    if (result.problems.length > 0) this.#scheduleRetry();
     if (!result.ok) {
       const changed = result.errors.join('\n') !== node.errors.join('\n');
       node.errors = result.errors;
       if (changed) {
         const keeping = node.snapshot ? `keeping ${node.snapshot.version.slice(0, 12)}` : 'no config to send yet';
-        this.#log('warn', `config for ${name} is inconsistent, ${keeping}: ${result.errors.join('; ')}`);
+        this.#log('warn', `config for ${name} cannot be built, ${keeping}: ${result.errors.join('; ')}`);
       }
       this.#scheduleRetry();
       return;
@@ -242,7 +260,7 @@ export class SnapshotCache {
     if (this.#retry || this.#stopped) return;
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
-      if (this.#readFailed || [...this.#nodes.values()].some((n) => n.errors.length > 0)) this.#debouncer.trigger();
+      if (this.#readFailed || [...this.#nodes.values()].some((n) => n.errors.length > 0 || n.problems.length > 0)) this.#debouncer.trigger();
     }, this.#retryMs);
     this.#retry.unref();
   }

@@ -8,8 +8,10 @@
 import { MODULE_URL } from '../../../mesh/src/validate.ts';
 import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import { PROXY_CONFIG_TYPE_URL } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { fromObjects, isRecord, type ConfigDocument } from '../../../mesh/src/documents.ts';
-import { translateProxyConfig } from '../../../mesh/src/translate/proxy-config.ts';
+import { formatResource, fromObjects, isRecord, resourceRef, type ConfigDocument } from '../../../mesh/src/documents.ts';
+import { denyAllStandIn, selectAuthorizationPolicies } from '../../../mesh/src/translate/builtin-filters.ts';
+import { meshView, translateProxyConfig } from '../../../mesh/src/translate/proxy-config.ts';
+import { failSafeDocuments, type LeftOut } from '../../../mesh/src/translate/resource-problems.ts';
 import { canonicalJson, contentVersion } from '../../../mesh/src/translate/version.ts';
 import type { BuiltinModules } from './builtin-modules.ts';
 
@@ -30,7 +32,12 @@ export interface ProxySnapshot {
   readonly modules: readonly string[];
 }
 
-export type SnapshotResult = { ok: true; snapshot: ProxySnapshot } | { ok: false; errors: string[] };
+/** Part of a resource a workload's config does not carry as written (left out, or stood in for), and why. */
+export type ConfigProblem = LeftOut;
+
+export type SnapshotResult =
+  | { ok: true; snapshot: ProxySnapshot; problems: readonly ConfigProblem[] }
+  | { ok: false; errors: string[]; problems: readonly ConfigProblem[] };
 
 /** The modules a snapshot may reference: uploaded to the store, or the mesh's built-in filters. */
 export interface ModuleIndex {
@@ -130,37 +137,29 @@ export function checkConsistency(config: ProxyConfig, modules: ReadonlySet<strin
   return errors;
 }
 
-/** Translates and checks one workload's config; never throws. */
+/**
+ * Translates and checks one workload's config; never throws. One resource the config cannot carry
+ * as written never holds the rest back: it is left out or stood in for, failing safe, and named in
+ * `problems` (see failSafeDocuments and shipBindings). `ok: false` only when no safe config exists
+ * (the policy filter's module cannot be read, translation itself failed, a route to no cluster).
+ */
 export function buildSnapshot(documents: readonly ConfigDocument[], workload: WorkloadIdentity, modules: ModuleIndex, options: SnapshotOptions = {}): SnapshotResult {
+  const safe = failSafeDocuments(documents);
+  const problems: ConfigProblem[] = safe.leftOut.filter((p) => concerns(documents, p.resource, workload));
   let translated: ProxyConfig;
   try {
     // The orchestrator cannot see the proxy's environment: vmConfig.env entries with valueFrom HOST
     // are left out (hostEnv empty).
-    translated = translateProxyConfig(documents, workload, { hostEnv: {}, filtersDir: modules.builtins.dir, telemetry: options.telemetry });
+    translated = translateProxyConfig(safe.documents, workload, { hostEnv: {}, filtersDir: modules.builtins.dir, telemetry: options.telemetry });
   } catch (err) {
-    return { ok: false, errors: [`translation failed: ${err instanceof Error ? err.message : String(err)}`] };
+    return { ok: false, errors: [`translation failed: ${err instanceof Error ? err.message : String(err)}`], problems };
   }
-  // Built-in filters are bound by path on the orchestrator's disk: serve them by digest instead.
-  const errors: string[] = [];
-  const available = new Set(modules.stored);
-  const ship = (b: FilterBinding): FilterBinding => {
-    if (b.path === undefined || !b.url.startsWith('file://') || !modules.builtins.owns(b.path)) return b;
-    let sha: string;
-    try {
-      sha = modules.builtins.digest(b.path);
-    } catch (err) {
-      errors.push(`built-in filter ${b.name}: cannot read ${b.path} (build the filters: npm run build:filters): ${err instanceof Error ? err.message : String(err)}`);
-      return b;
-    }
-    available.add(sha);
-    const { path: _path, ...rest } = b;
-    return { ...rest, url: digestUrl(sha), sha256: sha };
-  };
   const { version: _version, ...body } = translated;
-  const shipped: Omit<ProxyConfig, 'version'> = { ...body, inboundFilters: body.inboundFilters.map(ship), outboundFilters: body.outboundFilters.map(ship) };
-  const config: ProxyConfig = deepFreeze({ version: contentVersion(shipped), ...shipped });
-  errors.push(...checkConsistency(config, available));
-  if (errors.length > 0) return { ok: false, errors };
+  const shipped = shipBindings(body, modules, problems);
+  const errors = [...shipped.errors];
+  const config: ProxyConfig = deepFreeze({ version: contentVersion(shipped.body), ...shipped.body });
+  errors.push(...checkConsistency(config, shipped.available));
+  if (errors.length > 0) return { ok: false, errors, problems };
   const digests = new Set<string>();
   for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
     digests.add(digestOf(b.url)!);
@@ -169,6 +168,7 @@ export function buildSnapshot(documents: readonly ConfigDocument[], workload: Wo
   const json = Buffer.from(JSON.stringify(config));
   return {
     ok: true,
+    problems,
     snapshot: Object.freeze({
       version: config.version,
       typeUrl: PROXY_CONFIG_TYPE_URL,
@@ -177,6 +177,91 @@ export function buildSnapshot(documents: readonly ConfigDocument[], workload: Wo
       modules: Object.freeze([...digests].sort()),
     }),
   };
+}
+
+/** Whether a left-out resource is one this workload's config is made from (problems are listed per proxy). */
+function concerns(documents: readonly ConfigDocument[], resource: string, workload: WorkloadIdentity): boolean {
+  const doc = documents.find((d) => {
+    const ref = resourceRef(d.value);
+    return ref !== undefined && formatResource(ref) === resource;
+  });
+  if (!doc) return true;
+  const value = doc.value as { kind?: unknown };
+  if (value.kind === 'AuthorizationPolicy') return selectAuthorizationPolicies([doc], workload).length > 0;
+  if (value.kind === 'VirtualService') return meshView([doc], workload).virtualServices.length > 0;
+  return true;
+}
+
+/**
+ * Makes every filter binding something a managed proxy can load, by digest. The built-in filters,
+ * bound by path on the orchestrator's disk, are served by digest instead. A WasmPlugin whose module
+ * the orchestrator cannot serve (a file:// url, a module not in the store) follows its failStrategy,
+ * as Istio's agent does when a module cannot be fetched: FAIL_OPEN leaves it out, FAIL_CLOSE and
+ * FAIL_RELOAD put a filter that denies every request in its place (denyAllStandIn). A canary that
+ * cannot be served is left out (the plugin's own module serves every stream). Each is recorded in
+ * `problems`; what cannot be made safe (the policy module itself unreadable) is an error.
+ */
+function shipBindings(
+  body: Omit<ProxyConfig, 'version'>,
+  modules: ModuleIndex,
+  problems: ConfigProblem[],
+): { body: Omit<ProxyConfig, 'version'>; available: Set<string>; errors: string[] } {
+  const errors: string[] = [];
+  const available = new Set(modules.stored);
+  const note = (p: ConfigProblem): void => {
+    if (!problems.some((q) => q.resource === p.resource && q.path === p.path && q.message === p.message)) problems.push(p);
+  };
+  const servable = (url: string): string | undefined => {
+    const sha = digestOf(url);
+    if (sha !== undefined) return available.has(sha) ? undefined : `module sha256:${sha} is not in the store (upload it with \`wasmesh filter deploy\`)`;
+    const named = MODULE_URL.exec(url);
+    if (named) return `module ${named[1]}@${named[2]} has not been uploaded (upload it with \`wasmesh filter deploy\`)`;
+    if (url.startsWith('file://')) {
+      return `${JSON.stringify(url)} is a file, and managed proxies load modules from the orchestrator only: upload it (\`wasmesh filter deploy <module.wasm> --name NAME --version VERSION\`) and use url module://NAME@VERSION`;
+    }
+    return `${JSON.stringify(url)} is not a module uploaded to the orchestrator`;
+  };
+  const builtin = (b: FilterBinding, standingInFor?: string): FilterBinding | undefined => {
+    let sha: string;
+    try {
+      sha = modules.builtins.digest(b.path!);
+    } catch (err) {
+      const why = `cannot read ${b.path} (build the filters: npm run build:filters): ${err instanceof Error ? err.message : String(err)}`;
+      if (standingInFor !== undefined) errors.push(`${standingInFor}: its module cannot be served and the filter that would deny its streams instead is missing: ${why}`);
+      else if (b.failStrategy === 'FAIL_OPEN') {
+        note({ resource: `built-in filter ${b.name}`, path: '', message: `${why}: left out (it fails open)` });
+        return undefined;
+      } else errors.push(`built-in filter ${b.name}: ${why}`);
+      return b;
+    }
+    available.add(sha);
+    const { path: _path, ...rest } = b;
+    return { ...rest, url: digestUrl(sha), sha256: sha };
+  };
+  const ship = (b: FilterBinding): FilterBinding | undefined => {
+    if (b.path !== undefined && b.url.startsWith('file://') && modules.builtins.owns(b.path)) return builtin(b);
+    const resource = `WasmPlugin ${b.namespace}/${b.name}`;
+    const why = servable(b.url);
+    if (why !== undefined) {
+      if (b.failStrategy === 'FAIL_OPEN') {
+        note({ resource, path: '/spec/url', message: `${why}: left out (failStrategy FAIL_OPEN: its streams pass without it)` });
+        return undefined;
+      }
+      note({ resource, path: '/spec/url', message: `${why}: every request it would filter is denied (403) until it can be loaded (failStrategy ${b.failStrategy})` });
+      return builtin(denyAllStandIn(b, modules.builtins.dir), resource);
+    }
+    if (b.canary !== undefined) {
+      const canaryWhy = servable(b.canary.url);
+      if (canaryWhy !== undefined) {
+        note({ resource, path: '/spec/canary/url', message: `${canaryWhy}: the canary is left out (the plugin's module serves every stream)` });
+        const { canary: _canary, ...rest } = b;
+        return rest;
+      }
+    }
+    return b;
+  };
+  const chain = (list: readonly FilterBinding[]): FilterBinding[] => list.flatMap((b) => ship(b) ?? []);
+  return { body: { ...body, inboundFilters: chain(body.inboundFilters), outboundFilters: chain(body.outboundFilters) }, available, errors };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -242,9 +242,19 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
   return {
     port,
     proxies: () =>
-      [...streams].flatMap((e) =>
-        e.stream ? [e.registration ? { ...e.stream.status(), registered: `${e.registration.namespace}/${e.registration.name}` } : e.stream.status()] : [],
-      ),
+      [...streams].flatMap((e) => {
+        if (!e.stream) return [];
+        // What the cache could not build or carry for this workload: proxy-status must say so, not SYNCED alone.
+        const state = cache.state(e.stream.workload);
+        return [
+          {
+            ...e.stream.status(),
+            ...(e.registration ? { registered: `${e.registration.namespace}/${e.registration.name}` } : {}),
+            ...(state && state.errors.length > 0 ? { buildErrors: [...state.errors] } : {}),
+            ...(state && state.problems.length > 0 ? { problems: state.problems.map((p) => ({ ...p })) } : {}),
+          },
+        ];
+      }),
     snapshots: () => cache.nodes(),
     invalidate: () => cache.invalidate(),
     stats: () => cache.stats(),

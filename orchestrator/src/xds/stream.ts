@@ -11,7 +11,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { digestOf, type ProxySnapshot } from '../snapshot/snapshot.ts';
+import { digestOf, type ConfigProblem, type ProxySnapshot } from '../snapshot/snapshot.ts';
 
 /** For `wasmesh proxy-status`: one connected proxy. */
 export interface ProxyStatus {
@@ -33,6 +33,10 @@ export interface ProxyStatus {
    * (ReportFilterStats), and a rollout waits for it, then rolls back, when it does not.
    */
   readonly canaries?: readonly CanaryRef[];
+  /** Why the orchestrator cannot build this proxy's latest config (it keeps what it was sent). */
+  readonly buildErrors?: readonly string[];
+  /** Resources the proxy's config does not carry as written (left out, or stood in for), and why. */
+  readonly problems?: readonly ConfigProblem[];
 }
 
 /** A canary module in a proxy's config: the WasmPlugin ("<namespace>/<name>") and the module's sha256. */

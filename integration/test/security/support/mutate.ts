@@ -17,6 +17,14 @@ export function examples(): { texts: string[]; documents: Record<string, unknown
   return { texts, documents };
 }
 
+/**
+ * The example documents an orchestrator accepts: all but the file:// WasmPlugin, written for a
+ * standalone proxy (a managed proxy cannot load a file, so the orchestrator refuses it).
+ */
+export function managedExamples(): Record<string, unknown>[] {
+  return examples().documents.filter((d) => !(d.kind === 'WasmPlugin' && String((d.spec as { url?: unknown } | undefined)?.url).startsWith('file://')));
+}
+
 export const ODD_STRINGS = [
   '',
   ' ',
