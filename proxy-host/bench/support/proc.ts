@@ -21,6 +21,12 @@ export function cpuSeconds(pid: number): number | undefined {
   return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : undefined;
 }
 
+/** CPU seconds in user and in kernel mode (all threads), apart: the kernel's share is the sockets' floor. */
+export function cpuTimes(pid: number): { user: number; system: number } | undefined {
+  const f = statFields(pid);
+  return f ? { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK } : undefined;
+}
+
 /**
  * CPU seconds of this process's children that have exited and been waited for (cutime + cstime).
  * Around a load generator's run it is exactly the CPU the generator used, to the last tick, when no
