@@ -51,6 +51,18 @@ export function machineCpu(): { busy: number; steal: number } | undefined {
   }
 }
 
+/** Process CPU seconds (user + nice + system) one CPU has run (its `cpuN` line of /proc/stat), any process. */
+export function cpuBusy(cpu: string): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    if (line === undefined) return undefined;
+    const [user, nice, system] = line.trim().split(/\s+/).slice(1).map(Number);
+    return (user! + nice! + system!) / CLK_TCK;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Memory {
   /** Resident set now (VmRSS), bytes. */
   rss: number;
