@@ -13,8 +13,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { installRoot } from '../../schemas/repo-files.ts';
 
 export interface BuildOptions {
   /** Print nothing but errors. */
@@ -75,7 +76,7 @@ export class FilterBuildError extends Error {
   }
 }
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const repoRoot = installRoot();
 const nodeModules = path.join(repoRoot, 'node_modules');
 const sdkDir = path.join(nodeModules, '@solo-io', 'proxy-runtime');
 const stdDir = path.join(nodeModules, 'assemblyscript', 'std', 'assembly');

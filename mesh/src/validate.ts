@@ -5,7 +5,7 @@
 // A pure function of its inputs: documents are never modified, nothing is read but the schemas
 // (once, at first use), and the same documents always give the same errors in the same order.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import {
@@ -30,6 +30,8 @@ import {
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
+import { pathToFileURL } from 'node:url';
+import { installPath } from '../../schemas/repo-files.ts';
 
 export type { ConfigError } from './documents.ts';
 
@@ -46,10 +48,8 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   AuthorizationPolicy: 'authorization-policy.schema.json',
 };
 
-/** schemas/json/ of the repository: two levels up from source, three from a dist/ build (tsc does not copy JSON). */
-const SCHEMA_DIR = ['../../schemas/json/', '../../../schemas/json/']
-  .map((rel) => new URL(rel, import.meta.url))
-  .find((url) => existsSync(url)) ?? new URL('../../schemas/json/', import.meta.url);
+/** The installation's schemas/json/ (from source or from a build in dist/). */
+const SCHEMA_DIR = pathToFileURL(installPath('schemas', 'json') + '/');
 
 export type JsonSchema = Record<string, unknown> & { $defs?: Record<string, JsonSchema> };
 

@@ -7,7 +7,6 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { ApiClient } from '../../orchestrator/src/cli-client/client.ts';
@@ -16,6 +15,7 @@ import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
+import { installPath, installRoot } from '../../schemas/repo-files.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
@@ -33,8 +33,8 @@ export interface Output {
   write(text: string): unknown;
 }
 
-const DEMO_DIR = fileURLToPath(new URL('../demo/', import.meta.url));
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const DEMO_DIR = installPath('scripts', 'demo');
+const REPO = installRoot();
 const NAMESPACE = 'default';
 /** The demo filter's versions: the first is deployed, the guide rolls out the second. */
 const DEMO_FILTER_VERSIONS = ['1.0.0', '1.1.0'];

@@ -7,6 +7,7 @@
 // then add one entry to `commands` below. Modules are imported only when their command runs.
 
 import { readFileSync } from 'node:fs';
+import { installPath } from '../../schemas/repo-files.ts';
 
 export interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -21,140 +22,135 @@ export interface Command {
   load(): Promise<CommandModule>;
 }
 
-/** Imports ./<file> lazily (the specifier is computed so a not-yet-written module still type-checks). */
-function lazy(file: string): () => Promise<CommandModule> {
-  return async () => (await import(new URL(file, import.meta.url).href)) as CommandModule;
-}
-
 export const commands: Command[] = [
   {
     group: 'filter',
     verb: 'build',
     args: '<dir>... | --all [root] [--debug] [--quiet] [--force]',
     description: 'compile AssemblyScript filters to build/<name>.wasm',
-    load: lazy('./filter-build.ts'),
+    load: () => import('./filter-build.ts'),
   },
   {
     group: 'proxy',
     verb: '',
     args: '--config mesh.yaml [options]',
     description: 'run one sidecar proxy (standalone: config from Istio-style YAML, watched)',
-    load: lazy('./proxy.ts'),
+    load: () => import('./proxy.ts'),
   },
   {
     group: 'validate',
     verb: '',
     args: '-f <file|dir|-> [-f ...]',
     description: 'validate Istio-style config documents offline (the checks the orchestrator runs)',
-    load: lazy('./validate.ts'),
+    load: () => import('./validate.ts'),
   },
   {
     group: 'orchestrator',
     verb: '',
     args: '[--data-dir DIR] [--store sqlite|etcd://host:port] [--listen HOST:PORT] [--grpc-listen HOST:PORT]',
     description: 'run the control plane: REST API (resources, apply, watch, modules) and config distribution',
-    load: lazy('./orchestrator.ts'),
+    load: () => import('./orchestrator.ts'),
   },
   {
     group: 'apply',
     verb: '',
     args: '-f <file|dir|-> [-f ...] [--server URL]',
     description: 'create or replace resources on the orchestrator, all or nothing',
-    load: lazy('./apply.ts'),
+    load: () => import('./apply.ts'),
   },
   {
     group: 'get',
     verb: '',
     args: 'KIND [NAME] [-n NS | -A] [-o table|yaml|json]',
     description: 'show resources stored in the orchestrator',
-    load: lazy('./get.ts'),
+    load: () => import('./get.ts'),
   },
   {
     group: 'delete',
     verb: '',
     args: 'KIND NAME [-n NS] | -f <file>',
     description: 'delete resources from the orchestrator',
-    load: lazy('./delete.ts'),
+    load: () => import('./delete.ts'),
   },
   {
     group: 'proxy-status',
     verb: '',
     args: '[-n NS] [-o table|json]',
     description: 'connected proxies: config version, SYNCED / STALE / NACKED (and why), last push',
-    load: lazy('./proxy-status.ts'),
+    load: () => import('./proxy-status.ts'),
   },
   {
     group: 'filter',
     verb: 'deploy',
     args: '<module.wasm> --name NAME --version VERSION [--plugin NAME -n NS]',
     description: 'upload a filter module and point a WasmPlugin at it by digest',
-    load: lazy('./filter-deploy.ts'),
+    load: () => import('./filter-deploy.ts'),
   },
   {
     group: 'filter',
     verb: 'history',
     args: 'NAME [-n NS]',
     description: 'the module versions a WasmPlugin has run (who, when, why) and its uploaded versions',
-    load: lazy('./filter-history.ts'),
+    load: () => import('./filter-history.ts'),
   },
   {
     group: 'filter',
     verb: 'rollback',
     args: 'NAME [--to VERSION] [-n NS]',
     description: 'point a WasmPlugin back at an earlier module version (default: the one before)',
-    load: lazy('./filter-rollback.ts'),
+    load: () => import('./filter-rollback.ts'),
   },
   {
     group: 'filter',
     verb: 'rollout',
     args: 'NAME --to VERSION [--steps 5,25,50,100] [--interval 30s]',
     description: 'canary rollout of a module version, rolled back automatically when it does worse',
-    load: lazy('./filter-rollout.ts'),
+    load: () => import('./filter-rollout.ts'),
   },
   {
     group: 'filter',
     verb: 'status',
     args: 'NAME [-n NS] [--watch]',
     description: 'what a WasmPlugin serves and its rollout progress',
-    load: lazy('./filter-status.ts'),
+    load: () => import('./filter-status.ts'),
   },
   {
     group: 'filter',
     verb: 'dev',
     args: '<filter-dir> [--proxy ADMIN_URL] [--plugin NAME]',
     description: 'rebuild on save and hot-swap into a running standalone proxy',
-    load: lazy('./filter-dev.ts'),
+    load: () => import('./filter-dev.ts'),
   },
   {
     group: 'token',
     verb: 'create',
     args: '--role admin|viewer|editor|proxy [--namespace NS [--service-account SA]] [--data-dir DIR]',
     description: 'create an orchestrator API token and print it (shown once; stored hashed)',
-    load: lazy('./token-create.ts'),
+    load: () => import('./token-create.ts'),
   },
   {
     group: 'filter',
     verb: 'run',
     args: '<filter.wasm> [options]',
     description: 'run a request through a filter without a proxy',
-    load: lazy('./filter-run.ts'),
+    load: () => import('./filter-run.ts'),
   },
   {
     group: 'kube-inject',
     verb: '',
     args: '-f <file|-> [-f ...] [-o FILE] [--orchestrator HOST:PORT] [--image IMAGE]',
     description: 'print Kubernetes YAML with the wasmesh sidecar and iptables init container injected (like istioctl kube-inject)',
-    load: lazy('./kube-inject.ts'),
+    load: () => import('./kube-inject.ts'),
   },
   {
     group: 'inject-webhook',
     verb: '',
     args: '[--listen HOST:PORT] [--cert FILE --key FILE] [--print-config]',
     description: 'serve sidecar injection as a Kubernetes mutating admission webhook (HTTPS, AdmissionReview v1)',
-    load: lazy('./inject-webhook.ts'),
+    load: () => import('./inject-webhook.ts'),
   },
-  { group: 'run', verb: '', args: '--service NAME --port PORT [options] -- <command...>', description: 'run a local process as a mesh workload under its own sidecar', load: lazy('./run.ts') },
-  { group: 'demo', verb: '', args: '[--exit-after-ready]', description: 'a Bookinfo-like demo mesh: orchestrator, services under sidecars, traffic, and a guide', load: lazy('./demo.ts') },
+  { group: 'run', verb: '', args: '--service NAME --port PORT [options] -- <command...>', description: 'run a local process as a mesh workload under its own sidecar', load: () => import('./run.ts') },
+  { group: 'demo', verb: '', args: '[--exit-after-ready]', description: 'a Bookinfo-like demo mesh: orchestrator, services under sidecars, traffic, and a guide', load: () => import('./demo.ts') },
 ];
 
 export function usage(group?: string): string {
@@ -173,7 +169,7 @@ export function usage(group?: string): string {
 }
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(installPath('package.json'), 'utf8')) as { version: string };
   return pkg.version;
 }
 

@@ -73,7 +73,6 @@ interface XdsModule {
   startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority; onFilterStats?: (report: FilterStatsReport) => void }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
 }
 
-const XDS_MODULE = new URL('../../orchestrator/src/xds/server.ts', import.meta.url);
 
 /** "host:port", "[v6]:port" or ":port" (loopback). */
 export function parseHostPort(value: string, flag: string): { host: string; port: number } {
@@ -176,13 +175,9 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
 }
 
 async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined, canaryStats: CanaryStats): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
-  if (!existsSync(XDS_MODULE)) {
-    err.write('wasmesh orchestrator: config distribution (gRPC) is unavailable in this checkout (orchestrator/src/xds/server.ts is missing); serving the REST API only\n');
-    return undefined;
-  }
   let mod: XdsModule;
   try {
-    mod = (await import(XDS_MODULE.href)) as XdsModule;
+    mod = await import('../../orchestrator/src/xds/server.ts');
   } catch (e) {
     err.write(`wasmesh orchestrator: config distribution (gRPC) is unavailable: ${(e as Error).message}; serving the REST API only\n`);
     return undefined;

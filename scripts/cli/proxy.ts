@@ -2,14 +2,9 @@
 // Managed: --orchestrator host:port (config pushed over the discovery stream).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { XdsClient } from '../../proxy-host/src/config/xds-client.ts';
-import { loadConfigFile, watchConfigFile } from '../../proxy-host/src/config/file-source.ts';
 import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
-import { StaticIdentity } from '../../proxy-host/src/identity/static-identity.ts';
-import { OrchestratorIdentity } from '../../proxy-host/src/identity/orchestrator-identity.ts';
-import { keptIdentityDir } from '../../proxy-host/src/identity/kept-identity.ts';
 import { TLS_MODE_LABEL } from '../../mesh/src/proxy-config.ts';
 import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-host/src/workers.ts';
 import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
@@ -227,6 +222,7 @@ export async function run(argv: string[]): Promise<number> {
   const path = values.config!;
   const translate = { telemetry: !values['no-telemetry'], ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}) };
   if (values['cert-dir']) {
+    const { StaticIdentity } = await import('../../proxy-host/src/identity/static-identity.ts');
     try {
       (options as ProxyOptions).identity = new StaticIdentity(values['cert-dir']);
     } catch (err) {
@@ -234,6 +230,8 @@ export async function run(argv: string[]): Promise<number> {
       return 2;
     }
   }
+  // Standalone only: the config model (YAML, schemas, translation) is not loaded by a managed proxy.
+  const { loadConfigFile, watchConfigFile } = await import('../../proxy-host/src/config/file-source.ts');
   const first = await loadConfigFile(path, workload, translate);
   if (!first.ok) {
     process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);
@@ -314,6 +312,12 @@ async function runManaged(
   }
   const target = /:\d+$/.test(address) ? address : `${address}:15010`;
   const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
+  // Managed only: the discovery client (gRPC) and the CA client are not loaded by a standalone proxy.
+  const [{ XdsClient }, { OrchestratorIdentity }, { keptIdentityDir }] = await Promise.all([
+    import('../../proxy-host/src/config/xds-client.ts'),
+    import('../../proxy-host/src/identity/orchestrator-identity.ts'),
+    import('../../proxy-host/src/identity/kept-identity.ts'),
+  ]);
   // Without mTLS, the endpoint this proxy registers must not draw clients' auto mTLS.
   if (values['no-mtls'] && workload.labels[TLS_MODE_LABEL] === undefined) workload = { ...workload, labels: { ...workload.labels, [TLS_MODE_LABEL]: 'disabled' } };
   let proxy: Proxy | undefined;

@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SidecarSupervisor } from './sidecar-supervisor.ts';
+import { installPath } from '../../schemas/repo-files.ts';
 
 export const usage = `usage: wasmesh run --service NAME --port APP_PORT [options] -- <command...>
 
@@ -36,7 +36,7 @@ the command exits the sidecar stops, and wasmesh run exits with the command's co
   --quiet                   do not print the sidecar's ports
 `;
 
-const WASMESH = fileURLToPath(new URL('../wasmesh.mjs', import.meta.url));
+const WASMESH = installPath('scripts', 'wasmesh.mjs');
 
 export interface Output {
   write(text: string): unknown;
@@ -150,32 +150,43 @@ export async function startWorkload(opts: WorkloadOptions): Promise<RunningWorkl
 
 class SidecarExited extends Error {}
 
-async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
-  const outboundPort = opts.outboundPort ?? (await freePort());
-  const inboundPort = opts.inboundPort ?? (await freePort());
-  const adminPort = opts.adminPort ?? (await freePort());
-  const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : undefined;
-  const dataDir = opts.dataDir ?? ownDataDir!;
+/** The sidecar's `wasmesh proxy` arguments for a workload. */
+export function sidecarArgs(opts: WorkloadOptions, ports: { outboundPort: number; inboundPort: number; adminPort: number }, dataDir: string): string[] {
   const workload = opts.version ? `${opts.service}-${opts.version}` : opts.service;
   const args = [
-    WASMESH, 'proxy',
     '--workload', workload,
     '--namespace', opts.namespace,
     '--labels', `app=${opts.service},version=${opts.version}`,
     '--service-account', opts.serviceAccount ?? opts.service,
     '--app-port', String(opts.appPort),
-    '--outbound-port', String(outboundPort),
-    '--inbound-port', String(inboundPort),
-    '--admin-port', String(adminPort),
+    '--outbound-port', String(ports.outboundPort),
+    '--inbound-port', String(ports.inboundPort),
+    '--admin-port', String(ports.adminPort),
     '--access-log', opts.accessLog ?? 'off',
     '--drain-timeout', '1000',
   ];
   if (opts.config !== undefined) {
     args.push('--config', opts.config);
   } else {
-    args.push('--orchestrator', opts.orchestrator!, '--data-dir', dataDir, '--register-port', `http=${inboundPort}`);
+    args.push('--orchestrator', opts.orchestrator!, '--data-dir', dataDir, '--register-port', `http=${ports.inboundPort}`);
     if (opts.tokenFile !== undefined) args.push('--token-file', opts.tokenFile);
   }
+  return args;
+}
+
+/** The environment the command runs in: where its sidecar's outbound listener is, and its port. */
+export function appEnvironment(opts: WorkloadOptions, outboundPort: number): Record<string, string> {
+  const outbound = `http://127.0.0.1:${outboundPort}`;
+  return { WASMESH_OUTBOUND: outbound, HTTP_PROXY: outbound, http_proxy: outbound, PORT: String(opts.appPort), WASMESH_SERVICE: opts.service, WASMESH_VERSION: opts.version };
+}
+
+async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
+  const outboundPort = opts.outboundPort ?? (await freePort());
+  const inboundPort = opts.inboundPort ?? (await freePort());
+  const adminPort = opts.adminPort ?? (await freePort());
+  const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : undefined;
+  const dataDir = opts.dataDir ?? ownDataDir!;
+  const args = [WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
   const piped = opts.stdout !== undefined || opts.stderr !== undefined;
   const stdio = piped ? (['ignore', 'pipe', 'pipe'] as const) : (['ignore', 'inherit', 'inherit'] as const);
   const spawnSidecar = () => {
@@ -197,11 +208,10 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
     throw e;
   }
   const supervisor = new SidecarSupervisor(sidecar, { spawn: spawnSidecar, log: (line) => (opts.stderr ?? process.stderr).write(`wasmesh run: ${opts.service}: ${line}\n`) });
-  const outbound = `http://127.0.0.1:${outboundPort}`;
   const [cmd, ...cmdArgs] = opts.command;
   const app = spawn(cmd!, cmdArgs, {
     stdio: piped ? ['ignore', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'],
-    env: { ...process.env, ...opts.env, WASMESH_OUTBOUND: outbound, HTTP_PROXY: outbound, http_proxy: outbound, PORT: String(opts.appPort), WASMESH_SERVICE: opts.service, WASMESH_VERSION: opts.version },
+    env: { ...process.env, ...opts.env, ...appEnvironment(opts, outboundPort) },
   });
   pipe(app, opts.stdout, opts.stderr);
   const appExit = exitPromise(app);
@@ -260,6 +270,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   const command = dash < 0 ? [] : argv.slice(dash + 1);
   let opts: WorkloadOptions;
   let quiet = false;
+  let plan = false;
   try {
     const { values, positionals } = parseArgs({
       args: own,
@@ -278,6 +289,8 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         'data-dir': { type: 'string' },
         'access-log': { type: 'string' },
         quiet: { type: 'boolean', default: false },
+        // Used by the `wasmesh` shell entry: print the plan for its shell supervisor, start nothing.
+        plan: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -295,6 +308,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     if (values.orchestrator && values.config) throw new Error('give either --orchestrator or --config, not both');
     if (!values.orchestrator && !values.config) throw new Error('--orchestrator HOST:PORT (with --token-file) or --config mesh.yaml is required');
     quiet = values.quiet;
+    plan = values.plan;
     opts = {
       service: values.service,
       version: values.version,
@@ -314,6 +328,10 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   } catch (e) {
     err.write(`wasmesh run: ${(e as Error).message}\n\n${usage}`);
     return 2;
+  }
+  if (plan) {
+    out.write(await supervisorPlan(opts, quiet));
+    return 0;
   }
   // A signal while the sidecar starts stops it; once the command runs, signals go to both.
   const starting = new AbortController();
@@ -336,4 +354,36 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     process.removeListener('SIGINT', forward);
     process.removeListener('SIGTERM', forward);
   }
+}
+
+/** Single-quoted for the shell. */
+function shellWord(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * What scripts/wasmesh's shell supervisor runs, as bash assignments: the sidecar and the command with
+ * their arguments and environment, the admin port it polls for readiness, the folder to remove at the
+ * end, and the line to print once the sidecar is ready. Ports are picked now (and the folder made).
+ */
+async function supervisorPlan(opts: WorkloadOptions, quiet: boolean): Promise<string> {
+  const outboundPort = opts.outboundPort ?? (await freePort());
+  const inboundPort = opts.inboundPort ?? (await freePort());
+  const adminPort = opts.adminPort ?? (await freePort());
+  const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : '';
+  const dataDir = opts.dataDir ?? ownDataDir;
+  const sidecar = [process.execPath, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
+  const env = Object.entries(appEnvironment(opts, outboundPort)).map(([k, v]) => `${k}=${v}`);
+  const banner = quiet ? '' : `wasmesh run: ${opts.service} ${opts.version}: sidecar outbound 127.0.0.1:${outboundPort}, inbound 127.0.0.1:${inboundPort} -> app ${opts.appPort}, admin 127.0.0.1:${adminPort}`;
+  const array = (xs: string[]) => `(${xs.map(shellWord).join(' ')})`;
+  return [
+    `SIDECAR=${array(sidecar)}`,
+    `APP=${array(opts.command)}`,
+    `APP_ENV=${array(env)}`,
+    `ADMIN_PORT=${adminPort}`,
+    `OWN_DATA_DIR=${shellWord(ownDataDir)}`,
+    `SERVICE=${shellWord(opts.service)}`,
+    `BANNER=${shellWord(banner)}`,
+    '',
+  ].join('\n');
 }

@@ -2,7 +2,7 @@
 // HTTP_PROXY and PORT), its exit code is wasmesh run's, the sidecar is stopped afterwards, and a
 // sidecar killed while the command runs is started again on the same ports.
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -14,6 +14,8 @@ import { freePort } from '../cli/run.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const wasmesh = path.join(repoRoot, 'scripts/wasmesh.mjs');
+/** The `wasmesh` command users run (package.json bin): `run` supervises from a shell, not from Node. */
+const wasmeshCommand = path.join(repoRoot, 'scripts/wasmesh');
 
 let tmp = '';
 test.before(async () => {
@@ -30,7 +32,7 @@ test.after(async () => {
 
 function runWasmesh(args: string[], timeoutMs: number): Promise<{ code: number | null; stdout: string; stderr: string; pid: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [wasmesh, ...args], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(wasmeshCommand, args, { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -99,14 +101,17 @@ function get(port: number): Promise<{ status: number; body: string }> {
   });
 }
 
+function childrenOf(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** The `wasmesh proxy` child of process `pid`, if any. */
 function sidecarOf(pid: number): number | undefined {
-  let children: number[];
-  try {
-    children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return undefined;
-  }
+  const children = childrenOf(pid);
   return children.find((c) => {
     try {
       return readFileSync(`/proc/${c}/cmdline`, 'utf8').includes('proxy\0--workload');
@@ -116,11 +121,12 @@ function sidecarOf(pid: number): number | undefined {
   });
 }
 
-test('a sidecar killed while the app runs is started again on the same ports; the app keeps running', async () => {
+for (const [entry, command] of [['the wasmesh command (shell supervisor)', [wasmeshCommand]], ['scripts/wasmesh.mjs (Node supervisor, as the demo uses)', [process.execPath, wasmesh]]] as const) {
+test(`${entry}: a sidecar killed while the app runs is started again on the same ports; the app keeps running`, async () => {
   const appPort = await freePort();
   // The app answers with its pid, so the test sees it is the same process after the sidecar's restart.
   const app = 'require("node:http").createServer((q, s) => s.end("app " + process.pid)).listen(Number(process.env.PORT), "127.0.0.1")';
-  const child = spawn(process.execPath, [wasmesh, 'run', '--service', 'restarts', '--port', String(appPort), '--config', path.join(tmp, 'mesh.yaml'), '--', process.execPath, '-e', app], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(command[0], [...command.slice(1), 'run', '--service', 'restarts', '--port', String(appPort), '--config', path.join(tmp, 'mesh.yaml'), '--', process.execPath, '-e', app], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -147,10 +153,50 @@ test('a sidecar killed while the app runs is started again on the same ports; th
     const restarted = sidecarOf(child.pid!);
     assert.ok(restarted !== undefined && restarted !== sidecar, 'a new sidecar process');
     child.kill('SIGTERM');
-    await exited;
+    assert.is(await exited, 143, 'wasmesh run ends as a SIGTERM ends a process');
     assert.throws(() => process.kill(restarted!, 0), /ESRCH/, 'the restarted sidecar is stopped with the app');
   } finally {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (child.exitCode === null && child.signalCode === null) {
+      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+    }
+  }
+});
+}
+
+test('what the wasmesh command keeps beside the app is a shell of a few MB; SIGTERM stops all and removes its temporary folder', async () => {
+  const before = readdirSync(os.tmpdir());
+  const appPort = await freePort();
+  const app = 'require("node:http").createServer((q, s) => s.end("ok")).listen(Number(process.env.PORT), "127.0.0.1")';
+  const child = spawn(wasmeshCommand, ['run', '--service', 'small', '--port', String(appPort), '--config', path.join(tmp, 'mesh.yaml'), '--', process.execPath, '-e', app], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  try {
+    const deadline = Date.now() + 30_000;
+    while (!/inbound 127\.0\.0\.1:(\d+) -> app/.test(stderr)) {
+      if (Date.now() > deadline) throw new Error(`the sidecar did not come up\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const inbound = Number(/inbound 127\.0\.0\.1:(\d+) -> app/.exec(stderr)![1]);
+    // The app starts once its sidecar is ready: until it listens, the sidecar answers 503.
+    while ((await get(inbound)).status !== 200) {
+      if (Date.now() > deadline) throw new Error(`the app did not answer through its sidecar\n${stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const rssKb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))![1]);
+    assert.ok(rssKb < 20 * 1024, `the supervisor's RSS is ${rssKb} kB`);
+    const own = () => readdirSync(os.tmpdir()).filter((f) => f.startsWith('wasmesh-run-small-') && !before.includes(f));
+    assert.is(own().length, 1, 'wasmesh run made its temporary folder');
+    child.kill('SIGTERM');
+    assert.is(await exited, 143);
+    assert.equal(own(), [], 'and removed it');
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      // Its children first: a killed shell leaves them running.
+      for (const pid of childrenOf(child.pid!)) process.kill(pid, 'SIGKILL');
+      child.kill('SIGKILL');
+    }
   }
 });
 

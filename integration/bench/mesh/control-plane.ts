@@ -110,8 +110,9 @@ export interface WorkloadOptions {
 
 /** `wasmesh run --service S --port P --orchestrator ... --token-file F -- command`, until its sidecar is ready. */
 export async function startWorkload(children: Children, o: WorkloadOptions): Promise<Workload> {
-  const [cmd, args] = pinned(o.cpu, process.execPath, [
-    path.join(o.root, 'scripts/wasmesh.mjs'), 'run',
+  // The `wasmesh` command users run (package.json bin): its `run` supervises from a shell.
+  const [cmd, args] = pinned(o.cpu, path.join(o.root, 'scripts/wasmesh'), [
+    'run',
     '--service', o.service,
     '--port', String(o.appPort),
     '--orchestrator', o.orch.grpc,

@@ -5,12 +5,12 @@
 // Where they sit in each chain: telemetry first, so it sees every answer (including a policy 403 or
 // a fault abort, which travel back only through the filters before the one that answered); policy
 // after the AUTHZ-phase WasmPlugins (Istio's RBAC position); fault last, just before the router.
-import { fileURLToPath } from 'node:url';
 import type { FilterBinding, WorkloadIdentity } from '../proxy-config.ts';
 import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
 import { labelsMatch } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig } from './policy-filter.ts';
+import { installPath } from '../../../schemas/repo-files.ts';
 
 export interface BuiltinFilterOptions {
   /** Istio's telemetry is on for every sidecar unless turned off. */
@@ -19,7 +19,7 @@ export interface BuiltinFilterOptions {
   filtersDir?: string;
 }
 
-const DEFAULT_FILTERS_DIR = fileURLToPath(new URL('../../../filters/', import.meta.url));
+const DEFAULT_FILTERS_DIR = installPath('filters') + '/';
 
 function builtin(name: string, dir: string, workload: WorkloadIdentity, phase: FilterBinding['phase'], pluginConfig: unknown): FilterBinding {
   const path = `${dir.endsWith('/') ? dir : `${dir}/`}${name}/build/${name}.wasm`;
@@ -50,7 +50,9 @@ export function selectAuthorizationPolicies(documents: readonly ConfigDocument[]
     if (!labelsMatch(v.spec?.selector?.matchLabels, workload.labels)) continue;
     out.push(v);
   }
-  return out.sort((a, b) => `${namespaceOf(a)}/${a.metadata.name}`.localeCompare(`${namespaceOf(b)}/${b.metadata.name}`));
+  // Ordinal, not localeCompare: the order (and the config version hashed from it) must not depend on
+  // the locale, and comparing through ICU costs a sidecar megabytes of its data.
+  return out.sort((a, b) => ordinal(`${namespaceOf(a)}/${a.metadata.name}`, `${namespaceOf(b)}/${b.metadata.name}`));
 }
 
 /** Adds the built-in filters to the WasmPlugin chains (which are already in execution order). */
@@ -81,4 +83,8 @@ export function withBuiltinFilters(
     outbound.unshift(builtin('telemetry', dir, workload, 'STATS', config));
   }
   return { inbound, outbound };
+}
+
+function ordinal(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

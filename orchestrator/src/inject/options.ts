@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../cli-client/client.ts';
 import { DEFAULT_ORCHESTRATOR, DEFAULT_TOKEN_SECRET, type InjectOptions } from './sidecar.ts';
+import { installPath } from '../../../schemas/repo-files.ts';
 
 export const injectArgOptions = {
   orchestrator: { type: 'string' },
@@ -12,7 +13,7 @@ export const injectArgOptions = {
 
 /** The image both injected containers run by default: wasmesh/proxy:<this package's version>. */
 export function defaultImage(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const pkg = JSON.parse(readFileSync(installPath('package.json'), 'utf8')) as { version: string };
   return `wasmesh/proxy:${pkg.version}`;
 }
 

@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { installPath } from '../../../schemas/repo-files.ts';
 
-/** This checkout's filters/ folder, as mesh/src/translate/builtin-filters.ts computes it. */
-export const DEFAULT_FILTERS_DIR = fileURLToPath(new URL('../../../filters/', import.meta.url));
+/** This installation's filters/ folder, as mesh/src/translate/builtin-filters.ts finds it. */
+export const DEFAULT_FILTERS_DIR = installPath('filters') + '/';
 
 interface Entry {
   readonly sha256: string;

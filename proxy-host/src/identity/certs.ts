@@ -2,7 +2,14 @@
 // (@peculiar/x509 over WebCrypto). No ASN.1 by hand.
 import { X509Certificate, createPrivateKey, webcrypto } from 'node:crypto';
 import type { WorkloadCertificate } from './types.ts';
-import { x509 } from './x509.ts';
+
+/**
+ * The CSR library, loaded on first use: it and its dependencies cost a sidecar about 7 MB, and a proxy
+ * that reuses a kept certificate needs it only when it renews.
+ */
+async function csrLibrary(): Promise<typeof import('./x509.ts')['x509']> {
+  return (await import('./x509.ts')).x509;
+}
 
 /** The PEM blocks of a text (a chain or a bundle), each with its BEGIN/END lines. */
 export function splitPem(text: string): string[] {
@@ -65,15 +72,22 @@ const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 export async function generateWorkloadKey(): Promise<WorkloadKey> {
   const keys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as unknown as CryptoKeyPair;
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey as unknown as webcrypto.CryptoKey);
-  return { keys, keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') };
+  return { keys, keyPem: pkcs8Pem(Buffer.from(pkcs8)) };
 }
 
 /** A PKCS#10 request whose only identity is the SPIFFE id as URI SAN (PEM). */
 export async function createCsr(key: WorkloadKey, id: string): Promise<string> {
+  const x509 = await csrLibrary();
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
     keys: key.keys,
     signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }])],
   });
   return csr.toString('pem');
+}
+
+/** PKCS#8 DER as PEM, 64 base64 characters a line. */
+function pkcs8Pem(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN PRIVATE KEY-----\n${b64}\n-----END PRIVATE KEY-----`;
 }

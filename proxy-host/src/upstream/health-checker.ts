@@ -26,7 +26,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
-import * as grpc from '@grpc/grpc-js';
+import { createRequire } from 'node:module';
+import type * as Grpc from '@grpc/grpc-js';
 import type { HealthCheckConfig, UpstreamProtocol } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
 import { healthOf, syncHealthy } from './endpoint-health.ts';
@@ -76,7 +77,7 @@ export class HealthChecker {
   readonly #agents = new Map<string, Kept<http.Agent>>();
   /** HTTP/2 sessions and gRPC clients per "<slot>|<endpoint>". */
   readonly #h2 = new Map<string, Kept<http2.ClientHttp2Session>>();
-  readonly #grpc = new Map<string, Kept<grpc.Client>>();
+  readonly #grpc = new Map<string, Kept<Grpc.Client>>();
   #running = false;
 
   constructor(target: HealthCheckTarget, config: HealthCheckConfig, hooks: HealthCheckHooks = {}) {
@@ -289,6 +290,7 @@ export class HealthChecker {
   }
 
   #grpcCheck(endpoint: EndpointState, finish: (o: CheckOutcome) => void, tls: CheckTls | undefined): () => void {
+    const grpc = grpcLibrary();
     const client = this.#kept(
       this.#grpc,
       `${tls?.slot ?? 'plain'}|${endpoint.key}`,
@@ -345,7 +347,8 @@ interface CheckTls {
 }
 
 /** gRPC channel credentials for TLS options (roots default to the system's). */
-function grpcCredentials(tls: UpstreamTlsOptions): grpc.ChannelCredentials {
+function grpcCredentials(tls: UpstreamTlsOptions): Grpc.ChannelCredentials {
+  const grpc = grpcLibrary();
   const { checkServerIdentity, rejectUnauthorized } = connectOptions(tls);
   const roots = tls.ca ? Buffer.from(tls.ca.join('')) : null;
   const key = tls.key !== undefined ? Buffer.from(tls.key) : null;
@@ -358,6 +361,15 @@ function networkFailure(err: NodeJS.ErrnoException): CheckOutcome {
 }
 
 const SERVING_STATUS_NAMES = ['UNKNOWN', 'SERVING', 'NOT_SERVING', 'SERVICE_UNKNOWN'];
+
+/**
+ * gRPC, loaded (synchronously: checks are started synchronously) on the first gRPC health check: the
+ * library costs a sidecar megabytes, and most clusters never check over gRPC.
+ */
+let grpcModule: typeof Grpc | undefined;
+function grpcLibrary(): typeof Grpc {
+  return (grpcModule ??= createRequire(import.meta.url)('@grpc/grpc-js') as typeof Grpc);
+}
 
 // grpc.health.v1 messages, encoded by hand (two fields, no need for a proto loader):
 //   HealthCheckRequest  { string service = 1; }

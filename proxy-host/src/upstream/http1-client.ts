@@ -1,6 +1,8 @@
 // HTTP/1.1 to one endpoint through an undici Pool (keep-alive connections, bounded by the cluster's
 // connection pool settings). The call object is the dispatch handler itself: one object per request.
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+// The pool alone: undici's index also loads fetch, web streams and more, about 5 MB a sidecar never uses.
+import Pool from 'undici/lib/dispatcher/pool.js';
 import type { HeaderList } from '../../../wasm/src/index.ts';
 import { responseHeaderList, trailerList } from '../http/request-headers.ts';
 import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';

@@ -2,14 +2,14 @@
 // names as in the .proto). The orchestrator's server and the proxy's client both load it from here,
 // so the two sides cannot disagree about the wire.
 
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { installPath } from '../../../../repo-files.ts';
 
 /** The one resource type so far: a workload's whole ProxyConfig (see the .proto header). */
 export const PROXY_CONFIG_TYPE_URL = 'type.wasmesh.io/ProxyConfig';
 
-export const PROTO_PATH = fileURLToPath(new URL('./discovery.proto', import.meta.url));
+export const PROTO_PATH = installPath('schemas', 'proto', 'wasmesh', 'discovery', 'v1', 'discovery.proto');
 
 export interface NodeMessage {
   id: string;
