@@ -4,6 +4,7 @@ import type { Context } from './context.ts';
 import { Latin1Text, type PropertyValue } from './host.ts';
 import { WasmResult } from './abi/constants.ts';
 import { encodePairs } from './pairs.ts';
+import { readLatin1 } from './latin1.ts';
 import type { Vm } from './vm.ts';
 
 /** Splits "a\0b\0c" into segments; a trailing NUL (some SDKs send one) is ignored. */
@@ -33,6 +34,37 @@ export function parsePropertyPath(raw: string): PropertyPath {
     if (pathCache.size < PATH_CACHE_LIMIT) pathCache.set(raw, path);
   }
   return path;
+}
+
+/** Paths remembered per VM by guest address; past this, other addresses parse through the string cache. */
+const GUEST_PATHS_PER_VM = 64;
+
+/**
+ * proxy_get_property's paths by the guest address they come from. A filter keeps its paths in static
+ * memory and asks for the same few on every request (the telemetry filter: about eight per request):
+ * checking the bytes at a remembered address against the copy kept with it costs a short loop, where
+ * reading them into a string costs a concatenation per byte and a hash of the result. The bytes are
+ * always compared, so a module that reuses an address for another path gets that path.
+ */
+export class GuestPropertyPaths {
+  readonly #byAddress = new Map<number, { raw: Uint8Array; path: PropertyPath }>();
+
+  /** The path at guest [ptr, ptr+len) (bounds already checked against `bytes`). */
+  lookup(bytes: Uint8Array, ptr: number, len: number): PropertyPath {
+    const known = this.#byAddress.get(ptr);
+    if (known !== undefined && sameBytes(known.raw, bytes, ptr, len)) return known.path;
+    const path = parsePropertyPath(readLatin1(bytes as Buffer, ptr, len));
+    // A new address is remembered while there is room; an address whose bytes changed is updated in place.
+    // A copy: Buffer#slice would be a view that follows later writes to guest memory.
+    if (known !== undefined || this.#byAddress.size < GUEST_PATHS_PER_VM) this.#byAddress.set(ptr, { raw: Uint8Array.prototype.slice.call(bytes, ptr, ptr + len), path });
+    return path;
+  }
+}
+
+function sameBytes(raw: Uint8Array, bytes: Uint8Array, ptr: number, len: number): boolean {
+  if (raw.length !== len) return false;
+  for (let i = 0; i < len; i++) if (raw[i] !== bytes[ptr + i]) return false;
+  return true;
 }
 
 export function resolveProperty(vm: Vm, ctx: Context | undefined, parsed: PropertyPath): PropertyValue | undefined {
@@ -100,10 +132,11 @@ const scratch8 = Buffer.alloc(8);
 
 /**
  * Hands a property value to the guest (allocate, write, set the out-pointers) without an intermediate
- * Buffer for the common values: header text and ASCII strings go straight into guest memory, numbers
- * through one scratch buffer. Returns the ABI status (SerializationFailure for a value it cannot encode).
+ * Buffer for the common values: header text, ASCII strings, integers and bools go straight into guest
+ * memory. Returns the ABI status (SerializationFailure for a value it cannot encode).
  */
 export function returnProperty(vm: Vm, value: PropertyValue, pRet: number, pRetLen: number): number {
+  if (typeof value === 'boolean' || (typeof value === 'number' && Number.isSafeInteger(value))) return returnScalar(vm, value, pRet, pRetLen);
   if (value instanceof Latin1Text) return vm.returnLatin1(value.text, pRet, pRetLen);
   if (typeof value === 'string') {
     if (isAscii(value)) return vm.returnLatin1(value, pRet, pRetLen);
@@ -111,6 +144,27 @@ export function returnProperty(vm: Vm, value: PropertyValue, pRet: number, pRetL
   }
   const bytes = encodeProperty(value);
   return bytes === undefined ? WasmResult.SerializationFailure : vm.returnBytes(bytes, pRet, pRetLen);
+}
+
+/**
+ * A bool (1 byte) or a safe integer (8 bytes LE, as two 32-bit halves: no BigInt) written straight
+ * into the allocation, as returnBytes would hand it over. Most properties filters ask for per request
+ * (sizes, codes, direction, mtls) are these.
+ */
+function returnScalar(vm: Vm, value: number | boolean, pRet: number, pRetLen: number): number {
+  const mem = vm.mem;
+  // Out-pointers first: a bad one must not leave the guest with an allocation it never sees.
+  if (!mem.inBounds(pRet, 4) || !mem.inBounds(pRetLen, 4)) return WasmResult.InvalidMemoryAccess;
+  const size = typeof value === 'boolean' ? 1 : 8;
+  const addr = vm.alloc(size);
+  // inBounds also picks up a memory the allocation grew.
+  if (addr === 0 || !mem.inBounds(addr, size)) return WasmResult.InvalidMemoryAccess;
+  if (typeof value === 'boolean') mem.bytes[addr] = value ? 1 : 0;
+  else {
+    mem.view.setInt32(addr, value | 0, true);
+    mem.view.setInt32(addr + 4, Math.floor(value / 4294967296) | 0, true);
+  }
+  return mem.writeU32(pRet, addr) && mem.writeU32(pRetLen, size) ? WasmResult.Ok : WasmResult.InvalidMemoryAccess;
 }
 
 function isAscii(s: string): boolean {

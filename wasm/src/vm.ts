@@ -12,6 +12,7 @@ import { writeLatin1 } from './latin1.ts';
 import type { Metric } from './metrics/registry.ts';
 import type { CompiledModule } from './module.ts';
 import { pairsByteLength, writePairs } from './pairs.ts';
+import { GuestPropertyPaths } from './properties.ts';
 import type { PluginSettings } from './plugin-settings.ts';
 import { Callouts, OK_STATUS, type CallStatus } from './callouts.ts';
 import type { QueueOwner } from './shared-queue.ts';
@@ -106,6 +107,8 @@ export class Vm {
   /** What proxy_get_status reports: set around callout callbacks. */
   status: CallStatus = OK_STATUS;
   readonly callouts = new Callouts(this);
+  /** proxy_get_property's paths by guest address (properties.ts). */
+  readonly propertyPaths = new GuestPropertyPaths();
   #queueOwner: QueueOwner | undefined;
 
   constructor(compiled: CompiledModule, settings: PluginSettings, events: VmEvents) {

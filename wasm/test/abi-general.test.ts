@@ -289,6 +289,34 @@ test('response.code is an 8-byte little-endian int in on_response_headers and No
   await plugin.stop();
 });
 
+test('proxy_get_property: a path address whose bytes changed (same or other length) reads the new path', async () => {
+  // The host remembers paths by guest address; it must compare the bytes, never trust the address.
+  const d = new Data();
+  const slot = d.add('plugin_name\0');
+  const vmId = d.add('plugin_vm_id');
+  const rootId = d.add('plugin_root_id');
+  const copy = (b: { ptr: number; len: number }) => `(memory.copy ${c(slot.ptr)} ${pl(b)})`;
+  const { plugin } = await loadProbe(
+    probeModule({
+      imports: proxyImports('proxy_get_property'),
+      data: d,
+      body: `(func (export "proxy_on_configure") (param i32 i32) (result i32)
+        ${rec(0, `(call $proxy_get_property ${pl(slot)} ${c(out(0))} ${c(out(1))})`)}
+        ${rec(1, `(call $proxy_get_property ${pl(slot)} ${c(out(2))} ${c(out(3))})`)}
+        ${copy(vmId)}
+        ${rec(2, `(call $proxy_get_property ${c(slot.ptr)} ${c(vmId.len)} ${c(out(4))} ${c(out(5))})`)}
+        ${copy(rootId)}
+        ${rec(3, `(call $proxy_get_property ${c(slot.ptr)} ${c(rootId.len)} ${c(out(6))} ${c(out(7))})`)}
+        (i32.const 1))`,
+    }),
+    { name: 'paths', rootId: 'the-root', vmId: 'the-vm' },
+  );
+  const m = guestMemory(plugin);
+  assert.equal([0, 1, 2, 3].map((i) => m.result(i)), [Ok, Ok, Ok, Ok]);
+  assert.equal([0, 2, 4, 6].map((i) => m.blob(i).toString()), ['paths', 'paths', 'the-vm', 'the-root']);
+  await plugin.stop();
+});
+
 test('unknown paths, dotted paths and stream attributes in the root context are NotFound; a trailing NUL is accepted', async () => {
   const root = await loadProbe(propertyReader(['no\0such\0thing', 'plugin_name\0', 'request\0path', 'source\0address', 'plugin.name', '']), { name: 'nf' });
   let m = guestMemory(root.plugin);

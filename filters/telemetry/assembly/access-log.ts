@@ -6,7 +6,7 @@
 // a few allocations rather than one per field.
 import { log, LogLevelValues } from "@solo-io/proxy-runtime";
 import { HeaderPairs } from "./headers";
-import { callForeignFunction, getProperty, getPropertyInt, NOT_FOUND, OK, propertyPath } from "./host";
+import { callForeignFunction, findProperty, getPropertyInt, NOT_FOUND, OK, propertyPath, resultLen, resultPtr } from "./host";
 import { Report } from "./report";
 
 const SINK = String.UTF8.encode("wasmesh_access_log");
@@ -156,9 +156,9 @@ class JsonWriter {
 
   /** A property's bytes as a string field (null when the host has none). */
   property(name: ArrayBuffer, path: ArrayBuffer): void {
-    const value = getProperty(path);
-    if (value === null) this.null(name);
-    else this.bytes(name, changetype<usize>(value), <usize>value.byteLength);
+    // Copied from where the host put them (findProperty), before any other host call.
+    if (findProperty(path)) this.bytes(name, resultPtr, resultLen);
+    else this.null(name);
   }
 
   /** A header's value as a string field (null when absent). */
@@ -306,8 +306,7 @@ export function emitRecord(r: Report, c: LogContext, headers: HeaderPairs): u32 
   w.num(F_BYTES_SENT, getPropertyInt(P_RESPONSE_SIZE, 0));
   w.num(F_DURATION, <i64>r.durationMs);
   w.property(F_UPSTREAM_HOST, P_UPSTREAM_ADDRESS);
-  const cluster = getProperty(P_CLUSTER);
-  if (cluster !== null) w.bytes(F_UPSTREAM_CLUSTER, changetype<usize>(cluster), <usize>cluster.byteLength);
+  if (findProperty(P_CLUSTER)) w.bytes(F_UPSTREAM_CLUSTER, resultPtr, resultLen);
   else w.property(F_UPSTREAM_CLUSTER, P_CLUSTER_LEGACY);
   w.header(F_FORWARDED_FOR, headers, FORWARDED_FOR);
   w.header(F_USER_AGENT, headers, USER_AGENT);

@@ -33,6 +33,12 @@ export class HeaderPairs {
     return false;
   }
 
+  /** True when the value find() found begins with `prefix`. */
+  valueStartsWith(prefix: ArrayBuffer): bool {
+    const n = <usize>prefix.byteLength;
+    return this.valueLen >= n && memory.compare(this.valuePtr, changetype<usize>(prefix), n) == 0;
+  }
+
   /** The header's value as a string (UTF-8), or null. */
   get(name: ArrayBuffer): string | null {
     return this.find(name) ? String.UTF8.decodeUnsafe(this.valuePtr, this.valueLen) : null;

@@ -2,8 +2,10 @@
 // (CHECK_RESULT) on NotFound, and a missing property or header is normal request input here. Nothing
 // in this file traps: every call reports failure by its return value.
 //
-// Results the host returns come in a buffer it allocated through the module's `malloc`, which pins
-// it (see patches/README.md); takeResult() unpins it, after which the returned ArrayBuffer owns it.
+// Results the host returns come in a buffer it allocated through the module's `malloc`: the scratch
+// area below for results read in place, else a pinned buffer (see patches/README.md) that takeResult()
+// unpins, after which the returned ArrayBuffer owns it.
+import { malloc as sdkMalloc } from "@solo-io/proxy-runtime/proxy";
 
 // @ts-ignore: decorator
 @external("env", "proxy_get_property")
@@ -55,7 +57,55 @@ const RET_U64: usize = memory.data(8);
 
 const EMPTY = new ArrayBuffer(0);
 
-/** The result buffer of the last call, unpinned (now owned by the returned reference). */
+// Results read in place. The ABI returns data only through the module's allocator: the host calls
+// malloc, writes the bytes there and hands back the address. The SDK's malloc makes a pinned
+// ArrayBuffer each time, which the GC must later unpin, trace and free; for results the filter reads
+// once (an integer, a flag, a header value it compares or decodes) that is most of what a property or
+// header read costs inside the module. So before such a call the filter arms a static scratch area,
+// and malloc answers the call's one allocation with it when the result fits. A larger result still
+// gets a buffer of its own, kept alive until the next call. Either way the bytes are at
+// resultPtr / resultLen until the next host call that returns data.
+const RESULT_SCRATCH_BYTES: usize = 4096;
+const RESULT_SCRATCH: usize = memory.data(<i32>RESULT_SCRATCH_BYTES);
+let scratchArmed = false;
+let heldResult: ArrayBuffer = EMPTY;
+export let resultPtr: usize = 0;
+export let resultLen: usize = 0;
+
+/**
+ * The module's allocator, as the host sees it (exported in place of the SDK's): the armed scratch
+ * area for the one result of an armed call, else the SDK's pinned buffer.
+ */
+export function malloc(size: i32): usize {
+  if (scratchArmed && size >= 0 && <usize>size <= RESULT_SCRATCH_BYTES) {
+    scratchArmed = false;
+    return RESULT_SCRATCH;
+  }
+  return sdkMalloc(size);
+}
+
+function beginResult(): void {
+  store<u32>(RET_PTR, 0);
+  store<u32>(RET_LEN, 0);
+  heldResult = EMPTY;
+  scratchArmed = true;
+}
+
+/** Ends an armed call: true when it succeeded; its bytes are then at resultPtr / resultLen. */
+function endResult(status: u32): bool {
+  scratchArmed = false;
+  const ptr = <usize>load<u32>(RET_PTR);
+  if (ptr != 0 && ptr != RESULT_SCRATCH) {
+    // Too large for the scratch area: a buffer from the SDK's malloc, unpinned and kept until the next call.
+    heldResult = changetype<ArrayBuffer>(ptr);
+    __unpin(ptr);
+  }
+  resultPtr = ptr;
+  resultLen = ptr == 0 ? 0 : <usize>load<u32>(RET_LEN);
+  return status == OK;
+}
+
+/** The result buffer of the last (unarmed) call, unpinned (now owned by the returned reference). */
 function takeResult(): ArrayBuffer {
   const ptr = load<u32>(RET_PTR);
   const len = load<u32>(RET_LEN);
@@ -75,36 +125,29 @@ export function propertyPath(segments: string[]): ArrayBuffer {
   return String.UTF8.encode(segments.join("\0"));
 }
 
-/** A property's raw bytes; null when the host has none (NotFound, or any other failure). */
-export function getProperty(path: ArrayBuffer): ArrayBuffer | null {
-  clearResult();
+/** Reads a property into resultPtr / resultLen; false when the host has none (NotFound, or any other failure). */
+export function findProperty(path: ArrayBuffer): bool {
+  beginResult();
   const p = __pin(changetype<usize>(path));
   const status = proxy_get_property(p, path.byteLength, RET_PTR, RET_LEN);
   __unpin(p);
-  if (status != OK) {
-    takeResult(); // never leave a pinned buffer behind
-    return null;
-  }
-  return takeResult();
+  return endResult(status);
 }
 
 export function getPropertyString(path: ArrayBuffer): string | null {
-  const bytes = getProperty(path);
-  return bytes === null ? null : String.UTF8.decode(bytes);
+  return findProperty(path) ? String.UTF8.decodeUnsafe(resultPtr, resultLen) : null;
 }
 
 /** An int/uint property (8 bytes LE); `fallback` when missing or not 8 bytes. */
 export function getPropertyInt(path: ArrayBuffer, fallback: i64): i64 {
-  const bytes = getProperty(path);
-  if (bytes === null || bytes.byteLength != 8) return fallback;
-  return load<i64>(changetype<usize>(bytes));
+  if (!findProperty(path) || resultLen != 8) return fallback;
+  return load<i64>(resultPtr);
 }
 
 /** A bool property (1 byte); false when missing. */
 export function getPropertyBool(path: ArrayBuffer): bool {
-  const bytes = getProperty(path);
-  if (bytes === null || bytes.byteLength < 1) return false;
-  return load<u8>(changetype<usize>(bytes)) != 0;
+  if (!findProperty(path) || resultLen < 1) return false;
+  return load<u8>(resultPtr) != 0;
 }
 
 /**
@@ -113,10 +156,9 @@ export function getPropertyBool(path: ArrayBuffer): bool {
  */
 export function getPropertyPairs(path: ArrayBuffer): string[] {
   const out: string[] = [];
-  const bytes = getProperty(path);
-  if (bytes === null || bytes.byteLength < 4) return out;
-  const base = changetype<usize>(bytes);
-  const size = <usize>bytes.byteLength;
+  if (!findProperty(path) || resultLen < 4) return out;
+  const base = resultPtr;
+  const size = resultLen;
   const count = <usize>load<u32>(base);
   if (count > (size - 4) / 8) return out;
   let data = base + 4 + count * 8;
@@ -133,15 +175,21 @@ export function getPropertyPairs(path: ArrayBuffer): string[] {
   return out;
 }
 
+/** Reads a header value into resultPtr / resultLen; false when the header is absent. */
+export function findHeader(mapType: u32, key: ArrayBuffer): bool {
+  beginResult();
+  return endResult(proxy_get_header_map_value(mapType, changetype<usize>(key), key.byteLength, RET_PTR, RET_LEN));
+}
+
 /** A header value; null when the header is absent. */
 export function getHeader(mapType: u32, key: ArrayBuffer): string | null {
-  clearResult();
-  const status = proxy_get_header_map_value(mapType, changetype<usize>(key), key.byteLength, RET_PTR, RET_LEN);
-  if (status != OK) {
-    takeResult();
-    return null;
-  }
-  return String.UTF8.decode(takeResult());
+  return findHeader(mapType, key) ? String.UTF8.decodeUnsafe(resultPtr, resultLen) : null;
+}
+
+/** True when the last found result's bytes begin with `prefix`. */
+export function resultStartsWith(prefix: ArrayBuffer): bool {
+  const n = <usize>prefix.byteLength;
+  return resultLen >= n && memory.compare(resultPtr, changetype<usize>(prefix), n) == 0;
 }
 
 /** A whole header map, serialized as pairs (see getPropertyPairs); null when unavailable. */

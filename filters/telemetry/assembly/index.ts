@@ -5,16 +5,23 @@
 //   on_response_headers  peer header (add inbound / read and strip outbound)
 //   on_log               one Report -> istio_* series (metrics.ts) and the access-log record (access-log.ts)
 
-// The proxy-wasm callbacks (proxy_on_*), the ABI marker and malloc come from the SDK.
-export * from "@solo-io/proxy-runtime/proxy";
+// The proxy-wasm callbacks the filter uses, from the SDK, and nothing else: the host skips a callback a
+// module does not export, so the body, trailer and on_done callbacks (the SDK's would only return
+// Continue / true) cost no call per body chunk and per stream. malloc is the filter's own (host.ts).
+export {
+  proxy_abi_version_0_2_1, proxy_on_vm_start, proxy_validate_configuration, proxy_on_configure, proxy_on_context_create,
+  proxy_on_request_headers, proxy_on_response_headers, proxy_on_log, proxy_on_delete, free,
+} from "@solo-io/proxy-runtime/proxy";
+export { malloc } from "./host";
 import { RootContext, Context, registerRootContext, FilterHeadersStatusValues, log, log_enabled, LogLevelValues } from "@solo-io/proxy-runtime";
 import { emitRecord, LogContext } from "./access-log";
 import { parseConfig, TelemetryConfig } from "./config";
 import { HeaderPairs } from "./headers";
 import {
-  getHeader, getHeaderPairs, getPropertyBool, getPropertyInt, getPropertyString, nowNanos, OK, propertyPath, removeHeader,
-  REQUEST_HEADERS, RESPONSE_HEADERS, setHeaderBytes,
+  findHeader, findProperty, getHeaderPairs, getPropertyBool, getPropertyInt, nowNanos, OK, propertyPath, removeHeader,
+  REQUEST_HEADERS, RESPONSE_HEADERS, resultLen, resultPtr, resultStartsWith, setHeaderBytes,
 } from "./host";
+import { DecodedText, LastBytes, ServiceMemo } from "./memo";
 import { IstioMetrics } from "./metrics";
 import { decodePeer, PEER_HEADER, readLocalWorkload, UNKNOWN, UNKNOWN_WORKLOAD, Workload } from "./peer";
 import { hostOf, isAddressHost, Report, REPORTER_DESTINATION, REPORTER_SOURCE, responseFlagsText, setDestinationService } from "./report";
@@ -25,6 +32,7 @@ const ROOT_ID = "telemetry";
 const PEER = String.UTF8.encode(PEER_HEADER);
 const AUTHORITY = String.UTF8.encode(":authority");
 const CONTENT_TYPE = String.UTF8.encode("content-type");
+const GRPC_CONTENT_TYPE = String.UTF8.encode("application/grpc");
 
 const P_DIRECTION = propertyPath(["xds", "listener_direction"]);
 const P_DIRECTION_LEGACY = propertyPath(["listener_direction"]);
@@ -51,6 +59,18 @@ class TelemetryRoot extends RootContext {
   /** This workload's exchange header value (UTF-8, encoded once). */
   localHeader: ArrayBuffer = new ArrayBuffer(0);
   private peers: Map<string, Workload> = new Map<string, Workload>();
+  // The last exchange header of each direction and the workload it named (see memo.ts).
+  private requestPeerBytes: LastBytes = new LastBytes();
+  private requestPeer: Workload = UNKNOWN_WORKLOAD;
+  private responsePeerBytes: LastBytes = new LastBytes();
+  private responsePeer: Workload = UNKNOWN_WORKLOAD;
+  // Principals and services as the last request of each kind had them (see memo.ts).
+  readonly peerPrincipal: DecodedText = new DecodedText();
+  readonly localPrincipal: DecodedText = new DecodedText();
+  readonly upstreamPeerPrincipal: DecodedText = new DecodedText();
+  readonly upstreamLocalPrincipal: DecodedText = new DecodedText();
+  readonly inboundService: ServiceMemo = new ServiceMemo();
+  readonly outboundService: ServiceMemo = new ServiceMemo();
   sinkFailures: u32 = 0;
 
   createContext(context_id: u32): Context {
@@ -84,6 +104,20 @@ class TelemetryRoot extends RootContext {
       this.localHeader = String.UTF8.encode(local.encode());
     }
     return local;
+  }
+
+  /**
+   * The workload the exchange header value at [ptr, ptr+len) names (`onRequest`: a request's header,
+   * else a response's); the same bytes as last time on that side give the same workload at once.
+   */
+  peerAt(onRequest: bool, ptr: usize, len: usize): Workload {
+    const last = onRequest ? this.requestPeerBytes : this.responsePeerBytes;
+    if (last.matches(ptr, len)) return onRequest ? this.requestPeer : this.responsePeer;
+    const w = this.peer(String.UTF8.decodeUnsafe(ptr, len));
+    last.remember(ptr, len);
+    if (onRequest) this.requestPeer = w;
+    else this.responsePeer = w;
+    return w;
   }
 
   /** The workload an exchange header names; UNKNOWN_WORKLOAD when it does not decode. */
@@ -125,19 +159,20 @@ class TelemetryStream extends Context {
     const root = this.root;
     root.localWorkload();
     if (this.inbound) {
-      const value = getHeader(REQUEST_HEADERS, PEER);
-      if (value !== null) {
+      if (findHeader(REQUEST_HEADERS, PEER)) {
+        this.peer = root.peerAt(true, resultPtr, resultLen);
         removeHeader(REQUEST_HEADERS, PEER);
-        this.peer = root.peer(value);
       }
     } else {
       setHeaderBytes(REQUEST_HEADERS, PEER, root.localHeader);
     }
-    const trace = ensureTraceContext();
+    const debug = log_enabled(LogLevelValues.debug);
+    // The ids as strings only for what prints them: the access-log record and the debug line.
+    const trace = ensureTraceContext(root.config.accessLog || debug);
     this.logContext.traceId = trace.traceId;
     this.logContext.spanId = trace.spanId;
     ensureRequestId();
-    if (log_enabled(LogLevelValues.debug)) {
+    if (debug) {
       log(LogLevelValues.debug, "telemetry: context " + this.context_id.toString() + ": " + (this.inbound ? "inbound" : "outbound") +
         ", trace " + trace.traceId + ", peer " + this.peer.name + "." + this.peer.namespace);
     }
@@ -151,10 +186,9 @@ class TelemetryStream extends Context {
     if (this.inbound) {
       setHeaderBytes(RESPONSE_HEADERS, PEER, root.localHeader);
     } else {
-      const value = getHeader(RESPONSE_HEADERS, PEER);
-      if (value !== null) {
+      if (findHeader(RESPONSE_HEADERS, PEER)) {
+        this.peer = root.peerAt(false, resultPtr, resultLen);
         removeHeader(RESPONSE_HEADERS, PEER);
-        this.peer = root.peer(value);
       }
     }
     return FilterHeadersStatusValues.Continue;
@@ -166,11 +200,15 @@ class TelemetryStream extends Context {
     if (!config.metrics && !config.accessLog) return;
     this.start();
     // The access log needs many request headers: fetch them all once and search in place. Metrics need
-    // two: two lookups cost less than serializing the whole map into the module.
+    // two: two lookups cost less than serializing the whole map into the module. Either way the values
+    // are used where they lie, each before the next host call.
     const headers = config.accessLog ? new HeaderPairs(getHeaderPairs(REQUEST_HEADERS)) : null;
-    const contentType = headers !== null ? headers.get(CONTENT_TYPE) : getHeader(REQUEST_HEADERS, CONTENT_TYPE);
-    const authority = headers !== null ? headers.get(AUTHORITY) : getHeader(REQUEST_HEADERS, AUTHORITY);
-    const report = this.report(contentType, authority);
+    let grpc: bool;
+    if (headers !== null) grpc = headers.find(CONTENT_TYPE) && headers.valueStartsWith(GRPC_CONTENT_TYPE);
+    else grpc = findHeader(REQUEST_HEADERS, CONTENT_TYPE) && resultStartsWith(GRPC_CONTENT_TYPE);
+    const report = this.report(grpc);
+    const found = headers !== null ? headers.find(AUTHORITY) : findHeader(REQUEST_HEADERS, AUTHORITY);
+    this.setService(report, found, headers !== null ? headers.valuePtr : resultPtr, headers !== null ? headers.valueLen : resultLen);
     if (config.metrics) root.metrics.record(report, this.peer.id);
     if (headers !== null) {
       const status = emitRecord(report, this.logContext, headers);
@@ -185,8 +223,8 @@ class TelemetryStream extends Context {
     }
   }
 
-  /** The request's Report, from what the stream saw and what the host tells at on_log. */
-  private report(contentType: string | null, authority: string | null): Report {
+  /** The request's Report, from what the stream saw and what the host tells at on_log (but the service). */
+  private report(grpc: bool): Report {
     const local = this.root.localWorkload();
     const inbound = this.inbound;
     const r = inbound ? new Report(this.peer, local) : new Report(local, this.peer);
@@ -194,10 +232,10 @@ class TelemetryStream extends Context {
 
     r.responseCode = getPropertyInt(P_RESPONSE_CODE, 0);
     r.responseFlags = responseFlagsText(getPropertyInt(P_RESPONSE_FLAGS, 0));
-    if (contentType !== null && contentType.startsWith("application/grpc")) {
+    if (grpc) {
       r.requestProtocol = "grpc";
-      const grpc = getPropertyInt(P_GRPC_STATUS, -1);
-      if (grpc >= 0) r.grpcStatus = grpc.toString();
+      const status = getPropertyInt(P_GRPC_STATUS, -1);
+      if (status >= 0) r.grpcStatus = status.toString();
     }
 
     const now = nowNanos();
@@ -209,23 +247,35 @@ class TelemetryStream extends Context {
     r.responseBytes = responseBytes > 0 ? <u64>responseBytes : 0;
 
     // Principals come from certificates: none without TLS, so the SANs are read only when there is some.
+    const root = this.root;
     if (inbound) {
       const mtls = getPropertyBool(P_MTLS);
       r.connectionSecurityPolicy = mtls ? "mutual_tls" : "none";
       if (mtls) {
-        r.sourcePrincipal = orUnknown(getPropertyString(P_PEER_SAN));
-        r.destinationPrincipal = orUnknown(getPropertyString(P_LOCAL_SAN));
+        r.sourcePrincipal = findProperty(P_PEER_SAN) ? orUnknown(root.peerPrincipal.decode(resultPtr, resultLen)) : UNKNOWN;
+        r.destinationPrincipal = findProperty(P_LOCAL_SAN) ? orUnknown(root.localPrincipal.decode(resultPtr, resultLen)) : UNKNOWN;
       }
     } else {
       r.connectionSecurityPolicy = UNKNOWN; // Istio does not report it on the client side
-      const upstreamPeer = getPropertyString(P_UPSTREAM_PEER_SAN);
-      if (upstreamPeer !== null && upstreamPeer.length > 0) {
-        r.destinationPrincipal = upstreamPeer;
-        r.sourcePrincipal = orUnknown(getPropertyString(P_UPSTREAM_LOCAL_SAN));
+      if (findProperty(P_UPSTREAM_PEER_SAN) && resultLen > 0) {
+        r.destinationPrincipal = root.upstreamPeerPrincipal.decode(resultPtr, resultLen);
+        r.sourcePrincipal = findProperty(P_UPSTREAM_LOCAL_SAN) ? orUnknown(root.upstreamLocalPrincipal.decode(resultPtr, resultLen)) : UNKNOWN;
       }
     }
+    return r;
+  }
 
-    const host = authority === null ? "" : hostOf(authority);
+  /**
+   * destination_service, _name and _namespace from the authority at [ptr, ptr+len) (`found` false: the
+   * request had none), remembered per side for the next request with the same authority.
+   */
+  private setService(r: Report, found: bool, ptr: usize, len: usize): void {
+    const inbound = this.inbound;
+    const memo = inbound ? this.root.inboundService : this.root.outboundService;
+    if (memo.apply(r, found, ptr, len)) return;
+    // report() read the local workload already: nothing below calls the host while the bytes are in use.
+    const local = this.root.localWorkload();
+    const host = found ? hostOf(String.UTF8.decodeUnsafe(ptr, len)) : "";
     if (inbound) {
       // The local service, unless the request named a service (not an address) itself.
       if (isAddressHost(host)) setDestinationService(r, local.name, local.namespace);
@@ -238,7 +288,7 @@ class TelemetryStream extends Context {
     } else {
       setDestinationService(r, host, local.namespace);
     }
-    return r;
+    memo.remember(r, found, ptr, len);
   }
 }
 

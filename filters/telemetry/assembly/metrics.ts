@@ -67,6 +67,47 @@ export class IstioMetrics {
   }
 
   private ids(r: Report, peerId: u32): SeriesIds {
+    // Most requests repeat the previous one's label set: compared field by field, where the key would
+    // be a joined string to build and hash. The strings are mostly the very same objects (constants,
+    // memoized principals and services, the peer's workload), which compare by identity first.
+    const last = this.last;
+    if (last !== null && this.lastMatches(r, peerId)) return last;
+    const ids = this.idsFor(r, peerId);
+    this.last = ids;
+    this.lastReporter = r.reporter;
+    this.lastPeerId = peerId;
+    this.lastCode = r.responseCode;
+    this.lastFlags = r.responseFlags;
+    this.lastGrpc = r.grpcStatus;
+    this.lastProtocol = r.requestProtocol;
+    this.lastPolicy = r.connectionSecurityPolicy;
+    this.lastSourcePrincipal = r.sourcePrincipal;
+    this.lastDestinationPrincipal = r.destinationPrincipal;
+    this.lastService = r.destinationService;
+    return ids;
+  }
+
+  // The previous request's key fields (what key() joins) and its ids.
+  private last: SeriesIds | null = null;
+  private lastReporter: string = "";
+  private lastPeerId: u32 = 0;
+  private lastCode: i64 = 0;
+  private lastFlags: string = "";
+  private lastGrpc: string = "";
+  private lastProtocol: string = "";
+  private lastPolicy: string = "";
+  private lastSourcePrincipal: string = "";
+  private lastDestinationPrincipal: string = "";
+  private lastService: string = "";
+
+  private lastMatches(r: Report, peerId: u32): bool {
+    return peerId == this.lastPeerId && r.responseCode == this.lastCode && r.reporter == this.lastReporter &&
+      r.responseFlags == this.lastFlags && r.grpcStatus == this.lastGrpc && r.requestProtocol == this.lastProtocol &&
+      r.connectionSecurityPolicy == this.lastPolicy && r.sourcePrincipal == this.lastSourcePrincipal &&
+      r.destinationPrincipal == this.lastDestinationPrincipal && r.destinationService == this.lastService;
+  }
+
+  private idsFor(r: Report, peerId: u32): SeriesIds {
     const key = this.key(r, peerId);
     if (this.cache.has(key)) return this.cache.get(key);
     const labels = labelSet(r);

@@ -4,8 +4,8 @@
 // trace id, 8-byte span id, sampled). A `traceparent` that does not parse is replaced, and any
 // `tracestate` is dropped with it (W3C: tracestate means nothing without a valid traceparent).
 // `x-request-id` is added (a random UUID v4) when the request has none.
-import { hexValue, isHexId, writeHex } from "./codec";
-import { getHeader, randomBytes, removeHeader, REQUEST_HEADERS, setHeader, setHeaderRaw } from "./host";
+import { isHexId, writeHex } from "./codec";
+import { findHeader, getHeader, randomBytes, removeHeader, REQUEST_HEADERS, resultLen, resultPtr, setHeader, setHeaderRaw } from "./host";
 
 const TRACEPARENT = String.UTF8.encode("traceparent");
 const TRACESTATE = String.UTF8.encode("tracestate");
@@ -27,23 +27,39 @@ export class TraceInfo {
   origin: TraceOrigin = TraceOrigin.Kept;
 }
 
-/** True for a W3C traceparent this proxy can propagate (version 00 exactly; later versions by their prefix). */
-export function isValidTraceparent(v: string): bool {
-  const n = v.length;
+/** A lowercase hex digit (uppercase is not W3C). */
+function isLowerHex(c: u32): bool {
+  return (c - 0x30 < 10) || (c - 0x61 < 6);
+}
+
+/** True when the `len` bytes at `p` are lowercase hex digits, not all zeros. */
+function isLowerHexId(p: usize, len: usize): bool {
+  let nonZero = false;
+  for (let i: usize = 0; i < len; i++) {
+    const c = <u32>load<u8>(p + i);
+    if (!isLowerHex(c)) return false;
+    if (c != 0x30) nonZero = true;
+  }
+  return nonZero;
+}
+
+/**
+ * True for a W3C traceparent this proxy can propagate (version 00 exactly; later versions by their
+ * prefix), checked on its bytes where the host put them: every position of the 55-byte prefix must be
+ * an ASCII character, so bytes and decoded characters agree wherever it can be valid.
+ */
+export function isValidTraceparentAt(p: usize, n: usize): bool {
   if (n < 55) return false;
-  const v0 = v.charCodeAt(0);
-  const v1 = v.charCodeAt(1);
-  if (hexValue(v0) < 0 || hexValue(v1) < 0 || (v0 >= 0x41 && v0 <= 0x46) || (v1 >= 0x41 && v1 <= 0x46)) return false;
+  const v0 = <u32>load<u8>(p);
+  const v1 = <u32>load<u8>(p + 1);
+  if (!isLowerHex(v0) || !isLowerHex(v1)) return false;
   if (v0 == 0x66 && v1 == 0x66) return false; // version ff is invalid
   const version00 = v0 == 0x30 && v1 == 0x30;
   if (version00 && n != 55) return false;
-  if (!version00 && n > 55 && v.charCodeAt(55) != 0x2d) return false;
-  if (v.charCodeAt(2) != 0x2d || v.charCodeAt(35) != 0x2d || v.charCodeAt(52) != 0x2d) return false;
-  if (!isHexId(v.substring(3, 35), 32, true)) return false;
-  if (!isHexId(v.substring(36, 52), 16, true)) return false;
-  const f0 = v.charCodeAt(53);
-  const f1 = v.charCodeAt(54);
-  return hexValue(f0) >= 0 && hexValue(f1) >= 0 && !(f0 >= 0x41 && f0 <= 0x46) && !(f1 >= 0x41 && f1 <= 0x46);
+  if (!version00 && n > 55 && load<u8>(p + 55) != 0x2d) return false;
+  if (load<u8>(p + 2) != 0x2d || load<u8>(p + 35) != 0x2d || load<u8>(p + 52) != 0x2d) return false;
+  if (!isLowerHexId(p + 3, 32) || !isLowerHexId(p + 36, 16)) return false;
+  return isLowerHex(<u32>load<u8>(p + 53)) && isLowerHex(<u32>load<u8>(p + 54));
 }
 
 /** -1: no decision; 0: not sampled; 1: sampled (B3 "1", "true", or debug "d"). */
@@ -102,13 +118,17 @@ function readB3(): B3Result {
   return r;
 }
 
-/** Makes sure the request carries a valid traceparent; returns the trace and span ids it carries. */
-export function ensureTraceContext(): TraceInfo {
+/**
+ * Makes sure the request carries a valid traceparent; returns how, and (when `wantIds`: the access log
+ * or a debug log line needs them) the trace and span ids it carries.
+ */
+export function ensureTraceContext(wantIds: bool): TraceInfo {
   const info = new TraceInfo();
-  const current = getHeader(REQUEST_HEADERS, TRACEPARENT);
-  if (current !== null && isValidTraceparent(current)) {
-    info.traceId = current.substring(3, 35);
-    info.spanId = current.substring(36, 52);
+  if (findHeader(REQUEST_HEADERS, TRACEPARENT) && isValidTraceparentAt(resultPtr, resultLen)) {
+    if (wantIds) {
+      info.traceId = String.UTF8.decodeUnsafe(resultPtr + 3, 32);
+      info.spanId = String.UTF8.decodeUnsafe(resultPtr + 36, 16);
+    }
     info.origin = TraceOrigin.Kept;
     return info;
   }
@@ -137,16 +157,17 @@ export function ensureTraceContext(): TraceInfo {
   store<u8>(out + 53, 0x30);
   store<u8>(out + 54, b3.sampled == 0 ? 0x30 : 0x31);
   setHeaderRaw(REQUEST_HEADERS, TRACEPARENT, out, 55);
-  info.traceId = String.UTF8.decodeUnsafe(out + 3, 32);
-  info.spanId = String.UTF8.decodeUnsafe(out + 36, 16);
+  if (wantIds) {
+    info.traceId = String.UTF8.decodeUnsafe(out + 3, 32);
+    info.spanId = String.UTF8.decodeUnsafe(out + 36, 16);
+  }
   info.origin = TraceOrigin.Created;
   return info;
 }
 
 /** Adds x-request-id (a random UUID v4) when absent; returns true when it added one. */
 export function ensureRequestId(): bool {
-  const existing = getHeader(REQUEST_HEADERS, REQUEST_ID);
-  if (existing !== null && existing.length > 0) return false;
+  if (findHeader(REQUEST_HEADERS, REQUEST_ID) && resultLen > 0) return false;
   const ptr = randomBytes(16);
   store<u8>(ptr + 6, (load<u8>(ptr + 6) & 0x0f) | 0x40); // version 4
   store<u8>(ptr + 8, (load<u8>(ptr + 8) & 0x3f) | 0x80); // RFC 4122 variant

@@ -21,6 +21,12 @@ export function cpuSeconds(pid: number): number | undefined {
   return f ? (Number(f[11]) + Number(f[12])) / CLK_TCK : undefined;
 }
 
+/** CPU seconds in user and in kernel mode (all threads), apart: the kernel's share is the sockets' floor. */
+export function cpuTimes(pid: number): { user: number; system: number } | undefined {
+  const f = statFields(pid);
+  return f ? { user: Number(f[11]) / CLK_TCK, system: Number(f[12]) / CLK_TCK } : undefined;
+}
+
 /**
  * CPU seconds of this process's children that have exited and been waited for (cutime + cstime).
  * Around a load generator's run it is exactly the CPU the generator used, to the last tick, when no
@@ -40,6 +46,18 @@ export function machineCpu(): { busy: number; steal: number } | undefined {
     const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
     const [user, nice, system, , , , , steal] = line.trim().split(/\s+/).slice(1).map(Number);
     return { busy: (user! + nice! + system!) / CLK_TCK, steal: (steal ?? 0) / CLK_TCK };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Process CPU seconds (user + nice + system) one CPU has run (its `cpuN` line of /proc/stat), any process. */
+export function cpuBusy(cpu: string): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    if (line === undefined) return undefined;
+    const [user, nice, system] = line.trim().split(/\s+/).slice(1).map(Number);
+    return (user! + nice! + system!) / CLK_TCK;
   } catch {
     return undefined;
   }

@@ -59,7 +59,7 @@ export function nginxVersion(bin: string): string | undefined {
 /** `wrk -v` -> "4.1.0". */
 export function wrkVersion(bin: string): string {
   const v = spawnSync(bin, ['-v'], { encoding: 'utf8' });
-  return /wrk\s+([\w.\-]+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '?';
+  return /wrk\s+([\w.\-/+]+)/.exec(`${v.stdout}${v.stderr}`)?.[1] ?? '?';
 }
 
 /** The Debian package version of a tool that prints none itself (hey), if dpkg knows it. */

@@ -15,6 +15,15 @@ export interface UpstreamInfo {
   cluster?: string;
 }
 
+/**
+ * Where the router records the endpoint and cluster it picked (the connection manager's request):
+ * read only when a filter asks for upstream.* or xds.cluster_name.
+ */
+export interface UpstreamSource {
+  readonly endpoint?: { readonly key: string };
+  readonly cluster?: { readonly config: { readonly name: string } };
+}
+
 export interface StreamInfoFields {
   sourceAddress: string;
   destinationAddress: string;
@@ -27,6 +36,8 @@ export interface StreamInfoFields {
   workload: WorkloadIdentity;
   /** Asked only when a filter reads upstream.* or xds.cluster_name. The router may instead set the fields. */
   upstream?: () => UpstreamInfo;
+  /** The same without a closure: read when a filter asks (after the fields and `upstream`). */
+  upstreamSource?: UpstreamSource;
 }
 
 /** Envoy's envoy.config.core.v3.TrafficDirection, as xds.listener_direction returns it. */
@@ -46,6 +57,7 @@ export class ProxyStreamInfo implements StreamInfo {
   upstreamAddress: string | undefined = undefined;
   upstreamCluster: string | undefined = undefined;
   readonly upstream: (() => UpstreamInfo) | undefined;
+  readonly upstreamSource: UpstreamSource | undefined;
 
   constructor(fields: StreamInfoFields) {
     this.sourceAddress = fields.sourceAddress;
@@ -58,6 +70,7 @@ export class ProxyStreamInfo implements StreamInfo {
     this.direction = fields.direction;
     this.workload = fields.workload;
     this.upstream = fields.upstream;
+    this.upstreamSource = fields.upstreamSource;
   }
 
   /**
@@ -99,11 +112,11 @@ export class ProxyStreamInfo implements StreamInfo {
   }
 
   #upstreamAddress(): string | undefined {
-    return this.upstreamAddress ?? this.upstream?.().address;
+    return this.upstreamAddress ?? this.upstream?.().address ?? this.upstreamSource?.endpoint?.key;
   }
 
   #upstreamCluster(): string | undefined {
-    return this.upstreamCluster ?? this.upstream?.().cluster;
+    return this.upstreamCluster ?? this.upstream?.().cluster ?? this.upstreamSource?.cluster?.config.name;
   }
 }
 

@@ -54,6 +54,7 @@ const peerFacts = new WeakMap<object, PeerFacts>();
 const PLAINTEXT: PeerFacts = { mtls: false, peerPrincipal: undefined };
 
 type MaybeTlsSocket = { encrypted?: boolean; authorized?: boolean; getPeerCertificate?: () => { subjectaltname?: string } };
+type AddressedSocket = { remoteAddress?: string; remotePort?: number; localAddress?: string; localPort?: number };
 
 /** The connection's socket (HTTP/2 requests expose a per-stream proxy; the session has the real one). */
 function connectionSocket(req: DownstreamRequest): object | undefined {
@@ -73,8 +74,26 @@ export function downstreamPeer(req: DownstreamRequest): PeerFacts {
   return facts;
 }
 
+/**
+ * What every request of one downstream connection tells filters the same way (addresses, id, mTLS,
+ * the peer's principal): worked out on the connection's first request, so a request costs one lookup
+ * instead of two address strings, an id lookup and a peer lookup.
+ */
+interface ConnectionFacts {
+  readonly sourceAddress: string;
+  readonly destinationAddress: string;
+  readonly connectionId: number;
+  readonly peer: PeerFacts;
+}
+
 let nextConnectionId = 1;
-const connectionIds = new WeakMap<object, number>();
+
+/** `HTTP/1.1` and the like without a string per request. */
+function protocolOf(req: DownstreamRequest): string {
+  if (req.httpVersionMajor === 2) return 'HTTP/2';
+  const v = req.httpVersion;
+  return v === '1.1' ? 'HTTP/1.1' : v === '1.0' ? 'HTTP/1.0' : `HTTP/${v}`;
+}
 
 export class ConnectionManager implements RequestHost<ActiveRequest> {
   readonly direction: Direction;
@@ -88,6 +107,8 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   readonly #destinationAddress: string | undefined;
   readonly #localPrincipal: (() => string | undefined) | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
+  /** Per downstream connection (its socket; HTTP/2: the session's), see ConnectionFacts. */
+  readonly #connections = new WeakMap<object, ConnectionFacts>();
   /** connectionPool limits per cluster, counted per listener (see upstream/circuit-breaker.ts). */
   readonly breakers = new CircuitBreakers();
   active = 0;
@@ -156,24 +177,37 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   }
 
   streamInfo(req: DownstreamRequest, ar: ActiveRequest): StreamInfo {
-    const socket = req.socket;
-    const peer = downstreamPeer(req);
-    let id = socket ? connectionIds.get(socket) : undefined;
-    if (socket && id === undefined) {
-      id = nextConnectionId++;
-      connectionIds.set(socket, id);
-    }
+    const facts = this.#connectionFacts(req);
+    const peer = facts.peer;
     return createStreamInfo({
-      sourceAddress: `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? 0}`,
-      destinationAddress: this.#destinationAddress ?? `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
-      protocol: req.httpVersionMajor === 2 ? 'HTTP/2' : `HTTP/${req.httpVersion}`,
-      connectionId: id ?? 0,
+      sourceAddress: facts.sourceAddress,
+      destinationAddress: facts.destinationAddress,
+      protocol: protocolOf(req),
+      connectionId: facts.connectionId,
       mtls: peer.mtls,
-      ...(peer.mtls ? { peerPrincipal: peer.peerPrincipal, localPrincipal: this.#localPrincipal?.() } : {}),
+      peerPrincipal: peer.mtls ? peer.peerPrincipal : undefined,
+      // Asked per request: the proxy's own identity may be renewed while a connection lives.
+      localPrincipal: peer.mtls ? this.#localPrincipal?.() : undefined,
       direction: this.direction,
       workload: this.state.config.workload,
-      upstream: () => ({ address: ar.endpoint?.key, cluster: ar.cluster?.config.name }),
+      // The request itself: its endpoint and cluster are read only if a filter asks (no closure per request).
+      upstreamSource: ar,
     });
+  }
+
+  #connectionFacts(req: DownstreamRequest): ConnectionFacts {
+    const socket = connectionSocket(req) as (object & AddressedSocket) | undefined;
+    let facts = socket === undefined ? undefined : this.#connections.get(socket);
+    if (facts === undefined) {
+      facts = {
+        sourceAddress: `${socket?.remoteAddress ?? ''}:${socket?.remotePort ?? 0}`,
+        destinationAddress: this.#destinationAddress ?? `${socket?.localAddress ?? ''}:${socket?.localPort ?? 0}`,
+        connectionId: socket === undefined ? 0 : nextConnectionId++,
+        peer: downstreamPeer(req),
+      };
+      if (socket !== undefined) this.#connections.set(socket, facts);
+    }
+    return facts;
   }
 
   requestDone(ar: ActiveRequest): void {

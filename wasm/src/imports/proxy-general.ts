@@ -49,9 +49,8 @@ export function proxyGeneralImports(vm: Vm) {
 
     proxy_get_property(pathPtr: number, pathLen: number, pRet: number, pRetLen: number): number {
       vm.hostWork();
-      const raw = vm.mem.readLatin1(pathPtr, pathLen);
-      if (raw === undefined) return WasmResult.InvalidMemoryAccess;
-      const value = resolveProperty(vm, vm.ctx, parsePropertyPath(raw));
+      if (!vm.mem.inBounds(pathPtr, pathLen)) return WasmResult.InvalidMemoryAccess;
+      const value = resolveProperty(vm, vm.ctx, vm.propertyPaths.lookup(vm.mem.bytes, pathPtr >>> 0, pathLen >>> 0));
       if (value === undefined) return WasmResult.NotFound;
       return returnProperty(vm, value, pRet, pRetLen);
     },
