@@ -34,7 +34,7 @@ import { linearMemory, measureMemory, type LinearMemoryRow, type MemoryRow } fro
 import { SidecarInspector } from './mesh/inspector.ts';
 import { machineLine, render } from './mesh/render.ts';
 import { pickBest, type RowResult, type RowSample } from './mesh/results.ts';
-import { ROWS, runningOrchestrator, type RowContext, type RowSpec, type RunningRow } from './mesh/rows.ts';
+import { ROWS, failedAnswers, runningOrchestrator, type RowContext, type RowSpec, type RunningRow } from './mesh/rows.ts';
 import { measureWindow } from './mesh/window.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -73,7 +73,8 @@ async function measureRow(ctx: RowContext, tools: Tools, spec: RowSpec, warmupS:
     const end = snapshot(running);
     const gone = running.procs.filter((p) => !end.has(p.pid));
     if (gone.length) throw new Error(`${gone.map((p) => p.role).join(', ')} exited during the windows: ${running.workloads.map((w) => lastLines(w.output(), 4)).join(' | ')}`);
-    return { procs: running.procs, checks: running.checks, idle, end, open, closed };
+    const failed = await failedAnswers(running.workloads);
+    return { procs: running.procs, checks: failed ? [...running.checks, failed] : running.checks, idle, end, open, closed };
   } finally {
     await running.stop();
   }

@@ -267,3 +267,20 @@ export const ROWS: RowSpec[] = [
     },
   },
 ];
+
+/**
+ * The sidecars' own account of the answers that were not 200 (istio_requests_total by reporter,
+ * response code and Envoy-style response flags), so a row with errors says what they were.
+ */
+export async function failedAnswers(workloads: readonly Workload[]): Promise<string | undefined> {
+  const counts: string[] = [];
+  for (const w of workloads) {
+    const r = await httpGet(w.adminPort, '/stats/prometheus', '127.0.0.1').catch(() => undefined);
+    for (const line of r?.body.split('\n') ?? []) {
+      if (!line.startsWith('istio_requests_total{') || line.includes('response_code="200"')) continue;
+      const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(line)?.[1] ?? '?';
+      counts.push(`${w.service} ${label('reporter')} ${label('response_code')} ${label('response_flags')}: ${line.slice(line.lastIndexOf(' ') + 1)}`);
+    }
+  }
+  return counts.length ? `not 200 (sidecar, reporter, code, flags: count): ${counts.join(', ')}` : undefined;
+}
