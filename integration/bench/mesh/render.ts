@@ -82,7 +82,7 @@ export function render(x: RenderInput): string {
       const closedPct = ((s.closed.cpu.byPid.get(p.pid) ?? 0) / s.closed.cpu.wallS) * 100;
       const path = inPath(p);
       perProcess.push(
-        `| ${r.spec.label} | ${p.role}${path ? '' : ' (not in the path\'s CPU)'} | ${pct(openPct)} | ${path ? vcpuPer1000(s, [p]).toFixed(2) : '-'} | ${pct(closedPct)} | ${path ? us(cpuPerRequestUs(s, [p])) : '-'} | ${mib(s.idle.get(p.pid)?.rss)} | ${mib(s.end.get(p.pid)?.rss)} | ${mib(s.end.get(p.pid)?.hwm)} |`,
+        `| ${r.spec.label} | ${p.role}${path ? '' : ' (not in the path\'s CPU)'} | ${pct(openPct)} | ${path ? vcpuPer1000(s, [p]).toFixed(2) : '-'} | ${pct(closedPct)} | ${path ? us(cpuPerRequestUs(s, [p])) : '-'} | ${mib(s.idle.get(p.pid)?.rss)} | ${mib(s.end.get(p.pid)?.rss)} | ${mib(s.end.get(p.pid)?.hwm)} | ${mib(s.end.get(p.pid)?.pss)} |`,
       );
     }
   }
@@ -110,10 +110,10 @@ export function render(x: RenderInput): string {
     '|---|---|---|---|---|---|---|',
     ...added,
     '',
-    'Each process (CPU: 100% = one core; per request from the closed loop, per 1000 rps from the open loop; RSS idle = after start and the sanity requests, before load; end = VmRSS after the closed loop; peak = VmHWM):',
+    'Each process (CPU: 100% = one core; per request from the closed loop, per 1000 rps from the open loop; RSS idle = after start and the sanity requests, before load; end = VmRSS after the closed loop; peak = VmHWM; PSS end = the proportional set then, shared pages such as the node binary\'s divided among the processes mapping them, so what the process adds to the machine):',
     '',
-    '| path | process | CPU open loop | vCPU per 1000 rps | CPU closed loop | CPU per request | RSS idle | RSS end | RSS peak |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| path | process | CPU open loop | vCPU per 1000 rps | CPU closed loop | CPU per request | RSS idle | RSS end | RSS peak | PSS end |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...perProcess,
     '',
     'Noise check (CPU of processes this benchmark did not start, during each window; 100% = one core) and what was checked about each path before load:',
@@ -140,6 +140,8 @@ function goals(rows: RowResult[], direct: RowSample | undefined, nginxPair: RowS
   const addP99 = direct ? s.open.result.p99Ms - direct.open.result.p99Ms : undefined;
   const rssMax = (p: MeasuredProcess) => Math.max(s.idle.get(p.pid)?.rss ?? 0, s.end.get(p.pid)?.hwm ?? 0);
   const sidecarMem = sidecars.map((p) => `${p.role} ${mib(s.idle.get(p.pid)?.rss)} idle, ${mib(s.end.get(p.pid)?.hwm)} peak`).join('; ');
+  // RSS counts the pages of the node binary every Node process on the machine shares; PSS divides them.
+  const sidecarPss = sidecars.map((p) => `${p.role} PSS ${mib(s.idle.get(p.pid)?.pss)} idle, ${mib(s.end.get(p.pid)?.pss)} after load, of RSS ${mib(s.end.get(p.pid)?.fileRss)} mapped from files`).join('; ');
   const supMem = supervisors.map((p) => `${p.role} ${mib(s.end.get(p.pid)?.rss)}`).join(', ');
   return [
     'Goals of issue 15 for the wasmesh pair with STRICT mTLS and telemetry, judged on this run:',
@@ -147,7 +149,7 @@ function goals(rows: RowResult[], direct: RowSample | undefined, nginxPair: RowS
     `- CPU per request per sidecar ≤ 100 µs: ${perSidecar} → ${verdict(sidecars.every((p) => cpuPerRequestUs(s, [p]) <= 100))}.`,
     `- Max throughput ≥ 0.5x the nginx pair's: ${ratio(tput)} → ${verdict(tput === undefined ? undefined : tput >= 0.5)}.`,
     `- Latency added over no proxy at 1000 rps, p90 and p99 each < 1 ms: p90 ${msSigned(addP90)}, p99 ${msSigned(addP99)} → ${verdict(addP90 === undefined || addP99 === undefined ? undefined : addP90 < 1 && addP99 < 1)}.`,
-    `- Each sidecar < 64 MB RSS idle and under load: ${sidecarMem} → ${verdict(sidecars.every((p) => rssMax(p) < 64 * MIB))}.`,
+    `- Each sidecar < 64 MB RSS idle and under load: ${sidecarMem} → ${verdict(sidecars.every((p) => rssMax(p) < 64 * MIB))}. What each adds to the machine: ${sidecarPss}.`,
     `- The process \`wasmesh run\` keeps beside the app < 20 MB: ${supMem} → ${verdict(supervisors.every((p) => (s.end.get(p.pid)?.hwm ?? Infinity) < 20 * MIB))}.`,
   ].join('\n');
 }

@@ -68,6 +68,10 @@ export interface Memory {
   rss: number;
   /** Peak resident set since the process started (VmHWM), bytes. */
   hwm: number;
+  /** Of rss, pages mapped from files (RssFile: mostly the node or nginx binary, shared with every process running it). */
+  fileRss?: number;
+  /** Proportional set size (smaps_rollup Pss): private pages, plus each shared page divided by its sharers. */
+  pss?: number;
 }
 
 export function memory(pid: number): Memory | undefined {
@@ -76,7 +80,15 @@ export function memory(pid: number): Memory | undefined {
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
     const rss = kb('VmRSS');
     const hwm = kb('VmHWM');
-    return Number.isFinite(rss) ? { rss, hwm: Number.isFinite(hwm) ? hwm : rss } : undefined;
+    const fileRss = kb('RssFile');
+    let pss = NaN;
+    try {
+      pss = Number(/^Pss:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))?.[1] ?? NaN) * 1024;
+    } catch {
+      // smaps_rollup needs Linux 4.14 and ptrace access to the process
+    }
+    if (!Number.isFinite(rss)) return undefined;
+    return { rss, hwm: Number.isFinite(hwm) ? hwm : rss, ...(Number.isFinite(fileRss) ? { fileRss } : {}), ...(Number.isFinite(pss) ? { pss } : {}) };
   } catch {
     return undefined;
   }
