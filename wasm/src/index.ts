@@ -16,3 +16,4 @@ export { providedImports } from './imports/index.ts';
 export { meterModule, MeteringError, FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
 export { FilterHarness, headersToObject, type HarnessOptions, type RunInput, type RunResult, type CalloutAnswer } from './harness.ts';
 export * as limits from './limits.ts';
+export { JWS_VERIFY_FUNCTION, JWS_ALGORITHMS, JWS_LIMITS, encodeJwsVerifyArgs, jwsVerify } from './jws-verify.ts';
