@@ -530,6 +530,26 @@ export interface AuthorizationPolicySpec {
   }[];
 }
 
+export interface JWTRule {
+  issuer: string;
+  audiences?: string[];
+  jwksUri?: string;
+  jwks?: string;
+  fromHeaders?: { name: string; prefix?: string }[];
+  fromParams?: string[];
+  fromCookies?: string[];
+  outputPayloadToHeader?: string;
+  outputClaimToHeaders?: { header: string; claim: string }[];
+  forwardOriginalToken?: boolean;
+  timeout?: string;
+}
+
+export interface RequestAuthenticationSpec {
+  selector?: WorkloadSelector;
+  targetRefs?: { group?: string; kind: string; name: string; namespace?: string }[];
+  jwtRules?: JWTRule[];
+}
+
 export type ServiceEntry = Resource<'ServiceEntry', ServiceEntrySpec>;
 export type WorkloadEntry = Resource<'WorkloadEntry', WorkloadEntrySpec>;
 export type VirtualService = Resource<'VirtualService', VirtualServiceSpec>;
@@ -537,6 +557,7 @@ export type DestinationRule = Resource<'DestinationRule', DestinationRuleSpec>;
 export type WasmPlugin = Resource<'WasmPlugin', WasmPluginSpec>;
 export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
+export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
 
 export type MeshResource =
   | ServiceEntry
@@ -545,7 +566,8 @@ export type MeshResource =
   | DestinationRule
   | WasmPlugin
   | PeerAuthentication
-  | AuthorizationPolicy;
+  | AuthorizationPolicy
+  | RequestAuthentication;
 
 export type Kind = MeshResource['kind'];
 
@@ -557,6 +579,7 @@ export const KINDS: readonly Kind[] = [
   'WasmPlugin',
   'PeerAuthentication',
   'AuthorizationPolicy',
+  'RequestAuthentication',
 ];
 
 export function isKind(value: unknown): value is Kind {

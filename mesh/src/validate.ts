@@ -26,7 +26,9 @@ import {
   type ServicePort,
   type VirtualService,
   type WasmPlugin,
+  type RequestAuthentication,
 } from './documents.ts';
+import { checkRequestAuthentication } from './translate/request-authn.ts';
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
@@ -48,6 +50,7 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   WasmPlugin: 'wasm-plugin.schema.json',
   PeerAuthentication: 'peer-authentication.schema.json',
   AuthorizationPolicy: 'authorization-policy.schema.json',
+  RequestAuthentication: 'request-authentication.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -156,6 +159,7 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
     // What passes the schema but the filters cannot evaluate (translation would refuse it).
     for (const p of translationProblems(value)) report(p.path, p.message);
+    if (value.kind === 'RequestAuthentication' && valid.has(doc)) checkRequestAuthentication(value as unknown as RequestAuthentication, report);
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));

@@ -18,6 +18,7 @@ import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
 import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
+import { DemoIssuer } from '../demo/issuer.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
@@ -155,6 +156,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   process.stderr.on('error', outputGone);
   const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
   let orchestrator: RunningOrchestrator | undefined;
+  let issuer: DemoIssuer | undefined;
   const workloads: DemoWorkload[] = [];
   let stopping: Promise<void> | undefined;
   let removed = false;
@@ -173,6 +175,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       try {
         await Promise.allSettled(workloads.map((w) => w.stop()));
         await orchestrator?.close().catch(() => undefined);
+        await issuer?.close().catch(() => undefined);
       } finally {
         removeTmp();
       }
@@ -223,8 +226,11 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     const parsed = await readDocumentFiles([meshFile]);
     if (parsed.errors.length > 0) throw new Error(`${meshFile} does not parse: ${JSON.stringify(parsed.errors[0])}`);
     const documents = parsed.documents.map((d) => d.value).filter((v) => v !== null && v !== undefined);
+    // The demo's token issuer: its JWKS on loopback; productpage's /api/* requires one of its tokens.
+    issuer = await new DemoIssuer().start();
+    documents.push(...issuer.documents(NAMESPACE));
     await client.request('POST', '/apply', { body: documents });
-    step(`applied ${documents.length} resources from ${relative(REPO, meshFile)}`);
+    step(`applied ${documents.length} resources from ${relative(REPO, meshFile)} and the demo issuer (JWKS ${issuer.jwksUri})`);
 
     // Two versions of a real filter for the rollout step of the guide, built while the workloads start.
     const filterVersions = buildDemoFilterVersions(join(tmp, 'filter-src'), DEMO_FILTER_VERSIONS);
@@ -304,7 +310,17 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     }
     step(`first request through the mesh end to end: productpage -> reviews -> ratings, served by ${DEMO_FILTER_HEADER}: ${String(last.headers[DEMO_FILTER_HEADER])}`);
 
-    out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body));
+    // End-user authentication, checked before the guide claims it: no token, a forged one, a valid one.
+    const tokenFile = join(tmp, 'token');
+    const forgedFile = join(tmp, 'forged-token');
+    writeFileSync(tokenFile, `${issuer.token('alice')}\n`, { mode: 0o600 });
+    writeFileSync(forgedFile, `${issuer.forged()}\n`, { mode: 0o600 });
+    const api = (token?: string) => meshGet(traffic.outboundPort, 'productpage', '/api/v1/products', token ? { authorization: `Bearer ${token}` } : {});
+    const jwtChecks = [await api(), await api(readFileSync(forgedFile, 'utf8').trim()), await api(readFileSync(tokenFile, 'utf8').trim())].map((r) => r.status);
+    step(`productpage /api/v1/products: no token ${jwtChecks[0]}, forged token ${jwtChecks[1]}, valid token ${jwtChecks[2]}`);
+    if (jwtChecks.join(',') !== '403,401,200') throw new Error(`the JWT requirement on productpage /api/* did not hold: ${jwtChecks.join(', ')} (expected 403, 401, 200)`);
+
+    out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }));
     if (!exitAfterReady) {
       await new Promise<void>((resolve) => {
         wake = resolve;
@@ -329,7 +345,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   }
 }
 
-function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string): string {
+function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string, jwt: { tokenFile: string; forgedFile: string; jwksUri: string }): string {
   const order = (n: string) => WORKLOADS.findIndex((w) => `${w.service}-${w.version}` === n);
   // Every command is printed to run as it is, after npm install, from the checkout: `npx wasmesh`
   // (the package's own bin), paths relative to the checkout, and a cd there first.
@@ -343,6 +359,13 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  curl -H 'host: productpage' http://127.0.0.1:${outbound}/productpage`,
     `  curl -H 'host: productpage' -H 'end-user: jason' http://127.0.0.1:${outbound}/productpage`,
     `  sample answer: ${sample.slice(0, 200)}${sample.length > 200 ? '...' : ''}`,
+    '',
+    `End-user authentication: productpage's /api/* needs a JWT from the demo issuer (JWKS ${jwt.jwksUri};`,
+    '  RequestAuthentication productpage-jwt + AuthorizationPolicy productpage-api-requires-jwt):',
+    `  curl -H 'host: productpage' http://127.0.0.1:${outbound}/api/v1/products                  # no token: 403 RBAC: access denied`,
+    `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.forgedFile})" http://127.0.0.1:${outbound}/api/v1/products   # forged: 401 Jwt verification fails`,
+    `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.tokenFile})" http://127.0.0.1:${outbound}/api/v1/products   # valid: 200, user alice`,
+    '  wasmesh get RequestAuthentication',
     '',
     'Metrics (Istio-style, per sidecar): /stats/prometheus on each admin port',
     ...[...workloads].sort((a, b) => order(a.name) - order(b.name)).map((w) => `  ${w.name.padEnd(16)} http://127.0.0.1:${w.adminPort}/stats/prometheus   (outbound :${w.outboundPort}, inbound :${w.inboundPort})`),

@@ -55,6 +55,10 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
     header: ['ACTION', 'RULES'],
     cells: (r) => [str(r.spec.action ?? 'ALLOW'), String(Array.isArray(r.spec.rules) ? r.spec.rules.length : 0)],
   },
+  RequestAuthentication: {
+    header: ['ISSUERS'],
+    cells: (r) => [list(Array.isArray(r.spec.jwtRules) ? r.spec.jwtRules.map((j) => (j as { issuer?: unknown }).issuer) : [])],
+  },
 };
 
 function labels(v: unknown): string {

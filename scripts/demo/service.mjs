@@ -51,6 +51,11 @@ const handlers = {
     return { status: 200, body };
   },
   async productpage(req) {
+    // The JSON API the demo protects with a JWT (RequestAuthentication + AuthorizationPolicy): the
+    // sidecar only lets requests with a verified token through, and tells who it was (x-jwt-sub).
+    if (req.url.startsWith('/api/')) {
+      return { status: 200, body: { service, version, path: req.url, user: req.headers['x-jwt-sub'] ?? null, products: [{ id: 0, title: 'The Comedy of Errors' }] } };
+    }
     const [details, reviews] = await Promise.all([call('details', '/details/0', req.headers), call('reviews', '/reviews/0', req.headers)]);
     const ok = details.status === 200 && reviews.status === 200;
     return {

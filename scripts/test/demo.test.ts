@@ -61,6 +61,9 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   // A filter deployed through the orchestrator served that request; the guide rolls out its next version.
   assert.match(stderr, /served by x-demo-filter: add-header@1\.0\.0/);
   assert.match(stdout, /wasmesh filter rollout demo-header --to 1\.1\.0/);
+  // End-user authentication on productpage's /api/*, checked by the demo before the guide shows it.
+  assert.match(stderr, /productpage \/api\/v1\/products: no token 403, forged token 401, valid token 200/);
+  assert.match(stdout, /authorization: Bearer \$\(cat \S+\/token\)/);
 
   const tmp = /cat (\S+)\/orchestrator\/admin-token/.exec(stdout)?.[1];
   assert.ok(tmp, output);

@@ -1,7 +1,9 @@
-// Foreign functions every module can call, as Envoy offers them (compress/uncompress: zlib streams).
+// Foreign functions every module can call: as Envoy offers them (compress/uncompress: zlib streams),
+// and jws_verify (a JWS signature check with node:crypto, for JWT filters; see jws-verify.ts).
 import { deflateSync, inflateSync } from 'node:zlib';
 import { WasmResult } from './abi/constants.ts';
 import type { ForeignFunction } from './host.ts';
+import { JWS_VERIFY_FUNCTION, jwsVerify } from './jws-verify.ts';
 
 export const builtinForeignFunctions: ReadonlyMap<string, ForeignFunction> = new Map<string, ForeignFunction>([
   ['compress', (args) => deflateSync(args)],
@@ -15,4 +17,5 @@ export const builtinForeignFunctions: ReadonlyMap<string, ForeignFunction> = new
       }
     },
   ],
+  [JWS_VERIFY_FUNCTION, jwsVerify],
 ]);

@@ -240,7 +240,9 @@ export class FilterHarness {
     const logStart = this.logs.length;
     const calloutStart = this.callouts.length;
     const grpcStart = this.grpcCallouts.length;
-    const stream = this.plugin.createHttpStream(sink, input.streamInfo ?? this.#streamInfo);
+    // Each run is its own stream: filter state set during one run must not be seen by the next.
+    const info = input.streamInfo ?? this.#streamInfo;
+    const stream = this.plugin.createHttpStream(sink, info === undefined ? undefined : (Object.create(info) as StreamInfo));
     stream.observer = sink.observer;
     let result: RunResult;
     try {

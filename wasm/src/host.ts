@@ -58,8 +58,20 @@ export interface GrpcCallResponse {
   statusMessage: string;
 }
 
-/** A foreign function the host registers: gets the argument bytes, returns result bytes or a status. */
-export type ForeignFunction = (args: Uint8Array) => Uint8Array | WasmResult;
+/**
+ * A foreign function the host registers: gets the argument bytes (at most MAX_FOREIGN_ARGS_BYTES),
+ * returns result bytes or a status. The runtime always passes `call` (optional only for direct calls
+ * from TypeScript). A function whose work is heavy prices it with `call.chargeFuel`
+ * before doing it, so it counts in the calling callback's CPU budget (past it, the VM traps with cause
+ * cpu_budget). A thrown error answers InternalFailure; the guest never sees an exception.
+ */
+export type ForeignFunction = (args: Uint8Array, call?: ForeignCall) => Uint8Array | WasmResult;
+
+/** What a foreign function may ask of the VM that called it. */
+export interface ForeignCall {
+  /** Charges fuel units to the calling callback's budget; throws (ending the call) past it. */
+  chargeFuel(units: number): void;
+}
 
 /**
  * What the embedder provides to every VM of a plugin. Every member is optional; what is missing makes
@@ -98,6 +110,12 @@ export interface PluginHost {
 
 /** Facts about one stream's connection that the proxy knows and the module may ask for. */
 export interface StreamInfo {
+  /**
+   * Filter state of the stream, shared by every filter it passes (Envoy keeps proxy_set_property
+   * values as the stream's filter state): a value one filter sets, a later filter reads with
+   * proxy_get_property. Created by the runtime on the first write; keys are NUL-joined paths.
+   */
+  filterState?: Map<string, Uint8Array>;
   /** "ip:port" of the downstream peer. */
   sourceAddress?: string;
   /** "ip:port" of the local listener. */

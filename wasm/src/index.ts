@@ -21,3 +21,4 @@ export {
   type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput,
 } from './harness.ts';
 export * as limits from './limits.ts';
+export { JWS_VERIFY_FUNCTION, JWS_ALGORITHMS, JWS_LIMITS, encodeJwsVerifyArgs, jwsVerify } from './jws-verify.ts';

@@ -10,6 +10,10 @@ export const MAX_PAIRS = 1024;
 export const MAX_PAIRS_BYTES = 1024 * 1024;
 /** A log line longer than this is truncated. */
 export const MAX_LOG_MESSAGE_BYTES = 64 * 1024;
+/** Arguments of one proxy_call_foreign_function; larger ones are refused (BadArgument) before they are copied. */
+export const MAX_FOREIGN_ARGS_BYTES = 1024 * 1024;
+/** Distinct keys one stream's filter state (proxy_set_property) may hold. */
+export const MAX_FILTER_STATE_ENTRIES = 256;
 /** WASI random_get refuses larger requests (cpp-host). */
 export const MAX_RANDOM_BYTES = 64 * 1024;
 /**

@@ -70,7 +70,7 @@ function sameBytes(raw: Uint8Array, bytes: Uint8Array, ptr: number, len: number)
 export function resolveProperty(vm: Vm, ctx: Context | undefined, parsed: PropertyPath): PropertyValue | undefined {
   const path = parsed.segments;
   const key = parsed.key;
-  const stored = ctx?.properties?.get(key) ?? (ctx && ctx.root !== ctx ? ctx.root.properties?.get(key) : undefined);
+  const stored = ctx?.streamInfo?.filterState?.get(key) ?? ctx?.properties?.get(key) ?? (ctx && ctx.root !== ctx ? ctx.root.properties?.get(key) : undefined);
   if (stored) return stored;
   const s = vm.settings;
   if (path.length === 1) {
@@ -91,7 +91,7 @@ export function resolveProperty(vm: Vm, ctx: Context | undefined, parsed: Proper
   const fromHost = s.host.getProperty?.(path, info);
   if (fromHost !== undefined) return fromHost;
   // Envoy keeps set_property values as filter state "wasm.<path>" and serves unknown roots from there.
-  return ctx?.properties?.get(`wasm.${key}`);
+  return ctx?.streamInfo?.filterState?.get(`wasm.${key}`) ?? ctx?.properties?.get(`wasm.${key}`);
 }
 
 function portOf(address: string | undefined): number | undefined {

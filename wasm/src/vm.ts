@@ -305,6 +305,23 @@ export class Vm {
     throw new CpuBudgetExceeded(`CPU budget exceeded: host calls in one callback ran for more than ${Math.round(limitMs)} ms`);
   }
 
+  /**
+   * Charges `units` of fuel for host work whose cost is known in advance (a foreign function's
+   * signature check): the same counter the guest's instructions use, so host work counts in the
+   * callback's CPU budget. Past the budget the fuel is set negative and the call throws, as hostWork
+   * does. An unmetered module is not charged.
+   */
+  chargeFuel(units: number): void {
+    if (this.#getFuel === undefined || this.#depth === 0) return;
+    const left = this.#getFuel() - units;
+    if (left >= 0) {
+      this.#setFuel(left);
+      return;
+    }
+    this.#setFuel(-1);
+    throw new CpuBudgetExceeded(`CPU budget exceeded: host work priced at ${units} fuel units went past the callback's ${this.#callBudget}`);
+  }
+
   /** The fuel counter went negative: the instrumentation's own trap, not the module's. */
   get #budgetSpent(): boolean {
     return this.#getFuel !== undefined && this.#getFuel() < 0;

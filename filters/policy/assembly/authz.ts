@@ -7,6 +7,7 @@
 // and `when` (every condition) match; a part left out matches everything.
 import { Cidr, IpAddr, StringMatcher, namespaceOf, normalizePath, parseAddressIp, principalOf } from "./match";
 import { Counter, getPropertyBytes, getPropertyInt, getPropertyString, getRequestHeader } from "./host";
+import { RequestAuth } from "./request-auth";
 
 export const enum Action {
   Allow = 0,
@@ -25,7 +26,8 @@ export const enum Attr {
   Method = 6, // :method
   Path = 7, // :path, normalized, without query
   Header = 8, // a request header (Cond.name: the lowercase name)
-  Property = 9, // a string property (Cond.name: the NUL-joined path), e.g. request.auth.claims
+  Property = 9, // a string property (Cond.name: the NUL-joined path), e.g. connection.sni
+  RequestAuth = 10, // request.auth.* from the verified JWT (Cond.authPath), see request-auth.ts
 }
 
 /**
@@ -41,6 +43,8 @@ export class Cond {
   ports: i32[] = [];
   /** Header name or property path, UTF-8 (kept here so the host reads it in place). */
   name: ArrayBuffer = new ArrayBuffer(0);
+  /** For Attr.RequestAuth: ["principal"], ["audiences"], ["presenter"] or ["claims", name, ...]. */
+  authPath: string[] = [];
 
   constructor(attr: Attr, negate: bool) {
     this.attr = attr;
@@ -72,6 +76,8 @@ export class Policy {
 
 /** The attributes of one request, read from the host on first use only. */
 export class RequestAttrs {
+  /** request.auth.*, read on first use. */
+  auth: RequestAuth = new RequestAuth();
   private principalRead: bool = false;
   private principal_: string | null = null;
   private sourceRead: bool = false;
@@ -208,6 +214,12 @@ function attributeMatches(c: Cond, req: RequestAttrs): bool {
     case Attr.Method: return anyString(c, req.method());
     case Attr.Path: return anyString(c, req.path());
     case Attr.Header: return anyString(c, getRequestHeader(c.name));
+    case Attr.RequestAuth: {
+      const values = req.auth.values(c.authPath);
+      if (values === null) return false;
+      for (let i = 0, n = values.length; i < n; i++) if (anyString(c, unchecked(values[i]))) return true;
+      return false;
+    }
     default: {
       const bytes = getPropertyBytes(c.name);
       return anyString(c, bytes === null ? null : String.UTF8.decode(bytes));

@@ -187,8 +187,8 @@ class Compiler extends Checker {
     if (!this.fields(v, path, SOURCE_KEYS)) return conds;
     this.field(v, path, "principals", Attr.Principal, false, ValueType.Pattern, conds);
     this.field(v, path, "notPrincipals", Attr.Principal, true, ValueType.Pattern, conds);
-    this.property(v, path, "requestPrincipals", REQUEST_PRINCIPAL, false, conds);
-    this.property(v, path, "notRequestPrincipals", REQUEST_PRINCIPAL, true, conds);
+    this.requestAuth(v, path, "requestPrincipals", false, conds);
+    this.requestAuth(v, path, "notRequestPrincipals", true, conds);
     this.field(v, path, "namespaces", Attr.Namespace, false, ValueType.Pattern, conds);
     this.field(v, path, "notNamespaces", Attr.Namespace, true, ValueType.Pattern, conds);
     this.field(v, path, "ipBlocks", Attr.SourceIp, false, ValueType.Cidr, conds);
@@ -220,10 +220,11 @@ class Compiler extends Checker {
     if (this.values(v.get(key), path + "." + key, type, c)) conds.push(c);
   }
 
-  property(v: JValue, path: string, key: string, segments: string[], negate: bool, conds: Cond[]): void {
+  /** requestPrincipals / notRequestPrincipals: request.auth.principal ("<iss>/<sub>"). */
+  requestAuth(v: JValue, path: string, key: string, negate: bool, conds: Cond[]): void {
     if (this.failed) return;
-    const c = new Cond(Attr.Property, negate);
-    c.name = propertyPath(segments);
+    const c = new Cond(Attr.RequestAuth, negate);
+    c.authPath = ["principal"];
     if (this.values(v.get(key), path + "." + key, ValueType.Pattern, c)) conds.push(c);
   }
 
@@ -271,6 +272,7 @@ class Compiler extends Checker {
       const negate = k == 1;
       const c = new Cond(proto.attr, negate);
       c.name = proto.name;
+      c.authPath = proto.authPath;
       const field = negate ? "notValues" : "values";
       if (this.values(v.get(field), path + "." + field, proto.type, c)) {
         out.push(c);
@@ -287,8 +289,8 @@ class Compiler extends Checker {
     if (key == "source.principal") return new ConditionKey(Attr.Principal, ValueType.Pattern);
     if (key == "source.namespace") return new ConditionKey(Attr.Namespace, ValueType.Pattern);
     if (key == "request.auth.principal" || key == "request.auth.audiences" || key == "request.auth.presenter") {
-      const k = new ConditionKey(Attr.Property, ValueType.Pattern);
-      k.name = propertyPath(key.split("."));
+      const k = new ConditionKey(Attr.RequestAuth, ValueType.Pattern);
+      k.authPath = [key.substring("request.auth.".length)];
       return k;
     }
     if (key == "connection.sni") {
@@ -310,10 +312,9 @@ class Compiler extends Checker {
     if (key.startsWith("request.auth.claims[")) {
       const names = this.brackets(key, "request.auth.claims".length, path);
       if (names === null) return null;
-      const segments: string[] = ["request", "auth", "claims"];
-      for (let i = 0; i < names.length; i++) segments.push(names[i]);
-      const k = new ConditionKey(Attr.Property, ValueType.Pattern);
-      k.name = propertyPath(segments);
+      const k = new ConditionKey(Attr.RequestAuth, ValueType.Pattern);
+      k.authPath = ["claims"];
+      for (let i = 0; i < names.length; i++) k.authPath.push(names[i]);
       return k;
     }
     this.fail(path, "unsupported key \"" + key + "\" (supported: request.headers[<name>], source.ip, remote.ip, " +
@@ -398,12 +399,11 @@ class Compiler extends Checker {
   }
 }
 
-const REQUEST_PRINCIPAL: string[] = ["request", "auth", "principal"];
-
 class ConditionKey {
   attr: Attr;
   type: ValueType;
   name: ArrayBuffer = new ArrayBuffer(0);
+  authPath: string[] = [];
   constructor(attr: Attr, type: ValueType) {
     this.attr = attr;
     this.type = type;

@@ -169,10 +169,10 @@ test('when: request.headers, source.*, destination.port, values and notValues', 
   assert.is(await decide(when({ key: 'destination.ip', values: ['127.0.0.1'] })), 200);
 });
 
-test('request.auth.claims never match without a claim property (no JWT support), and match when one is present', async () => {
+test('request.auth.claims never match without a verified JWT payload, and match when the authn filter left one', async () => {
   const policies = [allow([{ when: [{ key: 'request.auth.claims[iss]', values: ['https://issuer.example'] }] }])];
   assert.is(await decide(policies), 403);
-  assert.is(await decide(policies, {}, { properties: { 'request.auth.claims.iss': 'https://issuer.example' } }), 200);
+  assert.is(await decide(policies, {}, { properties: { 'wasmesh.jwt_payload': '{"iss":"https://issuer.example"}' } }), 200);
   assert.is(await decide([allow([{ when: [{ key: 'request.auth.claims[iss]', notValues: ['*'] }] }])]), 200, 'no claim: notValues holds');
   assert.is(await decide([allow([{ from: [{ source: { requestPrincipals: ['*'] } }] }])]), 403, 'no request principal without JWT');
   assert.is(await decide([deny([{ from: [{ source: { notRequestPrincipals: ['*'] } }] }])]), 403, 'so notRequestPrincipals ["*"] denies');

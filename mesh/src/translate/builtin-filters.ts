@@ -1,5 +1,6 @@
 // The mesh's own filters, derived from the user's documents (what Istio did with Mixer and native
-// Envoy filters): AuthorizationPolicy -> filters/policy on the inbound side, VirtualService `fault`
+// Envoy filters): AuthorizationPolicy -> filters/policy on the inbound side, RequestAuthentication ->
+// filters/authn before it (request-authn.ts), VirtualService `fault`
 // -> filters/fault on the outbound side, and filters/telemetry on both sides, on by default.
 //
 // Where they sit in each chain: telemetry first, so it sees every answer (including a policy 403 or
@@ -7,9 +8,10 @@
 // after the AUTHZ-phase WasmPlugins (Istio's RBAC position); fault last, just before the router.
 import type { FilterBinding, WorkloadIdentity } from '../proxy-config.ts';
 import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
-import { labelsMatch } from './clusters.ts';
+import { labelsMatch, type ClusterTable } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
+import { authnFilterConfig, selectRequestAuthentications } from './request-authn.ts';
 import { installPath } from '../../../schemas/repo-files.ts';
 
 export interface BuiltinFilterOptions {
@@ -22,11 +24,11 @@ export interface BuiltinFilterOptions {
 const DEFAULT_FILTERS_DIR = installPath('filters') + '/';
 
 /** Where a built-in filter's module is built: <filters dir>/<name>/build/<name>.wasm. */
-export function builtinModulePath(name: 'telemetry' | 'policy' | 'fault', dir: string = DEFAULT_FILTERS_DIR): string {
+export function builtinModulePath(name: 'telemetry' | 'policy' | 'fault' | 'authn', dir: string = DEFAULT_FILTERS_DIR): string {
   return `${dir.endsWith('/') ? dir : `${dir}/`}${name}/build/${name}.wasm`;
 }
 
-function builtin(name: 'telemetry' | 'policy' | 'fault', dir: string, workload: WorkloadIdentity, phase: FilterBinding['phase'], pluginConfig: unknown): FilterBinding {
+function builtin(name: 'telemetry' | 'policy' | 'fault' | 'authn', dir: string, workload: WorkloadIdentity, phase: FilterBinding['phase'], pluginConfig: unknown): FilterBinding {
   const path = builtinModulePath(name, dir);
   return {
     name: `wasmesh-${name}`,
@@ -38,8 +40,8 @@ function builtin(name: 'telemetry' | 'policy' | 'fault', dir: string, workload: 
     rootId: name,
     vmId: `wasmesh.${name}`,
     pluginConfig,
-    // Policy fails closed (a broken authorizer must not let traffic through); the others fail open.
-    failStrategy: name === 'policy' ? 'FAIL_CLOSE' : 'FAIL_OPEN',
+    // Policy and authn fail closed (a broken authorizer must not let traffic through); the others fail open.
+    failStrategy: name === 'policy' || name === 'authn' ? 'FAIL_CLOSE' : 'FAIL_OPEN',
     env: {},
   };
 }
@@ -92,6 +94,7 @@ export function withBuiltinFilters(
   virtualServices: readonly VirtualService[],
   workload: WorkloadIdentity,
   options: BuiltinFilterOptions = {},
+  clusters?: ClusterTable,
 ): { inbound: FilterBinding[]; outbound: FilterBinding[] } {
   const dir = options.filtersDir ?? DEFAULT_FILTERS_DIR;
   const inbound = [...chains.inbound];
@@ -102,6 +105,12 @@ export function withBuiltinFilters(
     const at = inbound.findIndex((b) => b.phase === 'STATS' || b.phase === 'UNSPECIFIED_PHASE');
     const binding = builtin('policy', dir, workload, 'AUTHZ', policyFilterConfig(policies));
     inbound.splice(at < 0 ? inbound.length : at, 0, binding);
+  }
+  // RequestAuthentication: after AUTHN-phase plugins, before AUTHZ ones and policy (Istio's jwt_authn).
+  const authn = clusters ? authnFilterConfig(selectRequestAuthentications(documents, workload), clusters) : undefined;
+  if (authn !== undefined) {
+    const at = inbound.findIndex((b) => b.phase !== 'AUTHN');
+    inbound.splice(at < 0 ? inbound.length : at, 0, builtin('authn', dir, workload, 'AUTHN', authn));
   }
   const fault = faultFilterConfig(virtualServices, { namespace: workload.namespace, labels: workload.labels });
   if (fault.rules.length > 0) outbound.push(builtin('fault', dir, workload, 'UNSPECIFIED_PHASE', fault));

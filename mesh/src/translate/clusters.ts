@@ -410,6 +410,16 @@ export class ClusterTable {
     return name;
   }
 
+  /** A cluster built so far, by name. */
+  get(name: string): ClusterConfig | undefined {
+    return this.#clusters.get(name);
+  }
+
+  /** Adds a cluster built elsewhere (the TLS cluster of an https JWKS); a name already taken is kept. */
+  add(cluster: ClusterConfig): void {
+    if (!this.#clusters.has(cluster.name)) this.#clusters.set(cluster.name, cluster);
+  }
+
   /** The clusters built so far, keyed by name, in name order. */
   toRecord(): Record<string, ClusterConfig> {
     return Object.fromEntries([...this.#clusters.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));

@@ -84,6 +84,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   wp: 'WasmPlugin',
   pa: 'PeerAuthentication',
   ap: 'AuthorizationPolicy',
+  ra: 'RequestAuthentication',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

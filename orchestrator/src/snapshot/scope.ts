@@ -129,7 +129,8 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
     case 'PeerAuthentication':
       return all;
     case 'WasmPlugin':
-    case 'AuthorizationPolicy': {
+    case 'AuthorizationPolicy':
+    case 'RequestAuthentication': {
       const selector = r.spec.selector;
       if (selector !== undefined && !isObject(selector)) return all;
       const labels = selectorLabels(selector, 'matchLabels');

@@ -58,6 +58,8 @@ export class ProxyStreamInfo implements StreamInfo {
   upstreamCluster: string | undefined = undefined;
   readonly upstream: (() => UpstreamInfo) | undefined;
   readonly upstreamSource: UpstreamSource | undefined;
+  /** Values filters set with proxy_set_property (created by the runtime on the first write). */
+  filterState: Map<string, Uint8Array> | undefined = undefined;
 
   constructor(fields: StreamInfoFields) {
     this.sourceAddress = fields.sourceAddress;

@@ -1,6 +1,7 @@
 // proxy_* host functions for logging, time, timers, status, properties, contexts and foreign functions.
 import { LogLevel, WasmResult } from '../abi/constants.ts';
-import { MAX_LOG_MESSAGE_BYTES } from '../limits.ts';
+import { MAX_FILTER_STATE_ENTRIES, MAX_FOREIGN_ARGS_BYTES, MAX_LOG_MESSAGE_BYTES } from '../limits.ts';
+import { CpuBudgetExceeded } from '../errors.ts';
 import { parsePropertyPath, resolveProperty, returnProperty } from '../properties.ts';
 import { builtinForeignFunctions } from '../foreign.ts';
 import type { Vm } from '../vm.ts';
@@ -62,7 +63,16 @@ export function proxyGeneralImports(vm: Vm) {
       if (raw === undefined || value === undefined) return WasmResult.InvalidMemoryAccess;
       const ctx = vm.ctx;
       if (!ctx) return WasmResult.NotFound;
-      (ctx.properties ??= new Map()).set(parsePropertyPath(raw).key, value);
+      const key = parsePropertyPath(raw).key;
+      // In a stream, the value is the stream's filter state: later filters of the chain read it too.
+      const info = ctx.streamInfo;
+      if (info !== undefined) {
+        const state = (info.filterState ??= new Map());
+        if (!state.has(key) && state.size >= MAX_FILTER_STATE_ENTRIES) return WasmResult.BadArgument;
+        state.set(key, value);
+        return WasmResult.Ok;
+      }
+      (ctx.properties ??= new Map()).set(key, value);
       return WasmResult.Ok;
     },
 
@@ -83,6 +93,7 @@ export function proxyGeneralImports(vm: Vm) {
 
     proxy_call_foreign_function(namePtr: number, nameLen: number, argsPtr: number, argsLen: number, pRet: number, pRetLen: number): number {
       vm.hostWork();
+      if (nameLen >>> 0 > 256 || argsLen >>> 0 > MAX_FOREIGN_ARGS_BYTES) return WasmResult.BadArgument;
       const name = vm.mem.readLatin1(namePtr, nameLen);
       const args = vm.mem.readCopy(argsPtr, argsLen);
       if (name === undefined || args === undefined) return WasmResult.InvalidMemoryAccess;
@@ -90,8 +101,10 @@ export function proxyGeneralImports(vm: Vm) {
       if (!fn) return WasmResult.NotFound;
       let result: Uint8Array | number;
       try {
-        result = fn(args);
-      } catch {
+        result = fn(args, vm);
+      } catch (err) {
+        // Past the budget: the guest's next check traps (the fuel is negative), as for hostWork.
+        if (err instanceof CpuBudgetExceeded) throw err;
         return WasmResult.InternalFailure;
       }
       if (typeof result === 'number') return result;
