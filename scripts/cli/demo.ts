@@ -365,7 +365,7 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  curl -H 'host: productpage' http://127.0.0.1:${outbound}/api/v1/products                  # no token: 403 RBAC: access denied`,
     `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.forgedFile})" http://127.0.0.1:${outbound}/api/v1/products   # forged: 401 Jwt verification fails`,
     `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.tokenFile})" http://127.0.0.1:${outbound}/api/v1/products   # valid: 200, user alice`,
-    '  wasmesh get RequestAuthentication',
+    '  npx wasmesh get RequestAuthentication',
     '',
     'Metrics (Istio-style, per sidecar): /stats/prometheus on each admin port',
     ...[...workloads].sort((a, b) => order(a.name) - order(b.name)).map((w) => `  ${w.name.padEnd(16)} http://127.0.0.1:${w.adminPort}/stats/prometheus   (outbound :${w.outboundPort}, inbound :${w.inboundPort})`),
