@@ -9,6 +9,9 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
 import { parseYamlText } from './yaml-text.ts';
+import type { RateLimitPolicy } from './translate/ratelimit.ts';
+
+export type { RateLimitPolicy } from './translate/ratelimit.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Documents and errors
@@ -534,7 +537,8 @@ export type MeshResource =
   | DestinationRule
   | WasmPlugin
   | PeerAuthentication
-  | AuthorizationPolicy;
+  | AuthorizationPolicy
+  | RateLimitPolicy;
 
 export type Kind = MeshResource['kind'];
 
@@ -546,6 +550,7 @@ export const KINDS: readonly Kind[] = [
   'WasmPlugin',
   'PeerAuthentication',
   'AuthorizationPolicy',
+  'RateLimitPolicy',
 ];
 
 export function isKind(value: unknown): value is Kind {

@@ -30,6 +30,7 @@ import {
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
+import { rateLimitPolicyProblems, type RateLimitPolicy } from './translate/ratelimit.ts';
 import { pathToFileURL } from 'node:url';
 import { installPath } from '../../schemas/repo-files.ts';
 
@@ -46,6 +47,7 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   WasmPlugin: 'wasm-plugin.schema.json',
   PeerAuthentication: 'peer-authentication.schema.json',
   AuthorizationPolicy: 'authorization-policy.schema.json',
+  RateLimitPolicy: 'rate-limit-policy.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -150,6 +152,10 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
+    if (value.kind === 'RateLimitPolicy') {
+      const known = (host: string, ns: string) => { const s = index.registry.lookup(host, ns); return s && { ports: s.entry.spec.ports.map((p) => p.number) }; };
+      for (const p of rateLimitPolicyProblems(value as unknown as RateLimitPolicy, known)) report(p.path, p.message);
+    }
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));

@@ -10,6 +10,7 @@ import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocum
 import { labelsMatch } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig } from './policy-filter.ts';
+import { rateLimitFilterConfig, selectRateLimitPolicies } from './ratelimit.ts';
 import { installPath } from '../../../schemas/repo-files.ts';
 
 export interface BuiltinFilterOptions {
@@ -62,15 +63,18 @@ export function withBuiltinFilters(
   virtualServices: readonly VirtualService[],
   workload: WorkloadIdentity,
   options: BuiltinFilterOptions = {},
+  /** Where the rate-limit service's cluster is created (RateLimitPolicy global limits). */
+  clusters?: { ensure(host: string, port: number): string },
 ): { inbound: FilterBinding[]; outbound: FilterBinding[] } {
   const dir = options.filtersDir ?? DEFAULT_FILTERS_DIR;
   const inbound = [...chains.inbound];
   const outbound = [...chains.outbound];
   const policies = selectAuthorizationPolicies(documents, workload);
-  if (policies.length > 0) {
+  const limits = rateLimitFilterConfig(selectRateLimitPolicies(documents, workload), (host, port) => clusters?.ensure(host, port) ?? `outbound|${port}||${host}`);
+  if (policies.length > 0 || limits.rateLimits.length > 0 || limits.globalRateLimit) {
     // After AUTHN and AUTHZ phase plugins, before STATS and unspecified ones.
     const at = inbound.findIndex((b) => b.phase === 'STATS' || b.phase === 'UNSPECIFIED_PHASE');
-    const binding = builtin('policy', dir, workload, 'AUTHZ', policyFilterConfig(policies));
+    const binding = builtin('policy', dir, workload, 'AUTHZ', { ...policyFilterConfig(policies, limits.rateLimits), ...(limits.globalRateLimit ? { globalRateLimit: limits.globalRateLimit } : {}) });
     inbound.splice(at < 0 ? inbound.length : at, 0, binding);
   }
   const fault = faultFilterConfig(virtualServices, { namespace: workload.namespace, labels: workload.labels });

@@ -120,7 +120,7 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
-  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options);
+  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options, clusters);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {

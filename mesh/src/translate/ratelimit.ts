@@ -253,7 +253,7 @@ function filterEntry(d: RateLimitDescriptorSpec): FilterDescriptorEntry {
 export function rateLimitServiceConfig(documents: readonly ConfigDocument[] | readonly unknown[]): RateLimitServiceConfig {
   const policies: RateLimitPolicy[] = [];
   for (const d of documents) {
-    const v = isRecord(d) && 'source' in d && 'value' in d ? (d as ConfigDocument).value : d;
+    const v = isRecord(d) && 'source' in d && 'value' in d ? (d as unknown as ConfigDocument).value : d;
     if (isRateLimitPolicy(v)) policies.push(v);
   }
   policies.sort((a, b) => ordinal(policyId(a), policyId(b)));
@@ -299,12 +299,17 @@ export function rateLimitPolicyProblems(p: RateLimitPolicy, knownHost: (host: st
   const problems: RateLimitProblem[] = [];
   const seen = new Map<string, number>();
   (p.spec.local ?? []).forEach((l, i) => {
+    const interval = durationOrUndefined(l.fillInterval);
+    if (interval !== undefined && (interval < 1 || interval > 86_400_000)) problems.push({ path: `/spec/local/${i}/fillInterval`, message: `must be from 1ms to 24h (got ${l.fillInterval})` });
+    if (l.tokensPerFill !== undefined && l.tokensPerFill > l.maxTokens) problems.push({ path: `/spec/local/${i}/tokensPerFill`, message: `${l.tokensPerFill} is more than maxTokens (${l.maxTokens}): the bucket never holds more than maxTokens` });
     const j = seen.get(l.name);
     if (j !== undefined) problems.push({ path: `/spec/local/${i}/name`, message: `limit ${JSON.stringify(l.name)} is already defined at spec.local[${j}]` });
     else seen.set(l.name, i);
   });
   const g = p.spec.global;
   if (!g) return problems;
+  const timeout = g.timeout !== undefined ? durationOrUndefined(g.timeout) : undefined;
+  if (timeout !== undefined && (timeout < 1 || timeout > 60_000)) problems.push({ path: '/spec/global/timeout', message: `must be from 1ms to 60s (got ${g.timeout})` });
   const names = new Map<string, number>();
   g.limits.forEach((l, i) => {
     const j = names.get(l.name);
@@ -327,6 +332,15 @@ export function rateLimitPolicyProblems(p: RateLimitPolicy, knownHost: (host: st
     problems.push({ path: '/spec/global/service/port', message: `port ${g.service.port} is not a port of ${host} (ports: ${service.ports.join(', ')})` });
   }
   return problems;
+}
+
+/** Milliseconds, or undefined for text the schema already reports. */
+function durationOrUndefined(text: string): number | undefined {
+  try {
+    return parseDuration(text);
+  } catch {
+    return undefined;
+  }
 }
 
 function ordinal(a: string, b: string): number {

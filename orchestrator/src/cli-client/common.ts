@@ -82,6 +82,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   wp: 'WasmPlugin',
   pa: 'PeerAuthentication',
   ap: 'AuthorizationPolicy',
+  rlp: 'RateLimitPolicy',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

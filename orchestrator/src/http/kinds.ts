@@ -11,6 +11,7 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   WasmPlugin: 'wasmplugins',
   PeerAuthentication: 'peerauthentications',
   AuthorizationPolicy: 'authorizationpolicies',
+  RateLimitPolicy: 'ratelimitpolicies',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();
