@@ -262,7 +262,8 @@ export function onGlobalClose(token: u32, status: u32): void {
   const p = pending.get(token);
   pending.delete(token);
   if (imports.proxy_set_effective_context(p.contextId) != WasmResultValues.Ok) return;
-  if (log_enabled(LogLevelValues.warn)) log(LogLevelValues.warn, "policy: global rate limit: the service failed (gRPC status " + status.toString() + ")");
+  // Counted (policy_global_ratelimit_total{result="failure_*"}); a line per request only at debug.
+  if (log_enabled(LogLevelValues.debug)) log(LogLevelValues.debug, "policy: global rate limit: the service failed (gRPC status " + status.toString() + ")");
   if (!failure(p.config, "gRPC status " + status.toString())) continueRequest();
 }
 
