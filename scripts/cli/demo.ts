@@ -15,6 +15,7 @@ import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
+import { rateLimitServiceEntry, startDemoRedis, type DemoRedis } from '../demo/quota.ts';
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
@@ -137,12 +138,14 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   } as typeof process.stderr.write;
   const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
   let orchestrator: RunningOrchestrator | undefined;
+  let redis: DemoRedis | undefined;
   const workloads: DemoWorkload[] = [];
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> =>
     (stopping ??= (async () => {
       await Promise.allSettled(workloads.map((w) => w.stop()));
       await orchestrator?.close().catch(() => undefined);
+      redis?.stop();
       rmSync(tmp, { recursive: true, force: true });
     })());
 
@@ -173,7 +176,12 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       tokenFiles.set(service, file);
     }
     const orchestratorLog = new LogTail('orchestrator', logs);
+    // Quota: the orchestrator runs the rate-limit service, counting in a throwaway Redis.
+    const quotaRedis = startDemoRedis(tmp);
+    if ('url' in quotaRedis) redis = quotaRedis;
+    else step(`no quota in this demo: ${quotaRedis.reason}`);
     orchestrator = await startOrchestrator({
+      ...(redis ? { rateLimit: { redisUrl: redis.url, listen: `127.0.0.1:${await freePort()}` } } : {}),
       dataDir,
       store: 'sqlite',
       listen: { host: '127.0.0.1', port: await freePort() },
@@ -190,6 +198,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     const parsed = await readDocumentFiles([meshFile]);
     if (parsed.errors.length > 0) throw new Error(`${meshFile} does not parse: ${JSON.stringify(parsed.errors[0])}`);
     const documents = parsed.documents.map((d) => d.value).filter((v) => v !== null && v !== undefined);
+    if (orchestrator.rateLimitPort) documents.push(rateLimitServiceEntry(orchestrator.rateLimitPort));
     await client.request('POST', '/apply', { body: documents });
     step(`applied ${documents.length} resources from ${relative(REPO, meshFile)}`);
 
@@ -319,8 +328,11 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  wasmesh apply -f ${join(tryDir, 'reviews-v3.yaml')}     # shift all reviews traffic to v3`,
     `  wasmesh apply -f ${join(tryDir, 'delay-jason.yaml')}    # 2 s delay on ratings for end-user jason`,
     `  wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # deny every call to ratings`,
+    ...(orchestrator.rateLimitPort
+      ? [`  wasmesh apply -f ${join(tryDir, 'quota-productpage.yaml')}   # mesh-wide quota: 30 a minute per end-user (429 past it)`]
+      : ['  (no quota: redis-server is missing; bash scripts/redis.sh install)']),
     `  wasmesh apply -f ${meshFile}   # back to the 90/10 canary`,
-    '  wasmesh delete VirtualService ratings; wasmesh delete AuthorizationPolicy deny-ratings',
+    '  wasmesh delete VirtualService ratings; wasmesh delete AuthorizationPolicy deny-ratings; wasmesh delete RateLimitPolicy productpage-quota',
     '',
     `Roll out a new filter version (productpage runs the add-header filter as WasmPlugin demo-header;`,
     `add-header ${DEMO_FILTER_VERSIONS[1]} is uploaded and differs in the ${DEMO_FILTER_HEADER} header it stamps):`,
