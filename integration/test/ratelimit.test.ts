@@ -2,7 +2,8 @@
 // RateLimitPolicy by the translator), the rate-limit service (RLS v3 over gRPC) and a real
 // redis-server, all on loopback. The three share one limit; Redis killed mid-test follows the failure
 // mode (ALLOW, then DENY); Redis restarted recovers without restarting anything; limits change at run
-// time (the service's limits and the proxies' config) without restarts.
+// time (the service's limits and the proxies' config) without restarts; a service that stops
+// answering costs the timeout, then the failure mode applies.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseDocuments } from '../../mesh/src/documents.ts';
@@ -10,13 +11,16 @@ import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { translateProxyConfig } from '../../mesh/src/translate/proxy-config.ts';
 import { rateLimitServiceConfig } from '../../mesh/src/translate/ratelimit.ts';
 import { startRateLimitServer, type RateLimitServer } from '../../orchestrator/src/ratelimit/server.ts';
-import { TestRedis, ensureRedis, reportRedisSkip } from '../../orchestrator/test/support/redis.ts';
+import { TestRedis, ensureRedis, freePort, reportRedisSkip } from '../../orchestrator/test/support/redis.ts';
 import { policyWasm } from '../../filters/policy/test/support.ts';
 import type { Proxy } from '../../proxy-host/src/proxy.ts';
 import { startProxy } from '../../proxy-host/test/support/proxy.ts';
 import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 const redisBin = ensureRedis();
+const WASMESH = fileURLToPath(new URL('../../scripts/wasmesh.mjs', import.meta.url));
 
 interface Knobs {
   perHour: number;
@@ -65,17 +69,17 @@ let knobs: Knobs = { perHour: 30, perUser: 1000, failureMode: 'ALLOW' };
 /** A fresh counter per test (the descriptor value), so tests do not share counts. */
 const run = `${process.pid}-${Date.now()}`;
 
-function documents(k: Knobs) {
-  const parsed = parseDocuments(meshText(rls.port, k), 'mesh.yaml');
+function documents(k: Knobs, port = rls.port) {
+  const parsed = parseDocuments(meshText(port, k), 'mesh.yaml');
   const v = validateDocuments(parsed.documents);
   assert.ok(v.ok, formatErrors(v.errors));
   return parsed.documents;
 }
 
 /** Reconfigures the service and every proxy from the documents, as the orchestrator or a file watch would. */
-async function apply(k: Knobs): Promise<void> {
+async function apply(k: Knobs, port = rls.port): Promise<void> {
   knobs = k;
-  const docs = documents(k);
+  const docs = documents(k, port);
   rls.setConfig(rateLimitServiceConfig(docs));
   await Promise.all(proxies.map((p, i) => p.applyConfig(translateProxyConfig(docs, workload(i), { telemetry: false }))));
 }
@@ -186,6 +190,36 @@ if (!redisBin.bin) {
     assert.is(r.headers['x-ratelimit-limit'], '3');
     await apply({ ...knobs, perUser: 1000 });
     assert.is((await send(1, headers)).status, 200, 'raised again');
+  });
+
+  test('a service that stops answering (SIGSTOP): each request waits the timeout, then the failure mode applies', async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [WASMESH, 'ratelimit', '--redis', redis.url, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!output.includes('RLS v3 on') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(output.includes('RLS v3 on'), output);
+      await apply({ ...knobs, failureMode: 'ALLOW' }, port);
+      const headers = { 'x-test-run': `frozen-${run}` };
+      assert.is((await send(0, headers)).status, 200, 'the other service answers (no limits of its own: OK)');
+      child.kill('SIGSTOP');
+      let started = Date.now();
+      assert.is((await send(1, headers)).status, 200, 'ALLOW after the timeout');
+      const waited = Date.now() - started;
+      assert.ok(waited >= 450 && waited < 5000, `waited about the timeout (500 ms): ${waited} ms`);
+      await apply({ ...knobs, failureMode: 'DENY' }, port);
+      started = Date.now();
+      const denied = await send(2, headers);
+      assert.is(denied.status, 500);
+      assert.ok(Date.now() - started >= 450, 'DENY after the timeout too');
+    } finally {
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+      await apply({ ...knobs, failureMode: 'ALLOW' });
+    }
   });
 
   test.run();
