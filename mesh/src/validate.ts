@@ -152,10 +152,7 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
-    if (value.kind === 'RateLimitPolicy') {
-      const known = (host: string, ns: string) => { const s = index.registry.lookup(host, ns); return s && { ports: s.entry.spec.ports.map((p) => p.number) }; };
-      for (const p of rateLimitPolicyProblems(value as unknown as RateLimitPolicy, known)) report(p.path, p.message);
-    }
+    if (value.kind === 'RateLimitPolicy') checkRateLimitPolicy(value as unknown as RateLimitPolicy, index, report);
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
@@ -485,6 +482,15 @@ function checkDestination(dest: DestinationSpec, namespace: string, at: string, 
       report(at + pointer('subset'), `subset ${JSON.stringify(dest.subset)} is not defined in any DestinationRule for ${host}${known}`);
     }
   }
+}
+
+/** RateLimitPolicy past its schema (mesh/src/translate/ratelimit.ts): names, keys, the service's host and port. */
+function checkRateLimitPolicy(policy: RateLimitPolicy, index: ReferenceIndex, report: Report): void {
+  const known = (host: string, namespace: string) => {
+    const service = index.registry.lookup(host, namespace);
+    return service && { ports: service.entry.spec.ports.map((p) => p.number) };
+  };
+  for (const p of rateLimitPolicyProblems(policy, known)) report(p.path, p.message);
 }
 
 const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;

@@ -187,7 +187,7 @@ crud('unknown kinds and routes are 404', async ({ app, admin }) => {
   const route = await app.inject({ method: 'GET', url: '/nope', headers: auth(admin) });
   assert.is(route.statusCode, 404);
   const kinds = await app.inject({ method: 'GET', url: '/apis', headers: auth(admin) });
-  assert.is(kinds.json<{ kinds: unknown[] }>().kinds.length, 7);
+  assert.is(kinds.json<{ kinds: unknown[] }>().kinds.length, 8); // the seven Istio kinds and RateLimitPolicy
 });
 
 crud.run();
