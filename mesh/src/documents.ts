@@ -9,6 +9,9 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
 import { parseYamlText } from './yaml-text.ts';
+import type { RateLimitPolicy } from './translate/ratelimit.ts';
+
+export type { RateLimitPolicy } from './translate/ratelimit.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Documents and errors
@@ -567,7 +570,8 @@ export type MeshResource =
   | WasmPlugin
   | PeerAuthentication
   | AuthorizationPolicy
-  | RequestAuthentication;
+  | RequestAuthentication
+  | RateLimitPolicy;
 
 export type Kind = MeshResource['kind'];
 
@@ -580,6 +584,7 @@ export const KINDS: readonly Kind[] = [
   'PeerAuthentication',
   'AuthorizationPolicy',
   'RequestAuthentication',
+  'RateLimitPolicy',
 ];
 
 export function isKind(value: unknown): value is Kind {

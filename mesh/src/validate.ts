@@ -34,6 +34,7 @@ import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
 import { translationProblems } from './translate/resource-problems.ts';
 import { closest, didYouMean } from './suggest.ts';
+import { rateLimitPolicyProblems, type RateLimitPolicy } from './translate/ratelimit.ts';
 import { pathToFileURL } from 'node:url';
 import { installPath } from '../../schemas/repo-files.ts';
 
@@ -51,6 +52,7 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   PeerAuthentication: 'peer-authentication.schema.json',
   AuthorizationPolicy: 'authorization-policy.schema.json',
   RequestAuthentication: 'request-authentication.schema.json',
+  RateLimitPolicy: 'rate-limit-policy.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -160,6 +162,7 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     // What passes the schema but the filters cannot evaluate (translation would refuse it).
     for (const p of translationProblems(value)) report(p.path, p.message);
     if (value.kind === 'RequestAuthentication' && valid.has(doc)) checkRequestAuthentication(value as unknown as RequestAuthentication, report);
+    if (value.kind === 'RateLimitPolicy') checkRateLimitPolicy(value as unknown as RateLimitPolicy, index, report);
   }
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
@@ -494,6 +497,15 @@ function checkDestination(dest: DestinationSpec, namespace: string, at: string, 
       report(at + pointer('subset'), `subset ${JSON.stringify(dest.subset)} is not defined in any DestinationRule for ${host}${known}`);
     }
   }
+}
+
+/** RateLimitPolicy past its schema (mesh/src/translate/ratelimit.ts): names, keys, the service's host and port. */
+function checkRateLimitPolicy(policy: RateLimitPolicy, index: ReferenceIndex, report: Report): void {
+  const known = (host: string, namespace: string) => {
+    const service = index.registry.lookup(host, namespace);
+    return service && { ports: service.entry.spec.ports.map((p) => p.number) };
+  };
+  for (const p of rateLimitPolicyProblems(policy, known)) report(p.path, p.message);
 }
 
 const DIGEST_URL = /^(?:digest:)?sha256:([A-Fa-f0-9]{64})$/;

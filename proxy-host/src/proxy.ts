@@ -15,6 +15,7 @@ import { PluginManager } from './filter-chain/plugin-manager.ts';
 import { workloadNodeProperty } from './filter-chain/stream-info.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
 import { createHttpCallout } from './http-callout.ts';
+import { createGrpcCallout } from './grpc-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
 import { createListener, DEFAULT_MAX_HEADER_SIZE, type Listener, type ListenerOptions } from './listener/listener.ts';
@@ -119,6 +120,7 @@ export class Proxy {
     const host: PluginHost = {
       log: (level, message, plugin) => log(LEVEL_BY_ABI[level] ?? LogLevel.Info, `wasm ${plugin}`, message),
       httpCall: createHttpCallout(this.clusters, this.upstreams),
+      grpcCall: createGrpcCallout(this.clusters, this.upstreams),
       metrics: this.metrics,
       // One store per proxy: every VM of the proxy shares data by vm_id, and it survives module swaps.
       sharedData: new SharedDataStore(),

@@ -16,6 +16,7 @@ import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
+import { rateLimitServiceEntry, startDemoRedis, type DemoRedis } from '../demo/quota.ts';
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
 import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 import { DemoIssuer } from '../demo/issuer.ts';
@@ -157,6 +158,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
   let orchestrator: RunningOrchestrator | undefined;
   let issuer: DemoIssuer | undefined;
+  let redis: DemoRedis | undefined;
   const workloads: DemoWorkload[] = [];
   let stopping: Promise<void> | undefined;
   let removed = false;
@@ -176,6 +178,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         await Promise.allSettled(workloads.map((w) => w.stop()));
         await orchestrator?.close().catch(() => undefined);
         await issuer?.close().catch(() => undefined);
+        redis?.stop();
       } finally {
         removeTmp();
       }
@@ -209,7 +212,12 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       tokenFiles.set(service, file);
     }
     const orchestratorLog = new LogTail('orchestrator', logs);
+    // Quota: the orchestrator runs the rate-limit service, counting in a throwaway Redis.
+    const quotaRedis = startDemoRedis(tmp);
+    if ('url' in quotaRedis) redis = quotaRedis;
+    else step(`no quota in this demo: ${quotaRedis.reason}`);
     orchestrator = await startOrchestrator({
+      ...(redis ? { rateLimit: { redisUrl: redis.url, listen: `127.0.0.1:${await freePort()}` } } : {}),
       dataDir,
       store: 'sqlite',
       listen: { host: '127.0.0.1', port: await freePort() },
@@ -229,6 +237,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     // The demo's token issuer: its JWKS on loopback; productpage's /api/* requires one of its tokens.
     issuer = await new DemoIssuer().start();
     documents.push(...issuer.documents(NAMESPACE));
+    if (orchestrator.rateLimitPort) documents.push(rateLimitServiceEntry(orchestrator.rateLimitPort));
     await client.request('POST', '/apply', { body: documents });
     step(`applied ${documents.length} resources from ${relative(REPO, meshFile)} and the demo issuer (JWKS ${issuer.jwksUri})`);
 
@@ -383,7 +392,10 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  npx wasmesh apply -f ${join(tryDir, 'delay-jason.yaml')}    # jason: reviews v2, and ratings answers him 2 s late`,
     `  curl -s -w ' %{time_total}s\\n' -H 'host: productpage' -H 'end-user: jason' http://127.0.0.1:${outbound}/productpage`,
     `  npx wasmesh apply -f ${join(tryDir, 'deny-ratings.yaml')}   # every call to ratings: 403 (jason's answer shows it)`,
-    `  npx wasmesh delete AuthorizationPolicy deny-ratings; npx wasmesh delete VirtualService ratings; npx wasmesh apply -f ${meshFile}`,
+    ...(orchestrator.rateLimitPort
+      ? [`  npx wasmesh apply -f ${join(tryDir, 'quota-productpage.yaml')}   # mesh-wide quota: 30 a minute per end-user (429 past it)`]
+      : ['  (no quota: redis-server is missing; bash scripts/redis.sh install)']),
+    `  npx wasmesh delete AuthorizationPolicy deny-ratings; npx wasmesh delete VirtualService ratings; npx wasmesh delete RateLimitPolicy productpage-quota; npx wasmesh apply -f ${meshFile}`,
     '',
     `Roll out a new filter version (productpage runs the add-header filter as WasmPlugin demo-header;`,
     `add-header ${DEMO_FILTER_VERSIONS[1]} is uploaded and differs in the ${DEMO_FILTER_HEADER} header it stamps):`,

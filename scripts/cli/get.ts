@@ -10,7 +10,7 @@ import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 export const usage = `usage: wasmesh get KIND [NAME] [-n NS | -A] [-o table|yaml|json] [options]
 
 Shows resources stored in the orchestrator. KIND is a kind (VirtualService), its plural
-(virtualservices) or short name (se, we, vs, dr, wp, pa, ap).
+(virtualservices) or short name (se, we, vs, dr, wp, pa, ap, rlp).
 
   -n, --namespace NS      namespace (default: default)
   -A, --all-namespaces    every namespace (a list only)
@@ -58,6 +58,13 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
   RequestAuthentication: {
     header: ['ISSUERS'],
     cells: (r) => [list(Array.isArray(r.spec.jwtRules) ? r.spec.jwtRules.map((j) => (j as { issuer?: unknown }).issuer) : [])],
+  },
+  RateLimitPolicy: {
+    header: ['LOCAL', 'GLOBAL', 'SERVICE'],
+    cells: (r) => {
+      const g = r.spec.global as { service?: { host?: unknown; port?: unknown }; limits?: unknown[] } | undefined;
+      return [String(Array.isArray(r.spec.local) ? r.spec.local.length : 0), String(Array.isArray(g?.limits) ? g.limits.length : 0), g?.service ? `${str(g.service.host)}:${str(g.service.port)}` : '-'];
+    },
   },
 };
 

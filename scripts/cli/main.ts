@@ -54,6 +54,13 @@ export const commands: Command[] = [
     load: () => import('./orchestrator.ts'),
   },
   {
+    group: 'ratelimit',
+    verb: '',
+    args: '--redis redis://HOST:PORT [--config FILE|DIR ...] [--listen HOST:PORT]',
+    description: 'run the rate-limit service (Envoy RLS v3 over gRPC, counting in Redis) with the RateLimitPolicies of config files',
+    load: () => import('./ratelimit.ts'),
+  },
+  {
     group: 'apply',
     verb: '',
     args: '-f <file|dir|-> [-f ...] [--server URL]',

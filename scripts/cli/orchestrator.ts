@@ -32,6 +32,9 @@ More tokens: wasmesh token create --role viewer|admin|editor|proxy.
                           Default: a self-signed root made at first start in <data-dir>/ca
   --workload-cert-ttl D   default workload certificate lifetime (default 24h; units d h m s)
   --max-workload-cert-ttl D  longest lifetime a proxy may ask for (default 90d, at most 90d)
+  --ratelimit-redis URL   also run the rate-limit service (Envoy RLS v3 over gRPC) counting in this
+                          Redis (redis://host:port), with the limits of the stored RateLimitPolicies
+  --ratelimit-listen HOST:PORT  its address (default 127.0.0.1:8081)
   -h, --help
 
 Binds loopback unless told otherwise. SIGTERM or SIGINT drains: watch streams and proxy streams
@@ -55,6 +58,8 @@ export interface OrchestratorOptions {
   caCertDir?: string;
   workloadCertTtlMs?: number;
   maxWorkloadCertTtlMs?: number;
+  /** Run the rate-limit service beside the API (ratelimit/): its Redis and address. */
+  rateLimit?: { redisUrl: string; listen: string };
   out?: Output;
   err?: Output;
 }
@@ -62,6 +67,8 @@ export interface OrchestratorOptions {
 export interface RunningOrchestrator {
   url: string;
   grpcPort: number | undefined;
+  /** The embedded rate-limit service's port (when asked for). */
+  rateLimitPort?: number | undefined;
   adminTokenPath: string;
   store: ConfigStore;
   /** The certificate authority behind the gRPC certificate calls (absent without gRPC). */
@@ -126,6 +133,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   const ca = opts.grpcListen ? await openCa(opts) : undefined;
   const store = await openStore(opts.store, opts.dataDir);
   let xds: Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined;
+  let rateLimit: { port: number; close(): Promise<void> } | undefined;
   // Proxies report canary outcomes over gRPC; the REST side's rollout controller judges on them.
   const canaryStats = new CanaryStats();
   const app = buildApp({
@@ -146,7 +154,9 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
     }
     await app.listen({ host: opts.listen.host, port: opts.listen.port });
     if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca, canaryStats);
+    if (opts.rateLimit) rateLimit = await startEmbeddedRateLimit(store, opts.rateLimit, err);
   } catch (e) {
+    await xds?.close().catch(() => undefined);
     await app.close().catch(() => undefined);
     await store.close().catch(() => undefined);
     throw e;
@@ -157,20 +167,37 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   out.write(`wasmesh orchestrator: REST API on ${url} (store: ${opts.store === 'sqlite' ? (store as SqliteStore).path : opts.store})\n`);
   if (xds) out.write(`wasmesh orchestrator: discovery (gRPC) on ${opts.grpcListen!.host}:${xds.port}\n`);
   if (xds && ca) out.write(`wasmesh orchestrator: certificate authority for spiffe://${ca.trustDomain} (${ca.pluggedIn ? `plugged in from ${opts.caCertDir}` : `self-managed root in ${ca.dir}`})\n`);
+  if (rateLimit) out.write(`wasmesh orchestrator: rate-limit service (RLS v3, gRPC) on ${opts.rateLimit!.listen.replace(/:0$/, '')}${opts.rateLimit!.listen.endsWith(':0') ? `:${rateLimit.port}` : ''}, counting in ${opts.rateLimit!.redisUrl}\n`);
   out.write(`wasmesh orchestrator: admin token ${admin.created ? 'written to' : 'in'} ${admin.path} (use: Authorization: Bearer $(cat ${admin.path}))\n`);
   let closing: Promise<void> | undefined;
   return {
     url,
     grpcPort: xds?.port,
+    rateLimitPort: rateLimit?.port,
     adminTokenPath: admin.path,
     store,
     ca,
     close() {
       closing ??= (async () => {
-        await Promise.allSettled([app.close(), xds?.close()]);
+        await Promise.allSettled([app.close(), xds?.close(), rateLimit?.close()]);
         await store.close();
       })();
       return closing;
+    },
+  };
+}
+
+/** The rate-limit service, fed the stored RateLimitPolicies (loaded only when asked for). */
+async function startEmbeddedRateLimit(store: ConfigStore, at: { redisUrl: string; listen: string }, err: Output): Promise<{ port: number; close(): Promise<void> }> {
+  const [{ startRateLimitServer }, { feedRateLimitConfig }] = await Promise.all([import('../../orchestrator/src/ratelimit/server.ts'), import('../../orchestrator/src/ratelimit/store-config.ts')]);
+  const server = await startRateLimitServer({ listen: at.listen, redisUrl: at.redisUrl, log: (m) => err.write(`wasmesh orchestrator: rate-limit service: ${m}\n`) });
+  const feed = feedRateLimitConfig(store, (config) => server.setConfig(config), (e) => err.write(`wasmesh orchestrator: rate-limit service: cannot read RateLimitPolicies: ${e.message}\n`));
+  await feed.ready;
+  return {
+    port: server.port,
+    async close() {
+      feed.close();
+      await server.close();
     },
   };
 }
@@ -201,6 +228,8 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         'ca-cert-dir': { type: 'string' },
         'workload-cert-ttl': { type: 'string' },
         'max-workload-cert-ttl': { type: 'string' },
+        'ratelimit-redis': { type: 'string' },
+        'ratelimit-listen': { type: 'string', default: '127.0.0.1:8081' },
         help: { type: 'boolean', short: 'h' },
       },
       allowPositionals: true,
@@ -223,6 +252,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       ...(values['ca-cert-dir'] !== undefined ? { caCertDir: values['ca-cert-dir'] } : {}),
       ...(values['workload-cert-ttl'] !== undefined ? { workloadCertTtlMs: parseLifetime(values['workload-cert-ttl'], '--workload-cert-ttl') } : {}),
       ...(values['max-workload-cert-ttl'] !== undefined ? { maxWorkloadCertTtlMs: parseLifetime(values['max-workload-cert-ttl'], '--max-workload-cert-ttl') } : {}),
+      ...(values['ratelimit-redis'] !== undefined ? { rateLimit: { redisUrl: redisUrl(values['ratelimit-redis']), listen: hostPortText(values['ratelimit-listen'], '--ratelimit-listen') } } : {}),
       out,
       err,
     };
@@ -251,4 +281,21 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   await running.close();
   err.write('wasmesh orchestrator: stopped\n');
   return 0;
+}
+
+/** redis://host:port[/db] (checked here so a typo is a usage error, not a silent retry loop). */
+export function redisUrl(text: string, flag = '--ratelimit-redis'): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error(`${flag} must be redis://host:port (got ${JSON.stringify(text)})`);
+  }
+  if (url.protocol !== 'redis:' || url.hostname === '') throw new Error(`${flag} must be redis://host:port (got ${JSON.stringify(text)})`);
+  return text;
+}
+
+function hostPortText(text: string, flag: string): string {
+  const { host, port } = parseHostPort(text, flag);
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`;
 }

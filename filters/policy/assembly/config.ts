@@ -8,10 +8,13 @@ import { Cidr, StringMatcher, parseCidr, parseDecimal } from "./match";
 import { Action, Attr, AuthzConfig, Cond, Policy, Rule } from "./authz";
 import { Bucket, DescriptorKind } from "./ratelimit";
 import { Counter, labelValue, propertyPath } from "./host";
+import { GlobalRateLimit, compileGlobal } from "./global-ratelimit";
 
 export class PolicyConfig {
   authz: AuthzConfig = new AuthzConfig();
   buckets: Bucket[] = [];
+  /** The rate-limit service to ask after the buckets (global-ratelimit.ts); null: none. */
+  global: GlobalRateLimit | null = null;
 }
 
 export class ConfigResult {
@@ -36,7 +39,7 @@ export function compileConfig(text: string): ConfigResult {
   return result;
 }
 
-const TOP_KEYS: string[] = ["policies", "rateLimits"];
+const TOP_KEYS: string[] = ["policies", "rateLimits", "globalRateLimit"];
 const POLICY_KEYS: string[] = ["name", "namespace", "action", "rules"];
 const RULE_KEYS: string[] = ["from", "to", "when"];
 const FROM_KEYS: string[] = ["source"];
@@ -106,6 +109,8 @@ class Compiler extends Checker {
       names.add(b.name);
       config.buckets.push(b);
     }
+    const global = root.get("globalRateLimit");
+    if (global !== null && global.kind != JKind.Null && !this.failed) config.global = compileGlobal(this, global, "globalRateLimit");
     if (this.failed) return config;
     // Metrics last: nothing is defined for a configuration that is rejected.
     for (let i = 0; i < authz.deny.length; i++) defineDecision(authz.deny[i], "deny");

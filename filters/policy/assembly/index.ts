@@ -8,10 +8,12 @@ import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues, HeaderPair,
   send_local_response, log, log_enabled, LogLevelValues,
 } from "@solo-io/proxy-runtime";
+import * as imports from "@solo-io/proxy-runtime/assembly/imports";
 import { compileConfig, PolicyConfig } from "./config";
 import { authorize, RequestAttrs } from "./authz";
 import { Bucket, DescriptorKind, TakeResult, takeToken } from "./ratelimit";
 import { getRequestHeader, nowNanos } from "./host";
+import { GlobalStart, GlobalStreamState, onGlobalAnswer, onGlobalClose, startGlobalCheck } from "./global-ratelimit";
 
 const ROOT_ID = "policy";
 
@@ -41,10 +43,21 @@ class PolicyRoot extends RootContext {
     }
     return true;
   }
+
+  // Answers of the global rate-limit service's callouts (global-ratelimit.ts).
+  on_grpc_receive(token: u32, response_size: u32): void {
+    onGlobalAnswer(token, response_size);
+  }
+
+  on_grpc_close(token: u32, status_code: u32): void {
+    onGlobalClose(token, status_code);
+  }
 }
 
 class PolicyStream extends Context {
   private root: PolicyRoot;
+  /** Set while a global rate-limit check runs or ran: headers the service gave for the response. */
+  private global: GlobalStreamState | null = null;
 
   constructor(context_id: u32, root: PolicyRoot) {
     super(context_id, root);
@@ -76,7 +89,7 @@ class PolicyStream extends Context {
     // Rate limits: one token from every bucket that applies, in order; the first empty one answers 429.
     const buckets = config.buckets;
     const n = buckets.length;
-    if (n == 0) return FilterHeadersStatusValues.Continue;
+    if (n == 0) return this.checkGlobal(config, req);
     const now = nowNanos();
     const taken = new TakeResult();
     for (let i = 0; i < n; i++) {
@@ -102,6 +115,25 @@ class PolicyStream extends Context {
       send_local_response(429, "local_rate_limited", LIMITED_BODY, replyHeaders, grpcStatus(GrpcStatusValues.Unavailable));
       return FilterHeadersStatusValues.StopIteration;
     }
+    return this.checkGlobal(config, req);
+  }
+
+  /** After the local buckets: the rate-limit service, when configured (the request waits for it). */
+  private checkGlobal(config: PolicyConfig, req: RequestAttrs): FilterHeadersStatusValues {
+    const g = config.global;
+    if (g === null) return FilterHeadersStatusValues.Continue;
+    const state = new GlobalStreamState();
+    this.global = state;
+    const started = startGlobalCheck(g, req, this.context_id, state);
+    return started == GlobalStart.Continue ? FilterHeadersStatusValues.Continue : FilterHeadersStatusValues.StopIteration;
+  }
+
+  onResponseHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
+    const g = this.global;
+    if (g !== null) {
+      const add = g.responseHeaders;
+      for (let i = 0, n = add.length; i < n; i++) addResponseHeader(unchecked(add[i]));
+    }
     return FilterHeadersStatusValues.Continue;
   }
 }
@@ -125,6 +157,10 @@ const H_CONTENT_TYPE = String.UTF8.encode("content-type");
 function grpcStatus(status: GrpcStatusValues): GrpcStatusValues {
   const ct = getRequestHeader(H_CONTENT_TYPE);
   return ct !== null && ct.startsWith("application/grpc") ? status : GrpcStatusValues.InvalidCode;
+}
+
+function addResponseHeader(h: HeaderPair): void {
+  imports.proxy_add_header_map_value(2 /* HttpResponseHeaders */, changetype<usize>(h.key), h.key.byteLength, changetype<usize>(h.value), h.value.byteLength);
 }
 
 function header(name: string, value: string): HeaderPair {

@@ -47,7 +47,7 @@ const CASES: Array<[string, object | string, string]> = [
   ['malformed header key', { policies: [allow([{ when: [{ key: 'request.headers[x', values: ['x'] }] }])] }, 'when[0].key: "request.headers[x" is malformed'],
   ['when without values', { policies: [allow([{ when: [{ key: 'source.ip' }] }])] }, 'policies[0].rules[0].when[0]: needs values or notValues'],
   ['bad when CIDR', { policies: [allow([{ when: [{ key: 'source.ip', notValues: ['x'] }] }])] }, 'when[0].notValues[0]: "x" is not a valid CIDR'],
-  ['unknown top-level key', { policy: [] }, 'policy: unknown field "policy" (expected one of policies, rateLimits)'],
+  ['unknown top-level key', { policy: [] }, 'policy: unknown field "policy" (expected one of policies, rateLimits, globalRateLimit)'],
   ['from without source', { policies: [allow([{ from: [{}] }])] }, 'policies[0].rules[0].from[0].source: is required'],
   ['rule not an object', { policies: [allow(['x' as unknown as object])] }, 'policies[0].rules[0]: must be an object, not a string'],
   ['bucket without descriptor', { rateLimits: [{ name: 'b', maxTokens: 1, fillIntervalMs: 1000 }] }, 'rateLimits[0].descriptor: is required'],

@@ -12,6 +12,7 @@ import { labelsMatch, type ClusterTable } from './clusters.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
 import { authnFilterConfig, selectRequestAuthentications } from './request-authn.ts';
+import { rateLimitFilterConfig, selectRateLimitPolicies } from './ratelimit.ts';
 import { installPath } from '../../../schemas/repo-files.ts';
 
 export interface BuiltinFilterOptions {
@@ -100,10 +101,11 @@ export function withBuiltinFilters(
   const inbound = [...chains.inbound];
   const outbound = [...chains.outbound];
   const policies = selectAuthorizationPolicies(documents, workload);
-  if (policies.length > 0) {
+  const limits = rateLimitFilterConfig(selectRateLimitPolicies(documents, workload), (host, port) => clusters?.ensure(host, port) ?? `outbound|${port}||${host}`);
+  if (policies.length > 0 || limits.rateLimits.length > 0 || limits.globalRateLimit) {
     // After AUTHN and AUTHZ phase plugins, before STATS and unspecified ones.
     const at = inbound.findIndex((b) => b.phase === 'STATS' || b.phase === 'UNSPECIFIED_PHASE');
-    const binding = builtin('policy', dir, workload, 'AUTHZ', policyFilterConfig(policies));
+    const binding = builtin('policy', dir, workload, 'AUTHZ', { ...policyFilterConfig(policies, limits.rateLimits), ...(limits.globalRateLimit ? { globalRateLimit: limits.globalRateLimit } : {}) });
     inbound.splice(at < 0 ? inbound.length : at, 0, binding);
   }
   // RequestAuthentication: after AUTHN-phase plugins, before AUTHZ ones and policy (Istio's jwt_authn).

@@ -12,6 +12,7 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   PeerAuthentication: 'peerauthentications',
   AuthorizationPolicy: 'authorizationpolicies',
   RequestAuthentication: 'requestauthentications',
+  RateLimitPolicy: 'ratelimitpolicies',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();

@@ -6,8 +6,8 @@
 //
 //   ServiceEntry, VirtualService      exported to the workload's namespace (exportTo)
 //   DestinationRule                   exported, and its workloadSelector (if any: same namespace) matches
-//   WasmPlugin, AuthorizationPolicy   in the workload's namespace or the root namespace, and its
-//                                     selector (absent = all) matches the workload's labels
+//   WasmPlugin, AuthorizationPolicy,  in the workload's namespace or the root namespace, and its
+//   RateLimitPolicy                   selector (absent = all) matches the workload's labels
 //   PeerAuthentication                every workload: clients read it too (auto mTLS is off to
 //                                     endpoints whose policy is DISABLE), as Istio pushes it to all
 //   WorkloadEntry                     a ServiceEntry in its namespace (before or after the change)
@@ -130,7 +130,8 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
       return all;
     case 'WasmPlugin':
     case 'AuthorizationPolicy':
-    case 'RequestAuthentication': {
+    case 'RequestAuthentication':
+    case 'RateLimitPolicy': {
       const selector = r.spec.selector;
       if (selector !== undefined && !isObject(selector)) return all;
       const labels = selectorLabels(selector, 'matchLabels');
