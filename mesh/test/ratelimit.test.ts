@@ -147,7 +147,7 @@ spec:
   const r = validateDocuments(docs(bad));
   const text = formatErrors(r.errors);
   const expect = [
-    'mesh.yaml#1 RateLimitPolicy default/bad: spec.local[0].descriptor: must have exactly one of header, sourcePrincipal, pathPrefix, global',
+    'mesh.yaml#1 line 7 RateLimitPolicy default/bad: spec.local[0].descriptor: must have exactly one of header, sourcePrincipal, pathPrefix, global',
     'spec.local[0].maxTokens: must be >= 1 (got 0)',
     'spec.global.limits[0].unit: must be one of SECOND, MINUTE, HOUR, DAY (got "WEEK")',
     'spec.global.limits[0].descriptors[0]: must have exactly one of remoteAddress, header, destination, sourcePrincipal, genericKey',
