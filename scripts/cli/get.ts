@@ -59,6 +59,10 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
     header: ['ISSUERS'],
     cells: (r) => [list(Array.isArray(r.spec.jwtRules) ? r.spec.jwtRules.map((j) => (j as { issuer?: unknown }).issuer) : [])],
   },
+  Gateway: {
+    header: ['SELECTOR', 'PORTS'],
+    cells: (r) => [labels(r.spec.selector), list(Array.isArray(r.spec.servers) ? r.spec.servers.map((s) => { const p = (s as { port?: { number?: unknown; protocol?: unknown } }).port; return `${String(p?.number)}/${String(p?.protocol)}`; }) : [])],
+  },
 };
 
 function labels(v: unknown): string {

@@ -85,6 +85,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   pa: 'PeerAuthentication',
   ap: 'AuthorizationPolicy',
   ra: 'RequestAuthentication',
+  gw: 'Gateway',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

@@ -12,6 +12,7 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   PeerAuthentication: 'peerauthentications',
   AuthorizationPolicy: 'authorizationpolicies',
   RequestAuthentication: 'requestauthentications',
+  Gateway: 'gateways',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();
