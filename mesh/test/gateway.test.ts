@@ -106,7 +106,7 @@ test('binding: no gateways = mesh only; gateways without mesh = gateway only; wi
     ['bookinfo.example.com', 'gw-only.default/0'],
     ['details.default.svc.cluster.local', 'both.default/0'],
   ]);
-  const cluster = (listener.virtualHosts[0]!.routes[0]!.action as { destinations: { cluster: string }[] }).destinations[0]!.cluster;
+  const cluster = (listener.virtualHosts[0]!.routes[0]!.action as unknown as { destinations: { cluster: string }[] }).destinations[0]!.cluster;
   assert.is(cluster, 'outbound|9080||productpage.default.svc.cluster.local');
   assert.ok(gw.clusters[cluster], 'the route\'s cluster is in the gateway\'s cluster table');
 });
