@@ -553,6 +553,34 @@ export interface RequestAuthenticationSpec {
   jwtRules?: JWTRule[];
 }
 
+export type GatewayTLSProtocol = 'TLS_AUTO' | 'TLSV1_0' | 'TLSV1_1' | 'TLSV1_2' | 'TLSV1_3';
+
+export interface GatewayServer {
+  port: { number: number; protocol: 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS'; name?: string; targetPort?: number };
+  /** wasmesh: the address the listener binds (default: the gateway proxy's --host). */
+  bind?: string;
+  /** `[namespace/]host`: `*\/x`, `./x`, `ns/x`, or a bare host (any namespace). */
+  hosts: string[];
+  tls?: {
+    httpsRedirect?: boolean;
+    mode?: 'PASSTHROUGH' | 'SIMPLE' | 'MUTUAL' | 'AUTO_PASSTHROUGH' | 'ISTIO_MUTUAL' | 'OPTIONAL_MUTUAL';
+    serverCertificate?: string;
+    privateKey?: string;
+    caCertificates?: string;
+    credentialName?: string;
+    subjectAltNames?: string[];
+    minProtocolVersion?: GatewayTLSProtocol;
+    maxProtocolVersion?: GatewayTLSProtocol;
+    cipherSuites?: string[];
+  };
+  name?: string;
+}
+
+export interface GatewaySpec {
+  selector?: Labels;
+  servers: GatewayServer[];
+}
+
 export type ServiceEntry = Resource<'ServiceEntry', ServiceEntrySpec>;
 export type WorkloadEntry = Resource<'WorkloadEntry', WorkloadEntrySpec>;
 export type VirtualService = Resource<'VirtualService', VirtualServiceSpec>;
@@ -561,6 +589,7 @@ export type WasmPlugin = Resource<'WasmPlugin', WasmPluginSpec>;
 export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
+export type Gateway = Resource<'Gateway', GatewaySpec>;
 
 export type MeshResource =
   | ServiceEntry
@@ -571,7 +600,8 @@ export type MeshResource =
   | PeerAuthentication
   | AuthorizationPolicy
   | RequestAuthentication
-  | RateLimitPolicy;
+  | RateLimitPolicy
+  | Gateway;
 
 export type Kind = MeshResource['kind'];
 
@@ -585,6 +615,7 @@ export const KINDS: readonly Kind[] = [
   'AuthorizationPolicy',
   'RequestAuthentication',
   'RateLimitPolicy',
+  'Gateway',
 ];
 
 export function isKind(value: unknown): value is Kind {

@@ -285,6 +285,32 @@ export interface WorkloadIdentity {
   serviceAccount: string;
 }
 
+/** TLS a gateway listener terminates (Gateway server tls SIMPLE). Paths are on the gateway proxy's host. */
+export interface GatewayTlsConfig {
+  /** SNI names this certificate serves (`*` and `*.x` wildcards); the listener's first certificate is its default. */
+  hosts: readonly string[];
+  certificate: string;
+  privateKey: string;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  maxVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** OpenSSL names of TLS 1.2 cipher suites; absent: Node's defaults. */
+  cipherSuites?: readonly string[];
+}
+
+/** One listener of a gateway proxy (the Gateway servers on one port). See mesh/src/translate/gateways.ts. */
+export interface GatewayListenerConfig {
+  /** "gateway|<port>". */
+  name: string;
+  port: number;
+  /** Address to bind; absent: the proxy's host (loopback unless told otherwise). */
+  bind?: string;
+  /** HTTP: HTTP/1.1 and h2c. HTTPS: TLS terminated with `tls`, then HTTP/1.1 or h2 by ALPN. */
+  protocol: 'HTTP' | 'HTTPS';
+  tls?: readonly GatewayTlsConfig[];
+  /** Routing on this port, by :authority; requests to other hosts get 404. */
+  virtualHosts: readonly VirtualHostConfig[];
+}
+
 export interface ProxyConfig {
   /** sha256 of the canonical JSON of everything below: equal configs have equal versions. */
   readonly version: string;
@@ -298,4 +324,9 @@ export interface ProxyConfig {
   readonly outboundFilters: readonly FilterBinding[];
   /** Inbound peer authentication (PeerAuthentication); absent: PERMISSIVE. */
   readonly mtls?: MtlsConfig;
+  /**
+   * Present for a gateway proxy (a workload labelled wasmesh.io/proxy-role=gateway): its listeners.
+   * A gateway runs outboundFilters on them (client side: telemetry reports reporter="source").
+   */
+  readonly gateway?: { readonly listeners: readonly GatewayListenerConfig[] };
 }

@@ -27,8 +27,10 @@ import {
   type VirtualService,
   type WasmPlugin,
   type RequestAuthentication,
+  type Gateway,
 } from './documents.ts';
 import { checkRequestAuthentication } from './translate/request-authn.ts';
+import { checkGateway, checkVirtualServiceGateways } from './validate-gateway.ts';
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
@@ -53,6 +55,7 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   AuthorizationPolicy: 'authorization-policy.schema.json',
   RequestAuthentication: 'request-authentication.schema.json',
   RateLimitPolicy: 'rate-limit-policy.schema.json',
+  Gateway: 'gateway.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -158,6 +161,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     });
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
+    if (value.kind === 'VirtualService') checkVirtualServiceGateways(value as unknown as VirtualService, documents, report);
+    if (value.kind === 'Gateway') checkGateway(value as unknown as Gateway, report);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
     // What passes the schema but the filters cannot evaluate (translation would refuse it).
     for (const p of translationProblems(value)) report(p.path, p.message);

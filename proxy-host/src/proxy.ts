@@ -28,6 +28,7 @@ import { ClusterManager } from './upstream/cluster.ts';
 import { DEFAULT_MAX_RESPONSE_HEADER_BYTES, UpstreamPools } from './upstream/upstream-pools.ts';
 import { EventLoopWatchdog, type WatchdogOptions } from './watchdog/event-loop-watchdog.ts';
 import { LoopDelayGauges } from './watchdog/loop-delay.ts';
+import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
 
 export interface ProxyOptions {
   /** Address the listeners bind (loopback by default). */
@@ -73,6 +74,11 @@ export interface ProxyOptions {
   adminAccess?: AdminWriteAccess;
   /** A read-only port on `host` for probes and scrapes (/ready, /healthz, /stats/prometheus). */
   statusPort?: number;
+  /**
+   * 'gateway': no sidecar listeners; the listeners of the config's `gateway` section instead
+   * (gateway/gateway-listeners.ts), running the outbound chain. Default 'sidecar'.
+   */
+  role?: 'sidecar' | 'gateway';
 }
 
 export interface ConfigStatus {
@@ -100,6 +106,7 @@ export class Proxy {
   #outbound!: ConnectionManager;
   #inbound!: ConnectionManager;
   #listeners: Listener[] = [];
+  #gateway: GatewayListeners | undefined;
   #admin: AdminServer | undefined;
   #statusServer: AdminServer | undefined;
   #ready = false;
@@ -162,6 +169,10 @@ export class Proxy {
       const outbound = proxy.#outbound;
       const inbound = proxy.#inbound;
       const connections = options.connections ?? {};
+      if (options.role === 'gateway') {
+        proxy.#gateway = new GatewayListeners({ host, connections, manager: common });
+        await proxy.#gateway.apply(states.gateway, states.outbound);
+      } else {
       proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
       proxy.#listeners.push(
         await createListener({
@@ -175,6 +186,7 @@ export class Proxy {
           onRefused: (reason) => proxy.#identity?.refused(reason),
         }),
       );
+      }
       // A new workload certificate or trust bundle is swapped in place for new handshakes and new
       // upstream connections; a missing or expired one takes mTLS away (fail closed).
       proxy.#identity = new ProxyIdentity({
@@ -194,7 +206,8 @@ export class Proxy {
     }
     proxy.#ready = true;
     const status = proxy.#statusServer ? `, status ${host}:${proxy.statusPort}` : '';
-    logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
+    if (proxy.#gateway) logInfo('proxy', `gateway ready: ${[...proxy.gatewayPorts().values()].map((p) => `${host}:${p}`).join(', ') || 'no listeners yet'}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
+    else logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
     return proxy;
   }
 
@@ -203,6 +216,10 @@ export class Proxy {
   }
   get inboundPort(): number {
     return this.#listeners[1]?.port ?? 0;
+  }
+  /** A gateway's listening ports, by the port its config names (they differ only for port 0). */
+  gatewayPorts(): Map<number, number> {
+    return this.#gateway?.ports() ?? new Map();
   }
   get adminPort(): number {
     return this.#admin?.port ?? 0;
@@ -237,7 +254,8 @@ export class Proxy {
   }
 
   /** Loads filters and builds the listener states for a config; changes nothing visible. */
-  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState }> {
+  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[] }> {
+    const gateway = this.options.role === 'gateway' ? await prepareGatewayListeners(config) : [];
     const bindings = [...config.inboundFilters, ...config.outboundFilters];
     const plugins = await this.#plugins.load(bindings);
     const stalls = this.#watchdog?.stalls() ?? 0;
@@ -255,6 +273,7 @@ export class Proxy {
     return {
       outbound: { config, routes, chain: new FilterChain(outboundPlugins) },
       inbound: { config, routes: inboundRouteTable(inboundCluster.name), chain: new FilterChain(inboundPlugins) },
+      gateway,
     };
   }
 
@@ -275,6 +294,7 @@ export class Proxy {
         this.#base = base;
         this.#outbound.state = states.outbound;
         this.#inbound.state = states.inbound;
+        await this.#gateway?.apply(states.gateway, states.outbound);
         this.#config = config;
         this.#status = { version: config.version, appliedAt: new Date().toISOString() };
         logInfo('proxy', `config ${config.version.slice(0, 12)} applied`);
@@ -413,13 +433,16 @@ export class Proxy {
   /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
   async stop(drainMs = 5000): Promise<void> {
     this.#draining = true;
-    const closing = this.#listeners.map((l) => l.close());
-    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle()]);
+    const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close()];
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle()]);
     const drained = await within(idle, drainMs);
     if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
+    if (!drained) this.#gateway?.destroy();
+    else this.#gateway?.closeIdle();
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
+    this.#gateway?.destroy();
     await this.#admin?.close();
     await this.#statusServer?.close();
     this.#identity?.close();

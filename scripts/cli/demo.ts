@@ -14,6 +14,7 @@ import { readDocumentFiles } from '../../mesh/src/documents.ts';
 import { builtinModulePath } from '../../mesh/src/translate/builtin-filters.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
+import { gatewayDocuments, startDemoGateway, type DemoGateway } from '../demo/gateway.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 import { rateLimitServiceEntry, startDemoRedis, type DemoRedis } from '../demo/quota.ts';
@@ -159,6 +160,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   let orchestrator: RunningOrchestrator | undefined;
   let issuer: DemoIssuer | undefined;
   let redis: DemoRedis | undefined;
+  let gateway: DemoGateway | undefined;
   const workloads: DemoWorkload[] = [];
   let stopping: Promise<void> | undefined;
   let removed = false;
@@ -168,6 +170,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   };
   const lastResort = () => {
     if (removed) return;
+    if (gateway && gateway.process.exitCode === null && gateway.process.signalCode === null) gateway.process.kill('SIGKILL');
     for (const w of workloads) for (const child of [w.app, w.sidecar]) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     removeTmp();
   };
@@ -175,7 +178,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   const stopAll = (): Promise<void> =>
     (stopping ??= (async () => {
       try {
-        await Promise.allSettled(workloads.map((w) => w.stop()));
+        await Promise.allSettled([...workloads.map((w) => w.stop()), gateway?.stop()]);
         await orchestrator?.close().catch(() => undefined);
         await issuer?.close().catch(() => undefined);
         redis?.stop();
@@ -206,7 +209,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     // Proxy tokens, one per service account (a running orchestrator reads new tokens too).
     const tokens = TokenStore.open(dataDir);
     const tokenFiles = new Map<string, string>();
-    for (const service of new Set(WORKLOADS.map((w) => w.service))) {
+    for (const service of new Set([...WORKLOADS.map((w) => w.service), 'istio-ingressgateway'])) {
       const file = join(tmp, 'tokens', service);
       writeFileSync(file, `${tokens.create('proxy', { namespace: NAMESPACE, serviceAccount: service })}\n`, { mode: 0o600 });
       tokenFiles.set(service, file);
@@ -238,6 +241,9 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     issuer = await new DemoIssuer().start();
     documents.push(...issuer.documents(NAMESPACE));
     if (orchestrator.rateLimitPort) documents.push(rateLimitServiceEntry(orchestrator.rateLimitPort));
+    // The ingress gateway's Gateway and VirtualService (scripts/demo/gateway.ts), on a free port.
+    const gatewayPort = await freePort();
+    documents.push(...gatewayDocuments(NAMESPACE, gatewayPort));
     await client.request('POST', '/apply', { body: documents });
     step(`applied ${documents.length} resources from ${relative(REPO, meshFile)} and the demo issuer (JWKS ${issuer.jwksUri})`);
 
@@ -329,6 +335,19 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     step(`productpage /api/v1/products: no token ${jwtChecks[0]}, forged token ${jwtChecks[1]}, valid token ${jwtChecks[2]}`);
     if (jwtChecks.join(',') !== '403,401,200') throw new Error(`the JWT requirement on productpage /api/* did not hold: ${jwtChecks.join(', ')} (expected 403, 401, 200)`);
 
+    const gatewayUrl = `http://127.0.0.1:${gatewayPort}/productpage`;
+    gateway = await startDemoGateway({
+      orchestrator: `127.0.0.1:${orchestrator.grpcPort}`,
+      tokenFile: tokenFiles.get('istio-ingressgateway')!,
+      dataDir: join(tmp, 'proxies', 'istio-ingressgateway'),
+      namespace: NAMESPACE,
+      adminPort: await freePort(),
+      url: gatewayUrl,
+      out: new LogTail('istio-ingressgateway', logs),
+    });
+    step(`ingress gateway up: ${gatewayUrl} answers 200 (Gateway bookinfo-gateway, mTLS into the mesh)`);
+
+    out.write(`\nOpen productpage in a browser, through the ingress gateway: ${gatewayUrl}\n`);
     out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }));
     if (!exitAfterReady) {
       await new Promise<void>((resolve) => {

@@ -66,6 +66,10 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
       return [String(Array.isArray(r.spec.local) ? r.spec.local.length : 0), String(Array.isArray(g?.limits) ? g.limits.length : 0), g?.service ? `${str(g.service.host)}:${str(g.service.port)}` : '-'];
     },
   },
+  Gateway: {
+    header: ['SELECTOR', 'PORTS'],
+    cells: (r) => [labels(r.spec.selector), list(Array.isArray(r.spec.servers) ? r.spec.servers.map((s) => { const p = (s as { port?: { number?: unknown; protocol?: unknown } }).port; return `${String(p?.number)}/${String(p?.protocol)}`; }) : [])],
+  },
 };
 
 function labels(v: unknown): string {

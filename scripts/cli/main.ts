@@ -40,6 +40,13 @@ export const commands: Command[] = [
     load: () => import('./proxy.ts'),
   },
   {
+    group: 'gateway',
+    verb: '',
+    args: '--config mesh.yaml | --orchestrator HOST:PORT [options]',
+    description: 'run a gateway proxy: the listeners of the Gateways selecting it, routing into the mesh',
+    load: () => import('./gateway.ts'),
+  },
+  {
     group: 'validate',
     verb: '',
     args: '-f <file|dir|-> [-f ...]',

@@ -10,6 +10,7 @@ import { heartbeatInterval, runPrimary, serveWorkerQueries } from '../../proxy-h
 import { DEFAULT_WATCHDOG, type WatchdogOptions } from '../../proxy-host/src/watchdog/event-loop-watchdog.ts';
 import { adminOptions, adminArgs, adminUsage } from './proxy-admin.ts';
 import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
+import { gatewayWorkload, parseRole } from './gateway-role.ts';
 
 export const usage = `usage: wasmesh proxy --config <mesh.yaml|dir> --workload NAME [options]
        wasmesh proxy --orchestrator HOST:PORT --workload NAME [--token-file FILE] [options]
@@ -19,6 +20,10 @@ WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, ...), validated and 
 workload; the file is watched: a valid change applies without a restart, an invalid one is rejected
 with the reason and the last good config stays.
 
+  --role sidecar|gateway    sidecar (default), or a gateway proxy: the listeners of the Gateways
+                            selecting its labels instead of the sidecar listeners (also \`wasmesh
+                            gateway\`; default workload istio-ingressgateway, labels
+                            app=istio-ingressgateway,istio=ingressgateway)
   --workload NAME           workload name (default: "app")
   --namespace NS            namespace (default: "default")
   --labels k=v,k=v          workload labels (default: app=<workload>); select WasmPlugins and subsets
@@ -130,6 +135,7 @@ export async function run(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         orchestrator: { type: 'string' },
         workload: { type: 'string' },
+        role: { type: 'string' },
         namespace: { type: 'string' },
         labels: { type: 'string' },
         'service-account': { type: 'string' },
@@ -183,9 +189,12 @@ export async function run(argv: string[]): Promise<number> {
   let drainMs: number;
   let concurrency: number;
   try {
-    const name = values.workload ?? 'app';
+    const role = parseRole(values.role);
+    const name = values.workload ?? (role === 'gateway' ? 'istio-ingressgateway' : 'app');
     workload = { name, namespace: values.namespace ?? 'default', labels: parseLabels(values.labels, name), serviceAccount: values['service-account'] ?? name };
+    if (role === 'gateway') workload = gatewayWorkload(workload, values.labels === undefined);
     options = {
+      role,
       host: values.host ?? '127.0.0.1',
       outboundPort: parsePort(values['outbound-port'], 'outbound-port', 15001),
       inboundPort: parsePort(values['inbound-port'], 'inbound-port', 15006),

@@ -45,6 +45,8 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   assert.ok(Date.now() - started < 90_000, output);
   assert.match(stdout, /wasmesh demo is up/);
   assert.match(stdout, /curl -H 'host: productpage' http:\/\/127\.0\.0\.1:\d+\/productpage/);
+  assert.match(stdout, /Open productpage in a browser, through the ingress gateway: http:\/\/127\.0\.0\.1:\d+\/productpage\n/);
+  assert.match(stderr, /ingress gateway up: http:\/\/127\.0\.0\.1:\d+\/productpage answers 200/);
   assert.match(stdout, /\/stats\/prometheus/);
   assert.match(stdout, /try\/reviews-v3\.yaml/);
   assert.match(stdout, /\n {2}npx wasmesh proxy-status\n/);
@@ -136,6 +138,17 @@ test('the running demo splits reviews 90/10 over mTLS, shows it in the metrics, 
       versions[v] = (versions[v] ?? 0) + 1;
     }
     assert.is(versions.v3, undefined, JSON.stringify(versions));
+
+    // The printed gateway URL works as a browser sends it: no Host override (Host: 127.0.0.1:<port>).
+    const gatewayUrl = /through the ingress gateway: (http:\/\/127\.0\.0\.1:\d+\/productpage)\n/.exec(stdout)?.[1];
+    assert.ok(gatewayUrl, output());
+    for (let i = 0; i < 5; i++) {
+      const res = await fetch(gatewayUrl!, { signal: AbortSignal.timeout(5000) });
+      const body = await res.text();
+      assert.is(res.status, 200, body);
+      assert.match(body, /"service":"productpage"/);
+    }
+    assert.is((await fetch(gatewayUrl!.replace('/productpage', '/not-exposed'), { signal: AbortSignal.timeout(5000) })).status, 404, 'only the bound routes are exposed');
     assert.ok((versions.v1 ?? 0) >= 56 && (versions.v2 ?? 0) >= 1, `about 90/10: ${JSON.stringify(versions)}`);
 
     // The sidecars' metrics: Istio's standard request counter, mutual TLS between sidecars.

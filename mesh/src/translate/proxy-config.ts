@@ -31,6 +31,7 @@ import { selectFilters, type PluginInput } from './filters.ts';
 import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
 import { effectiveMtls, peerAuthentications } from './mtls.ts';
+import { translateGatewayParts } from './gateway-config.ts';
 
 export interface TranslateOptions {
   /**
@@ -120,7 +121,10 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
-  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options, clusters);
+  let filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options, clusters);
+  // A gateway proxy: its listeners, and its chain in outboundFilters (gateway-config.ts).
+  const gateway = translateGatewayParts(documents, view, workload, options, { registry, clusters, workload });
+  if (gateway) filters = gateway.filters;
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {
@@ -134,6 +138,7 @@ export function translateProxyConfig(
     inboundFilters: filters.inbound,
     outboundFilters: filters.outbound,
     mtls: effectiveMtls(policies, workload.namespace, workload.labels),
+    ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

@@ -86,6 +86,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   ap: 'AuthorizationPolicy',
   ra: 'RequestAuthentication',
   rlp: 'RateLimitPolicy',
+  gw: 'Gateway',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

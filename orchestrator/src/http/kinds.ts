@@ -13,6 +13,7 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   AuthorizationPolicy: 'authorizationpolicies',
   RequestAuthentication: 'requestauthentications',
   RateLimitPolicy: 'ratelimitpolicies',
+  Gateway: 'gateways',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();

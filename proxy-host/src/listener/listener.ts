@@ -21,7 +21,7 @@ export interface ListenerOptions {
   host: string;
   port: number;
   /** TLS server options (key, cert, ca, requestCert...): ALPN offers h2 and http/1.1. */
-  tls?: tls.SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean };
+  tls?: tls.SecureContextOptions & Pick<tls.TlsOptions, 'SNICallback'> & { requestCert?: boolean; rejectUnauthorized?: boolean };
   onRequest(req: DownstreamRequest, res: DownstreamResponse): void;
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /**

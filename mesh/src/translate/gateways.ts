@@ -1,0 +1,175 @@
+// Gateways: Istio's Gateway kind -> the listeners of a gateway proxy (ProxyConfig.gateway).
+//
+// A workload is a gateway proxy when it carries GATEWAY_ROLE_LABEL (`wasmesh gateway` adds it), in
+// standalone and managed mode alike; the Gateways whose selector matches its labels (in any namespace,
+// Istio's default) give its listeners: one per port, bound to the server's `bind` or the proxy's host.
+// On each port, a virtual host per VirtualService host bound to one of the port's Gateways
+// (`gateways: [name | namespace/name]`) that one of the port's servers exposes (`hosts`, with their
+// `namespace/` restriction). The routes are translated as for sidecars, so destinations are the mesh's
+// clusters, with the mesh's mTLS (auto mTLS from the gateway's workload identity). A server with
+// `tls.httpsRedirect` answers every request with a 301 to https.
+//
+// A pure function of its inputs, like the rest of translation.
+
+import type { GatewayListenerConfig, GatewayTlsConfig, RouteConfig, VirtualHostConfig, WorkloadIdentity } from '../proxy-config.ts';
+import { namespaceOf, type ConfigDocument, type Gateway, type GatewayServer, type GatewayTLSProtocol, type VirtualService } from '../documents.ts';
+import { hostMatches, hostSpecificity, labelsMatch } from './clusters.ts';
+import { translateRoutes, type RouteContext } from './routes.ts';
+
+import { GATEWAY_ROLE, GATEWAY_ROLE_LABEL } from './gateway-labels.ts';
+export { GATEWAY_ROLE, GATEWAY_ROLE_LABEL };
+/** The reserved gateway name meaning "every sidecar". */
+export const MESH_GATEWAY = 'mesh';
+
+export function isGatewayWorkload(workload: WorkloadIdentity): boolean {
+  return workload.labels[GATEWAY_ROLE_LABEL] === GATEWAY_ROLE;
+}
+
+/** Protocols a gateway server is served with today: HTTP ones (HTTP/1.1 and h2c) and HTTPS (TLS terminated). */
+export const SERVED_PROTOCOLS: ReadonlySet<string> = new Set(['HTTP', 'HTTP2', 'GRPC', 'HTTPS']);
+
+/** `namespace/name` of a VirtualService `gateways` entry (a bare name is in the VirtualService's namespace). */
+export function gatewayRef(entry: string, vsNamespace: string): string {
+  return entry.includes('/') ? entry : `${vsNamespace}/${entry}`;
+}
+
+/** Gateways that configure this gateway workload, sorted by namespace/name. */
+export function selectGateways(documents: readonly ConfigDocument[], workload: WorkloadIdentity): Gateway[] {
+  if (!isGatewayWorkload(workload)) return [];
+  const out: Gateway[] = [];
+  for (const doc of documents) {
+    const v = doc.value as Gateway;
+    if (!v || v.kind !== 'Gateway' || typeof v.spec !== 'object' || v.spec === null) continue;
+    if (labelsMatch(v.spec.selector, workload.labels)) out.push(v);
+  }
+  const key = (g: Gateway): string => `${namespaceOf(g)}/${g.metadata.name}`;
+  return out.sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+/** A server host split into its namespace restriction ('*' any) and host. */
+export function parseServerHost(entry: string, gatewayNamespace: string): { namespace: string; host: string } {
+  const slash = entry.indexOf('/');
+  if (slash < 0) return { namespace: '*', host: entry.toLowerCase() };
+  const ns = entry.slice(0, slash);
+  return { namespace: ns === '.' ? gatewayNamespace : ns, host: entry.slice(slash + 1).toLowerCase() };
+}
+
+/** The more specific of two hosts when one covers the other (the domain a binding answers for), else undefined. */
+export function hostIntersection(a: string, b: string): string | undefined {
+  if (hostMatches(a, b)) return b;
+  if (hostMatches(b, a)) return a;
+  return undefined;
+}
+
+const TLS_VERSIONS: Readonly<Record<GatewayTLSProtocol, 'TLSv1.2' | 'TLSv1.3' | undefined>> = {
+  TLS_AUTO: undefined,
+  TLSV1_0: undefined, // refused by validation
+  TLSV1_1: undefined,
+  TLSV1_2: 'TLSv1.2',
+  TLSV1_3: 'TLSv1.3',
+};
+
+function tlsOf(server: GatewayServer, hosts: readonly string[]): GatewayTlsConfig | undefined {
+  const tls = server.tls;
+  if (!tls || tls.mode !== 'SIMPLE' || !tls.serverCertificate || !tls.privateKey) return undefined;
+  return {
+    hosts: [...hosts],
+    certificate: tls.serverCertificate,
+    privateKey: tls.privateKey,
+    // Secure by default: TLS 1.2 at least, whatever the field says when it is TLS_AUTO or absent.
+    minVersion: TLS_VERSIONS[tls.minProtocolVersion ?? 'TLS_AUTO'] ?? 'TLSv1.2',
+    maxVersion: TLS_VERSIONS[tls.maxProtocolVersion ?? 'TLS_AUTO'] ?? 'TLSv1.3',
+    ...(tls.cipherSuites && tls.cipherSuites.length > 0 ? { cipherSuites: [...tls.cipherSuites] } : {}),
+  };
+}
+
+interface PortServers {
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  bind?: string;
+  servers: { gateway: Gateway; server: GatewayServer; index: number }[];
+}
+
+/**
+ * The gateway proxy's listeners. `virtualServices` are those visible to the workload, in the
+ * deterministic order of meshView; routes are built through `ctx` (so their clusters land in the
+ * proxy's cluster table). Servers of a protocol not served yet are left out (validation names them).
+ */
+export function buildGatewayListeners(gateways: readonly Gateway[], virtualServices: readonly VirtualService[], ctx: RouteContext): GatewayListenerConfig[] {
+  const ports = new Map<number, PortServers>();
+  for (const gateway of gateways) {
+    gateway.spec.servers.forEach((server, index) => {
+      if (!SERVED_PROTOCOLS.has(server.port.protocol)) return;
+      const protocol = server.port.protocol === 'HTTPS' ? 'HTTPS' : 'HTTP';
+      const entry = ports.get(server.port.number) ?? { port: server.port.number, protocol, servers: [] };
+      // The first server on a port decides its protocol and address; a conflicting one is left out
+      // (validation reports conflicts within one Gateway; across Gateways the first in order wins).
+      if (entry.protocol !== protocol) return;
+      if (entry.bind === undefined && server.bind !== undefined) entry.bind = server.bind;
+      entry.servers.push({ gateway, server, index });
+      ports.set(server.port.number, entry);
+    });
+  }
+
+  // The HTTPS port serving a host, for httpsRedirect (else 443).
+  const httpsPortFor = (host: string): number | undefined => {
+    for (const p of [...ports.values()].sort((a, b) => a.port - b.port)) {
+      if (p.protocol !== 'HTTPS') continue;
+      for (const { gateway, server } of p.servers) {
+        if (server.hosts.some((h) => hostIntersection(parseServerHost(h, namespaceOf(gateway)).host, host) !== undefined)) return p.port;
+      }
+    }
+    return undefined;
+  };
+
+  const listeners: GatewayListenerConfig[] = [];
+  for (const p of [...ports.values()].sort((a, b) => a.port - b.port)) {
+    // domain -> the binding that answers for it: the most specific VirtualService host wins, then the first.
+    const chosen = new Map<string, { vs: VirtualService; specificity: number; redirect: boolean }>();
+    const tls: GatewayTlsConfig[] = [];
+    for (const { gateway, server } of p.servers) {
+      const gwNamespace = namespaceOf(gateway);
+      const ref = `${gwNamespace}/${gateway.metadata.name}`;
+      const serverHosts = server.hosts.map((h) => parseServerHost(h, gwNamespace));
+      const redirect = p.protocol === 'HTTP' && server.tls?.httpsRedirect === true;
+      if (p.protocol === 'HTTPS') {
+        const t = tlsOf(server, serverHosts.map((h) => h.host));
+        if (t) tls.push(t);
+      }
+      for (const vs of virtualServices) {
+        const vsNamespace = namespaceOf(vs);
+        if (!(vs.spec.gateways ?? []).some((g) => g !== MESH_GATEWAY && gatewayRef(g, vsNamespace) === ref)) continue;
+        for (const raw of vs.spec.hosts) {
+          const vsHost = raw.toLowerCase();
+          for (const sh of serverHosts) {
+            if (sh.namespace !== '*' && sh.namespace !== vsNamespace) continue;
+            const domain = hostIntersection(sh.host, vsHost);
+            if (domain === undefined) continue;
+            const specificity = hostSpecificity(vsHost);
+            const prev = chosen.get(domain);
+            if (!prev || specificity > prev.specificity) chosen.set(domain, { vs, specificity, redirect });
+          }
+        }
+      }
+    }
+    const virtualHosts: VirtualHostConfig[] = [...chosen.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([domain, { vs, redirect }]) => {
+        const routes: RouteConfig[] = redirect
+          ? [{ name: `${vs.metadata.name}.${namespaceOf(vs)}/https-redirect`, match: [], action: { kind: 'redirect', scheme: 'https', port: httpsPortFor(domain) ?? 443, status: 301 } }]
+          : translateRoutes(vs, ctx);
+        // A host also answers with any port in :authority (the route table strips it), so a browser's
+        // `Host: 127.0.0.1:8080` reaches the `*` host.
+        return { name: `${p.port}/${domain}`, domains: [domain], routes };
+      });
+    listeners.push({
+      name: `gateway|${p.port}`,
+      port: p.port,
+      ...(p.bind !== undefined ? { bind: p.bind } : {}),
+      protocol: p.protocol,
+      ...(p.protocol === 'HTTPS' ? { tls } : {}),
+      virtualHosts,
+    });
+  }
+  return listeners;
+}

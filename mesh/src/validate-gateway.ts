@@ -1,0 +1,98 @@
+// Checks of Gateways and of VirtualService `gateways` that a schema cannot express. Called by
+// validateDocuments (validate.ts) for documents that passed their schema; every problem names its
+// field by JSON pointer.
+
+import { isRecord, namespaceOf, resourceRef, type ConfigDocument, type Gateway, type GatewayTLSProtocol, type VirtualService } from './documents.ts';
+import { MESH_GATEWAY, SERVED_PROTOCOLS, gatewayRef, hostIntersection, parseServerHost } from './translate/gateways.ts';
+
+type Report = (path: string, message: string) => void;
+
+const VERSION_ORDER: Readonly<Record<GatewayTLSProtocol, number>> = { TLS_AUTO: 0, TLSV1_0: 10, TLSV1_1: 11, TLSV1_2: 12, TLSV1_3: 13 };
+
+export function checkGateway(gateway: Gateway, report: Report): void {
+  const byPort = new Map<number, { protocol: string; bind: string | undefined; index: number; sni: string[] }>();
+  gateway.spec.servers.forEach((server, i) => {
+    const at = `/spec/servers/${i}`;
+    const protocol = server.port.protocol;
+    const tls = server.tls;
+    if (!SERVED_PROTOCOLS.has(protocol)) {
+      report(`${at}/port/protocol`, `protocol ${protocol} is not served by wasmesh gateways yet: use HTTP, HTTP2, GRPC or HTTPS`);
+      return;
+    }
+    if (protocol === 'HTTPS') {
+      if (!tls) {
+        report(`${at}/tls`, 'an HTTPS server needs tls (mode SIMPLE with serverCertificate and privateKey)');
+      } else {
+        const mode = tls.mode ?? 'SIMPLE';
+        if (tls.mode === undefined) report(`${at}/tls/mode`, 'mode is required on an HTTPS server: SIMPLE');
+        else if (mode !== 'SIMPLE') report(`${at}/tls/mode`, `tls mode ${mode} is not served by wasmesh gateways yet: use SIMPLE`);
+        if (tls.credentialName !== undefined) {
+          report(`${at}/tls/credentialName`, 'credentialName (a secret store) is not supported yet: give serverCertificate and privateKey files');
+        } else {
+          if (tls.serverCertificate === undefined) report(`${at}/tls/serverCertificate`, 'serverCertificate (a PEM file) is required for tls mode SIMPLE');
+          if (tls.privateKey === undefined) report(`${at}/tls/privateKey`, 'privateKey (a PEM file) is required for tls mode SIMPLE');
+        }
+        if (tls.httpsRedirect) report(`${at}/tls/httpsRedirect`, 'httpsRedirect belongs on an HTTP server (it redirects to https)');
+      }
+    } else if (tls) {
+      for (const field of ['mode', 'serverCertificate', 'privateKey', 'credentialName', 'caCertificates'] as const) {
+        if (tls[field] !== undefined) report(`${at}/tls/${field}`, `${field} needs protocol HTTPS (port ${server.port.number} is ${protocol}); on an HTTP port only httpsRedirect applies`);
+      }
+    }
+    if (tls) {
+      for (const field of ['minProtocolVersion', 'maxProtocolVersion'] as const) {
+        const v = tls[field];
+        if (v === 'TLSV1_0' || v === 'TLSV1_1') report(`${at}/tls/${field}`, `${v} is refused: it is insecure; use TLSV1_2 or TLSV1_3`);
+      }
+      const min = VERSION_ORDER[tls.minProtocolVersion ?? 'TLS_AUTO'];
+      const max = VERSION_ORDER[tls.maxProtocolVersion ?? 'TLS_AUTO'];
+      if (min > 0 && max > 0 && min > max) report(`${at}/tls/maxProtocolVersion`, `maxProtocolVersion ${tls.maxProtocolVersion} is below minProtocolVersion ${tls.minProtocolVersion}`);
+    }
+    const served = protocol === 'HTTPS' ? 'HTTPS' : 'HTTP';
+    const sni = server.hosts.map((h) => parseServerHost(h, namespaceOf(gateway)).host);
+    const prev = byPort.get(server.port.number);
+    if (!prev) {
+      byPort.set(server.port.number, { protocol: served, bind: server.bind, index: i, sni });
+      return;
+    }
+    if (prev.protocol !== served) {
+      report(`${at}/port/protocol`, `port ${server.port.number} is already ${prev.protocol} in servers[${prev.index}]: one port serves one protocol`);
+    } else if (server.bind !== undefined && prev.bind !== undefined && server.bind !== prev.bind) {
+      report(`${at}/bind`, `port ${server.port.number} is bound to ${prev.bind} in servers[${prev.index}]: one port has one address`);
+    } else if (served === 'HTTPS') {
+      // Servers sharing an HTTPS port are told apart by SNI: their hosts must not overlap.
+      const clash = sni.find((h) => prev.sni.some((p) => hostIntersection(h, p) !== undefined));
+      if (clash !== undefined) report(`${at}/hosts`, `host ${JSON.stringify(clash)} is already served on HTTPS port ${server.port.number} by servers[${prev.index}]: the certificate to use would be ambiguous`);
+      prev.sni.push(...sni);
+    }
+  });
+}
+
+/** `gateways` entries of a VirtualService: `mesh`, or a Gateway of the set (`name` in the VirtualService's namespace, or `namespace/name`). */
+export function checkVirtualServiceGateways(vs: VirtualService, documents: readonly ConfigDocument[], report: Report): void {
+  const gateways = vs.spec.gateways;
+  if (!gateways) return;
+  const known = new Set<string>();
+  for (const doc of documents) {
+    const ref = resourceRef(doc.value);
+    if (ref && ref.kind === 'Gateway' && isRecord((doc.value as { spec?: unknown }).spec)) known.add(`${ref.namespace}/${ref.name}`);
+  }
+  const ns = namespaceOf(vs);
+  gateways.forEach((entry, i) => {
+    if (entry === MESH_GATEWAY) return;
+    const parts = entry.split('/');
+    if (entry === '' || parts.length > 2 || parts.some((p) => !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(p))) {
+      report(`/spec/gateways/${i}`, `invalid gateway ${JSON.stringify(entry)}: use "mesh", a Gateway name, or namespace/name`);
+      return;
+    }
+    const ref = gatewayRef(entry, ns);
+    if (!known.has(ref)) {
+      const names = [...known].sort();
+      report(`/spec/gateways/${i}`, `unknown gateway ${JSON.stringify(entry)}: no Gateway ${ref}${names.length > 0 ? ` (Gateways: ${names.join(', ')})` : ''}; "mesh" means the sidecars`);
+    }
+  });
+  if (gateways.length > 0 && (vs.spec.http ?? []).some((h) => h.fault !== undefined) && !gateways.includes(MESH_GATEWAY)) {
+    const i = (vs.spec.http ?? []).findIndex((h) => h.fault !== undefined);
+    report(`/spec/http/${i}/fault`, 'faults are injected by sidecars only: on a VirtualService bound to gateways alone it would do nothing (add "mesh" to gateways, or move the fault)');
+  }
+}
