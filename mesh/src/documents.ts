@@ -9,6 +9,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
 import { parseYamlText } from './yaml-text.ts';
+import type { MeshConfig, Telemetry } from './telemetry/documents.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Documents and errors
@@ -558,6 +559,7 @@ export type WasmPlugin = Resource<'WasmPlugin', WasmPluginSpec>;
 export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
+export type { Telemetry, MeshConfig } from './telemetry/documents.ts';
 
 export type MeshResource =
   | ServiceEntry
@@ -567,7 +569,9 @@ export type MeshResource =
   | WasmPlugin
   | PeerAuthentication
   | AuthorizationPolicy
-  | RequestAuthentication;
+  | RequestAuthentication
+  | Telemetry
+  | MeshConfig;
 
 export type Kind = MeshResource['kind'];
 
@@ -580,6 +584,8 @@ export const KINDS: readonly Kind[] = [
   'PeerAuthentication',
   'AuthorizationPolicy',
   'RequestAuthentication',
+  'Telemetry',
+  'MeshConfig',
 ];
 
 export function isKind(value: unknown): value is Kind {

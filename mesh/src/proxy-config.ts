@@ -1,3 +1,5 @@
+import type { ProxyTelemetryConfig } from './telemetry/proxy-telemetry.ts';
+
 // The proxy's internal configuration: what the router, clusters, filter chain and listeners run on.
 // Built from Istio-style documents (standalone: translated locally; managed: sent by the orchestrator),
 // validated before it gets here, immutable once built, versioned by content hash.
@@ -298,4 +300,6 @@ export interface ProxyConfig {
   readonly outboundFilters: readonly FilterBinding[];
   /** Inbound peer authentication (PeerAuthentication); absent: PERMISSIVE. */
   readonly mtls?: MtlsConfig;
+  /** Traces and access logs to backends (Telemetry + MeshConfig); absent: neither. */
+  readonly telemetry?: ProxyTelemetryConfig;
 }

@@ -29,6 +29,7 @@ import {
   type RequestAuthentication,
 } from './documents.ts';
 import { checkRequestAuthentication } from './translate/request-authn.ts';
+import { checkTelemetryDocuments } from './telemetry/check.ts';
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
@@ -51,6 +52,8 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   PeerAuthentication: 'peer-authentication.schema.json',
   AuthorizationPolicy: 'authorization-policy.schema.json',
   RequestAuthentication: 'request-authentication.schema.json',
+  Telemetry: 'telemetry.schema.json',
+  MeshConfig: 'mesh-config.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -161,6 +164,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     for (const p of translationProblems(value)) report(p.path, p.message);
     if (value.kind === 'RequestAuthentication' && valid.has(doc)) checkRequestAuthentication(value as unknown as RequestAuthentication, report);
   }
+  // Telemetry and MeshConfig: provider references, access-log formats, filter expressions.
+  checkTelemetryDocuments(known.filter((d) => valid.has(d)), (doc) => reporter(doc, errors));
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
   errors.sort((a, b) => (a.source ? position.get(a.source) ?? -1 : -1) - (b.source ? position.get(b.source) ?? -1 : -1));

@@ -8,6 +8,7 @@
 // virtual hosts, which create the clusters they need -> filter chains -> content version -> freeze.
 // tls and PeerAuthentication: see mtls.ts.
 
+import { resolveTelemetry } from '../telemetry/resolve.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../proxy-config.ts';
 import {
   isKind,
@@ -120,7 +121,9 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
-  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options, clusters);
+  const telemetry = resolveTelemetry(documents, workload);
+  const telemetryMetrics = telemetry ? { inbound: telemetry.inbound.metrics, outbound: telemetry.outbound.metrics } : undefined;
+  const filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, { ...options, ...(telemetryMetrics ? { telemetryMetrics } : {}) }, clusters);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {
@@ -134,6 +137,7 @@ export function translateProxyConfig(
     inboundFilters: filters.inbound,
     outboundFilters: filters.outbound,
     mtls: effectiveMtls(policies, workload.namespace, workload.labels),
+    ...(telemetry ? { telemetry } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

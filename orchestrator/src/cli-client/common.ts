@@ -85,6 +85,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   pa: 'PeerAuthentication',
   ap: 'AuthorizationPolicy',
   ra: 'RequestAuthentication',
+  telemetry: 'Telemetry',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

@@ -12,6 +12,8 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   PeerAuthentication: 'peerauthentications',
   AuthorizationPolicy: 'authorizationpolicies',
   RequestAuthentication: 'requestauthentications',
+  Telemetry: 'telemetries',
+  MeshConfig: 'meshconfigs',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();
