@@ -8,6 +8,7 @@ import { translateProxyConfig } from '../src/translate/proxy-config.ts';
 import { compileFilter } from '../src/telemetry/cel.ts';
 import { compileLogFormat, ISTIO_DEFAULT_TEXT_FORMAT } from '../src/telemetry/log-format.ts';
 import type { RequestLogFacts } from '../src/telemetry/facts.ts';
+import type { WorkloadIdentity } from '../src/proxy-config.ts';
 
 const reviews = { name: 'reviews-v2', namespace: 'default', labels: { app: 'reviews', version: 'v2' }, serviceAccount: 'reviews' };
 const ratings = { name: 'ratings', namespace: 'default', labels: { app: 'ratings' }, serviceAccount: 'ratings' };
@@ -34,7 +35,7 @@ function errorsOf(values: object[]): string[] {
   return validateDocuments(fromObjects(values)).errors.map((e) => `${e.path}: ${e.message}`);
 }
 
-function translate(values: object[], workload = reviews) {
+function translate(values: object[], workload: WorkloadIdentity = reviews) {
   const docs = fromObjects(values);
   const v = validateDocuments(docs);
   assert.ok(v.ok, formatErrors(v.errors));
