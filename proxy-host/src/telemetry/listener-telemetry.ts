@@ -6,7 +6,8 @@ import type { MetricsRegistry } from '../../../wasm/src/index.ts';
 import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import type { ProxyTelemetryConfig, SideTelemetry, TracingProviderConfig } from '../../../mesh/src/telemetry/proxy-telemetry.ts';
 import { compileFilter, type CompiledFilter } from '../../../mesh/src/telemetry/cel.ts';
-import { compileLogFormat, type LineFormatter } from '../../../mesh/src/telemetry/log-format.ts';
+import { compileLogFormat, setFormatHostname, type LineFormatter } from '../../../mesh/src/telemetry/log-format.ts';
+import { hostname } from 'node:os';
 import type { ActiveRequest } from '../http/active-request.ts';
 import { LogSinks, type LogSink } from './log-sinks.ts';
 import { RequestFacts } from './request-facts.ts';
@@ -41,6 +42,7 @@ export class TelemetryBackends {
 
   constructor(metrics: MetricsRegistry) {
     this.#metrics = metrics;
+    setFormatHostname(hostname());
   }
 
   #exporter(p: TracingProviderConfig, serviceName: string): SpanExporter {
