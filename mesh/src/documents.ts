@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
 import { parseYamlText } from './yaml-text.ts';
 import type { RateLimitPolicy } from './translate/ratelimit.ts';
+import type { MeshConfig, Telemetry } from './telemetry/documents.ts';
 
 export type { RateLimitPolicy } from './translate/ratelimit.ts';
 
@@ -590,6 +591,7 @@ export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticati
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
 export type Gateway = Resource<'Gateway', GatewaySpec>;
+export type { Telemetry, MeshConfig } from './telemetry/documents.ts';
 
 export type MeshResource =
   | ServiceEntry
@@ -601,7 +603,9 @@ export type MeshResource =
   | AuthorizationPolicy
   | RequestAuthentication
   | RateLimitPolicy
-  | Gateway;
+  | Gateway
+  | Telemetry
+  | MeshConfig;
 
 export type Kind = MeshResource['kind'];
 
@@ -616,6 +620,8 @@ export const KINDS: readonly Kind[] = [
   'RequestAuthentication',
   'RateLimitPolicy',
   'Gateway',
+  'Telemetry',
+  'MeshConfig',
 ];
 
 export function isKind(value: unknown): value is Kind {

@@ -1,3 +1,5 @@
+import type { ProxyTelemetryConfig } from './telemetry/proxy-telemetry.ts';
+
 // The proxy's internal configuration: what the router, clusters, filter chain and listeners run on.
 // Built from Istio-style documents (standalone: translated locally; managed: sent by the orchestrator),
 // validated before it gets here, immutable once built, versioned by content hash.
@@ -329,4 +331,6 @@ export interface ProxyConfig {
    * A gateway runs outboundFilters on them (client side: telemetry reports reporter="source").
    */
   readonly gateway?: { readonly listeners: readonly GatewayListenerConfig[] };
+  /** Traces and access logs to backends (Telemetry + MeshConfig); absent: neither. */
+  readonly telemetry?: ProxyTelemetryConfig;
 }

@@ -31,6 +31,7 @@ import {
 } from './documents.ts';
 import { checkRequestAuthentication } from './translate/request-authn.ts';
 import { checkGateway, checkVirtualServiceGateways } from './validate-gateway.ts';
+import { checkTelemetryDocuments } from './telemetry/check.ts';
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
 import { regexProblem } from './translate/routes.ts';
@@ -56,6 +57,8 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   RequestAuthentication: 'request-authentication.schema.json',
   RateLimitPolicy: 'rate-limit-policy.schema.json',
   Gateway: 'gateway.schema.json',
+  Telemetry: 'telemetry.schema.json',
+  MeshConfig: 'mesh-config.schema.json',
 };
 
 /** The installation's schemas/json/ (from source or from a build in dist/). */
@@ -169,6 +172,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (value.kind === 'RequestAuthentication' && valid.has(doc)) checkRequestAuthentication(value as unknown as RequestAuthentication, report);
     if (value.kind === 'RateLimitPolicy') checkRateLimitPolicy(value as unknown as RateLimitPolicy, index, report);
   }
+  // Telemetry and MeshConfig: provider references, access-log formats, filter expressions.
+  checkTelemetryDocuments(known.filter((d) => valid.has(d)), (doc) => reporter(doc, errors));
   // Group by document, in input order (sort is stable: within a document, schema errors come first).
   const position = new Map(documents.map((d, i) => [d.source, i]));
   errors.sort((a, b) => (a.source ? position.get(a.source) ?? -1 : -1) - (b.source ? position.get(b.source) ?? -1 : -1));

@@ -18,6 +18,7 @@ import { createHttpCallout } from './http-callout.ts';
 import { createGrpcCallout } from './grpc-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
+import { TelemetryBackends } from './telemetry/listener-telemetry.ts';
 import { createListener, DEFAULT_MAX_HEADER_SIZE, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import type { IdentityProvider } from './identity/types.ts';
@@ -97,6 +98,8 @@ export class Proxy {
   readonly clusters = new ClusterManager(this.metrics, (cluster, endpoint) => this.upstreams.endpointTls(cluster, endpoint));
   readonly #plugins: PluginManager;
   readonly #accessLog: AccessLog;
+  /** Span exporters and access-log files of Telemetry providers, kept across config changes. */
+  readonly #telemetry = new TelemetryBackends(this.metrics);
   #config!: ProxyConfig;
   /** The config as given, before module overrides. */
   #base!: ProxyConfig;
@@ -254,7 +257,7 @@ export class Proxy {
   }
 
   /** Loads filters and builds the listener states for a config; changes nothing visible. */
-  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[] }> {
+  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[]; retainTelemetry: () => void }> {
     const gateway = this.options.role === 'gateway' ? await prepareGatewayListeners(config) : [];
     const bindings = [...config.inboundFilters, ...config.outboundFilters];
     const plugins = await this.#plugins.load(bindings);
@@ -270,9 +273,11 @@ export class Proxy {
     const keep = new Set<string>();
     for (const c of this.clusters.list()) for (const e of c.endpoints) keep.add(e.key);
     this.upstreams.retain(keep);
+    const telemetry = this.#telemetry.build(config.telemetry, config.workload, { inbound: `${this.options.appHost ?? '127.0.0.1'}:${this.options.appPort ?? 8080}`, outbound: '' });
     return {
-      outbound: { config, routes, chain: new FilterChain(outboundPlugins) },
-      inbound: { config, routes: inboundRouteTable(inboundCluster.name), chain: new FilterChain(inboundPlugins) },
+      outbound: { config, routes, chain: new FilterChain(outboundPlugins), ...(telemetry.outbound ? { telemetry: telemetry.outbound } : {}) },
+      inbound: { config, routes: inboundRouteTable(inboundCluster.name), chain: new FilterChain(inboundPlugins), ...(telemetry.inbound ? { telemetry: telemetry.inbound } : {}) },
+      retainTelemetry: telemetry.retain,
       gateway,
     };
   }
@@ -294,6 +299,7 @@ export class Proxy {
         this.#base = base;
         this.#outbound.state = states.outbound;
         this.#inbound.state = states.inbound;
+        states.retainTelemetry();
         await this.#gateway?.apply(states.gateway, states.outbound);
         this.#config = config;
         this.#status = { version: config.version, appliedAt: new Date().toISOString() };
@@ -452,6 +458,7 @@ export class Proxy {
     await this.#plugins.stop();
     await this.#overrides.close();
     await this.#accessLog.close();
+    await this.#telemetry.close();
     this.#loopDelay?.stop();
     await this.#watchdog?.stop();
   }

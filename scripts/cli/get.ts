@@ -55,6 +55,14 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
     header: ['ACTION', 'RULES'],
     cells: (r) => [str(r.spec.action ?? 'ALLOW'), String(Array.isArray(r.spec.rules) ? r.spec.rules.length : 0)],
   },
+  Telemetry: {
+    header: ['TRACING', 'ACCESS LOGGING', 'METRICS'],
+    cells: (r) => ['tracing', 'accessLogging', 'metrics'].map((f) => String(Array.isArray(r.spec[f]) ? r.spec[f].length : 0)),
+  },
+  MeshConfig: {
+    header: ['PROVIDERS'],
+    cells: (r) => [list(Array.isArray(r.spec.extensionProviders) ? r.spec.extensionProviders.map((p) => (p as { name?: unknown }).name) : [])],
+  },
   RequestAuthentication: {
     header: ['ISSUERS'],
     cells: (r) => [list(Array.isArray(r.spec.jwtRules) ? r.spec.jwtRules.map((j) => (j as { issuer?: unknown }).issuer) : [])],

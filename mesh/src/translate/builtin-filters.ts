@@ -18,6 +18,8 @@ import { installPath } from '../../../schemas/repo-files.ts';
 export interface BuiltinFilterOptions {
   /** Istio's telemetry is on for every sidecar unless turned off. */
   telemetry?: boolean;
+  /** Telemetry `metrics` overrides: false turns Istio's standard metrics off on that side (default on). */
+  telemetryMetrics?: { inbound: boolean; outbound: boolean };
   /** Where built filter modules live; default: this checkout's filters/ folder. */
   filtersDir?: string;
 }
@@ -119,9 +121,9 @@ export function withBuiltinFilters(
   if (options.telemetry !== false) {
     // The proxy writes its own access log line per request; the filter's record (with workload labels
     // and the trace id) doubles its cost, so it is opt-in: a WasmPlugin with accessLog: true.
-    const config = { metrics: true, accessLog: false };
-    inbound.unshift(builtin('telemetry', dir, workload, 'STATS', config));
-    outbound.unshift(builtin('telemetry', dir, workload, 'STATS', config));
+    const metrics = options.telemetryMetrics ?? { inbound: true, outbound: true };
+    inbound.unshift(builtin('telemetry', dir, workload, 'STATS', { metrics: metrics.inbound, accessLog: false }));
+    outbound.unshift(builtin('telemetry', dir, workload, 'STATS', { metrics: metrics.outbound, accessLog: false }));
   }
   return { inbound, outbound };
 }

@@ -8,6 +8,7 @@
 // virtual hosts, which create the clusters they need -> filter chains -> content version -> freeze.
 // tls and PeerAuthentication: see mtls.ts.
 
+import { resolveTelemetry } from '../telemetry/resolve.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../proxy-config.ts';
 import {
   isKind,
@@ -121,7 +122,9 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
-  let filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, options, clusters);
+  const telemetry = resolveTelemetry(documents, workload);
+  const telemetryMetrics = telemetry ? { inbound: telemetry.inbound.metrics, outbound: telemetry.outbound.metrics } : undefined;
+  let filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, { ...options, ...(telemetryMetrics ? { telemetryMetrics } : {}) }, clusters);
   // A gateway proxy: its listeners, and its chain in outboundFilters (gateway-config.ts).
   const gateway = translateGatewayParts(documents, view, workload, options, { registry, clusters, workload });
   if (gateway) filters = gateway.filters;
@@ -139,6 +142,7 @@ export function translateProxyConfig(
     outboundFilters: filters.outbound,
     mtls: effectiveMtls(policies, workload.namespace, workload.labels),
     ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
+    ...(telemetry ? { telemetry } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

@@ -87,6 +87,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   ra: 'RequestAuthentication',
   rlp: 'RateLimitPolicy',
   gw: 'Gateway',
+  telemetry: 'Telemetry',
 };
 
 /** A kind as a user types it: VirtualService, virtualservice(s), vs. */

@@ -14,6 +14,8 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   RequestAuthentication: 'requestauthentications',
   RateLimitPolicy: 'ratelimitpolicies',
   Gateway: 'gateways',
+  Telemetry: 'telemetries',
+  MeshConfig: 'meshconfigs',
 };
 
 const BY_NAME = new Map<string, ResourceKind>();

@@ -127,6 +127,8 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
       return (w) => isExportedTo(to, ns, w.namespace) && ns === w.namespace && labelsMatch(labels, w.labels);
     }
     case 'PeerAuthentication':
+    case 'MeshConfig':
+    case 'Telemetry':
       return all;
     case 'WasmPlugin':
     case 'AuthorizationPolicy':

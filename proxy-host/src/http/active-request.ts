@@ -15,6 +15,7 @@ import type { EndpointState } from '../upstream/endpoint.ts';
 import type { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { UpstreamCall, UpstreamResponseHandler } from '../upstream/upstream-request.ts';
 import type { RequestHost } from './request-host.ts';
+import type { TraceState } from '../telemetry/tracer.ts';
 import { sendMirror, shouldMirror, skipMirror } from './mirror.ts';
 import { RequestBodyBuffer } from './retry-buffer.ts';
 import { backoffMs, compileRetryPolicy, HOST_SELECTION_ATTEMPTS, isRefusedStream, RETRY_BODY_LIMIT, type CompiledRetryPolicy } from './retry-policy.ts';
@@ -114,6 +115,8 @@ export class ActiveRequest implements ChainTerminal {
   #setCookie: string | undefined;
   /** Upstream tries started (1 + retries); in the access log as upstream_request_attempt_count. */
   attempts = 0;
+  /** Tracing's sampling decision and span ids (absent: the listener traces nothing). */
+  trace: TraceState | undefined;
   #attempt: Attempt | undefined;
   #retryPolicy: CompiledRetryPolicy | undefined;
   #breaker: CircuitBreaker | undefined;
@@ -142,6 +145,8 @@ export class ActiveRequest implements ChainTerminal {
     const req = this.req;
     this.res.once('close', () => this.#complete());
     this.headers = requestHeaderList(req, cm.downstreamFacts(req));
+    const telemetry = cm.telemetry;
+    if (telemetry?.tracer !== undefined) this.trace = telemetry.tracer.begin(this.headers, telemetry);
     const ct = getHeader(this.headers, 'content-type');
     this.isGrpc = ct !== undefined && ct.startsWith('application/grpc');
     const hasBody = requestHasBody(req);
@@ -171,6 +176,7 @@ export class ActiveRequest implements ChainTerminal {
   requestHeaders(headers: HeaderList, endOfStream: boolean): void {
     if (this.#finished) return;
     this.headers = headers;
+    if (this.trace !== undefined) this.trace.tracer.forward(this.trace, headers);
     const cm = this.cm;
     const hit = cm.routeFor(this);
     if (!hit) return this.localReply(404, 'route_not_found', 'NR', '');

@@ -18,6 +18,7 @@ import { ActiveRequest } from './active-request.ts';
 import type { RequestHost } from './request-host.ts';
 import { getHeader, type DownstreamFacts } from './request-headers.ts';
 import { spiffeIdOf } from '../identity/certs.ts';
+import type { ListenerTelemetry } from '../telemetry/listener-telemetry.ts';
 
 /** What a listener routes with: swapped whole when config changes. */
 export interface ListenerState {
@@ -25,6 +26,8 @@ export interface ListenerState {
   /** Outbound: the route table from the config. Inbound: one route to the local app. */
   readonly routes: RouteTable;
   readonly chain: FilterChain;
+  /** Spans and access logs to backends (Telemetry); absent: none. */
+  readonly telemetry?: ListenerTelemetry;
 }
 
 export interface ConnectionManagerOptions {
@@ -139,6 +142,10 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     return this.state.chain;
   }
 
+  get telemetry(): ListenerTelemetry | undefined {
+    return this.state.telemetry;
+  }
+
   routeFor(ar: ActiveRequest): RouteHit | undefined {
     const h = ar.headers;
     return this.state.routes.match({
@@ -220,6 +227,8 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     s.duration.record(duration);
     if (ar.bytesIn) s.bytesReceived.increment(ar.bytesIn);
     if (ar.bytesOut) s.bytesSent.increment(ar.bytesOut);
+    const telemetry = ar.trace?.listener ?? this.state.telemetry;
+    if (telemetry !== undefined) telemetry.done(ar, status, duration);
     if (this.#accessLog.enabled) {
       const h = ar.headers;
       this.#accessLog.write({

@@ -14,6 +14,7 @@ import type { EndpointState } from '../upstream/endpoint.ts';
 import type { LbContext } from '../upstream/load-balancer.ts';
 import type { UpstreamClient } from '../upstream/upstream-request.ts';
 import type { DownstreamFacts } from './request-headers.ts';
+import type { ListenerTelemetry } from '../telemetry/listener-telemetry.ts';
 
 /** The listener's upstream side: what sending a request (or a mirrored copy) to a cluster takes. */
 export interface UpstreamHost {
@@ -31,6 +32,8 @@ export interface UpstreamHost {
  */
 export interface RequestHost<R> extends UpstreamHost {
   readonly chain: FilterChain;
+  /** The listener's tracing and access logs (Telemetry); absent: none. */
+  readonly telemetry: ListenerTelemetry | undefined;
   downstreamFacts(req: DownstreamRequest): DownstreamFacts;
   streamInfo(req: DownstreamRequest, ar: R): StreamInfo;
   routeFor(ar: R): RouteHit | undefined;

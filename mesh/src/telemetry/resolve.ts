@@ -1,0 +1,145 @@
+// Telemetry documents + the MeshConfig -> ProxyConfig.telemetry for one workload, with Istio's
+// precedence: the root namespace's Telemetry without selector, then the workload's namespace's
+// without selector, then one that selects the workload (selector or targetRefs); each level's fields
+// override the level before, fields left out are inherited (customTags merge by key, metrics
+// overrides accumulate). Within a level the first by name applies (Istio takes the oldest; wasmesh
+// documents have no creation time). Providers left unset everywhere come from defaultProviders.
+import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument } from '../documents.ts';
+import type { WorkloadIdentity } from '../proxy-config.ts';
+import { parseDuration } from '../translate/durations.ts';
+import type { ExtensionProvider, MeshConfig, MetricsOverride, Telemetry, TelemetryAccessLogging, TelemetryTracing, WorkloadMode } from './documents.ts';
+import type { AccessLogConfig, ProxyTelemetryConfig, SideTelemetry, SpanTag, TracingProviderConfig } from './proxy-telemetry.ts';
+
+export type Side = 'inbound' | 'outbound';
+
+/** Istio's MeshConfig default sampling (defaultConfig.tracing.sampling). */
+export const DEFAULT_SAMPLING_PERCENTAGE = 1;
+export const DEFAULT_MESH_ID = 'cluster.local';
+
+const covers = (mode: WorkloadMode | undefined, side: Side): boolean =>
+  mode === undefined || mode === 'CLIENT_AND_SERVER' || (mode === 'CLIENT' ? side === 'outbound' : side === 'inbound');
+
+/** The one MeshConfig of the documents (validation refuses a second). */
+export function meshConfigOf(documents: readonly ConfigDocument[]): MeshConfig | undefined {
+  for (const d of documents) {
+    const v = d.value as MeshConfig;
+    if (v && typeof v === 'object' && v.kind === 'MeshConfig' && v.spec && typeof v.spec === 'object') return v;
+  }
+  return undefined;
+}
+
+/** Whether a Telemetry selects the workload (selector, or a targetRefs Service by app label or name). */
+function selects(t: Telemetry, workload: WorkloadIdentity): boolean {
+  const refs = t.spec.targetRefs;
+  if (refs && refs.length > 0) {
+    const service = workload.labels.app ?? workload.name;
+    return refs.some((r) => r.name === service);
+  }
+  const labels = t.spec.selector?.matchLabels ?? {};
+  return Object.entries(labels).every(([k, v]) => workload.labels[k] === v);
+}
+
+const hasSelector = (t: Telemetry): boolean => (t.spec.targetRefs?.length ?? 0) > 0 || Object.keys(t.spec.selector?.matchLabels ?? {}).length > 0;
+
+/** The Telemetry of each level that applies to the workload, root first. */
+export function telemetryLevels(documents: readonly ConfigDocument[], workload: WorkloadIdentity): Telemetry[] {
+  const all: Telemetry[] = [];
+  for (const d of documents) {
+    const v = d.value as Telemetry;
+    if (v && typeof v === 'object' && v.kind === 'Telemetry' && v.spec && typeof v.spec === 'object' && v.metadata) all.push(v);
+  }
+  all.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+  const root = all.find((t) => namespaceOf(t) === ROOT_NAMESPACE && !hasSelector(t));
+  const ns = workload.namespace === ROOT_NAMESPACE ? undefined : all.find((t) => namespaceOf(t) === workload.namespace && !hasSelector(t));
+  const wl = all.find((t) => namespaceOf(t) === workload.namespace && hasSelector(t) && selects(t, workload));
+  return [root, ns, wl].filter((t): t is Telemetry => t !== undefined);
+}
+
+/** ProxyConfig.telemetry for the workload; undefined when no Telemetry or MeshConfig exists (nothing changes). */
+export function resolveTelemetry(documents: readonly ConfigDocument[], workload: WorkloadIdentity, env: Readonly<Record<string, string>> = {}): ProxyTelemetryConfig | undefined {
+  const mesh = meshConfigOf(documents);
+  const levels = telemetryLevels(documents, workload);
+  if (mesh === undefined && levels.length === 0) return undefined;
+  const providers = new Map<string, ExtensionProvider>((mesh?.spec.extensionProviders ?? []).map((p) => [p.name, p]));
+  const side = (s: Side): SideTelemetry => resolveSide(s, levels, mesh, providers);
+  void env;
+  return { inbound: side('inbound'), outbound: side('outbound') };
+}
+
+function resolveSide(side: Side, levels: readonly Telemetry[], mesh: MeshConfig | undefined, providers: ReadonlyMap<string, ExtensionProvider>): SideTelemetry {
+  // Tracing: the first entry of each level, when it covers this side.
+  let tracingProviders: string[] | undefined;
+  let sampling: number | undefined;
+  let disabled = false;
+  const tags: Record<string, SpanTag> = {};
+  for (const t of levels) {
+    const tr: TelemetryTracing | undefined = t.spec.tracing?.[0];
+    if (!tr || !covers(tr.match?.mode, side)) continue;
+    if (tr.providers !== undefined) tracingProviders = tr.providers.map((p) => p.name);
+    if (tr.randomSamplingPercentage !== undefined) sampling = tr.randomSamplingPercentage;
+    if (tr.disableSpanReporting !== undefined) disabled = tr.disableSpanReporting;
+    Object.assign(tags, tr.customTags ?? {});
+  }
+  const tracingNames = tracingProviders ?? mesh?.spec.defaultProviders?.tracing ?? [];
+  const tracers = tracingNames.map((n) => tracingProvider(providers.get(n))).filter((p): p is TracingProviderConfig => p !== undefined);
+
+  // Access logging: every entry of a level that covers this side, field by field.
+  let logProviders: string[] | undefined;
+  let filter: string | undefined;
+  let logsDisabled = false;
+  for (const t of levels) {
+    for (const al of (t.spec.accessLogging ?? []) as TelemetryAccessLogging[]) {
+      if (!covers(al.match?.mode, side)) continue;
+      if (al.providers !== undefined) logProviders = al.providers.map((p) => p.name);
+      if (al.filter !== undefined) filter = al.filter.expression;
+      if (al.disabled !== undefined) logsDisabled = al.disabled;
+    }
+  }
+  const accessLogs: AccessLogConfig[] = [];
+  if (!logsDisabled) {
+    for (const name of logProviders ?? mesh?.spec.defaultProviders?.accessLogging ?? []) {
+      const file = providers.get(name)?.envoyFileAccessLog;
+      if (!file) continue;
+      accessLogs.push({ provider: name, path: file.path ?? '/dev/stdout', format: { ...(file.logFormat ?? {}) }, ...(filter !== undefined ? { filter } : {}) });
+    }
+  }
+
+  // Metrics: ALL_METRICS disabled for this side's reporter turns the standard metrics off.
+  let metrics = true;
+  for (const t of levels) {
+    for (const m of t.spec.metrics ?? []) {
+      if (m.providers !== undefined) metrics = m.providers.some((p) => providers.get(p.name)?.prometheus !== undefined || !providers.has(p.name));
+      for (const o of (m.overrides ?? []) as MetricsOverride[]) {
+        const metric = o.match?.metric ?? (o.match?.customMetric === undefined ? 'ALL_METRICS' : undefined);
+        if (metric === 'ALL_METRICS' && covers(o.match?.mode, side) && o.disabled !== undefined) metrics = !o.disabled;
+      }
+    }
+  }
+
+  const out: SideTelemetry = { accessLogs, metrics };
+  if (!disabled && tracers.length > 0) {
+    out.tracing = { samplingPercentage: sampling ?? DEFAULT_SAMPLING_PERCENTAGE, providers: tracers, customTags: tags, meshId: mesh?.spec.meshId ?? DEFAULT_MESH_ID };
+  }
+  return out;
+}
+
+function tracingProvider(p: ExtensionProvider | undefined): TracingProviderConfig | undefined {
+  if (p?.opentelemetry) {
+    const o = p.opentelemetry;
+    return {
+      name: p.name,
+      kind: 'opentelemetry',
+      host: o.service,
+      port: o.port,
+      path: o.http?.path ?? '/v1/traces',
+      timeoutMs: o.http?.timeout ? parseDuration(o.http.timeout) : 5000,
+      headers: (o.http?.headers ?? []).map((h) => [h.name, h.value] as const),
+      maxTagLength: o.maxTagLength ?? 256,
+    };
+  }
+  if (p?.zipkin) {
+    const z = p.zipkin;
+    return { name: p.name, kind: 'zipkin', host: z.service, port: z.port, path: z.path ?? '/api/v2/spans', timeoutMs: 5000, headers: [], maxTagLength: z.maxTagLength ?? 256 };
+  }
+  return undefined;
+}

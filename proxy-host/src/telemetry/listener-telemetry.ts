@@ -1,0 +1,100 @@
+// One listener's telemetry backends, built from ProxyConfig.telemetry on every config change (so a
+// Telemetry change takes effect for new requests without a restart): the Tracer and the access logs
+// (format, filter, file). Exporters and files outlive configs: TelemetryBackends keeps one per
+// provider settings and per path, and drops the exporters no config uses any more.
+import type { MetricsRegistry } from '../../../wasm/src/index.ts';
+import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import type { ProxyTelemetryConfig, SideTelemetry, TracingProviderConfig } from '../../../mesh/src/telemetry/proxy-telemetry.ts';
+import { compileFilter, type CompiledFilter } from '../../../mesh/src/telemetry/cel.ts';
+import { compileLogFormat, setFormatHostname, type LineFormatter } from '../../../mesh/src/telemetry/log-format.ts';
+import { hostname } from 'node:os';
+import type { ActiveRequest } from '../http/active-request.ts';
+import { LogSinks, type LogSink } from './log-sinks.ts';
+import { RequestFacts } from './request-facts.ts';
+import { SpanExporter } from './span-exporter.ts';
+import { Tracer } from './tracer.ts';
+
+interface CompiledLog {
+  filter: CompiledFilter | undefined;
+  format: LineFormatter;
+  sink: LogSink;
+}
+
+export class ListenerTelemetry {
+  constructor(readonly tracer: Tracer | undefined, readonly logs: readonly CompiledLog[], readonly localAddress: string) {}
+
+  /** The request is done: its span and its access-log lines. */
+  done(ar: ActiveRequest, status: number, durationMs: number): void {
+    const f = new RequestFacts(ar, status, durationMs, this.localAddress);
+    const trace = ar.trace;
+    if (trace !== undefined) trace.tracer.finish(trace, ar.headers, f);
+    for (const log of this.logs) {
+      if (log.filter !== undefined && !log.filter.matches(f)) continue;
+      log.sink.write(log.format.line(f));
+    }
+  }
+}
+
+export class TelemetryBackends {
+  readonly #metrics: MetricsRegistry;
+  readonly #exporters = new Map<string, SpanExporter>();
+  readonly sinks = new LogSinks();
+
+  constructor(metrics: MetricsRegistry) {
+    this.#metrics = metrics;
+    setFormatHostname(hostname());
+  }
+
+  #exporter(p: TracingProviderConfig, serviceName: string): SpanExporter {
+    const key = JSON.stringify([p, serviceName]);
+    let e = this.#exporters.get(key);
+    if (e === undefined) {
+      e = new SpanExporter(p, this.#metrics, serviceName);
+      this.#exporters.set(key, e);
+    }
+    return e;
+  }
+
+  /** Both listeners' telemetry for a config (undefined: nothing configured on that side). */
+  build(config: ProxyTelemetryConfig | undefined, workload: WorkloadIdentity, addresses: { inbound: string; outbound: string }): { inbound?: ListenerTelemetry; outbound?: ListenerTelemetry; retain: () => void } {
+    const used = new Set<SpanExporter>();
+    const side = (s: SideTelemetry, name: 'inbound' | 'outbound'): ListenerTelemetry | undefined => {
+      const serviceName = `${workload.labels.app ?? workload.name}.${workload.namespace}`;
+      const exporters = (s.tracing?.providers ?? []).map((p) => this.#exporter(p, serviceName));
+      for (const e of exporters) used.add(e);
+      const tracer = s.tracing && exporters.length > 0 ? new Tracer(s.tracing, exporters, name, workload) : undefined;
+      const logs: CompiledLog[] = [];
+      for (const l of s.accessLogs) {
+        const format = compileLogFormat(l.format);
+        // Validated before translation; a config from elsewhere that does not compile is refused whole.
+        if ('message' in format) throw new Error(`access log ${l.provider}: logFormat${format.path}: ${format.message}`);
+        let filter: CompiledFilter | undefined;
+        if (l.filter !== undefined) {
+          const c = compileFilter(l.filter);
+          if ('message' in c) throw new Error(`access log ${l.provider}: filter.expression: ${c.message}`);
+          filter = c;
+        }
+        logs.push({ format, filter, sink: this.sinks.get(l.path) });
+      }
+      return tracer === undefined && logs.length === 0 ? undefined : new ListenerTelemetry(tracer, logs, addresses[name]);
+    };
+    const out = config === undefined ? {} : { inbound: side(config.inbound, 'inbound'), outbound: side(config.outbound, 'outbound') };
+    return Object.assign(out, { retain: () => this.#retain(used) });
+  }
+
+  /** Closes the exporters the applied config no longer uses (after its queue is sent). */
+  #retain(used: ReadonlySet<SpanExporter>): void {
+    for (const [k, e] of this.#exporters) {
+      if (!used.has(e)) {
+        this.#exporters.delete(k);
+        void e.close();
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#exporters.values()].map((e) => e.close()));
+    this.#exporters.clear();
+    await this.sinks.close();
+  }
+}
