@@ -4,8 +4,8 @@
 // rate, p99 and mTLS (caller -> service) or the traffic split (service -> version).
 import { s, pct, ms, rps } from './dom.js';
 
-export const NODE_W = 150;
-export const COL_GAP = 150;
+export const NODE_W = 130;
+export const COL_GAP = 140;
 export const ROW_H = 90;
 
 /** Positions for every node: { id -> { x, y, layer } }, and the drawing's size. Pure (tests run it in Node). */
@@ -86,9 +86,16 @@ export function renderGraph(graph) {
     const secure = e.mtls >= 0.999 ? 'mtls' : e.mtls > 0 ? 'partial-mtls' : 'plaintext';
     const g = s('g', { class: `edge ${health(e)} ${secure}`, dataset: { from: e.from, to: e.to } });
     g.append(s('path', { d: `M ${x1} ${y1} C ${mx} ${y1}, ${mx} ${y2}, ${x2} ${y2}`, 'marker-end': 'url(#arrow)' }));
-    const label = s('text', { x: mx, y: (y1 + y2) / 2 - 4, 'text-anchor': 'middle' }, edgeLabel(e));
-    g.append(label);
-    if (e.share === undefined) g.append(s('text', { x: mx, y: (y1 + y2) / 2 + 10, 'text-anchor': 'middle', class: 'mtls-label' }, secure === 'mtls' ? '🔒 mTLS' : secure === 'partial-mtls' ? `mTLS ${pct(e.mtls)}` : 'plaintext'));
+    const security = secure === 'mtls' ? 'mTLS' : secure === 'partial-mtls' ? `mTLS ${pct(e.mtls)}` : 'plaintext';
+    g.append(s('title', {}, `${edgeLabel(e)} · ${security}`));
+    const y = (y1 + y2) / 2;
+    if (e.share !== undefined) {
+      g.append(s('text', { x: mx, y: y - 4, 'text-anchor': 'middle' }, edgeLabel(e)));
+    } else {
+      // Two short lines: the columns stay narrow enough for the whole mesh to fit a screen.
+      g.append(s('text', { x: mx, y: y - 14, 'text-anchor': 'middle' }, `${rps(e.rps)} · p99 ${ms(e.p99Ms)}`));
+      g.append(s('text', { x: mx, y: y - 2, 'text-anchor': 'middle', class: 'mtls-label' }, `err ${pct((e.errorRate ?? 0) + (e.clientErrorRate ?? 0))} · ${security}`));
+    }
     svg.append(g);
   }
   for (const n of graph.nodes) {
