@@ -168,9 +168,16 @@ test('the console against the demo mesh: 90/10 graph, denied errors, workloads, 
     const unchanged = (await (await api('/filters/default/demo-header')).json()) as { current: { version?: string }; history: unknown[] };
     assert.is(unchanged.current.version, '1.0.0', 'the viewer changed nothing');
 
-    // Filters as admin: start a rollout to 1.1.0 from the page, watch it progress, then roll back.
+    // Filters as admin: upload a version, start a rollout to 1.1.0 from the page, watch it progress, then roll back.
     await page.goto(`${url}#filters`);
     const card = 'section.filter[data-plugin="default/demo-header"]';
+    await page.waitForSelector(`${card} input.upload-file`, { timeout: 15_000 });
+    const file = await page.$(`${card} input.upload-file`);
+    await (file as unknown as { uploadFile(p: string): Promise<void> }).uploadFile(path.join(repoRoot, 'filters/telemetry/build/telemetry.wasm'));
+    await page.type(`${card} input.upload-version`, '9.9.9');
+    await page.click(`${card} button.upload`);
+    const uploaded = await until(10_000, async () => ((await (await api('/modules?name=add-header')).json()) as { items: Array<{ version: string }> }).items.map((m) => m.version), (v) => v.includes('9.9.9'));
+    assert.ok(uploaded.includes('9.9.9'), `uploaded from the page: ${JSON.stringify(uploaded)}`);
     await page.waitForSelector(`${card} button.start:not([disabled])`, { timeout: 15_000 });
     await page.select(`${card} select.rollout-to`, '1.1.0');
     await page.$eval(`${card} input.rollout-steps`, (e) => void ((e as HTMLInputElement).value = '50,100'));

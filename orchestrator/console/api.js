@@ -24,7 +24,10 @@ export class ApiError extends Error {
 export async function api(path, { method = 'GET', body, tokenOverride } = {}) {
   const headers = { authorization: `Bearer ${tokenOverride ?? token.get()}`, accept: 'application/json' };
   let payload;
-  if (typeof body === 'string') {
+  if (body instanceof Blob) {
+    headers['content-type'] = 'application/wasm';
+    payload = body;
+  } else if (typeof body === 'string') {
     headers['content-type'] = 'application/yaml';
     payload = body;
   } else if (body !== undefined) {

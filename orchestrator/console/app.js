@@ -295,6 +295,8 @@ function filtersView(root) {
           to: h('select', { class: 'rollout-to', 'aria-label': 'version to roll out' }),
           steps: h('input', { class: 'rollout-steps', value: '10,50,100', size: 10, 'aria-label': 'steps' }),
           interval: h('input', { class: 'rollout-interval', value: '10', size: 4, 'aria-label': 'seconds per step' }),
+          file: h('input', { type: 'file', class: 'upload-file', accept: '.wasm,application/wasm', 'aria-label': 'module file' }),
+          version: h('input', { class: 'upload-version', placeholder: 'version', size: 8, 'aria-label': 'version to upload' }),
         };
         forms.set(id, form);
       }
@@ -341,6 +343,20 @@ function filtersView(root) {
       }
       actions.append(actButton('Roll back', { class: 'rollback' }, () => confirm(`Roll ${id} back to the version before?`) && act('rollback', () => api(`${path}/rollback`, { method: 'POST', body: {} }))));
       card.append(actions);
+      card.append(
+        h('div', { class: 'actions upload' },
+          h('label', {}, 'Upload a new version of ', h('b', {}, f.module), ': ', form.file),
+          form.version,
+          actButton('Upload', { class: 'upload' }, () => {
+            const file = form.file.files?.[0];
+            const version = form.version.value.trim();
+            if (!file || !version) return act('upload', async () => { throw new Error('choose a .wasm file and name its version'); });
+            if (confirm(`Upload ${file.name} (${file.size} bytes) as ${f.module}@${version}? Nothing runs it until a rollout or a rollback points at it.`)) {
+              act(`upload ${f.module}@${version}`, () => api(`/modules?name=${encodeURIComponent(f.module)}&version=${encodeURIComponent(version)}`, { method: 'POST', body: file }));
+            }
+          }),
+        ),
+      );
       card.append(
         h('details', {}, h('summary', {}, `${f.versions.length} versions`),
           h('table', {}, h('thead', {}, h('tr', {}, ...['version', 'sha256', 'size', 'uploaded', ''].map((c) => h('th', {}, c)))),
