@@ -135,6 +135,7 @@ test('the console against the demo mesh: 90/10 graph, denied errors, workloads, 
     const certs = await page.$$eval('#proxy-table tbody tr td:nth-child(4)', (c) => c.map((x) => x.textContent));
     assert.ok(certs.every((c) => /^in \d+/.test(c ?? '')), `certificate expiry shown: ${JSON.stringify(certs)}`);
     assert.match(await page.$eval('#proxy-table', (t) => t.textContent ?? ''), /demo-header/);
+    assert.ok((await page.$$('#proxy-table svg.spark')).length >= 4, 'small charts of the callers’ rps and p99');
     await page.screenshot({ path: path.join(shots, 'workloads.png'), fullPage: true });
 
     // Config: a dry run of a change says what it would do and writes nothing.

@@ -150,6 +150,8 @@ function graphView(root) {
   return stop;
 }
 
+const rateClass = (r) => (r > 0.05 ? 'bad' : r > 0 ? 'warn' : undefined);
+
 function edgeTable(g) {
   const name = new Map(g.nodes.map((n) => [n.id, n.kind === 'service' ? n.name : `${n.namespace}/${n.name}${n.version ? ` ${n.version}` : ''}`]));
   return h(
@@ -166,8 +168,8 @@ function edgeTable(g) {
           h('td', {}, name.get(e.from) ?? e.from),
           h('td', {}, name.get(e.to) ?? e.to),
           h('td', {}, rps(e.rps)),
-          h('td', {}, pct(e.errorRate)),
-          h('td', {}, pct(e.clientErrorRate)),
+          h('td', { class: rateClass(e.errorRate) }, pct(e.errorRate)),
+          h('td', { class: rateClass(e.clientErrorRate) }, pct(e.clientErrorRate)),
           h('td', {}, ms(e.p99Ms)),
           h('td', {}, e.mtls >= 0.999 ? 'yes' : e.mtls > 0 ? pct(e.mtls) : 'no'),
           h('td', {}, e.share === undefined ? '' : pct(e.share)),
@@ -178,9 +180,6 @@ function edgeTable(g) {
 }
 
 // ---- Workloads -------------------------------------------------------------------------------
-
-/** Per node, the last 60 samples of its outbound rps and p99 (small charts). */
-const history = new Map();
 
 function sparkline(points, key, label) {
   const w = 120;
@@ -207,12 +206,6 @@ function workloadsView(root) {
   root.append(h('h1', {}, 'Workloads and proxies'), bar, body);
   return every(5000, async () => {
     const res = await api(`/console/api/proxies${nsQuery({ window: state.window })}`);
-    for (const p of res.items) {
-      const list = history.get(p.node) ?? [];
-      list.push({ rps: p.outbound?.rps, p99: p.outbound?.p99Ms, err: p.outbound ? p.outbound.errorRate + p.outbound.clientErrorRate : undefined });
-      if (list.length > 60) list.shift();
-      history.set(p.node, list);
-    }
     clear(body);
     if (!res.discovery) body.append(h('p', { class: 'empty' }, 'This orchestrator runs no discovery service: no proxies.'));
     else if (res.items.length === 0) body.append(h('p', { class: 'empty' }, 'No proxy is connected.'));
@@ -227,7 +220,8 @@ function workloadsView(root) {
           'tbody',
           {},
           ...res.items.map((p) => {
-            const pts = history.get(p.node) ?? [];
+            // Between consecutive reports over the window, from the orchestrator.
+            const pts = (p.history ?? []).map((x) => ({ rps: x.rps, p99: x.p99Ms }));
             return h(
               'tr',
               { dataset: { node: p.node, status: p.status } },

@@ -92,6 +92,29 @@ test('one report is no rate; a silent proxy leaves the window; a restarted proxy
   assert.is(stats.graph({ windowMs: 60_000 }).reporters, 0, 'nothing reported within the window');
 });
 
+test('history: signals between consecutive reports, at most `points`, oldest first', () => {
+  let now = 0;
+  const stats = new TrafficStats({ now: () => now });
+  const host = 'productpage.default.svc.cluster.local';
+  // A report every 2 s for 60 s; the rate doubles halfway.
+  let total = 0;
+  for (let i = 0; i <= 30; i++) {
+    stats.record('a', report('traffic', 'v1', [edge(host, 'productpage', 'v1', total)]));
+    total += i < 15 ? 10 : 20;
+    now += 2_000;
+  }
+  now -= 2_000;
+  const h = stats.history('a', 60_000);
+  assert.is(h.length, 30);
+  assert.is(h[0]!.rps, 5);
+  assert.is(h.at(-1)!.rps, 10);
+  assert.ok(h.every((x, i) => i === 0 || Date.parse(x.at) > Date.parse(h[i - 1]!.at)));
+  const few = stats.history('a', 60_000, 10);
+  assert.is(few.length, 10);
+  assert.is(few[0]!.rps, 5, 'each point spans its own reports');
+  assert.equal(stats.history('nobody', 60_000), []);
+});
+
 test('the namespace filter keeps edges that start or end in it', () => {
   let now = 0;
   const stats = new TrafficStats({ now: () => now });

@@ -43,6 +43,8 @@ export interface ConsoleProxyItem extends ProxyStatusItem {
   certNotAfter?: string;
   /** The proxy's outbound calls over the window. */
   outbound?: Signals;
+  /** The same between consecutive reports over the window (at most 60 points): the small charts. */
+  history?: Array<Signals & { at: string }>;
 }
 
 const TYPES: Record<string, string> = {
@@ -109,7 +111,8 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
         const filters = (raw as { filters?: { inbound: unknown[]; outbound: unknown[] } }).filters;
         const cert = opts.traffic?.certNotAfter(p.node);
         const outbound = opts.traffic?.outbound(p.node, windowMs);
-        items.push({ ...p, ...(filters ? { filters } : {}), ...(cert ? { certNotAfter: cert } : {}), ...(outbound ? { outbound } : {}) });
+        const history = opts.traffic?.history(p.node, windowMs) ?? [];
+        items.push({ ...p, ...(filters ? { filters } : {}), ...(cert ? { certNotAfter: cert } : {}), ...(outbound ? { outbound } : {}), ...(history.length > 0 ? { history } : {}) });
       }
       items.sort((a, b) => (a.namespace === b.namespace ? (a.workload === b.workload ? cmp(a.node, b.node) : cmp(a.workload, b.workload)) : cmp(a.namespace, b.namespace)));
       return { discovery: opts.proxyStatus !== undefined, windowSeconds: windowMs / 1000, items };

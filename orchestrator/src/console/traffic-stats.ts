@@ -174,6 +174,39 @@ export class TrafficStats {
     return signals(acc);
   }
 
+  /**
+   * Per proxy: its outbound signals between consecutive reports over the window, at most `points`
+   * of them (spread evenly), oldest first: the workloads page's small charts.
+   */
+  history(node: string, windowMs: number, points = 60): Array<Signals & { at: string }> {
+    const samples = this.#nodes.get(node)?.samples ?? [];
+    const start = this.#now() - Math.min(MAX_WINDOW_MS, windowMs);
+    const inWindow = samples.filter((x) => x.at >= start);
+    if (inWindow.length < 2) return [];
+    const step = Math.max(1, Math.ceil((inWindow.length - 1) / points));
+    const out: Array<Signals & { at: string }> = [];
+    for (let i = step; i < inWindow.length; i += step) {
+      const a = inWindow[i - step]!;
+      const b = inWindow[i]!;
+      const acc = emptyAccum(b.bounds, (b.at - a.at) / 1000);
+      for (const [k, e] of b.edges) {
+        const before = a.edges.get(k);
+        const base = before === undefined || e.requests < before.requests ? undefined : before;
+        const requests = e.requests - (base?.requests ?? 0);
+        if (requests <= 0) continue;
+        add(acc, {
+          ...e,
+          requests,
+          errors: Math.max(0, e.errors - (base?.errors ?? 0)),
+          clientErrors: Math.max(0, e.clientErrors - (base?.clientErrors ?? 0)),
+          buckets: e.buckets.map((n, j) => Math.max(0, n - (base?.buckets[j] ?? 0))),
+        });
+      }
+      out.push({ at: new Date(b.at).toISOString(), ...signals(acc) });
+    }
+    return out;
+  }
+
   /** The graph over the last `windowMs`, optionally only the edges touching one namespace. */
   graph(opts: { windowMs: number; namespace?: string }): Graph {
     const windowMs = Math.min(MAX_WINDOW_MS, Math.max(MIN_WINDOW_MS, opts.windowMs));
