@@ -16,6 +16,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { refreshEditorConfigs } from './editor-config.ts';
+import { addProducers } from '../../wasm/src/producers.ts';
 import { installRoot } from '../../schemas/repo-files.ts';
 
 export interface BuildOptions {
@@ -170,7 +171,8 @@ export async function buildFilter(dir: string, opts: BuildOptions = {}): Promise
   for (const file of await refreshEditorConfigs(absDir)) {
     if (!opts.quiet) out.write(`${name}: rewrote ${display(file)} for where this folder and wasmesh are now\n`);
   }
-  const stampKey = JSON.stringify({ asc: await compilerVersion(), args });
+  // `producers` changes when what the build writes into the module's producers section changes.
+  const stampKey = JSON.stringify({ asc: await compilerVersion(), args, producers: PRODUCERS_FORMAT });
   if (!opts.force && (await isUpToDate(absDir, wasmPath, stampKey))) {
     const bytes = (await stat(wasmPath)).size;
     if (!opts.quiet) out.write(`${name}: up to date (${display(wasmPath)})\n`);
@@ -205,15 +207,19 @@ export async function buildFilter(dir: string, opts: BuildOptions = {}): Promise
   if (problems.length > 0) {
     throw new FilterBuildError(absDir, `${display(absDir)}: the built module is not a loadable proxy-wasm filter:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
+  // The module says how it was made (language, compiler, SDK), as the tool conventions' producers
+  // section; asc writes none. Uploads and proxies read it back (wasm/src/producers.ts).
+  const stamped = addProducers(wasm, await buildProducers());
+  outputs.set(wasmPath, stamped);
 
   await mkdir(buildDir, { recursive: true });
   for (const [file, contents] of outputs) await writeFile(file, contents);
   if (!debug) await rm(watPath, { force: true });
   await writeFile(path.join(buildDir, STAMP), `${stampKey}\n`);
   if (!opts.quiet) {
-    out.write(`${name}: built ${display(wasmPath)} (${wasm.byteLength} bytes, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
+    out.write(`${name}: built ${display(wasmPath)} (${stamped.byteLength} bytes, ${((Date.now() - started) / 1000).toFixed(1)}s)\n`);
   }
-  return { name, wasmPath, bytes: wasm.byteLength };
+  return { name, wasmPath, bytes: stamped.byteLength };
 }
 
 /** Finds every filter folder (one holding filter.json) under root and builds each, in path order. */
@@ -428,6 +434,19 @@ export async function closeKeptCompiler(): Promise<void> {
   const kept = keptCompiler;
   keptCompiler = undefined;
   if (kept) await kept.worker.terminate();
+}
+
+const PRODUCERS_FORMAT = 1;
+let sdkVersion: string | undefined;
+/** The producers section of every filter built here: AssemblyScript, asc, and the proxy-wasm SDK (patched, see patches/). */
+async function buildProducers(): Promise<Record<string, { name: string; version: string }[]>> {
+  const asc = await compilerVersion();
+  sdkVersion ??= (JSON.parse(await readFile(path.join(nodeModules, '@solo-io', 'proxy-runtime', 'package.json'), 'utf8')) as { version: string }).version;
+  return {
+    language: [{ name: 'AssemblyScript', version: asc }],
+    'processed-by': [{ name: 'asc', version: asc }],
+    sdk: [{ name: '@solo-io/proxy-runtime', version: sdkVersion }],
+  };
 }
 
 let ascVersion: string | undefined;

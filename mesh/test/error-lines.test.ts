@@ -105,14 +105,14 @@ metadata: { name: x }
 spec: {}
 ---
 apiVersion: networking.istio.io/v1
-kind: Gateway
+kind: EnvoyFilter
 metadata: { name: g }
 spec: {}
 `;
   const [typo, gateway] = validateDocuments(parseDocuments(text, 'k.yaml').documents).errors;
   assert.is(typo!.line, 2);
   assert.match(typo!.message, /^unsupported kind "VirtualServce": did you mean "VirtualService"\? supported kinds are ServiceEntry, /);
-  assert.match(gateway!.message, /^unsupported kind "Gateway": supported kinds are /);
+  assert.match(gateway!.message, /^unsupported kind "EnvoyFilter": supported kinds are /);
 });
 
 test('closest: case, swapped letters and small typos, never a far-off name', () => {

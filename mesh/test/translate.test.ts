@@ -506,6 +506,12 @@ test('virtual hosts: a VirtualService host without ServiceEntry gets its own; ga
         http: [{ match: [{ uri: { prefix: '/reviews' } }], route: [{ destination: { host: 'reviews', subset: 'v1' } }] }],
       }),
       virtualService('edge', { hosts: ['reviews'], gateways: ['bookinfo-gateway'], http: [{ directResponse: { status: 503 } }] }),
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'Gateway',
+        metadata: { name: 'bookinfo-gateway', namespace: 'default' },
+        spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 8080, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] },
+      },
     ),
   );
   assert.equal(config.virtualHosts.map((v) => v.name), ['bookinfo.example.com', REVIEWS]);

@@ -410,19 +410,19 @@ test('map keys are checked: PeerAuthentication portLevelMtls takes port numbers'
 });
 
 test('documents that are not resources of a supported kind', () => {
-  const errors = errorsOf(fromObjects(['text', [1], { kind: 'Gateway', metadata: { name: 'g' } }, { metadata: { name: 'x' } }], 'odd.yaml'));
+  const errors = errorsOf(fromObjects(['text', [1], { kind: 'EnvoyFilter', metadata: { name: 'g' } }, { metadata: { name: 'x' } }], 'odd.yaml'));
   assert.is(errors.length, 4);
   assert.equal(
     errors.map((e) => [e.document, e.path]),
     [
       ['odd.yaml#1', ''],
       ['odd.yaml#2', ''],
-      ['Gateway default/g (odd.yaml#3)', '/kind'],
+      ['EnvoyFilter default/g (odd.yaml#3)', '/kind'],
       ['odd.yaml#4', ''],
     ],
   );
   assert.match(errors[0]!.message, 'must be an object');
-  assert.match(errors[2]!.message, 'unsupported kind "Gateway": supported kinds are ServiceEntry,');
+  assert.match(errors[2]!.message, 'unsupported kind "EnvoyFilter": supported kinds are ServiceEntry,');
   assert.is(errors[3]!.message, 'missing required field "kind"');
 });
 

@@ -189,9 +189,9 @@ crud('YAML bodies are accepted', async ({ app, admin }) => {
 });
 
 crud('unknown kinds and routes are 404', async ({ app, admin }) => {
-  const kind = await app.inject({ method: 'GET', url: '/apis/gateways', headers: auth(admin) });
+  const kind = await app.inject({ method: 'GET', url: '/apis/envoyfilters', headers: auth(admin) });
   assert.is(kind.statusCode, 404);
-  assert.match(kind.json<{ errors: { message: string }[] }>().errors[0]!.message, /unknown kind "gateways"/);
+  assert.match(kind.json<{ errors: { message: string }[] }>().errors[0]!.message, /unknown kind "envoyfilters"/);
   const route = await app.inject({ method: 'GET', url: '/nope', headers: auth(admin) });
   assert.is(route.statusCode, 404);
   const kinds = await app.inject({ method: 'GET', url: '/apis', headers: auth(admin) });

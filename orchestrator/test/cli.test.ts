@@ -179,9 +179,9 @@ test('get: tables with per-kind columns, yaml and json that round-trip, -A, not 
   const missing = await cli('get', 'vs', 'nope');
   assert.is(missing.code, 1, show(missing));
   assert.match(missing.stderr, 'VirtualService default/nope not found');
-  const unknown = await cli('get', 'gateways');
+  const unknown = await cli('get', 'envoyfilters');
   assert.is(unknown.code, 2, show(unknown));
-  assert.match(unknown.stderr, 'unknown kind "gateways"');
+  assert.match(unknown.stderr, 'unknown kind "envoyfilters"');
   const typo = await cli('get', 'virtualservce');
   assert.is(typo.code, 2, show(typo));
   assert.match(typo.stderr, 'unknown kind "virtualservce": did you mean "VirtualService"?');

@@ -163,7 +163,7 @@ test.before(async () => {
     cluster('dead-then-ok', [{ port: dead1 }, { port: ok2.port }]),
     cluster('dead', [{ port: dead1 }, { port: dead2 }]),
     cluster('conflict', [{ port: conflict.port }]),
-    cluster('always503', [{ port: always503.port }]),
+    cluster('always503', [{ port: always503.port }], { connectionPool: { maxRetries: 4 } }),
     cluster('body', [{ port: bodyFlaky.port }]),
     cluster('grpc', [{ port: grpcPort }], { protocol: 'grpc' }),
   ];
@@ -317,14 +317,14 @@ test('request bodies are replayed on retry; past the 64 KiB buffer bound they ar
   assert.is(bodyFlaky.received[0]!.body.length, 100_000);
 });
 
-test('the retry budget caps concurrent retries under load (20% of active requests, at least 3)', async () => {
+test('maxRetries (DestinationRule connectionPool.http) caps concurrent retries under load', async () => {
   maxInFlightRetries = 0;
   always503.received.length = 0;
   const before = await metric(proxy.adminPort, 'wasmesh_proxy_upstream_retry_overflow_total', 'always503');
   const n = 20;
   const results = await Promise.all(Array.from({ length: n }, () => request(proxy.outboundPort, { headers: { host: 'always503' } })));
   assert.ok(results.every((r) => r.status === 503));
-  // 20 active requests: budget max(3, 20% of 20 = 4) = 4 concurrent retries.
+  // 20 active requests, each retried up to 5 times, but at most 4 retries at once.
   assert.ok(maxInFlightRetries <= 4, `max concurrent retries ${maxInFlightRetries}`);
   assert.ok(maxInFlightRetries >= 1);
   assert.ok(always503.received.length < n * 6, `attempts ${always503.received.length}`);

@@ -1,6 +1,7 @@
 // What the filter version commands (status, history, rollout, rollback) print: shared rendering of
 // GET /filters/{ns}/{name} and of a rollout's progress.
 import type { FilterStatusBody } from '../../orchestrator/src/http/filters.ts';
+import type { ModuleMetadata } from '../../wasm/src/producers.ts';
 import type { RolloutStats, RolloutStatus } from '../../orchestrator/src/rollout/controller.ts';
 import { age, table } from '../../orchestrator/src/cli-client/common.ts';
 import { UsageError } from '../../orchestrator/src/cli-client/client.ts';
@@ -67,6 +68,8 @@ export function renderStatus(s: FilterStatusBody, now = Date.now()): string {
   const out: string[] = [];
   out.push(`WasmPlugin ${s.namespace}/${s.plugin} (module ${s.module})`);
   out.push(`  serving: ${versionLabel({ name: s.module, ...s.current })}${s.canary ? `, canary ${versionLabel({ name: s.module, ...s.canary })} at ${s.canary.weight}%` : ''}`);
+  const serving = s.versions.find((v) => v.current)?.metadata;
+  if (serving) out.push(`  made with: ${madeWith(serving, true)}`);
   if (s.rollout) out.push(...renderRollout(s.rollout, now, changedSince(s, now)).trimEnd().split('\n').map((l) => `  ${l}`));
   return out.join('\n') + '\n';
 }
@@ -98,8 +101,24 @@ export function renderHistory(s: FilterStatusBody, now = Date.now()): string {
   out.push('', `Uploaded versions of ${s.module}:`);
   if (s.versions.length === 0) out.push('  (none)');
   else {
-    const rows = s.versions.map((v) => [v.version, `sha256:${v.sha256.slice(0, 12)}`, String(v.size), v.uploadedBy, age(v.uploadedAt, now), v.current ? 'serving' : v.canary ? 'canary' : '']);
-    out.push(...table(['VERSION', 'DIGEST', 'BYTES', 'UPLOADED BY', 'AGE', ''], rows).trimEnd().split('\n').map((l) => `  ${l}`));
+    const rows = s.versions.map((v) => [v.version, `sha256:${v.sha256.slice(0, 12)}`, String(v.size), madeWith(v.metadata), v.uploadedBy, age(v.uploadedAt, now), v.current ? 'serving' : v.canary ? 'canary' : '']);
+    out.push(...table(['VERSION', 'DIGEST', 'BYTES', 'MADE WITH', 'UPLOADED BY', 'AGE', ''], rows).trimEnd().split('\n').map((l) => `  ${l}`));
   }
   return out.join('\n') + '\n';
+}
+
+/**
+ * What a module says about how it was made, in one line: "AssemblyScript 0.28.9 (sdk
+ * @solo-io/proxy-runtime 0.1.8)"; `full` adds the tools and, for components, the world's exports.
+ */
+export function madeWith(m: ModuleMetadata | undefined, full = false): string {
+  if (!m) return '-';
+  const parts: string[] = [];
+  if (m.kind === 'component') parts.push('component');
+  parts.push(m.language ?? 'language not recorded');
+  const extra: string[] = [];
+  if (m.sdk) extra.push(`sdk ${m.sdk}`);
+  if (full && m.processedBy) extra.push(`by ${m.processedBy}`);
+  if (full && m.world) extra.push(`exports ${m.world.exports.join(', ') || 'nothing'}`);
+  return `${parts.join(' ')}${extra.length > 0 ? ` (${extra.join('; ')})` : ''}`;
 }

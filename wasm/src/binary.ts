@@ -3,7 +3,7 @@ import { ErrorCode, WasmeshWasmError } from './errors.ts';
 
 const MEMORY_SECTION = 5;
 
-function readLeb(bytes: Uint8Array, pos: number): [value: number, next: number] {
+export function readLeb(bytes: Uint8Array, pos: number): [value: number, next: number] {
   let result = 0;
   let shift = 0;
   for (;;) {
@@ -16,7 +16,7 @@ function readLeb(bytes: Uint8Array, pos: number): [value: number, next: number] 
   }
 }
 
-function writeLeb(value: number, out: number[]): void {
+export function writeLeb(value: number, out: number[]): void {
   do {
     let b = value % 128;
     value = Math.floor(value / 128);

@@ -16,6 +16,8 @@ export const ErrorCode = {
   /** The module could not be instrumented for the CPU budget (an instruction the rewriter does not know). */
   MeteringFailed: 'WASMESH_WASM_METERING_FAILED',
   BadConfig: 'WASMESH_WASM_BAD_PLUGIN_CONFIG',
+  /** A WebAssembly component (component model), not a core module: the proxy-wasm host cannot run it. */
+  Component: 'WASMESH_WASM_COMPONENT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -4,6 +4,10 @@ export { detectAbiVersion } from './abi/version.ts';
 export { ErrorCode, WasmeshWasmError, ProcExit, type TrapCause } from './errors.ts';
 export type * from './host.ts';
 export { Latin1Text } from './host.ts';
+export {
+  readWasmHeader, readModuleMetadata, parseProducers, encodeProducersSection, addProducers, customSections, summarizeProducers, isComponent, PRODUCERS_SECTION,
+  type ModuleMetadata, type Producers, type ProducerEntry, type WasmHeader, type BinaryKind,
+} from './producers.ts';
 export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type CompileOptions } from './module.ts';
 export { Plugin, type PluginState } from './plugin.ts';
 export { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';

@@ -7,6 +7,7 @@ import { ErrorCode, WasmeshWasmError } from './errors.ts';
 import { providedImports } from './imports/index.ts';
 import { DEFAULT_MEMORY_LIMIT_BYTES, DEFAULT_STARTUP_CPU_BUDGET, MAX_MODULE_BYTES, WASM_PAGE_BYTES } from './limits.ts';
 import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, MeteringError, meterModule } from './metering/metering.ts';
+import { readModuleMetadata, readWasmHeader, type ModuleMetadata } from './producers.ts';
 
 export interface CompiledModule {
   /** For messages: a file name or the plugin's name. */
@@ -22,6 +23,8 @@ export interface CompiledModule {
   readonly exports: readonly WebAssembly.ModuleExportDescriptor[];
   /** Every callback runs under a CPU budget (the module was instrumented; always, unless a benchmark turned it off). */
   readonly metered: boolean;
+  /** How the module was made, from its producers section (language, compilers, SDK). */
+  readonly metadata: ModuleMetadata;
 }
 
 export interface CompileOptions {
@@ -54,6 +57,12 @@ export async function compileModule(bytes: Uint8Array, options: CompileOptions =
   }
   if (!hasWasmMagic(bytes)) {
     throw new WasmeshWasmError(ErrorCode.NotWasm, `${name}: not a WebAssembly module (no \\0asm header)`);
+  }
+  if (readHeaderKind(bytes, name) === 'component') {
+    throw new WasmeshWasmError(
+      ErrorCode.Component,
+      `${name}: is a WebAssembly component (component model), not a core module; this host runs proxy-wasm core modules only`,
+    );
   }
   const sha256 = sha256Hex(bytes);
   const bounded = boundMemory(bytes, Math.floor(limit / WASM_PAGE_BYTES));
@@ -103,7 +112,22 @@ export async function compileModule(bytes: Uint8Array, options: CompileOptions =
   if (!exports.some((e) => (e.name === 'proxy_on_memory_allocate' || e.name === 'malloc') && e.kind === 'function')) {
     throw new WasmeshWasmError(ErrorCode.NoAllocator, `${name}: exports neither proxy_on_memory_allocate nor malloc; the host cannot return data to it`);
   }
-  return Object.freeze({ name, sha256, abiVersion, module, byteLength: bytes.length, memoryLimitBytes: limit, imports, exports, metered: metering });
+  let metadata: ModuleMetadata;
+  try {
+    metadata = readModuleMetadata(bytes);
+  } catch (err) {
+    // V8 compiled it, so the framing is sound; only a custom section's name can still be unreadable.
+    metadata = { kind: 'core', binaryVersion: 1, problems: [(err as Error).message] };
+  }
+  return Object.freeze({ name, sha256, abiVersion, module, byteLength: bytes.length, memoryLimitBytes: limit, imports, exports, metered: metering, metadata });
+}
+
+function readHeaderKind(bytes: Uint8Array, name: string): 'core' | 'component' {
+  try {
+    return readWasmHeader(bytes).kind;
+  } catch (err) {
+    throw new WasmeshWasmError(ErrorCode.NotWasm, `${name}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 /** Compile once per version: modules keyed by sha256 and memory bound, shared by every plugin using them. */

@@ -1,14 +1,17 @@
 // Filter modules:
-//   POST /modules?name=&version=   the .wasm bytes (application/wasm); validated by compileModule
-//                                  (wasm magic, size limit, ABI marker, imports the host provides,
-//                                  memory, allocator) and stored by sha256. name@version is
-//                                  immutable: the same bytes again is 200, other bytes 409.
+//   POST /modules?name=&version=   the .wasm bytes (application/wasm); a core module is validated by
+//                                  compileModule (wasm magic, size limit, ABI marker, imports the
+//                                  host provides, memory, allocator), a component must implement the
+//                                  filter world (schemas/wit/filter.wit); stored by sha256 with what
+//                                  the module says about itself (producers, a component's world).
+//                                  name@version is immutable: the same bytes again is 200, other bytes 409.
 //   GET  /modules[?name=]          every version: name, version, sha256, size, who uploaded, when
 //   GET  /modules/{sha256}         the bytes (a proxy token may fetch them)
 // A WasmPlugin uses an uploaded module with `url: digest:sha256:<hex>`.
 
 import type { FastifyInstance } from 'fastify';
-import { compileModule } from '../../../wasm/src/module.ts';
+import { inspectModule, ModuleRejectedError } from '../modules/inspect.ts';
+import type { ModuleMetadata } from '../../../wasm/src/producers.ts';
 import { MAX_MODULE_BYTES } from '../../../wasm/src/limits.ts';
 import { WasmeshWasmError } from '../../../wasm/src/errors.ts';
 import { checkModuleName, sha256Hex } from '../store/common.ts';
@@ -52,10 +55,11 @@ export async function moduleRoutes(app: FastifyInstance, opts: ModuleRoutesOptio
         throw new HttpError(415, ErrorCode.BadRequest, [{ document, path: '', message: 'send the module bytes with content-type application/wasm' }]);
       }
       const bytes = new Uint8Array(request.body.buffer, request.body.byteOffset, request.body.byteLength);
+      let metadata: ModuleMetadata;
       try {
-        await compileModule(bytes, { name: `${name}@${version}` });
+        metadata = await inspectModule(bytes, `${name}@${version}`);
       } catch (err) {
-        if (err instanceof WasmeshWasmError) {
+        if (err instanceof WasmeshWasmError || err instanceof ModuleRejectedError) {
           throw new HttpError(400, ErrorCode.BadModule, [{ document, path: '', message: `rejected (${err.code}): ${err.message}` }]);
         }
         throw err;
@@ -63,7 +67,7 @@ export async function moduleRoutes(app: FastifyInstance, opts: ModuleRoutesOptio
       const sha256 = sha256Hex(bytes);
       const existed = (await store.listModules(name)).some((m) => m.version === version && m.sha256 === sha256);
       const identity = request.identity!;
-      const record = await store.putModule(name, version, bytes, `${identity.role}:${identity.id}`);
+      const record = await store.putModule(name, version, bytes, `${identity.role}:${identity.id}`, metadata);
       if (!existed) opts.onUploaded?.(record);
       return reply.code(existed ? 200 : 201).send(record);
     },

@@ -31,6 +31,7 @@ import {
   sortModules,
   withVersion,
 } from './common.ts';
+import type { ModuleMetadata } from '../../../wasm/src/producers.ts';
 import { ConflictError, type ConfigStore, type ModuleRecord, type Resource, type ResourceInput, type ResourceKind, type WatchEvent } from './types.ts';
 
 const CHUNK_BYTES = 1024 * 1024;
@@ -192,7 +193,7 @@ export class EtcdStore implements ConfigStore {
     };
   }
 
-  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string): Promise<ModuleRecord> {
+  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string, metadata?: ModuleMetadata): Promise<ModuleRecord> {
     this.#check();
     checkModuleName(name, version);
     const sha256 = sha256Hex(bytes);
@@ -211,7 +212,7 @@ export class EtcdStore implements ConfigStore {
       }
       await this.#client.put(blobKey).value(JSON.stringify({ size: bytes.length, chunks }));
     }
-    const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow() };
+    const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow(), ...(metadata ? { metadata } : {}) };
     const res = await this.#client.if(versionKey, 'Create', '==', 0).then(this.#client.put(versionKey).value(JSON.stringify(record))).commit();
     if (!res.succeeded) {
       const now = await this.#client.get(versionKey).string();

@@ -25,6 +25,7 @@ import {
   sortResources,
   withVersion,
 } from './common.ts';
+import type { ModuleMetadata } from '../../../wasm/src/producers.ts';
 import type { ConfigStore, ModuleRecord, Resource, ResourceInput, ResourceKind, WatchEvent } from './types.ts';
 
 export class MemoryStore implements ConfigStore {
@@ -105,17 +106,17 @@ export class MemoryStore implements ConfigStore {
     };
   }
 
-  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string): Promise<ModuleRecord> {
+  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string, metadata?: ModuleMetadata): Promise<ModuleRecord> {
     this.#check();
     checkModuleName(name, version);
     const sha256 = sha256Hex(bytes);
     const key = `${name}@${version}`;
     const existing = this.#modules.get(key);
-    if (existing) return { ...checkModuleReupload(existing, sha256) };
+    if (existing) return structuredClone(checkModuleReupload(existing, sha256));
     if (!this.#blobs.has(sha256)) this.#blobs.set(sha256, new Uint8Array(bytes));
-    const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow() };
+    const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow(), ...(metadata ? { metadata: structuredClone(metadata) } : {}) };
     this.#modules.set(key, record);
-    return { ...record };
+    return structuredClone(record);
   }
 
   async getModule(sha256: string): Promise<Uint8Array | undefined> {
@@ -126,7 +127,7 @@ export class MemoryStore implements ConfigStore {
 
   async listModules(name?: string): Promise<ModuleRecord[]> {
     this.#check();
-    return sortModules([...this.#modules.values()].filter((m) => name === undefined || m.name === name).map((m) => ({ ...m })));
+    return sortModules([...this.#modules.values()].filter((m) => name === undefined || m.name === name).map((m) => structuredClone(m)));
   }
 
   async close(): Promise<void> {

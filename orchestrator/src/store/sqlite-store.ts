@@ -25,6 +25,7 @@ import {
   sha256Hex,
   withVersion,
 } from './common.ts';
+import type { ModuleMetadata } from '../../../wasm/src/producers.ts';
 import type { ConfigStore, ModuleRecord, Resource, ResourceInput, ResourceKind, WatchEvent } from './types.ts';
 
 export const SQLITE_FILE = 'store.db';
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS module_versions (
   sha256 TEXT NOT NULL REFERENCES module_blobs (sha256),
   uploaded_by TEXT NOT NULL,
   uploaded_at TEXT NOT NULL,
+  metadata TEXT,
   PRIMARY KEY (name, version)
 ) WITHOUT ROWID;
 `;
@@ -62,6 +64,7 @@ interface ModuleRow {
   size: number;
   uploaded_by: string;
   uploaded_at: string;
+  metadata: string | null;
 }
 
 export interface SqliteStoreOptions {
@@ -89,6 +92,9 @@ export class SqliteStore implements ConfigStore {
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
       db.exec(SCHEMA);
+      // Databases written before module metadata was recorded get the column (NULL: not recorded).
+      const columns = db.prepare<[], { name: string }>('PRAGMA table_info(module_versions)').all();
+      if (!columns.some((c) => c.name === 'metadata')) db.exec('ALTER TABLE module_versions ADD COLUMN metadata TEXT');
     } catch (err) {
       db.close();
       throw err;
@@ -110,14 +116,14 @@ export class SqliteStore implements ConfigStore {
       blobInsert: db.prepare('INSERT INTO module_blobs (sha256, size, bytes) VALUES (?, ?, ?)'),
       blobGet: db.prepare<[string], { bytes: Buffer }>('SELECT bytes FROM module_blobs WHERE sha256 = ?'),
       moduleGet: db.prepare<[string, string], ModuleRow>(
-        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at FROM module_versions v JOIN module_blobs b USING (sha256) WHERE v.name = ? AND v.version = ?',
+        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at, v.metadata FROM module_versions v JOIN module_blobs b USING (sha256) WHERE v.name = ? AND v.version = ?',
       ),
-      moduleInsert: db.prepare('INSERT INTO module_versions (name, version, sha256, uploaded_by, uploaded_at) VALUES (?, ?, ?, ?, ?)'),
+      moduleInsert: db.prepare('INSERT INTO module_versions (name, version, sha256, uploaded_by, uploaded_at, metadata) VALUES (?, ?, ?, ?, ?, ?)'),
       modulesAll: db.prepare<[], ModuleRow>(
-        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at FROM module_versions v JOIN module_blobs b USING (sha256) ORDER BY v.name, v.uploaded_at, v.version',
+        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at, v.metadata FROM module_versions v JOIN module_blobs b USING (sha256) ORDER BY v.name, v.uploaded_at, v.version',
       ),
       modulesByName: db.prepare<[string], ModuleRow>(
-        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at FROM module_versions v JOIN module_blobs b USING (sha256) WHERE v.name = ? ORDER BY v.uploaded_at, v.version',
+        'SELECT v.name, v.version, v.sha256, b.size, v.uploaded_by, v.uploaded_at, v.metadata FROM module_versions v JOIN module_blobs b USING (sha256) WHERE v.name = ? ORDER BY v.uploaded_at, v.version',
       ),
     };
   }
@@ -201,7 +207,7 @@ export class SqliteStore implements ConfigStore {
     };
   }
 
-  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string): Promise<ModuleRecord> {
+  async putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string, metadata?: ModuleMetadata): Promise<ModuleRecord> {
     this.#check();
     checkModuleName(name, version);
     const sha256 = sha256Hex(bytes);
@@ -209,8 +215,8 @@ export class SqliteStore implements ConfigStore {
       const existing = this.#stmt.moduleGet.get(name, version);
       if (existing) return checkModuleReupload(toRecord(existing), sha256);
       if (!this.#stmt.blobExists.get(sha256)) this.#stmt.blobInsert.run(sha256, bytes.length, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow() };
-      this.#stmt.moduleInsert.run(name, version, sha256, uploadedBy, record.uploadedAt);
+      const record: ModuleRecord = { name, version, sha256, size: bytes.length, uploadedBy, uploadedAt: isoNow(), ...(metadata ? { metadata } : {}) };
+      this.#stmt.moduleInsert.run(name, version, sha256, uploadedBy, record.uploadedAt, metadata ? JSON.stringify(metadata) : null);
       return record;
     });
     return insert.immediate();
@@ -246,6 +252,9 @@ export class SqliteStore implements ConfigStore {
 }
 
 function toRecord(row: ModuleRow): ModuleRecord {
-  return { name: row.name, version: row.version, sha256: row.sha256, size: row.size, uploadedBy: row.uploaded_by, uploadedAt: row.uploaded_at };
+  return {
+    name: row.name, version: row.version, sha256: row.sha256, size: row.size, uploadedBy: row.uploaded_by, uploadedAt: row.uploaded_at,
+    ...(row.metadata !== null ? { metadata: JSON.parse(row.metadata) as ModuleMetadata } : {}),
+  };
 }
 

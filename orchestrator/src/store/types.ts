@@ -39,6 +39,8 @@ export interface WatchEvent {
   revision: number;
 }
 
+import type { ModuleMetadata } from '../../../wasm/src/producers.ts';
+
 export interface ModuleRecord {
   name: string;
   version: string;
@@ -47,6 +49,11 @@ export interface ModuleRecord {
   size: number;
   uploadedBy: string;
   uploadedAt: string;
+  /**
+   * How the module was made (core module or component; language, compilers, SDK; a component's
+   * world), read when it was uploaded. Absent for versions uploaded before wasmesh recorded it.
+   */
+  metadata?: ModuleMetadata;
 }
 
 export class ConflictError extends Error {
@@ -70,7 +77,8 @@ export interface ConfigStore {
   /** Every change after the call, in order, across replicas for shared stores. Returns a stop function. */
   watch(listener: (event: WatchEvent) => void): () => void;
 
-  putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string): Promise<ModuleRecord>;
+  /** Stores name@version (immutable: the same bytes again return the existing record). `metadata` is kept with a new version. */
+  putModule(name: string, version: string, bytes: Uint8Array, uploadedBy: string, metadata?: ModuleMetadata): Promise<ModuleRecord>;
   getModule(sha256: string): Promise<Uint8Array | undefined>;
   listModules(name?: string): Promise<ModuleRecord[]>;
 

@@ -17,6 +17,8 @@ export interface ModuleVersionStatus {
   failedStreams: number;
   activeStreams: number;
   lastFailure?: string;
+  /** How the module was made, from its producers section (absent fields: the module does not say). */
+  producers?: { language?: string; processedBy?: string; sdk?: string };
 }
 
 export interface FilterStatus {
@@ -40,7 +42,14 @@ export function versionStatus(p: Plugin): ModuleVersionStatus {
     failedStreams: p.streamsFailed,
     activeStreams: p.activeStreams,
     ...(p.lastFailure ? { lastFailure: p.lastFailure } : {}),
+    ...producersOf(p),
   };
+}
+
+function producersOf(p: Plugin): Pick<ModuleVersionStatus, 'producers'> {
+  const { language, processedBy, sdk } = p.compiled.metadata;
+  if (language === undefined && processedBy === undefined && sdk === undefined) return {};
+  return { producers: { ...(language ? { language } : {}), ...(processedBy ? { processedBy } : {}), ...(sdk ? { sdk } : {}) } };
 }
 
 export function filterStatus(direction: FilterStatus['direction'], chain: FilterChain): FilterStatus[] {

@@ -53,7 +53,7 @@ function resetText(reason: string): string {
 class Attempt implements UpstreamResponseHandler {
   readonly ar: ActiveRequest;
   readonly endpoint: EndpointState;
-  /** Holds one of the cluster's retry slots (circuit breaker maxRetries / retry budget) while it runs. */
+  /** Holds one of the cluster's retry slots (circuit breaker maxRetries) while it runs. */
   readonly isRetry: boolean;
   call: UpstreamCall | undefined;
   body: PassThrough | undefined;
@@ -311,7 +311,7 @@ export class ActiveRequest implements ChainTerminal {
     const breaker = this.#breaker!;
     const stats = this.cm.clusterStats(cluster);
     if (!breaker.admitRetry(cluster.config.connectionPool)) {
-      stats.counter(RETRY_OVERFLOW_TOTAL, 'Retries not made because the retry budget or maxRetries was reached').increment(1);
+      stats.counter(RETRY_OVERFLOW_TOTAL, 'Retries not made because the cluster\'s maxRetries was reached').increment(1);
       return false;
     }
     this.#releaseAttempt(a);

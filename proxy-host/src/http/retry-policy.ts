@@ -11,10 +11,6 @@ export const BACKOFF_BASE_MS = 25;
 export const BACKOFF_MAX_MS = 250;
 /** Envoy host_selection_retry_max_attempts as Istio sets it: picks tried to find a host not tried before. */
 export const HOST_SELECTION_ATTEMPTS = 5;
-/** Retry budget (Envoy retry_budget): retries in flight never exceed this share of active requests... */
-export const RETRY_BUDGET_PERCENT = 20;
-/** ...but this many concurrent retries are always allowed. */
-export const RETRY_BUDGET_MIN_CONCURRENCY = 3;
 
 const ON_5XX = 1;
 const ON_GATEWAY_ERROR = 2;
@@ -123,11 +119,6 @@ export function compileRetryPolicy(policy: RetryPolicy | undefined): CompiledRet
 export function backoffMs(n: number, random = Math.random()): number {
   const upper = Math.min((2 ** Math.min(n, 20) - 1) * BACKOFF_BASE_MS, BACKOFF_MAX_MS);
   return Math.floor(random * upper);
-}
-
-/** Concurrent retries the budget allows for `activeRequests` requests in flight to a cluster. */
-export function retryBudget(activeRequests: number): number {
-  return Math.max(RETRY_BUDGET_MIN_CONCURRENCY, Math.floor((activeRequests * RETRY_BUDGET_PERCENT) / 100));
 }
 
 /** True for an HTTP/2 stream reset with REFUSED_STREAM (safe to retry: the server did not process it). */

@@ -1,16 +1,17 @@
 // Circuit breakers per cluster (DestinationRule connectionPool, Envoy circuit_breakers thresholds):
 // concurrent requests (http2MaxRequests, HTTP/1.1 included like Envoy max_requests), requests
 // waiting for an HTTP/1.1 connection (http1MaxPendingRequests, with maxConnections per endpoint),
-// concurrent retries (maxRetries, and a retry budget). Over a limit the caller answers 503 UO at
-// once; nothing waits. Unset limits are unbounded (Istio's 2^32-1).
+// concurrent retries (maxRetries). Over a limit the caller answers 503 UO at once; nothing waits.
+// Unset limits are unbounded (Istio's 2^32-1). No retry budget by default either: Istio configures
+// none, and one (Envoy's 20 % / at least 3) turned a restarted workload's stale endpoint, refused at
+// once and retried to a live one, into 503s for every request past three concurrent retries.
 import type { ConnectionPoolConfig } from '../../../mesh/src/proxy-config.ts';
 import type { EndpointState } from './endpoint.ts';
-import { retryBudget } from '../http/retry-policy.ts';
 
 export class CircuitBreaker {
   /** Upstream attempts in flight (each try of a retried request counts while it runs). */
   requests = 0;
-  /** Downstream requests routed to the cluster and not finished (the retry budget's base). */
+  /** Downstream requests routed to the cluster and not finished. */
   active = 0;
   /** Retries scheduled or running. */
   retries = 0;
@@ -32,11 +33,10 @@ export class CircuitBreaker {
     return true;
   }
 
-  /** Whether one more retry may be scheduled: maxRetries and the retry budget. */
+  /** Whether one more retry may be scheduled: maxRetries. */
   admitRetry(pool: ConnectionPoolConfig): boolean {
     const maxRetries = pool.maxRetries;
-    if (maxRetries !== undefined && maxRetries > 0 && this.retries >= maxRetries) return false;
-    return this.retries < retryBudget(this.active);
+    return !(maxRetries !== undefined && maxRetries > 0 && this.retries >= maxRetries);
   }
 }
 

@@ -1,0 +1,177 @@
+// npm run bench:component: what a JavaScript component filter (componentize-js, run through jco's
+// transpile) costs against the AssemblyScript add-header filter doing the same work through the
+// proxy-wasm runtime: build, transpile, instantiate, memory, and time per stream and per call.
+// A benchmark, not a test: it prints figures and writes them to bench/RESULTS.md.
+import { writeResultsSection } from '../../scripts/bench-results.ts';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { Plugin, type HeaderList, type HttpStreamSink, type LocalResponse } from '../../wasm/src/index.ts';
+import { jsAddHeaderComponent } from '../../wasm/test/support/component.ts';
+import { applyFieldChanges, ComponentFilter, transpileComponent, type CallContext, type Fields } from '../src/component-filter/component-filter.ts';
+
+const ROUNDS = 7;
+const AS_STREAMS = 20_000;
+const JS_STREAMS = 2_000;
+const CONFIG = { request: { 'x-wasmesh-example': 'hello' }, response: { 'x-powered-by': 'wasmesh' } };
+const AS_PATH = 'filters/examples/add-header/build/add-header.wasm';
+
+const REQUEST: HeaderList = [':method', 'GET', ':path', '/productpage', ':authority', 'productpage.default.svc', ':scheme', 'http', 'user-agent', 'curl/8.5', 'accept', '*/*'];
+const RESPONSE: HeaderList = [':status', '200', 'content-type', 'text/html', 'content-length', '1024'];
+
+class NullSink implements HttpStreamSink {
+  forwarded = 0;
+  requestHeaders(): void {
+    this.forwarded++;
+  }
+  requestData(): void {}
+  requestTrailers(): void {}
+  responseHeaders(): void {
+    this.forwarded++;
+  }
+  responseData(): void {}
+  responseTrailers(): void {}
+  localResponse(_r: LocalResponse): void {
+    throw new Error('unexpected local response');
+  }
+  reset(): void {
+    throw new Error('unexpected reset');
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+/** The host's side of a component call: the header list as WIT fields, and back. */
+function toFields(h: HeaderList): Fields {
+  const out: Fields = [];
+  for (let i = 0; i < h.length; i += 2) out.push([h[i] as string, enc.encode(h[i + 1] as string)]);
+  return out;
+}
+function fromFields(f: Fields): HeaderList {
+  const out: string[] = [];
+  for (const [n, v] of f) out.push(n, dec.decode(v));
+  return out;
+}
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`;
+
+async function main(): Promise<void> {
+  if (!existsSync(AS_PATH)) throw new Error(`${AS_PATH} is not built: node scripts/wasmesh.mjs filter build --all`);
+  const rssStart = process.memoryUsage().rss;
+  const built = await jsAddHeaderComponent();
+
+  // The AssemblyScript filter through the proxy-wasm runtime, as runtime.bench.ts measures it.
+  const asPlugin = await Plugin.load(await readFile(AS_PATH), { name: 'add-header', rootId: 'add_header', configuration: CONFIG, logLevel: 'info' });
+  const rssAfterAs = process.memoryUsage().rss;
+  const sink = new NullSink();
+  const asRound = (): number => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < AS_STREAMS; i++) {
+      const stream = asPlugin.createHttpStream(sink);
+      stream.requestHeaders(REQUEST.slice(), true);
+      stream.responseHeaders(RESPONSE.slice(), true);
+      stream.finish();
+    }
+    return Number(process.hrtime.bigint() - start) / AS_STREAMS;
+  };
+
+  // The JavaScript component: transpiled in memory (first time in this process), instantiated, configured.
+  const t0 = performance.now();
+  const transpiled = await transpileComponent(built.bytes, 'add-header.js');
+  const transpileMs = performance.now() - t0;
+  const filter = await ComponentFilter.load(built.bytes, enc.encode(JSON.stringify(CONFIG)), 'add-header.js');
+  const rssAfterJs = process.memoryUsage().rss;
+  const second = await ComponentFilter.load(built.bytes, enc.encode(JSON.stringify(CONFIG)), 'add-header.js');
+  const rssAfterTwo = process.memoryUsage().rss;
+
+  let streamId = 0n;
+  const ctx = (): CallContext => ({ streamId: ++streamId, properties: [], shared: [] });
+  // A stream as the host would run it: headers to fields, one call per phase, changes applied, back to a list.
+  const jsStream = (): void => {
+    const c = ctx();
+    const req = filter.onRequestHeaders(c, toFields(REQUEST), true);
+    const reqOut = fromFields(applyFieldChanges(toFields(REQUEST), req.headers));
+    const res = filter.onResponseHeaders(c, toFields(RESPONSE), true);
+    const resOut = fromFields(applyFieldChanges(toFields(RESPONSE), res.headers));
+    filter.onStreamDone(c.streamId);
+    if (reqOut.length === 0 || resOut.length === 0) throw new Error('headers lost');
+  };
+  const jsRound = (): number => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < JS_STREAMS; i++) jsStream();
+    return Number(process.hrtime.bigint() - start) / JS_STREAMS;
+  };
+  const fields = toFields(REQUEST);
+  const callRound = (): number => {
+    const c = ctx();
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < JS_STREAMS; i++) filter.onRequestHeaders(c, fields, true);
+    return Number(process.hrtime.bigint() - start) / JS_STREAMS;
+  };
+
+  // The floor per call: a number in, empty lists out, nothing done.
+  const floorRound = (): number => {
+    const start = process.hrtime.bigint();
+    for (let i = 0; i < JS_STREAMS; i++) filter.onStreamDone(1n);
+    return Number(process.hrtime.bigint() - start) / JS_STREAMS;
+  };
+
+  // Check the JS filter does what the AS one does before timing it.
+  const check = filter.onRequestHeaders(ctx(), toFields(REQUEST), true);
+  const after = fromFields(applyFieldChanges(toFields(REQUEST), check.headers));
+  if (after[after.indexOf('x-wasmesh-example') + 1] !== 'hello') throw new Error(`the JS filter did not set x-wasmesh-example: ${after.join(' ')}`);
+
+  asRound();
+  jsRound();
+  callRound();
+  floorRound();
+  const floor: number[] = [];
+  const as: number[] = [];
+  const js: number[] = [];
+  const call: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    as.push(asRound());
+    js.push(jsRound());
+    call.push(callRound());
+    floor.push(floorRound());
+  }
+  const asNs = median(as);
+  const jsNs = median(js);
+  const callNs = median(call);
+  const floorNs = median(floor);
+  const rssEnd = process.memoryUsage().rss;
+
+  const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
+  const text = `## Component filters (npm run bench:component)
+
+Written by \`npm run bench:component\` (proxy-host/bench/component-filter.bench.ts) on ${new Date().toISOString()}.
+Machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}.
+The machine is shared and noisy: read the ratios, both filters were measured in the same rounds.
+The same filter twice: add-header (set one request and one response header, count requests), in
+AssemblyScript through the proxy-wasm runtime, and in JavaScript as a component of the filter world
+(schemas/wit/filter.wit) built by componentize-js and run through jco's transpile. Median of ${ROUNDS} rounds
+(${AS_STREAMS} AssemblyScript streams, ${JS_STREAMS} JavaScript streams per round), after a warm-up round.
+
+| what | AssemblyScript (proxy-wasm) | JavaScript component |
+|---|---|---|
+| module size | ${(await readFile(AS_PATH)).byteLength.toLocaleString('en-US')} bytes | ${built.bytes.byteLength.toLocaleString('en-US')} bytes |
+| build | (asc: 6-7 s per filter on this machine, \`filter build\`) | ${built.cached ? 'cached (built earlier by componentize-js: 20-30 s measured here)' : `${(built.ms / 1000).toFixed(1)} s (componentize-js)`} |
+| transpile (jco, in memory, once per digest) | - | ${transpileMs.toFixed(0)} ms (${transpiled.cores.size} core module${transpiled.cores.size === 1 ? '' : 's'} compiled) |
+| instantiate + configure | - | ${filter.startMs.toFixed(0)} ms (a second instance: ${second.startMs.toFixed(0)} ms) |
+| process memory (RSS) after loading | +${mib(rssAfterAs - rssStart)} | +${mib(rssAfterJs - rssAfterAs)} (a second instance: +${mib(rssAfterTwo - rssAfterJs)}); ${mib(rssEnd)} at the end |
+| stream: request headers + response headers + done, header conversion included | ${asNs.toFixed(0)} ns | ${(jsNs / 1000).toFixed(1)} µs (${(jsNs / asNs).toFixed(0)}x) |
+| one on-request-headers call (6 headers in, 1 change out), no conversion | - | ${(callNs / 1000).toFixed(1)} µs |
+| one on-stream-done call (a u64 in, empty lists out): the floor per call | - | ${(floorNs / 1000).toFixed(1)} µs |
+
+Imports the JavaScript component needs bound (WASI, through @bytecodealliance/preview2-shim): ${transpiled.imports.join(', ') || 'none'}.
+`;
+  process.stdout.write(text);
+  await writeResultsSection(text);
+}
+
+await main();

@@ -1,0 +1,72 @@
+// A component filter in the proxy's process: add-header written in JavaScript against the filter
+// world, built by componentize-js in the test (cached under the OS temp dir), transpiled by jco in
+// memory once per digest, called for the headers phases.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { applyFieldChanges, ComponentFilter, ComponentFilterError, transpileComponent, type Fields } from '../src/component-filter/component-filter.ts';
+import { buildComponent, jsAddHeaderComponent } from '../../wasm/test/support/component.ts';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+const fields = (...pairs: Array<[string, string]>): Fields => pairs.map(([n, v]) => [n, enc.encode(v)]);
+const text = (f: Fields): Array<[string, string]> => f.map(([n, v]) => [n, dec.decode(v)]);
+const CONFIG = enc.encode(JSON.stringify({ request: { 'x-wasmesh-example': 'hello' }, response: { 'x-powered-by': 'wasmesh' } }));
+const ctx = (id: bigint) => ({ streamId: id, properties: [], shared: [] });
+
+let bytes: Uint8Array = new Uint8Array();
+test.before(async () => {
+  bytes = (await jsAddHeaderComponent()).bytes;
+});
+
+test('the JavaScript add-header component sets its headers and counts requests, one call per phase', async () => {
+  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js');
+  assert.equal(f.needs.phases, ['request-headers', 'response-headers']);
+  assert.equal(f.needs.metrics, [{ name: 'add_header_requests_total', kind: 'counter' }]);
+  const request = fields([':method', 'GET'], [':path', '/'], ['x-wasmesh-example', 'old'], ['accept', '*/*']);
+  const r = f.onRequestHeaders(ctx(1n), request, true);
+  assert.equal(r.action, { tag: 'continue' });
+  assert.equal(text(applyFieldChanges(request, r.headers)), [[':method', 'GET'], [':path', '/'], ['accept', '*/*'], ['x-wasmesh-example', 'hello']]);
+  assert.equal(r.effects.metrics, [{ name: 'add_header_requests_total', op: 'add', value: 1n }]);
+  const response = fields([':status', '200']);
+  const s = f.onResponseHeaders(ctx(1n), response, true);
+  assert.equal(text(applyFieldChanges(response, s.headers)), [[':status', '200'], ['x-powered-by', 'wasmesh']]);
+  assert.equal(f.onStreamDone(1n), { logs: [], metrics: [], sharedWrites: [] });
+});
+
+test('the transpile is done once per digest; each load is a new instance', async () => {
+  const a = transpileComponent(bytes);
+  assert.is(transpileComponent(bytes), a, 'the same promise');
+  const one = await ComponentFilter.load(bytes, CONFIG);
+  const two = await ComponentFilter.load(bytes, enc.encode('{"request":{"x-other":"1"}}'));
+  const req = fields([':path', '/']);
+  assert.equal(text(applyFieldChanges(req, one.onRequestHeaders(ctx(2n), req, true).headers)).at(-1), ['x-wasmesh-example', 'hello']);
+  assert.equal(text(applyFieldChanges(req, two.onRequestHeaders(ctx(3n), req, true).headers)).at(-1), ['x-other', '1'], 'instances keep their own configuration');
+});
+
+test('a configuration the filter refuses is an error carrying its message', async () => {
+  try {
+    await ComponentFilter.load(bytes, enc.encode('not json'), 'add-header.js');
+    assert.unreachable('configure accepted bad JSON');
+  } catch (err) {
+    assert.instance(err, ComponentFilterError);
+    assert.is((err as ComponentFilterError).code, 'WASMESH_PROXY_COMPONENT_CONFIGURE');
+    assert.match((err as Error).message, /^add-header\.js: configure refused the configuration: .*add-header: configuration is not JSON/);
+  }
+});
+
+test('a component that is not a filter is refused, naming what it exports', async () => {
+  const greeter = await buildComponent({
+    source: 'export function greet(name) { return "hello " + name; }\n',
+    wit: 'package test:greeter@1.0.0;\n\nworld greeter {\n  export greet: func(name: string) -> string;\n}\n',
+    world: 'greeter',
+  });
+  try {
+    await ComponentFilter.load(greeter.bytes, CONFIG, 'greeter');
+    assert.unreachable('a greeter ran as a filter');
+  } catch (err) {
+    assert.instance(err, ComponentFilterError);
+    assert.match((err as Error).message, /^greeter: the component exports greet, not wasmesh:filter\/handler@0\.1\.0/);
+  }
+});
+
+test.run();
