@@ -31,6 +31,8 @@ import { tokenRoutes } from './http/tokens.ts';
 import { CanaryStats } from './rollout/canary-stats.ts';
 import { RolloutController } from './rollout/controller.ts';
 import { PluginWriter } from './rollout/plugin-writer.ts';
+import { consoleRoutes } from './console/routes.ts';
+import type { TrafficStats } from './console/traffic-stats.ts';
 
 export interface BuildAppOptions {
   store: ConfigStore;
@@ -51,6 +53,8 @@ export interface BuildAppOptions {
   ca?: CaRoutesOptions['ca'];
   /** Filter outcomes reported by proxies (the discovery service feeds it); rollouts are judged on them. */
   canaryStats?: CanaryStats;
+  /** Golden signals per edge that proxies report (the discovery service feeds it), for the console's graph. */
+  traffic?: TrafficStats;
   /** Rollout controller log (default: stderr for warnings and errors). */
   rolloutLog?: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
@@ -101,6 +105,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
         { name: 'proxies', description: 'proxies connected to this replica and their config sync state' },
         { name: 'filters', description: 'filter module versions per WasmPlugin: history, rollback, canary rollouts' },
         { name: 'tokens', description: 'API tokens (admin only)' },
+        { name: 'console', description: 'what the web console (/console/) reads: proxies, the service graph, resources as YAML' },
       ],
     },
   });
@@ -119,6 +124,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
   app.register(proxyStatusRoutes, opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {});
   app.register(caRoutes, opts.ca ? { ca: opts.ca } : {});
   app.register(tokenRoutes, { tokens: opts.tokens });
+  app.register(consoleRoutes, { store: opts.store, ...(opts.proxyStatus ? { proxyStatus: opts.proxyStatus } : {}), ...(opts.traffic ? { traffic: opts.traffic } : {}) });
 
   const plugins = new PluginWriter(opts.store, writer);
   const rollouts = new RolloutController({

@@ -25,10 +25,13 @@ import type { IdentityProvider } from './identity/types.ts';
 import { ProxyIdentity } from './identity/proxy-identity.ts';
 import { serverContextOptions } from './identity/tls-options.ts';
 import { RouteTable } from './routing/route-table.ts';
-import { ClusterManager } from './upstream/cluster.ts';
+import { ClusterManager, type Cluster } from './upstream/cluster.ts';
+import type { EndpointState } from './upstream/endpoint.ts';
 import { DEFAULT_MAX_RESPONSE_HEADER_BYTES, UpstreamPools } from './upstream/upstream-pools.ts';
 import { EventLoopWatchdog, type WatchdogOptions } from './watchdog/event-loop-watchdog.ts';
 import { LoopDelayGauges } from './watchdog/loop-delay.ts';
+import { EdgeStats } from './stats/edge-stats.ts';
+import type { TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
 
 export interface ProxyOptions {
@@ -121,6 +124,8 @@ export class Proxy {
   #loopDelay: LoopDelayGauges | undefined;
   /** The process's stall count when each module version was loaded: its reports count stalls since. */
   readonly #stallsAtLoad = new WeakMap<Plugin, number>();
+  /** Outbound golden signals per edge, reported to the orchestrator (trafficReport). */
+  readonly #edges = new EdgeStats(() => this.#config.workload);
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -154,7 +159,18 @@ export class Proxy {
     proxy.#config = config;
     proxy.#base = config;
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
-    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const };
+    const edges = proxy.#edges;
+    const upstreams = proxy.upstreams;
+    const edgeRecorder = {
+      // ISTIO_MUTUAL to this endpoint, as the upstream pool decides it (auto mTLS: sidecar endpoints only).
+      record: (ar: { cluster: Cluster | undefined; endpoint: EndpointState | undefined }, status: number, durationMs: number) => {
+        const c = ar.cluster?.config;
+        const e = ar.endpoint?.config;
+        const mtls = c !== undefined && e !== undefined && c.tls?.mode === 'ISTIO_MUTUAL' && upstreams.endpointTls(c, e).kind === 'tls';
+        edges.record({ service: c?.host, labels: e?.labels, subset: c?.subset, mtls, status, durationMs });
+      },
+    };
+    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const, edges: edgeRecorder };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
     proxy.#inbound = new ConnectionManager({
       ...common,
@@ -371,6 +387,11 @@ export class Proxy {
   canaryStats(): FilterVersionStatsMessage[] {
     const now = this.#watchdog?.stalls() ?? 0;
     return canaryReport([this.#inbound.state.chain, this.#outbound.state.chain], (p) => now - (this.#stallsAtLoad.get(p) ?? now));
+  }
+
+  /** The outbound calls' golden signals per edge and the certificate's expiry, for the orchestrator's console. */
+  trafficReport(): TrafficReportMessage {
+    return this.#edges.report(this.options.identity?.current()?.notAfter.toISOString());
   }
 
   /** Records a config rejected before it reached the proxy (invalid YAML, schema errors). */

@@ -214,6 +214,9 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       writeFileSync(file, `${tokens.create('proxy', { namespace: NAMESPACE, serviceAccount: service })}\n`, { mode: 0o600 });
       tokenFiles.set(service, file);
     }
+    // A read-only token for the web console (the admin token acts too).
+    const viewerTokenFile = join(tmp, 'tokens', 'console-viewer');
+    writeFileSync(viewerTokenFile, `${tokens.create('viewer')}\n`, { mode: 0o600 });
     const orchestratorLog = new LogTail('orchestrator', logs);
     // Quota: the orchestrator runs the rate-limit service, counting in a throwaway Redis.
     const quotaRedis = startDemoRedis(tmp);
@@ -348,6 +351,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     step(`ingress gateway up: ${gatewayUrl} answers 200 (Gateway bookinfo-gateway, mTLS into the mesh)`);
 
     out.write(`\nOpen productpage in a browser, through the ingress gateway: ${gatewayUrl}\n`);
+    out.write(`Open the web console: ${orchestrator.url}/console/ and paste a token: the admin token in ${orchestrator.adminTokenPath}, or the read-only one in ${viewerTokenFile}\n`);
     out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }));
     if (!exitAfterReady) {
       await new Promise<void>((resolve) => {

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp } from '../../orchestrator/src/app.ts';
 import { CanaryStats } from '../../orchestrator/src/rollout/canary-stats.ts';
-import type { FilterStatsReport } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
+import { TrafficStats } from '../../orchestrator/src/console/traffic-stats.ts';
+import type { FilterStatsReport, TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { TokenStore } from '../../orchestrator/src/auth/tokens.ts';
 import { CertificateAuthority, DEFAULT_TRUST_DOMAIN, parseLifetime, type PluggedInCa } from '../../orchestrator/src/certs/ca.ts';
 import { EtcdStore, parseEtcdUrl } from '../../orchestrator/src/store/etcd-store.ts';
@@ -78,7 +79,7 @@ export interface RunningOrchestrator {
 
 /** The parts of orchestrator/src/xds/server.ts this command uses (another module; may be absent). */
 interface XdsModule {
-  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority; onFilterStats?: (report: FilterStatsReport) => void }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
+  startXdsServer(opts: { store: ConfigStore; tokens: TokenStore; host: string; port: number; ca?: CertificateAuthority; onFilterStats?: (report: FilterStatsReport) => void; onTraffic?: (node: string, traffic: TrafficReportMessage) => void }): Promise<{ port: number; close(): Promise<void>; invalidate?(): void; proxies?(): unknown[] }>;
 }
 
 
@@ -136,10 +137,13 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   let rateLimit: { port: number; close(): Promise<void> } | undefined;
   // Proxies report canary outcomes over gRPC; the REST side's rollout controller judges on them.
   const canaryStats = new CanaryStats();
+  // ... and their traffic per edge: the console's graph.
+  const traffic = new TrafficStats();
   const app = buildApp({
     store,
     tokens,
     canaryStats,
+    traffic,
     logger: opts.logRequests ?? false,
     // The discovery service's cache learns of resource changes by watching the store; module
     // uploads are not store events, so tell it.
@@ -153,7 +157,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
       if (l && !isLoopback(l.host)) err.write(`wasmesh orchestrator: warning: listening on ${l.host}, not loopback: anyone who can reach it can try tokens\n`);
     }
     await app.listen({ host: opts.listen.host, port: opts.listen.port });
-    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca, canaryStats);
+    if (opts.grpcListen) xds = await startXds(store, tokens, opts.grpcListen, err, ca, canaryStats, traffic);
     if (opts.rateLimit) rateLimit = await startEmbeddedRateLimit(store, opts.rateLimit, err);
   } catch (e) {
     await xds?.close().catch(() => undefined);
@@ -168,6 +172,7 @@ export async function startOrchestrator(opts: OrchestratorOptions): Promise<Runn
   if (xds) out.write(`wasmesh orchestrator: discovery (gRPC) on ${opts.grpcListen!.host}:${xds.port}\n`);
   if (xds && ca) out.write(`wasmesh orchestrator: certificate authority for spiffe://${ca.trustDomain} (${ca.pluggedIn ? `plugged in from ${opts.caCertDir}` : `self-managed root in ${ca.dir}`})\n`);
   if (rateLimit) out.write(`wasmesh orchestrator: rate-limit service (RLS v3, gRPC) on ${opts.rateLimit!.listen.replace(/:0$/, '')}${opts.rateLimit!.listen.endsWith(':0') ? `:${rateLimit.port}` : ''}, counting in ${opts.rateLimit!.redisUrl}\n`);
+  out.write(`wasmesh orchestrator: web console on ${url}/console/ (it asks for a token)\n`);
   out.write(`wasmesh orchestrator: admin token ${admin.created ? 'written to' : 'in'} ${admin.path} (use: Authorization: Bearer $(cat ${admin.path}))\n`);
   let closing: Promise<void> | undefined;
   return {
@@ -202,7 +207,7 @@ async function startEmbeddedRateLimit(store: ConfigStore, at: { redisUrl: string
   };
 }
 
-async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined, canaryStats: CanaryStats): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
+async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: string; port: number }, err: Output, ca: CertificateAuthority | undefined, canaryStats: CanaryStats, traffic: TrafficStats): Promise<Awaited<ReturnType<XdsModule['startXdsServer']>> | undefined> {
   let mod: XdsModule;
   try {
     mod = await import('../../orchestrator/src/xds/server.ts');
@@ -210,7 +215,7 @@ async function startXds(store: ConfigStore, tokens: TokenStore, at: { host: stri
     err.write(`wasmesh orchestrator: config distribution (gRPC) is unavailable: ${(e as Error).message}; serving the REST API only\n`);
     return undefined;
   }
-  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port, ...(ca ? { ca } : {}), onFilterStats: (report) => canaryStats.record(report) });
+  return mod.startXdsServer({ store, tokens, host: at.host, port: at.port, ...(ca ? { ca } : {}), onFilterStats: (report) => canaryStats.record(report), onTraffic: (node, t) => traffic.record(node, t) });
 }
 
 export async function run(argv: string[], out: Output = process.stdout, err: Output = process.stderr): Promise<number> {

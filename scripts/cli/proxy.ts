@@ -372,6 +372,7 @@ async function runManaged(
     },
     log: (level, message) => log(levels[level], 'xds', message),
     filterStats: () => proxy?.canaryStats() ?? [],
+    trafficStats: () => proxy?.trafficReport(),
   });
   client.start();
   logInfo('proxy', `managed: waiting for config of ${workload.namespace}/${workload.name} from ${target}`);

@@ -46,6 +46,7 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   assert.match(stdout, /wasmesh demo is up/);
   assert.match(stdout, /curl -H 'host: productpage' http:\/\/127\.0\.0\.1:\d+\/productpage/);
   assert.match(stdout, /Open productpage in a browser, through the ingress gateway: http:\/\/127\.0\.0\.1:\d+\/productpage\n/);
+  assert.match(stdout, /Open the web console: http:\/\/127\.0\.0\.1:\d+\/console\/ and paste a token: the admin token in \S+\/admin-token, or the read-only one in \S+\/console-viewer\n/);
   assert.match(stderr, /ingress gateway up: http:\/\/127\.0\.0\.1:\d+\/productpage answers 200/);
   assert.match(stdout, /\/stats\/prometheus/);
   assert.match(stdout, /try\/reviews-v3\.yaml/);

@@ -2,7 +2,9 @@
 // (application/yaml) or JSON: one resource, an array of them, or a `kind: List`. Every document is
 // validated together with the stored state; one bad document rejects the whole request (400, each
 // error naming its document, e.g. "VirtualService default/reviews (apply#3)"), and nothing is
-// written. Otherwise every resource is written in one store transaction.
+// written. Otherwise every resource is written in one store transaction. With ?dryRun=true the same
+// checks run (validation, namespaces, the stored state) and nothing is written: the answer says what
+// each document would do (the console validates before it applies).
 
 import type { FastifyInstance } from 'fastify';
 import { describeDocument, documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
@@ -22,7 +24,7 @@ export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
 export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions): Promise<void> {
   const { store, writer } = opts;
-  app.post(
+  app.post<{ Querystring: { dryRun?: boolean } }>(
     '/apply',
     {
       config: { access: 'write', namespaces: 'body' },
@@ -31,6 +33,7 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
         description: 'Multi-document YAML (application/yaml) or JSON (a resource, an array, or a List).',
         tags: ['resources'],
         body: { description: 'Documents', anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'array' }] },
+        querystring: { type: 'object', properties: { dryRun: { type: 'boolean', description: 'validate only: nothing is written' } }, additionalProperties: false },
       },
     },
     async (request) => {
@@ -40,6 +43,18 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
       checkNamespaces(request, documents.map((d) => ({ document: describeDocument(d), namespace: namespaceIn(d.value) })));
       return writer.serialize(async () => {
         const before = await writer.check({ put: documents });
+        if (request.query.dryRun) {
+          const existing = new Set(before.map(keyOf));
+          return {
+            dryRun: true,
+            items: documents.map((d) => {
+              const input = toInput(d.value);
+              const ns = input.metadata.namespace || 'default';
+              const action: 'created' | 'configured' = existing.has(keyOf({ kind: input.kind, metadata: { name: input.metadata.name, namespace: ns } })) ? 'configured' : 'created';
+              return { kind: input.kind, namespace: ns, name: input.metadata.name, action };
+            }),
+          };
+        }
         const previous = new Map(before.map((r) => [keyOf(r), r.metadata.resourceVersion]));
         const stored = new Map(before.map((r) => [keyOf(r), r]));
         const by = writerOf(request);

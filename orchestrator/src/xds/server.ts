@@ -10,6 +10,7 @@ import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
   type FilterStatsReport,
+  type TrafficReportMessage,
   type DiscoveryRequest,
   type DiscoveryResponse,
   type ModuleChunk,
@@ -61,6 +62,8 @@ export interface XdsServerOptions {
   ca?: CertificateSigner;
   /** Filter outcomes per module version that proxies report while they run a canary (ReportFilterStats). */
   onFilterStats?: (report: FilterStatsReport) => void;
+  /** A proxy's outbound golden signals per edge (TrafficReport, on the same call), for the console's graph. */
+  onTraffic?: (node: string, traffic: TrafficReportMessage) => void;
   /** Called when a proxy ACKs a version (benchmarks and tests). */
   onAck?: (node: string, version: string) => void;
 }
@@ -205,7 +208,18 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     const bound = auth.claims.role === 'admin' ? undefined : auth.claims.namespace;
     const report = bound === undefined ? call.request : { ...call.request, filters: call.request.filters.filter((f) => f.plugin.startsWith(`${bound}/`) || f.plugin.startsWith(`${ROOT_NAMESPACE}/`)) };
     try {
-      opts.onFilterStats?.(report);
+      // Reports may carry traffic only: the rollout controller hears of the ones about filters.
+      if (report.filters.length > 0) opts.onFilterStats?.(report);
+      const traffic = call.request.traffic;
+      if (traffic && opts.onTraffic) {
+        // A proxy token speaks for its own namespace only.
+        const ns = traffic.source_namespace || 'default';
+        if (auth.claims.role !== 'admin' && auth.claims.namespace !== undefined && ns !== auth.claims.namespace) {
+          log('warn', `traffic report from ${call.request.node_id} for namespace ${ns} ignored: its token is bound to ${auth.claims.namespace}`);
+        } else {
+          opts.onTraffic(call.request.node_id || call.getPeer(), traffic);
+        }
+      }
     } catch (err) {
       log('warn', `filter stats from ${call.request.node_id}: ${err instanceof Error ? err.message : String(err)}`);
     }

@@ -37,6 +37,16 @@ export interface ProxyStatus {
   readonly buildErrors?: readonly string[];
   /** Resources the proxy's config does not carry as written (left out, or stood in for), and why. */
   readonly problems?: readonly ConfigProblem[];
+  /** The filter chains of the config the proxy runs or was last sent, in order (the console shows them). */
+  readonly filters?: { readonly inbound: readonly ChainEntry[]; readonly outbound: readonly ChainEntry[] };
+}
+
+/** One filter of a chain: the WasmPlugin, its phase, its module, and the canary's share. */
+export interface ChainEntry {
+  readonly plugin: string;
+  readonly phase: string;
+  readonly sha256?: string;
+  readonly canary?: { readonly sha256?: string; readonly weight: number };
 }
 
 /** A canary module in a proxy's config: the WasmPlugin ("<namespace>/<name>") and the module's sha256. */
@@ -66,6 +76,7 @@ export class ProxyStream {
   #latest: ProxySnapshot | undefined;
   /** The canaries of the version the proxy has or was last sent. */
   #canaries: CanaryRef[] = [];
+  #chains: { inbound: ChainEntry[]; outbound: ChainEntry[] } | undefined;
   #closed = false;
   readonly #onAck: ((version: string) => void) | undefined;
 
@@ -127,6 +138,7 @@ export class ProxyStream {
       ...(this.#nacked ? { nacked: { ...this.#nacked } } : {}),
       ...(this.#latest ? { latest: this.#latest.version } : {}),
       ...(this.#canaries.length > 0 ? { canaries: this.#canaries.map((c) => ({ ...c })) } : {}),
+      ...(this.#chains ? { filters: { inbound: [...this.#chains.inbound], outbound: [...this.#chains.outbound] } } : {}),
     };
   }
 
@@ -136,7 +148,10 @@ export class ProxyStream {
     // Already sent (ACKed, NACKed or known to the proxy): wait for a different version.
     if (snapshot.version === this.#known) {
       // A proxy that reconnected with the latest version runs its canaries without being sent them.
-      if (this.#sent === undefined) this.#canaries = canariesOf(snapshot);
+      if (this.#sent === undefined) {
+        this.#canaries = canariesOf(snapshot);
+        this.#chains = chainsOf(snapshot);
+      }
       return;
     }
     const nonce = `${process.pid.toString(36)}-${(++nonceCounter).toString(36)}`;
@@ -150,6 +165,7 @@ export class ProxyStream {
     this.#sent = { version: snapshot.version, nonce, at: new Date().toISOString() };
     this.#known = snapshot.version;
     this.#canaries = canariesOf(snapshot);
+    this.#chains = chainsOf(snapshot);
     this.#awaiting = true;
     this.#call.write(response);
     this.#log('debug', `${this.node}: sent ${snapshot.version.slice(0, 12)} (nonce ${nonce})`);
@@ -164,4 +180,18 @@ function canariesOf(snapshot: ProxySnapshot): CanaryRef[] {
     if (sha256 !== undefined && !out.some((c) => c.plugin === plugin && c.sha256 === sha256)) out.push({ plugin, sha256 });
   }
   return out;
+}
+
+function chainsOf(snapshot: ProxySnapshot): { inbound: ChainEntry[]; outbound: ChainEntry[] } {
+  const entry = (b: ProxySnapshot['config']['inboundFilters'][number]): ChainEntry => {
+    const sha256 = b.sha256?.toLowerCase() ?? digestOf(b.url);
+    const canarySha = b.canary ? (b.canary.sha256?.toLowerCase() ?? digestOf(b.canary.url)) : undefined;
+    return {
+      plugin: `${b.namespace}/${b.name}`,
+      phase: b.phase,
+      ...(sha256 !== undefined ? { sha256 } : {}),
+      ...(b.canary ? { canary: { weight: b.canary.weight, ...(canarySha !== undefined ? { sha256: canarySha } : {}) } } : {}),
+    };
+  };
+  return { inbound: snapshot.config.inboundFilters.map(entry), outbound: snapshot.config.outboundFilters.map(entry) };
 }

@@ -19,6 +19,7 @@ import {
   PROXY_CONFIG_TYPE_URL,
   discoveryDefinition,
   type FilterVersionStatsMessage,
+  type TrafficReportMessage,
   type DiscoveryClient,
   type DiscoveryRequestInput,
   type DiscoveryResponse,
@@ -54,6 +55,11 @@ export interface XdsClientOptions {
    * returns the canaried filters only): what the orchestrator judges a rollout on.
    */
   filterStats?: () => FilterVersionStatsMessage[];
+  /**
+   * The proxy's outbound golden signals (the console's graph), sent with every report, canary or not;
+   * undefined while the proxy has none (not started).
+   */
+  trafficStats?: () => TrafficReportMessage | undefined;
   /** Default 2000 ms. */
   statsIntervalMs?: number;
   /** Reconnect backoff: first delay and cap (default 250 ms and 10 s), doubling with jitter. */
@@ -137,7 +143,7 @@ export class XdsClient {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#connect();
-    if (this.#opts.filterStats) {
+    if (this.#opts.filterStats || this.#opts.trafficStats) {
       this.#statsTimer = setInterval(() => this.#reportStats(), this.#opts.statsIntervalMs ?? 2000);
       this.#statsTimer.unref();
     }
@@ -147,10 +153,11 @@ export class XdsClient {
   #reportStats(): void {
     const attempt = this.#attempt;
     if (attempt === undefined || attempt.ended || this.#reporting) return;
-    const filters = this.#opts.filterStats!();
-    if (filters.length === 0) return;
+    const filters = this.#opts.filterStats?.() ?? [];
+    const traffic = this.#opts.trafficStats?.();
+    if (filters.length === 0 && traffic === undefined) return;
     this.#reporting = true;
-    attempt.client.ReportFilterStats({ node_id: this.#node?.id ?? '', config_version: this.#applied ?? '', filters }, this.#metadata(), { deadline: Date.now() + 5000 }, (err) => {
+    attempt.client.ReportFilterStats({ node_id: this.#node?.id ?? '', config_version: this.#applied ?? '', filters, ...(traffic ? { traffic } : {}) }, this.#metadata(), { deadline: Date.now() + 5000 }, (err) => {
       this.#reporting = false;
       if (err) this.#log('debug', `filter stats report failed: ${err.details || err.message}`);
     });

@@ -45,6 +45,13 @@ export interface ConnectionManagerOptions {
   destinationAddress?: string;
   /** This proxy's SPIFFE id while it has an identity (streamInfo.localPrincipal of mTLS connections). */
   localPrincipal?: () => string | undefined;
+  /** Outbound: golden signals per edge for the orchestrator's graph (stats/edge-stats.ts); absent: none kept. */
+  edges?: EdgeRecorder;
+}
+
+/** Counts a finished outbound call per edge (the proxy's EdgeStats, with its mTLS test). */
+export interface EdgeRecorder {
+  record(ar: ActiveRequest, status: number, durationMs: number): void;
 }
 
 /** What a downstream TLS connection proved: mTLS and the peer's SPIFFE id, read once per connection. */
@@ -109,6 +116,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   readonly #scheme: 'http' | 'https';
   readonly #destinationAddress: string | undefined;
   readonly #localPrincipal: (() => string | undefined) | undefined;
+  readonly #edges: EdgeRecorder | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
   /** Per downstream connection (its socket; HTTP/2: the session's), see ConnectionFacts. */
   readonly #connections = new WeakMap<object, ConnectionFacts>();
@@ -126,6 +134,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     this.#scheme = options.scheme;
     this.#destinationAddress = options.destinationAddress;
     this.#localPrincipal = options.localPrincipal;
+    this.#edges = options.direction === 'outbound' ? options.edges : undefined;
     this.state = options.state;
     this.stats = new DirectionStats(options.metrics, options.direction);
   }
@@ -229,6 +238,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     if (ar.bytesOut) s.bytesSent.increment(ar.bytesOut);
     const telemetry = ar.trace?.listener ?? this.state.telemetry;
     if (telemetry !== undefined) telemetry.done(ar, status, duration);
+    if (this.#edges !== undefined) this.#edges.record(ar, status, duration);
     if (this.#accessLog.enabled) {
       const h = ar.headers;
       this.#accessLog.write({

@@ -101,10 +101,35 @@ export interface FilterVersionStatsMessage {
   stalls?: string | number;
 }
 
+export interface EdgeStatsMessage {
+  destination_service: string;
+  destination_namespace: string;
+  destination_app: string;
+  destination_version: string;
+  mtls: boolean;
+  /** uint64: decimal strings when received (longs: String). */
+  requests: string | number;
+  errors: string | number;
+  client_errors: string | number;
+  latency_buckets: Array<string | number>;
+}
+
+/** A proxy's outbound golden signals per edge (see TrafficReport in the .proto). */
+export interface TrafficReportMessage {
+  source_namespace: string;
+  source_app: string;
+  source_version: string;
+  latency_bounds_ms: number[];
+  edges: EdgeStatsMessage[];
+  cert_not_after: string;
+}
+
 export interface FilterStatsReport {
   node_id: string;
   config_version: string;
   filters: FilterVersionStatsMessage[];
+  /** Absent (null when received) from proxies without traffic to report. */
+  traffic?: TrafficReportMessage | null;
 }
 
 /** What a sender may leave out (proto3 defaults). */
