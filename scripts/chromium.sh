@@ -5,6 +5,8 @@
 #   bash scripts/chromium.sh install      installs chromium (as root) unless one is found
 #   bash scripts/chromium.sh path         prints the browser binary, exit 1 if there is none
 set -euo pipefail
+# shellcheck source=lib/debian-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-tool.sh"
 
 find_chromium() {
   if [ -n "${CHROMIUM_PATH:-}" ] && [ -x "$CHROMIUM_PATH" ]; then echo "$CHROMIUM_PATH"; return 0; fi
@@ -20,20 +22,7 @@ find_chromium() {
 cmd="${1:-}"
 case "$cmd" in
   install)
-    if bin="$(find_chromium)"; then
-      echo "chromium present: $bin ($("$bin" --version 2>/dev/null | head -n1))"
-      exit 0
-    fi
-    if [ "$(id -u)" != "0" ]; then
-      echo "chromium is missing and this is not root: install it with 'apt-get install -y chromium' (Debian) or set CHROMIUM_PATH" >&2
-      exit 1
-    fi
-    echo "installing chromium from Debian" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends chromium >&2
-    bin="$(find_chromium)"
-    echo "chromium installed: $bin"
+    install_from_debian chromium chromium find_chromium 'set CHROMIUM_PATH'
     ;;
   path)
     find_chromium

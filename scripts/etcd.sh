@@ -12,6 +12,8 @@
 #   bash scripts/etcd.sh stop PID [DIR]   stops that etcd and removes DIR
 #   bash scripts/etcd.sh path             prints the etcd binary, exit 1 if there is none
 set -euo pipefail
+# shellcheck source=lib/debian-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-tool.sh"
 
 find_etcd() {
   if command -v etcd >/dev/null 2>&1; then command -v etcd; return 0; fi
@@ -21,29 +23,11 @@ find_etcd() {
   return 1
 }
 
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{process.stdout.write(String(s.address().port)+"\n");s.close()})'
-}
 
 cmd="${1:-}"
 case "$cmd" in
   install)
-    if bin="$(find_etcd)"; then
-      echo "etcd present: $bin ($("$bin" --version 2>/dev/null | head -n1))"
-      exit 0
-    fi
-    if [ "$(id -u)" != "0" ]; then
-      echo "etcd is missing and this is not root: install it with 'apt-get install -y etcd-server' (Debian) or put etcd on PATH" >&2
-      exit 1
-    fi
-    echo "installing etcd-server from Debian" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq etcd-server >&2
-    # The package enables a system service; tests start their own etcd, so stop it if it started.
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop etcd >/dev/null 2>&1 || true; fi
-    bin="$(find_etcd)"
-    echo "etcd installed: $bin"
+    install_from_debian etcd etcd-server find_etcd 'put etcd on PATH' etcd
     ;;
   start)
     bin="$(find_etcd)" || { echo "etcd not found: run 'bash scripts/etcd.sh install' first" >&2; exit 1; }

@@ -15,6 +15,8 @@
 #   bash scripts/redis.sh stop PID [DIR]   stops that redis and removes DIR
 #   bash scripts/redis.sh path             prints the redis-server binary, exit 1 if there is none
 set -euo pipefail
+# shellcheck source=lib/debian-tool.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-tool.sh"
 
 find_redis() {
   if command -v redis-server >/dev/null 2>&1; then command -v redis-server; return 0; fi
@@ -24,30 +26,11 @@ find_redis() {
   return 1
 }
 
-free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{process.stdout.write(String(s.address().port)+"\n");s.close()})'
-}
 
 cmd="${1:-}"
 case "$cmd" in
   install)
-    if bin="$(find_redis)"; then
-      echo "redis present: $bin ($("$bin" --version 2>/dev/null | head -n1))"
-      exit 0
-    fi
-    if [ "$(id -u)" != "0" ]; then
-      echo "redis-server is missing and this is not root: install it with 'apt-get install -y redis-server' (Debian) or put redis-server on PATH" >&2
-      exit 1
-    fi
-    echo "installing redis-server from Debian" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2
-    apt-get install -y -qq --no-install-recommends redis-server >&2
-    # The package enables a system service; tests start their own redis, so stop it if it started.
-    if command -v systemctl >/dev/null 2>&1; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
-    if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
-    bin="$(find_redis)"
-    echo "redis installed: $bin"
+    install_from_debian redis-server redis-server find_redis 'put redis-server on PATH'
     ;;
   start)
     bin="$(find_redis)" || { echo "redis-server not found: run 'bash scripts/redis.sh install' first" >&2; exit 1; }
