@@ -126,6 +126,9 @@ export class Plugin {
   }
 
   #onVmFailed(vm: Vm, reason: string, cause: TrapCause): void {
+    // Stream contexts on the VM, the failing one included: what the failStrategy now applies to.
+    let streamsOnVm = 0;
+    for (const ctx of vm.contexts.values()) if (ctx !== vm.root) streamsOnVm++;
     vm.dispose();
     this.lastFailure = reason;
     this.lastFailureCause = cause;
@@ -148,7 +151,8 @@ export class Plugin {
     this.#metrics.bad.record(this.bad ? 1 : 0);
     const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
     const when = this.#restartAt === now ? 'new streams get a fresh VM' : `${what} until it is replaced (in ${this.#restartAt - now} ms)`;
-    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${when}`);
+    const onIt = streamsOnVm === 0 ? 'no stream was on it' : `${streamsOnVm} stream(s) were on it (${this.settings.failStrategy === 'FAIL_OPEN' ? 'they go on without it' : 'they get 503'})`;
+    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${onIt}; ${when}`);
   }
 
   /** 100 ms for the second failure in a row (or a burst), doubling with each further one, up to 30 s. */
