@@ -12,6 +12,7 @@ export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type Compil
 export { Plugin, type PluginState } from './plugin.ts';
 export { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
 export { HttpStream, localReply, type StreamCallback, type StreamObserver } from './http-stream.ts';
+export { NetworkStream, type ConnectionAction } from './network-stream.ts';
 export { isGrpcRequest, isTrailersOnly, localResponseHeaders } from './local-reply.ts';
 export { MetricsRegistry, type Metric, type MetricSnapshot } from './metrics/registry.ts';
 export { SharedDataStore } from './shared-data.ts';
