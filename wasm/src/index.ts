@@ -21,7 +21,8 @@ export { encodePairs, decodePairs, toHeaderList, headerGet, headerSet, headerRem
 export { providedImports } from './imports/index.ts';
 export { meterModule, MeteringError, FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
 export {
-  FilterHarness, headersToObject,
+  FilterHarness, headersToObject, ConnectionRecorder,
+  type ConnectionStep, type ConnectionRunInput, type ConnectionRunResult, type ConnectionOutput,
   type HarnessOptions, type RunInput, type RunResult, type CallbackAction, type TickResult, type MessageInput, type MessageOutput,
   type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput,
 } from './harness.ts';

@@ -6,7 +6,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ConnectionSide, FailStrategy, NetworkStreamSink, StreamInfo } from '../src/host.ts';
 import type { MetricsRegistry } from '../src/metrics/registry.ts';
+import { FilterHarness } from '../src/harness.ts';
 import type { Plugin } from '../src/plugin.ts';
+import { wat2wasm } from './support/wat.ts';
 import {
   Strings, c, envImports, ev, log, out, outVal, pl, loadPlugin, pluginEvents, recordingCallbacks, recordingModule,
   type CallbackName, type CallbackSpec,
@@ -30,7 +32,7 @@ class NetSink implements NetworkStreamSink {
 }
 
 const NET_IMPORTS = [
-  'proxy_log', 'proxy_get_buffer_bytes', 'proxy_set_buffer_bytes', 'proxy_get_buffer_status', 'proxy_continue_stream',
+  'proxy_log', 'proxy_http_call', 'proxy_get_buffer_bytes', 'proxy_set_buffer_bytes', 'proxy_get_buffer_status', 'proxy_continue_stream',
   'proxy_close_stream', 'proxy_set_effective_context', 'proxy_get_property',
 ];
 
@@ -629,6 +631,53 @@ test('active connections are counted while open', async () => {
     await plugin.drained();
   } finally {
     await plugin.stop();
+  }
+});
+
+// ---- the harness -------------------------------------------------------------------------------
+
+/** Holds the client's first bytes while an HTTP callout decides: a 200 lets them through, anything else closes. */
+function authzModule(): string {
+  const s = new Strings();
+  const cluster = s.add('authz');
+  const headers = s.pairs([[':method', 'GET'], [':path', '/check'], [':authority', 'authz']]);
+  return netModule({
+    proxy_on_downstream_data: `(if (i32.eqz (global.get $conn)) (then
+      (global.set $conn (local.get 0))
+      ${ev('http_call', `(call $proxy_http_call ${pl(cluster)} ${pl(headers)} ${c(0)} ${c(0)} ${c(0)} ${c(0)} ${c(100)} ${c(out(9))})`)}
+      (return ${c(1)})))
+    ${c(0)}`,
+    proxy_on_http_call_response: `${ev('set_ctx', '(call $proxy_set_effective_context (global.get $conn))')}
+    (if (i32.gt_u (local.get 2) ${c(0)})
+      (then ${ev('continue', `(call $proxy_continue_stream ${c(2)})`)})
+      (else ${ev('close', `(call $proxy_close_stream ${c(2)})`)}))`,
+  }, s);
+}
+
+test('harness runConnection: a callout answer resumes (or closes) the paused connection between steps; outputs, actions and callouts are reported', async () => {
+  const allow = await FilterHarness.load(await wat2wasm(authzModule()), { calloutResponses: { authz: { status: 200 } } });
+  try {
+    const r = await allow.runConnection({
+      steps: [{ downstream: 'HELLO' }, { upstream: 'WELCOME' }, { downstream: ' again', end: true }, { upstream: 'BYE', end: true }, { close: 'downstream' }],
+    });
+    assert.is(r.newConnection, 'continue');
+    assert.equal(r.actions, ['pause', 'continue', 'continue', 'continue']);
+    assert.equal(r.upstream, { data: 'HELLO again', bytes: B('HELLO again'), ended: true });
+    assert.equal(r.downstream, { data: 'WELCOMEBYE', bytes: B('WELCOMEBYE'), ended: true });
+    assert.is(r.closed, undefined);
+    assert.is(r.callouts.length, 1);
+    assert.is(r.callouts[0].upstream, 'authz');
+  } finally {
+    await allow.close();
+  }
+  const deny = await FilterHarness.load(await wat2wasm(authzModule()), { calloutResponses: { authz: { fail: true } } });
+  try {
+    const r = await deny.runConnection({ steps: [{ downstream: 'HELLO' }, { upstream: 'never delivered' }] });
+    assert.equal(r.actions, ['pause'], 'steps after the close are not delivered');
+    assert.equal(r.closed, { side: 'downstream', reason: 'wasm_close_stream' });
+    assert.is(r.upstream.data, '');
+  } finally {
+    await deny.close();
   }
 });
 
