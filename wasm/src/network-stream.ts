@@ -63,6 +63,14 @@ class Direction implements BufferSlot {
     this.data = toBuffer(data);
   }
 
+  /** The VM failed during this direction's callback: what that callback did to the buffer is undone. */
+  discardCall(): void {
+    if (!this.inCall) return;
+    this.data = this.beforeCall;
+    this.beforeCall = EMPTY;
+    this.inCall = false;
+  }
+
   /** The filter holds bytes of this direction (the VM failing elsewhere must release or close them). */
   get held(): boolean {
     return this.phase === Phase.Paused || this.phase === Phase.Held;
@@ -254,6 +262,9 @@ export class NetworkStream extends Context {
 
   /** The VM failed elsewhere (a root callback, another connection): bytes this filter holds would wait forever. */
   override onVmFailed(): void {
+    // Runs before the failing call has unwound into #run: undo that callback's changes first.
+    this.downstream.discardCall();
+    this.upstream.discardCall();
     if (this.finished || (!this.downstream.held && !this.upstream.held)) return;
     this.#afterCall();
   }
@@ -296,8 +307,8 @@ export class NetworkStream extends Context {
     dir.continueAsked = false;
     dir.beforeCall = dir.data;
     const result = this.vm.call(fn, this, this.id, dir.data.length, dir.ended ? 1 : 0);
+    if (this.vm.failed) dir.discardCall();
     dir.inCall = false;
-    if (this.vm.failed) dir.data = dir.beforeCall;
     dir.beforeCall = EMPTY;
     if (this.#afterCall()) return this.#action(dir);
     this.vm.servedStream = true;

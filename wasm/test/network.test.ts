@@ -532,6 +532,29 @@ test('a VM failing on another connection: bytes a paused connection holds are se
   }
 });
 
+test('FAIL_OPEN: a trap while a direction is paused sends what the filter held, as it arrived, not what the failing callback wrote', async () => {
+  const s = new Strings();
+  const modified = s.add('MODIFIED');
+  const { plugin } = await loadPlugin(netModule({
+    proxy_on_downstream_data: `(if (local.get 2) (then
+      (drop (call $proxy_set_buffer_bytes ${c(2)} ${c(0)} ${c(-1)} ${pl(modified)}))
+      unreachable))
+    ${c(1)}`,
+  }, s), { name: 'paused-trap', failStrategy: 'FAIL_OPEN' });
+  try {
+    const sink = new NetSink();
+    const conn = plugin.createNetworkStream(sink);
+    conn.onNewConnection();
+    assert.is(conn.onDownstreamData(B('ab'), false), 'pause');
+    assert.is(conn.onDownstreamData(B('cd'), true), 'continue');
+    assert.equal(sink.trace, ["up 'abcd' end"]);
+    assert.is(conn.heldDownstreamBytes, 0);
+    conn.finish();
+  } finally {
+    await plugin.stop();
+  }
+});
+
 test('a trap in a close callback is counted; the connection that is closing anyway is closed once', async () => {
   const { plugin } = await loadPlugin(netModule({ proxy_on_downstream_connection_close: 'unreachable' }), { name: 'close-trap' });
   try {
