@@ -255,8 +255,9 @@ export class NetworkStream extends Context {
 
   override outputTooLarge(what: OutputKind): number {
     this.#outputOverflow ??= what;
-    // Outside a guest call the connection fails now; inside one, after it returns.
-    if (!this.vm.inGuestCall) this.#failOutput();
+    // The connection fails once the guest call returns (also when the write came from a root callback
+    // with this connection as the effective context), before a continue queued after it.
+    this.vm.defer(() => this.#failOutput());
     return WasmResult.BadArgument;
   }
 

@@ -641,6 +641,30 @@ test('bounds: a filter growing a buffer past the bound gets BadArgument, nothing
   }
 });
 
+test('bounds: an oversized write from a root callback (effective context) fails the connection before the continue queued after it', async () => {
+  const s = new Strings();
+  const big = s.add('z'.repeat(64));
+  const { plugin } = await loadPlugin(netModule({
+    proxy_on_new_connection: `(global.set $conn (local.get 0)) ${c(0)}`,
+    proxy_on_downstream_data: c(1),
+    proxy_on_tick: `(drop (call $proxy_set_effective_context (global.get $conn)))
+    ${ev('grow', `(call $proxy_set_buffer_bytes ${c(2)} ${c(0)} ${c(0)} ${pl(big)})`)}
+    ${ev('continue', `(call $proxy_continue_stream ${c(2)})`)}`,
+  }, s), { name: 'tick-grow', maxBufferedBodyBytes: 32 }, { manualTicks: true });
+  try {
+    const sink = new NetSink();
+    const conn = plugin.createNetworkStream(sink);
+    conn.onNewConnection();
+    assert.is(conn.onDownstreamData(B('held'), false), 'pause');
+    plugin.vm.runTick(plugin.vm.root);
+    assert.equal(streamEvents(plugin).slice(-2), ['grow(2)', 'continue(0)']);
+    assert.equal(sink.trace, ['close downstream wasm_output_too_large[tick-grow][downstream_data]']);
+    conn.finish();
+  } finally {
+    await plugin.stop();
+  }
+});
+
 test('active connections are counted while open', async () => {
   const { plugin } = await loadPlugin(netModule({}), { name: 'gauge' });
   try {
