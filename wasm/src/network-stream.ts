@@ -103,6 +103,8 @@ export class NetworkStream extends Context {
   /** What the filter wrote past the bound (the connection fails after the callback), and whether that was done. */
   #outputOverflow: OutputKind | undefined;
   #outputFailed = false;
+  /** The sink was told to close (it hears that once). */
+  #sinkClosed = false;
 
   constructor(vm: Vm, sink: NetworkStreamSink, info: StreamInfo | undefined, onFinish?: (stream: NetworkStream) => void) {
     super(vm.newContextId());
@@ -382,7 +384,6 @@ export class NetworkStream extends Context {
     this.#drop();
     if (first) this.sink.close(side, reason);
   }
-  #sinkClosed = false;
 
   /**
    * After each call into the guest: true when the connection must not go on as the filter said (the
