@@ -14,6 +14,7 @@ const login = document.getElementById('login');
 let me; // { role, namespace?, mayAct, kinds }
 let stopView = () => {};
 const state = { namespace: '', window: 60 };
+const WINDOWS = [30, 60, 300, 600, 3600, 21600];
 
 const VIEWS = { graph: graphView, workloads: workloadsView, filters: filtersView, config: configView };
 
@@ -119,7 +120,8 @@ function toolbar(onChange, { window: withWindow = true } = {}) {
     state.namespace = ns.value.trim();
     onChange();
   });
-  const win = h('select', { id: 'window', 'aria-label': 'time window' }, ...[30, 60, 300, 600].map((s) => h('option', { value: s, selected: s === state.window }, s < 120 ? `last ${s} s` : `last ${s / 60} min`)));
+  // Up to 2 min from the reports themselves, up to 10 min from 10 s buckets, up to 6 h from 1 min buckets.
+  const win = h('select', { id: 'window', 'aria-label': 'time window' }, ...WINDOWS.map((s) => h('option', { value: s, selected: s === state.window }, s < 120 ? `last ${s} s` : s < 3600 ? `last ${s / 60} min` : `last ${s / 3600} h`)));
   win.addEventListener('change', () => {
     state.window = Number(win.value);
     onChange();
@@ -133,11 +135,14 @@ function toolbar(onChange, { window: withWindow = true } = {}) {
 function graphView(root) {
   const area = h('div', { class: 'graph-area' });
   const table = h('div');
+  const resolution = h('span', { id: 'resolution', class: 'hint' });
   // The next refresh (at most 3 s away) reads the new namespace and window.
   const { bar, status } = toolbar(() => {});
+  bar.append(resolution);
   root.append(h('h1', {}, 'Service graph'), bar, h('p', { class: 'hint' }, 'From the sidecars’ own reports: callers → services (rps, error rate, p99, mTLS) → the versions that answered (their share of the service’s calls). Refreshed every 3 s.'), area, table);
   const stop = every(3000, async () => {
     const g = await api(`/console/api/graph${nsQuery({ window: state.window })}`);
+    resolution.textContent = g.resolutionSeconds === 'report' ? '(from every report)' : `(from ${g.resolutionSeconds < 60 ? `${g.resolutionSeconds} s` : `${g.resolutionSeconds / 60} min`} buckets)`;
     clear(area);
     if (g.edges.length === 0) {
       area.append(h('p', { class: 'empty' }, g.reporters === 0 ? 'No proxy has reported traffic yet (reports come every 2 s; rates need two).' : 'No calls in this window.'));
@@ -220,7 +225,7 @@ function workloadsView(root) {
           'tbody',
           {},
           ...res.items.map((p) => {
-            // Between consecutive reports over the window, from the orchestrator.
+            // Between consecutive reports (windows up to 2 min) or per bucket (longer), from the orchestrator.
             const pts = (p.history ?? []).map((x) => ({ rps: x.rps, p99: x.p99Ms }));
             return h(
               'tr',
