@@ -4,6 +4,7 @@
 import { api, token, ApiError } from './api.js';
 import { h, clear, pct, ms, rps, short, until } from './dom.js';
 import { renderGraph, health } from './graph.js';
+import { codeEditor, formatPath } from './editor.js';
 
 const view = document.getElementById('view');
 const nav = document.getElementById('nav');
@@ -374,30 +375,75 @@ function filtersView(root) {
 function configView(root) {
   const kind = h('select', { id: 'kind', 'aria-label': 'kind' }, ...me.kinds.map((k) => h('option', { value: k.plural }, k.kind)));
   const list = h('div', { class: 'resources' });
-  const editor = h('textarea', { id: 'editor', rows: 18, spellcheck: 'false', placeholder: 'YAML documents to apply (---between them)', 'aria-label': 'YAML to apply' });
+  const editor = codeEditor({ id: 'editor', placeholder: 'YAML documents to apply (---between them)', label: 'YAML to apply' });
   const result = h('div', { id: 'apply-result', role: 'status' });
   const validate = h('button', { type: 'button', id: 'validate', disabled: !me.mayAct, title: me.mayAct ? undefined : `a ${me.role} token cannot validate or apply` }, 'Validate (dry run)');
   const apply = h('button', { type: 'button', id: 'apply', disabled: !me.mayAct, title: me.mayAct ? undefined : `a ${me.role} token cannot apply` }, 'Apply');
   const { bar, status } = toolbar(() => load(), { window: false });
-  root.append(h('h1', {}, 'Config'), bar, h('div', { class: 'toolbar' }, h('label', {}, 'Kind ', kind)), h('div', { class: 'split' }, list, h('div', { class: 'editor' }, h('h2', {}, 'Edit and apply'), editor, h('div', { class: 'actions' }, validate, apply), result)));
+  root.append(
+    h('h1', {}, 'Config'),
+    bar,
+    h('div', { class: 'toolbar' }, h('label', {}, 'Kind ', kind)),
+    h('div', { class: 'split' }, list, h('div', { class: 'editor' }, h('h2', {}, 'Edit and apply'), editor.root, h('div', { class: 'actions' }, validate, apply, me.mayAct ? h('span', { class: 'hint' }, 'Validated as you type (a dry run); errors are marked on their lines.') : null), result)),
+  );
 
+  // Every validation is numbered: an answer to an older one (typing went on) is dropped.
+  let asked = 0;
   const showErrors = (e) => {
     clear(result);
     result.className = 'error';
+    const unplaced = editor.mark(e.errors ?? []);
     result.append(h('p', {}, e.message.length > 200 ? `${e.status ?? ''} refused:` : `${e.status ?? ''} ${e.message}`));
-    if (e.errors?.length) result.append(h('ul', {}, ...e.errors.map((x) => h('li', {}, h('b', {}, x.document ?? ''), x.line ? ` line ${x.line}` : '', x.path ? ` ${x.path}` : '', `: ${x.message}`))));
+    if (e.errors?.length) {
+      result.append(
+        h(
+          'ul',
+          { id: 'error-list' },
+          ...e.errors.map((x) => {
+            const item = h('li', { class: Number.isInteger(x.line) ? 'jump' : undefined, dataset: x.line ? { line: x.line } : {} }, h('b', {}, x.document ?? ''), x.line ? ` line ${x.line}${x.column ? `:${x.column}` : ''}` : '', x.path ? ` ${formatPath(x.path)}` : '', `: ${x.message}`);
+            if (Number.isInteger(x.line)) item.addEventListener('click', () => editor.goTo(x.line, x.column));
+            return item;
+          }),
+        ),
+      );
+    }
+    if (unplaced.length > 0 && unplaced.length < (e.errors?.length ?? 0)) result.append(h('p', { class: 'hint' }, `${unplaced.length} error(s) name no line: see the list.`));
   };
   const dryRun = async () => {
+    const mine = ++asked;
     const res = await api('/apply?dryRun=true', { method: 'POST', body: editor.value });
+    if (mine !== asked) return undefined;
+    editor.mark([]);
     clear(result);
     result.className = 'ok';
     result.append(h('p', {}, 'Valid. Applying would:'), h('ul', {}, ...res.items.map((i) => h('li', {}, `${i.action === 'created' ? 'create' : 'replace'} ${i.kind} ${i.namespace}/${i.name}`))));
     return res;
   };
-  validate.addEventListener('click', () => dryRun().catch(showErrors));
+  validate.addEventListener('click', () => {
+    const mine = asked + 1;
+    dryRun().catch((e) => mine === asked && showErrors(e));
+  });
+  // As the user types: a dry run once typing pauses (an editor or admin only; a viewer may not).
+  let typing;
+  editor.textarea.addEventListener('input', () => {
+    if (!me.mayAct) return;
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      if (editor.value.trim() === '') {
+        asked++;
+        editor.mark([]);
+        clear(result);
+        return;
+      }
+      const mine = asked + 1;
+      dryRun().catch((e) => mine === asked && showErrors(e));
+    }, 700);
+  });
   apply.addEventListener('click', async () => {
+    clearTimeout(typing);
     try {
       const res = await dryRun();
+      if (res === undefined) return;
       if (!confirm(`Apply ${res.items.length} document(s)?\n${res.items.map((i) => `${i.kind} ${i.namespace}/${i.name}`).join('\n')}`)) return;
       const done = await api('/apply', { method: 'POST', body: editor.value });
       clear(result);
@@ -420,7 +466,7 @@ function configView(root) {
         const edit = h('button', { type: 'button', class: 'edit' }, 'Edit');
         edit.addEventListener('click', () => {
           editor.value = r.yaml;
-          editor.focus();
+          editor.textarea.focus();
         });
         list.append(h('details', { class: 'resource', dataset: { name: `${r.namespace}/${r.name}` } }, h('summary', {}, `${r.namespace}/${r.name}`, ' ', edit), h('pre', {}, r.yaml)));
       }
@@ -435,6 +481,7 @@ function configView(root) {
   load();
   return () => {
     stopped = true;
+    clearTimeout(typing);
   };
 }
 

@@ -194,8 +194,10 @@ s('dry run: validates against the stored state, says what would change, writes n
   assert.is((await store.list()).length, 0, 'nothing written');
   const bad = await app.inject({ method: 'POST', url: '/apply?dryRun=true', headers: yaml, payload: serviceEntryYaml.replace('resolution: STATIC', 'resolution: SOMETIMES') });
   assert.is(bad.statusCode, 400);
-  const errors = bad.json().errors as Array<{ document: string; path: string; message: string }>;
-  assert.ok(errors.some((e) => e.path.includes('resolution')), JSON.stringify(errors));
+  const errors = bad.json().errors as Array<{ document: string; path: string; message: string; line?: number; column?: number }>;
+  // The line and column of the field in the request's text: what the editor marks.
+  const resolution = errors.find((e) => e.path === '/spec/resolution');
+  assert.equal([resolution?.line, resolution?.column], [7, 3], JSON.stringify(errors));
   await app.inject({ method: 'POST', url: '/apply', headers: yaml, payload: serviceEntryYaml });
   const again = await app.inject({ method: 'POST', url: '/apply?dryRun=true', headers: yaml, payload: serviceEntryYaml });
   assert.is(again.json().items[0].action, 'configured');
