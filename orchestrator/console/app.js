@@ -143,7 +143,8 @@ function graphView(root) {
   root.append(h('h1', {}, 'Service graph'), bar, h('p', { class: 'hint' }, 'From the sidecars’ own reports: callers → services (rps, error rate, p99, mTLS) → the versions that answered (their share of the service’s calls). Refreshed every 3 s.'), area, table);
   const stop = every(3000, async () => {
     const g = await api(`/console/api/graph${nsQuery({ window: state.window })}`);
-    resolution.textContent = g.resolutionSeconds === 'report' ? '(from every report)' : `(from ${g.resolutionSeconds < 60 ? `${g.resolutionSeconds} s` : `${g.resolutionSeconds / 60} min`} buckets)`;
+    const r = g.resolutionSeconds;
+    resolution.textContent = r === 'report' ? '(from every report)' : typeof r === 'number' ? `(from ${r < 60 ? `${r} s` : `${r / 60} min`} buckets)` : '';
     clear(area);
     if (g.edges.length === 0) {
       area.append(h('p', { class: 'empty' }, g.reporters === 0 ? 'No proxy has reported traffic yet (reports come every 2 s; rates need two).' : 'No calls in this window.'));
