@@ -579,6 +579,8 @@ export interface GatewayServer {
     caCertificates?: string;
     credentialName?: string;
     subjectAltNames?: string[];
+    verifyCertificateSpki?: string[];
+    verifyCertificateHash?: string[];
     minProtocolVersion?: GatewayTLSProtocol;
     maxProtocolVersion?: GatewayTLSProtocol;
     cipherSuites?: string[];
@@ -600,6 +602,14 @@ export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticati
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
 export type Gateway = Resource<'Gateway', GatewaySpec>;
+
+/** wasmesh's secret kind for Gateway credentialName (mesh/src/tls-secret.ts). */
+export interface TLSSecretSpec {
+  cert?: string;
+  key?: string;
+  cacert?: string;
+}
+export type TLSSecret = Resource<'TLSSecret', TLSSecretSpec>;
 export type { Telemetry, MeshConfig } from './telemetry/documents.ts';
 
 export type MeshResource =
@@ -613,6 +623,7 @@ export type MeshResource =
   | RequestAuthentication
   | RateLimitPolicy
   | Gateway
+  | TLSSecret
   | Telemetry
   | MeshConfig;
 
@@ -629,6 +640,7 @@ export const KINDS: readonly Kind[] = [
   'RequestAuthentication',
   'RateLimitPolicy',
   'Gateway',
+  'TLSSecret',
   'Telemetry',
   'MeshConfig',
 ];

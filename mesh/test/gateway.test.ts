@@ -61,8 +61,7 @@ test('validation names the field: HTTPS without tls, unsupported protocols and m
   assert.match(at('/spec/servers/0/tls'), /HTTPS server needs tls/);
   assert.match(at('/spec/servers/1/port/protocol'), /TCP is not served/);
   assert.match(at('/spec/servers/2/tls/mode'), /PASSTHROUGH is not served/);
-  assert.match(at('/spec/servers/2/tls/serverCertificate'), /required/);
-  assert.match(at('/spec/servers/3/tls/credentialName'), /not supported yet/);
+  assert.match(at('/spec/servers/3/tls/credentialName'), /unknown credential "c-cert": no TLSSecret is named "c-cert"/);
   assert.match(at('/spec/servers/3/tls/minProtocolVersion'), /TLSV1_1 is refused/);
   assert.match(at('/spec/servers/4/port/protocol'), /already HTTPS in servers\[0\]/);
   assert.match(at('/spec/servers/5/tls/mode'), /needs protocol HTTPS/);

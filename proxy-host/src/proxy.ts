@@ -33,6 +33,7 @@ import { LoopDelayGauges } from './watchdog/loop-delay.ts';
 import { EdgeStats } from './stats/edge-stats.ts';
 import type { TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
+import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
   /** Address the listeners bind (loopback by default). */
@@ -220,6 +221,7 @@ export class Proxy {
         apply: (state) => {
           proxy.#listeners[1]?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
           proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
+          proxy.#gateway?.setIdentity(state.cert);
         },
       });
       if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), { host: options.adminHost ?? LOOPBACK_HOST, port: options.adminPort, access: options.adminAccess ?? {} });
@@ -416,7 +418,7 @@ export class Proxy {
   }
 
   configDump(): unknown {
-    return { status: this.#status, config: this.#config };
+    return { status: this.#status, config: redactProxyConfig(this.#config) };
   }
 
   clustersDump(): unknown {

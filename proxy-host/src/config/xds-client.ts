@@ -458,7 +458,8 @@ export class XdsClient {
     await mkdir(this.#opts.dataDir, { recursive: true });
     const file = join(this.#opts.dataDir, CONFIG_FILE);
     const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(config));
+    // 0600: a gateway's config may carry a TLSSecret's private key.
+    await writeFile(tmp, JSON.stringify(config), { mode: 0o600 });
     await rename(tmp, file);
   }
 }
