@@ -195,7 +195,8 @@ test('validation names the field: no key source, both, a bad URI, a key set with
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'ftp://a/b' }] }), /jwksUri/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }), /jwks.*no usable signature key/s);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{' }] }), /jwks.*not JSON/s);
-  assert.match(problems({ targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'gw' }] }), /targetRefs.*sidecars only/s);
+  assert.match(problems({ targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'gw' }] }), /targetRefs\[0\]\.group: wasmesh has Istio Gateways/);
+  assert.match(problems({ targetRefs: [{ kind: 'Service', name: 'productpage' }] }), /targetRefs\[0\]\.kind: .*waypoint proxies only/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', timeout: '5 s' }] }), /timeout/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', fromHeaders: [{ prefix: 'B' }] }] }), /fromHeaders\[0\].*name/s);
   assert.ok(validateDocuments(doc({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', timeout: '2s' }] })).ok);

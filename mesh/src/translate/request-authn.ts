@@ -3,7 +3,8 @@
 //
 // Istio's semantics, kept here:
 //   - the policies that apply to a workload are those of its namespace whose selector matches it, and
-//     those of the root namespace (istio-system) whose selector matches it; their jwtRules add up;
+//     those of the root namespace (istio-system) whose selector matches it, and on a gateway proxy those
+//     whose targetRefs name a Gateway it serves (target-refs.ts); their jwtRules add up;
 //   - a rule without any location reads `Authorization: Bearer <token>` and `?access_token=`;
 //   - jwksUri is fetched by the proxy itself (Envoy's remote_jwks; Istio's istiod can fetch it instead,
 //     wasmesh always lets the proxy do it) through a cluster for the URI's host: the service's own
@@ -13,8 +14,9 @@
 // (OpenID Connect); wasmesh does not, and validation says so.
 
 import type { ClusterConfig, WorkloadIdentity } from '../proxy-config.ts';
-import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument, type JWTRule, type RequestAuthentication } from '../documents.ts';
-import { labelsMatch, type ClusterTable } from './clusters.ts';
+import { namespaceOf, type ConfigDocument, type JWTRule, type RequestAuthentication } from '../documents.ts';
+import type { ClusterTable } from './clusters.ts';
+import { policySelector } from './target-refs.ts';
 import { parseDuration } from './durations.ts';
 
 /** Istio's default JWKS fetch timeout. */
@@ -43,10 +45,6 @@ type Report = (path: string, message: string) => void;
 /** The checks a schema cannot express; paths are JSON pointers into the document. */
 export function checkRequestAuthentication(ra: RequestAuthentication, report: Report): void {
   const spec = ra.spec;
-  if (spec.targetRefs !== undefined && spec.targetRefs.length > 0) {
-    report('/spec/targetRefs', 'targetRefs attach a policy to gateways and waypoints, and wasmesh runs sidecars only: select the workloads with selector instead');
-  }
-  if (spec.selector !== undefined && spec.targetRefs !== undefined) report('/spec', 'selector and targetRefs are mutually exclusive');
   (spec.jwtRules ?? []).forEach((rule, i) => {
     const at = `/spec/jwtRules/${i}`;
     if ((rule.jwks === undefined) === (rule.jwksUri === undefined)) {
@@ -102,16 +100,17 @@ function jwksProblem(text: string): string | undefined {
   return undefined;
 }
 
-/** RequestAuthentications that apply to the workload, sorted by namespace and name. */
+/**
+ * RequestAuthentications that apply to the workload (selector, or on a gateway proxy targetRefs to a
+ * Gateway it serves: target-refs.ts), sorted by namespace and name.
+ */
 export function selectRequestAuthentications(documents: readonly ConfigDocument[], workload: WorkloadIdentity): RequestAuthentication[] {
   const out: RequestAuthentication[] = [];
+  const applies = policySelector(documents, workload);
   for (const doc of documents) {
     const v = doc.value as RequestAuthentication;
     if (!v || v.kind !== 'RequestAuthentication' || !v.spec) continue;
-    const ns = namespaceOf(v);
-    if (ns !== workload.namespace && ns !== ROOT_NAMESPACE) continue;
-    if (v.spec.targetRefs !== undefined && v.spec.targetRefs.length > 0) continue;
-    if (!labelsMatch(v.spec.selector?.matchLabels, workload.labels)) continue;
+    if (!applies(v)) continue;
     out.push(v);
   }
   const key = (r: RequestAuthentication): string => `${namespaceOf(r)}/${r.metadata.name}`;
