@@ -190,7 +190,9 @@ test('Istio example: inline jwks, x-jwt-assertion header, a group claim required
 test('validation names the field: no key source, both, a bad URI, a key set without usable keys, targetRefs', () => {
   const doc = (spec: object) => fromObjects([{ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'r' }, spec }]);
   const problems = (spec: object) => formatErrors(validateDocuments(doc(spec)).errors);
-  assert.match(problems({ jwtRules: [{ issuer: 'x' }] }), /jwtRules\[0\].*needs jwksUri or jwks/s);
+  assert.match(problems({ jwtRules: [{ issuer: 'x' }] }), /jwtRules\[0\]\.issuer: with neither jwksUri nor jwks the key set is discovered from the issuer.*must be an http or https URL/s);
+  assert.match(problems({ jwtRules: [{ issuer: 'https://issuer.test/?x=1' }] }), /jwtRules\[0\]\.issuer: .*no query or fragment/);
+  assert.ok(validateDocuments(doc({ jwtRules: [{ issuer: 'https://issuer.test/realms/a/' }] })).ok, 'an issuer URL alone is enough (OpenID Connect discovery)');
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{"keys":[]}', jwksUri: 'https://a/b' }] }), /mutually exclusive/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'ftp://a/b' }] }), /jwksUri/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }), /jwks.*no usable signature key/s);
