@@ -3,6 +3,8 @@
 //
 //   node --import tsx integration/bench/ratelimit-path.measure.ts [requests per step, default 300]
 //
+// STEPS=global,local runs only those steps (with --cpu-prof, a profile of just them).
+//
 // Everything on loopback in this process but redis-server: one sidecar (the policy filter translated
 // from a RateLimitPolicy), the rate-limit service, Redis. Sequential requests (one at a time, as
 // autocannon's one connection), and the layers of the global check measured one by one so their
@@ -82,7 +84,10 @@ function findRedisPid(port: number): number | undefined {
   return undefined;
 }
 
+const ONLY = process.env.STEPS?.split(',');
+
 async function steps(name: string, n: number, one: () => Promise<void>): Promise<void> {
+  if (ONLY && !ONLY.includes(name)) return;
   for (let i = 0; i < Math.min(50, n); i++) await one(); // warm-up
   const times: number[] = [];
   const cpu0 = process.cpuUsage();
