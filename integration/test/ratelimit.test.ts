@@ -13,7 +13,8 @@ import { rateLimitServiceConfig } from '../../mesh/src/translate/ratelimit.ts';
 import { startRateLimitServer, type RateLimitServer } from '../../orchestrator/src/ratelimit/server.ts';
 import { TestRedis, ensureRedis, freePort, reportRedisSkip } from '../../orchestrator/test/support/redis.ts';
 import { policyWasm } from '../../filters/policy/test/support.ts';
-import type { Proxy } from '../../proxy-host/src/proxy.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { GATEWAY_ROLE_LABEL } from '../../mesh/src/translate/gateways.ts';
 import { startProxy } from '../../proxy-host/test/support/proxy.ts';
 import { request, startHttp1, type TestServer } from '../../proxy-host/test/support/servers.ts';
 import { spawn } from 'node:child_process';
@@ -218,6 +219,69 @@ if (!redisBin.bin) {
     } finally {
       child.kill('SIGCONT');
       child.kill('SIGKILL');
+      await apply({ ...knobs, failureMode: 'ALLOW' });
+    }
+  });
+
+  test('a RateLimitPolicy with targetRefs to a Gateway: the global limit is counted at the gateway proxy, not at the sidecars', async () => {
+    const gatewayPort = await freePort();
+    const text = `${meshText(rls.port, knobs)}---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: reviews, namespace: default }
+spec:
+  hosts: [reviews.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 9080, name: http, protocol: HTTP }]
+  endpoints: [{ address: 127.0.0.1, ports: { http: ${app.port} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: { name: edge, namespace: default }
+spec:
+  selector: { istio: ingressgateway }
+  servers: [{ port: { number: ${gatewayPort}, name: http, protocol: HTTP }, hosts: ['*'] }]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: edge, namespace: default }
+spec:
+  hosts: ['*']
+  gateways: [edge]
+  http: [{ route: [{ destination: { host: reviews, port: { number: 9080 } } }] }]
+---
+apiVersion: policy.wasmesh.io/v1alpha1
+kind: RateLimitPolicy
+metadata: { name: edge-quota, namespace: default }
+spec:
+  targetRefs: [{ group: networking.istio.io, kind: Gateway, name: edge }]
+  global:
+    service: { host: ratelimit.wasmesh-system.svc.cluster.local, port: 8081 }
+    timeout: 500ms
+    limits: [{ name: per-caller, descriptors: [{ header: { name: x-caller } }], requestsPerUnit: 4, unit: HOUR }]
+`;
+    const docs = parseDocuments(text, 'mesh.yaml').documents;
+    const v = validateDocuments(docs);
+    assert.ok(v.ok, formatErrors(v.errors));
+    rls.setConfig(rateLimitServiceConfig(docs));
+    const gatewayId = { name: 'edge-gateway', namespace: 'default', labels: { istio: 'ingressgateway', [GATEWAY_ROLE_LABEL]: 'gateway' }, serviceAccount: 'edge-gateway' };
+    const gateway = await Proxy.start({ role: 'gateway', outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off' }, translateProxyConfig(docs, gatewayId, { telemetry: false }));
+    try {
+      // The sidecars' own config is unchanged by the gateway's policy.
+      await Promise.all(proxies.map((p, i) => p.applyConfig(translateProxyConfig(docs, workload(i), { telemetry: false }))));
+      const caller = { 'x-caller': `edge-${run}` };
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) statuses.push((await request(gatewayPort, { path: '/reviews/1', headers: { host: 'reviews.example.com', ...caller } })).status);
+      assert.equal(statuses, [200, 200, 200, 200, 429, 429], statuses.join(','));
+      const over = await request(gatewayPort, { path: '/reviews/1', headers: { host: 'reviews.example.com', ...caller } });
+      assert.is(over.status, 429);
+      assert.is(over.headers['x-ratelimit-limit'], '4');
+      // The same caller straight at a sidecar: no limit of this policy there (its own limits use other headers).
+      for (let i = 0; i < 6; i++) assert.is((await send(i, caller)).status, 200);
+      assert.ok((rls.stats().get('default.edge-quota.per-caller')?.overLimit ?? 0) >= 2, 'counted by the service');
+    } finally {
+      await gateway.stop(100);
       await apply({ ...knobs, failureMode: 'ALLOW' });
     }
   });

@@ -506,6 +506,7 @@ export type WorkloadMode = 'UNDEFINED' | 'CLIENT' | 'SERVER' | 'CLIENT_AND_SERVE
 
 export interface WasmPluginSpec {
   selector?: WorkloadSelector;
+  targetRefs?: { group?: string; kind: string; name: string; namespace?: string }[];
   url: string;
   sha256?: string;
   /** wasmesh extension: a second module version taking `weight` percent of the streams. */
@@ -535,6 +536,7 @@ export interface PeerAuthenticationSpec {
 
 export interface AuthorizationPolicySpec {
   selector?: WorkloadSelector;
+  targetRefs?: { group?: string; kind: string; name: string; namespace?: string }[];
   action?: 'ALLOW' | 'DENY' | 'AUDIT';
   rules?: {
     from?: { source: Readonly<Record<string, string[]>> }[];

@@ -40,10 +40,14 @@ import { regexProblem } from './translate/routes.ts';
 import { translationProblems } from './translate/resource-problems.ts';
 import { closest, didYouMean } from './suggest.ts';
 import { rateLimitPolicyProblems, type RateLimitPolicy } from './translate/ratelimit.ts';
+import { checkTargetRefs } from './translate/target-refs.ts';
 import { pathToFileURL } from 'node:url';
 import { installPath } from '../../schemas/repo-files.ts';
 
 export type { ConfigError } from './documents.ts';
+
+/** Kinds whose targetRefs name Gateways (translate/target-refs.ts); Telemetry has its own check. */
+const TARGETING_KINDS: ReadonlySet<string> = new Set(['AuthorizationPolicy', 'RequestAuthentication', 'RateLimitPolicy', 'WasmPlugin']);
 
 // ---------------------------------------------------------------------------------------------
 // Schemas
@@ -176,6 +180,7 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     for (const p of translationProblems(value)) report(p.path, p.message);
     if (value.kind === 'RequestAuthentication' && valid.has(doc)) checkRequestAuthentication(value as unknown as RequestAuthentication, report);
     if (value.kind === 'RateLimitPolicy') checkRateLimitPolicy(value as unknown as RateLimitPolicy, index, report);
+    if (TARGETING_KINDS.has(value.kind)) checkTargetRefs(value.kind, value as unknown as Parameters<typeof checkTargetRefs>[1], documents, report);
   }
   // Telemetry and MeshConfig: provider references, access-log formats, filter expressions.
   checkTelemetryDocuments(known.filter((d) => valid.has(d)), (doc) => reporter(doc, errors));

@@ -190,4 +190,18 @@ test('changeScope: unknown kinds and unreadable documents affect everyone', () =
   assert.is(changeScope(weird, weird).changes, 0);
 });
 
+test('changeScope: a policy with targetRefs affects the gateway proxies of its namespace only, never sidecars', () => {
+  const gatewayHere = { name: 'gw', namespace: 'default', labels: { istio: 'ingressgateway', 'wasmesh.io/proxy-role': 'gateway' }, serviceAccount: 'gw' };
+  const gatewayElsewhere = { ...gatewayHere, name: 'gw2', namespace: 'other' };
+  const sidecar = { name: 's', namespace: 'default', labels: { istio: 'ingressgateway' }, serviceAccount: 's' };
+  const before = indexResources([]);
+  for (const kind of ['AuthorizationPolicy', 'RequestAuthentication', 'RateLimitPolicy', 'WasmPlugin']) {
+    const after = indexResources([{ kind, metadata: { name: 'p', namespace: 'default' }, spec: { targetRefs: [{ group: 'networking.istio.io', kind: 'Gateway', name: 'web' }] } }]);
+    const scope = changeScope(before, after);
+    assert.ok(scope.affects(gatewayHere), kind);
+    assert.not.ok(scope.affects(gatewayElsewhere), kind);
+    assert.not.ok(scope.affects(sidecar), kind);
+  }
+});
+
 test.run();

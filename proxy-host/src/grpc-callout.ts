@@ -5,7 +5,6 @@
 // response). Failures come back as gRPC statuses, never as exceptions: no endpoint or a connection
 // failure is UNAVAILABLE (14), the timeout DEADLINE_EXCEEDED (4), an HTTP status other than 200 its
 // gRPC mapping, a malformed answer INTERNAL (13).
-import { Readable } from 'node:stream';
 import { WasmResult, type GrpcCallRequest, type GrpcCallResponse, type HeaderList } from '../../wasm/src/index.ts';
 import type { ClusterManager } from './upstream/cluster.ts';
 import type { UpstreamPools } from './upstream/upstream-pools.ts';
@@ -130,7 +129,7 @@ export function createGrpcCallout(clusters: ClusterManager, upstreams: UpstreamP
       frame.set(request.message, 5);
       // gRPC needs HTTP/2 whatever the cluster's port protocol says.
       const client = upstreams.get('grpc', endpoint, cluster.config.connectionPool, cluster.config);
-      collector.call = client.request({ headers, body: Readable.from([frame]) }, collector);
+      collector.call = client.request({ headers, body: frame }, collector);
       if (request.timeoutMs > 0) {
         collector.timer = setTimeout(() => {
           collector.call?.abort(new Error('gRPC callout timeout'));

@@ -1,6 +1,5 @@
 // HTTP callouts from filters (proxy_http_call) to named clusters, through the same upstream clients
 // and load balancers as proxied traffic. The whole response is collected (callouts are small).
-import { Readable } from 'node:stream';
 import { WasmResult, type HeaderList, type HttpCallRequest, type HttpCallResponse } from '../../wasm/src/index.ts';
 import type { ClusterManager } from './upstream/cluster.ts';
 import type { UpstreamPools } from './upstream/upstream-pools.ts';
@@ -62,7 +61,7 @@ export function createHttpCallout(clusters: ClusterManager, upstreams: UpstreamP
         for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') hasLength = true;
         if (!hasLength) headers.push('content-length', String(request.body.length));
       }
-      const body = request.body.length > 0 ? Readable.from([Buffer.from(request.body)]) : null;
+      const body = request.body.length > 0 ? Buffer.from(request.body) : null;
       // The callout speaks the cluster's TLS to this endpoint (auto mTLS, DestinationRule tls), as routed requests do.
       const client = upstreams.get(cluster.config.protocol, endpoint, cluster.config.connectionPool, cluster.config);
       collector.call = client.request({ headers, body }, collector);

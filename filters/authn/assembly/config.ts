@@ -43,6 +43,11 @@ export class RemoteJwks {
   authority: string = "";
   path: string = "";
   timeoutMs: u32 = 5000;
+  /**
+   * OpenID Connect discovery: `path` is the issuer's /.well-known/openid-configuration, whose
+   * jwks_uri (on the same origin as `uri`, so through the same cluster) is then fetched.
+   */
+  discovery: bool = false;
 }
 
 export class Rule {
@@ -66,6 +71,8 @@ export class Rule {
   lastError: string = "";
   /** Streams waiting for this rule's keys (context ids). */
   waiting: u32[] = [];
+  /** With discovery: the key set's path from the issuer's jwks_uri, "" until discovered. */
+  jwksPath: string = "";
 }
 
 export class AuthnConfig {
@@ -87,7 +94,7 @@ const RULE_KEYS: string[] = [
   "issuer", "audiences", "jwks", "remoteJwks", "fromHeaders", "fromParams", "fromCookies", "forwardOriginalToken",
   "outputPayloadToHeader", "outputClaimToHeaders",
 ];
-const REMOTE_KEYS: string[] = ["uri", "cluster", "authority", "path", "timeoutMs"];
+const REMOTE_KEYS: string[] = ["uri", "cluster", "authority", "path", "timeoutMs", "discovery"];
 const HEADER_KEYS: string[] = ["name", "prefix"];
 const CLAIM_KEYS: string[] = ["header", "claim"];
 
@@ -177,6 +184,8 @@ function rule(c: Checker, v: JValue, path: string): Rule {
     jr.path = nonEmpty(c, m.get("path"), rp + ".path");
     jr.timeoutMs = <u32>c.int(m.get("timeoutMs"), rp + ".timeoutMs", 1, 600000, 5000);
     if (!c.failed && !jr.path.startsWith("/")) c.fail(rp + ".path", "must start with '/'");
+    jr.discovery = c.bool(m.get("discovery"), rp + ".discovery");
+    if (!c.failed && jr.discovery && originOf(jr.uri).length == 0) c.fail(rp + ".uri", "must be an http or https URL (discovery compares jwks_uri's origin with it)");
     r.remote = jr;
   }
   const headers = c.array(v.get("fromHeaders"), path + ".fromHeaders");
@@ -213,4 +222,54 @@ function rule(c: Checker, v: JValue, path: string): Rule {
     if (!c.failed) r.claimHeaders.push(new ClaimHeader(header, claim));
   }
   return r;
+}
+
+/**
+ * "scheme://host:port" of an http(s) URL, lowercase, with the scheme's default port written out;
+ * "" when the text is not one (userinfo is refused).
+ */
+export function originOf(url: string): string {
+  let scheme = "";
+  let rest = "";
+  if (url.startsWith("https://")) {
+    scheme = "https";
+    rest = url.substring(8);
+  } else if (url.startsWith("http://")) {
+    scheme = "http";
+    rest = url.substring(7);
+  } else {
+    return "";
+  }
+  let end = rest.length;
+  for (let i = 0; i < rest.length; i++) {
+    const ch = rest.charCodeAt(i);
+    if (ch == 0x2f || ch == 0x3f || ch == 0x23) {
+      end = i;
+      break;
+    }
+  }
+  let authority = rest.substring(0, end).toLowerCase();
+  if (authority.length == 0 || authority.indexOf("@") >= 0) return "";
+  // A port after the host (an IPv6 literal ends with "]").
+  const colon = authority.lastIndexOf(":");
+  if (colon < 0 || colon < authority.lastIndexOf("]")) authority += scheme == "https" ? ":443" : ":80";
+  return scheme + "://" + authority;
+}
+
+/** The path and query of an http(s) URL ("/" when it has none); "" when the text is not one. */
+export function pathOf(url: string): string {
+  const origin = originOf(url);
+  if (origin.length == 0) return "";
+  const start = url.indexOf("//") + 2;
+  let i = start;
+  while (i < url.length) {
+    const ch = url.charCodeAt(i);
+    if (ch == 0x2f || ch == 0x3f || ch == 0x23) break;
+    i++;
+  }
+  let path = url.substring(i);
+  const hash = path.indexOf("#");
+  if (hash >= 0) path = path.substring(0, hash);
+  if (path.length == 0 || path.charCodeAt(0) != 0x2f) path = "/" + path;
+  return path;
 }

@@ -21,7 +21,8 @@ import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues, HeaderPair,
   send_local_response, log, log_enabled, LogLevelValues,
 } from "@solo-io/proxy-runtime";
-import { AuthnConfig, LOC_COOKIE, LOC_HEADER, LOC_PARAM, Location, Rule, compileConfig } from "./config";
+import { AuthnConfig, LOC_COOKIE, LOC_HEADER, LOC_PARAM, Location, Rule, compileConfig, originOf, pathOf } from "./config";
+import { JKind, parseJson } from "../../common/assembly/json";
 import { parseJwks, MAX_JWKS_BYTES } from "./jwks";
 import {
   MSG_FETCH_FAILED, MSG_NO_KEY, MSG_UNKNOWN_ISSUER, MSG_VERIFICATION_FAILS, Token, checkAudience, checkTime,
@@ -41,6 +42,8 @@ const EMPTY = new ArrayBuffer(0);
 const MAX_TOKENS: i32 = 4;
 /** Streams that may wait for one rule's keys; past it a request is answered at once. */
 const MAX_WAITING: i32 = 4096;
+/** An OpenID Connect discovery document larger than this is refused (a real one is a few KiB). */
+const MAX_DISCOVERY_BYTES: i32 = 64 * 1024;
 
 const H_PATH = String.UTF8.encode(":path");
 const H_AUTHORITY = String.UTF8.encode(":authority");
@@ -53,6 +56,8 @@ class AuthnRoot extends RootContext {
   config: AuthnConfig = new AuthnConfig();
   /** Fetch token -> rule index. */
   fetches: Map<u32, i32> = new Map();
+  /** Tokens of fetches that get a discovery document (the others get key sets). */
+  discoveries: Set<u32> = new Set();
   /** Streams paused for keys, by context id. */
   waiting: Map<u32, AuthnStream> = new Map();
   verified: Counter | null = null;
@@ -95,13 +100,21 @@ class AuthnRoot extends RootContext {
     }
   }
 
-  /** Starts fetching a rule's key set (nothing if one is in flight). False when the proxy refused the call. */
+  /**
+   * Starts fetching a rule's key set (nothing if one is in flight): with OpenID Connect discovery and
+   * no jwks_uri known yet, the issuer's discovery document first. False when the proxy refused the call.
+   */
   fetch(r: Rule): bool {
     if (r.inFlight != 0) return true;
     const remote = r.remote!;
-    const now = nowNanos();
-    r.lastFetchNs = now;
-    const headers = encodePairs([":method", "GET", ":path", remote.path, ":authority", remote.authority, ":scheme", "http", "accept", "application/json"]);
+    r.lastFetchNs = nowNanos();
+    const discover = remote.discovery && r.jwksPath.length == 0;
+    return this.call(r, discover ? remote.path : (remote.discovery ? r.jwksPath : remote.path), discover);
+  }
+
+  private call(r: Rule, path: string, discovery: bool): bool {
+    const remote = r.remote!;
+    const headers = encodePairs([":method", "GET", ":path", path, ":authority", remote.authority, ":scheme", "http", "accept", "application/json"]);
     const token = httpCall(remote.cluster, headers, remote.timeoutMs);
     if (token == 0) {
       this.fetched(r, false, "the proxy refused the call to cluster " + remote.cluster);
@@ -109,6 +122,7 @@ class AuthnRoot extends RootContext {
     }
     r.inFlight = token;
     this.fetches.set(token, r.index);
+    if (discovery) this.discoveries.add(token);
     return true;
   }
 
@@ -116,19 +130,30 @@ class AuthnRoot extends RootContext {
     if (!this.fetches.has(token)) return;
     const r = this.config.rules[this.fetches.get(token)];
     this.fetches.delete(token);
+    const discovery = this.discoveries.has(token);
+    if (discovery) this.discoveries.delete(token);
     r.inFlight = 0;
+    const what = discovery ? "the discovery document: " : r.remote!.discovery ? "the key set at " + r.jwksPath + ": " : "";
     const status = getHeader(HTTP_CALL_RESPONSE_HEADERS, H_STATUS);
     if (status === null) {
-      this.fetched(r, false, "no response (connection failure or reset)");
+      this.fetched(r, false, what + "no response (connection failure or reset)");
       return;
     }
     if (status != "200") {
-      this.fetched(r, false, "status " + status);
+      this.fetched(r, false, what + "status " + status);
       return;
     }
-    const body = callResponseBody(body_size, <u32>MAX_JWKS_BYTES);
+    const max = discovery ? MAX_DISCOVERY_BYTES : MAX_JWKS_BYTES;
+    const body = callResponseBody(body_size, <u32>max);
     if (body === null) {
-      this.fetched(r, false, "the body is larger than " + MAX_JWKS_BYTES.toString() + " bytes");
+      this.fetched(r, false, what + "the body is larger than " + max.toString() + " bytes");
+      return;
+    }
+    if (discovery) {
+      const error = this.discovered(r, String.UTF8.decode(body));
+      if (error.length > 0) this.fetched(r, false, "the discovery document: " + error);
+      // The key set next, through the same cluster; the waiting streams keep waiting for it.
+      else this.call(r, r.jwksPath, false);
       return;
     }
     const set = parseJwks(String.UTF8.decode(body));
@@ -138,6 +163,31 @@ class AuthnRoot extends RootContext {
     }
     r.keys = set.keys;
     this.fetched(r, true, "");
+  }
+
+  /**
+   * Reads an OpenID Connect discovery document: its issuer must be the rule's (OpenID Connect
+   * Discovery 1.0, 4.3), its jwks_uri an http(s) URL on the issuer's origin (fetched through the same
+   * cluster; another host would need a cluster the translator could not know). Returns why not, or "".
+   */
+  private discovered(r: Rule, text: string): string {
+    const parsed = parseJson(text);
+    const doc = parsed.value;
+    if (doc === null) return "not JSON: " + parsed.error;
+    if (doc.kind != JKind.Object) return "not a JSON object";
+    const issuer = doc.get("issuer");
+    if (issuer === null || issuer.kind != JKind.String || issuer.text != r.issuer) {
+      return "its issuer is not \"" + r.issuer + "\"" + (issuer !== null && issuer.kind == JKind.String ? " (it says \"" + issuer.text + "\")" : "");
+    }
+    const uri = doc.get("jwks_uri");
+    if (uri === null || uri.kind != JKind.String) return "it has no jwks_uri";
+    const origin = originOf(uri.text);
+    if (origin.length == 0) return "jwks_uri \"" + uri.text + "\" is not an http or https URL";
+    if (origin != originOf(r.remote!.uri)) {
+      return "jwks_uri \"" + uri.text + "\" is on another origin than the issuer: give it as the rule's jwksUri";
+    }
+    r.jwksPath = pathOf(uri.text);
+    return "";
   }
 
   /** After a fetch: keys kept or replaced, the next fetch planned, the waiting streams released. */
@@ -152,6 +202,8 @@ class AuthnRoot extends RootContext {
     } else {
       r.lastError = error;
       r.nextFetchNs = now + cfg.jwksRetryMs * 1_000_000;
+      // Discovery is done again on the next attempt: the issuer may have moved its key set.
+      r.jwksPath = "";
       log(LogLevelValues.warn, "authn: fetching the JWKS of " + r.issuer + " from " + r.remote!.uri + " failed: " + error +
         (r.keys.length > 0 ? " (keeping the last good " + r.keys.length.toString() + " key(s))" : " (no keys yet)"));
     }

@@ -190,12 +190,15 @@ test('Istio example: inline jwks, x-jwt-assertion header, a group claim required
 test('validation names the field: no key source, both, a bad URI, a key set without usable keys, targetRefs', () => {
   const doc = (spec: object) => fromObjects([{ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'r' }, spec }]);
   const problems = (spec: object) => formatErrors(validateDocuments(doc(spec)).errors);
-  assert.match(problems({ jwtRules: [{ issuer: 'x' }] }), /jwtRules\[0\].*needs jwksUri or jwks/s);
+  assert.match(problems({ jwtRules: [{ issuer: 'x' }] }), /jwtRules\[0\]\.issuer: with neither jwksUri nor jwks the key set is discovered from the issuer.*must be an http or https URL/s);
+  assert.match(problems({ jwtRules: [{ issuer: 'https://issuer.test/?x=1' }] }), /jwtRules\[0\]\.issuer: .*no query or fragment/);
+  assert.ok(validateDocuments(doc({ jwtRules: [{ issuer: 'https://issuer.test/realms/a/' }] })).ok, 'an issuer URL alone is enough (OpenID Connect discovery)');
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{"keys":[]}', jwksUri: 'https://a/b' }] }), /mutually exclusive/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'ftp://a/b' }] }), /jwksUri/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}' }] }), /jwks.*no usable signature key/s);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwks: '{' }] }), /jwks.*not JSON/s);
-  assert.match(problems({ targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'gw' }] }), /targetRefs.*sidecars only/s);
+  assert.match(problems({ targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'gw' }] }), /targetRefs\[0\]\.group: wasmesh has Istio Gateways/);
+  assert.match(problems({ targetRefs: [{ kind: 'Service', name: 'productpage' }] }), /targetRefs\[0\]\.kind: .*waypoint proxies only/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', timeout: '5 s' }] }), /timeout/);
   assert.match(problems({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', fromHeaders: [{ prefix: 'B' }] }] }), /fromHeaders\[0\].*name/s);
   assert.ok(validateDocuments(doc({ jwtRules: [{ issuer: 'x', jwksUri: 'https://a/b', timeout: '2s' }] })).ok);

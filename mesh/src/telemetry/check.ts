@@ -6,6 +6,7 @@ import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument } from '../documents.t
 import { compileFilter } from './cel.ts';
 import type { ExtensionProvider, MeshConfig, Telemetry } from './documents.ts';
 import { compileLogFormat } from './log-format.ts';
+import { GATEWAY_GROUP } from '../translate/target-refs.ts';
 
 type Report = (path: string, message: string) => void;
 type ProviderKind = 'opentelemetry' | 'zipkin' | 'envoyFileAccessLog' | 'prometheus';
@@ -50,6 +51,11 @@ export function checkTelemetryDocuments(documents: readonly ConfigDocument[], re
     }
   }
 
+  const gatewayNames = new Set<string>();
+  for (const doc of documents) {
+    const g = doc.value as { kind?: string; metadata?: { name: string; namespace?: string } };
+    if (g.kind === 'Gateway' && g.metadata) gatewayNames.add(`${namespaceOf(g as { metadata: { name: string } })}/${g.metadata.name}`);
+  }
   for (const doc of documents) {
     const t = doc.value as Telemetry;
     if (t.kind !== 'Telemetry') continue;
@@ -58,6 +64,9 @@ export function checkTelemetryDocuments(documents: readonly ConfigDocument[], re
     if (spec.selector && spec.targetRefs?.length) report('/spec/targetRefs', 'use selector or targetRefs, not both');
     (spec.targetRefs ?? []).forEach((r, i) => {
       if (r.namespace !== undefined && r.namespace !== namespaceOf(t)) report(`/spec/targetRefs/${i}/namespace`, `must be the Telemetry's namespace ${JSON.stringify(namespaceOf(t))}`);
+      else if (r.kind === 'Gateway' && (r.group ?? '') !== GATEWAY_GROUP) report(`/spec/targetRefs/${i}/group`, `a Gateway is in group ${GATEWAY_GROUP} (wasmesh's Istio Gateways; got ${JSON.stringify(r.group ?? '')})`);
+      else if (r.kind === 'Gateway' && !gatewayNames.has(`${namespaceOf(t)}/${r.name}`)) report(`/spec/targetRefs/${i}/name`, `no Gateway ${JSON.stringify(r.name)} in namespace ${JSON.stringify(namespaceOf(t))}`);
+      else if (r.kind === 'Service' && r.group !== undefined && r.group !== '' && r.group !== 'core') report(`/spec/targetRefs/${i}/group`, `a Service is in the core group ("" or "core"; got ${JSON.stringify(r.group)})`);
     });
     for (const field of ['tracing', 'accessLogging', 'metrics'] as const) {
       (spec[field] ?? []).forEach((entry, i) => {

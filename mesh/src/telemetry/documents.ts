@@ -59,7 +59,7 @@ export interface TelemetryMetrics {
 
 export interface TelemetrySpec {
   selector?: WorkloadSelector;
-  targetRefs?: { group?: string; kind: 'Service'; name: string; namespace?: string }[];
+  targetRefs?: { group?: string; kind: 'Service' | 'Gateway'; name: string; namespace?: string }[];
   tracing?: TelemetryTracing[];
   accessLogging?: TelemetryAccessLogging[];
   metrics?: TelemetryMetrics[];

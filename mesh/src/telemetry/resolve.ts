@@ -4,7 +4,9 @@
 // override the level before, fields left out are inherited (customTags merge by key, metrics
 // overrides accumulate). Within a level the first by name applies (Istio takes the oldest; wasmesh
 // documents have no creation time). Providers left unset everywhere come from defaultProviders.
-import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument } from '../documents.ts';
+import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument, type Gateway } from '../documents.ts';
+import { selectGateways } from '../translate/gateways.ts';
+import { GATEWAY_GROUP } from '../translate/target-refs.ts';
 import type { WorkloadIdentity } from '../proxy-config.ts';
 import { parseDuration } from '../translate/durations.ts';
 import type { ExtensionProvider, MeshConfig, MetricsOverride, Telemetry, TelemetryAccessLogging, TelemetryTracing, WorkloadMode } from './documents.ts';
@@ -28,12 +30,20 @@ export function meshConfigOf(documents: readonly ConfigDocument[]): MeshConfig |
   return undefined;
 }
 
-/** Whether a Telemetry selects the workload (selector, or a targetRefs Service by app label or name). */
-function selects(t: Telemetry, workload: WorkloadIdentity): boolean {
+/**
+ * Whether a Telemetry selects the workload: selector, or targetRefs to a Service (by app label or
+ * name) or to a Gateway (group networking.istio.io) that configures the workload, a gateway proxy
+ * (`gateways`: selectGateways; translate/target-refs.ts).
+ */
+function selects(t: Telemetry, workload: WorkloadIdentity, gateways: () => readonly Gateway[]): boolean {
   const refs = t.spec.targetRefs;
   if (refs && refs.length > 0) {
     const service = workload.labels.app ?? workload.name;
-    return refs.some((r) => r.name === service);
+    return refs.some((r) =>
+      r.kind === 'Gateway'
+        ? (r.group ?? '') === GATEWAY_GROUP && gateways().some((g) => namespaceOf(g) === namespaceOf(t) && g.metadata.name === r.name)
+        : r.name === service,
+    );
   }
   const labels = t.spec.selector?.matchLabels ?? {};
   return Object.entries(labels).every(([k, v]) => workload.labels[k] === v);
@@ -51,7 +61,9 @@ export function telemetryLevels(documents: readonly ConfigDocument[], workload: 
   all.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
   const root = all.find((t) => namespaceOf(t) === ROOT_NAMESPACE && !hasSelector(t));
   const ns = workload.namespace === ROOT_NAMESPACE ? undefined : all.find((t) => namespaceOf(t) === workload.namespace && !hasSelector(t));
-  const wl = all.find((t) => namespaceOf(t) === workload.namespace && hasSelector(t) && selects(t, workload));
+  let gateways: Gateway[] | undefined;
+  const served = (): Gateway[] => (gateways ??= selectGateways(documents, workload));
+  const wl = all.find((t) => namespaceOf(t) === workload.namespace && hasSelector(t) && selects(t, workload, served));
   return [root, ns, wl].filter((t): t is Telemetry => t !== undefined);
 }
 

@@ -7,8 +7,9 @@
 // a fault abort, which travel back only through the filters before the one that answered); policy
 // after the AUTHZ-phase WasmPlugins (Istio's RBAC position); fault last, just before the router.
 import type { FilterBinding, WorkloadIdentity } from '../proxy-config.ts';
-import { ROOT_NAMESPACE, namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
-import { labelsMatch, type ClusterTable } from './clusters.ts';
+import { namespaceOf, type AuthorizationPolicy, type ConfigDocument, type VirtualService } from '../documents.ts';
+import type { ClusterTable } from './clusters.ts';
+import { policySelector } from './target-refs.ts';
 import { faultFilterConfig } from './fault-filter.ts';
 import { policyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
 import { authnFilterConfig, selectRequestAuthentications } from './request-authn.ts';
@@ -74,15 +75,17 @@ export function denyAllStandIn(plugin: FilterBinding, filtersDir: string = DEFAU
   };
 }
 
-/** AuthorizationPolicies that apply to the workload: its namespace (selector matching) or mesh-wide. */
+/**
+ * AuthorizationPolicies that apply to the workload: its namespace (selector matching) or mesh-wide,
+ * and, on a gateway proxy, those whose targetRefs name a Gateway it serves (target-refs.ts).
+ */
 export function selectAuthorizationPolicies(documents: readonly ConfigDocument[], workload: WorkloadIdentity): AuthorizationPolicy[] {
   const out: AuthorizationPolicy[] = [];
+  const applies = policySelector(documents, workload);
   for (const doc of documents) {
     const v = doc.value as AuthorizationPolicy;
-    if (!v || v.kind !== 'AuthorizationPolicy') continue;
-    const ns = namespaceOf(v);
-    if (ns !== workload.namespace && ns !== ROOT_NAMESPACE) continue;
-    if (!labelsMatch(v.spec?.selector?.matchLabels, workload.labels)) continue;
+    if (!v || v.kind !== 'AuthorizationPolicy' || !v.spec) continue;
+    if (!applies(v)) continue;
     out.push(v);
   }
   // Ordinal, not localeCompare: the order (and the config version hashed from it) must not depend on

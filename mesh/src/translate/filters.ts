@@ -3,18 +3,17 @@
 
 import { isAbsolute, join, dirname, normalize } from 'node:path';
 import type { FilterBinding, FilterPhase, WorkloadIdentity } from '../proxy-config.ts';
-import { ROOT_NAMESPACE, namespaceOf, type DocumentSource, type WasmPlugin } from '../documents.ts';
-import { labelsMatch } from './clusters.ts';
+import { namespaceOf, type DocumentSource, type Gateway, type WasmPlugin } from '../documents.ts';
+import { policyApplies } from './target-refs.ts';
 
 /**
  * Does the plugin apply to the workload? A plugin applies to workloads in its own namespace, or to
  * every namespace when it lives in the root namespace (istio-system); its selector (absent = all)
- * then has to match the workload's labels.
+ * then has to match the workload's labels. A plugin with targetRefs applies only to the gateway
+ * proxies of the Gateways it names (`gateways`: those that configure the workload; target-refs.ts).
  */
-export function pluginSelects(plugin: WasmPlugin, workload: WorkloadIdentity): boolean {
-  const ns = namespaceOf(plugin);
-  if (ns !== workload.namespace && ns !== ROOT_NAMESPACE) return false;
-  return labelsMatch(plugin.spec.selector?.matchLabels, workload.labels);
+export function pluginSelects(plugin: WasmPlugin, workload: WorkloadIdentity, gateways: readonly Gateway[] = []): boolean {
+  return policyApplies(plugin, workload, gateways);
 }
 
 /**

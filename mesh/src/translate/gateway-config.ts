@@ -3,8 +3,9 @@
 //
 // The chain: every WasmPlugin that selects the gateway, whatever its match mode (Istio applies
 // CLIENT, SERVER and CLIENT_AND_SERVER plugins on gateways alike), in phase order, with the built-in
-// filters at their usual places (telemetry first; RequestAuthentication and AuthorizationPolicy
-// selecting the gateway as on a sidecar's inbound side). It travels in outboundFilters, and
+// filters at their usual places (telemetry first; RequestAuthentication, AuthorizationPolicy and
+// RateLimitPolicy selecting the gateway as on a sidecar's inbound side). Policies and plugins may also
+// name one of the gateway's Gateways in targetRefs (target-refs.ts); sidecars never get those. It travels in outboundFilters, and
 // inboundFilters is empty: a gateway has no app behind an inbound listener, and its listeners are
 // client side for telemetry (xds.listener_direction OUTBOUND: reporter="source", as Istio's gateways).
 
@@ -27,8 +28,9 @@ export function translateGatewayParts(
   if (!isGatewayWorkload(workload)) return undefined;
   // credentialName: TLSSecrets of the gateway's own namespace only (Istio's rule; tls-secret.ts).
   const credentials = credentialLookup(tlsSecrets(documents), workload.namespace);
-  const listeners = buildGatewayListeners(selectGateways(documents, workload), view.virtualServices, ctx, credentials);
-  const plugins = view.wasmPlugins.filter((p) => pluginSelects(p.plugin, workload)).map((p) => toBinding(p.plugin, p.source, options));
+  const gateways = selectGateways(documents, workload);
+  const listeners = buildGatewayListeners(gateways, view.virtualServices, ctx, credentials);
+  const plugins = view.wasmPlugins.filter((p) => pluginSelects(p.plugin, workload, gateways)).map((p) => toBinding(p.plugin, p.source, options));
   // Faults of VirtualServices bound to gateways are not injected yet: no sidecar VirtualService is
   // passed, so the fault filter is not added (README "Gateways", unfinished).
   const chain = withBuiltinFilters({ inbound: plugins.sort(compareBindings), outbound: [] }, documents, [], workload, options, ctx.clusters);

@@ -19,9 +19,10 @@
 // cannot say (one service per workload, unique names) is checked by rateLimitPolicyProblems(), which
 // validation calls, and again here (RateLimitTranslationError) for callers that skip validation.
 
-import { ROOT_NAMESPACE, isRecord, namespaceOf, type ConfigDocument, type Labels, type Resource, type WorkloadSelector } from '../documents.ts';
+import { isRecord, namespaceOf, type ConfigDocument, type Resource, type WorkloadSelector } from '../documents.ts';
 import type { WorkloadIdentity } from '../proxy-config.ts';
-import { labelsMatch, resolveHost } from './clusters.ts';
+import { resolveHost } from './clusters.ts';
+import { policySelector, type PolicyTargetRef } from './target-refs.ts';
 import { parseDuration } from './durations.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -62,6 +63,8 @@ export interface LocalLimitSpec {
 
 export interface RateLimitPolicySpec {
   selector?: WorkloadSelector;
+  /** Gateways whose proxies the limits apply to (instead of selector; target-refs.ts). */
+  targetRefs?: PolicyTargetRef[];
   local?: LocalLimitSpec[];
   global?: {
     service: { host: string; port: number };
@@ -151,15 +154,17 @@ export function isRateLimitPolicy(value: unknown): value is RateLimitPolicy {
   return isRecord(value) && value.kind === 'RateLimitPolicy' && isRecord(value.metadata) && isRecord(value.spec);
 }
 
-/** RateLimitPolicies that select the workload (its namespace with a matching selector, or mesh-wide), sorted by namespace/name. */
+/**
+ * RateLimitPolicies that select the workload (its namespace with a matching selector, or mesh-wide;
+ * on a gateway proxy, those whose targetRefs name a Gateway it serves), sorted by namespace/name.
+ */
 export function selectRateLimitPolicies(documents: readonly ConfigDocument[], workload: WorkloadIdentity): RateLimitPolicy[] {
   const out: RateLimitPolicy[] = [];
+  const applies = policySelector(documents, workload);
   for (const doc of documents) {
     const v = doc.value;
     if (!isRateLimitPolicy(v)) continue;
-    const ns = namespaceOf(v);
-    if (ns !== workload.namespace && ns !== ROOT_NAMESPACE) continue;
-    if (!labelsMatch(v.spec.selector?.matchLabels as Labels | undefined, workload.labels)) continue;
+    if (!applies(v)) continue;
     out.push(v);
   }
   return out.sort((a, b) => ordinal(policyId(a), policyId(b)));

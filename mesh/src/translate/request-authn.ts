@@ -3,18 +3,23 @@
 //
 // Istio's semantics, kept here:
 //   - the policies that apply to a workload are those of its namespace whose selector matches it, and
-//     those of the root namespace (istio-system) whose selector matches it; their jwtRules add up;
+//     those of the root namespace (istio-system) whose selector matches it, and on a gateway proxy those
+//     whose targetRefs name a Gateway it serves (target-refs.ts); their jwtRules add up;
 //   - a rule without any location reads `Authorization: Bearer <token>` and `?access_token=`;
 //   - jwksUri is fetched by the proxy itself (Envoy's remote_jwks; Istio's istiod can fetch it instead,
 //     wasmesh always lets the proxy do it) through a cluster for the URI's host: the service's own
 //     cluster when a ServiceEntry declares the host (so mesh mTLS and DestinationRules apply), else a
 //     cluster with the host as its DNS endpoint; https adds TLS (the system's roots, SNI the host).
-// A rule with neither jwks nor jwksUri would make Istio discover the key set from the issuer
-// (OpenID Connect); wasmesh does not, and validation says so.
+// A rule with neither jwks nor jwksUri discovers its key set from the issuer, as istiod does (OpenID
+// Connect Discovery: `<issuer>/.well-known/openid-configuration`, then its jwks_uri). The proxy does
+// it, through the same callout, cluster and caching as a jwksUri (the filter's remoteJwks with
+// `discovery`); the jwks_uri must be on the issuer's origin (the cluster is chosen from the issuer
+// here, and the filter cannot make clusters), which the filter checks and logs when it is not.
 
 import type { ClusterConfig, WorkloadIdentity } from '../proxy-config.ts';
-import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument, type JWTRule, type RequestAuthentication } from '../documents.ts';
-import { labelsMatch, type ClusterTable } from './clusters.ts';
+import { namespaceOf, type ConfigDocument, type JWTRule, type RequestAuthentication } from '../documents.ts';
+import type { ClusterTable } from './clusters.ts';
+import { policySelector } from './target-refs.ts';
 import { parseDuration } from './durations.ts';
 
 /** Istio's default JWKS fetch timeout. */
@@ -24,7 +29,7 @@ export interface AuthnRuleConfig {
   issuer: string;
   audiences?: string[];
   jwks?: string;
-  remoteJwks?: { uri: string; cluster: string; authority: string; path: string; timeoutMs: number };
+  remoteJwks?: { uri: string; cluster: string; authority: string; path: string; timeoutMs: number; discovery?: true };
   fromHeaders?: { name: string; prefix?: string }[];
   fromParams?: string[];
   fromCookies?: string[];
@@ -43,16 +48,16 @@ type Report = (path: string, message: string) => void;
 /** The checks a schema cannot express; paths are JSON pointers into the document. */
 export function checkRequestAuthentication(ra: RequestAuthentication, report: Report): void {
   const spec = ra.spec;
-  if (spec.targetRefs !== undefined && spec.targetRefs.length > 0) {
-    report('/spec/targetRefs', 'targetRefs attach a policy to gateways and waypoints, and wasmesh runs sidecars only: select the workloads with selector instead');
-  }
-  if (spec.selector !== undefined && spec.targetRefs !== undefined) report('/spec', 'selector and targetRefs are mutually exclusive');
   (spec.jwtRules ?? []).forEach((rule, i) => {
     const at = `/spec/jwtRules/${i}`;
-    if ((rule.jwks === undefined) === (rule.jwksUri === undefined)) {
-      report(at, rule.jwks === undefined
-        ? 'needs jwksUri or jwks (discovering the key set from the issuer through OpenID Connect is not supported)'
-        : 'jwksUri and jwks are mutually exclusive');
+    if (rule.jwks !== undefined && rule.jwksUri !== undefined) report(at, 'jwksUri and jwks are mutually exclusive');
+    if (rule.jwks === undefined && rule.jwksUri === undefined) {
+      const problem = jwksUriProblem(rule.issuer);
+      if (problem) {
+        report(`${at}/issuer`, `with neither jwksUri nor jwks the key set is discovered from the issuer (OpenID Connect: <issuer>/.well-known/openid-configuration), so the issuer must be an http or https URL: ${problem}`);
+      } else if (/[?#]/.test(rule.issuer)) {
+        report(`${at}/issuer`, `an issuer whose key set is discovered (OpenID Connect) has no query or fragment: ${JSON.stringify(rule.issuer)}`);
+      }
     }
     if (rule.jwksUri !== undefined) {
       const problem = jwksUriProblem(rule.jwksUri);
@@ -102,16 +107,17 @@ function jwksProblem(text: string): string | undefined {
   return undefined;
 }
 
-/** RequestAuthentications that apply to the workload, sorted by namespace and name. */
+/**
+ * RequestAuthentications that apply to the workload (selector, or on a gateway proxy targetRefs to a
+ * Gateway it serves: target-refs.ts), sorted by namespace and name.
+ */
 export function selectRequestAuthentications(documents: readonly ConfigDocument[], workload: WorkloadIdentity): RequestAuthentication[] {
   const out: RequestAuthentication[] = [];
+  const applies = policySelector(documents, workload);
   for (const doc of documents) {
     const v = doc.value as RequestAuthentication;
     if (!v || v.kind !== 'RequestAuthentication' || !v.spec) continue;
-    const ns = namespaceOf(v);
-    if (ns !== workload.namespace && ns !== ROOT_NAMESPACE) continue;
-    if (v.spec.targetRefs !== undefined && v.spec.targetRefs.length > 0) continue;
-    if (!labelsMatch(v.spec.selector?.matchLabels, workload.labels)) continue;
+    if (!applies(v)) continue;
     out.push(v);
   }
   const key = (r: RequestAuthentication): string => `${namespaceOf(r)}/${r.metadata.name}`;
@@ -137,13 +143,22 @@ export function jwksCluster(uri: string, clusters: ClusterTable): { cluster: str
   return { cluster: tlsName, authority, path };
 }
 
+/** OpenID Connect Discovery 1.0, 4: the issuer without a trailing "/", then /.well-known/openid-configuration. */
+export function discoveryUri(issuer: string): string {
+  return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
+}
+
 function ruleConfig(rule: JWTRule, clusters: ClusterTable): AuthnRuleConfig {
   const out: AuthnRuleConfig = { issuer: rule.issuer };
   if (rule.audiences && rule.audiences.length > 0) out.audiences = [...rule.audiences];
   if (rule.jwks !== undefined) out.jwks = rule.jwks;
+  const timeoutMs = rule.timeout !== undefined ? parseDuration(rule.timeout) : DEFAULT_JWKS_TIMEOUT_MS;
   if (rule.jwksUri !== undefined) {
     const target = jwksCluster(rule.jwksUri, clusters);
-    out.remoteJwks = { uri: rule.jwksUri, ...target, timeoutMs: rule.timeout !== undefined ? parseDuration(rule.timeout) : DEFAULT_JWKS_TIMEOUT_MS };
+    out.remoteJwks = { uri: rule.jwksUri, ...target, timeoutMs };
+  } else if (rule.jwks === undefined) {
+    const uri = discoveryUri(rule.issuer);
+    out.remoteJwks = { uri, ...jwksCluster(uri, clusters), timeoutMs, discovery: true };
   }
   const headers = rule.fromHeaders ?? [];
   const params = rule.fromParams ?? [];

@@ -7,7 +7,8 @@
 //   ServiceEntry, VirtualService      exported to the workload's namespace (exportTo)
 //   DestinationRule                   exported, and its workloadSelector (if any: same namespace) matches
 //   WasmPlugin, AuthorizationPolicy,  in the workload's namespace or the root namespace, and its
-//   RateLimitPolicy                   selector (absent = all) matches the workload's labels
+//   RequestAuthentication,            selector (absent = all) matches the workload's labels; with
+//   RateLimitPolicy                   targetRefs: every gateway proxy in those namespaces
 //   PeerAuthentication                every workload: clients read it too (auto mTLS is off to
 //                                     endpoints whose policy is DISABLE), as Istio pushes it to all
 //   TLSSecret                         gateway proxies of its namespace (the only ones that read it)
@@ -141,6 +142,11 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
     case 'RateLimitPolicy': {
       const selector = r.spec.selector;
       if (selector !== undefined && !isObject(selector)) return all;
+      // targetRefs: the gateway proxies of the named Gateways (mesh/src/translate/target-refs.ts),
+      // which the Gateways' selectors decide; every gateway proxy the namespace rule allows.
+      if (Array.isArray(r.spec.targetRefs) && r.spec.targetRefs.length > 0) {
+        return (w) => (ns === w.namespace || ns === ROOT_NAMESPACE) && w.labels[GATEWAY_ROLE_LABEL] === GATEWAY_ROLE;
+      }
       const labels = selectorLabels(selector, 'matchLabels');
       return (w) => (ns === w.namespace || ns === ROOT_NAMESPACE) && labelsMatch(labels, w.labels);
     }

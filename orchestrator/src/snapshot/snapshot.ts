@@ -187,7 +187,8 @@ function concerns(documents: readonly ConfigDocument[], resource: string, worklo
   });
   if (!doc) return true;
   const value = doc.value as { kind?: unknown };
-  if (value.kind === 'AuthorizationPolicy') return selectAuthorizationPolicies([doc], workload).length > 0;
+  // All the documents: a policy with targetRefs needs the Gateways it names.
+  if (value.kind === 'AuthorizationPolicy') return selectAuthorizationPolicies(documents, workload).includes(doc.value as never);
   if (value.kind === 'VirtualService') return meshView([doc], workload).virtualServices.length > 0;
   return true;
 }

@@ -127,7 +127,8 @@ export class Http2Client implements UpstreamClient {
       return failed;
     }
     const call = new Http2Call(stream, handler);
-    if (options.body) options.body.pipe(stream);
+    if (Buffer.isBuffer(options.body)) stream.end(options.body);
+    else if (options.body) options.body.pipe(stream);
     return call;
   }
 

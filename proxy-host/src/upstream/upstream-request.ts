@@ -16,8 +16,12 @@ export interface UpstreamResponseHandler {
 export interface UpstreamRequestOptions {
   /** Request headers with pseudo-headers (:method, :path, :authority, :scheme). */
   headers: HeaderList;
-  /** null: no body; a Readable: streamed as it arrives. */
-  body: Readable | null;
+  /**
+   * null: no body; a Readable: streamed as it arrives; a Buffer: the whole body, sent with the
+   * request (callouts: on HTTP/2 the HEADERS and DATA frames then leave in one write, with no stream
+   * machinery per call).
+   */
+  body: Readable | Buffer | null;
 }
 
 export interface UpstreamCall {

@@ -74,6 +74,9 @@ export interface RateLimitServiceDefinition {
   /** Encodes and decodes messages the way the wire carries them (for tests and benchmarks). */
   encodeRequest(request: Partial<RateLimitRequestMessage>): Buffer;
   decodeResponse(bytes: Uint8Array): RateLimitResponseMessage;
+  /** The service's side: a request off the wire, an answer onto it. */
+  decodeRequest(bytes: Uint8Array): RateLimitRequestMessage;
+  encodeResponse(response: RateLimitResponseMessage): Buffer;
 }
 
 let loaded: RateLimitServiceDefinition | undefined;
@@ -92,6 +95,8 @@ export function rateLimitServiceDefinition(): RateLimitServiceDefinition {
     Client: ctor as unknown as RateLimitServiceDefinition['Client'],
     encodeRequest: (request) => method.requestSerialize(request),
     decodeResponse: (bytes) => method.responseDeserialize(Buffer.from(bytes)) as RateLimitResponseMessage,
+    decodeRequest: (bytes) => method.requestDeserialize(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes)) as RateLimitRequestMessage,
+    encodeResponse: (response) => method.responseSerialize(response),
   };
   return loaded;
 }
