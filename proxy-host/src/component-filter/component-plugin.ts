@@ -342,6 +342,8 @@ export class ComponentStream {
   #responseReplaced = false;
   /** The filter was called for this stream (it gets on-stream-done). */
   #called = false;
+  /** Tests (the harness): told what each phase call answered (calls that trapped are left out). */
+  observer: ((phase: `on_${'request' | 'response'}_${'headers' | 'body' | 'trailers'}`, action: 'Continue' | 'Pause') => void) | undefined = undefined;
 
   constructor(plugin: ComponentPlugin, instance: ComponentInstance | undefined, sink: HttpStreamSink, info: StreamInfo | undefined, streamId: bigint) {
     this.plugin = plugin;
@@ -409,6 +411,7 @@ export class ComponentStream {
     const fields = toFields(headers);
     const r = this.#call((h) => (dir.isRequest ? h.onRequestHeaders(ctx, fields, endOfStream) : h.onResponseHeaders(ctx, fields, endOfStream)));
     if (r === undefined) return;
+    this.observer?.(dir.isRequest ? 'on_request_headers' : 'on_response_headers', r.action.tag === 'stop' ? 'Pause' : 'Continue');
     this.plugin.applyEffects(r.effects);
     if (!this.#change(dir, 'headers', r.headers)) return;
     if (this.#act(r.action)) return;
@@ -461,6 +464,7 @@ export class ComponentStream {
     const body = dir.body;
     const r = this.#call((h) => (dir.isRequest ? h.onRequestBody(ctx, body, last) : h.onResponseBody(ctx, body, last)));
     if (r === undefined) return;
+    this.observer?.(dir.isRequest ? 'on_request_body' : 'on_response_body', r.action.tag === 'stop' ? 'Pause' : 'Continue');
     this.plugin.applyEffects(r.effects);
     const held = dir.phase === Phase.HeadersHeld;
     // Header changes count only while the headers are held (they went on otherwise).
@@ -496,6 +500,7 @@ export class ComponentStream {
     const fields = toFields(dir.trailers!);
     const r = this.#call((h) => (dir.isRequest ? h.onRequestTrailers(ctx, fields) : h.onResponseTrailers(ctx, fields)));
     if (r === undefined) return;
+    this.observer?.(dir.isRequest ? 'on_request_trailers' : 'on_response_trailers', r.action.tag === 'stop' ? 'Pause' : 'Continue');
     this.plugin.applyEffects(r.effects);
     if (!this.#change(dir, 'trailers', r.trailers)) return;
     if (this.#act(r.action)) return;
