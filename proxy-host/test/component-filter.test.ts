@@ -4,7 +4,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyFieldChanges, ComponentFilter, ComponentFilterError, transpileComponent, type Fields } from '../src/component-filter/component-filter.ts';
-import { buildComponent, jsAddHeaderComponent } from '../../wasm/test/support/component.ts';
+import { readFile } from 'node:fs/promises';
+import { buildComponent, jsAddHeaderComponent, JS_ADD_HEADER } from '../../wasm/test/support/component.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -67,6 +68,34 @@ test('a component that is not a filter is refused, naming what it exports', asyn
     assert.instance(err, ComponentFilterError);
     assert.match((err as Error).message, /^greeter: the component exports greet, not wasmesh:filter\/handler@0\.1\.0/);
   }
+});
+
+test('a component that imports anything is refused, naming the imports: its calls would leave the metered wasm', async () => {
+  // add-header built with the clocks feature left on: it imports WASI clocks (and what they need).
+  const wit = await readFile(new URL('../../schemas/wit/filter.wit', import.meta.url), 'utf8');
+  const clocks = await buildComponent({ source: JS_ADD_HEADER, wit, world: 'http-filter', features: ['clocks'] });
+  try {
+    await ComponentFilter.load(clocks.bytes, CONFIG, 'clocks.wasm');
+    assert.unreachable('a component with imports loaded');
+  } catch (err) {
+    assert.instance(err, ComponentFilterError);
+    assert.is((err as ComponentFilterError).code, 'WASMESH_PROXY_COMPONENT_IMPORT');
+    assert.match((err as Error).message, /^clocks\.wasm: the component imports .*wasi:clocks\/.*; a filter component may import nothing/);
+  }
+});
+
+test('a call past its CPU budget traps (cause cpu_budget); the instance is never entered again', async () => {
+  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js');
+  f.budget = 1000;
+  try {
+    f.onRequestHeaders(ctx(9n), [], true);
+    assert.unreachable('a call ran within 1000 units');
+  } catch (err) {
+    assert.match((err as Error).message, /trapped \(cpu_budget\)/);
+  }
+  assert.is(f.instance.failed?.cause, 'cpu_budget');
+  f.budget = 1e12;
+  assert.throws(() => f.onRequestHeaders(ctx(10n), [], true), /cpu_budget/, 'never entered again');
 });
 
 test.run();

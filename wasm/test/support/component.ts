@@ -14,7 +14,11 @@ export interface ComponentSource {
   /** The WIT text holding the world (one file, one package). */
   wit: string;
   world: string;
+  /** componentize-js features left on (default: none: the component imports nothing). */
+  features?: string[];
 }
+
+const ALL_FEATURES = ['random', 'stdio', 'clocks', 'http', 'fetch-event'];
 
 const CACHE_DIR = join(tmpdir(), 'wasmesh-test-components');
 
@@ -39,7 +43,7 @@ export async function buildComponent(c: ComponentSource): Promise<{ bytes: Uint8
     const { componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as Componentize;
     // The WIT goes in as text: the splicer inside is WASI-compiled and sees no host directories.
     // Every WASI feature off: a filter gets no clocks, randomness, stdio or HTTP from the host.
-    const { component } = await componentize(c.source, { witWorld: c.wit, worldName: c.world, disableFeatures: ['random', 'stdio', 'clocks', 'http', 'fetch-event'] });
+    const { component } = await componentize(c.source, { witWorld: c.wit, worldName: c.world, disableFeatures: ALL_FEATURES.filter((f) => !(c.features ?? []).includes(f)) });
     const tmp = join(work, 'out.wasm');
     await writeFile(tmp, component);
     await rename(tmp, file);
