@@ -147,8 +147,14 @@ export class TranspileCache {
   async #bound(keep: string): Promise<void> {
     const entries: Array<{ file: string; size: number; mtime: number }> = [];
     for (const name of await readdir(this.dir)) {
-      if (!name.endsWith(SUFFIX)) continue;
       const file = join(this.dir, name);
+      // A write that died midway (the process was killed) leaves its temp file: gone after an hour.
+      if (name.endsWith('.tmp')) {
+        const s = await stat(file).catch(() => undefined);
+        if (s && Date.now() - s.mtimeMs > 3_600_000) await rm(file, { force: true });
+        continue;
+      }
+      if (!name.endsWith(SUFFIX)) continue;
       const s = await stat(file).catch(() => undefined);
       if (s) entries.push({ file, size: s.size, mtime: s.mtimeMs });
     }
