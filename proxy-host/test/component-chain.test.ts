@@ -203,6 +203,36 @@ test('a configuration the component refuses is refused whole, naming the WasmPlu
   assert.is((await request(proxy.outboundPort, { path: '/' })).status, 200);
 });
 
+test('a component canary beside a core module: streams split by request id, each version reported with its traps', async () => {
+  await proxy.applyConfig(config([filterBinding('versioned', files.core, { pluginConfig: CONFIG, canary: { url: `file://${files.everything}`, path: files.everything, weight: 50 } })]));
+  const served = { js: 0, core: 0 };
+  for (let i = 0; i < 40; i++) {
+    const r = await request(proxy.outboundPort, { path: '/', headers: { 'x-request-id': `req-${i}` } });
+    assert.is(r.status, 200);
+    if (r.headers['x-filter-version'] === 'core') served.core++;
+    else if (echo(r.body).headers['x-js'] === 'yes') served.js++;
+  }
+  assert.ok(served.js > 5 && served.core > 5, `both versions served (${JSON.stringify(served)})`);
+  assert.is(served.js + served.core, 40);
+  // The same request id meets the same version every time.
+  const again = await request(proxy.outboundPort, { path: '/', headers: { 'x-request-id': 'req-0' } });
+  const first = await request(proxy.outboundPort, { path: '/', headers: { 'x-request-id': 'req-0' } });
+  assert.is(again.headers['x-filter-version'], first.headers['x-filter-version']);
+  // A trap in the canary (a request id that picks it, throwing) is reported against the canary version.
+  let trapped = false;
+  for (let i = 0; i < 40 && !trapped; i++) {
+    const r = await request(proxy.outboundPort, { path: '/', headers: { 'x-request-id': `req-${i}`, 'x-component': 'throw' } });
+    if (r.status === 503) trapped = true;
+  }
+  assert.ok(trapped, 'a stream on the canary trapped');
+  const stats = proxy.canaryStats();
+  const canary = stats.find((v) => v.canary);
+  assert.ok(canary, JSON.stringify(stats));
+  assert.is(canary!.traps, 1);
+  assert.equal(canary!.traps_by_cause, { unreachable: 1 });
+  assert.is(stats.find((v) => !v.canary)!.traps, 0);
+});
+
 test('hot swaps under traffic between a component, another component and a core module: no request fails', async () => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
   const statuses: number[] = [];
