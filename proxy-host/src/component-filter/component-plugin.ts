@@ -425,7 +425,11 @@ export class ComponentStream {
     dir.totalBytes += data.length;
     if (endOfStream) dir.ended = true;
     if (this.bypass) return this.#emitData(dir, data, endOfStream);
-    if (this.vmFailed) return this.#failStrategy();
+    if (this.vmFailed) {
+      // Held with what came before it: FAIL_OPEN passes it all on.
+      dir.body = dir.body.length === 0 ? toBuffer(data) : Buffer.concat([dir.body, data]);
+      return this.#failStrategy();
+    }
     const wantsBody = this.plugin.wants(dir.isRequest ? 'request-body' : 'response-body');
     if (dir.phase === Phase.Open && !wantsBody) return this.#emitData(dir, data, endOfStream);
     dir.body = dir.body.length === 0 ? toBuffer(data) : Buffer.concat([dir.body, data]);
