@@ -16,6 +16,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { refreshEditorConfigs } from './editor-config.ts';
+import { buildComponentFilter } from './component-build.ts';
 import { addProducers } from '../../wasm/src/producers.ts';
 import { installRoot } from '../../schemas/repo-files.ts';
 
@@ -53,6 +54,10 @@ export interface FilterManifest {
   rootId?: string;
   status?: string;
   capabilities?: string[];
+  /** "as" (AssemblyScript, proxy-wasm: the default) or "ts" (TypeScript, a component: component-build.ts). */
+  lang?: 'as' | 'ts';
+  /** For "ts": the world the component implements (wasmesh:filter/http-filter@0.1.0). */
+  world?: string;
 }
 
 /** A compiler diagnostic with a resolved location. */
@@ -147,6 +152,9 @@ export async function readManifest(dir: string): Promise<FilterManifest> {
   if (m.abi !== undefined && typeof m.abi !== 'string') {
     throw new FilterBuildError(dir, `${display(file)}: "abi" must be a string such as "0.2.1"`);
   }
+  if (m.lang !== undefined && m.lang !== 'as' && m.lang !== 'ts') {
+    throw new FilterBuildError(dir, `${display(file)}: "lang" must be "as" (AssemblyScript) or "ts" (TypeScript, a component), got ${JSON.stringify(m.lang)}`);
+  }
   return m as FilterManifest;
 }
 
@@ -156,6 +164,7 @@ export async function buildFilter(dir: string, opts: BuildOptions = {}): Promise
   const err = opts.stderr ?? process.stderr;
   const absDir = path.resolve(dir);
   const manifest = await readManifest(absDir);
+  if (manifest.lang === 'ts') return buildComponentFilter(absDir, manifest, opts);
   const name = manifest.name;
   const entry = path.join(absDir, 'assembly', 'index.ts');
   if (!existsSync(entry)) {

@@ -29,8 +29,11 @@ function header(what: string): string {
   ].join('\n');
 }
 
-/** The two files for a filter folder, as they should be now: [path, text]. */
-export function editorConfigs(filterDir: string): Array<[string, string]> {
+/**
+ * The files for a filter folder, as they should be now: [path, text]. AssemblyScript: both; a
+ * TypeScript filter (a component): the one tsconfig.json, covering src/ and test/.
+ */
+export function editorConfigs(filterDir: string, lang: 'as' | 'ts' = 'as'): Array<[string, string]> {
   const dir = path.resolve(filterDir);
   const assemblyDir = path.join(dir, 'assembly');
   const nm = path.join(installRoot, 'node_modules');
@@ -63,31 +66,33 @@ export function editorConfigs(filterDir: string): Array<[string, string]> {
       noEmit: true,
       paths: {
         'wasmesh/wasm': [rel(dir, path.join(installRoot, 'wasm/src/index.ts'))],
+        'wasmesh/component': [rel(dir, path.join(installRoot, 'proxy-host/src/component-filter/index.ts'))],
         uvu: [rel(dir, path.join(nm, 'uvu/index.d.ts'))],
         'uvu/assert': [rel(dir, path.join(nm, 'uvu/assert/index.d.ts'))],
       },
     },
     // The runtime's own declarations (Node's latin1 Buffer methods) come with it.
-    include: ['test/**/*.ts', rel(dir, path.join(installRoot, 'wasm/src/node-buffer.d.ts'))],
+    include: [...(lang === 'ts' ? ['src/**/*.ts'] : []), 'test/**/*.ts', rel(dir, path.join(installRoot, 'wasm/src/node-buffer.d.ts'))],
   };
+  if (lang === 'ts') return [[path.join(dir, 'tsconfig.json'), `${header('the filter and its tests: wasmesh/component, uvu and Node')}\n${JSON.stringify(tests, null, 2)}\n`]];
   return [
     [path.join(assemblyDir, 'tsconfig.json'), `${header('AssemblyScript and the proxy-wasm SDK')}\n${JSON.stringify(assembly, null, 2)}\n`],
     [path.join(dir, 'tsconfig.json'), `${header('the tests: wasmesh/wasm, uvu and Node')}\n${JSON.stringify(tests, null, 2)}\n`],
   ];
 }
 
-/** Writes both files (filter new). */
-export async function writeEditorConfigs(filterDir: string): Promise<void> {
-  for (const [file, text] of editorConfigs(filterDir)) await writeFile(file, text);
+/** Writes the files (filter new). */
+export async function writeEditorConfigs(filterDir: string, lang: 'as' | 'ts' = 'as'): Promise<void> {
+  for (const [file, text] of editorConfigs(filterDir, lang)) await writeFile(file, text);
 }
 
 /**
  * Rewrites the marked files whose content is out of date (the folder or the installation moved);
  * returns the files rewritten. Unmarked and missing files are left alone.
  */
-export async function refreshEditorConfigs(filterDir: string): Promise<string[]> {
+export async function refreshEditorConfigs(filterDir: string, lang: 'as' | 'ts' = 'as'): Promise<string[]> {
   const rewritten: string[] = [];
-  for (const [file, text] of editorConfigs(filterDir)) {
+  for (const [file, text] of editorConfigs(filterDir, lang)) {
     if (!existsSync(file)) continue;
     const current = await readFile(file, 'utf8').catch(() => '');
     if (!current.startsWith(EDITOR_CONFIG_MARKER) || current === text) continue;

@@ -27,6 +27,12 @@ export const TEMPLATES: Record<string, string> = {
   metric: 'count responses by status class (labeled metric); log a summary on a timer',
 };
 export const DEFAULT_TEMPLATE = 'headers';
+/** Templates of TypeScript filters (components of the filter world), folder filters/templates/ts-<t>. */
+export const TS_TEMPLATES: Record<string, string> = {
+  headers: 'set and remove request and response headers, replace text in response bodies',
+};
+export const LANGS = ['as', 'ts'] as const;
+export type Lang = (typeof LANGS)[number];
 
 /** A filter name: what filter.json, the .wasm, the WasmPlugin and (in snake case) the metrics are named by. */
 const NAME = /^[a-z][a-z0-9-]{0,62}$/;
@@ -35,6 +41,8 @@ export class ScaffoldError extends Error {}
 
 export interface NewFilterOptions {
   template?: string;
+  /** as: AssemblyScript, a proxy-wasm module (default); ts: TypeScript, a component of the filter world. */
+  lang?: string;
   /** Default: the folder's name. */
   name?: string;
 }
@@ -43,6 +51,7 @@ export interface NewFilter {
   dir: string;
   name: string;
   template: string;
+  lang: Lang;
   /** Paths relative to dir, sorted. */
   files: string[];
 }
@@ -53,9 +62,12 @@ export function snakeName(name: string): string {
 }
 
 export async function createFilter(targetDir: string, opts: NewFilterOptions = {}): Promise<NewFilter> {
+  const lang = (opts.lang ?? 'as') as Lang;
+  if (!LANGS.includes(lang)) throw new ScaffoldError(`--lang ${JSON.stringify(opts.lang)} is not a language; choose as (AssemblyScript) or ts (TypeScript)`);
   const template = opts.template ?? DEFAULT_TEMPLATE;
-  if (!Object.hasOwn(TEMPLATES, template)) {
-    throw new ScaffoldError(`--template ${JSON.stringify(template)} is not a template; choose one of: ${Object.keys(TEMPLATES).join(', ')}`);
+  const templates = lang === 'ts' ? TS_TEMPLATES : TEMPLATES;
+  if (!Object.hasOwn(templates, template)) {
+    throw new ScaffoldError(`--template ${JSON.stringify(template)} is not a${lang === 'ts' ? ' TypeScript' : ''} template; choose one of: ${Object.keys(templates).join(', ')}`);
   }
   const dir = path.resolve(targetDir);
   const name = opts.name ?? path.basename(dir);
@@ -68,7 +80,8 @@ export async function createFilter(targetDir: string, opts: NewFilterOptions = {
     if ((await readdir(dir)).length > 0) throw new ScaffoldError(`${targetDir} already exists and is not empty: give a new folder`);
   }
 
-  const from = `template-${template}`;
+  const folder = lang === 'ts' ? `ts-${template}` : template;
+  const from = `template-${folder}`;
   const rename = (text: string) => text.replaceAll(from, name).replaceAll(snakeName(from), snakeName(name)).replaceAll(JSON_IMPORT, JSON_IMPORT_LOCAL);
   const files: string[] = [];
   const copy = async (srcRoot: string, sub = ''): Promise<void> => {
@@ -86,7 +99,7 @@ export async function createFilter(targetDir: string, opts: NewFilterOptions = {
     }
   };
   await mkdir(dir, { recursive: true });
-  await copy(path.join(TEMPLATES_DIR, template));
+  await copy(path.join(TEMPLATES_DIR, folder));
   await copy(SHARED_DIR);
 
   const manifestPath = path.join(dir, 'filter.json');
@@ -95,20 +108,26 @@ export async function createFilter(targetDir: string, opts: NewFilterOptions = {
   manifest.version = '0.1.0';
   await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
 
-  const reader = await readFile(JSON_READER, 'utf8');
-  await writeFile(
-    path.join(dir, 'assembly', 'json.ts'),
-    `// Copied from wasmesh's filters/common/assembly/json.ts by \`wasmesh filter new\`: this folder's own copy,\n// yours to change. assembly/config.ts imports it as "./json".\n${reader}`,
-  );
-  files.push(path.join('assembly', 'json.ts'));
-  await writeEditorConfigs(dir);
-  files.push(path.join('assembly', 'tsconfig.json'), 'tsconfig.json');
+  if (lang === 'as') {
+    const reader = await readFile(JSON_READER, 'utf8');
+    await writeFile(
+      path.join(dir, 'assembly', 'json.ts'),
+      `// Copied from wasmesh's filters/common/assembly/json.ts by \`wasmesh filter new\`: this folder's own copy,\n// yours to change. assembly/config.ts imports it as "./json".\n${reader}`,
+    );
+    files.push(path.join('assembly', 'json.ts'));
+    await writeEditorConfigs(dir);
+    files.push(path.join('assembly', 'tsconfig.json'), 'tsconfig.json');
+  } else {
+    await writeEditorConfigs(dir, 'ts');
+    files.push('tsconfig.json');
+  }
   // The tests are ES modules: outside a package that says so (this repository does), the folder says it itself.
   if (!(await inEsmPackage(dir))) {
-    await writeFile(path.join(dir, 'package.json'), `${JSON.stringify({ name: name, private: true, type: 'module', description: 'A proxy-wasm filter (wasmesh filter new): build and test it with wasmesh filter build|test' }, null, 2)}\n`);
+    const what = lang === 'ts' ? 'A wasmesh filter component in TypeScript' : 'A proxy-wasm filter';
+    await writeFile(path.join(dir, 'package.json'), `${JSON.stringify({ name: name, private: true, type: 'module', description: `${what} (wasmesh filter new): build and test it with wasmesh filter build|test` }, null, 2)}\n`);
     files.push('package.json');
   }
-  return { dir, name, template, files: files.sort() };
+  return { dir, name, template, lang, files: files.sort() };
 }
 
 /** The nearest package.json above `dir` says "type": "module" (Node then loads the tests as ES modules). */

@@ -2,7 +2,7 @@
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
 import os from 'node:os';
-import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type Plugin, type PluginHost } from '../../wasm/src/index.ts';
+import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
 import { startAdminServer, startStatusServer, type AdminServer, type AdminSource } from './admin/admin-server.ts';
 import { LOOPBACK_HOST, type AdminWriteAccess } from './admin/admin-access.ts';
@@ -10,8 +10,10 @@ import type { ClusterConfig, ProxyConfig } from '../../mesh/src/proxy-config.ts'
 import { ModuleOverrides } from './filter-chain/module-overrides.ts';
 import { canaryReport, filterStatus, type FilterStatus } from './filter-chain/filter-status.ts';
 import type { FilterVersionStatsMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { CanaryPair, FilterChain } from './filter-chain/chain.ts';
+import { CanaryPair, FilterChain, type FilterPlugin } from './filter-chain/chain.ts';
 import { PluginManager } from './filter-chain/plugin-manager.ts';
+import { ComponentCache } from './component-filter/component-filter.ts';
+import { TranspileCache } from './component-filter/transpile-cache.ts';
 import { workloadNodeProperty } from './filter-chain/stream-info.ts';
 import { ConnectionManager, inboundRouteTable, type ListenerState } from './http/connection-manager.ts';
 import { createHttpCallout } from './http-callout.ts';
@@ -85,6 +87,12 @@ export interface ProxyOptions {
    */
   role?: 'sidecar' | 'gateway';
   /**
+   * Where jco's transpiles of component filters are kept across restarts (component-filter/
+   * transpile-cache.ts: 0700 dir, 0600 files, least recently used removed past maxBytes, default
+   * 256 MiB). Without it a component is transpiled again by every process that loads it.
+   */
+  componentCache?: { dir: string; maxBytes?: number };
+  /**
    * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
    * for measuring what the counting costs (npm run bench:edges); default true.
    */
@@ -129,7 +137,7 @@ export class Proxy {
   #watchdog: EventLoopWatchdog | undefined;
   #loopDelay: LoopDelayGauges | undefined;
   /** The process's stall count when each module version was loaded: its reports count stalls since. */
-  readonly #stallsAtLoad = new WeakMap<Plugin, number>();
+  readonly #stallsAtLoad = new WeakMap<FilterPlugin, number>();
   /** Outbound golden signals per edge, reported to the orchestrator (trafficReport). */
   readonly #edges = new EdgeStats(() => this.#config.workload);
 
@@ -154,7 +162,8 @@ export class Proxy {
       // adds can make a header block the proxy itself would refuse.
       outputLimits: { requestHeaderBytes: options.connections?.maxHeaderSize ?? DEFAULT_MAX_HEADER_SIZE, responseHeaderBytes: maxResponseHeaderBytes },
     };
-    this.#plugins = new PluginManager(host);
+    const transpiles = options.componentCache ? new TranspileCache(options.componentCache.dir, { maxBytes: options.componentCache.maxBytes, onError: (m) => logError('proxy', m) }) : undefined;
+    this.#plugins = new PluginManager(host, undefined, new ComponentCache(transpiles));
     options.identity?.collectMetrics?.(this.metrics);
   }
 

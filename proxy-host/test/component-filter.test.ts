@@ -1,10 +1,15 @@
 // A component filter in the proxy's process: add-header written in JavaScript against the filter
-// world, built by componentize-js in the test (cached under the OS temp dir), transpiled by jco in
-// memory once per digest, called for the headers phases.
+// world, built by componentize-js in the test (cached under the OS temp dir), transpiled by jco
+// once per digest (kept on disk beside the built components), metered, called for the headers
+// phases; components that are not filters or import anything are refused.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { applyFieldChanges, ComponentFilter, ComponentFilterError, transpileComponent, type Fields } from '../src/component-filter/component-filter.ts';
-import { buildComponent, jsAddHeaderComponent } from '../../wasm/test/support/component.ts';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { TranspileCache } from '../src/component-filter/transpile-cache.ts';
+import { buildComponent, jsAddHeaderComponent, JS_ADD_HEADER } from '../../wasm/test/support/component.ts';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -12,6 +17,8 @@ const fields = (...pairs: Array<[string, string]>): Fields => pairs.map(([n, v])
 const text = (f: Fields): Array<[string, string]> => f.map(([n, v]) => [n, dec.decode(v)]);
 const CONFIG = enc.encode(JSON.stringify({ request: { 'x-wasmesh-example': 'hello' }, response: { 'x-powered-by': 'wasmesh' } }));
 const ctx = (id: bigint) => ({ streamId: id, properties: [], shared: [] });
+// jco's transpiles kept beside the built components: reruns skip the seconds each takes.
+const cache = new TranspileCache(join(tmpdir(), 'wasmesh-test-components', 'jco'));
 
 let bytes: Uint8Array = new Uint8Array();
 test.before(async () => {
@@ -19,7 +26,7 @@ test.before(async () => {
 });
 
 test('the JavaScript add-header component sets its headers and counts requests, one call per phase', async () => {
-  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js');
+  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js', { cache });
   assert.equal(f.needs.phases, ['request-headers', 'response-headers']);
   assert.equal(f.needs.metrics, [{ name: 'add_header_requests_total', kind: 'counter' }]);
   const request = fields([':method', 'GET'], [':path', '/'], ['x-wasmesh-example', 'old'], ['accept', '*/*']);
@@ -36,8 +43,8 @@ test('the JavaScript add-header component sets its headers and counts requests, 
 test('the transpile is done once per digest; each load is a new instance', async () => {
   const a = transpileComponent(bytes);
   assert.is(transpileComponent(bytes), a, 'the same promise');
-  const one = await ComponentFilter.load(bytes, CONFIG);
-  const two = await ComponentFilter.load(bytes, enc.encode('{"request":{"x-other":"1"}}'));
+  const one = await ComponentFilter.load(bytes, CONFIG, 'add-header.js', { cache });
+  const two = await ComponentFilter.load(bytes, enc.encode('{"request":{"x-other":"1"}}'), 'add-header.js', { cache });
   const req = fields([':path', '/']);
   assert.equal(text(applyFieldChanges(req, one.onRequestHeaders(ctx(2n), req, true).headers)).at(-1), ['x-wasmesh-example', 'hello']);
   assert.equal(text(applyFieldChanges(req, two.onRequestHeaders(ctx(3n), req, true).headers)).at(-1), ['x-other', '1'], 'instances keep their own configuration');
@@ -45,7 +52,7 @@ test('the transpile is done once per digest; each load is a new instance', async
 
 test('a configuration the filter refuses is an error carrying its message', async () => {
   try {
-    await ComponentFilter.load(bytes, enc.encode('not json'), 'add-header.js');
+    await ComponentFilter.load(bytes, enc.encode('not json'), 'add-header.js', { cache });
     assert.unreachable('configure accepted bad JSON');
   } catch (err) {
     assert.instance(err, ComponentFilterError);
@@ -61,12 +68,40 @@ test('a component that is not a filter is refused, naming what it exports', asyn
     world: 'greeter',
   });
   try {
-    await ComponentFilter.load(greeter.bytes, CONFIG, 'greeter');
+    await ComponentFilter.load(greeter.bytes, CONFIG, 'greeter', { cache });
     assert.unreachable('a greeter ran as a filter');
   } catch (err) {
     assert.instance(err, ComponentFilterError);
     assert.match((err as Error).message, /^greeter: the component exports greet, not wasmesh:filter\/handler@0\.1\.0/);
   }
+});
+
+test('a component that imports anything is refused, naming the imports: its calls would leave the metered wasm', async () => {
+  // add-header built with the clocks feature left on: it imports WASI clocks (and what they need).
+  const wit = await readFile(new URL('../../schemas/wit/filter.wit', import.meta.url), 'utf8');
+  const clocks = await buildComponent({ source: JS_ADD_HEADER, wit, world: 'http-filter', features: ['clocks'] });
+  try {
+    await ComponentFilter.load(clocks.bytes, CONFIG, 'clocks.wasm', { cache });
+    assert.unreachable('a component with imports loaded');
+  } catch (err) {
+    assert.instance(err, ComponentFilterError);
+    assert.is((err as ComponentFilterError).code, 'WASMESH_PROXY_COMPONENT_IMPORT');
+    assert.match((err as Error).message, /^clocks\.wasm: the component imports .*wasi:clocks\/.*; a filter component may import nothing/);
+  }
+});
+
+test('a call past its CPU budget traps (cause cpu_budget); the instance is never entered again', async () => {
+  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js', { cache });
+  f.budget = 1000;
+  try {
+    f.onRequestHeaders(ctx(9n), [], true);
+    assert.unreachable('a call ran within 1000 units');
+  } catch (err) {
+    assert.match((err as Error).message, /trapped \(cpu_budget\)/);
+  }
+  assert.is(f.instance.failed?.cause, 'cpu_budget');
+  f.budget = 1e12;
+  assert.throws(() => f.onRequestHeaders(ctx(10n), [], true), /cpu_budget/, 'never entered again');
 });
 
 test.run();

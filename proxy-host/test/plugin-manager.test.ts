@@ -388,7 +388,7 @@ test('stop() stops every plugin, draining or not, and refuses later applies', as
   }
 });
 
-test('a WasmPlugin whose module is a component is refused by name; the running plugins stay', async () => {
+test('a WasmPlugin whose module is a component that is not a filter is refused by name; the running plugins stay', async () => {
   const m = manager();
   const [a] = await m.apply([binding('a', files.v1)]);
   // The smallest component there is: the header (component model binary version 0x0d, layer 1).
@@ -396,7 +396,7 @@ test('a WasmPlugin whose module is a component is refused by name; the running p
   await writeFile(component, Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]));
   const err = await rejects(m.apply([binding('a', files.v1), binding('js', component)]));
   assert.is(err.plugin, 'default/js');
-  assert.match(err.message, /is a WebAssembly component \(component model\), not a core module; this host runs proxy-wasm core modules only/);
+  assert.match(err.message, /component\.wasm: the component exports nothing, not wasmesh:filter\/handler@0\.1\.0/);
   assert.equal(m.plugins, [a]);
 });
 

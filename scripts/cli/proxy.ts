@@ -2,6 +2,7 @@
 // Managed: --orchestrator host:port (config pushed over the discovery stream).
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
 import { isLogLevel, log, logError, logInfo, setLogLevel } from '../../proxy-host/src/log.ts';
 import { Proxy, type ProxyOptions } from '../../proxy-host/src/proxy.ts';
@@ -66,7 +67,8 @@ the proxy reconnects with backoff when the orchestrator is down.
   --token-file FILE         file holding the proxy token (default: $WASMESH_TOKEN)
   --data-dir DIR            module cache, last good config and the workload identity (DIR/identity/,
                             key mode 0600; a valid one is reused after a restart) (default
-                            .wasmesh/proxy-<workload>)
+                            .wasmesh/proxy-<workload>). Standalone proxies use it too, for
+                            DIR/component-cache: jco's transpiles of component filters (256 MiB at most)
   --first-config-timeout MS how long to wait for the first config (default 15000); then the config
                             cached in --data-dir is used if there is one, else the proxy exits 1
   --register-address ADDR   register this proxy as an endpoint (a WorkloadEntry with its labels,
@@ -247,6 +249,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`wasmesh proxy: config ${path} rejected:\n${first.error}\n`);
     return 1;
   }
+  // Component filters' transpiles, kept across restarts (shared by the workers of --concurrency).
+  (options as ProxyOptions).componentCache = { dir: join(values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`, 'component-cache') };
   const isWorker = process.env.WASMESH_WORKER === '1';
   if (concurrency > 1 && !isWorker) {
     const { adminHost, adminAccess, statusPort } = options as ProxyOptions;
@@ -322,6 +326,7 @@ async function runManaged(
   }
   const target = /:\d+$/.test(address) ? address : `${address}:15010`;
   const dataDir = values['data-dir'] ?? `.wasmesh/proxy-${workload.name}`;
+  options = { ...options, componentCache: { dir: join(dataDir, 'component-cache') } };
   // Managed only: the discovery client (gRPC) and the CA client are not loaded by a standalone proxy.
   const [{ XdsClient }, { OrchestratorIdentity }, { keptIdentityDir }] = await Promise.all([
     import('../../proxy-host/src/config/xds-client.ts'),

@@ -557,14 +557,22 @@ export function localReply(status: number, details: string, body: string, grpcSt
   return { status, details, body: Buffer.from(body), headers: body ? ['content-type', 'text/plain'] : [], grpcStatus };
 }
 
+/** What request.* and response.* attributes are read from: an HttpStream, or another host's stream (component filters). */
+export interface HttpPropertySource {
+  readonly request: { readonly headers: HeaderList | undefined; readonly trailers: HeaderList | undefined; readonly totalBytes: number };
+  readonly response: { readonly headers: HeaderList | undefined; readonly trailers: HeaderList | undefined; readonly totalBytes: number };
+  readonly info: StreamInfo | undefined;
+  readonly startMs: number;
+}
+
 /** request.* and response.* attributes from what the stream has seen (Envoy's names and types). */
-function httpProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
+export function httpProperty(stream: HttpPropertySource, path: readonly string[]): PropertyValue | undefined {
   const v = rawProperty(stream, path);
   // Header values hold one byte per char: hand them back as those bytes, not re-encoded as UTF-8.
   return typeof v === 'string' ? new Latin1Text(v) : v;
 }
 
-function rawProperty(stream: HttpStream, path: readonly string[]): PropertyValue | undefined {
+function rawProperty(stream: HttpPropertySource, path: readonly string[]): PropertyValue | undefined {
   if (path.length < 2) return undefined;
   const [scope, field] = path;
   const req = stream.request;

@@ -101,7 +101,7 @@ function portOf(address: string | undefined): number | undefined {
   return Number.isInteger(port) ? port : undefined;
 }
 
-function connectionProperty(info: NonNullable<Context['streamInfo']>, path: readonly string[]): PropertyValue | undefined {
+export function connectionProperty(info: NonNullable<Context['streamInfo']>, path: readonly string[]): PropertyValue | undefined {
   if (path.length !== 2) return path.length === 1 && path[0] === 'connection_id' ? info.connectionId : undefined;
   const [scope, field] = path;
   if (scope === 'source') {

@@ -6,7 +6,7 @@
 // filters' HttpStreams, once, when the stream is created. Nothing is allocated per chunk and no
 // closure is made per request; a local reply (rare) builds its response headers. With no filter at
 // all the caller skips the chain entirely (FilterChain.isEmpty).
-import { isGrpcRequest, isTrailersOnly, localResponseHeaders, type HeaderList, type HttpStream, type HttpStreamSink, type LocalResponse, type Plugin, type StreamInfo } from '../../../wasm/src/index.ts';
+import { isGrpcRequest, isTrailersOnly, localResponseHeaders, type HeaderList, type HttpStreamSink, type LocalResponse, type ModuleMetadata, type PluginSettings, type StreamInfo, type TrapCause } from '../../../wasm/src/index.ts';
 import { hashString } from '../stable-hash.ts';
 
 /**
@@ -45,20 +45,59 @@ import { hashString } from '../stable-hash.ts';
 export interface ChainTerminal extends HttpStreamSink {}
 
 /**
+ * One filter's stream as the chain drives it: wasm's HttpStream (a proxy-wasm VM) or a
+ * ComponentStream (component-filter/component-plugin.ts).
+ */
+export interface FilterStream {
+  /** The filter failed and the stream does not pass through it (a local reply skips it). */
+  readonly vmFailed: boolean;
+  readonly request: { readonly headers: HeaderList | undefined };
+  readonly response: { readonly headers: HeaderList | undefined };
+  requestHeaders(headers: HeaderList, endOfStream: boolean): void;
+  requestData(data: Uint8Array, endOfStream: boolean): void;
+  requestTrailers(trailers: HeaderList): void;
+  responseHeaders(headers: HeaderList, endOfStream: boolean): void;
+  responseData(data: Uint8Array, endOfStream: boolean): void;
+  responseTrailers(trailers: HeaderList): void;
+  finish(): void;
+}
+
+/**
+ * A running filter version, as the chain, the plugin manager and the status reports see it: a
+ * proxy-wasm Plugin or a ComponentPlugin.
+ */
+export interface FilterPlugin {
+  readonly compiled: { readonly sha256: string; readonly metadata: ModuleMetadata };
+  readonly settings: PluginSettings;
+  readonly state: 'running' | 'failed' | 'stopped';
+  readonly bad: boolean;
+  readonly trapCount: number;
+  readonly trapsByCause: ReadonlyMap<TrapCause, number>;
+  readonly streamsFinished: number;
+  readonly streamsFailed: number;
+  readonly activeStreams: number;
+  readonly lastFailure: string;
+  createHttpStream(sink: HttpStreamSink, info?: StreamInfo): FilterStream;
+  recordOutcome(failed: boolean): void;
+  drained(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
  * Two versions of one filter during a canary rollout: a stream goes to `canary` when the stable hash of
  * its x-request-id falls under the weight, so one request id meets the same version on every proxy.
  */
 export class CanaryPair {
   /** The WasmPlugin, `namespace/name`. */
   readonly id: string;
-  readonly stable: Plugin;
-  readonly canary: Plugin;
+  readonly stable: FilterPlugin;
+  readonly canary: FilterPlugin;
   /** Share of streams for the canary, 0..100. */
   readonly weight: number;
   /** The weight on the 32-bit hash scale. */
   readonly threshold: number;
 
-  constructor(id: string, stable: Plugin, canary: Plugin, weight: number) {
+  constructor(id: string, stable: FilterPlugin, canary: FilterPlugin, weight: number) {
     this.id = id;
     this.stable = stable;
     this.canary = canary;
@@ -66,13 +105,13 @@ export class CanaryPair {
     this.threshold = Math.round((Math.min(100, Math.max(0, weight)) / 100) * 0x1_0000_0000);
   }
 
-  pick(hash: number): Plugin {
+  pick(hash: number): FilterPlugin {
     return hash < this.threshold ? this.canary : this.stable;
   }
 }
 
 /** One position of the chain: a plugin, or two versions of it sharing the streams. */
-export type FilterSlot = Plugin | CanaryPair;
+export type FilterSlot = FilterPlugin | CanaryPair;
 
 /** A chain of plugins in execution order, built once per config version and shared by every stream. */
 export class FilterChain {
@@ -93,7 +132,7 @@ export class FilterChain {
   }
 
   /** The stable plugin of every slot (what runs for a stream outside every canary). */
-  get plugins(): Plugin[] {
+  get plugins(): FilterPlugin[] {
     return this.slots.map((s) => (s instanceof CanaryPair ? s.stable : s));
   }
 
@@ -166,8 +205,8 @@ export class ChainStream {
   }
 
   /** The filters' streams, in chain order (for tests and diagnostics; allocates an array). */
-  get streams(): HttpStream[] {
-    const out: HttpStream[] = [];
+  get streams(): FilterStream[] {
+    const out: FilterStream[] = [];
     for (let l = this.#head; l !== undefined; l = l.next) out.push(l.stream);
     return out;
   }
@@ -235,8 +274,8 @@ export class ChainStream {
   }
 
   /** The filters' plugins, in chain order (the version each canaried slot picked; allocates). */
-  get plugins(): Plugin[] {
-    const out: Plugin[] = [];
+  get plugins(): FilterPlugin[] {
+    const out: FilterPlugin[] = [];
     for (let l = this.#head; l !== undefined; l = l.next) out.push(l.plugin);
     return out;
   }
@@ -334,12 +373,12 @@ export class ChainStream {
 export class ChainLink implements HttpStreamSink {
   readonly chain: ChainStream;
   readonly prev: ChainLink | undefined;
-  readonly plugin: Plugin;
+  readonly plugin: FilterPlugin;
   next: ChainLink | undefined = undefined;
   /** Set right after construction (the stream needs its sink first). */
-  stream!: HttpStream;
+  stream!: FilterStream;
 
-  constructor(chain: ChainStream, prev: ChainLink | undefined, plugin: Plugin) {
+  constructor(chain: ChainStream, prev: ChainLink | undefined, plugin: FilterPlugin) {
     this.chain = chain;
     this.prev = prev;
     this.plugin = plugin;

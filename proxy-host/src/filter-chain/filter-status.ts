@@ -1,8 +1,7 @@
 // What the proxy reports about its filters (admin /filters, and the orchestrator's rollout controller):
 // for each position of each chain, the module version(s) serving it and how their streams ended.
-import type { Plugin } from '../../../wasm/src/index.ts';
 import type { FilterVersionStatsMessage } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
-import { CanaryPair, type FilterChain } from './chain.ts';
+import { CanaryPair, type FilterChain, type FilterPlugin } from './chain.ts';
 
 export interface ModuleVersionStatus {
   /** sha256 of the module, hex. */
@@ -17,6 +16,8 @@ export interface ModuleVersionStatus {
   failedStreams: number;
   activeStreams: number;
   lastFailure?: string;
+  /** 'component' for a wasmesh:filter component (absent: a proxy-wasm core module). */
+  kind?: 'component';
   /** How the module was made, from its producers section (absent fields: the module does not say). */
   producers?: { language?: string; processedBy?: string; sdk?: string };
 }
@@ -32,7 +33,7 @@ export interface FilterStatus {
   canary?: ModuleVersionStatus & { weight: number };
 }
 
-export function versionStatus(p: Plugin): ModuleVersionStatus {
+export function versionStatus(p: FilterPlugin): ModuleVersionStatus {
   return {
     sha256: p.compiled.sha256,
     state: p.state,
@@ -42,11 +43,12 @@ export function versionStatus(p: Plugin): ModuleVersionStatus {
     failedStreams: p.streamsFailed,
     activeStreams: p.activeStreams,
     ...(p.lastFailure ? { lastFailure: p.lastFailure } : {}),
+    ...(p.compiled.metadata.kind === 'component' ? { kind: 'component' as const } : {}),
     ...producersOf(p),
   };
 }
 
-function producersOf(p: Plugin): Pick<ModuleVersionStatus, 'producers'> {
+function producersOf(p: FilterPlugin): Pick<ModuleVersionStatus, 'producers'> {
   const { language, processedBy, sdk } = p.compiled.metadata;
   if (language === undefined && processedBy === undefined && sdk === undefined) return {};
   return { producers: { ...(language ? { language } : {}), ...(processedBy ? { processedBy } : {}), ...(sdk ? { sdk } : {}) } };
@@ -65,10 +67,10 @@ export function filterStatus(direction: FilterStatus['direction'], chain: Filter
  * The canaried filters' versions, as reported to the orchestrator (each version once across both
  * chains). `stallsSince`: the process's event-loop stalls since that version was loaded.
  */
-export function canaryReport(chains: readonly FilterChain[], stallsSince: (p: Plugin) => number = () => 0): FilterVersionStatsMessage[] {
+export function canaryReport(chains: readonly FilterChain[], stallsSince: (p: FilterPlugin) => number = () => 0): FilterVersionStatsMessage[] {
   const out: FilterVersionStatsMessage[] = [];
-  const seen = new Set<Plugin>();
-  const add = (id: string, p: Plugin, canary: boolean) => {
+  const seen = new Set<FilterPlugin>();
+  const add = (id: string, p: FilterPlugin, canary: boolean) => {
     if (seen.has(p)) return;
     seen.add(p);
     out.push({

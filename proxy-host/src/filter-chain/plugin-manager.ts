@@ -4,9 +4,11 @@
 // config). A plugin whose module and settings did not change is kept, VM and all; a plugin no longer
 // bound drains its in-flight streams and is stopped in the background.
 import { readFile } from 'node:fs/promises';
-import { LogLevel, ModuleCache, Plugin, sha256Hex, type CompiledModule, type PluginConfig, type PluginHost } from '../../../wasm/src/index.ts';
+import { isComponent, LogLevel, ModuleCache, Plugin, sha256Hex, type CompiledModule, type PluginConfig, type PluginHost } from '../../../wasm/src/index.ts';
 import type { FilterBinding } from '../../../mesh/src/proxy-config.ts';
-import { CanaryPair, type FilterSlot } from './chain.ts';
+import { ComponentCache, DEFAULT_COMPONENT_STARTUP_CPU_BUDGET, type CompiledComponent } from '../component-filter/component-filter.ts';
+import { ComponentPlugin } from '../component-filter/component-plugin.ts';
+import { CanaryPair, type FilterPlugin, type FilterSlot } from './chain.ts';
 
 export const PLUGIN_LOAD_FAILED = 'WASMESH_PROXY_PLUGIN_LOAD_FAILED';
 
@@ -30,7 +32,7 @@ export class PluginLoadError extends Error {
 }
 
 interface Entry {
-  readonly plugin: Plugin;
+  readonly plugin: FilterPlugin;
   readonly sha256: string;
   /** How many bindings of the current version use this plugin (inbound and outbound lists alike). */
   refs: number;
@@ -38,7 +40,7 @@ interface Entry {
 
 interface Resolved {
   readonly key: string;
-  readonly plugin: Plugin;
+  readonly plugin: FilterPlugin;
   readonly sha256: string;
   /** Loaded by this apply (to be stopped if the apply fails). */
   readonly created: boolean;
@@ -47,20 +49,26 @@ interface Resolved {
 export class PluginManager {
   readonly #host: PluginHost;
   readonly #cache: ModuleCache;
+  /** Components (wasmesh:filter), transpiled and compiled once per version. */
+  readonly #components: ComponentCache;
   /** Current plugins by identity (WasmPlugin, module sha256, settings). */
   #entries = new Map<string, Entry>();
   /** Plugins dropped from the config, waiting for their streams to drain. */
-  readonly #retiring = new Set<Plugin>();
+  readonly #retiring = new Set<FilterPlugin>();
   /** sha256 of compiled modules no longer bound, oldest first (at most RECENT_MODULES_KEPT). */
   #recent: string[] = [];
   /** Applies run one after another. */
   #queue: Promise<unknown> = Promise.resolve();
   #stopped = false;
 
-  /** `host` is shared by every plugin (metrics, shared data, callouts); `cache` compiles each module once. */
-  constructor(host: PluginHost, cache: ModuleCache = new ModuleCache()) {
+  /**
+   * `host` is shared by every plugin (metrics, shared data, callouts); `cache` compiles each module
+   * once, `components` each component (give it a TranspileCache to keep jco's output on disk).
+   */
+  constructor(host: PluginHost, cache: ModuleCache = new ModuleCache(), components: ComponentCache = new ComponentCache()) {
     this.#host = host;
     this.#cache = cache;
+    this.#components = components;
   }
 
   /**
@@ -69,7 +77,7 @@ export class PluginManager {
    * `bindings` are retired. A binding that appears twice with the same module and settings gets the
    * same Plugin both times. Throws PluginLoadError (and changes nothing) if any binding fails.
    */
-  async apply(bindings: readonly FilterBinding[]): Promise<Plugin[]> {
+  async apply(bindings: readonly FilterBinding[]): Promise<FilterPlugin[]> {
     return (await this.load(bindings)).map((s) => (s instanceof CanaryPair ? s.stable : s));
   }
 
@@ -84,18 +92,18 @@ export class PluginManager {
   }
 
   /** Convenience for a whole config: the inbound and outbound lists applied as one version. */
-  async applyConfig(inbound: readonly FilterBinding[], outbound: readonly FilterBinding[]): Promise<{ inbound: Plugin[]; outbound: Plugin[] }> {
+  async applyConfig(inbound: readonly FilterBinding[], outbound: readonly FilterBinding[]): Promise<{ inbound: FilterPlugin[]; outbound: FilterPlugin[] }> {
     const plugins = await this.apply([...inbound, ...outbound]);
     return { inbound: plugins.slice(0, inbound.length), outbound: plugins.slice(inbound.length) };
   }
 
   /** The running plugins of the current version (each once). */
-  get plugins(): Plugin[] {
+  get plugins(): FilterPlugin[] {
     return [...this.#entries.values()].map((e) => e.plugin);
   }
 
   /** How many bindings of the current version use `plugin` (0 when it is not current). */
-  refs(plugin: Plugin): number {
+  refs(plugin: FilterPlugin): number {
     for (const e of this.#entries.values()) if (e.plugin === plugin) return e.refs;
     return 0;
   }
@@ -109,7 +117,7 @@ export class PluginManager {
   async stop(): Promise<void> {
     this.#stopped = true;
     await this.#queue;
-    const plugins = new Set<Plugin>(this.#retiring);
+    const plugins = new Set<FilterPlugin>(this.#retiring);
     for (const e of this.#entries.values()) plugins.add(e.plugin);
     this.#entries = new Map();
     this.#retiring.clear();
@@ -134,12 +142,12 @@ export class PluginManager {
     const settled = await Promise.allSettled(pending);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure !== undefined) {
-      const created = new Set<Plugin>();
+      const created = new Set<FilterPlugin>();
       for (const s of settled) if (s.status === 'fulfilled' && s.value.created) created.add(s.value.plugin);
       await Promise.all([...created].map((p) => p.stop().catch(() => undefined)));
       const inUse = new Set<string>();
       for (const e of this.#entries.values()) inUse.add(e.sha256);
-      for (const p of created) if (!inUse.has(p.compiled.sha256)) this.#cache.delete(p.compiled.sha256);
+      for (const p of created) if (!inUse.has(p.compiled.sha256)) this.#forget(p.compiled.sha256);
       throw failure.reason;
     }
     const resolved = settled.map((s) => (s as PromiseFulfilledResult<Resolved>).value);
@@ -226,7 +234,8 @@ export class PluginManager {
     });
   }
 
-  async #load(b: FilterBinding, id: string, bytes: Buffer): Promise<Plugin> {
+  async #load(b: FilterBinding, id: string, bytes: Buffer): Promise<FilterPlugin> {
+    if (isComponent(bytes)) return this.#loadComponent(b, id, bytes);
     let compiled: CompiledModule;
     try {
       compiled = await this.#cache.get(bytes, { name: b.path ?? b.url });
@@ -240,15 +249,36 @@ export class PluginManager {
     }
   }
 
+  /** A wasmesh:filter component: transpiled (cached on disk when the cache has a dir), metered, compiled, instantiated. */
+  async #loadComponent(b: FilterBinding, id: string, bytes: Buffer): Promise<FilterPlugin> {
+    const config = pluginConfig(b);
+    let compiled: CompiledComponent;
+    try {
+      compiled = await this.#components.get(bytes, { name: b.path ?? b.url, startupCpuBudget: config.startupCpuBudget ?? DEFAULT_COMPONENT_STARTUP_CPU_BUDGET });
+    } catch (err) {
+      throw new PluginLoadError(id, messageOf(err), { cause: err });
+    }
+    try {
+      return await ComponentPlugin.load(compiled, config, this.#host);
+    } catch (err) {
+      throw new PluginLoadError(id, messageOf(err), { cause: err });
+    }
+  }
+
   /** Keeps an unbound module compiled for a while; the oldest beyond RECENT_MODULES_KEPT is dropped. */
   #keepRecent(sha256: string): void {
     if (this.#recent.includes(sha256)) return;
     this.#recent.push(sha256);
-    while (this.#recent.length > RECENT_MODULES_KEPT) this.#cache.delete(this.#recent.shift()!);
+    while (this.#recent.length > RECENT_MODULES_KEPT) this.#forget(this.#recent.shift()!);
+  }
+
+  #forget(sha256: string): void {
+    this.#cache.delete(sha256);
+    this.#components.delete(sha256);
   }
 
   /** In the background, once the caller switched to the new plugins: wait for the streams, then stop. */
-  #retire(plugin: Plugin): void {
+  #retire(plugin: FilterPlugin): void {
     this.#retiring.add(plugin);
     setImmediate(() => {
       plugin

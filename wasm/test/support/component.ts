@@ -14,7 +14,11 @@ export interface ComponentSource {
   /** The WIT text holding the world (one file, one package). */
   wit: string;
   world: string;
+  /** componentize-js features left on (default: none: the component imports nothing). */
+  features?: string[];
 }
+
+const ALL_FEATURES = ['random', 'stdio', 'clocks', 'http', 'fetch-event'];
 
 const CACHE_DIR = join(tmpdir(), 'wasmesh-test-components');
 
@@ -39,7 +43,7 @@ export async function buildComponent(c: ComponentSource): Promise<{ bytes: Uint8
     const { componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as Componentize;
     // The WIT goes in as text: the splicer inside is WASI-compiled and sees no host directories.
     // Every WASI feature off: a filter gets no clocks, randomness, stdio or HTTP from the host.
-    const { component } = await componentize(c.source, { witWorld: c.wit, worldName: c.world, disableFeatures: ['random', 'stdio', 'clocks', 'http', 'fetch-event'] });
+    const { component } = await componentize(c.source, { witWorld: c.wit, worldName: c.world, disableFeatures: ALL_FEATURES.filter((f) => !(c.features ?? []).includes(f)) });
     const tmp = join(work, 'out.wasm');
     await writeFile(tmp, component);
     await rename(tmp, file);
@@ -98,4 +102,92 @@ export const handler = {
 export async function jsAddHeaderComponent(): Promise<{ bytes: Uint8Array; cached: boolean; ms: number }> {
   const wit = await readFile(new URL('../../../schemas/wit/filter.wit', import.meta.url), 'utf8');
   return buildComponent({ source: JS_ADD_HEADER, wit, world: 'http-filter' });
+}
+
+/**
+ * A filter in JavaScript that uses every part of the world, for the proxy's tests. What it does for a
+ * request is chosen by its `x-component` header:
+ * - (none): sets the configured request/response headers (config as JS_ADD_HEADER's), `x-seen-path`
+ *   and `x-plugin-name` from the properties it asked for, `x-hits` from shared data it counts in
+ *   (a CAS write per request), logs one line, counts `js_requests_total` and observes body sizes
+ *   in `js_body_bytes`; adds a trailer `x-filter-trailer: 1` to responses that have trailers
+ * - `reply`: a local reply 418 `short and stout`, header x-replied: yes, details `component_reply`
+ * - `grpc-reply`: a local reply with grpc-status 7
+ * - `hold`: stops on the request headers; at the end of the body, upper-cases it and sets
+ *   `x-body-length` on the held request headers
+ * - `shout-response`: buffers the response body (stop until the end) and upper-cases it
+ * - `reply-on-response`: answers 502 from the response headers phase
+ * - `spin`: loops forever (the CPU budget stops it)
+ * - `throw`: throws (a trap)
+ */
+export const JS_EVERYTHING = `
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+let config = { request: [], response: [] };
+const streams = new Map();
+const unchanged = () => ({ remove: [], set: [], add: [] });
+const nothing = () => ({ logs: [], metrics: [], sharedWrites: [] });
+const go = { tag: 'continue' };
+const pairs = (o) => Object.entries(o ?? {}).map(([k, v]) => [k.toLowerCase(), enc.encode(String(v))]);
+const header = (fields, name) => { for (const [n, v] of fields) if (n === name) return dec.decode(v); return undefined; };
+const prop = (ctx, i) => ctx.properties[i] && ctx.properties[i].value !== undefined ? dec.decode(ctx.properties[i].value) : '';
+export const handler = {
+  configure(bytes) {
+    let parsed;
+    try {
+      parsed = bytes.length === 0 ? {} : JSON.parse(dec.decode(bytes));
+    } catch (e) {
+      throw 'everything: configuration is not JSON: ' + e.message;
+    }
+    config = { request: pairs(parsed.request), response: pairs(parsed.response) };
+    return {
+      phases: ['request-headers', 'request-body', 'request-trailers', 'response-headers', 'response-body', 'response-trailers'],
+      properties: [['request', 'path'], ['plugin_name']],
+      sharedKeys: ['hits'],
+      metrics: [{ name: 'js_requests_total', kind: 'counter' }, { name: 'js_body_bytes', kind: 'histogram' }],
+    };
+  },
+  onRequestHeaders(ctx, headers, endOfStream) {
+    const mode = header(headers, 'x-component') ?? '';
+    streams.set(ctx.streamId, mode);
+    if (mode === 'spin') { for (;;) {} }
+    if (mode === 'throw') throw new Error('boom');
+    const effects = { logs: [{ level: 'info', message: 'request ' + prop(ctx, 0) }], metrics: [{ name: 'js_requests_total', op: 'add', value: 1n }], sharedWrites: [] };
+    const hits = ctx.shared[0];
+    const n = hits.value === undefined ? 0 : Number(dec.decode(hits.value));
+    effects.sharedWrites.push({ key: 'hits', value: enc.encode(String(n + 1)), cas: hits.cas });
+    if (mode === 'reply') return { action: { tag: 'reply', val: { status: 418, headers: [['x-replied', enc.encode('yes')]], body: enc.encode('short and stout'), grpcStatus: undefined, details: 'component_reply' } }, headers: unchanged(), effects };
+    if (mode === 'grpc-reply') return { action: { tag: 'reply', val: { status: 200, headers: [], body: enc.encode('denied by js'), grpcStatus: 7, details: 'component_grpc_reply' } }, headers: unchanged(), effects };
+    const set = [...config.request, ['x-seen-path', enc.encode(prop(ctx, 0))], ['x-plugin-name', enc.encode(prop(ctx, 1))]];
+    return { action: mode === 'hold' ? { tag: 'stop' } : go, headers: { remove: ['x-remove-me'], set, add: [] }, effects };
+  },
+  onRequestBody(ctx, body, endOfStream) {
+    const effects = { logs: [], metrics: [{ name: 'js_body_bytes', op: 'observe', value: BigInt(body.length) }], sharedWrites: [] };
+    if (streams.get(ctx.streamId) !== 'hold') return { action: go, body: undefined, headers: unchanged(), effects };
+    if (!endOfStream) return { action: { tag: 'stop' }, body: undefined, headers: unchanged(), effects };
+    const upper = enc.encode(dec.decode(body).toUpperCase());
+    return { action: go, body: upper, headers: { remove: ['content-length'], set: [['x-body-length', enc.encode(String(body.length))]], add: [] }, effects };
+  },
+  onRequestTrailers(ctx, trailers) { return { action: go, trailers: unchanged(), effects: nothing() }; },
+  onResponseHeaders(ctx, headers, endOfStream) {
+    const mode = streams.get(ctx.streamId);
+    if (mode === 'reply-on-response') return { action: { tag: 'reply', val: { status: 502, headers: [], body: enc.encode('upstream said ' + header(headers, ':status')), grpcStatus: undefined, details: 'component_response_reply' } }, headers: unchanged(), effects: nothing() };
+    const hits = ctx.shared[0];
+    const set = [...config.response, ['x-hits', hits.value ?? enc.encode('0')]];
+    return { action: go, headers: { remove: mode === 'shout-response' ? ['content-length'] : [], set, add: [] }, effects: nothing() };
+  },
+  onResponseBody(ctx, body, endOfStream) {
+    if (streams.get(ctx.streamId) !== 'shout-response') return { action: go, body: undefined, headers: unchanged(), effects: nothing() };
+    if (!endOfStream) return { action: { tag: 'stop' }, body: undefined, headers: unchanged(), effects: nothing() };
+    return { action: go, body: enc.encode(dec.decode(body).toUpperCase()), headers: unchanged(), effects: nothing() };
+  },
+  onResponseTrailers(ctx, trailers) { return { action: go, trailers: { remove: [], set: [], add: [['x-filter-trailer', enc.encode('1')]] }, effects: nothing() }; },
+  onStreamDone(streamId) { streams.delete(streamId); return nothing(); },
+};
+`;
+
+/** JS_EVERYTHING built against schemas/wit/filter.wit (cached like every component here). */
+export async function jsEverythingComponent(): Promise<{ bytes: Uint8Array; cached: boolean; ms: number }> {
+  const wit = await readFile(new URL('../../../schemas/wit/filter.wit', import.meta.url), 'utf8');
+  return buildComponent({ source: JS_EVERYTHING, wit, world: 'http-filter' });
 }
