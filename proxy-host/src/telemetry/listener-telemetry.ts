@@ -28,6 +28,11 @@ export class ListenerTelemetry {
     const f = new RequestFacts(ar, status, durationMs, this.localAddress);
     const trace = ar.trace;
     if (trace !== undefined) trace.tracer.finish(trace, ar.headers, f);
+    else if (this.logs.length > 0) {
+      // No span on this side: the trace the request carries still names the record's trace.
+      const m = /^[0-9a-f]{2}-([0-9a-f]{32})-/.exec(f.requestHeader('traceparent') ?? '');
+      if (m) f.traceId = m[1]!;
+    }
     for (const log of this.logs) {
       if (log.filter !== undefined && !log.filter.matches(f)) continue;
       if (log.otel === undefined) log.sink.write(log.format.line(f));
