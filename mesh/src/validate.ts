@@ -215,8 +215,9 @@ function reporter(doc: ConfigDocument, errors: ConfigError[]): Report {
   const resource = resourceLabel(doc.value);
   const document = resource ? `${resource} (${formatSource(doc.source)})` : describeDocument(doc);
   return (path, message) => {
-    const line = doc.lineOf?.(path);
-    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}) });
+    const at = doc.positionOf?.(path);
+    const line = at?.line ?? doc.lineOf?.(path);
+    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}), ...(at !== undefined ? { column: at.column } : {}) });
   };
 }
 

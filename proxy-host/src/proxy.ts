@@ -84,6 +84,11 @@ export interface ProxyOptions {
    * (gateway/gateway-listeners.ts), running the outbound chain. Default 'sidecar'.
    */
   role?: 'sidecar' | 'gateway';
+  /**
+   * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
+   * for measuring what the counting costs (npm run bench:edges); default true.
+   */
+  edgeStats?: boolean;
 }
 
 export interface ConfigStatus {
@@ -174,7 +179,7 @@ export class Proxy {
         edges.record({ service: c?.host, labels: e?.labels, subset: c?.subset, mtls, status, durationMs });
       },
     };
-    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const, edges: edgeRecorder };
+    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const, ...(options.edgeStats === false ? {} : { edges: edgeRecorder }) };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
     proxy.#inbound = new ConnectionManager({
       ...common,

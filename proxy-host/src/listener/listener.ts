@@ -249,7 +249,11 @@ export async function createListener(options: ListenerOptions): Promise<Listener
           // The handshake timeout takes over; without a certificate, PERMISSIVE is plaintext only.
           deadline.clear();
           if (!mtls) return refuse(socket);
-          mtls.emit('connection', new ReplaySocket(socket, first));
+          // Put the sniffed bytes back: a TLS socket made from a net.Socket feeds what the socket has
+          // buffered to its TLS engine before it reads the handle natively. (A JS duplex that replays
+          // them, as HTTP/2 needs, would send every encrypted byte of the connection through JS.)
+          socket.unshift(first);
+          mtls.emit('connection', socket);
           return;
         }
         dispatchPlaintext(socket, first, deadline);
