@@ -45,7 +45,7 @@ const clientWorkload = { name: 'productpage-v1', namespace: 'default', labels: {
 const serverWorkload = { name: 'reviews-v2', namespace: 'default', labels: { app: 'reviews', version: 'v2' }, serviceAccount: 'reviews' };
 const HOST = 'reviews.default.svc.cluster.local:9080';
 
-function mesh(reviewsPort: number, reviewsTracing = '[{ name: otel-grpc }, { name: otel-http }]'): string {
+function mesh(reviewsPort: number, reviewsTracing = '[{ name: otel-grpc }, { name: otel-http }]', disableSpans = false): string {
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: reviews, namespace: default }
@@ -84,7 +84,7 @@ kind: Telemetry
 metadata: { name: reviews, namespace: default }
 spec:
   targetRefs: [{ kind: Service, name: reviews }]
-  tracing: [{ providers: ${reviewsTracing} }]
+  tracing: [{ providers: ${reviewsTracing}${disableSpans ? ', disableSpanReporting: true' : ''} }]
   accessLogging:
   - providers: [{ name: als }]
     filter: { expression: "response.code >= 400 || request.headers['x-debug'] == '1'" }
@@ -239,6 +239,17 @@ test('a dead gRPC collector: exports fail and spans are dropped and counted, req
     return a.length >= 5 ? a : undefined;
   });
   assert.ok(after.every((s) => s.kind === 'SPAN_KIND_CLIENT'));
+});
+
+test('without spans on the side, an OTLP log record still names the trace the request carries', async () => {
+  await server.applyConfig(await load(serverWorkload, mesh(1, '[{ name: otel-grpc }]', true)));
+  const traceId = 'cccccccccccccccc1111111111111111';
+  await request(client.outboundPort, { path: '/missing/untraced', headers: { host: HOST, traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+  const record = await until('the record of /missing/untraced', () =>
+    grpcCollector.logs.flatMap((l) => l.request.resource_logs.flatMap((x) => x.scope_logs.flatMap((s) => s.log_records))).find((r) => attributesOf(r.attributes).path === '/missing/untraced'));
+  assert.is(record.trace_id.toString('hex'), traceId);
+  assert.is(record.span_id.length, 0, 'no span of this side to name');
+  assert.not.ok(grpcSpans().some((s) => hex(s.trace_id) === traceId && s.kind === 'SPAN_KIND_SERVER'), 'the server reported no span');
 });
 
 test.run();
