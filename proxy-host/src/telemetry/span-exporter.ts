@@ -62,10 +62,6 @@ export class SpanExporter extends BatchExporter<FinishedSpan> {
     );
     this.config = config;
   }
-
-  get dropped() {
-    return this.metrics.dropped;
-  }
 }
 
 const cut = (v: string, n: number): string => (v.length > n ? v.slice(0, n) : v);
