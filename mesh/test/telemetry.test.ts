@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { fromObjects } from '../src/documents.ts';
 import { validateDocuments, formatErrors } from '../src/validate.ts';
 import { translateProxyConfig } from '../src/translate/proxy-config.ts';
-import { compileFilter } from '../src/telemetry/cel.ts';
+import { compileFilter, compileValue } from '../src/telemetry/cel.ts';
 import { compileLogFormat, ISTIO_DEFAULT_TEXT_FORMAT } from '../src/telemetry/log-format.ts';
 import type { RequestLogFacts } from '../src/telemetry/facts.ts';
 import type { WorkloadIdentity } from '../src/proxy-config.ts';
@@ -86,6 +86,41 @@ test('match.mode picks the side; ALL_METRICS disabled turns the telemetry filter
   assert.equal(cfg('outboundFilters'), { metrics: false, accessLog: false });
 });
 
+test('providers as Istio spells them: opentelemetry without http is OTLP/gRPC, http: {} is OTLP/HTTP protobuf; envoyOtelAls; single-metric overrides in order', () => {
+  const t = translate([
+    mesh({
+      extensionProviders: [
+        { name: 'grpc', opentelemetry: { service: 'c', port: 4317, grpc: { timeout: '2s', initialMetadata: [{ name: 'x-tenant', value: 'a' }] } } },
+        { name: 'bare', opentelemetry: { service: 'c', port: 4317 } },
+        { name: 'http', opentelemetry: { service: 'c', port: 4318, http: {} } },
+        { name: 'json', opentelemetry: { service: 'c', port: 4318, http: { encoding: 'json' } } },
+        { name: 'als', envoyOtelAls: { service: 'col', port: 4317, logFormat: { labels: { code: '%RESPONSE_CODE%' } } } },
+      ],
+    }),
+    tel('root', 'istio-system', {
+      tracing: [{ providers: [{ name: 'grpc' }, { name: 'bare' }, { name: 'http' }, { name: 'json' }] }],
+      accessLogging: [{ providers: [{ name: 'als' }] }],
+      metrics: [{ overrides: [{ match: { metric: 'REQUEST_DURATION' }, disabled: true }, { tagOverrides: { request_protocol: { operation: 'REMOVE' } } }] }],
+    }),
+    tel('wl', 'default', {
+      selector: { matchLabels: { app: 'reviews' } },
+      metrics: [{ overrides: [{ match: { customMetric: 'requests_total', mode: 'SERVER' }, tagOverrides: { host: { value: 'request.host' } } }] }],
+    }),
+  ]).telemetry!;
+  const p = t.outbound.tracing!.providers;
+  assert.equal(p.map((x) => [x.name, x.protocol, x.timeoutMs]), [['grpc', 'otlp-grpc', 2000], ['bare', 'otlp-grpc', 5000], ['http', 'otlp-http-protobuf', 5000], ['json', 'otlp-http-json', 5000]]);
+  assert.equal(p[0]!.headers, [['x-tenant', 'a']]);
+  assert.is(p[2]!.path, '/v1/traces');
+  assert.equal(t.inbound.accessLogs, [{ provider: 'als', path: '', otel: { host: 'col', port: 4317, logName: 'otel_envoy_accesslog', timeoutMs: 5000 }, format: { labels: { code: '%RESPONSE_CODE%' } } }]);
+  const all = ['REQUEST_COUNT', 'REQUEST_DURATION', 'REQUEST_SIZE', 'RESPONSE_SIZE'];
+  assert.equal(t.outbound.metricOverrides, [{ metrics: ['REQUEST_DURATION'], disabled: true }, { metrics: all, tags: [['request_protocol', { remove: true }]] }]);
+  assert.equal(t.inbound.metricOverrides, [
+    { metrics: ['REQUEST_DURATION'], disabled: true },
+    { metrics: all, tags: [['request_protocol', { remove: true }]] },
+    { metrics: ['REQUEST_COUNT'], tags: [['host', { value: 'request.host' }]] },
+  ]);
+});
+
 test('no Telemetry and no MeshConfig: the config has no telemetry section (and its version does not change)', () => {
   const t = translate([]);
   assert.is(t.telemetry, undefined);
@@ -97,12 +132,19 @@ test('validation names the field: unknown and mis-kinded providers, bad formats 
     {
       ...mesh(),
       metadata: { name: 'second', namespace: 'default' },
-      spec: { extensionProviders: [{ name: 'grpc', opentelemetry: { service: 'c', port: 4317 } }, { name: 'bad', envoyFileAccessLog: { logFormat: { text: '%NOPE%' } } }] },
+      spec: { extensionProviders: [{ name: 'both', opentelemetry: { service: 'c', port: 4317, http: {}, grpc: {} } }, { name: 'bad', envoyFileAccessLog: { logFormat: { text: '%NOPE%' } } }, { name: 'als', envoyOtelAls: { service: 'c', port: 4317, logFormat: { labels: { x: '%NOPE%' } } } }] },
     },
     tel('t', 'default', {
       tracing: [{ providers: [{ name: 'missing' }] }],
       accessLogging: [{ providers: [{ name: 'otel' }], filter: { expression: 'response.code >=' } }],
-      metrics: [{ overrides: [{ match: { metric: 'REQUEST_COUNT' }, tagOverrides: { x: { value: 'y' } } }] }],
+      metrics: [
+        {
+          overrides: [
+            { match: { metric: 'REQUEST_COUNT' }, tagOverrides: { x: { value: 'y' }, 'bad-name': { operation: 'REMOVE' }, reporter: { operation: 'REMOVE' }, z: {}, w: { operation: 'REMOVE', value: 'request.host' } } },
+            { match: { customMetric: 'my_metric' }, disabled: true },
+          ],
+        },
+      ],
     }),
     tel('schema', 'default', { tracing: [{ randomSamplingPercentage: 101 }] }),
   ]);
@@ -110,13 +152,19 @@ test('validation names the field: unknown and mis-kinded providers, bad formats 
   has(/^\/spec\/defaultProviders\/tracing\/0: provider "log" is envoyFileAccessLog, which tracing cannot use/);
   has(/^: a mesh has one MeshConfig/);
   has(/^\/metadata\/namespace: a MeshConfig belongs in the root namespace/);
-  has(/^\/spec\/extensionProviders\/0\/opentelemetry: OTLP\/gRPC export is not supported yet/);
+  has(/^\/spec\/extensionProviders\/0\/opentelemetry: use http \(OTLP\/HTTP\) or grpc/);
+  has(/^\/spec\/extensionProviders\/2\/envoyOtelAls\/logFormat\/labels\/x: unknown command %NOPE%/);
   has(/^\/spec\/extensionProviders\/1\/envoyFileAccessLog\/logFormat\/text: unknown command %NOPE%/);
   has(/^\/spec\/tracing\/0\/providers\/0\/name: unknown provider "missing"/);
   has(/^\/spec\/tracing\/0\/randomSamplingPercentage: /);
   has(/^\/spec\/accessLogging\/0\/providers\/0\/name: provider "otel" is opentelemetry, which accessLogging cannot use/);
   has(/^\/spec\/accessLogging\/0\/filter\/expression: unexpected "<end>" at offset 16/);
-  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides: tagOverrides are not supported yet/);
+  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides\/x\/value: unknown attribute y/);
+  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides\/bad-name: "bad-name" is not a Prometheus label name/);
+  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides\/reporter: the reporter label/);
+  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides\/z\/value: UPSERT needs a value/);
+  has(/^\/spec\/metrics\/0\/overrides\/0\/tagOverrides\/w\/value: REMOVE takes no value/);
+  has(/^\/spec\/metrics\/0\/overrides\/1\/match\/customMetric: wasmesh has no custom metrics/);
 });
 
 const facts = (over: Partial<RequestLogFacts> & { req?: Record<string, string>; resp?: Record<string, string> } = {}): RequestLogFacts => ({
@@ -173,6 +221,23 @@ test('CEL subset: comparisons, headers, mtls, &&, ||, !, in, string functions; a
   assert.equal(compileFilter('response.nope > 1'), { at: 0, message: (compileFilter('response.nope > 1') as { message: string }).message });
   assert.match((compileFilter('response.nope > 1') as { message: string }).message, /^unknown attribute response.nope/);
   assert.match((compileFilter("request.path.matches('x')") as { message: string }).message, /unknown function matches\(\)/);
+});
+
+test('CEL values (tagOverrides): strings, printed numbers, string(), has(), c ? a : b; an error is undefined', () => {
+  const v = (e: string, f = facts()) => {
+    const c = compileValue(e);
+    if ('message' in c) throw new Error(c.message);
+    return c.value(f);
+  };
+  assert.is(v('request.host'), 'reviews:9080');
+  assert.is(v("'v1'"), 'v1');
+  assert.is(v('response.code'), '503');
+  assert.is(v('string(response.code)'), '503');
+  assert.is(v("request.headers['x-user']"), undefined);
+  assert.is(v("has(request.headers['x-user']) ? request.headers['x-user'] : 'anonymous'"), 'anonymous');
+  assert.is(v("has(request.headers['x-user']) ? request.headers['x-user'] : 'anonymous'", facts({ req: { 'x-user': 'jason' } })), 'jason');
+  assert.is(v("response.code >= 500 ? 'error' : 'ok'"), 'error');
+  assert.match((compileValue('response.code ?') as { message: string }).message, /unexpected "<end>"/);
 });
 
 test.run();

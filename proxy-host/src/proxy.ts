@@ -21,6 +21,7 @@ import { createGrpcCallout } from './grpc-callout.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import { createTelemetryForeignFunctions } from './telemetry-sinks.ts';
 import { TelemetryBackends } from './telemetry/listener-telemetry.ts';
+import { MetricOverrides } from './telemetry/metric-overrides.ts';
 import { createListener, DEFAULT_MAX_HEADER_SIZE, type Listener, type ListenerOptions } from './listener/listener.ts';
 import { log, logError, logInfo } from './log.ts';
 import type { IdentityProvider } from './identity/types.ts';
@@ -117,6 +118,8 @@ export class Proxy {
   readonly #accessLog: AccessLog;
   /** Span exporters and access-log files of Telemetry providers, kept across config changes. */
   readonly #telemetry = new TelemetryBackends(this.metrics);
+  /** Telemetry overrides of Istio's standard metrics, applied where the telemetry filter defines them. */
+  readonly #metricOverrides = new MetricOverrides(this.metrics);
   #config!: ProxyConfig;
   /** The config as given, before module overrides. */
   #base!: ProxyConfig;
@@ -171,6 +174,7 @@ export class Proxy {
   static async start(options: ProxyOptions, config: ProxyConfig): Promise<Proxy> {
     const proxy = new Proxy(options);
     const states = await proxy.#prepare(config);
+    states.retainTelemetry();
     proxy.#config = config;
     proxy.#base = config;
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
@@ -306,10 +310,15 @@ export class Proxy {
     for (const c of this.clusters.list()) for (const e of c.endpoints) keep.add(e.key);
     this.upstreams.retain(keep);
     const telemetry = this.#telemetry.build(config.telemetry, config.workload, { inbound: `${this.options.appHost ?? '127.0.0.1'}:${this.options.appPort ?? 8080}`, outbound: '' });
+    const metricOverrides = [config.telemetry?.inbound.metricOverrides, config.telemetry?.outbound.metricOverrides] as const;
+    this.#metricOverrides.check(...metricOverrides);
     return {
       outbound: { config, routes, chain: new FilterChain(outboundPlugins), ...(telemetry.outbound ? { telemetry: telemetry.outbound } : {}) },
       inbound: { config, routes: inboundRouteTable(inboundCluster.name), chain: new FilterChain(inboundPlugins), ...(telemetry.inbound ? { telemetry: telemetry.inbound } : {}) },
-      retainTelemetry: telemetry.retain,
+      retainTelemetry: () => {
+        telemetry.retain();
+        this.#metricOverrides.set(...metricOverrides);
+      },
       gateway,
     };
   }
@@ -496,6 +505,7 @@ export class Proxy {
     await this.#overrides.close();
     await this.#accessLog.close();
     await this.#telemetry.close();
+    this.#metricOverrides.close();
     this.#loopDelay?.stop();
     await this.#watchdog?.stop();
   }

@@ -1,6 +1,6 @@
 // Telemetry backends on running proxies: a client sidecar (outbound) and a server sidecar (inbound) in
 // front of an app, configured from Telemetry + MeshConfig documents. Real HTTP receivers on loopback
-// decode what the proxies export (OTLP/HTTP JSON and Zipkin v2 JSON); the access log is a real file.
+// decode what the proxies export (OTLP/HTTP with the JSON encoding and Zipkin v2 JSON; protobuf and gRPC: telemetry-otlp.test.ts); the access log is a real file.
 // A changed Telemetry applies without restart; a dead backend drops and counts, requests unaffected.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -70,7 +70,7 @@ spec:
   meshId: test-mesh
   extensionProviders:
   - name: otel
-    opentelemetry: { service: 127.0.0.1, port: ${otel.port}, http: { path: /v1/traces, headers: [{ name: x-auth, value: secret }] } }
+    opentelemetry: { service: 127.0.0.1, port: ${otel.port}, http: { path: /v1/traces, encoding: json, headers: [{ name: x-auth, value: secret }] } }
   - name: zipkin
     zipkin: { service: 127.0.0.1, port: ${zipkin.port} }
   - name: dead

@@ -54,8 +54,8 @@ test('the loop delay gauges show the worst delay of the last window', async () =
     block(200);
     await sleep(450);
     const text = metrics.renderPrometheus();
-    const max = Number(/wasmesh_proxy_event_loop_delay_seconds\{quantile="1"\} ([\d.e-]+)/.exec(text)?.[1]);
-    const p50 = Number(/wasmesh_proxy_event_loop_delay_seconds\{quantile="0.5"\} ([\d.e-]+)/.exec(text)?.[1]);
+    const max = Number(/wasmesh_proxy_event_loop_delay_seconds\{stat="max"\} ([\d.e-]+)/.exec(text)?.[1]);
+    const p50 = Number(/wasmesh_proxy_event_loop_delay_seconds\{stat="p50"\} ([\d.e-]+)/.exec(text)?.[1]);
     assert.ok(max >= 0.15 && max < 5, `max ${max} s after a 200 ms block`);
     assert.ok(p50 < max, `p50 ${p50} s below the max`);
   } finally {
@@ -120,7 +120,7 @@ test('a proxy process blocked past the stall threshold answers /ready 503 with t
     assert.match(ready.body, /^NOT READY\nevent loop blocked for \d+ ms \(1 stall since start\)/);
     const stats = (await request(child.admin, { path: '/stats/prometheus' })).body;
     assert.match(stats, /wasmesh_proxy_event_loop_stalls_total 1\n/);
-    assert.match(stats, /wasmesh_proxy_event_loop_delay_seconds\{quantile="0.99"\}/);
+    assert.match(stats, /wasmesh_proxy_event_loop_delay_seconds\{stat="p99"\}/);
     assert.match(child.stderr(), /\[watchdog\] event loop blocked for more than 200 ms: not ready; killing the process at 5000 ms/);
     const deadline = Date.now() + 5000;
     while ((await request(child.admin, { path: '/ready' })).status !== 200) {

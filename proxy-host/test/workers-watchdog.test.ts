@@ -139,12 +139,12 @@ test("the primary's stats: stalls are summed over workers, the event-loop delay 
       `wasmesh_proxy_event_loop_stalls_total ${stalls}`,
       '# HELP wasmesh_proxy_event_loop_delay_seconds Delay',
       '# TYPE wasmesh_proxy_event_loop_delay_seconds gauge',
-      `wasmesh_proxy_event_loop_delay_seconds{quantile="0.99"} ${p99}`,
+      `wasmesh_proxy_event_loop_delay_seconds{stat="p99"} ${p99}`,
       '',
     ].join('\n');
   const merged = mergePrometheus([worker(1, 0.02), worker(2, 0.5), worker(0, 0.1)]);
   assert.match(merged, /^wasmesh_proxy_event_loop_stalls_total 3$/m);
-  assert.match(merged, /^wasmesh_proxy_event_loop_delay_seconds\{quantile="0.99"\} 0.5$/m);
+  assert.match(merged, /^wasmesh_proxy_event_loop_delay_seconds\{stat="p99"\} 0.5$/m);
 });
 
 test.run();

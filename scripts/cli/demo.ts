@@ -22,12 +22,15 @@ import { rateLimitServiceEntry, startDemoRedis, type DemoRedis } from '../demo/q
 import { installPath, installRoot } from '../../schemas/repo-files.ts';
 import { helpFor } from '../../orchestrator/src/cli-client/help-text.ts';
 import { DemoIssuer } from '../demo/issuer.ts';
+import { checkThreeHops, DemoTraceReceiver } from '../demo/traces.ts';
+import { randomBytes } from 'node:crypto';
 
 export const usage = `usage: wasmesh demo [--exit-after-ready] [--rps N] [--ready-timeout S]
 
 Starts a demo mesh: the orchestrator (embedded store, temporary data dir), a Bookinfo-like app
 (productpage -> details, reviews v1|v2|v3 -> ratings), each service under its own sidecar with mTLS
-STRICT, a 90/10 split of reviews between v1 and v2, and a traffic generator. Prints a guide once a
+STRICT, a 90/10 split of reviews between v1 and v2, a traffic generator, and tracing of every request
+to a trace receiver in the demo process. Prints a guide once a
 request has gone through end to end. Ctrl-C stops everything and removes the temporary dir.
 
   --exit-after-ready   stop everything and exit 0 once the guide is printed (for tests)
@@ -160,6 +163,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   const tmp = mkdtempSync(join(tmpdir(), 'wasmesh-demo-'));
   let orchestrator: RunningOrchestrator | undefined;
   let issuer: DemoIssuer | undefined;
+  let traces: DemoTraceReceiver | undefined;
   let redis: DemoRedis | undefined;
   let gateway: DemoGateway | undefined;
   const workloads: DemoWorkload[] = [];
@@ -182,6 +186,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         await Promise.allSettled([...workloads.map((w) => w.stop()), gateway?.stop()]);
         await orchestrator?.close().catch(() => undefined);
         await issuer?.close().catch(() => undefined);
+        await traces?.close().catch(() => undefined);
         redis?.stop();
       } finally {
         removeTmp();
@@ -245,6 +250,9 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     issuer = await new DemoIssuer().start();
     documents.push(...issuer.documents(NAMESPACE));
     if (orchestrator.rateLimitPort) documents.push(rateLimitServiceEntry(orchestrator.rateLimitPort));
+    // Tracing: every sidecar reports every request (100 %) over OTLP/HTTP to a receiver in this process.
+    traces = await new DemoTraceReceiver().start();
+    documents.push(...traces.documents());
     // The ingress gateway's Gateway and VirtualService (scripts/demo/gateway.ts), on a free port.
     const gatewayPort = await freePort();
     // HTTPS too, with a certificate for localhost of a throwaway CA (key files 0600 in the temp dir,
@@ -253,7 +261,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     const demoTls = await loadOrCreateServingCertificate(join(tmp, 'gateway-tls'), ['localhost', '127.0.0.1']);
     documents.push(...gatewayDocuments(NAMESPACE, gatewayPort, { port: httpsPort, certPem: demoTls.certPem, keyPem: demoTls.keyPem }));
     await client.request('POST', '/apply', { body: documents });
-    step(`applied ${documents.length} resources from ${relative(REPO, meshFile)} and the demo issuer (JWKS ${issuer.jwksUri})`);
+    step(`applied ${documents.length} resources from ${relative(REPO, meshFile)}, the demo issuer (JWKS ${issuer.jwksUri}) and tracing to ${traces.url}`);
 
     // Two versions of a real filter for the rollout step of the guide, built while the workloads start.
     const filterVersions = buildDemoFilterVersions(join(tmp, 'filter-src'), DEMO_FILTER_VERSIONS);
@@ -343,6 +351,27 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     step(`productpage /api/v1/products: no token ${jwtChecks[0]}, forged token ${jwtChecks[1]}, valid token ${jwtChecks[2]}`);
     if (jwtChecks.join(',') !== '403,401,200') throw new Error(`the JWT requirement on productpage /api/* did not hold: ${jwtChecks.join(', ')} (expected 403, 401, 200)`);
 
+    // One trace through the three hops, checked before the guide shows it: a request of our own with a
+    // sampled traceparent, until one goes to ratings (reviews v1 does not call it).
+    let traceId = '';
+    for (let attempt = 0; ; attempt++) {
+      const id = randomBytes(16).toString('hex');
+      const res = await meshGet(traffic.outboundPort, 'productpage', '/productpage', { 'end-user': 'demo', traceparent: `00-${id}-${randomBytes(8).toString('hex')}-01` });
+      if (endToEnd(res)) {
+        traceId = id;
+        break;
+      }
+      if (attempt >= 20) throw new Error(`no traced request went productpage -> reviews -> ratings in 20 tries; last answer: ${res.status} ${res.body.slice(0, 200)}`);
+    }
+    const traceDeadline = Date.now() + 15_000;
+    for (;;) {
+      const missing = checkThreeHops(traces.spans(traceId));
+      if (missing === undefined) break;
+      if (Date.now() > traceDeadline) throw new Error(`trace ${traceId} did not arrive whole at the demo's receiver within 15 s: ${missing}\n${traces.tree(traceId)}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    step(`trace ${traceId}: ${traces.spans(traceId).length} spans at ${traces.url}, productpage -> reviews -> ratings, each span the child of the one before`);
+
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}/productpage`;
     gateway = await startDemoGateway({
       orchestrator: `127.0.0.1:${orchestrator.grpcPort}`,
@@ -361,7 +390,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     out.write(`\nOpen productpage in a browser, through the ingress gateway: ${gatewayUrl}\n`);
     out.write(`Over HTTPS: ${httpsUrl} (a demo certificate of a CA made for this run; trust it: curl --cacert ${demoTls.caFile} ${httpsUrl}, or accept the browser's warning)\n`);
     out.write(`Open the web console: ${orchestrator.url}/console/ and paste a token: the admin token in ${orchestrator.adminTokenPath}, or the read-only one in ${viewerTokenFile}\n`);
-    out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }));
+    out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }, { url: traces.url, traceId, tree: traces.tree(traceId) }));
     if (!exitAfterReady) {
       await new Promise<void>((resolve) => {
         wake = resolve;
@@ -386,7 +415,7 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   }
 }
 
-function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string, jwt: { tokenFile: string; forgedFile: string; jwksUri: string }): string {
+function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], outbound: number, sample: string, jwt: { tokenFile: string; forgedFile: string; jwksUri: string }, trace: { url: string; traceId: string; tree: string }): string {
   const order = (n: string) => WORKLOADS.findIndex((w) => `${w.service}-${w.version}` === n);
   // Every command is printed to run as it is, after npm install, from the checkout: `npx wasmesh`
   // (the package's own bin), paths relative to the checkout, and a cd there first.
@@ -407,6 +436,12 @@ function guide(orchestrator: RunningOrchestrator, workloads: DemoWorkload[], out
     `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.forgedFile})" http://127.0.0.1:${outbound}/api/v1/products   # forged: 401 Jwt verification fails`,
     `  curl -H 'host: productpage' -H "authorization: Bearer $(cat ${jwt.tokenFile})" http://127.0.0.1:${outbound}/api/v1/products   # valid: 200, user alice`,
     '  npx wasmesh get RequestAuthentication',
+    '',
+    `Traces: every sidecar reports a span per request (Telemetry mesh-default, 100 %) over OTLP/HTTP to the`,
+    `demo's receiver (MeshConfig provider demo-traces); it keeps the last 200 traces:`,
+    `  curl ${trace.url}/traces                       # recent traces, newest first`,
+    `  curl ${trace.url}/traces/${trace.traceId}`,
+    ...trace.tree.trimEnd().split('\n').map((l) => `    ${l}`),
     '',
     'Metrics (Istio-style, per sidecar): /stats/prometheus on each admin port',
     ...[...workloads].sort((a, b) => order(a.name) - order(b.name)).map((w) => `  ${w.name.padEnd(16)} http://127.0.0.1:${w.adminPort}/stats/prometheus   (outbound :${w.outboundPort}, inbound :${w.inboundPort})`),

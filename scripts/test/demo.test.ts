@@ -70,6 +70,10 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   // End-user authentication on productpage's /api/*, checked by the demo before the guide shows it.
   assert.match(stderr, /productpage \/api\/v1\/products: no token 403, forged token 401, valid token 200/);
   assert.match(stdout, /authorization: Bearer \$\(cat \S+\/token\)/);
+  // Tracing at 100 % to the demo's receiver: one trace through the three hops, checked and printed.
+  assert.match(stderr, /trace [0-9a-f]{32}: \d+ spans at http:\/\/127\.0\.0\.1:\d+, productpage -> reviews -> ratings/);
+  assert.match(stdout, /\n {2}curl http:\/\/127\.0\.0\.1:\d+\/traces\/[0-9a-f]{32}\n/);
+  assert.match(stdout, /\n {12,}reviews\.default CLIENT ratings\/\* 200 [\d.]+ ms {2}span [0-9a-f]{16} parent [0-9a-f]{16}\n {14,}ratings\.default SERVER ratings\/\* 200 /);
 
   const tmp = /cat (\S+)\/orchestrator\/admin-token/.exec(stdout)?.[1];
   assert.ok(tmp, output);
@@ -181,6 +185,15 @@ test('the running demo splits reviews 90/10 over mTLS, shows it in the metrics, 
     assert.ok(reviewsV1 >= versions.v1!, `reviews-v1 counted ${reviewsV1} mTLS requests`);
     assert.ok(reviewsV2 >= versions.v2!, `reviews-v2 counted ${reviewsV2} mTLS requests`);
     assert.is(reviewsV3, 0);
+
+    // The trace receiver's endpoints as the guide prints them: the demo's own traffic is traced too.
+    const traceUrl = /\n {2}curl (http:\/\/127\.0\.0\.1:\d+\/traces)\/[0-9a-f]{32}\n/.exec(stdout)?.[1];
+    assert.ok(traceUrl, output());
+    const recent = (await (await fetch(traceUrl!)).json()) as { traceId: string; spans: number; services: string[] }[];
+    const full = recent.find((t) => t.services.includes('ratings.default') && t.services.includes('productpage.default'));
+    assert.ok(full, JSON.stringify(recent.slice(0, 5)));
+    const tree = await (await fetch(`${traceUrl}/${full!.traceId}`)).text();
+    assert.match(tree, /productpage\.default SERVER productpage\/\* 200/);
 
     // The tour's fault step, run as the guide prints it: cd, export, npx wasmesh apply.
     const printed = (pattern: RegExp) => stdout.split('\n').find((l) => pattern.test(l))?.trim() ?? '';

@@ -72,7 +72,7 @@ interface Tok {
   at: number;
 }
 
-const OPS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '!', '(', ')', '[', ']', '.', ',', '-'];
+const OPS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '!', '(', ')', '[', ']', '.', ',', '-', '?', ':'];
 
 function tokenize(src: string): Tok[] | CelProblem {
   const out: Tok[] = [];
@@ -128,6 +128,39 @@ class Fail {
 
 /** Compiles a filter expression; a problem (with its offset) when it is outside the subset. */
 export function compileFilter(expression: string): CompiledFilter | CelProblem {
+  const e = parse(expression);
+  if (typeof e !== 'function') return e;
+  return { matches: (f) => e(f) === true };
+}
+
+export interface CompiledValue {
+  /** The expression's value as a label: strings as they are, numbers and booleans printed; undefined when it ends in an error or null. */
+  value(f: RequestLogFacts): string | undefined;
+}
+
+/**
+ * Compiles a value expression (Telemetry metrics tagOverrides `value`): the same subset, plus
+ * `string(x)`, `has(x)` and `c ? a : b`. A string literal is written quoted, as in CEL ('"GET"').
+ */
+export function compileValue(expression: string): CompiledValue | CelProblem {
+  const e = parse(expression);
+  if (typeof e !== 'function') return e;
+  return {
+    value(f) {
+      const v = e(f);
+      if (typeof v === 'string') return v;
+      if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+      return undefined;
+    },
+  };
+}
+
+const GLOBAL_FUNCTIONS: Readonly<Record<string, (v: V) => V>> = {
+  string: (v) => (typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : ERROR),
+  has: (v) => v !== ERROR,
+};
+
+function parse(expression: string): Eval | CelProblem {
   const toks = tokenize(expression);
   if (!Array.isArray(toks)) return toks;
   let p = 0;
@@ -160,7 +193,7 @@ export function compileFilter(expression: string): CompiledFilter | CelProblem {
       return { eval: () => n };
     }
     if (t.kind === 'op' && t.text === '(') {
-      const e = orExpr();
+      const e = conditional();
       expect(')');
       return { eval: e };
     }
@@ -175,6 +208,13 @@ export function compileFilter(expression: string): CompiledFilter | CelProblem {
       }
       expect(']');
       return { eval: (f) => items.map((e) => e(f)) };
+    }
+    if (t.kind === 'id' && peek().kind === 'op' && peek().text === '(' && GLOBAL_FUNCTIONS[t.text] !== undefined) {
+      const fn = GLOBAL_FUNCTIONS[t.text]!;
+      p++;
+      const arg = conditional();
+      expect(')');
+      return { eval: (f) => fn(arg(f)) };
     }
     if (t.kind === 'id') {
       if (t.text === 'true') return { eval: () => true };
@@ -272,10 +312,23 @@ export function compileFilter(expression: string): CompiledFilter | CelProblem {
     return e;
   };
 
+  const conditional = (): Eval => {
+    const c = orExpr();
+    if (!(peek().kind === 'op' && peek().text === '?')) return c;
+    p++;
+    const a = conditional();
+    expect(':');
+    const b = conditional();
+    return (f) => {
+      const v = c(f);
+      return v === true ? a(f) : v === false ? b(f) : ERROR;
+    };
+  };
+
   try {
-    const e = orExpr();
+    const e = conditional();
     if (peek().kind !== 'end') fail(peek(), `unexpected ${JSON.stringify(peek().text)} after the expression`);
-    return { matches: (f) => e(f) === true };
+    return e;
   } catch (err) {
     if (err instanceof Fail) return err.problem;
     throw err;

@@ -3,20 +3,24 @@
 // needs; access-log formats and filter expressions that compile; what wasmesh cannot do yet refused
 // with the field's path rather than accepted and ignored.
 import { ROOT_NAMESPACE, namespaceOf, type ConfigDocument } from '../documents.ts';
-import { compileFilter } from './cel.ts';
+import { compileFilter, compileValue } from './cel.ts';
 import type { ExtensionProvider, MeshConfig, Telemetry } from './documents.ts';
 import { compileLogFormat } from './log-format.ts';
 import { GATEWAY_GROUP } from '../translate/target-refs.ts';
+import { STANDARD_METRICS } from './resolve.ts';
 
 type Report = (path: string, message: string) => void;
-type ProviderKind = 'opentelemetry' | 'zipkin' | 'envoyFileAccessLog' | 'prometheus';
+
+/** A Prometheus label name, not reserved (as wasm/src/metrics/registry.ts accepts). */
+const isValidLabelName = (n: string): boolean => /^[a-zA-Z_][a-zA-Z0-9_]*$/.test(n) && !n.startsWith('__');
+type ProviderKind = 'opentelemetry' | 'zipkin' | 'envoyFileAccessLog' | 'envoyOtelAls' | 'prometheus';
 
 const kindOf = (p: ExtensionProvider): ProviderKind | undefined =>
-  p.opentelemetry ? 'opentelemetry' : p.zipkin ? 'zipkin' : p.envoyFileAccessLog ? 'envoyFileAccessLog' : p.prometheus ? 'prometheus' : undefined;
+  p.opentelemetry ? 'opentelemetry' : p.zipkin ? 'zipkin' : p.envoyFileAccessLog ? 'envoyFileAccessLog' : p.envoyOtelAls ? 'envoyOtelAls' : p.prometheus ? 'prometheus' : undefined;
 
 const FIELD_KINDS: Readonly<Record<'tracing' | 'accessLogging' | 'metrics', readonly ProviderKind[]>> = {
   tracing: ['opentelemetry', 'zipkin'],
-  accessLogging: ['envoyFileAccessLog'],
+  accessLogging: ['envoyFileAccessLog', 'envoyOtelAls'],
   metrics: ['prometheus'],
 };
 
@@ -34,12 +38,23 @@ export function checkTelemetryDocuments(documents: readonly ConfigDocument[], re
       const kind = kindOf(p)!;
       if (known.has(p.name)) report(`${at}/name`, `provider name ${JSON.stringify(p.name)} is used twice`);
       if (i === 0) known.set(p.name, kind);
-      if (p.opentelemetry && !p.opentelemetry.http) {
-        report(`${at}/opentelemetry`, 'OTLP/gRPC export is not supported yet: add http: {} to export OTLP over HTTP (JSON) to the same collector (its HTTP port, 4318 by default)');
+      if (p.opentelemetry?.http && p.opentelemetry.grpc) {
+        report(`${at}/opentelemetry`, 'use http (OTLP/HTTP) or grpc (OTLP/gRPC, the default without http), not both');
       }
       if (p.envoyFileAccessLog) {
         const f = compileLogFormat(p.envoyFileAccessLog.logFormat);
         if ('message' in f) report(`${at}/envoyFileAccessLog/logFormat${f.path}`, f.message);
+      }
+      if (p.envoyOtelAls?.logFormat) {
+        const { text, labels } = p.envoyOtelAls.logFormat;
+        if (text !== undefined) {
+          const f = compileLogFormat({ text });
+          if ('message' in f) report(`${at}/envoyOtelAls/logFormat${f.path}`, f.message);
+        }
+        if (labels !== undefined) {
+          const f = compileLogFormat({ labels });
+          if ('message' in f) report(`${at}/envoyOtelAls/logFormat${f.path}`, f.message);
+        }
       }
     });
   });
@@ -82,9 +97,23 @@ export function checkTelemetryDocuments(documents: readonly ConfigDocument[], re
     (spec.metrics ?? []).forEach((m, i) => {
       (m.overrides ?? []).forEach((o, j) => {
         const at = `/spec/metrics/${i}/overrides/${j}`;
-        const metric = o.match?.metric ?? (o.match?.customMetric === undefined ? 'ALL_METRICS' : undefined);
-        if (o.tagOverrides && Object.keys(o.tagOverrides).length > 0) report(`${at}/tagOverrides`, 'tagOverrides are not supported yet by the telemetry filter (wasmesh applies disabled on ALL_METRICS only)');
-        if (o.disabled !== undefined && metric !== 'ALL_METRICS') report(`${at}/match`, 'disabling one metric is not supported yet: wasmesh can disable ALL_METRICS (per reporter with match.mode)');
+        const custom = o.match?.customMetric;
+        if (custom !== undefined && !Object.values(STANDARD_METRICS).includes(custom)) {
+          report(`${at}/match/customMetric`, `wasmesh has no custom metrics: customMetric names one of Istio's standard metrics without istio_ (${Object.values(STANDARD_METRICS).join(', ')})`);
+        }
+        for (const [label, op] of Object.entries(o.tagOverrides ?? {})) {
+          const tat = `${at}/tagOverrides/${label.replace(/~/g, '~0').replace(/\//g, '~1')}`;
+          if (!isValidLabelName(label)) report(tat, `${JSON.stringify(label)} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)`);
+          if (label === 'reporter') report(tat, 'the reporter label says which side recorded the metric and cannot be changed');
+          if (op.operation === 'REMOVE') {
+            if (op.value !== undefined) report(`${tat}/value`, 'REMOVE takes no value');
+          } else if (op.value === undefined || op.value === '') {
+            report(`${tat}/value`, "UPSERT needs a value: a CEL expression such as request.host, or a quoted literal such as \"'v1'\"");
+          } else {
+            const c = compileValue(op.value);
+            if ('message' in c) report(`${tat}/value`, c.message);
+          }
+        }
       });
     });
   }

@@ -71,10 +71,12 @@ export interface ExtensionProvider {
     service: string;
     port: number;
     maxTagLength?: number;
-    http?: { path?: string; timeout?: string; headers?: { name: string; value: string }[] };
+    http?: { path?: string; timeout?: string; headers?: { name: string; value: string }[]; encoding?: 'protobuf' | 'json' };
+    grpc?: { timeout?: string; initialMetadata?: { name: string; value: string }[] };
   };
   zipkin?: { service: string; port: number; maxTagLength?: number; path?: string };
   envoyFileAccessLog?: { path?: string; logFormat?: { text?: string; labels?: Readonly<Record<string, string>> } };
+  envoyOtelAls?: { service: string; port: number; logName?: string; logFormat?: { text?: string; labels?: Readonly<Record<string, string>> } };
   prometheus?: Record<string, never>;
 }
 

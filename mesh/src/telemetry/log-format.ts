@@ -196,3 +196,28 @@ export function compileLogFormat(logFormat: { text?: string; labels?: Readonly<R
   const newline = text.endsWith('\n');
   return { line: newline ? (f) => c.text(f) : (f) => c.text(f) + '\n' };
 }
+
+/** An envoyOtelAls record: the body line and the attributes. */
+export interface OtelRecordFormatter {
+  /** logFormat.text (or Istio's default line), without a trailing newline. */
+  body(f: RequestLogFacts): string;
+  /** logFormat.labels, values typed as in JSON (a missing value is "-", as Envoy prints it). */
+  attributes(f: RequestLogFacts): [string, string | number][];
+}
+
+/** Compiles an envoyOtelAls logFormat: `text` is the body (default: Istio's line), `labels` the attributes. */
+export function compileOtelLogFormat(logFormat: { text?: string; labels?: Readonly<Record<string, string>> } | undefined): OtelRecordFormatter | { path: string; message: string } {
+  const text = logFormat?.text ?? ISTIO_DEFAULT_TEXT_FORMAT;
+  const body = compileFormat(text.endsWith('\n') ? text.slice(0, -1) : text);
+  if ('message' in body) return { path: '/text', message: body.message };
+  const fields: [string, CompiledFormat][] = [];
+  for (const [key, value] of Object.entries(logFormat?.labels ?? {})) {
+    const c = compileFormat(value);
+    if ('message' in c) return { path: `/labels/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, message: c.message };
+    fields.push([key, c]);
+  }
+  return {
+    body: (f) => body.text(f),
+    attributes: (f) => fields.map(([k, c]) => [k, c.json(f) ?? '-']),
+  };
+}

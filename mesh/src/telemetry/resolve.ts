@@ -10,13 +10,32 @@ import { GATEWAY_GROUP } from '../translate/target-refs.ts';
 import type { WorkloadIdentity } from '../proxy-config.ts';
 import { parseDuration } from '../translate/durations.ts';
 import type { ExtensionProvider, MeshConfig, MetricsOverride, Telemetry, TelemetryAccessLogging, TelemetryTracing, WorkloadMode } from './documents.ts';
-import type { AccessLogConfig, ProxyTelemetryConfig, SideTelemetry, SpanTag, TracingProviderConfig } from './proxy-telemetry.ts';
+import type { AccessLogConfig, MetricOverrideConfig, ProxyTelemetryConfig, SideTelemetry, SpanTag, StandardMetric, TracingProviderConfig } from './proxy-telemetry.ts';
 
 export type Side = 'inbound' | 'outbound';
 
 /** Istio's MeshConfig default sampling (defaultConfig.tracing.sampling). */
 export const DEFAULT_SAMPLING_PERCENTAGE = 1;
 export const DEFAULT_MESH_ID = 'cluster.local';
+/** Istio's default envoyOtelAls logName. */
+export const DEFAULT_OTEL_LOG_NAME = 'otel_envoy_accesslog';
+
+/** Istio's standard HTTP metrics as Telemetry names them, and their customMetric spelling (no istio_ prefix). */
+export const STANDARD_METRICS: Readonly<Record<StandardMetric, string>> = {
+  REQUEST_COUNT: 'requests_total',
+  REQUEST_DURATION: 'request_duration_milliseconds',
+  REQUEST_SIZE: 'request_bytes',
+  RESPONSE_SIZE: 'response_bytes',
+};
+const ALL_STANDARD = Object.keys(STANDARD_METRICS) as StandardMetric[];
+
+/** The standard metrics an override's match names (TCP and gRPC message metrics: none, wasmesh does not record them). */
+export function matchedMetrics(match: MetricsOverride['match']): StandardMetric[] {
+  if (match?.customMetric !== undefined) return ALL_STANDARD.filter((m) => STANDARD_METRICS[m] === match.customMetric);
+  const metric = match?.metric ?? 'ALL_METRICS';
+  if (metric === 'ALL_METRICS') return ALL_STANDARD;
+  return (ALL_STANDARD as string[]).includes(metric) ? [metric as StandardMetric] : [];
+}
 
 const covers = (mode: WorkloadMode | undefined, side: Side): boolean =>
   mode === undefined || mode === 'CLIENT_AND_SERVER' || (mode === 'CLIENT' ? side === 'outbound' : side === 'inbound');
@@ -110,25 +129,51 @@ function resolveSide(side: Side, levels: readonly Telemetry[], mesh: MeshConfig 
   const accessLogs: AccessLogConfig[] = [];
   if (!logsDisabled) {
     for (const name of logProviders ?? mesh?.spec.defaultProviders?.accessLogging ?? []) {
-      const file = providers.get(name)?.envoyFileAccessLog;
-      if (!file) continue;
-      accessLogs.push({ provider: name, path: file.path ?? '/dev/stdout', format: { ...(file.logFormat ?? {}) }, ...(filter !== undefined ? { filter } : {}) });
+      const p = providers.get(name);
+      const file = p?.envoyFileAccessLog;
+      if (file) accessLogs.push({ provider: name, path: file.path ?? '/dev/stdout', format: { ...(file.logFormat ?? {}) }, ...(filter !== undefined ? { filter } : {}) });
+      const als = p?.envoyOtelAls;
+      if (als) {
+        accessLogs.push({
+          provider: name,
+          path: '',
+          otel: { host: als.service, port: als.port, logName: als.logName ?? DEFAULT_OTEL_LOG_NAME, timeoutMs: 5000 },
+          format: { ...(als.logFormat ?? {}) },
+          ...(filter !== undefined ? { filter } : {}),
+        });
+      }
     }
   }
 
-  // Metrics: ALL_METRICS disabled for this side's reporter turns the standard metrics off.
+  // Metrics: ALL_METRICS disabled for this side's reporter turns the standard metrics off (the
+  // telemetry filter's `metrics: false`); single metrics disabled and tag overrides are applied by
+  // the proxy where the filter defines its series, in order, root level first.
   let metrics = true;
+  const overrides: MetricOverrideConfig[] = [];
   for (const t of levels) {
     for (const m of t.spec.metrics ?? []) {
       if (m.providers !== undefined) metrics = m.providers.some((p) => providers.get(p.name)?.prometheus !== undefined || !providers.has(p.name));
       for (const o of (m.overrides ?? []) as MetricsOverride[]) {
+        if (!covers(o.match?.mode, side)) continue;
         const metric = o.match?.metric ?? (o.match?.customMetric === undefined ? 'ALL_METRICS' : undefined);
-        if (metric === 'ALL_METRICS' && covers(o.match?.mode, side) && o.disabled !== undefined) metrics = !o.disabled;
+        if (metric === 'ALL_METRICS' && o.disabled !== undefined) {
+          metrics = !o.disabled;
+          // A later level re-enabling ALL_METRICS also re-enables the single metrics disabled before.
+          if (!o.disabled) for (const prev of overrides) delete prev.disabled;
+        }
+        const names = matchedMetrics(o.match);
+        if (names.length === 0) continue;
+        const entry: MetricOverrideConfig = { metrics: names };
+        if (o.disabled !== undefined && metric !== 'ALL_METRICS') entry.disabled = o.disabled;
+        const tags = Object.entries(o.tagOverrides ?? {}).map(([label, op]) => [label, op.operation === 'REMOVE' ? { remove: true as const } : { value: op.value ?? '' }] as const);
+        if (tags.length > 0) entry.tags = tags;
+        if (entry.disabled !== undefined || entry.tags !== undefined) overrides.push(entry);
       }
     }
   }
 
   const out: SideTelemetry = { accessLogs, metrics };
+  if (overrides.length > 0) out.metricOverrides = overrides;
   if (!disabled && tracers.length > 0) {
     out.tracing = { samplingPercentage: sampling ?? DEFAULT_SAMPLING_PERCENTAGE, providers: tracers, customTags: tags, meshId: mesh?.spec.meshId ?? DEFAULT_MESH_ID };
   }
@@ -138,20 +183,35 @@ function resolveSide(side: Side, levels: readonly Telemetry[], mesh: MeshConfig 
 function tracingProvider(p: ExtensionProvider | undefined): TracingProviderConfig | undefined {
   if (p?.opentelemetry) {
     const o = p.opentelemetry;
+    if (o.http === undefined) {
+      // Istio: without http, OTLP over gRPC.
+      return {
+        name: p.name,
+        kind: 'opentelemetry',
+        protocol: 'otlp-grpc',
+        host: o.service,
+        port: o.port,
+        path: '',
+        timeoutMs: o.grpc?.timeout ? parseDuration(o.grpc.timeout) : 5000,
+        headers: (o.grpc?.initialMetadata ?? []).map((h) => [h.name, h.value] as const),
+        maxTagLength: o.maxTagLength ?? 256,
+      };
+    }
     return {
       name: p.name,
       kind: 'opentelemetry',
+      protocol: o.http.encoding === 'json' ? 'otlp-http-json' : 'otlp-http-protobuf',
       host: o.service,
       port: o.port,
-      path: o.http?.path ?? '/v1/traces',
-      timeoutMs: o.http?.timeout ? parseDuration(o.http.timeout) : 5000,
-      headers: (o.http?.headers ?? []).map((h) => [h.name, h.value] as const),
+      path: o.http.path ?? '/v1/traces',
+      timeoutMs: o.http.timeout ? parseDuration(o.http.timeout) : 5000,
+      headers: (o.http.headers ?? []).map((h) => [h.name, h.value] as const),
       maxTagLength: o.maxTagLength ?? 256,
     };
   }
   if (p?.zipkin) {
     const z = p.zipkin;
-    return { name: p.name, kind: 'zipkin', host: z.service, port: z.port, path: z.path ?? '/api/v2/spans', timeoutMs: 5000, headers: [], maxTagLength: z.maxTagLength ?? 256 };
+    return { name: p.name, kind: 'zipkin', protocol: 'zipkin', host: z.service, port: z.port, path: z.path ?? '/api/v2/spans', timeoutMs: 5000, headers: [], maxTagLength: z.maxTagLength ?? 256 };
   }
   return undefined;
 }

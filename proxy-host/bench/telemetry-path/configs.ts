@@ -5,6 +5,7 @@
 // each either from this checkout or from a baseline checkout.
 import path from 'node:path';
 import type { ClusterConfig, FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import type { ProxyTelemetryConfig } from '../../../mesh/src/telemetry/proxy-telemetry.ts';
 import { withBuiltinFilters } from '../../../mesh/src/translate/builtin-filters.ts';
 import { guestModule } from '../../../wasm/test/support/wat.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../../test/support/config.ts';
@@ -20,6 +21,8 @@ export interface BenchConfig {
   /** The checkout whose proxy code and filter modules the sidecars run. */
   root: string;
   baseline: boolean;
+  /** Telemetry backends of both sidecars (telemetry-export.bench.ts); absent: none. */
+  telemetry?: ProxyTelemetryConfig;
 }
 
 export const HOST = 'reviews.default.svc.cluster.local';
@@ -55,7 +58,7 @@ function chains(c: BenchConfig, workload: WorkloadIdentity, noopWasm: string): {
 export function serverConfig(c: BenchConfig, noopWasm: string): ProxyConfig {
   const { inbound, outbound } = chains(c, SERVER, noopWasm);
   const base = proxyConfig({ inboundFilters: inbound, outboundFilters: outbound });
-  return { ...base, workload: SERVER, mtls: { mode: c.security === 'mtls' ? 'STRICT' : c.security === 'permissive' ? 'PERMISSIVE' : 'DISABLE' }, version: `${base.version}-${c.label}` };
+  return { ...base, workload: SERVER, mtls: { mode: c.security === 'mtls' ? 'STRICT' : c.security === 'permissive' ? 'PERMISSIVE' : 'DISABLE' }, ...(c.telemetry ? { telemetry: c.telemetry } : {}), version: `${base.version}-${c.label}` };
 }
 
 /** The outbound sidecar (productpage): ISTIO_MUTUAL to the inbound sidecar with mTLS, plaintext without. */
@@ -68,7 +71,7 @@ export function clientConfig(c: BenchConfig, serverPort: number, noopWasm: strin
     inboundFilters: inbound,
     outboundFilters: outbound,
   });
-  return { ...base, workload: CLIENT, version: `${base.version}-${c.label}` };
+  return { ...base, workload: CLIENT, ...(c.telemetry ? { telemetry: c.telemetry } : {}), version: `${base.version}-${c.label}` };
 }
 
 /** A module that answers every callback it exports at once: the runtime's floor per stream. */

@@ -16,6 +16,8 @@ import type { CircuitBreaker } from '../upstream/circuit-breaker.ts';
 import type { UpstreamCall, UpstreamResponseHandler } from '../upstream/upstream-request.ts';
 import type { RequestHost } from './request-host.ts';
 import type { TraceState } from '../telemetry/tracer.ts';
+import { metricsReadRequest, withRequest } from '../telemetry/metric-overrides.ts';
+import { RequestFacts } from '../telemetry/request-facts.ts';
 import { sendMirror, shouldMirror, skipMirror } from './mirror.ts';
 import { RequestBodyBuffer } from './retry-buffer.ts';
 import { backoffMs, compileRetryPolicy, HOST_SELECTION_ATTEMPTS, isRefusedStream, RETRY_BODY_LIMIT, type CompiledRetryPolicy } from './retry-policy.ts';
@@ -607,7 +609,12 @@ export class ActiveRequest implements ChainTerminal {
     if (this.#breaker) this.#breaker.active--;
     this.#mirror = undefined;
     this.#mirrorHeaders = undefined;
-    this.chain?.finish();
+    const chain = this.chain;
+    if (chain !== undefined) {
+      // Telemetry tagOverrides that read the request evaluate while the filters' on_log runs.
+      if (metricsReadRequest()) withRequest(() => new RequestFacts(this, this.status || (this.responseFlags ? 0 : 200), Date.now() - this.startMs, ''), () => chain.finish());
+      else chain.finish();
+    }
     this.cm.requestDone(this);
   }
 

@@ -233,7 +233,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     const status = ar.status || (ar.responseFlags ? 0 : 200);
     if (status) s.response(status);
     const duration = Date.now() - ar.startMs;
-    s.duration.record(duration);
+    s.duration.record(duration / 1000);
     if (ar.bytesIn) s.bytesReceived.increment(ar.bytesIn);
     if (ar.bytesOut) s.bytesSent.increment(ar.bytesOut);
     const telemetry = ar.trace?.listener ?? this.state.telemetry;

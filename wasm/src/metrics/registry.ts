@@ -56,6 +56,13 @@ export interface MetricSnapshot {
   buckets?: Array<[number, number]>;
 }
 
+/**
+ * Sees every module define() first (after the type and length checks): a Metric it returns is what the
+ * module gets (a stand-in that records elsewhere, or records nothing); undefined lets define() go on.
+ * The proxy uses it to apply Telemetry overrides to Istio's standard metrics.
+ */
+export type ModuleDefineHook = (type: MetricType, fullName: string) => Metric | undefined;
+
 export interface MetricsRegistryOptions {
   /** Bound on series created through define(); default DEFAULT_MAX_MODULE_SERIES. */
   maxModuleSeries?: number;
@@ -326,6 +333,7 @@ export class MetricsRegistry {
   private sortedFamilies: MetricFamily[] | undefined;
   private moduleSeries = 0;
   private readonly maxModuleSeries: number;
+  private defineHook: ModuleDefineHook | undefined;
 
   constructor(options: MetricsRegistryOptions = {}) {
     this.maxModuleSeries = options.maxModuleSeries ?? DEFAULT_MAX_MODULE_SERIES;
@@ -339,6 +347,10 @@ export class MetricsRegistry {
   define(type: MetricType, fullName: string): Metric | undefined {
     if (type !== MetricType.Counter && type !== MetricType.Gauge && type !== MetricType.Histogram) return undefined;
     if (typeof fullName !== 'string' || fullName.length === 0 || fullName.length > MAX_METRIC_NAME_LENGTH) return undefined;
+    if (this.defineHook !== undefined) {
+      const hooked = this.defineHook(type, fullName);
+      if (hooked !== undefined) return hooked.type === type ? hooked : undefined;
+    }
     const cached = this.byFullName.get(fullName);
     if (cached !== undefined) return cached.type === type ? cached : undefined;
     const parsed = parseMetricName(fullName);
@@ -349,6 +361,23 @@ export class MetricsRegistry {
     // module cannot grow it without bound. Misses just take the parse path.
     if (this.byFullName.size < 4 * this.maxModuleSeries) this.byFullName.set(fullName, result);
     return result;
+  }
+
+  /** Installs (or, with undefined, removes) the hook every module define() consults first. */
+  setModuleDefineHook(hook: ModuleDefineHook | undefined): void {
+    this.defineHook = hook;
+  }
+
+  /**
+   * A module series by base name and labels, as define() would create it from a full name, without the
+   * hook (what a hook's stand-ins record into). undefined when refused (reserved name, bad label,
+   * type conflict, series bound reached).
+   */
+  defineSeries(type: MetricType, name: string, labels: readonly (readonly [string, string])[]): Metric | undefined {
+    if (!METRIC_NAME_RE.test(name) || name.startsWith(HOST_METRIC_PREFIX)) return undefined;
+    for (const [k] of labels) if (!isValidLabelName(k)) return undefined;
+    const result = this.obtain('module', type, name, labels.map(([k, v]) => [k, v]), '', undefined);
+    return typeof result === 'string' ? undefined : result;
   }
 
   /** A runtime counter. Throws on an invalid name/label or a conflict with an existing family: host names are fixed in code. */
