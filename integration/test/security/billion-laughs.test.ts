@@ -85,7 +85,7 @@ rest('wasmesh validate and wasmesh apply: a clear error naming the file and docu
   writeFileSync(file, billionLaughs());
   const validate = await wasmesh(['validate', '-f', file], { timeoutMs: 60_000 });
   assert.is(validate.code, 1, validate.stderr);
-  assert.match(validate.stderr, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#1 VirtualService default/bomb: YAML aliases were limited at line \\d+`));
+  assert.match(validate.stderr, new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#1 line \\d+ VirtualService default/bomb: YAML aliases were limited at line \\d+`));
   const before = await state(ctx.store);
   const address = ctx.app.server.address() as { port: number };
   const apply = await wasmesh(['apply', '-f', file], { env: { WASMESH_SERVER: `http://127.0.0.1:${address.port}`, WASMESH_TOKEN: ctx.admin }, timeoutMs: 60_000 });
@@ -174,7 +174,7 @@ proxy('an in-place edit to an alias bomb is rejected and the last good config se
 
   writeInPlace(join(ctx.dir, 'mesh.yaml'), `${mesh(418)}---\n${billionLaughs()}`);
   await waitFor('the rejection', () => ctx.stderr.includes('rejected'), () => ctx.stderr);
-  assert.match(ctx.stderr, /mesh\.yaml#3 VirtualService default\/bomb: YAML aliases were limited at line \d+/);
+  assert.match(ctx.stderr, /mesh\.yaml#3 line \d+ VirtualService default\/bomb: YAML aliases were limited at line \d+/);
   const status = await version();
   assert.is(status.version, good, 'still the last good config');
   assert.match(String(status.lastError?.message), 'YAML aliases were limited');

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseProm, parsePromHistogramSamples, samples, type PromFamily } from '../../filters/telemetry/test/support/telemetry.ts';
-import { loadConfigFile } from '../src/config/file-source.ts';
-import { Proxy } from '../src/proxy.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { parseProm, parsePromHistogramSamples, samples, type PromFamily } from './support/telemetry.ts';
+import { loadConfigFile } from '../../../proxy-host/src/config/file-source.ts';
+import { Proxy } from '../../../proxy-host/src/proxy.ts';
+import { request, startHttp1, type TestServer } from '../../../proxy-host/test/support/servers.ts';
 
 let app: TestServer;
 let client: Proxy;
