@@ -462,6 +462,7 @@ export class TcpSession {
     if (this.#pendingUpEnd) this.#finish('upstream');
     if (first.length > 0) this.#onData('upstream', first);
     if (!this.#ended.downstream) this.#down.resume();
+    up.resume();
     this.#armIdle();
   }
 
