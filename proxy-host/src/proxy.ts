@@ -35,6 +35,7 @@ import type { TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery
 import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
 import { TcpStats } from './tcp/tcp-stats.ts';
 import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
+import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
 
 export interface ProxyOptions {
@@ -98,6 +99,11 @@ export interface ProxyOptions {
    * service's TCP port so other sidecars reach it.
    */
   tcpInbound?: readonly TcpInboundPort[];
+  /**
+   * L4 filters every new TCP connection runs (tcp/tcp-filter.ts), on sidecars and gateways alike. The
+   * seam for proxy-wasm network filters (WasmPlugin type NETWORK, not translated yet); asked per connection.
+   */
+  tcpFilters?: () => readonly TcpFilterFactory[];
 }
 
 export interface ConfigStatus {
@@ -208,8 +214,8 @@ export class Proxy {
       limits: proxy.#tcpLimits,
       workload: () => proxy.#config.workload,
       localPrincipal: () => options.identity?.current()?.spiffeId,
-      // The seam for L4 (proxy-wasm network) filters: none are configured yet.
-      filters: () => [],
+      // The seam for L4 (proxy-wasm network) filters: none come from config yet.
+      filters: options.tcpFilters ?? (() => []),
     };
     try {
       if (options.watchdog) {
