@@ -29,6 +29,7 @@ const DB = 'db.default.svc.cluster.local';
 const SPLIT = 'split.default.svc.cluster.local';
 const IDLE = 'idle.default.svc.cluster.local';
 const LIMITED = 'limited.default.svc.cluster.local';
+const GREETER = 'greeter.default.svc.cluster.local';
 
 let ca: TestCa;
 let otherCa: TestCa;
@@ -36,8 +37,10 @@ const servers: net.Server[] = [];
 let clientProxy: Proxy;
 let echoProxy: Proxy;
 /** Service ports (free port numbers, so the outbound listeners can use them too) and apps' ports. */
-const svc = { echo: 0, db: 0, split: 0, idle: 0, limited: 0 };
-const apps = { echo: 0, db: 0, v1: 0, v2: 0, idle: 0, limited: 0 };
+const svc = { echo: 0, db: 0, split: 0, idle: 0, limited: 0, greeter: 0 };
+const apps = { echo: 0, db: 0, v1: 0, v2: 0, idle: 0, limited: 0, greeter: 0 };
+/** What the greeter app received after its own FIN. */
+const greeterGot: string[] = [];
 
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -79,6 +82,8 @@ function mesh(): object[] {
     se('db', DB, svc.db, 'db'),
     // The echo sidecar also fronts the db app (its second inbound TCP listener): its identity is echo's.
     we('db-sidecar', 'db', 'tcp-db', echoProxy.tcpInboundPorts()[1]!, { version: 'v1', 'security.istio.io/tlsMode': 'istio' }, 'echo'),
+    se('greeter', GREETER, svc.greeter, 'greeter'),
+    we('greeter-sidecar', 'greeter', 'tcp-greeter', echoProxy.tcpInboundPorts()[2]!, { 'security.istio.io/tlsMode': 'istio' }, 'echo'),
     se('split', SPLIT, svc.split, 'split'),
     we('split-v1', 'split', 'tcp-split', apps.v1, { version: 'v1' }),
     we('split-v2', 'split', 'tcp-split', apps.v2, { version: 'v2' }),
@@ -217,6 +222,13 @@ test.before(async () => {
     });
     s.on('end', () => setTimeout(() => s.end(frame(`summary:${n} requests`)), 50));
   });
+  // greeter: says hello and half-closes at once, then keeps reading until the client ends.
+  apps.greeter = await serve((s) => {
+    let got = '';
+    s.end('hello, then FIN');
+    s.on('data', (c: Buffer) => (got += c));
+    s.on('end', () => greeterGot.push(got));
+  });
   apps.v1 = await serve((s) => s.end('v1'));
   apps.v2 = await serve((s) => s.end('v2'));
   apps.idle = await serve((s) => s.on('data', (c: Buffer) => s.write(c)));
@@ -236,6 +248,7 @@ test.before(async () => {
       tcpInbound: [
         { port: 0, appPort: apps.echo },
         { port: 0, appPort: apps.db },
+        { port: 0, appPort: apps.greeter },
       ],
     },
     translateProxyConfig([], echo, { telemetry: false }),
@@ -308,6 +321,20 @@ test('a length-prefixed request/response protocol: several round trips, then a h
   const rest = await readAll(s);
   assert.ok(rest.ended);
   assert.is(rest.data.length, 0);
+});
+
+test('the server half-closes first: its FIN reaches the client, which keeps sending until it ends too (over mTLS)', async () => {
+  const s = await dial(svc.greeter);
+  const first = await readAll(s);
+  assert.is(first.data.toString(), 'hello, then FIN');
+  assert.ok(first.ended, "the server's FIN arrived");
+  for (const part of ['one ', 'two ', 'three']) {
+    s.write(part);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  s.end();
+  await until(() => greeterGot.length > 0);
+  assert.equal(greeterGot, ['one two three'], 'every byte sent after the FIN reached the server');
 });
 
 test('weighted tcp routes split connections (30/70 over subsets v1 and v2)', async () => {
