@@ -1,6 +1,7 @@
 // One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
+import net from 'node:net';
 import os from 'node:os';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type Plugin, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
@@ -88,7 +89,8 @@ export interface ProxyOptions {
    */
   role?: 'sidecar' | 'gateway';
   /**
-   * Outbound TCP listeners (sidecar role): one per service port, bound to `host` at `listenPort`
+   * Outbound TCP listeners (sidecar role): one per service port, bound to loopback (`host` when it is
+   * a loopback address, else 127.0.0.1) at `listenPort`
    * (default: the service port itself; 0: any free port). A connection to one is routed with the
    * config's TcpPortConfig for that service port (`--tcp-outbound PORT[=LOCAL]`).
    */
@@ -243,7 +245,10 @@ export class Proxy {
         }),
       );
       if (options.tcpOutbound && options.tcpOutbound.length > 0) {
-        proxy.#tcpOutbound = await TcpOutboundListeners.open(host, options.tcpOutbound, tcp, (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port));
+        // Loopback only, whatever --host is: reachable from outside (a pod's 0.0.0.0), an outbound
+        // listener would let anyone into the mesh with this workload's identity.
+        const local = net.isIP(host) && isLoopbackAddress(host) ? host : LOOPBACK_HOST;
+        proxy.#tcpOutbound = await TcpOutboundListeners.open(local, options.tcpOutbound, tcp, (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port));
       }
       if (options.tcpInbound && options.tcpInbound.length > 0) {
         proxy.#tcpInbound = await TcpInboundListeners.open({
@@ -563,4 +568,9 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** 127.0.0.0/8 and ::1. */
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || (net.isIPv4(address) && address.startsWith('127.'));
 }

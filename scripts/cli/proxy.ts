@@ -34,9 +34,9 @@ with the reason and the last good config stays.
   --admin-port PORT         admin endpoint: /stats/prometheus /config_dump /clusters /ready (default 15000)
   --host ADDR               address the listeners bind (default 127.0.0.1); admin keeps --admin-host
   --tcp-outbound PORT[=LOCAL]  an outbound TCP listener for service port PORT (TCP, TLS, HTTPS and
-                            opaque ports: VirtualService tcp and tls routes), on --host at LOCAL
-                            (default: PORT itself; 0: any free port); the app connects to it instead
-                            of the service; repeatable
+                            opaque ports: VirtualService tcp and tls routes), on loopback at LOCAL
+                            (default: PORT itself; 0: any free port), whatever --host is; the app
+                            connects to it instead of the service; repeatable
   --tcp-inbound LISTEN=APP  an inbound TCP listener on LISTEN forwarding to the app's TCP port APP,
                             under the PeerAuthentication of APP (mTLS between sidecars); register
                             LISTEN as the endpoint port of the service's TCP port; repeatable

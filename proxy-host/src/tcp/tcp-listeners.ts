@@ -2,7 +2,7 @@
 // TcpSession (tcp-proxy.ts).
 //
 // Outbound: one listener per service port the proxy was asked to serve (ProxyOptions.tcpOutbound:
-// `--tcp-outbound PORT[=LOCAL]`), bound to the proxy's host; a connection to it is a connection to that
+// `--tcp-outbound PORT[=LOCAL]`), bound to loopback; a connection to it is a connection to that
 // service port, routed with the current config's TcpPortConfig for the port (read per connection, so
 // config changes apply to new connections and never cut live ones).
 //

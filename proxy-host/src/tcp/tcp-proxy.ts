@@ -309,7 +309,6 @@ export class TcpSession {
     this.#endpoint = endpoint;
     endpoint.activeRequests++;
     this.#info.upstreamAddress = endpoint.key;
-    stats.requests.increment(1);
 
     const decision = this.#deps.upstreams.endpointTls(cluster.config, endpoint.config);
     if (decision.kind === 'refused') {
@@ -335,8 +334,7 @@ export class TcpSession {
       }
     } catch (err) {
       stats.flag('UF');
-      stats.errors.increment(1);
-      cluster.reportOutcome(endpoint, 'UF');
+      cluster.reportOutcome(endpoint, 'UF'); // outlier detection: a local-origin failure
       return this.#fail('UF', { destination: NOBODY, service, workload }, `connect to ${endpoint.key} (${cluster.name}): ${(err as Error).message}`);
     }
     if (this.#done) {
