@@ -4,6 +4,7 @@
 // routes, the idle timeout, maxConnections, and Istio's TCP metrics read back through a Prometheus
 // text parser.
 import { createRequire } from 'node:module';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { test } from 'uvu';
@@ -284,6 +285,28 @@ test('echo through two sidecars over mTLS; the client half-closes and still read
   assert.ok(rest.ended, 'the server FIN reached the client');
 });
 
+test('4 MiB each way through both sidecars arrive intact (backpressure, no loss, no reordering)', async () => {
+  const s = await dial(svc.echo);
+  const payload = randomBytes(4 * 1024 * 1024);
+  const received: Buffer[] = [];
+  let n = 0;
+  const all = new Promise<void>((resolve) => {
+    s.on('data', (c: Buffer) => {
+      received.push(c);
+      n += c.length;
+      if (n >= payload.length + 3) resolve();
+    });
+    s.on('end', () => resolve());
+  });
+  s.end(payload);
+  await Promise.race([all, new Promise((r) => setTimeout(r, 15_000))]);
+  const got = Buffer.concat(received);
+  assert.is(got.length, payload.length + 3);
+  assert.ok(got.subarray(0, payload.length).equals(payload), 'the bytes came back in order');
+  assert.is(got.subarray(payload.length).toString(), 'bye');
+  s.destroy();
+});
+
 test('STRICT: the server sidecar refuses a plaintext TCP client and a certificate from another CA; the mesh certificate works', async () => {
   const inbound = echoProxy.tcpInboundPorts()[0]!;
   const plain = net.connect({ host: '127.0.0.1', port: inbound });
@@ -404,15 +427,17 @@ test("Istio's TCP metrics on both sides, with the peers' workloads, principals a
   const src = { reporter: 'source', destination_service: ECHO };
   // (The STRICT test's own TLS client did no metadata exchange: its source is unknown.)
   const dst = { reporter: 'destination', destination_service: ECHO, source_workload: 'client' };
-  await until(() => total(echoProxy.renderPrometheus(), 'istio_tcp_connections_closed_total', dst) >= 2 && total(clientProxy.renderPrometheus(), 'istio_tcp_connections_closed_total', src) >= 2);
+  await until(() => total(echoProxy.renderPrometheus(), 'istio_tcp_connections_closed_total', dst) >= 3 && total(clientProxy.renderPrometheus(), 'istio_tcp_connections_closed_total', src) >= 3);
   const c = clientProxy.renderPrometheus();
   const e = echoProxy.renderPrometheus();
-  // Two echo connections so far: this one (1000 bytes + "bye") and the first test's (10 bytes + "bye").
+  // Three echo connections so far: this one (1000 bytes + "bye"), the first test's (10 bytes + "bye")
+  // and the 4 MiB one (4 MiB + "bye").
+  const MIB4 = 4 * 1024 * 1024;
   for (const [text, want] of [[c, src], [e, dst]] as const) {
-    assert.is(total(text, 'istio_tcp_connections_opened_total', want), 2, `${want.reporter} opened`);
-    assert.is(total(text, 'istio_tcp_connections_closed_total', want), 2, `${want.reporter} closed`);
-    assert.is(total(text, 'istio_tcp_received_bytes_total', want), 1010, `${want.reporter} received (client -> server)`);
-    assert.is(total(text, 'istio_tcp_sent_bytes_total', want), 1016, `${want.reporter} sent (server -> client)`);
+    assert.is(total(text, 'istio_tcp_connections_opened_total', want), 3, `${want.reporter} opened`);
+    assert.is(total(text, 'istio_tcp_connections_closed_total', want), 3, `${want.reporter} closed`);
+    assert.is(total(text, 'istio_tcp_received_bytes_total', want), 1010 + MIB4, `${want.reporter} received (client -> server)`);
+    assert.is(total(text, 'istio_tcp_sent_bytes_total', want), 1016 + MIB4 + 3, `${want.reporter} sent (server -> client)`);
   }
   const [source] = samples(c, 'istio_tcp_connections_opened_total', src);
   assert.equal(

@@ -209,6 +209,8 @@ export class TcpSession {
   readonly #uncounted = { downstream: 0, upstream: 0 };
   /** Each socket's 'close'. */
   readonly #socketClosed = { downstream: false, upstream: false };
+  /** A write to that side's socket returned false: its source waits for 'drain'. */
+  readonly #draining = { downstream: false, upstream: false };
   #done = false;
   #closedBy: Side | undefined;
 
@@ -459,8 +461,8 @@ export class TcpSession {
     for (const b of pending) this.#write('upstream', b);
     if (this.#pendingUpEnd) this.#finish('upstream');
     if (first.length > 0) this.#onData('upstream', first);
-    if (!this.#ended.downstream) this.#down.resume();
-    up.resume();
+    this.#flow('downstream');
+    this.#flow('upstream');
     this.#armIdle();
   }
 
@@ -470,7 +472,7 @@ export class TcpSession {
     this.#count(from, chunk.length);
     this.#chain.data(from, chunk, false);
     // Filters holding too much: stop reading that side until they let go (see #emit).
-    if (this.#chain.held(from) > MAX_HELD_BYTES) (from === 'downstream' ? this.#down : this.#up)?.pause();
+    this.#flow(from);
   }
 
   #onEnd(from: Side): void {
@@ -489,25 +491,39 @@ export class TcpSession {
       if (data.length > 0) {
         this.#pendingUp.push(data);
         this.#pendingUpBytes += data.length;
-        if (this.#pendingUpBytes > MAX_PENDING_BYTES) this.#down.pause();
+        this.#flow('downstream');
       }
       if (end) this.#pendingUpEnd = true;
       return;
     }
     if (data.length > 0) this.#write(to, data);
     if (end) this.#finish(to);
-    // Held bytes were let go: read the source again.
-    if (this.#chain.held(direction) <= MAX_HELD_BYTES && !this.#ended[direction]) (direction === 'downstream' ? this.#down : this.#up)?.resume();
+    // Held bytes may have been let go: read the source again unless something else holds it.
+    this.#flow(direction);
+  }
+
+  /**
+   * Reads `side` or not: paused while the other side's socket is full (until 'drain'), while filters
+   * hold more than MAX_HELD_BYTES of its bytes, or (client) while too much waits for the upstream to connect.
+   */
+  #flow(side: Side): void {
+    const socket = side === 'downstream' ? this.#down : this.#up;
+    if (!socket || this.#done || this.#ended[side]) return;
+    const stop = this.#draining[side === 'downstream' ? 'upstream' : 'downstream'] || this.#chain.held(side) > MAX_HELD_BYTES || (side === 'downstream' && !this.#up && this.#pendingUpBytes > MAX_PENDING_BYTES);
+    // Before the upstream is connected the client is not read (apart from peeked bytes) anyway.
+    if (stop) socket.pause();
+    else if (side === 'upstream' || this.#up) socket.resume();
   }
 
   #write(to: Side, data: Buffer): void {
     const target = to === 'upstream' ? this.#up! : this.#down;
-    const source = to === 'upstream' ? this.#down : this.#up;
-    if (!target.write(data) && source) {
-      source.pause();
+    if (!target.write(data) && !this.#draining[to]) {
+      this.#draining[to] = true;
       target.once('drain', () => {
-        if (!this.#done) source.resume();
+        this.#draining[to] = false;
+        this.#flow(to === 'upstream' ? 'downstream' : 'upstream');
       });
+      this.#flow(to === 'upstream' ? 'downstream' : 'upstream');
     }
   }
 
