@@ -31,6 +31,7 @@ const SPLIT = 'split.default.svc.cluster.local';
 const IDLE = 'idle.default.svc.cluster.local';
 const LIMITED = 'limited.default.svc.cluster.local';
 const GREETER = 'greeter.default.svc.cluster.local';
+const STALL = 'stall.default.svc.cluster.local';
 
 let ca: TestCa;
 let otherCa: TestCa;
@@ -38,8 +39,8 @@ const servers: net.Server[] = [];
 let clientProxy: Proxy;
 let echoProxy: Proxy;
 /** Service ports (free port numbers, so the outbound listeners can use them too) and apps' ports. */
-const svc = { echo: 0, db: 0, split: 0, idle: 0, limited: 0, greeter: 0 };
-const apps = { echo: 0, db: 0, v1: 0, v2: 0, idle: 0, limited: 0, greeter: 0 };
+const svc = { echo: 0, db: 0, split: 0, idle: 0, limited: 0, greeter: 0, stall: 0 };
+const apps = { echo: 0, db: 0, v1: 0, v2: 0, idle: 0, limited: 0, greeter: 0, stall: 0 };
 /** What the greeter app received after its own FIN. */
 const greeterGot: string[] = [];
 
@@ -103,6 +104,10 @@ function mesh(): object[] {
     se('idle', IDLE, svc.idle, 'idle'),
     we('idle-app', 'idle', 'tcp-idle', apps.idle),
     { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'idle', namespace: 'default' }, spec: { host: 'idle', trafficPolicy: { connectionPool: { tcp: { idleTimeout: '400ms' } } } } },
+    // An endpoint that accepts TCP but never answers the mTLS handshake: connectTimeout fails it.
+    se('stall', STALL, svc.stall, 'stall'),
+    we('stall-app', 'stall', 'tcp-stall', apps.stall, { 'security.istio.io/tlsMode': 'istio' }),
+    { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'stall', namespace: 'default' }, spec: { host: 'stall', trafficPolicy: { connectionPool: { tcp: { connectTimeout: '300ms' } } } } },
     se('limited', LIMITED, svc.limited, 'limited'),
     we('limited-app', 'limited', 'tcp-limited', apps.limited),
     { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'limited', namespace: 'default' }, spec: { host: 'limited', trafficPolicy: { connectionPool: { tcp: { maxConnections: 2, connectTimeout: '2s' } } } } },
@@ -230,6 +235,7 @@ test.before(async () => {
     s.on('data', (c: Buffer) => (got += c));
     s.on('end', () => greeterGot.push(got));
   });
+  apps.stall = await serve(() => {});
   apps.v1 = await serve((s) => s.end('v1'));
   apps.v2 = await serve((s) => s.end('v2'));
   apps.idle = await serve((s) => s.on('data', (c: Buffer) => s.write(c)));
@@ -392,6 +398,19 @@ test('idle timeout (DestinationRule tcp.idleTimeout 400ms): traffic keeps a conn
   const at = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 3000))]);
   assert.ok(at > 0, 'closed by the proxy');
   assert.ok(at - quietSince >= 300 && at - quietSince < 2000, `closed after ${at - quietSince} ms of silence`);
+});
+
+test('connectTimeout (300ms): an upstream that never completes its handshake fails the connection (UF), counted', async () => {
+  const s = await dial(svc.stall);
+  const started = Date.now();
+  s.write('anyone?');
+  const got = await readAll(s, 5000);
+  const took = Date.now() - started;
+  assert.is(got.data.length, 0);
+  assert.ok(took >= 250 && took < 3000, `closed after ${took} ms`);
+  const text = clientProxy.renderPrometheus();
+  assert.is(total(text, 'istio_tcp_connections_opened_total', { destination_service: STALL, response_flags: 'UF' }), 1);
+  assert.is(total(text, 'wasmesh_proxy_upstream_failures_total', { cluster: `outbound|${svc.stall}||${STALL}`, response_flag: 'UF' }), 1);
 });
 
 test('maxConnections 2: a third connection is refused at once (UO) and counted; a slot freed admits the next', async () => {
