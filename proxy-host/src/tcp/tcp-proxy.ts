@@ -58,10 +58,6 @@ export class TcpConnectionLimits {
       else this.#open.set(cluster, left);
     };
   }
-
-  open(cluster: string): number {
-    return this.#open.get(cluster) ?? 0;
-  }
 }
 
 /** What a TCP session needs from the proxy. */

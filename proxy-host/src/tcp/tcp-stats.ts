@@ -4,7 +4,7 @@
 // with Istio's labels: reporter ("source" on the client's sidecar and on gateways, "destination" on
 // the server's sidecar), source_* and destination_* workload, app, version and principal, the
 // destination service (with its name and namespace), request_protocol="tcp", response_flags (Envoy's:
-// "-" when none, UF connect failure, UO over maxConnections, UH no endpoint, NR no route, UT... ) and
+// "-" when none, UF connect failure, UO over maxConnections, UH no endpoint, NR no route) and
 // connection_security_policy ("mutual_tls" or "none" on the destination side, "unknown" on the source
 // side, as Istio reports).
 //
