@@ -10,7 +10,7 @@
 // Environment: BENCH_DURATION (s of each window, open and closed loop, default 10), BENCH_WARMUP (s of
 // closed-loop load before the windows, default 3), BENCH_ROUNDS (default 1; with more, each path is
 // measured once per round, in rotating order, and reported from its least disturbed round),
-// BENCH_TARGETS=comma list of direct, sidecar, pair, pair-mtls, nginx-pair, nginx, memory (a partial
+// BENCH_TARGETS=comma list of direct, sidecar, pair, pair-mtls, nginx-pair, node-pair, nginx, memory (a partial
 // run prints but does not write RESULTS.md), BENCH_CPU_PROF=<dir> (after the windows, one more
 // closed-loop window of the mTLS pair with both sidecars under the CPU profiler: <dir>/outbound-
 // sidecar.cpuprofile and inbound-sidecar.cpuprofile, in TypeScript positions; summarize with

@@ -6,33 +6,18 @@
 // each page is written to a temporary dir (printed; not committed).
 //
 // Skips, saying so loudly, only when no chromium can be found or installed (scripts/chromium.sh).
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import { CHROMIUM_ARGS, chromium, signIn, skipLoudly } from './support/browser.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const wasmesh = path.join(repoRoot, 'scripts/wasmesh.mjs');
-const SCRIPT = path.join(repoRoot, 'scripts/chromium.sh');
-
-function chromium(): { bin?: string; reason?: string } {
-  const find = () => {
-    const r = spawnSync('bash', [SCRIPT, 'path'], { encoding: 'utf8' });
-    const bin = r.status === 0 ? r.stdout.trim() : '';
-    return bin && existsSync(bin) ? bin : undefined;
-  };
-  let bin = find();
-  if (bin) return { bin };
-  const install = spawnSync('bash', [SCRIPT, 'install'], { encoding: 'utf8', timeout: 600_000 });
-  bin = find();
-  if (bin) return { bin };
-  return { reason: (install.stderr || install.stdout || 'no output').trim().split('\n').slice(-3).join(' / ') };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Row {
@@ -58,21 +43,9 @@ async function until<T>(ms: number, read: () => Promise<T>, ok: (v: T) => boolea
   return v;
 }
 
-async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(url, { waitUntil: 'load' });
-  await page.waitForSelector('#login:not([hidden])', { timeout: 10_000 });
-  await page.type('#token', token);
-  await page.click('#login-form button[type=submit]');
-  await page.waitForSelector('#nav:not([hidden])', { timeout: 10_000 });
-}
-
 test('the console against the demo mesh: 90/10 graph, denied errors, workloads, rollout and rollback, a viewer cannot act', async () => {
   const found = chromium();
-  if (!found.bin) {
-    const line = '!'.repeat(100);
-    process.stderr.write(`\n${line}\nSKIPPED: the console's browser test: no chromium and it could not be installed: ${found.reason}\n${line}\n`);
-    return;
-  }
+  if (!found.bin) return skipLoudly("the console's browser test", found.reason);
   const shots = mkdtempSync(path.join(tmpdir(), 'wasmesh-console-shots-'));
   const child = spawn(process.execPath, [wasmesh, 'demo', '--rps', '20'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let stdout = '';
@@ -91,7 +64,7 @@ test('the console against the demo mesh: 90/10 graph, denied errors, workloads, 
     const viewerToken = readFileSync(viewerFile!, 'utf8').trim();
     const api = (p: string, init: RequestInit = {}) => fetch(new URL(p, url), { ...init, headers: { authorization: `Bearer ${adminToken}`, ...(init.headers ?? {}) }, signal: AbortSignal.timeout(10_000) });
 
-    browser = await puppeteer.launch({ executablePath: found.bin, headless: true, args: ['--no-sandbox', '--disable-dev-shm-usage', '--no-first-run'] });
+    browser = await puppeteer.launch({ executablePath: found.bin, headless: true, args: CHROMIUM_ARGS });
     const page = await browser.newPage();
     await page.setViewport({ width: 1400, height: 900 });
     const pageErrors: string[] = [];

@@ -12,7 +12,8 @@ import { MemoryStore } from '../../orchestrator/src/store/memory-store.ts';
 import type { Resource, ResourceInput } from '../../orchestrator/src/store/types.ts';
 import { autoEntryName, startXdsServer, type XdsServer } from '../../orchestrator/src/xds/server.ts';
 
-const GRACE_MS = 400;
+/** Long: a proxy that stops says goodbye, and its entry must go long before this. */
+const GRACE_MS = 30_000;
 const HOST = 'ratings.default.svc.cluster.local';
 const ratings: WorkloadIdentity = { name: 'ratings', namespace: 'default', labels: { app: 'ratings', version: 'v1' }, serviceAccount: 'ratings' };
 
@@ -79,6 +80,13 @@ test('XdsClient registers with its register option', async () => {
     const name = autoEntryName(ratings, { address: '127.0.0.1', ports: { http: 15006 } });
     const entry = await until('the entry', () => getEntry(name));
     assert.equal(entry.spec.ports, { http: 15006 });
+    // Shutting down (SIGTERM: the proxy stops its client before it drains): the endpoint leaves every
+    // config at once, not after the reconnect grace period.
+    const stoppedAt = Date.now();
+    await xds.stop();
+    await until('the entry is gone', async () => (await getEntry(name)) === undefined, 3000);
+    assert.ok(Date.now() - stoppedAt < 3000, 'gone within seconds of the stop, not after the 30 s grace');
+    assert.ok(logs.some((l) => l.includes(`unregistered WorkloadEntry default/${name}: its proxy is shutting down`)));
   } finally {
     await xds.stop();
     await rm(dataDir, { recursive: true, force: true });

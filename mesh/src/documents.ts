@@ -8,7 +8,9 @@
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { INPUT_LIMITS, formatSize, jsonNestingPast, valueLimitProblem } from './input-limits.ts';
-import { parseYamlText } from './yaml-text.ts';
+import { parseYamlText, type TextPosition } from './yaml-text.ts';
+
+export type { TextPosition } from './yaml-text.ts';
 import type { RateLimitPolicy } from './translate/ratelimit.ts';
 import type { MeshConfig, Telemetry } from './telemetry/documents.ts';
 
@@ -39,6 +41,8 @@ export interface ConfigDocument {
    * there (a missing field).
    */
   readonly lineOf?: (pointer: string) => number | undefined;
+  /** The same with the 1-based column (the key's first character for a field). */
+  readonly positionOf?: (pointer: string) => TextPosition | undefined;
 }
 
 /** A problem with one document (or a file), as validation and parsing report it. */
@@ -53,6 +57,8 @@ export interface ConfigError {
   readonly resource?: string;
   /** 1-based line of the offending field in its file, when the document came from YAML text. */
   readonly line?: number;
+  /** 1-based column there (the field's key), when known. */
+  readonly column?: number;
 }
 
 export interface ParseResult {
@@ -74,20 +80,21 @@ export function parseDocuments(text: string, file: string): ParseResult {
   const documents: ConfigDocument[] = [];
   const errors: ConfigError[] = [];
   let index = 0;
-  type LineOf = (pointer: string) => number | undefined;
-  const push = (value: unknown, line?: number, lineOf?: LineOf): void => {
+  type PositionOf = (pointer: string) => TextPosition | undefined;
+  const push = (value: unknown, line?: number, positionOf?: PositionOf): void => {
     index += 1;
-    documents.push({ source: line === undefined ? { file, index } : { file, index, line }, value, ...(lineOf ? { lineOf } : {}) });
+    const lineOf = positionOf && ((pointer: string) => positionOf(pointer)?.line);
+    documents.push({ source: line === undefined ? { file, index } : { file, index, line }, value, ...(positionOf ? { lineOf, positionOf } : {}) });
   };
-  const pushAll = (value: unknown, line?: number, itemLines?: readonly (number | undefined)[], lineOf?: LineOf): void => {
+  const pushAll = (value: unknown, line?: number, itemLines?: readonly (number | undefined)[], positionOf?: PositionOf): void => {
     // Items of a flattened array or List are looked up below their place in the whole document.
-    const below = (prefix: string): LineOf | undefined => lineOf && ((pointer) => lineOf(`${prefix}${pointer}`));
+    const below = (prefix: string): PositionOf | undefined => positionOf && ((pointer) => positionOf(`${prefix}${pointer}`));
     if (Array.isArray(value)) {
       value.forEach((item, i) => push(item, itemLines?.[i], below(`/${i}`)));
     } else if (isListObject(value)) {
       (value.items as unknown[]).forEach((item, i) => push(item, itemLines?.[i], below(`/items/${i}`)));
     } else {
-      push(value, line, lineOf);
+      push(value, line, positionOf);
     }
   };
   const wholeText = (message: string): ParseResult => ({ documents: [], errors: [{ document: file, path: '', message }] });
@@ -120,7 +127,7 @@ export function parseDocuments(text: string, file: string): ParseResult {
   const yaml = parseYamlText(text);
   for (const entry of yaml.entries) {
     if (entry.ok) {
-      pushAll(entry.value, entry.line, entry.itemLines, entry.lineOf);
+      pushAll(entry.value, entry.line, entry.itemLines, entry.positionOf);
       continue;
     }
     index += 1;
@@ -133,6 +140,8 @@ export function parseDocuments(text: string, file: string): ParseResult {
         message: problem.message,
         source,
         ...(ref ? { resource: formatResource(ref) } : {}),
+        ...(problem.line !== undefined ? { line: problem.line } : {}),
+        ...(problem.column !== undefined ? { column: problem.column } : {}),
       });
     }
   }
@@ -602,6 +611,8 @@ export interface GatewayServer {
     caCertificates?: string;
     credentialName?: string;
     subjectAltNames?: string[];
+    verifyCertificateSpki?: string[];
+    verifyCertificateHash?: string[];
     minProtocolVersion?: GatewayTLSProtocol;
     maxProtocolVersion?: GatewayTLSProtocol;
     cipherSuites?: string[];
@@ -623,6 +634,14 @@ export type PeerAuthentication = Resource<'PeerAuthentication', PeerAuthenticati
 export type AuthorizationPolicy = Resource<'AuthorizationPolicy', AuthorizationPolicySpec>;
 export type RequestAuthentication = Resource<'RequestAuthentication', RequestAuthenticationSpec>;
 export type Gateway = Resource<'Gateway', GatewaySpec>;
+
+/** wasmesh's secret kind for Gateway credentialName (mesh/src/tls-secret.ts). */
+export interface TLSSecretSpec {
+  cert?: string;
+  key?: string;
+  cacert?: string;
+}
+export type TLSSecret = Resource<'TLSSecret', TLSSecretSpec>;
 export type { Telemetry, MeshConfig } from './telemetry/documents.ts';
 
 export type MeshResource =
@@ -636,6 +655,7 @@ export type MeshResource =
   | RequestAuthentication
   | RateLimitPolicy
   | Gateway
+  | TLSSecret
   | Telemetry
   | MeshConfig;
 
@@ -652,6 +672,7 @@ export const KINDS: readonly Kind[] = [
   'RequestAuthentication',
   'RateLimitPolicy',
   'Gateway',
+  'TLSSecret',
   'Telemetry',
   'MeshConfig',
 ];

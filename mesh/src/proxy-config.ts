@@ -295,12 +295,29 @@ export interface WorkloadIdentity {
   serviceAccount: string;
 }
 
-/** TLS a gateway listener terminates (Gateway server tls SIMPLE). Paths are on the gateway proxy's host. */
+/**
+ * TLS a gateway listener terminates (Gateway server tls SIMPLE, MUTUAL, OPTIONAL_MUTUAL, ISTIO_MUTUAL).
+ * The certificate comes from files on the gateway proxy's host (re-read when they change), from a
+ * TLSSecret (`credential`, sent to this gateway only; redacted in config_dump), or, for
+ * ISTIO_MUTUAL, from the proxy's workload identity.
+ */
 export interface GatewayTlsConfig {
   /** SNI names this certificate serves (`*` and `*.x` wildcards); the listener's first certificate is its default. */
   hosts: readonly string[];
-  certificate: string;
-  privateKey: string;
+  /** Absent: SIMPLE. */
+  mode?: 'MUTUAL' | 'OPTIONAL_MUTUAL' | 'ISTIO_MUTUAL';
+  /** PEM files (serverCertificate, privateKey, caCertificates). */
+  certificate?: string;
+  privateKey?: string;
+  caCertificates?: string;
+  /** credentialName: the TLSSecret's PEM (client roots from it or `<name>-cacert`). */
+  credential?: { name: string; cert: string; key: string; cacert?: string; sha256: string };
+  /** Client certificate checks of the mutual modes: any SAN listed; SPKI or certificate hash listed. */
+  subjectAltNames?: readonly string[];
+  /** base64 sha256 of the SPKI. */
+  verifyCertificateSpki?: readonly string[];
+  /** hex sha256 of the DER, lowercase, no colons. */
+  verifyCertificateHash?: readonly string[];
   minVersion: 'TLSv1.2' | 'TLSv1.3';
   maxVersion: 'TLSv1.2' | 'TLSv1.3';
   /** OpenSSL names of TLS 1.2 cipher suites; absent: Node's defaults. */

@@ -3,13 +3,15 @@
 // field by JSON pointer.
 
 import { isRecord, namespaceOf, resourceRef, type ConfigDocument, type Gateway, type GatewayTLSProtocol, type VirtualService } from './documents.ts';
+import { checkTerminatedTls } from './validate-gateway-tls.ts';
+import type { TLSSecret } from './documents.ts';
 import { MESH_GATEWAY, SERVED_PROTOCOLS, gatewayRef, hostIntersection, listenerProtocol, parseServerHost } from './translate/gateways.ts';
 
 type Report = (path: string, message: string) => void;
 
 const VERSION_ORDER: Readonly<Record<GatewayTLSProtocol, number>> = { TLS_AUTO: 0, TLSV1_0: 10, TLSV1_1: 11, TLSV1_2: 12, TLSV1_3: 13 };
 
-export function checkGateway(gateway: Gateway, report: Report): void {
+export function checkGateway(gateway: Gateway, report: Report, secrets: ReadonlyMap<string, TLSSecret> = new Map()): void {
   const byPort = new Map<number, { protocol: string; bind: string | undefined; index: number; sni: string[] }>();
   gateway.spec.servers.forEach((server, i) => {
     const at = `/spec/servers/${i}`;
@@ -31,17 +33,9 @@ export function checkGateway(gateway: Gateway, report: Report): void {
       else report(`${at}/tls/mode`, `tls mode ${tls.mode} on a TLS server is not served by wasmesh gateways yet: use PASSTHROUGH (TLS termination with tcp routes is not done)`);
     } else if (protocol === 'HTTPS') {
       if (!tls) {
-        report(`${at}/tls`, 'an HTTPS server needs tls (mode SIMPLE with serverCertificate and privateKey, or PASSTHROUGH)');
+        report(`${at}/tls`, 'an HTTPS server needs tls (mode SIMPLE or MUTUAL with a credentialName or serverCertificate and privateKey files, or PASSTHROUGH)');
       } else {
-        const mode = tls.mode ?? 'SIMPLE';
-        if (tls.mode === undefined) report(`${at}/tls/mode`, 'mode is required on an HTTPS server: SIMPLE or PASSTHROUGH');
-        else if (mode !== 'SIMPLE') report(`${at}/tls/mode`, `tls mode ${mode} is not served by wasmesh gateways yet: use SIMPLE or PASSTHROUGH`);
-        if (tls.credentialName !== undefined) {
-          report(`${at}/tls/credentialName`, 'credentialName (a secret store) is not supported yet: give serverCertificate and privateKey files');
-        } else {
-          if (tls.serverCertificate === undefined) report(`${at}/tls/serverCertificate`, 'serverCertificate (a PEM file) is required for tls mode SIMPLE');
-          if (tls.privateKey === undefined) report(`${at}/tls/privateKey`, 'privateKey (a PEM file) is required for tls mode SIMPLE');
-        }
+        checkTerminatedTls(tls, at, secrets, report);
         if (tls.httpsRedirect) report(`${at}/tls/httpsRedirect`, 'httpsRedirect belongs on an HTTP server (it redirects to https)');
       }
     } else if (tls) {

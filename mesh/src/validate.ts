@@ -29,9 +29,11 @@ import {
   type WasmPlugin,
   type RequestAuthentication,
   type Gateway,
+  type TLSSecret,
 } from './documents.ts';
 import { checkRequestAuthentication } from './translate/request-authn.ts';
 import { checkGateway, checkVirtualServiceGateways } from './validate-gateway.ts';
+import { tlsSecretProblems, tlsSecrets } from './tls-secret.ts';
 import { checkTelemetryDocuments } from './telemetry/check.ts';
 import { ServiceRegistry, hostMatches, resolveHost } from './translate/clusters.ts';
 import { DURATION_PATTERN, parseDuration } from './translate/durations.ts';
@@ -58,6 +60,7 @@ export const SCHEMA_FILES: Readonly<Record<Kind, string>> = {
   RequestAuthentication: 'request-authentication.schema.json',
   RateLimitPolicy: 'rate-limit-policy.schema.json',
   Gateway: 'gateway.schema.json',
+  TLSSecret: 'tls-secret.schema.json',
   Telemetry: 'telemetry.schema.json',
   MeshConfig: 'mesh-config.schema.json',
 };
@@ -142,6 +145,7 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
 
   checkDuplicates(documents, errors);
   const index = new ReferenceIndex(documents);
+  let secrets: Map<string, TLSSecret> | undefined;
   for (const doc of known) {
     const report = reporter(doc, errors);
     const value = doc.value as Record<string, unknown> & { kind: Kind };
@@ -166,7 +170,8 @@ export function validateDocuments(documents: readonly ConfigDocument[], options:
     if (!valid.has(doc)) continue;
     if (value.kind === 'VirtualService') checkVirtualService(value as unknown as VirtualService, index, report);
     if (value.kind === 'VirtualService') checkVirtualServiceGateways(value as unknown as VirtualService, documents, report);
-    if (value.kind === 'Gateway') checkGateway(value as unknown as Gateway, report);
+    if (value.kind === 'Gateway') checkGateway(value as unknown as Gateway, report, (secrets ??= tlsSecrets(known.filter((d) => valid.has(d)))));
+    if (value.kind === 'TLSSecret') for (const p of tlsSecretProblems(value.spec)) report(p.path, p.message);
     if (value.kind === 'WasmPlugin') checkWasmPlugin(value as unknown as WasmPlugin, mode, report);
     // What passes the schema but the filters cannot evaluate (translation would refuse it).
     for (const p of translationProblems(value)) report(p.path, p.message);
@@ -216,8 +221,9 @@ function reporter(doc: ConfigDocument, errors: ConfigError[]): Report {
   const resource = resourceLabel(doc.value);
   const document = resource ? `${resource} (${formatSource(doc.source)})` : describeDocument(doc);
   return (path, message) => {
-    const line = doc.lineOf?.(path);
-    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}) });
+    const at = doc.positionOf?.(path);
+    const line = at?.line ?? doc.lineOf?.(path);
+    errors.push({ document, path, message, source: doc.source, ...(resource ? { resource } : {}), ...(line !== undefined ? { line } : {}), ...(at !== undefined ? { column: at.column } : {}) });
   };
 }
 

@@ -15,6 +15,8 @@ export interface YamlProblem {
   readonly message: string;
   /** 1-based line the problem is at, when known. */
   readonly line?: number;
+  /** 1-based column there, when known. */
+  readonly column?: number;
 }
 
 /** What a YAML document named itself, as far as it got: enough to name it in an error. */
@@ -29,10 +31,18 @@ export type YamlEntry =
       readonly value: unknown;
       readonly line?: number;
       readonly itemLines?: readonly (number | undefined)[];
-      /** The line of the node a JSON pointer names (see nodeLineOf). */
+      /** The line of the node a JSON pointer names (see nodePositionOf). */
       readonly lineOf: (pointer: string) => number | undefined;
+      /** Its line and column. */
+      readonly positionOf: (pointer: string) => TextPosition | undefined;
     }
   | { readonly ok: false; readonly problems: readonly YamlProblem[]; readonly identity?: YamlIdentity; readonly line?: number };
+
+/** 1-based line and column in the text. */
+export interface TextPosition {
+  readonly line: number;
+  readonly column: number;
+}
 
 export interface YamlTextResult {
   /** One per non-empty YAML document, in order (a refused document is an entry too). */
@@ -130,7 +140,7 @@ function composedEntry(doc: Document.Parsed, limits: Limits, linePos: LinePos, e
       ok: false,
       problems: doc.errors.map((e) => {
         const pos = linePos(e.pos[0]);
-        return { line: pos.line, message: `invalid YAML at line ${pos.line}, column ${pos.col}: ${firstLine(e.message)}` };
+        return { line: pos.line, column: pos.col, message: `invalid YAML at line ${pos.line}, column ${pos.col}: ${firstLine(e.message)}` };
       }),
     });
     return;
@@ -159,19 +169,26 @@ function composedEntry(doc: Document.Parsed, limits: Limits, linePos: LinePos, e
     const items = contents.get('items', true);
     if (isSeq(items)) itemLines = items.items.map((n) => nodeLine(n as YamlNode, lineOf));
   }
-  entries.push({ ok: true, value, ...(line === undefined ? {} : { line }), ...(itemLines ? { itemLines } : {}), lineOf: nodeLineOf(doc, contents, lineOf) });
+  const positionOf = nodePositionOf(doc, contents, linePos);
+  entries.push({ ok: true, value, ...(line === undefined ? {} : { line }), ...(itemLines ? { itemLines } : {}), lineOf: (pointer) => positionOf(pointer)?.line, positionOf });
 }
 
 /**
- * The line of the node a JSON pointer names in a composed document: for a mapping's field, the line
- * of its key (where the field is written); for a sequence item, the item's. A pointer that leaves the
- * text (a missing field) gets the line of the deepest node on its way that is there. Aliases are
- * followed to their anchor. Walks only the pointer's path, so a lookup costs its depth.
+ * The line and column of the node a JSON pointer names in a composed document: for a mapping's
+ * field, its key's (where the field is written); for a sequence item, the item's. A pointer that
+ * leaves the text (a missing field) gets the position of the deepest node on its way that is there.
+ * Aliases are followed to their anchor. Walks only the pointer's path, so a lookup costs its depth.
  */
-function nodeLineOf(doc: Document.Parsed, contents: YamlNode, lineOf: (offset: number) => number): (pointer: string) => number | undefined {
+function nodePositionOf(doc: Document.Parsed, contents: YamlNode, linePos: LinePos): (pointer: string) => TextPosition | undefined {
+  const at = (node: YamlNode | null | undefined): TextPosition | undefined => {
+    const range = node?.range;
+    if (!range) return undefined;
+    const { line, col } = linePos(range[0]);
+    return { line, column: col };
+  };
   return (pointer) => {
     let node: unknown = contents;
-    let line = nodeLine(contents, lineOf);
+    let line = at(contents);
     if (pointer === '') return line;
     for (const raw of pointer.split('/').slice(1)) {
       const segment = raw.replace(/~1/g, '/').replace(/~0/g, '~');
@@ -179,12 +196,12 @@ function nodeLineOf(doc: Document.Parsed, contents: YamlNode, lineOf: (offset: n
       if (isMap(node)) {
         const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === segment);
         if (pair === undefined) return line;
-        line = nodeLine(pair.key as YamlNode, lineOf) ?? line;
+        line = at(pair.key as YamlNode) ?? line;
         node = pair.value;
       } else if (isSeq(node)) {
         const item = /^(0|[1-9][0-9]*)$/.test(segment) ? node.items[Number(segment)] : undefined;
         if (item === undefined) return line;
-        line = nodeLine(item as YamlNode, lineOf) ?? line;
+        line = at(item as YamlNode) ?? line;
         node = item;
       } else {
         return line;
@@ -267,7 +284,7 @@ function measureDocument(doc: Document.Parsed, contents: YamlNode, limits: Limit
           if (keys && isScalar(item.key)) {
             if (keys.has(item.key.value)) {
               const { line, col } = linePos(item.key.range?.[0] ?? 0);
-              throw new Refused({ line, message: `invalid YAML at line ${line}, column ${col}: Map keys must be unique` });
+              throw new Refused({ line, column: col, message: `invalid YAML at line ${line}, column ${col}: Map keys must be unique` });
             }
             keys.add(item.key.value);
           }

@@ -57,6 +57,22 @@ test('schema and cross-document errors carry the line of their field, and format
   );
 });
 
+test('errors carry the column of their field’s key too, and YAML syntax errors their line and column (the console marks them)', () => {
+  const errors = validateDocuments(parseDocuments(TEXT, 'mesh.yaml').documents).errors;
+  // "          wieght: 60" and "          weight: 30": the key starts in column 11.
+  assert.equal(errors.map((e) => [e.line, e.column]), [
+    [18, 11],
+    [31, 11],
+  ]);
+  const list = validateDocuments(parseDocuments('kind: List\nitems:\n  - apiVersion: networking.istio.io/v1\n    kind: ServiceEntry\n    metadata: { name: a }\n    spec: { hosts: [a.example.com], prots: [] }\n', 'l.yaml').documents).errors;
+  const typo = list.find((e) => e.path === '/spec/prots')!;
+  assert.equal([typo.line, typo.column], [6, 37]);
+  const bad = parseDocuments('kind: ServiceEntry\nmetadata: { name: a }\nspec:\n  hosts: [a\n', 'bad.yaml').errors;
+  assert.ok(bad.length > 0);
+  assert.ok(bad.every((e) => e.line !== undefined && e.column !== undefined), JSON.stringify(bad));
+  assert.match(bad[0]!.message, `at line ${bad[0]!.line}, column ${bad[0]!.column}:`);
+});
+
 test('a missing field points at the line of the object it is missing from; a document-level error at the document', () => {
   const text = `apiVersion: networking.istio.io/v1
 kind: DestinationRule

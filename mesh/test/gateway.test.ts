@@ -51,7 +51,7 @@ test('validation names the field: HTTPS without tls, unsupported protocols and m
     gateway('gw', [
       { port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['a.example.com'] },
       { port: { number: 31400, name: 'tls', protocol: 'TLS' }, hosts: ['*'] },
-      { port: { number: 8443, name: 'https', protocol: 'HTTPS' }, hosts: ['b.example.com'], tls: { mode: 'MUTUAL' } },
+      { port: { number: 8443, name: 'https', protocol: 'HTTPS' }, hosts: ['b.example.com'], tls: { mode: 'AUTO_PASSTHROUGH' } },
       { port: { number: 9443, name: 'https', protocol: 'HTTPS' }, hosts: ['c.example.com'], tls: { mode: 'SIMPLE', credentialName: 'c-cert', minProtocolVersion: 'TLSV1_1' } },
       { port: { number: 443, name: 'http', protocol: 'HTTP' }, hosts: ['d.example.com'] },
       { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['e.example.com'], tls: { mode: 'SIMPLE', serverCertificate: '/c.pem', privateKey: '/k.pem' } },
@@ -60,9 +60,8 @@ test('validation names the field: HTTPS without tls, unsupported protocols and m
   const at = (path: string) => errors.filter((e) => e.path === path).map((e) => e.message).join(' | ');
   assert.match(at('/spec/servers/0/tls'), /HTTPS server needs tls/);
   assert.match(at('/spec/servers/1/tls/mode'), /TLS server needs tls.mode: PASSTHROUGH/);
-  assert.match(at('/spec/servers/2/tls/mode'), /MUTUAL is not served/);
-  assert.match(at('/spec/servers/2/tls/serverCertificate'), /required/);
-  assert.match(at('/spec/servers/3/tls/credentialName'), /not supported yet/);
+  assert.match(at('/spec/servers/2/tls/mode'), /AUTO_PASSTHROUGH is not served/);
+  assert.match(at('/spec/servers/3/tls/credentialName'), /unknown credential "c-cert": no TLSSecret is named "c-cert"/);
   assert.match(at('/spec/servers/3/tls/minProtocolVersion'), /TLSV1_1 is refused/);
   assert.match(at('/spec/servers/4/port/protocol'), /already HTTPS in servers\[0\]/);
   assert.match(at('/spec/servers/5/tls/mode'), /needs protocol HTTPS/);

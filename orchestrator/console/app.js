@@ -4,6 +4,7 @@
 import { api, token, ApiError } from './api.js';
 import { h, clear, pct, ms, rps, short, until } from './dom.js';
 import { renderGraph, health } from './graph.js';
+import { codeEditor, formatPath } from './editor.js';
 
 const view = document.getElementById('view');
 const nav = document.getElementById('nav');
@@ -14,6 +15,7 @@ const login = document.getElementById('login');
 let me; // { role, namespace?, mayAct, kinds }
 let stopView = () => {};
 const state = { namespace: '', window: 60 };
+const WINDOWS = [30, 60, 300, 600, 3600, 21600];
 
 const VIEWS = { graph: graphView, workloads: workloadsView, filters: filtersView, config: configView };
 
@@ -119,7 +121,8 @@ function toolbar(onChange, { window: withWindow = true } = {}) {
     state.namespace = ns.value.trim();
     onChange();
   });
-  const win = h('select', { id: 'window', 'aria-label': 'time window' }, ...[30, 60, 300, 600].map((s) => h('option', { value: s, selected: s === state.window }, s < 120 ? `last ${s} s` : `last ${s / 60} min`)));
+  // Up to 2 min from the reports themselves, up to 10 min from 10 s buckets, up to 6 h from 1 min buckets.
+  const win = h('select', { id: 'window', 'aria-label': 'time window' }, ...WINDOWS.map((s) => h('option', { value: s, selected: s === state.window }, s < 120 ? `last ${s} s` : s < 3600 ? `last ${s / 60} min` : `last ${s / 3600} h`)));
   win.addEventListener('change', () => {
     state.window = Number(win.value);
     onChange();
@@ -133,11 +136,15 @@ function toolbar(onChange, { window: withWindow = true } = {}) {
 function graphView(root) {
   const area = h('div', { class: 'graph-area' });
   const table = h('div');
+  const resolution = h('span', { id: 'resolution', class: 'hint' });
   // The next refresh (at most 3 s away) reads the new namespace and window.
   const { bar, status } = toolbar(() => {});
+  bar.append(resolution);
   root.append(h('h1', {}, 'Service graph'), bar, h('p', { class: 'hint' }, 'From the sidecars’ own reports: callers → services (rps, error rate, p99, mTLS) → the versions that answered (their share of the service’s calls). Refreshed every 3 s.'), area, table);
   const stop = every(3000, async () => {
     const g = await api(`/console/api/graph${nsQuery({ window: state.window })}`);
+    const r = g.resolutionSeconds;
+    resolution.textContent = r === 'report' ? '(from every report)' : typeof r === 'number' ? `(from ${r < 60 ? `${r} s` : `${r / 60} min`} buckets)` : '';
     clear(area);
     if (g.edges.length === 0) {
       area.append(h('p', { class: 'empty' }, g.reporters === 0 ? 'No proxy has reported traffic yet (reports come every 2 s; rates need two).' : 'No calls in this window.'));
@@ -220,7 +227,7 @@ function workloadsView(root) {
           'tbody',
           {},
           ...res.items.map((p) => {
-            // Between consecutive reports over the window, from the orchestrator.
+            // Between consecutive reports (windows up to 2 min) or per bucket (longer), from the orchestrator.
             const pts = (p.history ?? []).map((x) => ({ rps: x.rps, p99: x.p99Ms }));
             return h(
               'tr',
@@ -369,30 +376,75 @@ function filtersView(root) {
 function configView(root) {
   const kind = h('select', { id: 'kind', 'aria-label': 'kind' }, ...me.kinds.map((k) => h('option', { value: k.plural }, k.kind)));
   const list = h('div', { class: 'resources' });
-  const editor = h('textarea', { id: 'editor', rows: 18, spellcheck: 'false', placeholder: 'YAML documents to apply (---between them)', 'aria-label': 'YAML to apply' });
+  const editor = codeEditor({ id: 'editor', placeholder: 'YAML documents to apply (---between them)', label: 'YAML to apply' });
   const result = h('div', { id: 'apply-result', role: 'status' });
   const validate = h('button', { type: 'button', id: 'validate', disabled: !me.mayAct, title: me.mayAct ? undefined : `a ${me.role} token cannot validate or apply` }, 'Validate (dry run)');
   const apply = h('button', { type: 'button', id: 'apply', disabled: !me.mayAct, title: me.mayAct ? undefined : `a ${me.role} token cannot apply` }, 'Apply');
   const { bar, status } = toolbar(() => load(), { window: false });
-  root.append(h('h1', {}, 'Config'), bar, h('div', { class: 'toolbar' }, h('label', {}, 'Kind ', kind)), h('div', { class: 'split' }, list, h('div', { class: 'editor' }, h('h2', {}, 'Edit and apply'), editor, h('div', { class: 'actions' }, validate, apply), result)));
+  root.append(
+    h('h1', {}, 'Config'),
+    bar,
+    h('div', { class: 'toolbar' }, h('label', {}, 'Kind ', kind)),
+    h('div', { class: 'split' }, list, h('div', { class: 'editor' }, h('h2', {}, 'Edit and apply'), editor.root, h('div', { class: 'actions' }, validate, apply, me.mayAct ? h('span', { class: 'hint' }, 'Validated as you type (a dry run); errors are marked on their lines.') : null), result)),
+  );
 
+  // Every validation is numbered: an answer to an older one (typing went on) is dropped.
+  let asked = 0;
   const showErrors = (e) => {
     clear(result);
     result.className = 'error';
+    const unplaced = editor.mark(e.errors ?? []);
     result.append(h('p', {}, e.message.length > 200 ? `${e.status ?? ''} refused:` : `${e.status ?? ''} ${e.message}`));
-    if (e.errors?.length) result.append(h('ul', {}, ...e.errors.map((x) => h('li', {}, h('b', {}, x.document ?? ''), x.line ? ` line ${x.line}` : '', x.path ? ` ${x.path}` : '', `: ${x.message}`))));
+    if (e.errors?.length) {
+      result.append(
+        h(
+          'ul',
+          { id: 'error-list' },
+          ...e.errors.map((x) => {
+            const item = h('li', { class: Number.isInteger(x.line) ? 'jump' : undefined, dataset: x.line ? { line: x.line } : {} }, h('b', {}, x.document ?? ''), x.line ? ` line ${x.line}${x.column ? `:${x.column}` : ''}` : '', x.path ? ` ${formatPath(x.path)}` : '', `: ${x.message}`);
+            if (Number.isInteger(x.line)) item.addEventListener('click', () => editor.goTo(x.line, x.column));
+            return item;
+          }),
+        ),
+      );
+    }
+    if (unplaced.length > 0 && unplaced.length < (e.errors?.length ?? 0)) result.append(h('p', { class: 'hint' }, `${unplaced.length} error(s) name no line: see the list.`));
   };
   const dryRun = async () => {
+    const mine = ++asked;
     const res = await api('/apply?dryRun=true', { method: 'POST', body: editor.value });
+    if (mine !== asked) return undefined;
+    editor.mark([]);
     clear(result);
     result.className = 'ok';
     result.append(h('p', {}, 'Valid. Applying would:'), h('ul', {}, ...res.items.map((i) => h('li', {}, `${i.action === 'created' ? 'create' : 'replace'} ${i.kind} ${i.namespace}/${i.name}`))));
     return res;
   };
-  validate.addEventListener('click', () => dryRun().catch(showErrors));
+  validate.addEventListener('click', () => {
+    const mine = asked + 1;
+    dryRun().catch((e) => mine === asked && showErrors(e));
+  });
+  // As the user types: a dry run once typing pauses (an editor or admin only; a viewer may not).
+  let typing;
+  editor.textarea.addEventListener('input', () => {
+    if (!me.mayAct) return;
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      if (editor.value.trim() === '') {
+        asked++;
+        editor.mark([]);
+        clear(result);
+        return;
+      }
+      const mine = asked + 1;
+      dryRun().catch((e) => mine === asked && showErrors(e));
+    }, 700);
+  });
   apply.addEventListener('click', async () => {
+    clearTimeout(typing);
     try {
       const res = await dryRun();
+      if (res === undefined) return;
       if (!confirm(`Apply ${res.items.length} document(s)?\n${res.items.map((i) => `${i.kind} ${i.namespace}/${i.name}`).join('\n')}`)) return;
       const done = await api('/apply', { method: 'POST', body: editor.value });
       clear(result);
@@ -415,7 +467,7 @@ function configView(root) {
         const edit = h('button', { type: 'button', class: 'edit' }, 'Edit');
         edit.addEventListener('click', () => {
           editor.value = r.yaml;
-          editor.focus();
+          editor.textarea.focus();
         });
         list.append(h('details', { class: 'resource', dataset: { name: `${r.namespace}/${r.name}` } }, h('summary', {}, `${r.namespace}/${r.name}`, ' ', edit), h('pre', {}, r.yaml)));
       }
@@ -430,6 +482,7 @@ function configView(root) {
   load();
   return () => {
     stopped = true;
+    clearTimeout(typing);
   };
 }
 

@@ -100,7 +100,7 @@ export function buildApp(opts: BuildAppOptions): FastifyInstance {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: [{ bearer: [] }],
       tags: [
-        { name: 'resources', description: 'ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, RateLimitPolicy, Gateway, Telemetry, MeshConfig' },
+        { name: 'resources', description: 'ServiceEntry, WorkloadEntry, VirtualService, DestinationRule, WasmPlugin, PeerAuthentication, AuthorizationPolicy, RequestAuthentication, RateLimitPolicy, Gateway, TLSSecret (write: admin only; reads are redacted), Telemetry, MeshConfig' },
         { name: 'modules', description: 'proxy-wasm filter modules, content-addressed by sha256' },
         { name: 'proxies', description: 'proxies connected to this replica and their config sync state' },
         { name: 'filters', description: 'filter module versions per WasmPlugin: history, rollback, canary rollouts' },

@@ -195,7 +195,7 @@ crud('unknown kinds and routes are 404', async ({ app, admin }) => {
   const route = await app.inject({ method: 'GET', url: '/nope', headers: auth(admin) });
   assert.is(route.statusCode, 404);
   const kinds = await app.inject({ method: 'GET', url: '/apis', headers: auth(admin) });
-  assert.is(kinds.json<{ kinds: unknown[] }>().kinds.length, 12); // the seven Istio kinds, RequestAuthentication, RateLimitPolicy, Gateway, Telemetry and MeshConfig
+  assert.is(kinds.json<{ kinds: unknown[] }>().kinds.length, 13); // the seven Istio kinds, RequestAuthentication, RateLimitPolicy, Gateway, TLSSecret, Telemetry and MeshConfig
 });
 
 crud.run();

@@ -158,6 +158,16 @@ s('the graph endpoint serves the proxies’ traffic, aggregated', async (ctx) =>
   assert.is(caller.rps, 30);
   const shares = g.edges.filter((e: { share?: number }) => e.share !== undefined).map((e: { to: string; share: number }) => [e.to, e.share]);
   assert.equal(shares, [['default/reviews/v1', 0.9], ['default/reviews/v2', 0.1]]);
+  // Longer windows come from the buckets: the same calls, over the 10 s since the first report.
+  for (const window of [600, 3600, 21600]) {
+    const long = await ctx.app.inject({ method: 'GET', url: `/console/api/graph?window=${window}`, headers: auth(ctx.viewer) });
+    assert.is(long.statusCode, 200, long.body);
+    const c = long.json().edges.find((e: { from: string }) => e.from === 'default/productpage/v1');
+    assert.equal([long.json().windowSeconds, long.json().resolutionSeconds, c.requests, c.rps], [window, window === 600 ? 10 : 60, 300, 30]);
+  }
+  assert.is((await ctx.app.inject({ method: 'GET', url: '/console/api/graph?window=21601', headers: auth(ctx.viewer) })).statusCode, 400, 'past 6 h');
+  const proxies = (await ctx.app.inject({ method: 'GET', url: '/console/api/proxies?window=3600', headers: auth(ctx.viewer) })).json();
+  assert.is(proxies.windowSeconds, 3600);
 });
 
 s('a viewer cannot act: rollout, abort, rollback, apply and dry run are 403 and change nothing', async ({ app, viewer, store }) => {
@@ -184,8 +194,10 @@ s('dry run: validates against the stored state, says what would change, writes n
   assert.is((await store.list()).length, 0, 'nothing written');
   const bad = await app.inject({ method: 'POST', url: '/apply?dryRun=true', headers: yaml, payload: serviceEntryYaml.replace('resolution: STATIC', 'resolution: SOMETIMES') });
   assert.is(bad.statusCode, 400);
-  const errors = bad.json().errors as Array<{ document: string; path: string; message: string }>;
-  assert.ok(errors.some((e) => e.path.includes('resolution')), JSON.stringify(errors));
+  const errors = bad.json().errors as Array<{ document: string; path: string; message: string; line?: number; column?: number }>;
+  // The line and column of the field in the request's text: what the editor marks.
+  const resolution = errors.find((e) => e.path === '/spec/resolution');
+  assert.equal([resolution?.line, resolution?.column], [7, 3], JSON.stringify(errors));
   await app.inject({ method: 'POST', url: '/apply', headers: yaml, payload: serviceEntryYaml });
   const again = await app.inject({ method: 'POST', url: '/apply?dryRun=true', headers: yaml, payload: serviceEntryYaml });
   assert.is(again.json().items[0].action, 'configured');

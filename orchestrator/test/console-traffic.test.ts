@@ -8,7 +8,7 @@ import { discoveryDefinition, type EdgeStatsMessage, type FilterStatsReport, typ
 import { TokenStore } from '../src/auth/tokens.ts';
 import { MemoryStore } from '../src/store/memory-store.ts';
 import { startXdsServer } from '../src/xds/server.ts';
-import { MAX_NODES, TrafficStats, quantile, serviceId, workloadId } from '../src/console/traffic-stats.ts';
+import { MAX_EDGE_SERIES, MAX_NODES, TrafficStats, quantile, serviceId, workloadId } from '../src/console/traffic-stats.ts';
 
 const BOUNDS = [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000];
 const REVIEWS = 'reviews.default.svc.cluster.local';
@@ -137,6 +137,137 @@ test('bounded: at most MAX_NODES proxies, the longest silent goes first', () => 
   }
   assert.is(stats.certNotAfter('n0'), undefined, 'the oldest reporter was dropped');
   assert.ok(stats.certNotAfter(`n${MAX_NODES}`));
+});
+
+/**
+ * Two productpage proxies report every 2 s (the clock is driven, no sleeps): per report and proxy,
+ * 9 calls to reviews v1 (in the (5, 10] ms bucket) and 1 to v2 ((500, 1000] ms) for `hours1`
+ * hours, then twice that with half of v2's calls answered 503 for `hours2` hours.
+ */
+function drive(stats: TrafficStats, clock: { now: number }, from: number, reports: number, perReport: { v1: number; v2: number; v2Errors: number }, totals: Map<string, { v1: number; v2: number; err: number }>): void {
+  for (let k = 0; k < reports; k++) {
+    clock.now = from + 2_000 * k;
+    for (const node of ['productpage-1', 'productpage-2']) {
+      const t = totals.get(node) ?? { v1: 0, v2: 0, err: 0 };
+      if (totals.has(node) || k > 0) {
+        t.v1 += perReport.v1;
+        t.v2 += perReport.v2;
+        t.err += perReport.v2Errors;
+      }
+      totals.set(node, t);
+      stats.record(node, report('productpage', 'v1', [edge(REVIEWS, 'reviews', 'v1', t.v1, { bucket: 3 }), edge(REVIEWS, 'reviews', 'v2', t.v2, { bucket: 9, errors: t.err })]));
+    }
+  }
+}
+
+const HOUR = 3_600_000;
+const T0 = 500 * HOUR; // on every bucket boundary
+
+test('1 h and 6 h windows: 1 min buckets sum the reports exactly, with the split, error rate and p99', () => {
+  const clock = { now: T0 };
+  const stats = new TrafficStats({ now: () => clock.now });
+  const totals = new Map<string, { v1: number; v2: number; err: number }>();
+  // Two hours at 10 rps for the workload (2 proxies x 10 calls / 2 s), then one at 20 rps.
+  drive(stats, clock, T0, 3_601, { v1: 9, v2: 1, v2Errors: 0 }, totals);
+  drive(stats, clock, T0 + 2 * HOUR + 2_000, 1_800, { v1: 18, v2: 2, v2Errors: 1 }, totals);
+  assert.is(clock.now, T0 + 3 * HOUR);
+  const pp = workloadId('default', 'productpage', 'v1');
+  const find = (g: ReturnType<TrafficStats['graph']>, from: string, to: string) => g.edges.find((e) => e.from === from && e.to === to)!;
+
+  const hour = stats.graph({ windowMs: HOUR });
+  assert.is(hour.resolutionSeconds, 60);
+  assert.is(hour.reporters, 2);
+  const caller = find(hour, pp, serviceId(REVIEWS));
+  // The last hour: 1 800 reports x 2 proxies x 20 calls, over 3 600 s.
+  assert.is(caller.requests, 72_000);
+  assert.ok(Math.abs(caller.rps - 20) < 1e-9, String(caller.rps));
+  assert.ok(Math.abs(caller.errorRate - 0.05) < 1e-9, String(caller.errorRate));
+  // rank 0.99 x 72 000 = 71 280: 64 800 calls at (5, 10] ms, then 6 480 of v2's 7 200 into (500, 1000].
+  assert.ok(Math.abs(caller.p99Ms! - 950) < 1e-6, String(caller.p99Ms));
+  assert.is(find(hour, serviceId(REVIEWS), workloadId('default', 'reviews', 'v2')).share, 0.1);
+  assert.is(find(hour, serviceId(REVIEWS), workloadId('default', 'reviews', 'v2')).errorRate, 0.5);
+
+  // Six hours reach before the first report: the rate is over the 3 h since.
+  const six = stats.graph({ windowMs: 6 * HOUR });
+  assert.is(six.resolutionSeconds, 60);
+  const all = find(six, pp, serviceId(REVIEWS));
+  assert.is(all.requests, 144_000);
+  assert.ok(Math.abs(all.rps - 144_000 / 10_800) < 1e-9, String(all.rps));
+  assert.ok(Math.abs(all.errorRate - 3_600 / 144_000) < 1e-9);
+  assert.is(find(six, serviceId(REVIEWS), workloadId('default', 'reviews', 'v1')).share, 0.9);
+
+  // 10 minutes: 10 s buckets; 2 minutes: the raw reports. Both at the last hour's rate.
+  const ten = stats.graph({ windowMs: 600_000 });
+  assert.is(ten.resolutionSeconds, 10);
+  assert.is(find(ten, pp, serviceId(REVIEWS)).requests, 12_000);
+  assert.ok(Math.abs(find(ten, pp, serviceId(REVIEWS)).rps - 20) < 1e-9);
+  const two = stats.graph({ windowMs: 120_000 });
+  assert.is(two.resolutionSeconds, 'report');
+  assert.is(find(two, pp, serviceId(REVIEWS)).requests, 2_400);
+
+  // A window that does not start on a bucket boundary starts at the next one.
+  clock.now += 30_000; // silent for 30 s
+  const odd = find(stats.graph({ windowMs: HOUR }), pp, serviceId(REVIEWS));
+  // (T0 + 2 h + 1 min, T0 + 3 h]: 59 minutes at 20 rps, over the 59 min to the last report.
+  assert.is(odd.requests, 59 * 60 * 20);
+  assert.ok(Math.abs(odd.rps - 20) < 1e-9, String(odd.rps));
+
+  // Per proxy (the workloads page): half the workload's calls.
+  const out = stats.outbound('productpage-1', HOUR)!;
+  assert.is(out.requests, 35_400);
+});
+
+test('6 h of buckets: older calls leave the window and never mix with the slots that reuse their place', () => {
+  const clock = { now: T0 };
+  const stats = new TrafficStats({ now: () => clock.now });
+  const totals = new Map<string, { v1: number; v2: number; err: number }>();
+  drive(stats, clock, T0, 3_601, { v1: 9, v2: 1, v2Errors: 0 }, totals); // 2 h
+  // Silent until T0 + 6 h 30 min, then 10 more minutes: the ring's slots come round again.
+  drive(stats, clock, T0 + 6.5 * HOUR, 301, { v1: 18, v2: 2, v2Errors: 0 }, totals);
+  assert.is(clock.now, T0 + 6.5 * HOUR + 600_000);
+  const e = stats.graph({ windowMs: 6 * HOUR }).edges.find((x) => x.from === workloadId('default', 'productpage', 'v1'))!;
+  // (T0 + 40 min, T0 + 2 h]: 2 400 reports x 20 calls; after the silence, 300 reports x 40.
+  // The report that ends the silence carries one report's calls too (the counters went on).
+  assert.is(e.requests, 2_400 * 20 + 300 * 40 + 40);
+  const later = T0 + 13 * HOUR;
+  clock.now = later;
+  const g = stats.graph({ windowMs: 6 * HOUR });
+  assert.is(g.edges.length, 0, 'nothing reported in the last 6 h');
+  assert.is(g.reporters, 0);
+});
+
+test('history over 1 h and 6 h: a point per minute, then six minutes merged per point', () => {
+  const clock = { now: T0 };
+  const stats = new TrafficStats({ now: () => clock.now });
+  const totals = new Map<string, { v1: number; v2: number; err: number }>();
+  drive(stats, clock, T0, 3_601, { v1: 9, v2: 1, v2Errors: 0 }, totals);
+  drive(stats, clock, T0 + 2 * HOUR + 2_000, 1_800, { v1: 18, v2: 2, v2Errors: 0 }, totals);
+  const hour = stats.history('productpage-1', HOUR);
+  assert.is(hour.length, 60);
+  assert.ok(hour.every((p) => Math.abs(p.rps - 10) < 1e-9), JSON.stringify(hour.map((p) => p.rps)));
+  assert.is(hour.at(-1)!.at, new Date(T0 + 3 * HOUR).toISOString());
+  const six = stats.history('productpage-1', 6 * HOUR);
+  // 3 h since the proxy's first report, 6 min a point.
+  assert.is(six.length, 30);
+  assert.equal(six.map((p) => Math.round(p.rps * 1e6) / 1e6), [...new Array(20).fill(5), ...new Array(10).fill(10)]);
+  assert.ok(six.every((p, i) => i === 0 || Date.parse(p.at) - Date.parse(six[i - 1]!.at) === 360_000));
+});
+
+test('bounded: at most MAX_EDGE_SERIES graph edges keep buckets, the longest silent goes first', () => {
+  let now = T0;
+  const stats = new TrafficStats({ now: () => now });
+  const hosts = (w: number, n: number) => Array.from({ length: 256 }, (_, i) => edge(`s${w}-${i}.default.svc.cluster.local`, `s${i}`, 'v1', n));
+  const workloads = Math.ceil(MAX_EDGE_SERIES / 256) + 1;
+  for (let w = 0; w < workloads; w++) {
+    stats.record(`w${w}`, report(`w${w}`, 'v1', hosts(w, 0)));
+    now += 10_000;
+    stats.record(`w${w}`, report(`w${w}`, 'v1', hosts(w, 5)));
+  }
+  assert.is(stats.edgeSeries, MAX_EDGE_SERIES);
+  const g = stats.graph({ windowMs: HOUR });
+  const callers = new Set(g.edges.filter((e) => e.from.startsWith('default/w')).map((e) => e.from));
+  assert.not.ok(callers.has(workloadId('default', 'w0', 'v1')), 'the first workload’s edges were dropped');
+  assert.ok(callers.has(workloadId('default', `w${workloads - 1}`, 'v1')));
 });
 
 test('quantile: Prometheus-style interpolation, the last finite bound past it, nothing without calls', () => {

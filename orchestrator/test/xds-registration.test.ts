@@ -77,6 +77,12 @@ class TestStream {
   close(): void {
     this.call.cancel();
   }
+
+  /** What a proxy that shuts down does: a last request that says it is leaving, then the end of its side. */
+  goodbye(): void {
+    this.call.write({ type_url: PROXY_CONFIG_TYPE_URL, leaving: true });
+    this.call.end();
+  }
 }
 
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, timeoutMs = 3000): Promise<T> {
@@ -153,6 +159,22 @@ test('after a disconnect the entry stays for the grace period, then goes (and th
   await until('the entry is gone', async () => (await getEntry(name)) === undefined, GRACE_MS + 2000);
   assert.ok(Date.now() - closedAt >= GRACE_MS - 20, 'not before the grace period');
   await until('productpage lost the endpoint', () => !endpointsSeen(pp).includes('10.0.0.8:9081'));
+  pp.close();
+});
+
+test('a proxy that says goodbye (shutting down, draining) is unregistered at once, without the grace period', async () => {
+  const pp = new TestStream().subscribe(productpage);
+  const r = new TestStream().subscribe(ratings, endpointOf('10.0.0.12', 9081));
+  const name = entryName('10.0.0.12', 9081);
+  await until('the endpoint', () => endpointsSeen(pp).includes('10.0.0.12:9081'));
+  const leftAt = Date.now();
+  r.goodbye();
+  await until('the entry is gone', async () => (await getEntry(name)) === undefined, GRACE_MS + 2000);
+  await until('productpage lost the endpoint', () => !endpointsSeen(pp).includes('10.0.0.12:9081'));
+  assert.ok(Date.now() - leftAt < GRACE_MS / 2, `gone within ${Date.now() - leftAt} ms, well before the ${GRACE_MS} ms grace`);
+  assert.ok(logs.some((l) => l.includes(`unregistered WorkloadEntry default/${name}: its proxy is shutting down`)), 'the log says why');
+  await until('the server closed its side too', () => r.status);
+  assert.is(r.status!.code, grpc.status.OK);
   pp.close();
 });
 

@@ -32,6 +32,19 @@ const SECTION = '## Filter isolation: no amplification (npm run bench:isolation)
 const MAX_IN_FLIGHT = 512;
 /** spec.cpuBudget of the last window: a loop stopped after about 1.5 ms of guest time on the bench machine. */
 const LOOP_BUDGET = 10_000_000;
+/** Seed of the trap moments (a fixed seed: every run sends its traps at the same moments). */
+const TRAP_PHASE_SEED = 0x5eed;
+
+/** mulberry32: a small seeded generator of numbers in [0, 1). */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 function num(value: string | undefined, fallback: number): number {
   const n = Number(value);
@@ -172,9 +185,13 @@ async function measure(config: string, appPort: number, plan: Plan, rate: number
       const headers: Record<string, string> = kind === 'loop' ? { host: APP_HOST, 'x-loop': '1' } : { host: APP_HOST };
       const trapPath = kind === 'loop' ? '/loop' : '/trap';
       const started = performance.now();
+      const phase = seededRandom(TRAP_PHASE_SEED);
       for (let i = 0; i < seconds - 1; i++) {
-        // On schedule (0.5 s, 1.5 s, ...), whatever the previous trap took.
-        const wait = started + 500 + i * 1000 - performance.now();
+        // One trap in each second, at a random moment of it (the same moments in every run), whatever the
+        // previous trap took. Not at a fixed offset: the good requests leave on a 1/rate grid, and a trap
+        // on the same grid would always arrive together with a good request, which the trap then fails.
+        // Real bad requests have no phase relation to the rest of the traffic.
+        const wait = started + i * 1000 + 50 + phase() * 900 - performance.now();
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
         traps.push(await send(outbound, { path: trapPath, headers }));
       }
@@ -283,7 +300,7 @@ async function main(): Promise<void> {
   lines.push(`Machine: ${cpus[0]?.model.trim() ?? '?'}, ${cpus.length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node.js ${process.version}, ${os.platform()} ${os.release()}. Shared and noisy: load average ${os.loadavg().map((l) => l.toFixed(1)).join(' / ')} at the end of the run.`);
   lines.push(
     `One wasmesh sidecar (\`wasmesh proxy --config\`, its own process, default CPU budget) with a FAIL_CLOSE WasmPlugin of the isolation tests' hostile filter on the outbound side; a node:http upstream (its own process). ` +
-      `Good traffic: \`GET /\`, open loop at ${rate} requests/s (at most ${MAX_IN_FLIGHT} in flight), HTTP/1.1 keep-alive; one trapping request a second through the same plugin, from ${warmup} s after a fresh proxy started (a warm-up of good traffic). ` +
+      `Good traffic: \`GET /\`, open loop at ${rate} requests/s (at most ${MAX_IN_FLIGHT} in flight), HTTP/1.1 keep-alive; one trapping request a second (at a random moment of each second, seeded) through the same plugin, from ${warmup} s after a fresh proxy started (a warm-up of good traffic). ` +
       `Trap kinds: "unreachable" traps at once; "loop" loops forever in on_request_headers until the CPU budget stops it (the default 1e9 units, or spec.cpuBudget ${LOOP_BUDGET.toExponential().replace('+', '')}). ` +
       (TASKSET ? 'Pinning: `taskset`, the proxy on CPU 1, upstream and load generator on CPU 0. ' : '') +
       `Whole run ${Math.round((Date.now() - started) / 1000)} s.`,

@@ -22,7 +22,7 @@
 //
 // Environment: BENCH_ROUNDS (default 5), BENCH_DURATION (s per window, 5), BENCH_WARMUP (s per pair, 6),
 // BENCH_CONNECTIONS (16), BENCH_BODY (bytes, 1024), BENCH_CONFIGS (comma list of
-// <plain|mtls>-<none|noop|telemetry>, default all six).
+// <plain|mtls|permissive>-<none|noop|telemetry>, default all nine).
 // BENCH_BASELINE=<dir>: a checkout of another commit (its filters built, node_modules in place): every
 // configuration also runs with the sidecars' code and filter modules from there, in the same rounds
 // (before/after on one noisy machine); BENCH_BASELINE_NAME names it (default: its git commit).
@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   const windowLoad: Load = { wrk, seconds: duration, connections };
   try {
     const app = await startBenchProcess(children, 'app', ['app', String(bodyBytes)], CPUS?.load);
-    for (const security of ['plain', 'mtls'] as const) {
+    for (const security of ['plain', 'mtls', 'permissive'] as const) {
       const group = configs.filter((c) => c.security === security);
       if (group.length === 0) continue;
       const pairs: Pair[] = [];

@@ -38,6 +38,7 @@ import { TcpStats } from './tcp/tcp-stats.ts';
 import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
+import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
   /** Address the listeners bind (loopback by default). */
@@ -106,6 +107,11 @@ export interface ProxyOptions {
    * seam for proxy-wasm network filters (WasmPlugin type NETWORK, not translated yet); asked per connection.
    */
   tcpFilters?: () => readonly TcpFilterFactory[];
+  /**
+   * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
+   * for measuring what the counting costs (npm run bench:edges); default true.
+   */
+  edgeStats?: boolean;
 }
 
 export interface ConfigStatus {
@@ -198,7 +204,7 @@ export class Proxy {
         edges.record({ service: c?.host, labels: e?.labels, subset: c?.subset, mtls, status, durationMs });
       },
     };
-    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const, edges: edgeRecorder };
+    const common = { clusters: proxy.clusters, upstreams: proxy.upstreams, metrics: proxy.metrics, accessLog: proxy.#accessLog, scheme: 'http' as const, ...(options.edgeStats === false ? {} : { edges: edgeRecorder }) };
     proxy.#outbound = new ConnectionManager({ ...common, direction: 'outbound', state: states.outbound });
     proxy.#inbound = new ConnectionManager({
       ...common,
@@ -272,6 +278,7 @@ export class Proxy {
           proxy.#listeners[1]?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
           proxy.#tcpInbound?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
           proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
+          proxy.#gateway?.setIdentity(state.cert);
         },
       });
       if (options.adminPort !== null) proxy.#admin = await startAdminServer(proxy.#adminSource(), { host: options.adminHost ?? LOOPBACK_HOST, port: options.adminPort, access: options.adminAccess ?? {} });
@@ -483,7 +490,7 @@ export class Proxy {
   }
 
   configDump(): unknown {
-    return { status: this.#status, config: this.#config };
+    return { status: this.#status, config: redactProxyConfig(this.#config) };
   }
 
   clustersDump(): unknown {

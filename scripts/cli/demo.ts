@@ -14,7 +14,8 @@ import { readDocumentFiles } from '../../mesh/src/documents.ts';
 import { builtinModulePath } from '../../mesh/src/translate/builtin-filters.ts';
 import { startOrchestrator, type RunningOrchestrator } from './orchestrator.ts';
 import { freePort, startWorkload, type RunningWorkload } from './run.ts';
-import { gatewayDocuments, startDemoGateway, type DemoGateway } from '../demo/gateway.ts';
+import { DEMO_CREDENTIAL, gatewayDocuments, startDemoGateway, waitForHttps, type DemoGateway } from '../demo/gateway.ts';
+import { loadOrCreateServingCertificate } from '../../orchestrator/src/inject/serving-cert.ts';
 import { run as filterDeploy } from './filter-deploy.ts';
 import { DEMO_FILTER_HEADER, buildDemoFilterVersions } from '../demo/filter-versions.ts';
 import { rateLimitServiceEntry, startDemoRedis, type DemoRedis } from '../demo/quota.ts';
@@ -246,7 +247,11 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
     if (orchestrator.rateLimitPort) documents.push(rateLimitServiceEntry(orchestrator.rateLimitPort));
     // The ingress gateway's Gateway and VirtualService (scripts/demo/gateway.ts), on a free port.
     const gatewayPort = await freePort();
-    documents.push(...gatewayDocuments(NAMESPACE, gatewayPort));
+    // HTTPS too, with a certificate for localhost of a throwaway CA (key files 0600 in the temp dir,
+    // removed with it); the gateway gets it as a TLSSecret (credentialName).
+    const httpsPort = await freePort();
+    const demoTls = await loadOrCreateServingCertificate(join(tmp, 'gateway-tls'), ['localhost', '127.0.0.1']);
+    documents.push(...gatewayDocuments(NAMESPACE, gatewayPort, { port: httpsPort, certPem: demoTls.certPem, keyPem: demoTls.keyPem }));
     await client.request('POST', '/apply', { body: documents });
     step(`applied ${documents.length} resources from ${relative(REPO, meshFile)} and the demo issuer (JWKS ${issuer.jwksUri})`);
 
@@ -349,8 +354,12 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       out: new LogTail('istio-ingressgateway', logs),
     });
     step(`ingress gateway up: ${gatewayUrl} answers 200 (Gateway bookinfo-gateway, mTLS into the mesh)`);
+    const httpsUrl = `https://localhost:${httpsPort}/productpage`;
+    await waitForHttps(httpsUrl, demoTls.caPem);
+    step(`ingress gateway HTTPS up: ${httpsUrl} answers 200 (credentialName ${DEMO_CREDENTIAL}, a demo certificate)`);
 
     out.write(`\nOpen productpage in a browser, through the ingress gateway: ${gatewayUrl}\n`);
+    out.write(`Over HTTPS: ${httpsUrl} (a demo certificate of a CA made for this run; trust it: curl --cacert ${demoTls.caFile} ${httpsUrl}, or accept the browser's warning)\n`);
     out.write(`Open the web console: ${orchestrator.url}/console/ and paste a token: the admin token in ${orchestrator.adminTokenPath}, or the read-only one in ${viewerTokenFile}\n`);
     out.write(guide(orchestrator, workloads, traffic.outboundPort, last.body, { tokenFile, forgedFile, jwksUri: issuer.jwksUri }));
     if (!exitAfterReady) {

@@ -67,6 +67,14 @@ const KIND_COLUMNS: Readonly<Record<ResourceKind, Columns>> = {
     header: ['ISSUERS'],
     cells: (r) => [list(Array.isArray(r.spec.jwtRules) ? r.spec.jwtRules.map((j) => (j as { issuer?: unknown }).issuer) : [])],
   },
+  TLSSecret: {
+    // What the API returns: the redacted form (status), never the PEM.
+    header: ['SUBJECT', 'NOT AFTER', 'CACERT'],
+    cells: (r) => {
+      const status = (r as Resource & { status?: { certificate?: { subject?: unknown; notAfter?: unknown }; fingerprints?: { cacert?: unknown } } }).status;
+      return [str(status?.certificate?.subject), str(status?.certificate?.notAfter), status?.fingerprints?.cacert ? 'yes' : '-'];
+    },
+  },
   RateLimitPolicy: {
     header: ['LOCAL', 'GLOBAL', 'SERVICE'],
     cells: (r) => {

@@ -1,20 +1,35 @@
 // The demo's ingress gateway: a `wasmesh gateway` process managed by the demo's orchestrator, exposing
 // productpage at http://127.0.0.1:<port>/productpage (Istio's bookinfo-gateway and bookinfo
-// VirtualService, with the port the demo picked).
+// VirtualService, with the port the demo picked), and over HTTPS at https://localhost:<port>/productpage
+// with a certificate of a throwaway CA made at start (credentialName: a TLSSecret).
 import { spawn, type ChildProcess } from 'node:child_process';
+import https from 'node:https';
 import { installPath } from '../../schemas/repo-files.ts';
 import { PROXY_NODE_FLAGS } from '../cli/proxy-node-flags.ts';
 
 const WASMESH = installPath('scripts', 'wasmesh.mjs');
 
-/** Istio's Bookinfo gateway documents, on `port`. */
-export function gatewayDocuments(namespace: string, port: number): object[] {
+/** The demo's HTTPS server: its port and the certificate the demo made (a throwaway CA's). */
+export interface DemoGatewayTls {
+  port: number;
+  certPem: string;
+  keyPem: string;
+}
+
+/** The TLSSecret the HTTPS server names (credentialName), in the gateway's namespace. */
+export const DEMO_CREDENTIAL = 'bookinfo-credential';
+
+/** Istio's Bookinfo gateway documents, on `port` (and HTTPS on `tls.port`, with the demo certificate as a TLSSecret). */
+export function gatewayDocuments(namespace: string, port: number, tls?: DemoGatewayTls): object[] {
+  const servers: object[] = [{ port: { number: port, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }];
+  if (tls) servers.push({ port: { number: tls.port, name: 'https', protocol: 'HTTPS' }, hosts: ['*'], tls: { mode: 'SIMPLE', credentialName: DEMO_CREDENTIAL } });
   return [
+    ...(tls ? [{ apiVersion: 'security.wasmesh.io/v1alpha1', kind: 'TLSSecret', metadata: { name: DEMO_CREDENTIAL, namespace }, spec: { cert: tls.certPem, key: tls.keyPem } }] : []),
     {
       apiVersion: 'networking.istio.io/v1',
       kind: 'Gateway',
       metadata: { name: 'bookinfo-gateway', namespace },
-      spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: port, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] },
+      spec: { selector: { istio: 'ingressgateway' }, servers },
     },
     {
       apiVersion: 'networking.istio.io/v1',
@@ -90,4 +105,28 @@ export async function startDemoGateway(opts: {
   }
   await gateway.stop();
   throw new Error(`${opts.url} through the ingress gateway did not answer 200 in time (${last})`);
+}
+
+/** Waits until `url` (https) answers 200 with `caPem` trusted (or throws after `timeoutMs`). */
+export async function waitForHttps(url: string, caPem: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = https.get(url, { ca: caPem, agent: false, timeout: 2000 }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+      });
+      if (status === 200) return;
+      last = `status ${status}`;
+    } catch (e) {
+      last = (e as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} through the ingress gateway did not answer 200 in time (${last})`);
 }

@@ -4,7 +4,8 @@
 // The guide's commands run as printed (the fault step among them); `npm start | tee log` and Ctrl-C
 // (the output pipe gone, SIGINT to the whole process group) still removes the temporary dir.
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import https from 'node:https';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -48,6 +49,8 @@ test('demo --exit-after-ready comes up, prints the guide and leaves nothing behi
   assert.match(stdout, /Open productpage in a browser, through the ingress gateway: http:\/\/127\.0\.0\.1:\d+\/productpage\n/);
   assert.match(stdout, /Open the web console: http:\/\/127\.0\.0\.1:\d+\/console\/ and paste a token: the admin token in \S+\/admin-token, or the read-only one in \S+\/console-viewer\n/);
   assert.match(stderr, /ingress gateway up: http:\/\/127\.0\.0\.1:\d+\/productpage answers 200/);
+  assert.match(stderr, /ingress gateway HTTPS up: https:\/\/localhost:\d+\/productpage answers 200 \(credentialName bookinfo-credential/);
+  assert.match(stdout, /Over HTTPS: https:\/\/localhost:\d+\/productpage \(a demo certificate of a CA made for this run; trust it: curl --cacert \S+\/gateway-tls\/ca-cert\.pem https:\/\/localhost:\d+\/productpage/);
   assert.match(stdout, /\/stats\/prometheus/);
   assert.match(stdout, /try\/reviews-v3\.yaml/);
   assert.match(stdout, /\n {2}npx wasmesh proxy-status\n/);
@@ -150,6 +153,24 @@ test('the running demo splits reviews 90/10 over mTLS, shows it in the metrics, 
       assert.match(body, /"service":"productpage"/);
     }
     assert.is((await fetch(gatewayUrl!.replace('/productpage', '/not-exposed'), { signal: AbortSignal.timeout(5000) })).status, 404, 'only the bound routes are exposed');
+    // The printed HTTPS URL, trusting the printed CA file as the guide says (its key is 0600 beside it).
+    const httpsLine = /Over HTTPS: (https:\/\/localhost:\d+\/productpage) .*curl --cacert (\S+) /.exec(stdout);
+    assert.ok(httpsLine, output());
+    const caFile = httpsLine![2]!;
+    assert.is(statSync(path.join(path.dirname(caFile), 'tls.key')).mode & 0o777, 0o600);
+    assert.is(statSync(path.join(path.dirname(caFile), 'ca-key.pem')).mode & 0o777, 0o600);
+    const secure = await new Promise<{ status: number; body: string; authorized: boolean }>((resolve, reject) => {
+      const req = https.get(httpsLine![1]!, { ca: readFileSync(caFile), agent: false, timeout: 5000 }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, authorized: (res.socket as import('node:tls').TLSSocket).authorized }));
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', reject);
+    });
+    assert.is(secure.status, 200, secure.body);
+    assert.ok(secure.authorized, 'the certificate verifies against the printed CA');
+    assert.match(secure.body, /"service":"productpage"/);
     assert.ok((versions.v1 ?? 0) >= 56 && (versions.v2 ?? 0) >= 1, `about 90/10: ${JSON.stringify(versions)}`);
 
     // The sidecars' metrics: Istio's standard request counter, mutual TLS between sidecars.

@@ -14,7 +14,9 @@ export interface BufferSlot {
 }
 
 /** What a filter wrote past the output limits. */
-export type OutputKind = 'request_headers' | 'request_trailers' | 'request_body' | 'response_headers' | 'response_trailers' | 'response_body' | 'local_reply';
+export type OutputKind =
+  | 'request_headers' | 'request_trailers' | 'request_body' | 'response_headers' | 'response_trailers' | 'response_body' | 'local_reply'
+  | 'downstream_data' | 'upstream_data';
 
 export abstract class Context {
   readonly id: number;
@@ -35,6 +37,13 @@ export abstract class Context {
   }
   closeStream(_type: number): number {
     return WasmResult.NotFound;
+  }
+  /**
+   * proxy_continue_stream(UPSTREAM) means something here: only a TCP connection's context can resume
+   * its upstream direction (elsewhere the host answers Unimplemented, as Envoy does).
+   */
+  get resumesUpstream(): boolean {
+    return false;
   }
   sendLocalResponse(_response: LocalResponse): number {
     return WasmResult.NotFound;

@@ -5,8 +5,9 @@
 import { readFile } from 'node:fs/promises';
 import { LOG_LEVEL_NAMES, type LogLevel } from './abi/constants.ts';
 import { CannedCallouts, bodyBytes, headersToObject, type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput } from './harness-callouts.ts';
-import type { FailStrategy, ForeignFunction, HeaderList, HttpStreamSink, LocalResponse, PropertyValue, StreamInfo } from './host.ts';
+import type { ConnectionPeer, ConnectionSide, FailStrategy, ForeignFunction, HeaderList, HttpStreamSink, LocalResponse, NetworkStreamSink, PropertyValue, StreamInfo } from './host.ts';
 import type { HttpStream, StreamCallback, StreamObserver } from './http-stream.ts';
+import type { ConnectionAction, NetworkStream } from './network-stream.ts';
 import { isGrpcRequest, isTrailersOnly, localResponseHeaders } from './local-reply.ts';
 import { MetricsRegistry, type MetricSnapshot } from './metrics/registry.ts';
 import { compileModule } from './module.ts';
@@ -156,6 +157,70 @@ class RecordingSink implements HttpStreamSink {
   }
   reset(reason: string): void {
     this.resetReason = reason;
+  }
+}
+
+/** One step of a TCP connection run through a network filter (FilterHarness.runConnection). */
+export type ConnectionStep =
+  /** Bytes from the client; `end`: the client half-closes after them. */
+  | { downstream: string | Uint8Array; end?: boolean }
+  /** Bytes from the upstream; `end`: the upstream half-closes after them. */
+  | { upstream: string | Uint8Array; end?: boolean }
+  /** A socket closed: on_downstream/upstream_connection_close with that PeerType (default remote). */
+  | { close: ConnectionSide; peer?: ConnectionPeer };
+
+export interface ConnectionRunInput {
+  steps: ConnectionStep[];
+  streamInfo?: StreamInfo;
+}
+
+/** What one direction's receiver got. */
+export interface ConnectionOutput {
+  /** Everything the filter let through, as UTF-8 text (`bytes` holds the raw bytes). */
+  data: string;
+  bytes: Buffer;
+  /** The end of stream (half-close) went through. */
+  ended: boolean;
+}
+
+export interface ConnectionRunResult {
+  /** What on_new_connection decided. */
+  newConnection: ConnectionAction;
+  /** What each data step returned, in order (after any pause the filter resumed while the harness settled). */
+  actions: ConnectionAction[];
+  /** What reached the upstream (client bytes the filter let through) and the client (upstream bytes). */
+  upstream: ConnectionOutput;
+  downstream: ConnectionOutput;
+  /** The filter (or the runtime, on failure or a bound) closed the connection. */
+  closed?: { side: ConnectionSide; reason: string };
+  logs: Array<{ level: string; message: string }>;
+  callouts: CalloutRecord[];
+  grpcCallouts: GrpcCalloutRecord[];
+}
+
+/** Records what a network filter lets through and whether it closed the connection. */
+export class ConnectionRecorder implements NetworkStreamSink {
+  readonly upstream: Buffer[] = [];
+  readonly downstream: Buffer[] = [];
+  upstreamEnded = false;
+  downstreamEnded = false;
+  closed: { side: ConnectionSide; reason: string } | undefined;
+
+  toUpstream(data: Uint8Array, endOfStream: boolean): void {
+    if (data.length > 0) this.upstream.push(Buffer.from(data));
+    this.upstreamEnded ||= endOfStream;
+  }
+  toDownstream(data: Uint8Array, endOfStream: boolean): void {
+    if (data.length > 0) this.downstream.push(Buffer.from(data));
+    this.downstreamEnded ||= endOfStream;
+  }
+  close(side: ConnectionSide, reason: string): void {
+    this.closed ??= { side, reason };
+  }
+
+  output(to: 'upstream' | 'downstream'): ConnectionOutput {
+    const bytes = Buffer.concat(to === 'upstream' ? this.upstream : this.downstream);
+    return { data: bytes.toString('utf8'), bytes, ended: to === 'upstream' ? this.upstreamEnded : this.downstreamEnded };
   }
 }
 
@@ -313,6 +378,60 @@ export class FilterHarness {
       if (isRequest) stream.requestTrailers(trailers);
       else stream.responseTrailers(trailers);
     }
+  }
+
+  /**
+   * A TCP connection through the filter as a network filter, driven step by step: call onNewConnection,
+   * onDownstreamData, ... on `stream`; `sink` records what went through. Call stream.finish() at the end.
+   */
+  connect(streamInfo?: StreamInfo): { stream: NetworkStream; sink: ConnectionRecorder } {
+    const sink = new ConnectionRecorder();
+    const info = streamInfo ?? this.#streamInfo;
+    const stream = this.plugin.createNetworkStream(sink, info === undefined ? undefined : (Object.create(info) as StreamInfo));
+    return { stream, sink };
+  }
+
+  /**
+   * Runs one TCP connection through the filter: on_new_connection, then each step in order (callout
+   * answers and resumes the filter starts are let run after each), then on_done, on_log, on_delete.
+   * Steps after the connection closed are not delivered.
+   */
+  async runConnection(input: ConnectionRunInput): Promise<ConnectionRunResult> {
+    const logStart = this.logs.length;
+    const calloutStart = this.callouts.length;
+    const grpcStart = this.grpcCallouts.length;
+    const { stream, sink } = this.connect(input.streamInfo);
+    const actions: ConnectionAction[] = [];
+    let newConnection: ConnectionAction = 'close';
+    try {
+      newConnection = stream.onNewConnection();
+      await this.settle();
+      for (const step of input.steps) {
+        if (sink.closed) break;
+        if ('close' in step) {
+          if (step.close === 'downstream') stream.onDownstreamClose(step.peer ?? 'remote');
+          else stream.onUpstreamClose(step.peer ?? 'remote');
+        } else if ('downstream' in step) {
+          actions.push(stream.onDownstreamData(bodyBytes(step.downstream), step.end === true));
+        } else {
+          actions.push(stream.onUpstreamData(bodyBytes(step.upstream), step.end === true));
+        }
+        await this.settle();
+      }
+    } finally {
+      stream.finish();
+    }
+    const result: ConnectionRunResult = {
+      newConnection,
+      actions,
+      upstream: sink.output('upstream'),
+      downstream: sink.output('downstream'),
+      logs: this.logs.slice(logStart),
+      callouts: this.callouts.slice(calloutStart),
+      grpcCallouts: this.grpcCallouts.slice(grpcStart),
+    };
+    if (sink.closed) result.closed = sink.closed;
+    return result;
   }
 
   /**

@@ -127,6 +127,15 @@ export interface StreamInfo {
   /** Peer certificate URI SAN, e.g. spiffe://cluster.local/ns/default/sa/reviews */
   peerPrincipal?: string;
   localPrincipal?: string;
+  /** TLS SNI the client asked for (connection.requested_server_name). */
+  requestedServerName?: string;
+  /**
+   * "ip:port" of the upstream host and of the proxy's end of that connection (upstream.address,
+   * upstream.port, upstream.local_address). A TCP proxy sets these once it has connected; until then
+   * the properties are absent (NotFound), as in Envoy before the upstream is chosen.
+   */
+  upstreamAddress?: string;
+  upstreamLocalAddress?: string;
   /** Any other attribute, by path (e.g. ["upstream", "address"]). */
   getProperty?(path: readonly string[]): PropertyValue | undefined;
 }
@@ -157,6 +166,33 @@ export interface HttpStreamSink {
   localResponse(response: LocalResponse): void;
   /** The filter reset the stream (proxy_close_stream). */
   reset(reason: string): void;
+}
+
+/** Which end of a proxied TCP connection: the client (downstream) or the upstream host. */
+export type ConnectionSide = 'downstream' | 'upstream';
+
+/** Who closed a connection side (the ABI's PeerType): the proxy itself, the peer, or not known. */
+export type ConnectionPeer = 'local' | 'remote' | 'unknown';
+
+/**
+ * What a network filter asks of the proxy, for one TCP connection (NetworkStream): the bytes it lets
+ * through, in order, and closing. Calls may come during a NetworkStream method (the filter continued at
+ * once) or later (the filter resumed a paused direction from a callout answer or another callback).
+ */
+export interface NetworkStreamSink {
+  /** Client bytes the filter let through: write them to the upstream connection; endOfStream: then half-close it (FIN). */
+  toUpstream(data: Uint8Array, endOfStream: boolean): void;
+  /** Upstream bytes the filter let through: write them to the client; endOfStream: then half-close the client side. */
+  toDownstream(data: Uint8Array, endOfStream: boolean): void;
+  /**
+   * Close the connection, once per stream: the filter called proxy_close_stream (`reason`
+   * "wasm_close_stream", `side` the stream type it named), the VM failed under FAIL_CLOSE
+   * ("wasm_fail_stream"), the filter held or wrote more than the bound ("downstream_buffer_overflow",
+   * "upstream_buffer_overflow", "wasm_output_too_large[<plugin>][<what>]"). As Envoy does for either
+   * side (a flush-write close of the connection), the proxy writes what it already queued for the
+   * client, then closes both sockets; bytes the filter held are dropped.
+   */
+  close(side: ConnectionSide, reason: string): void;
 }
 
 export interface OutputLimits {

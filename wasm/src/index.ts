@@ -12,6 +12,7 @@ export { compileModule, ModuleCache, sha256Hex, type CompiledModule, type Compil
 export { Plugin, type PluginState } from './plugin.ts';
 export { buildPluginSettings, type PluginConfig, type PluginSettings } from './plugin-settings.ts';
 export { HttpStream, localReply, type StreamCallback, type StreamObserver } from './http-stream.ts';
+export { NetworkStream, type ConnectionAction } from './network-stream.ts';
 export { isGrpcRequest, isTrailersOnly, localResponseHeaders } from './local-reply.ts';
 export { MetricsRegistry, type Metric, type MetricSnapshot } from './metrics/registry.ts';
 export { SharedDataStore } from './shared-data.ts';
@@ -20,7 +21,8 @@ export { encodePairs, decodePairs, toHeaderList, headerGet, headerSet, headerRem
 export { providedImports } from './imports/index.ts';
 export { meterModule, MeteringError, FUEL_GET_EXPORT, FUEL_SET_EXPORT } from './metering/metering.ts';
 export {
-  FilterHarness, headersToObject,
+  FilterHarness, headersToObject, ConnectionRecorder,
+  type ConnectionStep, type ConnectionRunInput, type ConnectionRunResult, type ConnectionOutput,
   type HarnessOptions, type RunInput, type RunResult, type CallbackAction, type TickResult, type MessageInput, type MessageOutput,
   type CalloutAnswer, type CalloutRecord, type GrpcCalloutAnswer, type GrpcCalloutRecord, type HeadersInput, type HeadersOutput,
 } from './harness.ts';

@@ -5,8 +5,9 @@
 // follow the failStrategy.
 import { LogLevel } from './abi/constants.ts';
 import { ErrorCode, WasmeshWasmError, type TrapCause } from './errors.ts';
-import type { HttpStreamSink, PluginHost, StreamInfo } from './host.ts';
+import type { HttpStreamSink, NetworkStreamSink, PluginHost, StreamInfo } from './host.ts';
 import { HttpStream } from './http-stream.ts';
+import { NetworkStream } from './network-stream.ts';
 import { VM_RESTART_BACKOFF_INITIAL_MS, VM_RESTART_BACKOFF_MAX_MS, VM_RESTARTS_PER_SECOND } from './limits.ts';
 import type { Metric } from './metrics/registry.ts';
 import { compileModule, type CompiledModule, type CompileOptions } from './module.ts';
@@ -52,7 +53,7 @@ export class Plugin {
   /** Streams that finished through this plugin, and how many of them failed (5xx, reset). Fed by the host's filter chain. */
   streamsFinished = 0;
   streamsFailed = 0;
-  readonly #onStreamFinish = (stream: HttpStream): void => {
+  readonly #onStreamFinish = (stream: { readonly vm: Vm }): void => {
     // A stream served to the end by a live VM: the module works, replacing it after a failure helps.
     if (!stream.vm.failed) this.#consecutiveFailures = 0;
     this.#activeStreams--;
@@ -126,6 +127,9 @@ export class Plugin {
   }
 
   #onVmFailed(vm: Vm, reason: string, cause: TrapCause): void {
+    // Stream contexts on the VM, the failing one included: what the failStrategy now applies to.
+    let streamsOnVm = 0;
+    for (const ctx of vm.contexts.values()) if (ctx !== vm.root) streamsOnVm++;
     vm.dispose();
     this.lastFailure = reason;
     this.lastFailureCause = cause;
@@ -148,7 +152,8 @@ export class Plugin {
     this.#metrics.bad.record(this.bad ? 1 : 0);
     const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
     const when = this.#restartAt === now ? 'new streams get a fresh VM' : `${what} until it is replaced (in ${this.#restartAt - now} ms)`;
-    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${when}`);
+    const onIt = streamsOnVm === 0 ? 'no stream was on it' : `${streamsOnVm} stream(s) were on it (${this.settings.failStrategy === 'FAIL_OPEN' ? 'they go on without it' : 'they get 503'})`;
+    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${onIt}; ${when}`);
   }
 
   /** 100 ms for the second failure in a row (or a burst), doubling with each further one, up to 30 s. */
@@ -181,6 +186,17 @@ export class Plugin {
     this.#activeStreams++;
     this.#metrics.activeStreams.increment(1);
     return new HttpStream(this.#liveVm(), sink, info, this.#onStreamFinish);
+  }
+
+  /**
+   * A new TCP connection through this plugin as a network filter; what the filter lets through and its
+   * closes go to `sink`. Call onNewConnection() first and finish() when the connection is gone.
+   */
+  createNetworkStream(sink: NetworkStreamSink, info?: StreamInfo): NetworkStream {
+    if (this.#stopped) throw new WasmeshWasmError(ErrorCode.StartFailed, `plugin ${this.settings.name} is stopped`);
+    this.#activeStreams++;
+    this.#metrics.activeStreams.increment(1);
+    return new NetworkStream(this.#liveVm(), sink, info, this.#onStreamFinish);
   }
 
   /** Tells the module a host-side foreign function event happened (proxy_on_foreign_function). */

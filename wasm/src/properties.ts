@@ -110,8 +110,14 @@ function connectionProperty(info: NonNullable<Context['streamInfo']>, path: read
   } else if (scope === 'destination') {
     if (field === 'address') return info.destinationAddress;
     if (field === 'port') return portOf(info.destinationAddress);
+  } else if (scope === 'upstream') {
+    if (field === 'address') return info.upstreamAddress;
+    if (field === 'port') return portOf(info.upstreamAddress);
+    if (field === 'local_address') return info.upstreamLocalAddress;
   } else if (scope === 'connection') {
     switch (field) {
+      case 'requested_server_name':
+        return info.requestedServerName;
       case 'mtls':
         return info.mtls ?? false;
       case 'uri_san_peer_certificate':

@@ -40,6 +40,11 @@ export interface GuestExports {
   onResponseHeaders?: GuestFn;
   onResponseBody?: GuestFn;
   onResponseTrailers?: GuestFn;
+  onNewConnection?: GuestFn;
+  onDownstreamData?: GuestFn;
+  onUpstreamData?: GuestFn;
+  onDownstreamConnectionClose?: GuestFn;
+  onUpstreamConnectionClose?: GuestFn;
   onHttpCallResponse?: GuestFn;
   onGrpcReceiveInitialMetadata?: GuestFn;
   onGrpcReceive?: GuestFn;
@@ -182,6 +187,11 @@ export class Vm {
       onResponseHeaders: fn('proxy_on_response_headers'),
       onResponseBody: fn('proxy_on_response_body'),
       onResponseTrailers: fn('proxy_on_response_trailers'),
+      onNewConnection: fn('proxy_on_new_connection'),
+      onDownstreamData: fn('proxy_on_downstream_data'),
+      onUpstreamData: fn('proxy_on_upstream_data'),
+      onDownstreamConnectionClose: fn('proxy_on_downstream_connection_close'),
+      onUpstreamConnectionClose: fn('proxy_on_upstream_connection_close'),
       onHttpCallResponse: fn('proxy_on_http_call_response'),
       onGrpcReceiveInitialMetadata: fn('proxy_on_grpc_receive_initial_metadata'),
       onGrpcReceive: fn('proxy_on_grpc_receive'),

@@ -168,6 +168,10 @@ test('a trap is counted, the next stream gets a fresh VM (state starts over), an
     assert.is(h.plugin.state, 'failed');
     assert.match(h.plugin.lastFailure, /unreachable/);
     assert.ok(h.logs.some((l) => l.level === 'error' && /VM failed/.test(l.message)), 'the failure is logged');
+    assert.ok(
+      h.logs.some((l) => /VM failed \(unreachable\).*; 1 stream\(s\) were on it \(they get 503\); new streams get a fresh VM/.test(l.message)),
+      'the log says which streams the failStrategy applied to, and that new streams get a fresh VM',
+    );
     // The first replacement is immediate.
     const r = await h.run(request());
     assert.is(r.request?.headers['x-count'], '1', 'a fresh VM: the counter starts over');

@@ -117,6 +117,8 @@ export async function startWorkload(children: Children, o: WorkloadOptions): Pro
     '--port', String(o.appPort),
     '--orchestrator', o.orch.grpc,
     '--token-file', o.tokenFile,
+    // BENCH_ACCESS_LOG=<dir>: each sidecar's access log in <dir>/<service>.log, to see what failed and why.
+    ...(process.env.BENCH_ACCESS_LOG ? ['--access-log', path.join(process.env.BENCH_ACCESS_LOG, `${o.service}.log`)] : []),
     '--', ...o.command,
   ]);
   // stdin is a pipe the command inherits: the app exits when the benchmark is gone, whatever happens.

@@ -12,7 +12,7 @@ import type { Children } from '../../../proxy-host/bench/support/children.ts';
 import { startNginx } from '../../../proxy-host/bench/support/nginx.ts';
 import { freePort, type Service } from '../../../proxy-host/bench/support/services.ts';
 
-const SERVER_NAME = 'bench-app.default.svc.cluster.local';
+export const SERVER_NAME = 'bench-app.default.svc.cluster.local';
 
 interface Pki {
   ca: string;

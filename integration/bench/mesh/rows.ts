@@ -5,14 +5,17 @@
 //   pair        client -> outbound sidecar of a client workload -> inbound sidecar -> app (plaintext)
 //   pair-mtls   the same with STRICT mTLS: issue 15's main row
 //   nginx-pair  client -> nginx (client side) -> mTLS -> nginx (server side) -> app: the reference
+//   node-pair   the same with two minimal Node relays (node:http + undici, no mesh code): the floor
+//               of any Node.js data plane, with the sidecars' V8 flags
 //   nginx       client -> nginx -> app: one plain reverse proxy, for scale
 import path from 'node:path';
 import type { Children } from '../../../proxy-host/bench/support/children.ts';
 import { pinned, type CpuPlan } from '../../../proxy-host/bench/support/cpus.ts';
 import { startNginx } from '../../../proxy-host/bench/support/nginx.ts';
-import { freePort, httpGet, lastLines, startNodeService } from '../../../proxy-host/bench/support/services.ts';
+import { freePort, httpGet, lastLines, startNodeService, type Service } from '../../../proxy-host/bench/support/services.ts';
 import { apply, proxyTokenFile, remove, startOrchestrator, startWorkload, type Orchestrator, type Workload } from './control-plane.ts';
-import { makePki, refusesWithoutClientCert, startNginxPair } from './nginx-pair.ts';
+import { PROXY_NODE_FLAGS } from '../../../scripts/cli/proxy-node-flags.ts';
+import { makePki, refusesWithoutClientCert, SERVER_NAME, startNginxPair } from './nginx-pair.ts';
 import type { MeasuredProcess } from './window.ts';
 
 export const SERVICE_HOST = 'bench-app.default.svc.cluster.local';
@@ -223,6 +226,37 @@ export const ROWS: RowSpec[] = [
         }
       } catch (err) {
         await ctx.children.stop(app.cp);
+        throw err;
+      }
+    },
+  },
+  {
+    id: 'node-pair',
+    label: 'Node relay pair, mTLS (no mesh code: the floor)',
+    async start(ctx) {
+      if (!ctx.openssl) throw new Error('openssl missing');
+      const app = await startApp(ctx);
+      const started: Service[] = [app];
+      const stop = async () => {
+        await Promise.all(started.map((s) => ctx.children.stop(s.cp)));
+      };
+      try {
+        const pki = makePki(ctx.openssl, path.join(ctx.tmp, `node-pair-${Date.now()}`, 'pki'));
+        const relay = path.join(ctx.root, 'proxy-host/bench/node-proxy-undici.mjs');
+        const server = await startNodeService(ctx.children, 'node relay server side', [...PROXY_NODE_FLAGS, relay, String(app.port), '--server-tls', [pki.serverCert, pki.serverKey, pki.ca].join(',')], { cwd: ctx.root, cpu: ctx.cpus?.target });
+        started.push(server);
+        const client = await startNodeService(ctx.children, 'node relay client side', [...PROXY_NODE_FLAGS, relay, String(server.port), '--upstream-tls', [pki.clientCert, pki.clientKey, pki.ca, SERVER_NAME].join(',')], { cwd: ctx.root, cpu: ctx.cpus?.target });
+        started.push(client);
+        await waitForPath(client.port, SERVICE_HOST, 10_000);
+        const checks = [await refusesWithoutClientCert(server.port, pki.ca)];
+        const procs: MeasuredProcess[] = [
+          { role: 'node relay client side', pid: client.pid, kind: 'proxy' },
+          { role: 'node relay server side', pid: server.pid, kind: 'proxy' },
+          { role: 'app', pid: app.pid, kind: 'app' },
+        ];
+        return { port: client.port, host: SERVICE_HOST, procs, checks, workloads: [], stop };
+      } catch (err) {
+        await stop();
         throw err;
       }
     },

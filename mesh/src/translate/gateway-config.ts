@@ -13,6 +13,7 @@ import type { ConfigDocument } from '../documents.ts';
 import { withBuiltinFilters, type BuiltinFilterOptions } from './builtin-filters.ts';
 import { compareBindings, pluginSelects, toBinding, type FilterOptions } from './filters.ts';
 import { buildGatewayListeners, isGatewayWorkload, selectGateways } from './gateways.ts';
+import { credentialLookup, tlsSecrets } from '../tls-secret.ts';
 import type { MeshView } from './proxy-config.ts';
 import type { RouteContext } from './routes.ts';
 
@@ -24,7 +25,9 @@ export function translateGatewayParts(
   ctx: RouteContext,
 ): { listeners: GatewayListenerConfig[]; filters: { inbound: FilterBinding[]; outbound: FilterBinding[] } } | undefined {
   if (!isGatewayWorkload(workload)) return undefined;
-  const listeners = buildGatewayListeners(selectGateways(documents, workload), view.virtualServices, ctx);
+  // credentialName: TLSSecrets of the gateway's own namespace only (Istio's rule; tls-secret.ts).
+  const credentials = credentialLookup(tlsSecrets(documents), workload.namespace);
+  const listeners = buildGatewayListeners(selectGateways(documents, workload), view.virtualServices, ctx, credentials);
   const plugins = view.wasmPlugins.filter((p) => pluginSelects(p.plugin, workload)).map((p) => toBinding(p.plugin, p.source, options));
   // Faults of VirtualServices bound to gateways are not injected yet: no sidecar VirtualService is
   // passed, so the fault filter is not added (README "Gateways", unfinished).

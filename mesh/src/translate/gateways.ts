@@ -16,6 +16,8 @@ import { namespaceOf, type ConfigDocument, type Gateway, type GatewayServer, typ
 import { hostMatches, hostSpecificity, labelsMatch } from './clusters.ts';
 import { translateRoutes, type RouteContext } from './routes.ts';
 import { translateL4Rules } from './tcp-routes.ts';
+import { terminatedTlsSource } from './gateway-tls.ts';
+import type { CredentialLookup } from '../tls-secret.ts';
 
 import { GATEWAY_ROLE, GATEWAY_ROLE_LABEL } from './gateway-labels.ts';
 export { GATEWAY_ROLE, GATEWAY_ROLE_LABEL };
@@ -80,13 +82,14 @@ const TLS_VERSIONS: Readonly<Record<GatewayTLSProtocol, 'TLSv1.2' | 'TLSv1.3' | 
   TLSV1_3: 'TLSv1.3',
 };
 
-function tlsOf(server: GatewayServer, hosts: readonly string[]): GatewayTlsConfig | undefined {
+function tlsOf(server: GatewayServer, hosts: readonly string[], credentials: CredentialLookup): GatewayTlsConfig | undefined {
   const tls = server.tls;
-  if (!tls || tls.mode !== 'SIMPLE' || !tls.serverCertificate || !tls.privateKey) return undefined;
+  if (!tls) return undefined;
+  const source = terminatedTlsSource(tls, credentials);
+  if (!source) return undefined;
   return {
     hosts: [...hosts],
-    certificate: tls.serverCertificate,
-    privateKey: tls.privateKey,
+    ...source,
     // Secure by default: TLS 1.2 at least, whatever the field says when it is TLS_AUTO or absent.
     minVersion: TLS_VERSIONS[tls.minProtocolVersion ?? 'TLS_AUTO'] ?? 'TLSv1.2',
     maxVersion: TLS_VERSIONS[tls.maxProtocolVersion ?? 'TLS_AUTO'] ?? 'TLSv1.3',
@@ -106,7 +109,7 @@ interface PortServers {
  * deterministic order of meshView; routes are built through `ctx` (so their clusters land in the
  * proxy's cluster table). Servers of a protocol not served yet are left out (validation names them).
  */
-export function buildGatewayListeners(gateways: readonly Gateway[], virtualServices: readonly VirtualService[], ctx: RouteContext): GatewayListenerConfig[] {
+export function buildGatewayListeners(gateways: readonly Gateway[], virtualServices: readonly VirtualService[], ctx: RouteContext, credentials: CredentialLookup = () => undefined): GatewayListenerConfig[] {
   const ports = new Map<number, PortServers>();
   for (const gateway of gateways) {
     gateway.spec.servers.forEach((server, index) => {
@@ -148,8 +151,11 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
       const serverHosts = server.hosts.map((h) => parseServerHost(h, gwNamespace));
       const redirect = p.protocol === 'HTTP' && server.tls?.httpsRedirect === true;
       if (p.protocol === 'HTTPS') {
-        const t = tlsOf(server, serverHosts.map((h) => h.host));
-        if (t) tls.push(t);
+        const t = tlsOf(server, serverHosts.map((h) => h.host), credentials);
+        // A server without its certificate (a credential missing in this gateway's namespace) is
+        // left out whole: its hosts must not be served under another server's TLS settings.
+        if (!t) continue;
+        tls.push(t);
       }
       for (const vs of virtualServices) {
         const vsNamespace = namespaceOf(vs);
@@ -177,6 +183,7 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
         // `Host: 127.0.0.1:8080` reaches the `*` host.
         return { name: `${p.port}/${domain}`, domains: [domain], routes };
       });
+    if (p.protocol === 'HTTPS' && tls.length === 0) continue;
     listeners.push({
       name: `gateway|${p.port}`,
       port: p.port,

@@ -87,6 +87,7 @@ const SHORT_NAMES: Readonly<Record<string, ResourceKind>> = {
   ra: 'RequestAuthentication',
   rlp: 'RateLimitPolicy',
   gw: 'Gateway',
+  secret: 'TLSSecret',
   telemetry: 'Telemetry',
 };
 

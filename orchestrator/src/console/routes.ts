@@ -16,6 +16,7 @@
 // Referer). The Content-Security-Policy allows this origin's scripts only, no inline script, so
 // data from the mesh rendered as text cannot run as code.
 
+import { shown } from '../http/secrets.ts';
 import { readFileSync, readdirSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
@@ -153,7 +154,7 @@ export async function consoleRoutes(app: FastifyInstance, opts: ConsoleRoutesOpt
       const items = await opts.store.list(kind, request.query.namespace);
       return {
         kind,
-        items: items.map((r) => ({ namespace: r.metadata.namespace, name: r.metadata.name, resourceVersion: r.metadata.resourceVersion, yaml: stringify(r, { lineWidth: 0 }) })),
+        items: items.map((r) => ({ namespace: r.metadata.namespace, name: r.metadata.name, resourceVersion: r.metadata.resourceVersion, yaml: stringify(shown(r), { lineWidth: 0 }) })),
       };
     },
   );

@@ -9,6 +9,7 @@
 import type { FastifyInstance } from 'fastify';
 import { describeDocument, documentLimitErrors, fromObjects, parseDocuments, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import { checkNamespaces } from '../auth/access.ts';
+import { checkSecretWrites } from './secrets.ts';
 import type { ConfigStore } from '../store/types.ts';
 import { keyOf } from '../store/common.ts';
 import { ErrorCode, HttpError } from './errors.ts';
@@ -41,6 +42,7 @@ export async function applyRoutes(app: FastifyInstance, opts: ApplyRoutesOptions
       if (documents.length === 0) throw new HttpError(400, ErrorCode.BadRequest, 'no documents to apply');
       // All or nothing here too: one document outside an editor's namespace refuses the request.
       checkNamespaces(request, documents.map((d) => ({ document: describeDocument(d), namespace: namespaceIn(d.value) })));
+      checkSecretWrites(request, documents.map((d) => ({ document: describeDocument(d), kind: (d.value as { kind?: unknown } | null)?.kind })));
       return writer.serialize(async () => {
         const before = await writer.check({ put: documents });
         if (request.query.dryRun) {

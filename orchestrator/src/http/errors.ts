@@ -15,6 +15,8 @@ export interface ApiError {
   message: string;
   /** The line of the field in a YAML request body, when the error is about one. */
   line?: number;
+  /** Its 1-based column (the field's key), when known. */
+  column?: number;
 }
 
 export const ErrorCode = {

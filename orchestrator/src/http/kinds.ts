@@ -14,6 +14,7 @@ export const PLURALS: Readonly<Record<ResourceKind, string>> = {
   RequestAuthentication: 'requestauthentications',
   RateLimitPolicy: 'ratelimitpolicies',
   Gateway: 'gateways',
+  TLSSecret: 'tlssecrets',
   Telemetry: 'telemetries',
   MeshConfig: 'meshconfigs',
 };

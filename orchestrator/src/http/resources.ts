@@ -20,6 +20,7 @@ import { KIND_URL_NAMES, PLURALS, kindFromUrl } from './kinds.ts';
 import { invalid, toInput, withoutReadOnly, writerOf, type ConfigWriter } from './writer.ts';
 import { withHistory } from '../rollout/history.ts';
 import { checkNamespaces } from '../auth/access.ts';
+import { checkSecretWrites, shown } from './secrets.ts';
 
 export interface ResourceRoutesOptions {
   store: ConfigStore;
@@ -65,7 +66,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
       const kind = kindOf(request.params.kind);
       if (request.query.watch) return watch(request, reply, kind, request.query.namespace);
       const [items, revision] = await Promise.all([store.list(kind, request.query.namespace), store.revision()]);
-      return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: String(revision) }, items };
+      return { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: String(revision) }, items: items.map(shown) };
     },
   );
 
@@ -77,7 +78,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
       const { namespace, name } = request.params;
       const resource = await store.get(kind, namespace, name);
       if (!resource) throw notFound(kind, namespace, name);
-      return resource;
+      return shown(resource);
     },
   );
 
@@ -92,6 +93,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
       const doc = singleDocument(request, kind);
       const value = doc.value as Record<string, unknown> & { metadata: { name: string; namespace?: string } };
       checkNamespaces(request, [{ document: `${kind} ${value.metadata.namespace || 'default'}/${value.metadata.name}`, namespace: value.metadata.namespace || 'default' }]);
+      checkSecretWrites(request, [{ kind, document: `${kind} ${value.metadata.namespace || 'default'}/${value.metadata.name}` }]);
       const stored = await writer.serialize(async () => {
         if (await store.get(kind, value.metadata.namespace || 'default', value.metadata.name)) {
           throw new HttpError(409, ErrorCode.AlreadyExists, [
@@ -101,7 +103,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
         await writer.check({ put: [doc] });
         return store.put(withHistory(toInput(value), undefined, writerOf(request)));
       });
-      return reply.code(201).send(stored);
+      return reply.code(201).send(shown(stored));
     },
   );
 
@@ -111,13 +113,14 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     async (request, reply) => {
       const kind = kindOf(request.params.kind);
       const { namespace, name } = request.params;
+      checkSecretWrites(request, [{ kind, document: `${kind} ${namespace}/${name}` }]);
       const doc = singleDocument(request, kind, namespace, name);
       const { stored, created } = await writer.serialize(async () => {
         await writer.check({ put: [doc] });
         const existing = await store.get(kind, namespace, name);
         return { stored: await store.put(withHistory(toInput(doc.value), existing, writerOf(request))), created: existing === undefined };
       });
-      return reply.code(created ? 201 : 200).send(stored);
+      return reply.code(created ? 201 : 200).send(shown(stored));
     },
   );
 
@@ -135,6 +138,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     async (request) => {
       const kind = kindOf(request.params.kind);
       const { namespace, name } = request.params;
+      checkSecretWrites(request, [{ kind, document: `${kind} ${namespace}/${name}` }]);
       const deleted = await writer.serialize(async () => {
         if (!(await store.get(kind, namespace, name))) throw notFound(kind, namespace, name);
         // Removing a resource can break others (a route to a ServiceEntry's host): check the rest.
@@ -142,7 +146,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
         return store.delete(kind, namespace, name, request.query.resourceVersion);
       });
       if (!deleted) throw notFound(kind, namespace, name);
-      return deleted;
+      return shown(deleted);
     },
   );
 
@@ -154,7 +158,7 @@ export async function resourceRoutes(app: FastifyInstance, opts: ResourceRoutesO
     const known = new Map<string, number>();
     let buffered: WatchEvent[] | undefined = [];
     const send = (type: WatchEvent['type'], resource: Resource): void => {
-      reply.raw.write(`event: ${type}\ndata: ${JSON.stringify(resource)}\n\n`);
+      reply.raw.write(`event: ${type}\ndata: ${JSON.stringify(shown(resource))}\n\n`);
     };
     const deliver = (event: WatchEvent): void => {
       if (!matches(event.resource)) return;

@@ -73,7 +73,7 @@ export function invalid(errors: readonly ConfigError[]): HttpError {
 }
 
 export function toApiError(e: ConfigError): ApiError {
-  return { document: e.document, path: e.path, message: e.message, ...(e.line !== undefined ? { line: e.line } : {}) };
+  return { document: e.document, path: e.path, message: e.message, ...(e.line !== undefined ? { line: e.line } : {}), ...(e.column !== undefined ? { column: e.column } : {}) };
 }
 
 /** A stored resource as a document to validate: store-managed metadata left out. */

@@ -10,6 +10,7 @@
 //   RateLimitPolicy                   selector (absent = all) matches the workload's labels
 //   PeerAuthentication                every workload: clients read it too (auto mTLS is off to
 //                                     endpoints whose policy is DISABLE), as Istio pushes it to all
+//   TLSSecret                         gateway proxies of its namespace (the only ones that read it)
 //   WorkloadEntry                     a ServiceEntry in its namespace (before or after the change)
 //                                     selects its labels and is exported to the workload's namespace
 //
@@ -22,6 +23,7 @@ import type { WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import { ROOT_NAMESPACE } from '../../../mesh/src/documents.ts';
 import { isExportedTo, labelsMatch } from '../../../mesh/src/translate/clusters.ts';
 import { canonicalJson } from '../../../mesh/src/translate/version.ts';
+import { GATEWAY_ROLE, GATEWAY_ROLE_LABEL } from '../../../mesh/src/translate/gateway-labels.ts';
 
 /** Auto-registration's "which stream holds this WorkloadEntry" (xds/registration.ts). */
 export const CONNECTION_ANNOTATION = 'wasmesh.io/connection';
@@ -126,6 +128,9 @@ function scopeOf(r: RawResource, serviceEntries: readonly RawResource[]): Worklo
       const labels = selectorLabels(selector, 'matchLabels');
       return (w) => isExportedTo(to, ns, w.namespace) && ns === w.namespace && labelsMatch(labels, w.labels);
     }
+    case 'TLSSecret':
+      // Only gateway proxies of its namespace read it (credentialName, mesh/src/tls-secret.ts).
+      return (w) => w.namespace === ns && w.labels[GATEWAY_ROLE_LABEL] === GATEWAY_ROLE;
     case 'PeerAuthentication':
     case 'MeshConfig':
     case 'Telemetry':

@@ -10,7 +10,7 @@
 // Modules are content-addressed: module_blobs holds each distinct byte string once, keyed by
 // sha256; module_versions maps name@version to a digest.
 
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
@@ -86,6 +86,9 @@ export class SqliteStore implements ConfigStore {
     this.path = join(options.dataDir, options.file ?? SQLITE_FILE);
     const db = new Database(this.path);
     this.#db = db;
+    // Owner only: TLSSecrets (private keys) live here. SQLite gives the -wal and -shm files the
+    // database file's mode.
+    chmodSync(this.path, 0o600);
     try {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');

@@ -2,7 +2,7 @@
 // embedded SQLite store and the etcd store implement it; the REST API writes through it and the
 // distribution layer watches it.
 
-export const RESOURCE_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'WasmPlugin', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'RateLimitPolicy', 'Gateway', 'Telemetry', 'MeshConfig'] as const;
+export const RESOURCE_KINDS = ['ServiceEntry', 'WorkloadEntry', 'VirtualService', 'DestinationRule', 'WasmPlugin', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'RateLimitPolicy', 'Gateway', 'TLSSecret', 'Telemetry', 'MeshConfig'] as const;
 export type ResourceKind = (typeof RESOURCE_KINDS)[number];
 
 export interface ResourceMetadata {

@@ -155,13 +155,24 @@ export class AutoRegistrar {
     return { name, namespace: workload.namespace, connection };
   }
 
-  /** The stream ended: delete its entry after the grace period unless it reconnected meanwhile. */
-  unregister(registration: Registration & { connection: string }): void {
+  /**
+   * The stream ended: delete its entry after the grace period unless it reconnected meanwhile. `leaving`:
+   * the proxy closed its stream itself (it is shutting down and draining), so the entry goes at once:
+   * other proxies stop sending it new requests while it finishes the ones it has, instead of trying a
+   * closed port for the grace period. A stream that just broke (crash, network) keeps the grace.
+   */
+  unregister(registration: Registration & { connection: string }, leaving = false): void {
     const entry = this.#entries.get(keyOf(registration.namespace, registration.name));
     if (!entry || !entry.live.delete(registration.connection) || this.#closed) return;
     if (entry.live.size > 0) return; // another stream on this replica still holds it
     // The id the store should still hold if nobody re-registered: the latest registration's.
     const connection = registration.connection;
+    if (entry.pending) clearTimeout(entry.pending.timer);
+    if (leaving) {
+      entry.pending = undefined;
+      this.#enqueue(entry, () => this.#deleteIfStale(entry, connection, 'its proxy is shutting down'));
+      return;
+    }
     const timer = setTimeout(() => {
       if (entry.pending?.timer !== timer) return;
       entry.pending = undefined;
@@ -195,7 +206,7 @@ export class AutoRegistrar {
     this.#log('info', `registered WorkloadEntry ${entry.namespace}/${entry.name} (${String(doc.spec.address)} ${JSON.stringify(doc.spec.ports)})`);
   }
 
-  async #deleteIfStale(entry: Entry, connection: string): Promise<void> {
+  async #deleteIfStale(entry: Entry, connection: string, why = `its proxy did not reconnect within ${this.#graceMs} ms`): Promise<void> {
     if (this.#closed || entry.live.size > 0) return;
     const current: Resource | undefined = await this.#store.get('WorkloadEntry', entry.namespace, entry.name);
     if (entry.live.size > 0) return; // re-registered while reading: its put follows in the chain
@@ -211,7 +222,7 @@ export class AutoRegistrar {
     }
     try {
       await this.#store.delete('WorkloadEntry', entry.namespace, entry.name, current.metadata.resourceVersion);
-      this.#log('info', `unregistered WorkloadEntry ${entry.namespace}/${entry.name}: its proxy did not reconnect within ${this.#graceMs} ms`);
+      this.#log('info', `unregistered WorkloadEntry ${entry.namespace}/${entry.name}: ${why}`);
     } catch (err) {
       if (!(err instanceof ConflictError)) throw err;
       this.#log('info', `WorkloadEntry ${entry.namespace}/${entry.name} kept: it changed while being removed`);

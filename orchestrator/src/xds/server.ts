@@ -118,15 +118,22 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
     const entry: { call: typeof call; stream?: ProxyStream; registration?: Registration } = { call };
     streams.add(entry);
     let cancelWatch: (() => void) | undefined;
-    const end = () => {
+    // `leaving`: the proxy half-closed the stream itself (it is shutting down), not a broken stream.
+    const end = (leaving = false) => {
       if (!streams.has(entry)) return;
       streams.delete(entry);
       cancelWatch?.();
       entry.stream?.close();
-      if (entry.registration) registrar.unregister(entry.registration);
+      if (entry.registration) registrar.unregister(entry.registration, leaving);
       if (entry.stream) log('info', `${entry.stream.node} disconnected`);
     };
     call.on('data', (req: DiscoveryRequest) => {
+      if (req.leaving) {
+        // A goodbye: the proxy is shutting down. A broken stream (crash, network) keeps the grace period.
+        end(true);
+        call.end();
+        return;
+      }
       if (entry.stream) {
         if (req.type_url !== PROXY_CONFIG_TYPE_URL) {
           log('warn', `${entry.stream.node}: ignoring request for unknown type ${JSON.stringify(req.type_url)}`);
@@ -160,9 +167,9 @@ export async function startXdsServer(opts: XdsServerOptions): Promise<XdsServer>
       end();
       call.end();
     });
-    call.on('error', end);
-    call.on('close', end);
-    call.on('cancelled', end);
+    call.on('error', () => end());
+    call.on('close', () => end());
+    call.on('cancelled', () => end());
   };
 
   const fetchModule = (call: grpc.ServerWritableStream<ModuleRequest, ModuleChunk>): void => {

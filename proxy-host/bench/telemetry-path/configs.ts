@@ -1,4 +1,6 @@
-// The configurations the telemetry-path benchmark compares: plaintext or mTLS between the sidecars,
+// The configurations the telemetry-path benchmark compares: plaintext or mTLS between the sidecars
+// (the inbound one STRICT, or PERMISSIVE: Istio's default, where it tells TLS from plaintext by the
+// first bytes),
 // and no filter, a no-op wasm module, or the built-in telemetry binding on both sides of both sidecars;
 // each either from this checkout or from a baseline checkout.
 import path from 'node:path';
@@ -7,7 +9,7 @@ import { withBuiltinFilters } from '../../../mesh/src/translate/builtin-filters.
 import { guestModule } from '../../../wasm/test/support/wat.ts';
 import { cluster, filterBinding, forward, proxyConfig } from '../../test/support/config.ts';
 
-export type Security = 'plain' | 'mtls';
+export type Security = 'plain' | 'mtls' | 'permissive';
 export type Filters = 'none' | 'noop' | 'telemetry';
 
 export interface BenchConfig {
@@ -26,7 +28,7 @@ const SERVER_ID = 'spiffe://cluster.local/ns/default/sa/reviews';
 const CLIENT: WorkloadIdentity = { name: 'productpage', namespace: 'default', labels: { app: 'productpage', version: 'v1' }, serviceAccount: 'productpage' };
 const SERVER: WorkloadIdentity = { name: 'reviews', namespace: 'default', labels: { app: 'reviews', version: 'v1' }, serviceAccount: 'reviews' };
 
-export const CONFIG_NAMES = (['plain', 'mtls'] as const).flatMap((s) => (['none', 'noop', 'telemetry'] as const).map((f) => `${s}-${f}`));
+export const CONFIG_NAMES = (['plain', 'mtls', 'permissive'] as const).flatMap((s) => (['none', 'noop', 'telemetry'] as const).map((f) => `${s}-${f}`));
 
 /** The configurations named (default all), each followed by its baseline twin when there is a baseline. */
 export function chooseConfigs(names: readonly string[] | undefined, root: string, baselineRoot: string | undefined): BenchConfig[] {
@@ -49,11 +51,11 @@ function chains(c: BenchConfig, workload: WorkloadIdentity, noopWasm: string): {
   return { inbound: [], outbound: [] };
 }
 
-/** The inbound sidecar (reviews): STRICT with mTLS, DISABLE without. */
+/** The inbound sidecar (reviews): STRICT or PERMISSIVE with mTLS, DISABLE without. */
 export function serverConfig(c: BenchConfig, noopWasm: string): ProxyConfig {
   const { inbound, outbound } = chains(c, SERVER, noopWasm);
   const base = proxyConfig({ inboundFilters: inbound, outboundFilters: outbound });
-  return { ...base, workload: SERVER, mtls: { mode: c.security === 'mtls' ? 'STRICT' : 'DISABLE' }, version: `${base.version}-${c.label}` };
+  return { ...base, workload: SERVER, mtls: { mode: c.security === 'mtls' ? 'STRICT' : c.security === 'permissive' ? 'PERMISSIVE' : 'DISABLE' }, version: `${base.version}-${c.label}` };
 }
 
 /** The outbound sidecar (productpage): ISTIO_MUTUAL to the inbound sidecar with mTLS, plaintext without. */
@@ -61,7 +63,7 @@ export function clientConfig(c: BenchConfig, serverPort: number, noopWasm: strin
   const { inbound, outbound } = chains(c, CLIENT, noopWasm);
   const upstream: ClusterConfig = cluster(CLUSTER, [{ port: serverPort }], { host: HOST, port: 9080 });
   const base = proxyConfig({
-    clusters: [c.security === 'mtls' ? { ...upstream, tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: [SERVER_ID] } } : upstream],
+    clusters: [c.security !== 'plain' ? { ...upstream, tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: [SERVER_ID] } } : upstream],
     virtualHosts: [{ name: HOST, domains: ['reviews', HOST, `${HOST}:9080`], routes: [forward('reviews/default', CLUSTER)] }],
     inboundFilters: inbound,
     outboundFilters: outbound,

@@ -54,7 +54,7 @@ async function istioRequests(adminPort: number, reporter: string, policy: string
  */
 export async function measure(children: Children, pair: Pair, l: Load): Promise<Window> {
   const c = pair.config;
-  const policy = c.security === 'mtls' ? 'mutual_tls' : 'none';
+  const policy = c.security === 'plain' ? 'none' : 'mutual_tls';
   const counted0 = c.filters === 'telemetry' ? (await istioRequests(pair.server.adminPort, 'destination', policy)).sum : 0;
   const a = cpuReading(pair);
   const r = await load(children, pair, l);

@@ -1,10 +1,11 @@
 // The processes of the telemetry-path benchmark, each run as `node --import tsx processes.ts <mode> ...`:
 //
 //   app <bodyBytes>                 a node:http app answering every request with a body of that size
-//   sidecar <root> <config.json> <pems.json> inbound|outbound [appPort]
+//   sidecar <root> <config.json> <pems.json> inbound|outbound [appPort] [edges=off]
 //                                   one wasmesh sidecar (Proxy.start) with that ProxyConfig and identity,
 //                                   the proxy's code taken from the checkout at <root> (this one, or a
-//                                   baseline checkout the bench compares against in the same run)
+//                                   baseline checkout the bench compares against in the same run);
+//                                   edges=off: without per-edge counting (bench:edges)
 //
 // Each prints `BENCH_READY {"port":N,...}` and exits when its stdin closes (the bench went away) or on
 // SIGTERM. A sidecar also takes commands on stdin, one per line, for CPU profiles over exactly one
@@ -88,7 +89,7 @@ function listenForProfileCommands(): void {
   });
 }
 
-async function runSidecar(root: string, configFile: string, pemFile: string, side: 'inbound' | 'outbound', appPort: number): Promise<void> {
+async function runSidecar(root: string, configFile: string, pemFile: string, side: 'inbound' | 'outbound', appPort: number, edges: boolean): Promise<void> {
   const from = (file: string) => pathToFileURL(path.join(root, 'proxy-host/src', file)).href;
   const { Proxy } = (await import(from('proxy.ts'))) as typeof import('../../src/proxy.ts');
   const { workloadCertificate } = (await import(from('identity/certs.ts'))) as typeof import('../../src/identity/certs.ts');
@@ -96,7 +97,7 @@ async function runSidecar(root: string, configFile: string, pemFile: string, sid
   const pems = JSON.parse(readFileSync(pemFile, 'utf8')) as PemSet;
   const identity = new MemoryIdentity(workloadCertificate(pems.keyPem, pems.certChainPem, pems.trustBundlePem));
   const config = JSON.parse(readFileSync(configFile, 'utf8'));
-  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, appPort, accessLog: 'off', identity }, config);
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, appPort, accessLog: 'off', identity, ...(edges ? {} : { edgeStats: false }) }, config);
   listenForProfileCommands();
   announceReady({ port: side === 'inbound' ? proxy.inboundPort : proxy.outboundPort, adminPort: proxy.adminPort });
   exitWith(() => proxy.stop(200));
@@ -104,8 +105,8 @@ async function runSidecar(root: string, configFile: string, pemFile: string, sid
 
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'app') await runApp(Number(args[0]));
-else if (mode === 'sidecar') await runSidecar(args[0]!, args[1]!, args[2]!, args[3] as 'inbound' | 'outbound', Number(args[4] ?? 0));
+else if (mode === 'sidecar') await runSidecar(args[0]!, args[1]!, args[2]!, args[3] as 'inbound' | 'outbound', Number(args[4] ?? 0), args[5] !== 'edges=off');
 else {
-  process.stderr.write('usage: processes.ts app <bodyBytes> | sidecar <root> <config.json> <pems.json> inbound|outbound [appPort]\n');
+  process.stderr.write('usage: processes.ts app <bodyBytes> | sidecar <root> <config.json> <pems.json> inbound|outbound [appPort] [edges=off]\n');
   process.exit(2);
 }

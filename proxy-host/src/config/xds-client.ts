@@ -163,12 +163,30 @@ export class XdsClient {
     });
   }
 
-  /** Closes the stream; the proxy keeps its config. Waits for an apply in progress. */
-  async stop(): Promise<void> {
+  /**
+   * Closes the stream; the proxy keeps its config. Waits for an apply in progress. It says goodbye
+   * first (a request with `leaving`: the orchestrator takes this proxy's auto-registered endpoint out
+   * of every config at once, while this proxy drains), then cancels once the orchestrator has closed
+   * its side or after `goodbyeMs`.
+   */
+  async stop(goodbyeMs = 1000): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#statsTimer);
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    const attempt = this.#attempt;
+    if (attempt && !attempt.ended && goodbyeMs > 0) {
+      const closed = new Promise<void>((resolve) => {
+        attempt.call.once('end', resolve);
+        attempt.call.once('error', () => resolve());
+        attempt.call.once('close', resolve);
+      });
+      attempt.call.write({ type_url: PROXY_CONFIG_TYPE_URL, leaving: true });
+      attempt.call.end();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, goodbyeMs)))]);
+      clearTimeout(timer);
+    }
     this.#closeAttempt();
     await this.#queue;
   }
@@ -440,7 +458,8 @@ export class XdsClient {
     await mkdir(this.#opts.dataDir, { recursive: true });
     const file = join(this.#opts.dataDir, CONFIG_FILE);
     const tmp = `${file}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(config));
+    // 0600: a gateway's config may carry a TLSSecret's private key.
+    await writeFile(tmp, JSON.stringify(config), { mode: 0o600 });
     await rename(tmp, file);
   }
 }

@@ -43,6 +43,11 @@ export interface ListenerOptions {
    */
   peerAuthentication?: () => PeerAuthenticationMode;
   /**
+   * With `tls`: checks each connection right after its handshake, before any request is read; a
+   * reason closes it (a gateway's client certificate checks: SANs, hashes, optional mutual TLS).
+   */
+  verifyClient?: (socket: tls.TLSSocket) => string | undefined;
+  /**
    * A connection closed by peer authentication: no certificate to do mTLS with, a failed handshake,
    * or a request on a plaintext connection accepted before the mode became STRICT.
    */
@@ -221,6 +226,19 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       session.on('close', () => sessions.delete(session));
     });
     secure.on('tlsClientError', () => {});
+    const verifyClient = options.verifyClient;
+    if (verifyClient) {
+      // Runs before the HTTP/2 server's own handler (which would start reading requests).
+      const handlers = secure.listeners('secureConnection') as ((socket: tls.TLSSocket) => void)[];
+      secure.removeAllListeners('secureConnection');
+      secure.on('secureConnection', (socket: tls.TLSSocket) => {
+        if (verifyClient(socket) !== undefined) {
+          socket.destroy();
+          return;
+        }
+        for (const handler of handlers) handler.call(secure, socket);
+      });
+    }
     server = secure;
   } else {
     server = net.createServer({ noDelay: true }, (socket) => {
@@ -249,7 +267,11 @@ export async function createListener(options: ListenerOptions): Promise<Listener
           // The handshake timeout takes over; without a certificate, PERMISSIVE is plaintext only.
           deadline.clear();
           if (!mtls) return refuse(socket);
-          mtls.emit('connection', new ReplaySocket(socket, first));
+          // Put the sniffed bytes back: a TLS socket made from a net.Socket feeds what the socket has
+          // buffered to its TLS engine before it reads the handle natively. (A JS duplex that replays
+          // them, as HTTP/2 needs, would send every encrypted byte of the connection through JS.)
+          socket.unshift(first);
+          mtls.emit('connection', socket);
           return;
         }
         dispatchPlaintext(socket, first, deadline);

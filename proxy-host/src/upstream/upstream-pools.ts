@@ -41,6 +41,8 @@ export class UpstreamPools {
   readonly #files = new TlsFiles();
   readonly #warned = new Set<string>();
   readonly #maxResponseHeaderBytes: number;
+  /** ISTIO_MUTUAL answers per cluster TLS config, valid for one identity generation. */
+  readonly #mtls = new WeakMap<ClusterTlsConfig, { generation: number; answer: EndpointTls }>();
 
   constructor(options: UpstreamPoolsOptions = {}) {
     this.#maxResponseHeaderBytes = options.maxResponseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES;
@@ -68,7 +70,19 @@ export class UpstreamPools {
 
   /** What a connection to `endpoint` of `cluster` speaks (also what its health checks use). */
   endpointTls(cluster: UpstreamCluster, endpoint: EndpointConfig): EndpointTls {
-    return endpointTls(cluster.tls, cluster.host, endpoint, this.#identity, this.#files);
+    const tls = cluster.tls;
+    // Every request asks; for mTLS the answer depends only on the cluster's TLS settings (a config
+    // object, replaced when the config changes) and the identity (its generation changes with every
+    // new certificate, expiry and bundle), so it is built once per pair instead of per request.
+    // Plaintext answers are constants already; refusals and file-based TLS are not kept.
+    if (tls?.mode === 'ISTIO_MUTUAL' && (!tls.auto || endpoint.tlsMode === 'istio')) {
+      const known = this.#mtls.get(tls);
+      if (known !== undefined && known.generation === this.#identity.generation) return known.answer;
+      const answer = endpointTls(tls, cluster.host, endpoint, this.#identity, this.#files);
+      if (answer.kind === 'tls') this.#mtls.set(tls, { generation: this.#identity.generation, answer });
+      return answer;
+    }
+    return endpointTls(tls, cluster.host, endpoint, this.#identity, this.#files);
   }
 
   /** The client for one endpoint; `cluster` absent: plaintext (the inbound side's local app). */

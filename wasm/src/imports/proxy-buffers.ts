@@ -1,6 +1,21 @@
 // proxy_* host functions over body, callout, configuration and foreign-call buffers.
 import { BufferType, MAX_BUFFER_TYPE, WasmResult } from '../abi/constants.ts';
+import type { OutputKind } from '../context.ts';
 import type { Vm } from '../vm.ts';
+
+/** What a write past a buffer's bound is reported as (wasmesh_wasm_output_limit_total{what}). */
+function bufferKind(type: number): OutputKind {
+  switch (type) {
+    case BufferType.HttpRequestBody:
+      return 'request_body';
+    case BufferType.DownstreamData:
+      return 'downstream_data';
+    case BufferType.UpstreamData:
+      return 'upstream_data';
+    default:
+      return 'response_body';
+  }
+}
 
 export function proxyBufferImports(vm: Vm) {
   return {
@@ -27,7 +42,7 @@ export function proxyBufferImports(vm: Vm) {
       const from = Math.min(start >>> 0, old.length);
       const to = Math.min(from + (size >>> 0), old.length);
       if (slot.maxBytes !== undefined && from + (dataLen >>> 0) + (old.length - to) > slot.maxBytes) {
-        return vm.ctx!.outputTooLarge(type === BufferType.HttpRequestBody ? 'request_body' : 'response_body');
+        return vm.ctx!.outputTooLarge(bufferKind(type));
       }
       const data = vm.mem.readCopy(dataPtr, dataLen)!;
       const next = Buffer.allocUnsafe(from + data.length + (old.length - to));

@@ -9,7 +9,8 @@ export function proxyStreamImports(vm: Vm) {
   return {
     proxy_continue_stream(type: number): number {
       if (type >>> 0 > StreamType.Upstream) return WasmResult.BadArgument;
-      if (type === StreamType.Upstream) return WasmResult.Unimplemented;
+      // Envoy cannot resume an upstream (write) direction; a TCP connection here can (network-stream.ts).
+      if (type === StreamType.Upstream && !vm.ctx?.resumesUpstream) return WasmResult.Unimplemented;
       return vm.ctx ? vm.ctx.continueStream(type) : WasmResult.NotFound;
     },
 

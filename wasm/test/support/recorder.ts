@@ -153,6 +153,11 @@ const CALLBACKS = {
   proxy_on_response_headers: ['response_headers', 3, true],
   proxy_on_response_body: ['response_body', 3, true],
   proxy_on_response_trailers: ['response_trailers', 2, true],
+  proxy_on_new_connection: ['new_connection', 1, true],
+  proxy_on_downstream_data: ['downstream_data', 3, true],
+  proxy_on_upstream_data: ['upstream_data', 3, true],
+  proxy_on_downstream_connection_close: ['downstream_close', 2, false],
+  proxy_on_upstream_connection_close: ['upstream_close', 2, false],
   proxy_on_http_call_response: ['http_call_response', 5, false],
   proxy_on_grpc_receive_initial_metadata: ['grpc_initial_metadata', 3, false],
   proxy_on_grpc_receive: ['grpc_receive', 3, false],
@@ -163,6 +168,12 @@ const CALLBACKS = {
   proxy_on_delete: ['delete', 1, false],
 } as const;
 export type CallbackName = keyof typeof CALLBACKS;
+
+/** The network-filter callbacks: exported only by modules that ask for them (recordingCallbacks' `network`). */
+const NETWORK_CALLBACKS = new Set<string>([
+  'proxy_on_new_connection', 'proxy_on_downstream_data', 'proxy_on_upstream_data',
+  'proxy_on_downstream_connection_close', 'proxy_on_upstream_connection_close',
+]);
 
 /** What a callback returns unless told otherwise: "OK" for start and done, "continue" for stream callbacks. */
 const DEFAULT_RESULT: Partial<Record<CallbackName, number>> = { proxy_on_vm_start: 1, proxy_on_configure: 1, proxy_on_done: 1 };
@@ -180,11 +191,12 @@ export interface CallbackSpec {
  * Every callback export, each recording its arguments as an event. `specs` changes what a callback
  * does after recording (or leaves it out with `null`).
  */
-export function recordingCallbacks(specs: Partial<Record<CallbackName, CallbackSpec | string | null>> = {}): string {
+export function recordingCallbacks(specs: Partial<Record<CallbackName, CallbackSpec | string | null>> = {}, opts: { network?: boolean } = {}): string {
   const funcs: string[] = [];
   for (const [exportName, [event, params, hasResult]] of Object.entries(CALLBACKS) as Array<[CallbackName, readonly [string, number, boolean]]>) {
     const raw = specs[exportName];
     if (raw === null) continue;
+    if (NETWORK_CALLBACKS.has(exportName) && !opts.network) continue;
     const spec: CallbackSpec = typeof raw === 'string' ? { body: raw } : (raw ?? {});
     const n = spec.params ?? params;
     const paramList = Array.from({ length: n }, () => 'i32').join(' ');

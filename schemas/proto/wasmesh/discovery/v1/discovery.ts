@@ -39,6 +39,8 @@ export interface DiscoveryRequest {
   response_nonce: string;
   resource_names: string[];
   error_detail: StatusMessage | null;
+  /** The proxy is shutting down: its auto-registered endpoint goes at once (no grace period). */
+  leaving: boolean;
 }
 
 export interface ResourceMessage {
