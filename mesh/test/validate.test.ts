@@ -363,7 +363,7 @@ test('other enum, type, required and range errors', () => {
   has(errors, '/apiVersion', 'must be one of networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")');
   has(errors, '/spec/hosts', 'must be an array (got "x.example.com")');
   has(errors, '/spec/ports/0/number', 'must be <= 65535 (got 70000)');
-  has(errors, '/spec/ports/0/protocol', /^must be one of HTTP, HTTP2, GRPC, HTTPS, TLS, TCP \(got "UDP"\)$/);
+  has(errors, '/spec/ports/0/protocol', /^must be one of HTTP, HTTP2, GRPC, HTTPS, TLS, TCP, MONGO, MYSQL, REDIS \(got "UDP"\)$/);
   has(errors, '/metadata', 'missing required field "name"');
   has(errors, '/spec/mtls/mode', /^must be one of UNSET, DISABLE, PERMISSIVE, STRICT/);
   const pa = errors.find((e) => e.path === '/metadata')!;

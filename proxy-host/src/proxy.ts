@@ -1,6 +1,7 @@
 // One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
+import net from 'node:net';
 import os from 'node:os';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
@@ -36,6 +37,10 @@ import { LoopDelayGauges } from './watchdog/loop-delay.ts';
 import { EdgeStats } from './stats/edge-stats.ts';
 import type { TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
+import { TcpStats } from './tcp/tcp-stats.ts';
+import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
+import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
+import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
@@ -94,6 +99,24 @@ export interface ProxyOptions {
    */
   componentCache?: { dir: string; maxBytes?: number };
   /**
+   * Outbound TCP listeners (sidecar role): one per service port, bound to loopback (`host` when it is
+   * a loopback address, else 127.0.0.1) at `listenPort`
+   * (default: the service port itself; 0: any free port). A connection to one is routed with the
+   * config's TcpPortConfig for that service port (`--tcp-outbound PORT[=LOCAL]`).
+   */
+  tcpOutbound?: readonly TcpOutboundPort[];
+  /**
+   * Inbound TCP listeners (sidecar role): each forwards to `appHost:appPort` under the PeerAuthentication
+   * of that app port (`--tcp-inbound LISTEN=APP`). Register `LISTEN` as the endpoint port of the
+   * service's TCP port so other sidecars reach it.
+   */
+  tcpInbound?: readonly TcpInboundPort[];
+  /**
+   * L4 filters every new TCP connection runs (tcp/tcp-filter.ts), on sidecars and gateways alike. The
+   * seam for proxy-wasm network filters (WasmPlugin type NETWORK, not translated yet); asked per connection.
+   */
+  tcpFilters?: () => readonly TcpFilterFactory[];
+  /**
    * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
    * for measuring what the counting costs (npm run bench:edges); default true.
    */
@@ -143,6 +166,11 @@ export class Proxy {
   readonly #stallsAtLoad = new WeakMap<FilterPlugin, number>();
   /** Outbound golden signals per edge, reported to the orchestrator (trafficReport). */
   readonly #edges = new EdgeStats(() => this.#config.workload);
+  /** TCP proxying: Istio's TCP metrics, connection limits per cluster, listeners. */
+  readonly #tcpStats = new TcpStats(this.metrics);
+  readonly #tcpLimits = new TcpConnectionLimits();
+  #tcpOutbound: TcpOutboundListeners | undefined;
+  #tcpInbound: TcpInboundListeners | undefined;
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -199,6 +227,17 @@ export class Proxy {
       localPrincipal: () => options.identity?.current()?.spiffeId,
     });
     const host = options.host ?? '127.0.0.1';
+    const tcp: TcpProxyDeps = {
+      clusters: proxy.clusters,
+      upstreams: proxy.upstreams,
+      stats: proxy.#tcpStats,
+      clusterStats: (c) => proxy.#outbound.clusterStats(c),
+      limits: proxy.#tcpLimits,
+      workload: () => proxy.#config.workload,
+      localPrincipal: () => options.identity?.current()?.spiffeId,
+      // The seam for L4 (proxy-wasm network) filters: none come from config yet.
+      filters: options.tcpFilters ?? (() => []),
+    };
     try {
       if (options.watchdog) {
         proxy.#watchdog = await EventLoopWatchdog.start(options.watchdog, proxy.metrics);
@@ -208,7 +247,7 @@ export class Proxy {
       const inbound = proxy.#inbound;
       const connections = options.connections ?? {};
       if (options.role === 'gateway') {
-        proxy.#gateway = new GatewayListeners({ host, connections, manager: common });
+        proxy.#gateway = new GatewayListeners({ host, connections, manager: common, tcp });
         await proxy.#gateway.apply(states.gateway, states.outbound);
       } else {
       proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
@@ -224,6 +263,23 @@ export class Proxy {
           onRefused: (reason) => proxy.#identity?.refused(reason),
         }),
       );
+      if (options.tcpOutbound && options.tcpOutbound.length > 0) {
+        // Loopback only, whatever --host is: reachable from outside (a pod's 0.0.0.0), an outbound
+        // listener would let anyone into the mesh with this workload's identity.
+        const local = net.isIP(host) && isLoopbackAddress(host) ? host : LOOPBACK_HOST;
+        proxy.#tcpOutbound = await TcpOutboundListeners.open(local, options.tcpOutbound, tcp, (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port));
+      }
+      if (options.tcpInbound && options.tcpInbound.length > 0) {
+        proxy.#tcpInbound = await TcpInboundListeners.open({
+          host,
+          ports: options.tcpInbound,
+          appHost: options.appHost ?? '127.0.0.1',
+          deps: tcp,
+          peerAuthentication: (appPort) => proxy.mtlsModeFor(appPort),
+          onRefused: (reason) => proxy.#identity?.refused(reason),
+          handshakeTimeoutMs: connections.headersTimeoutMs ?? 60_000,
+        });
+      }
       }
       // A new workload certificate or trust bundle is swapped in place for new handshakes and new
       // upstream connections; a missing or expired one takes mTLS away (fail closed).
@@ -233,6 +289,7 @@ export class Proxy {
         inboundMode: () => proxy.inboundMtlsMode(),
         apply: (state) => {
           proxy.#listeners[1]?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
+          proxy.#tcpInbound?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
           proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
           proxy.#gateway?.setIdentity(state.cert);
         },
@@ -268,8 +325,23 @@ export class Proxy {
   }
   /** The inbound listener's PeerAuthentication mode for the app port (Istio's default: PERMISSIVE). */
   inboundMtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
+    return this.mtlsModeFor(this.options.appPort ?? 8080);
+  }
+
+  /** PeerAuthentication mode of one app port (port-level setting, else the workload's mode). */
+  mtlsModeFor(appPort: number): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
     const mtls = this.#config?.mtls;
-    return mtls?.portLevel?.[this.options.appPort ?? 8080] ?? mtls?.mode ?? 'PERMISSIVE';
+    return mtls?.portLevel?.[appPort] ?? mtls?.mode ?? 'PERMISSIVE';
+  }
+
+  /** Outbound TCP listeners' local ports, by service port. */
+  tcpOutboundPorts(): Map<number, number> {
+    return this.#tcpOutbound?.ports() ?? new Map();
+  }
+
+  /** Inbound TCP listeners' ports, in the order of options.tcpInbound. */
+  tcpInboundPorts(): number[] {
+    return this.#tcpInbound?.ports() ?? [];
   }
 
   get config(): ProxyConfig {
@@ -485,8 +557,8 @@ export class Proxy {
   /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
   async stop(drainMs = 5000): Promise<void> {
     this.#draining = true;
-    const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close()];
-    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle()]);
+    const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close(), this.#tcpOutbound?.close(), this.#tcpInbound?.close()];
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle()]);
     const drained = await within(idle, drainMs);
     if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
@@ -495,6 +567,8 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     this.#gateway?.destroy();
+    this.#tcpOutbound?.destroy();
+    this.#tcpInbound?.destroy();
     await this.#admin?.close();
     await this.#statusServer?.close();
     this.#identity?.close();
@@ -520,4 +594,9 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** 127.0.0.0/8 and ::1. */
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || (net.isIPv4(address) && address.startsWith('127.'));
 }

@@ -33,6 +33,7 @@ import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
 import { effectiveMtls, peerAuthentications } from './mtls.ts';
 import { translateGatewayParts } from './gateway-config.ts';
+import { buildTcpPorts } from './tcp-routes.ts';
 
 export interface TranslateOptions {
   /**
@@ -122,6 +123,7 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
+  const tcpPorts = buildTcpPorts(view.virtualServices, { registry, clusters, workload });
   const telemetry = resolveTelemetry(documents, workload);
   const telemetryMetrics = telemetry ? { inbound: telemetry.inbound.metrics, outbound: telemetry.outbound.metrics } : undefined;
   let filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, { ...options, ...(telemetryMetrics ? { telemetryMetrics } : {}) }, clusters);
@@ -143,6 +145,7 @@ export function translateProxyConfig(
     mtls: effectiveMtls(policies, workload.namespace, workload.labels),
     ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
     ...(telemetry ? { telemetry } : {}),
+    ...(tcpPorts.length > 0 && !gateway ? { tcp: { outbound: tcpPorts } } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }
