@@ -555,7 +555,8 @@ export interface WasmPluginSpec {
   startupCpuBudget?: number;
   vmConfig?: { env?: { name: string; value?: string; valueFrom?: 'INLINE' | 'HOST' }[] };
   match?: { mode?: WorkloadMode; ports?: { number: number }[] }[];
-  type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP';
+  /** HTTP (default): the HTTP filter chain; NETWORK: the TCP proxy's L4 filter chain. */
+  type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP' | 'NETWORK';
 }
 
 export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';

@@ -405,4 +405,28 @@ export interface ProxyConfig {
    * Absent: no such service.
    */
   readonly tcp?: { readonly outbound: readonly TcpPortConfig[] };
+  /**
+   * WasmPlugins of type NETWORK: proxy-wasm network filters the TCP proxy runs on each connection
+   * (inbound: the inbound TCP listeners, SERVER; outbound: the outbound TCP listeners and every TCP
+   * listener of a gateway, CLIENT), in execution order. Absent: none (HTTP filters never run here,
+   * and these never run on HTTP requests).
+   */
+  readonly networkFilters?: { readonly inbound: readonly FilterBinding[]; readonly outbound: readonly FilterBinding[] };
+}
+
+/** Every filter binding of a config: the HTTP chains' and the network chains' (modules to fetch, check, override). */
+export function allFilterBindings(config: Pick<ProxyConfig, 'inboundFilters' | 'outboundFilters' | 'networkFilters'>): FilterBinding[] {
+  const net = config.networkFilters;
+  return [...config.inboundFilters, ...config.outboundFilters, ...(net ? [...net.inbound, ...net.outbound] : [])];
+}
+
+/** The config with `f` applied to every binding (HTTP and network chains alike). */
+export function mapFilterBindings<C extends Pick<ProxyConfig, 'inboundFilters' | 'outboundFilters' | 'networkFilters'>>(config: C, f: (b: FilterBinding) => FilterBinding): C {
+  const net = config.networkFilters;
+  return {
+    ...config,
+    inboundFilters: config.inboundFilters.map(f),
+    outboundFilters: config.outboundFilters.map(f),
+    ...(net ? { networkFilters: { inbound: net.inbound.map(f), outbound: net.outbound.map(f) } } : {}),
+  };
 }

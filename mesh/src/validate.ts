@@ -255,9 +255,6 @@ function describeValue(value: unknown): string {
 
 /** Enum values Istio has and we reject, with the reason (keyed by kind and field). */
 const UNSUPPORTED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  'WasmPlugin /spec/type': {
-    NETWORK: 'type NETWORK is not supported: wasmesh runs HTTP filters only (use HTTP, or leave type out)',
-  },
   'AuthorizationPolicy /spec/action': {
     CUSTOM: 'action CUSTOM is not supported: there is no external authorization provider; use ALLOW, DENY or AUDIT',
   },
@@ -603,6 +600,10 @@ function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Repor
   const { url, sha256, canary } = plugin.spec;
   checkModuleUrl(url, sha256, pointer('spec', 'url'), pointer('spec', 'sha256'), mode, report);
   if (canary !== undefined) checkModuleUrl(canary.url, canary.sha256, pointer('spec', 'canary', 'url'), pointer('spec', 'canary', 'sha256'), mode, report);
+  if (plugin.spec.type === 'NETWORK' && canary !== undefined) {
+    // A canary splits streams by request id; a connection has none, and the rollout controller reads HTTP outcomes.
+    report(pointer('spec', 'canary'), 'canary is not supported for type NETWORK (connections have no request id to split by): roll a network filter out by changing url');
+  }
 }
 
 function checkModuleUrl(url: string, sha256: string | undefined, at: string, shaAt: string, mode: ValidationMode, report: Report): void {

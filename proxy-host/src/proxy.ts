@@ -40,6 +40,7 @@ import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener
 import { TcpStats } from './tcp/tcp-stats.ts';
 import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
+import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
@@ -112,10 +113,11 @@ export interface ProxyOptions {
    */
   tcpInbound?: readonly TcpInboundPort[];
   /**
-   * L4 filters every new TCP connection runs (tcp/tcp-filter.ts), on sidecars and gateways alike. The
-   * seam for proxy-wasm network filters (WasmPlugin type NETWORK, not translated yet); asked per connection.
+   * L4 filters a new TCP connection on that side runs (tcp/tcp-filter.ts) before the config's
+   * WasmPlugins of type NETWORK (tcp/wasm-tcp-filter.ts); gateways' connections are 'outbound'.
+   * Asked per connection.
    */
-  tcpFilters?: () => readonly TcpFilterFactory[];
+  tcpFilters?: (direction: 'inbound' | 'outbound') => readonly TcpFilterFactory[];
   /**
    * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
    * for measuring what the counting costs (npm run bench:edges); default true.
@@ -128,6 +130,12 @@ export interface ConfigStatus {
   appliedAt: string;
   /** The last rejected config's error, if the latest attempt failed. */
   lastError?: { version?: string; message: string; at: string };
+}
+
+/** One side's network filters: the plugins (for status) and the factories new connections use. */
+interface NetworkChains {
+  readonly inbound: { readonly chain: FilterChain; readonly factories: readonly TcpFilterFactory[] };
+  readonly outbound: { readonly chain: FilterChain; readonly factories: readonly TcpFilterFactory[] };
 }
 
 const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
@@ -171,6 +179,8 @@ export class Proxy {
   readonly #tcpLimits = new TcpConnectionLimits();
   #tcpOutbound: TcpOutboundListeners | undefined;
   #tcpInbound: TcpInboundListeners | undefined;
+  /** The current config's network filters (WasmPlugins of type NETWORK) per side: new connections take these. */
+  #network: NetworkChains = { inbound: { chain: new FilterChain([]), factories: [] }, outbound: { chain: new FilterChain([]), factories: [] } };
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -203,6 +213,7 @@ export class Proxy {
     const proxy = new Proxy(options);
     const states = await proxy.#prepare(config);
     states.retainTelemetry();
+    proxy.#network = states.network;
     proxy.#config = config;
     proxy.#base = config;
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
@@ -235,8 +246,12 @@ export class Proxy {
       limits: proxy.#tcpLimits,
       workload: () => proxy.#config.workload,
       localPrincipal: () => options.identity?.current()?.spiffeId,
-      // The seam for L4 (proxy-wasm network) filters: none come from config yet.
-      filters: options.tcpFilters ?? (() => []),
+      // ProxyOptions.tcpFilters, then the config's NETWORK WasmPlugins (as of the connection's start).
+      filters: (direction) => {
+        const own = proxy.#network[direction].factories;
+        const extra = options.tcpFilters?.(direction) ?? [];
+        return extra.length === 0 ? own : [...extra, ...own];
+      },
     };
     try {
       if (options.watchdog) {
@@ -365,16 +380,26 @@ export class Proxy {
   }
 
   /** Loads filters and builds the listener states for a config; changes nothing visible. */
-  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[]; retainTelemetry: () => void }> {
+  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[]; network: NetworkChains; retainTelemetry: () => void }> {
     const gateway = this.options.role === 'gateway' ? await prepareGatewayListeners(config) : [];
-    const bindings = [...config.inboundFilters, ...config.outboundFilters];
-    const plugins = await this.#plugins.load(bindings);
+    const networkIn = config.networkFilters?.inbound ?? [];
+    const networkOut = config.networkFilters?.outbound ?? [];
+    const http = config.inboundFilters.length + config.outboundFilters.length;
+    // One apply for every chain: HTTP and network plugins load (and are refused) together.
+    const bindings = [...config.inboundFilters, ...config.outboundFilters, ...networkIn, ...networkOut];
+    const plugins = await this.#plugins.load(bindings, new Set([...networkIn, ...networkOut]));
+    const networkChain = (slots: typeof plugins): NetworkChains['inbound'] => {
+      // NETWORK plugins have no canary (validation) and are proxy-wasm Plugins (the manager checked).
+      const list = slots.map((s) => (s instanceof CanaryPair ? s.stable : s));
+      return { chain: new FilterChain(list), factories: list.map((p) => new WasmTcpFilterFactory(p as unknown as NetworkFilterPlugin)) };
+    };
+    const network: NetworkChains = { inbound: networkChain(plugins.slice(http, http + networkIn.length)), outbound: networkChain(plugins.slice(http + networkIn.length)) };
     const stalls = this.#watchdog?.stalls() ?? 0;
     for (const slot of plugins) {
       for (const p of slot instanceof CanaryPair ? [slot.stable, slot.canary] : [slot]) if (!this.#stallsAtLoad.has(p)) this.#stallsAtLoad.set(p, stalls);
     }
     const inboundPlugins = plugins.slice(0, config.inboundFilters.length);
-    const outboundPlugins = plugins.slice(config.inboundFilters.length);
+    const outboundPlugins = plugins.slice(config.inboundFilters.length, http);
     const inboundCluster = this.#inboundCluster(config);
     const routes = new RouteTable(config.virtualHosts);
     this.clusters.update({ ...config.clusters, [inboundCluster.name]: inboundCluster });
@@ -392,6 +417,7 @@ export class Proxy {
         this.#metricOverrides.set(...metricOverrides);
       },
       gateway,
+      network,
     };
   }
 
@@ -412,6 +438,7 @@ export class Proxy {
         this.#base = base;
         this.#outbound.state = states.outbound;
         this.#inbound.state = states.inbound;
+        this.#network = states.network;
         states.retainTelemetry();
         await this.#gateway?.apply(states.gateway, states.outbound);
         this.#config = config;
@@ -471,11 +498,14 @@ export class Proxy {
   }
 
   /** The filters of both chains: which module version serves each, and how its streams ended. */
-  filters(): { inbound: FilterStatus[]; outbound: FilterStatus[]; config: string; overrides: Record<string, string> } {
+  filters(): { inbound: FilterStatus[]; outbound: FilterStatus[]; network?: { inbound: FilterStatus[]; outbound: FilterStatus[] }; config: string; overrides: Record<string, string> } {
+    const n = this.#network;
     return {
       config: this.#config.version,
       inbound: filterStatus('inbound', this.#inbound.state.chain),
       outbound: filterStatus('outbound', this.#outbound.state.chain),
+      // The TCP proxy's chains (WasmPlugins of type NETWORK), when the config has any.
+      ...(n.inbound.chain.isEmpty && n.outbound.chain.isEmpty ? {} : { network: { inbound: filterStatus('inbound', n.inbound.chain), outbound: filterStatus('outbound', n.outbound.chain) } }),
       overrides: this.#overrides.summary(),
     };
   }

@@ -130,6 +130,8 @@ export function translateProxyConfig(
   // A gateway proxy: its listeners, and its chain in outboundFilters (gateway-config.ts).
   const gateway = translateGatewayParts(documents, view, workload, options, { registry, clusters, workload });
   if (gateway) filters = gateway.filters;
+  // WasmPlugins of type NETWORK: the TCP proxy's chains (a gateway runs its on the outbound side).
+  const network = gateway ? { inbound: [], outbound: gateway.networkFilters } : selectFilters(view.wasmPlugins, workload, options, true);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {
@@ -146,6 +148,8 @@ export function translateProxyConfig(
     ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
     ...(telemetry ? { telemetry } : {}),
     ...(tcpPorts.length > 0 && !gateway ? { tcp: { outbound: tcpPorts } } : {}),
+    // Absent when there are none, so configs without NETWORK plugins keep their versions.
+    ...(network.inbound.length > 0 || network.outbound.length > 0 ? { networkFilters: network } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

@@ -15,8 +15,12 @@
 
 /** What a data callback makes the chain do. */
 export type TcpFilterStatus =
-  /** Pass the bytes held so far on to the next filter; `data` (if given) replaces them. */
-  | { readonly action: 'continue'; readonly data?: Buffer }
+  /**
+   * Pass the bytes held so far on to the next filter; `data` (if given) replaces them. `endOfStream`
+   * (if given) says whether the end goes on with them: false keeps a half-close back (a filter that
+   * holds bytes itself lets the end go later, through resume*).
+   */
+  | { readonly action: 'continue'; readonly data?: Buffer; readonly endOfStream?: boolean }
   /** Hold the bytes: they are given again, with the next chunk, on the next call. */
   | { readonly action: 'pause' }
   /** Close both sides of the connection now (proxy_close_stream). */
@@ -41,6 +45,8 @@ export interface TcpConnectionInfo {
   readonly cluster: string | undefined;
   /** "ip:port" of the upstream, once picked. */
   readonly upstreamAddress: string | undefined;
+  /** "ip:port" of the proxy's end of the upstream connection, once connected. */
+  readonly upstreamLocalAddress?: string | undefined;
   /** The peer's SPIFFE id when the connection came in over mTLS (inbound). */
   readonly peerPrincipal: string | undefined;
 }
@@ -48,10 +54,14 @@ export interface TcpConnectionInfo {
 /** Given to a filter when its connection starts. */
 export interface TcpFilterCallbacks {
   readonly info: TcpConnectionInfo;
-  /** Let the downstream bytes this filter holds go on (proxy_continue_stream(Downstream)); no-op when it holds none. */
-  resumeDownstream(): void;
+  /**
+   * Let the downstream bytes this filter holds go on (proxy_continue_stream(Downstream)); no-op when
+   * it holds none and `data` is absent. `data` (a filter that keeps its own buffer, as a proxy-wasm
+   * network filter does) replaces the held bytes: what the filter let through, possibly rewritten.
+   */
+  resumeDownstream(data?: Buffer, endOfStream?: boolean): void;
   /** The same for upstream bytes. */
-  resumeUpstream(): void;
+  resumeUpstream(data?: Buffer, endOfStream?: boolean): void;
   /** Close both sides of the connection (proxy_close_stream). */
   close(): void;
 }
@@ -80,6 +90,11 @@ export interface TcpFilter {
   onUpstreamClose?(kind: 'local' | 'remote'): void;
   /** The connection is over; release anything held (proxy_on_done / proxy_on_delete). */
   onDone?(): void;
+  /**
+   * Bytes of `direction` the filter keeps itself (not held by the chain), counted with the chain's for
+   * backpressure (MAX_HELD_BYTES).
+   */
+  heldBytes?(direction: 'downstream' | 'upstream'): number;
 }
 
 /** Makes the filters of one connection; built once per config (the immutable part), called per connection. */
@@ -131,6 +146,7 @@ export class TcpFilterChain {
   held(direction: 'downstream' | 'upstream'): number {
     let n = 0;
     for (const s of this.#stages[direction]) n += s.heldBytes;
+    for (const f of this.#filters) if (f.heldBytes) n += f.heldBytes(direction);
     return n;
   }
 
@@ -141,8 +157,8 @@ export class TcpFilterChain {
       if (!f.onNewConnection) continue;
       const callbacks: TcpFilterCallbacks = {
         info,
-        resumeDownstream: () => this.#resume('downstream', i),
-        resumeUpstream: () => this.#resume('upstream', i),
+        resumeDownstream: (data, end) => this.#resume('downstream', i, data, end),
+        resumeUpstream: (data, end) => this.#resume('upstream', i, data, end),
         close: () => this.#close(`filter ${i} closed the connection`),
       };
       let verdict: 'continue' | 'close';
@@ -234,7 +250,7 @@ export class TcpFilterChain {
         return;
       }
       data = status.data ?? all;
-      eos = stage.end;
+      eos = status.endOfStream ?? stage.end;
       stage.held = [];
       stage.heldBytes = 0;
       stage.paused = false;
@@ -242,13 +258,13 @@ export class TcpFilterChain {
     if (!this.#closed) this.#sink.emit(direction, data, eos);
   }
 
-  /** Lets what filter `index` holds go on to the next one, without calling it again. */
-  #resume(direction: 'downstream' | 'upstream', index: number): void {
+  /** Lets what filter `index` holds (or `data` in its place) go on to the next one, without calling it again. */
+  #resume(direction: 'downstream' | 'upstream', index: number, data?: Buffer, endOfStream?: boolean): void {
     if (this.#closed) return;
     const stage = this.#stages[direction][index]!;
-    if (!stage.paused) return;
-    const all = Buffer.concat(stage.held, stage.heldBytes);
-    const end = stage.end;
+    if (!stage.paused && data === undefined) return;
+    const all = data ?? Buffer.concat(stage.held, stage.heldBytes);
+    const end = endOfStream ?? stage.end;
     stage.held = [];
     stage.heldBytes = 0;
     stage.paused = false;

@@ -71,8 +71,12 @@ export interface TcpProxyDeps {
   readonly workload: () => WorkloadIdentity;
   /** This proxy's SPIFFE id while it has a valid certificate. */
   readonly localPrincipal: () => string | undefined;
-  /** The L4 filters of new connections (none yet: the seam for proxy-wasm network filters). */
-  readonly filters: () => readonly TcpFilterFactory[];
+  /**
+   * The L4 filters of a new connection on that side (the proxy's: WasmPlugins of type NETWORK,
+   * wasm-tcp-filter.ts, after any ProxyOptions.tcpFilters). Asked once per connection: a connection
+   * keeps the filters it started with across config changes.
+   */
+  readonly filters: (direction: 'inbound' | 'outbound') => readonly TcpFilterFactory[];
 }
 
 /** Live sessions, for draining and stopping. */
@@ -226,12 +230,13 @@ export class TcpSession {
       route: undefined,
       cluster: undefined,
       upstreamAddress: undefined,
+      upstreamLocalAddress: undefined,
       peerPrincipal: undefined,
     };
     sessions.add(this);
     down.on('error', () => this.destroy('downstream error'));
     down.on('close', () => this.#sideClosed('downstream'));
-    this.#chain = new TcpFilterChain(deps.filters(), {
+    this.#chain = new TcpFilterChain(deps.filters(direction), {
       emit: (direction, data, end) => this.#emit(direction, data, end),
       close: (reason) => this.destroy(reason),
     });
@@ -446,6 +451,8 @@ export class TcpSession {
 
   #attachUpstream(up: Duplex, first: Buffer): void {
     this.#up = up;
+    const local = up as net.Socket;
+    if (local.localAddress) this.#info.upstreamLocalAddress = `${local.localAddress}:${local.localPort ?? 0}`;
     up.on('error', () => this.destroy('upstream error'));
     up.on('close', () => this.#sideClosed('upstream'));
     up.on('data', (chunk: Buffer) => this.#onData('upstream', chunk));
