@@ -338,9 +338,11 @@ test('WasmPlugin CPU budgets: whole numbers of fuel units from 1; a bad one name
 // Unsupported values and shapes
 
 test('unsupported Istio values get a specific reason', () => {
-  const network = only(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK' })]));
-  assert.is(network.path, '/spec/type');
-  assert.match(network.message, 'type NETWORK is not supported');
+  // type NETWORK is supported (the TCP proxy runs it); a canary on one is not, named by its path.
+  assert.ok(validateDocuments(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK' })])).ok);
+  const networkCanary = only(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK', canary: { url: 'file://g.wasm', weight: 10 } })]));
+  assert.is(networkCanary.path, '/spec/canary');
+  assert.match(networkCanary.message, 'canary is not supported for type NETWORK');
   const custom = only(
     fromObjects([{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext' }, spec: { action: 'CUSTOM' } }]),
   );
