@@ -308,7 +308,8 @@ export interface WorkloadSelector {
   matchLabels?: Labels;
 }
 
-export type PortProtocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'HTTPS' | 'TLS' | 'TCP';
+/** MONGO, MYSQL and REDIS are opaque to the proxy: proxied as TCP, as Envoy does without their protocol filters. */
+export type PortProtocol = 'HTTP' | 'HTTP2' | 'GRPC' | 'HTTPS' | 'TLS' | 'TCP' | 'MONGO' | 'MYSQL' | 'REDIS';
 
 export interface ServicePort {
   number: number;
@@ -402,11 +403,42 @@ export interface HTTPRoute {
   headers?: HeadersSpec;
 }
 
+/** VirtualService `tcp[].match[]` (Istio L4MatchAttributes). */
+export interface L4MatchAttributes {
+  destinationSubnets?: string[];
+  port?: number;
+  sourceLabels?: Labels;
+  gateways?: string[];
+  sourceNamespace?: string;
+}
+
+/** VirtualService `tls[].match[]` (Istio TLSMatchAttributes): sniHosts is required. */
+export interface TLSMatchAttributes extends L4MatchAttributes {
+  sniHosts: string[];
+}
+
+export interface RouteDestination {
+  destination: DestinationSpec;
+  weight?: number;
+}
+
+export interface TCPRoute {
+  match?: L4MatchAttributes[];
+  route?: RouteDestination[];
+}
+
+export interface TLSRoute {
+  match: TLSMatchAttributes[];
+  route?: RouteDestination[];
+}
+
 export interface VirtualServiceSpec {
   hosts: string[];
   gateways?: string[];
   exportTo?: string[];
   http?: HTTPRoute[];
+  tcp?: TCPRoute[];
+  tls?: TLSRoute[];
 }
 
 export type SimpleLB = 'UNSPECIFIED' | 'LEAST_CONN' | 'RANDOM' | 'PASSTHROUGH' | 'ROUND_ROBIN' | 'LEAST_REQUEST';
@@ -523,7 +555,8 @@ export interface WasmPluginSpec {
   startupCpuBudget?: number;
   vmConfig?: { env?: { name: string; value?: string; valueFrom?: 'INLINE' | 'HOST' }[] };
   match?: { mode?: WorkloadMode; ports?: { number: number }[] }[];
-  type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP';
+  /** HTTP (default): the HTTP filter chain; NETWORK: the TCP proxy's L4 filter chain. */
+  type?: 'UNSPECIFIED_PLUGIN_TYPE' | 'HTTP' | 'NETWORK';
 }
 
 export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';

@@ -138,10 +138,18 @@ export interface ConnectionPoolConfig {
   http2MaxRequests?: number;
   /** Concurrent retries to the cluster (circuit breaker). Default unbounded. */
   maxRetries?: number;
+  /**
+   * TCP proxying (protocol 'tcp' clusters): close a proxied connection after this long without a byte
+   * either way (DestinationRule connectionPool.tcp.idleTimeout). Absent: Istio's default, 1 h; 0: never.
+   */
+  tcpIdleTimeoutMs?: number;
 }
 
-/** How the proxy talks to a cluster's endpoints. */
-export type UpstreamProtocol = 'http1' | 'http2' | 'grpc';
+/**
+ * How the proxy talks to a cluster's endpoints. 'tcp': bytes proxied as they come (ports of protocol
+ * TCP, TLS, HTTPS and the opaque ones, Mongo, MySQL, Redis); an HTTP route to such a cluster speaks HTTP/1.1.
+ */
+export type UpstreamProtocol = 'http1' | 'http2' | 'grpc' | 'tcp';
 
 export interface ClusterConfig {
   /** Envoy-style name: outbound|<port>|<subset>|<host> (inbound|<port>||<workload> for the local app). */
@@ -316,6 +324,42 @@ export interface GatewayTlsConfig {
   cipherSuites?: readonly string[];
 }
 
+/**
+ * One L4 route (VirtualService `tcp` or `tls` rule): the connection goes to one of `destinations`,
+ * picked by weight per connection. Matches are checked when the connection starts; any of them
+ * (or none written) selects the route. `sourceLabels` and `gateways` were decided by translation.
+ */
+export interface TcpRouteConfig {
+  /** "<virtual service name>.<namespace>/tcp/<index>" (or tls/), or "<host>/default" for a service's own route. */
+  name: string;
+  match: readonly TcpRouteMatch[];
+  /** Weights add up to 100 (a single destination has 100). */
+  destinations: readonly { cluster: string; weight: number }[];
+}
+
+export interface TcpRouteMatch {
+  /** The connection's destination port: the service port of the listener it arrived on. */
+  port?: number;
+  /**
+   * IPv4/IPv6 addresses or CIDR blocks; the connection's destination address must be in one. Without
+   * iptables capture that address is the listener's own (the address the app connected to).
+   */
+  destinationSubnets?: readonly string[];
+  /** TLS routes only: SNI names (`*.x` and `*` wildcards), lowercase; the ClientHello's must match one. */
+  sniHosts?: readonly string[];
+}
+
+/**
+ * L4 routing of one service port: what a connection to that port goes to. A connection whose first
+ * bytes are a TLS ClientHello is matched against `tlsRoutes` by its SNI first (the bytes are peeked,
+ * never terminated), then every connection against `tcpRoutes`; no match closes it (response flag NR).
+ */
+export interface TcpPortConfig {
+  port: number;
+  tlsRoutes: readonly TcpRouteConfig[];
+  tcpRoutes: readonly TcpRouteConfig[];
+}
+
 /** One listener of a gateway proxy (the Gateway servers on one port). See mesh/src/translate/gateways.ts. */
 export interface GatewayListenerConfig {
   /** "gateway|<port>". */
@@ -323,11 +367,16 @@ export interface GatewayListenerConfig {
   port: number;
   /** Address to bind; absent: the proxy's host (loopback unless told otherwise). */
   bind?: string;
-  /** HTTP: HTTP/1.1 and h2c. HTTPS: TLS terminated with `tls`, then HTTP/1.1 or h2 by ALPN. */
-  protocol: 'HTTP' | 'HTTPS';
+  /**
+   * HTTP: HTTP/1.1 and h2c. HTTPS: TLS terminated with `tls`, then HTTP/1.1 or h2 by ALPN. TCP: bytes
+   * routed by `tcp` (tcp routes). TLS: TLS passed through, routed by the ClientHello's SNI (`tcp`'s tls routes).
+   */
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   tls?: readonly GatewayTlsConfig[];
-  /** Routing on this port, by :authority; requests to other hosts get 404. */
+  /** Routing on this port, by :authority; requests to other hosts get 404. Empty for TCP and TLS. */
   virtualHosts: readonly VirtualHostConfig[];
+  /** TCP and TLS listeners: their L4 routes. */
+  tcp?: TcpPortConfig;
 }
 
 export interface ProxyConfig {
@@ -350,4 +399,34 @@ export interface ProxyConfig {
   readonly gateway?: { readonly listeners: readonly GatewayListenerConfig[] };
   /** Traces and access logs to backends (Telemetry + MeshConfig); absent: neither. */
   readonly telemetry?: ProxyTelemetryConfig;
+  /**
+   * Outbound L4 routing per service port (TCP, TLS, HTTPS and opaque ports of the services the
+   * workload sees): what the proxy's outbound TCP listeners (ProxyOptions.tcpOutbound) route with.
+   * Absent: no such service.
+   */
+  readonly tcp?: { readonly outbound: readonly TcpPortConfig[] };
+  /**
+   * WasmPlugins of type NETWORK: proxy-wasm network filters the TCP proxy runs on each connection
+   * (inbound: the inbound TCP listeners, SERVER; outbound: the outbound TCP listeners and every TCP
+   * listener of a gateway, CLIENT), in execution order. Absent: none (HTTP filters never run here,
+   * and these never run on HTTP requests).
+   */
+  readonly networkFilters?: { readonly inbound: readonly FilterBinding[]; readonly outbound: readonly FilterBinding[] };
+}
+
+/** Every filter binding of a config: the HTTP chains' and the network chains' (modules to fetch, check, override). */
+export function allFilterBindings(config: Pick<ProxyConfig, 'inboundFilters' | 'outboundFilters' | 'networkFilters'>): FilterBinding[] {
+  const net = config.networkFilters;
+  return [...config.inboundFilters, ...config.outboundFilters, ...(net ? [...net.inbound, ...net.outbound] : [])];
+}
+
+/** The config with `f` applied to every binding (HTTP and network chains alike). */
+export function mapFilterBindings<C extends Pick<ProxyConfig, 'inboundFilters' | 'outboundFilters' | 'networkFilters'>>(config: C, f: (b: FilterBinding) => FilterBinding): C {
+  const net = config.networkFilters;
+  return {
+    ...config,
+    inboundFilters: config.inboundFilters.map(f),
+    outboundFilters: config.outboundFilters.map(f),
+    ...(net ? { networkFilters: { inbound: net.inbound.map(f), outbound: net.outbound.map(f) } } : {}),
+  };
 }

@@ -6,6 +6,7 @@
 // (once, at first use), and the same documents always give the same errors in the same order.
 
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import {
@@ -254,9 +255,6 @@ function describeValue(value: unknown): string {
 
 /** Enum values Istio has and we reject, with the reason (keyed by kind and field). */
 const UNSUPPORTED_VALUES: Readonly<Record<string, Readonly<Record<string, string>>>> = {
-  'WasmPlugin /spec/type': {
-    NETWORK: 'type NETWORK is not supported: wasmesh runs HTTP filters only (use HTTP, or leave type out)',
-  },
   'AuthorizationPolicy /spec/action': {
     CUSTOM: 'action CUSTOM is not supported: there is no external authorization provider; use ALLOW, DENY or AUDIT',
   },
@@ -491,6 +489,51 @@ function checkVirtualService(vs: VirtualService, index: ReferenceIndex, report: 
     route.forEach((d, j) => checkDestination(d.destination, namespace, base + pointer('route', j, 'destination'), index, report));
     if (http.mirror) checkDestination(http.mirror, namespace, base + pointer('mirror'), index, report);
   });
+  const hosts = vs.spec.hosts.map((h) => resolveHost(h, namespace));
+  for (const kind of ['tcp', 'tls'] as const) {
+    (vs.spec[kind] ?? []).forEach((rule, i) => {
+      const base = pointer('spec', kind, i);
+      const route = rule.route ?? [];
+      checkWeights(route, base, report);
+      route.forEach((d, j) => checkDestination(d.destination, namespace, base + pointer('route', j, 'destination'), index, report));
+      (rule.match ?? []).forEach((m, j) => {
+        (m.destinationSubnets ?? []).forEach((cidr, k) => {
+          const problem = cidrProblem(cidr);
+          if (problem) report(base + pointer('match', j, 'destinationSubnets', k), problem);
+        });
+        if (kind !== 'tls') return;
+        // Istio: every SNI name must be within the VirtualService's hosts.
+        ((m as { sniHosts?: string[] }).sniHosts ?? []).forEach((sni, k) => {
+          const name = sni.toLowerCase();
+          if (!hosts.some((h) => hostMatches(h, name) || hostMatches(name, h) || hostMatches(h, resolveHost(name, namespace)))) {
+            report(base + pointer('match', j, 'sniHosts', k), `SNI host ${JSON.stringify(sni)} is not within the VirtualService's hosts (${vs.spec.hosts.join(', ')})`);
+          }
+        });
+      });
+    });
+  }
+}
+
+function checkWeights(route: readonly { weight?: number }[], base: string, report: Report): void {
+  if (route.length > 1) {
+    const total = route.reduce((sum, d) => sum + (d.weight ?? 0), 0);
+    if (total !== 100) report(base + pointer('route', route.length - 1, 'weight'), `weights add up to ${total}, not 100`);
+  } else if (route.length === 1 && route[0]!.weight !== undefined && route[0]!.weight !== 0 && route[0]!.weight !== 100) {
+    report(base + pointer('route', 0, 'weight'), `a single destination receives all connections: weight must be 100 or left out (got ${route[0]!.weight})`);
+  }
+}
+
+/** Why a destinationSubnets entry is not an address or CIDR block, or undefined. */
+function cidrProblem(text: string): string | undefined {
+  const [address, bits, extra] = text.split('/');
+  const family = isIP(address ?? '');
+  if (family === 0 || extra !== undefined) return `${JSON.stringify(text)} is not an IP address or CIDR block (10.0.0.0/8, fd00::/8)`;
+  if (bits !== undefined) {
+    const n = Number(bits);
+    const max = family === 4 ? 32 : 128;
+    if (!/^[0-9]+$/.test(bits) || n > max) return `${JSON.stringify(text)}: the prefix length must be 0 to ${max}`;
+  }
+  return undefined;
 }
 
 function checkDestination(dest: DestinationSpec, namespace: string, at: string, index: ReferenceIndex, report: Report): void {
@@ -557,6 +600,10 @@ function checkWasmPlugin(plugin: WasmPlugin, mode: ValidationMode, report: Repor
   const { url, sha256, canary } = plugin.spec;
   checkModuleUrl(url, sha256, pointer('spec', 'url'), pointer('spec', 'sha256'), mode, report);
   if (canary !== undefined) checkModuleUrl(canary.url, canary.sha256, pointer('spec', 'canary', 'url'), pointer('spec', 'canary', 'sha256'), mode, report);
+  if (plugin.spec.type === 'NETWORK' && canary !== undefined) {
+    // A canary splits streams by request id; a connection has none, and the rollout controller reads HTTP outcomes.
+    report(pointer('spec', 'canary'), 'canary is not supported for type NETWORK (connections have no request id to split by): roll a network filter out by changing url');
+  }
 }
 
 function checkModuleUrl(url: string, sha256: string | undefined, at: string, shaAt: string, mode: ValidationMode, report: Report): void {

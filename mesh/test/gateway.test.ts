@@ -50,8 +50,8 @@ test('validation names the field: HTTPS without tls, unsupported protocols and m
   const errors = errorsOf([
     gateway('gw', [
       { port: { number: 443, name: 'https', protocol: 'HTTPS' }, hosts: ['a.example.com'] },
-      { port: { number: 31400, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] },
-      { port: { number: 8443, name: 'https', protocol: 'HTTPS' }, hosts: ['b.example.com'], tls: { mode: 'PASSTHROUGH' } },
+      { port: { number: 31400, name: 'tls', protocol: 'TLS' }, hosts: ['*'] },
+      { port: { number: 8443, name: 'https', protocol: 'HTTPS' }, hosts: ['b.example.com'], tls: { mode: 'AUTO_PASSTHROUGH' } },
       { port: { number: 9443, name: 'https', protocol: 'HTTPS' }, hosts: ['c.example.com'], tls: { mode: 'SIMPLE', credentialName: 'c-cert', minProtocolVersion: 'TLSV1_1' } },
       { port: { number: 443, name: 'http', protocol: 'HTTP' }, hosts: ['d.example.com'] },
       { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['e.example.com'], tls: { mode: 'SIMPLE', serverCertificate: '/c.pem', privateKey: '/k.pem' } },
@@ -59,8 +59,8 @@ test('validation names the field: HTTPS without tls, unsupported protocols and m
   ]);
   const at = (path: string) => errors.filter((e) => e.path === path).map((e) => e.message).join(' | ');
   assert.match(at('/spec/servers/0/tls'), /HTTPS server needs tls/);
-  assert.match(at('/spec/servers/1/port/protocol'), /TCP is not served/);
-  assert.match(at('/spec/servers/2/tls/mode'), /PASSTHROUGH is not served/);
+  assert.match(at('/spec/servers/1/tls/mode'), /TLS server needs tls.mode: PASSTHROUGH/);
+  assert.match(at('/spec/servers/2/tls/mode'), /AUTO_PASSTHROUGH is not served/);
   assert.match(at('/spec/servers/3/tls/credentialName'), /unknown credential "c-cert": no TLSSecret is named "c-cert"/);
   assert.match(at('/spec/servers/3/tls/minProtocolVersion'), /TLSV1_1 is refused/);
   assert.match(at('/spec/servers/4/port/protocol'), /already HTTPS in servers\[0\]/);

@@ -141,7 +141,7 @@ test('clusters: one per host and port, plus one per subset, with endpoints filte
   assert.equal(config.clusters[`outbound|9080|v3|${REVIEWS}`]!.endpoints.map((e) => e.address), ['10.0.0.3']);
 });
 
-test('clusters: protocols from the port (declared or by name), TCP ports get none, targetPort and h2 upgrade apply', () => {
+test('clusters: protocols from the port (declared or by name), TCP and HTTPS ports get tcp clusters, targetPort and h2 upgrade apply', () => {
   const config = translate([
     serviceEntry('multi', {
       hosts: ['multi.example.com'],
@@ -163,7 +163,7 @@ test('clusters: protocols from the port (declared or by name), TCP ports get non
     }),
   ]);
   const protocols = Object.fromEntries(Object.values(config.clusters).map((c) => [c.port, c.protocol]));
-  assert.equal(protocols, { 80: 'http1', 81: 'http2', 82: 'grpc', 83: 'grpc', 84: 'http2', 86: 'http2' });
+  assert.equal(protocols, { 80: 'http1', 81: 'http2', 82: 'grpc', 83: 'grpc', 84: 'http2', 85: 'tcp', 86: 'http2', 443: 'tcp' });
   // DNS without endpoints: the host itself, on the target port.
   assert.equal(config.clusters['outbound|80||multi.example.com']!.endpoints, [{ address: 'multi.example.com', port: 8080, labels: {}, weight: 1 }]);
 });
@@ -243,6 +243,8 @@ test('connection pool: Istio fields map to ours, durations in ms, zero means uns
     idleTimeoutMs: 30_000,
     http1MaxPendingRequests: 7,
     http2MaxRequests: 100,
+    // TCP proxying's own idle timeout (tcp.idleTimeout).
+    tcpIdleTimeoutMs: 120_000,
   });
 });
 
@@ -482,7 +484,7 @@ test('virtual hosts: one per service host with its short names; default route wi
   ]);
 });
 
-test('virtual hosts: several HTTP ports get one default route per port; TCP-only services none', () => {
+test('virtual hosts: several HTTP ports get one default route per port; TCP-only services none (their ports are L4 routes)', () => {
   const config = translate([
     serviceEntry('two', { hosts: ['two.example.com'], resolution: 'DNS', ports: [{ number: 80, name: 'http' }, { number: 8080, name: 'http-admin' }, { number: 5432, name: 'tcp-db' }] }),
     serviceEntry('db', { hosts: ['db.example.com'], resolution: 'DNS', ports: [{ number: 5432, name: 'pg', protocol: 'TCP' }] }),
@@ -495,7 +497,9 @@ test('virtual hosts: several HTTP ports get one default route per port; TCP-only
       ['two.example.com/default:8080', [{ port: 8080 }]],
     ],
   );
-  assert.equal(Object.keys(config.clusters).sort(), ['outbound|80||two.example.com', 'outbound|8080||two.example.com'].sort());
+  assert.equal(Object.keys(config.clusters).sort(), ['outbound|80||two.example.com', 'outbound|8080||two.example.com', 'outbound|5432||db.example.com', 'outbound|5432||two.example.com'].sort());
+  // Port 5432 of both services: one L4 port, db's default route first (registry order), then two's.
+  assert.equal(config.tcp!.outbound.map((p) => [p.port, p.tcpRoutes.map((r) => r.name)]), [[5432, ['db.example.com/default', 'two.example.com/default']]]);
 });
 
 test('virtual hosts: a VirtualService host without ServiceEntry gets its own; gateway-only VirtualServices are ignored', () => {

@@ -338,9 +338,11 @@ test('WasmPlugin CPU budgets: whole numbers of fuel units from 1; a bad one name
 // Unsupported values and shapes
 
 test('unsupported Istio values get a specific reason', () => {
-  const network = only(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK' })]));
-  assert.is(network.path, '/spec/type');
-  assert.match(network.message, 'type NETWORK is not supported');
+  // type NETWORK is supported (the TCP proxy runs it); a canary on one is not, named by its path.
+  assert.ok(validateDocuments(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK' })])).ok);
+  const networkCanary = only(fromObjects([plugin({ url: 'file://f.wasm', type: 'NETWORK', canary: { url: 'file://g.wasm', weight: 10 } })]));
+  assert.is(networkCanary.path, '/spec/canary');
+  assert.match(networkCanary.message, 'canary is not supported for type NETWORK');
   const custom = only(
     fromObjects([{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'ext' }, spec: { action: 'CUSTOM' } }]),
   );
@@ -363,7 +365,7 @@ test('other enum, type, required and range errors', () => {
   has(errors, '/apiVersion', 'must be one of networking.istio.io/v1, networking.istio.io/v1beta1, networking.istio.io/v1alpha3 (got "networking.istio.io/v2")');
   has(errors, '/spec/hosts', 'must be an array (got "x.example.com")');
   has(errors, '/spec/ports/0/number', 'must be <= 65535 (got 70000)');
-  has(errors, '/spec/ports/0/protocol', /^must be one of HTTP, HTTP2, GRPC, HTTPS, TLS, TCP \(got "UDP"\)$/);
+  has(errors, '/spec/ports/0/protocol', /^must be one of HTTP, HTTP2, GRPC, HTTPS, TLS, TCP, MONGO, MYSQL, REDIS \(got "UDP"\)$/);
   has(errors, '/metadata', 'missing required field "name"');
   has(errors, '/spec/mtls/mode', /^must be one of UNSET, DISABLE, PERMISSIVE, STRICT/);
   const pa = errors.find((e) => e.path === '/metadata')!;

@@ -494,6 +494,27 @@ test('consistency check: a route to a missing cluster is reported; a file:// mod
   if (!noFilters.ok) assert.match(noFilters.errors[0]!, /^WasmPlugin default\/headers: its module cannot be served and the filter that would deny its streams instead is missing: cannot read \/nonexistent\/filters\/policy\/build\/policy\.wasm/);
 });
 
+test('a NETWORK WasmPlugin ships in networkFilters by digest, never in an HTTP chain; an unservable one follows its failStrategy', () => {
+  const sha = 'b'.repeat(64);
+  const network = (spec: Record<string, unknown>): ResourceInput => ({ ...wasmPlugin(sha), spec: { url: `sha256:${sha}`, type: 'NETWORK', match: [{ mode: 'CLIENT' }], ...spec } });
+  const stored = { stored: new Set([sha]), builtins: new BuiltinModules() };
+  const built = buildSnapshot(managedDocuments([network({})]), productpage, stored, { telemetry: false });
+  assert.ok(built.ok);
+  const config = built.ok ? built.snapshot.config : undefined!;
+  assert.equal(config.networkFilters?.outbound.map((b) => [b.name, b.url]), [['headers', `digest:sha256:${sha}`]]);
+  assert.equal(config.networkFilters?.inbound, []);
+  assert.not.ok([...config.inboundFilters, ...config.outboundFilters].some((b) => b.name === 'headers'));
+  // Not in the store: FAIL_OPEN leaves it out (a problem says so); FAIL_CLOSE has no stand-in, so no config.
+  const empty = { stored: new Set<string>(), builtins: new BuiltinModules() };
+  const open = buildSnapshot(managedDocuments([network({ failStrategy: 'FAIL_OPEN' })]), productpage, empty, { telemetry: false });
+  assert.ok(open.ok);
+  assert.is(open.ok ? open.snapshot.config.networkFilters?.outbound.length : -1, 0);
+  assert.equal(open.problems.map((p) => p.path), ['/spec/url']);
+  const closed = buildSnapshot(managedDocuments([network({})]), productpage, empty, { telemetry: false });
+  assert.not.ok(closed.ok);
+  if (!closed.ok) assert.match(closed.errors[0]!, /^WasmPlugin default\/headers \(type NETWORK\): module sha256:b+ is not in the store.*no stand-in/);
+});
+
 test('debounce: a quiet period ends a burst, and a steady stream of triggers still runs within the maximum', async () => {
   const runs: number[] = [];
   const t0 = Date.now();

@@ -23,3 +23,4 @@ export function log(level: number, component: string, message: string): void {
 export const logInfo = (component: string, message: string) => log(2, component, message);
 export const logWarn = (component: string, message: string) => log(3, component, message);
 export const logError = (component: string, message: string) => log(4, component, message);
+export const logDebug = (component: string, message: string) => log(1, component, message);

@@ -1,6 +1,7 @@
 // One sidecar: outbound and inbound listeners, the admin endpoint, and the config they run on.
 // A new config is prepared whole (filters loaded and configured, route table built) before
 // anything switches; if any part fails, the running config stays and the error is returned.
+import net from 'node:net';
 import os from 'node:os';
 import { LogLevel, MetricsRegistry, SharedDataStore, SharedQueueRegistry, type PluginHost } from '../../wasm/src/index.ts';
 import { AccessLog } from './access-log.ts';
@@ -36,6 +37,11 @@ import { LoopDelayGauges } from './watchdog/loop-delay.ts';
 import { EdgeStats } from './stats/edge-stats.ts';
 import type { TrafficReportMessage } from '../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { GatewayListeners, prepareGatewayListeners, type PreparedGatewayListener } from './gateway/gateway-listeners.ts';
+import { TcpStats } from './tcp/tcp-stats.ts';
+import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
+import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
+import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
+import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
@@ -94,6 +100,25 @@ export interface ProxyOptions {
    */
   componentCache?: { dir: string; maxBytes?: number };
   /**
+   * Outbound TCP listeners (sidecar role): one per service port, bound to loopback (`host` when it is
+   * a loopback address, else 127.0.0.1) at `listenPort`
+   * (default: the service port itself; 0: any free port). A connection to one is routed with the
+   * config's TcpPortConfig for that service port (`--tcp-outbound PORT[=LOCAL]`).
+   */
+  tcpOutbound?: readonly TcpOutboundPort[];
+  /**
+   * Inbound TCP listeners (sidecar role): each forwards to `appHost:appPort` under the PeerAuthentication
+   * of that app port (`--tcp-inbound LISTEN=APP`). Register `LISTEN` as the endpoint port of the
+   * service's TCP port so other sidecars reach it.
+   */
+  tcpInbound?: readonly TcpInboundPort[];
+  /**
+   * L4 filters a new TCP connection on that side runs (tcp/tcp-filter.ts) before the config's
+   * WasmPlugins of type NETWORK (tcp/wasm-tcp-filter.ts); gateways' connections are 'outbound'.
+   * Asked per connection.
+   */
+  tcpFilters?: (direction: 'inbound' | 'outbound') => readonly TcpFilterFactory[];
+  /**
    * false: calls are not counted per edge (the console's graph gets nothing from this proxy). Only
    * for measuring what the counting costs (npm run bench:edges); default true.
    */
@@ -105,6 +130,12 @@ export interface ConfigStatus {
   appliedAt: string;
   /** The last rejected config's error, if the latest attempt failed. */
   lastError?: { version?: string; message: string; at: string };
+}
+
+/** One side's network filters: the plugins (for status) and the factories new connections use. */
+interface NetworkChains {
+  readonly inbound: { readonly chain: FilterChain; readonly factories: readonly TcpFilterFactory[] };
+  readonly outbound: { readonly chain: FilterChain; readonly factories: readonly TcpFilterFactory[] };
 }
 
 const LEVEL_BY_ABI = [0, 1, 2, 3, 4, 5];
@@ -143,6 +174,13 @@ export class Proxy {
   readonly #stallsAtLoad = new WeakMap<FilterPlugin, number>();
   /** Outbound golden signals per edge, reported to the orchestrator (trafficReport). */
   readonly #edges = new EdgeStats(() => this.#config.workload);
+  /** TCP proxying: Istio's TCP metrics, connection limits per cluster, listeners. */
+  readonly #tcpStats = new TcpStats(this.metrics);
+  readonly #tcpLimits = new TcpConnectionLimits();
+  #tcpOutbound: TcpOutboundListeners | undefined;
+  #tcpInbound: TcpInboundListeners | undefined;
+  /** The current config's network filters (WasmPlugins of type NETWORK) per side: new connections take these. */
+  #network: NetworkChains = { inbound: { chain: new FilterChain([]), factories: [] }, outbound: { chain: new FilterChain([]), factories: [] } };
 
   private constructor(options: ProxyOptions) {
     this.options = options;
@@ -175,6 +213,7 @@ export class Proxy {
     const proxy = new Proxy(options);
     const states = await proxy.#prepare(config);
     states.retainTelemetry();
+    proxy.#network = states.network;
     proxy.#config = config;
     proxy.#base = config;
     proxy.#status = { version: config.version, appliedAt: new Date().toISOString() };
@@ -199,6 +238,21 @@ export class Proxy {
       localPrincipal: () => options.identity?.current()?.spiffeId,
     });
     const host = options.host ?? '127.0.0.1';
+    const tcp: TcpProxyDeps = {
+      clusters: proxy.clusters,
+      upstreams: proxy.upstreams,
+      stats: proxy.#tcpStats,
+      clusterStats: (c) => proxy.#outbound.clusterStats(c),
+      limits: proxy.#tcpLimits,
+      workload: () => proxy.#config.workload,
+      localPrincipal: () => options.identity?.current()?.spiffeId,
+      // ProxyOptions.tcpFilters, then the config's NETWORK WasmPlugins (as of the connection's start).
+      filters: (direction) => {
+        const own = proxy.#network[direction].factories;
+        const extra = options.tcpFilters?.(direction) ?? [];
+        return extra.length === 0 ? own : [...extra, ...own];
+      },
+    };
     try {
       if (options.watchdog) {
         proxy.#watchdog = await EventLoopWatchdog.start(options.watchdog, proxy.metrics);
@@ -208,7 +262,7 @@ export class Proxy {
       const inbound = proxy.#inbound;
       const connections = options.connections ?? {};
       if (options.role === 'gateway') {
-        proxy.#gateway = new GatewayListeners({ host, connections, manager: common });
+        proxy.#gateway = new GatewayListeners({ host, connections, manager: common, tcp });
         await proxy.#gateway.apply(states.gateway, states.outbound);
       } else {
       proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
@@ -224,6 +278,23 @@ export class Proxy {
           onRefused: (reason) => proxy.#identity?.refused(reason),
         }),
       );
+      if (options.tcpOutbound && options.tcpOutbound.length > 0) {
+        // Loopback only, whatever --host is: reachable from outside (a pod's 0.0.0.0), an outbound
+        // listener would let anyone into the mesh with this workload's identity.
+        const local = net.isIP(host) && isLoopbackAddress(host) ? host : LOOPBACK_HOST;
+        proxy.#tcpOutbound = await TcpOutboundListeners.open(local, options.tcpOutbound, tcp, (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port));
+      }
+      if (options.tcpInbound && options.tcpInbound.length > 0) {
+        proxy.#tcpInbound = await TcpInboundListeners.open({
+          host,
+          ports: options.tcpInbound,
+          appHost: options.appHost ?? '127.0.0.1',
+          deps: tcp,
+          peerAuthentication: (appPort) => proxy.mtlsModeFor(appPort),
+          onRefused: (reason) => proxy.#identity?.refused(reason),
+          handshakeTimeoutMs: connections.headersTimeoutMs ?? 60_000,
+        });
+      }
       }
       // A new workload certificate or trust bundle is swapped in place for new handshakes and new
       // upstream connections; a missing or expired one takes mTLS away (fail closed).
@@ -233,6 +304,7 @@ export class Proxy {
         inboundMode: () => proxy.inboundMtlsMode(),
         apply: (state) => {
           proxy.#listeners[1]?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
+          proxy.#tcpInbound?.setIdentity(state.cert ? serverContextOptions(state.cert) : undefined);
           proxy.upstreams.setIdentity(state.cert, state.configured, state.missing);
           proxy.#gateway?.setIdentity(state.cert);
         },
@@ -268,8 +340,23 @@ export class Proxy {
   }
   /** The inbound listener's PeerAuthentication mode for the app port (Istio's default: PERMISSIVE). */
   inboundMtlsMode(): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
+    return this.mtlsModeFor(this.options.appPort ?? 8080);
+  }
+
+  /** PeerAuthentication mode of one app port (port-level setting, else the workload's mode). */
+  mtlsModeFor(appPort: number): 'STRICT' | 'PERMISSIVE' | 'DISABLE' {
     const mtls = this.#config?.mtls;
-    return mtls?.portLevel?.[this.options.appPort ?? 8080] ?? mtls?.mode ?? 'PERMISSIVE';
+    return mtls?.portLevel?.[appPort] ?? mtls?.mode ?? 'PERMISSIVE';
+  }
+
+  /** Outbound TCP listeners' local ports, by service port. */
+  tcpOutboundPorts(): Map<number, number> {
+    return this.#tcpOutbound?.ports() ?? new Map();
+  }
+
+  /** Inbound TCP listeners' ports, in the order of options.tcpInbound. */
+  tcpInboundPorts(): number[] {
+    return this.#tcpInbound?.ports() ?? [];
   }
 
   get config(): ProxyConfig {
@@ -293,16 +380,26 @@ export class Proxy {
   }
 
   /** Loads filters and builds the listener states for a config; changes nothing visible. */
-  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[]; retainTelemetry: () => void }> {
+  async #prepare(config: ProxyConfig): Promise<{ inbound: ListenerState; outbound: ListenerState; gateway: PreparedGatewayListener[]; network: NetworkChains; retainTelemetry: () => void }> {
     const gateway = this.options.role === 'gateway' ? await prepareGatewayListeners(config) : [];
-    const bindings = [...config.inboundFilters, ...config.outboundFilters];
-    const plugins = await this.#plugins.load(bindings);
+    const networkIn = config.networkFilters?.inbound ?? [];
+    const networkOut = config.networkFilters?.outbound ?? [];
+    const http = config.inboundFilters.length + config.outboundFilters.length;
+    // One apply for every chain: HTTP and network plugins load (and are refused) together.
+    const bindings = [...config.inboundFilters, ...config.outboundFilters, ...networkIn, ...networkOut];
+    const plugins = await this.#plugins.load(bindings, new Set([...networkIn, ...networkOut]));
+    const networkChain = (slots: typeof plugins): NetworkChains['inbound'] => {
+      // NETWORK plugins have no canary (validation) and are proxy-wasm Plugins (the manager checked).
+      const list = slots.map((s) => (s instanceof CanaryPair ? s.stable : s));
+      return { chain: new FilterChain(list), factories: list.map((p) => new WasmTcpFilterFactory(p as unknown as NetworkFilterPlugin)) };
+    };
+    const network: NetworkChains = { inbound: networkChain(plugins.slice(http, http + networkIn.length)), outbound: networkChain(plugins.slice(http + networkIn.length)) };
     const stalls = this.#watchdog?.stalls() ?? 0;
     for (const slot of plugins) {
       for (const p of slot instanceof CanaryPair ? [slot.stable, slot.canary] : [slot]) if (!this.#stallsAtLoad.has(p)) this.#stallsAtLoad.set(p, stalls);
     }
     const inboundPlugins = plugins.slice(0, config.inboundFilters.length);
-    const outboundPlugins = plugins.slice(config.inboundFilters.length);
+    const outboundPlugins = plugins.slice(config.inboundFilters.length, http);
     const inboundCluster = this.#inboundCluster(config);
     const routes = new RouteTable(config.virtualHosts);
     this.clusters.update({ ...config.clusters, [inboundCluster.name]: inboundCluster });
@@ -320,6 +417,7 @@ export class Proxy {
         this.#metricOverrides.set(...metricOverrides);
       },
       gateway,
+      network,
     };
   }
 
@@ -340,6 +438,7 @@ export class Proxy {
         this.#base = base;
         this.#outbound.state = states.outbound;
         this.#inbound.state = states.inbound;
+        this.#network = states.network;
         states.retainTelemetry();
         await this.#gateway?.apply(states.gateway, states.outbound);
         this.#config = config;
@@ -399,11 +498,14 @@ export class Proxy {
   }
 
   /** The filters of both chains: which module version serves each, and how its streams ended. */
-  filters(): { inbound: FilterStatus[]; outbound: FilterStatus[]; config: string; overrides: Record<string, string> } {
+  filters(): { inbound: FilterStatus[]; outbound: FilterStatus[]; network?: { inbound: FilterStatus[]; outbound: FilterStatus[] }; config: string; overrides: Record<string, string> } {
+    const n = this.#network;
     return {
       config: this.#config.version,
       inbound: filterStatus('inbound', this.#inbound.state.chain),
       outbound: filterStatus('outbound', this.#outbound.state.chain),
+      // The TCP proxy's chains (WasmPlugins of type NETWORK), when the config has any.
+      ...(n.inbound.chain.isEmpty && n.outbound.chain.isEmpty ? {} : { network: { inbound: filterStatus('inbound', n.inbound.chain), outbound: filterStatus('outbound', n.outbound.chain) } }),
       overrides: this.#overrides.summary(),
     };
   }
@@ -485,8 +587,8 @@ export class Proxy {
   /** Stops accepting, lets in-flight requests finish for up to drainMs, then closes everything. */
   async stop(drainMs = 5000): Promise<void> {
     this.#draining = true;
-    const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close()];
-    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle()]);
+    const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close(), this.#tcpOutbound?.close(), this.#tcpInbound?.close()];
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle()]);
     const drained = await within(idle, drainMs);
     if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
@@ -495,6 +597,8 @@ export class Proxy {
     await within(Promise.all(closing), 1000);
     for (const l of this.#listeners) l.destroy();
     this.#gateway?.destroy();
+    this.#tcpOutbound?.destroy();
+    this.#tcpInbound?.destroy();
     await this.#admin?.close();
     await this.#statusServer?.close();
     this.#identity?.close();
@@ -520,4 +624,9 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** 127.0.0.0/8 and ::1. */
+function isLoopbackAddress(address: string): boolean {
+  return address === '::1' || (net.isIPv4(address) && address.startsWith('127.'));
 }

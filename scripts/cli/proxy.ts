@@ -34,6 +34,13 @@ with the reason and the last good config stays.
   --app-port PORT           the local app the inbound listener forwards to (default 8080)
   --admin-port PORT         admin endpoint: /stats/prometheus /config_dump /clusters /ready (default 15000)
   --host ADDR               address the listeners bind (default 127.0.0.1); admin keeps --admin-host
+  --tcp-outbound PORT[=LOCAL]  an outbound TCP listener for service port PORT (TCP, TLS, HTTPS and
+                            opaque ports: VirtualService tcp and tls routes), on loopback at LOCAL
+                            (default: PORT itself; 0: any free port), whatever --host is; the app
+                            connects to it instead of the service; repeatable
+  --tcp-inbound LISTEN=APP  an inbound TCP listener on LISTEN forwarding to the app's TCP port APP,
+                            under the PeerAuthentication of APP (mTLS between sidecars); register
+                            LISTEN as the endpoint port of the service's TCP port; repeatable
 ${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
@@ -117,6 +124,36 @@ function parseMs(value: string | undefined, name: string): number | undefined {
   return n;
 }
 
+/** `--tcp-outbound PORT[=LOCAL]` and `--tcp-inbound LISTEN=APP`, each repeatable. */
+export function parseTcpPorts(outbound: readonly string[] | undefined, inbound: readonly string[] | undefined): Pick<ProxyOptions, 'tcpOutbound' | 'tcpInbound'> {
+  const out: Pick<ProxyOptions, 'tcpOutbound' | 'tcpInbound'> = {};
+  const port = (text: string, flag: string, spec: string, zero: boolean): number => {
+    const n = Number(text);
+    if (!/^[0-9]+$/.test(text) || n > 65535 || (!zero && n === 0)) throw new Error(`--${flag} ${spec}: "${text}" is not a port number (${zero ? 0 : 1}-65535)`);
+    return n;
+  };
+  if (outbound && outbound.length > 0) {
+    out.tcpOutbound = outbound.map((spec) => {
+      const [service, local, extra] = spec.split('=');
+      if (extra !== undefined || !service) throw new Error(`--tcp-outbound ${spec}: use PORT or PORT=LOCAL`);
+      return { port: port(service, 'tcp-outbound', spec, false), ...(local !== undefined ? { listenPort: port(local, 'tcp-outbound', spec, true) } : {}) };
+    });
+    const seen = new Set<number>();
+    for (const p of out.tcpOutbound) {
+      if (seen.has(p.port)) throw new Error(`--tcp-outbound: service port ${p.port} is given twice`);
+      seen.add(p.port);
+    }
+  }
+  if (inbound && inbound.length > 0) {
+    out.tcpInbound = inbound.map((spec) => {
+      const [listen, app, extra] = spec.split('=');
+      if (extra !== undefined || !listen || app === undefined) throw new Error(`--tcp-inbound ${spec}: use LISTEN=APP (the listener's port, the app's port)`);
+      return { port: port(listen, 'tcp-inbound', spec, true), appPort: port(app, 'tcp-inbound', spec, false) };
+    });
+  }
+  return out;
+}
+
 function parseLabels(value: string | undefined, workload: string): Record<string, string> {
   if (value === undefined) return { app: workload };
   const labels: Record<string, string> = {};
@@ -162,6 +199,8 @@ export async function run(argv: string[]): Promise<number> {
         'first-config-timeout': { type: 'string' },
         'register-address': { type: 'string' },
         'register-port': { type: 'string', multiple: true },
+        'tcp-outbound': { type: 'string', multiple: true },
+        'tcp-inbound': { type: 'string', multiple: true },
         'no-mtls': { type: 'boolean' },
         'stall-threshold': { type: 'string' },
         'stall-exit': { type: 'string' },
@@ -211,10 +250,13 @@ export async function run(argv: string[]): Promise<number> {
       },
       watchdog: parseWatchdog(values),
       ...adminOptions(values, (v, name) => parsePort(v, name, 0)),
+      ...parseTcpPorts(values['tcp-outbound'], values['tcp-inbound']),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new Error(`--concurrency must be a whole number from 1 to 64, got "${values.concurrency}"`);
+    if (concurrency > 1 && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound do not work with --concurrency above 1 yet');
+    if (role === 'gateway' && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound are sidecar listeners: a gateway gets its TCP ports from Gateway servers');
     if (!(drainMs >= 0)) throw new Error(`--drain-timeout must be milliseconds, got "${values['drain-timeout']}"`);
     if (values['log-level'] !== undefined) {
       if (!isLogLevel(values['log-level'])) throw new Error(`--log-level must be trace, debug, info, warn, error or critical`);

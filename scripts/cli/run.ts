@@ -33,6 +33,12 @@ the command exits the sidecar stops, and wasmesh run exits with the command's co
   --token-file FILE         proxy token (bound to the namespace and service account)
   --config mesh.yaml        standalone mode: the sidecar reads Istio-style YAML instead
   --outbound-port, --inbound-port, --admin-port PORT   sidecar ports (default: free ports)
+  --tcp-port NAME=APP_PORT  a TCP port of the app (service port NAME, protocol TCP): the sidecar serves
+                            it on a free inbound TCP listener (mTLS under PeerAuthentication) and
+                            registers that listener as the endpoint port NAME; repeatable
+  --tcp-outbound PORT       reach the TCP (or TLS) service port PORT: the sidecar listens on a free
+                            local port and the command gets WASMESH_TCP_<PORT>=127.0.0.1:<local>;
+                            repeatable
   --data-dir DIR            sidecar data dir (default: a temporary dir, removed at exit)
   --access-log TARGET       sidecar access log: off (default), stdout, or a file
   --quiet                   do not print the sidecar's ports
@@ -72,6 +78,10 @@ export interface WorkloadOptions {
   adminPort?: number;
   dataDir?: string;
   accessLog?: string;
+  /** The app's TCP ports, by service port name (`--tcp-port NAME=APP_PORT`). */
+  tcpPorts?: readonly { name: string; appPort: number }[];
+  /** TCP service ports the app connects to through its sidecar (`--tcp-outbound PORT`). */
+  tcpOutbound?: readonly number[];
   /** Extra environment for the command. */
   env?: NodeJS.ProcessEnv;
   /** Aborting it while the sidecar starts stops the sidecar (startWorkload then rejects). */
@@ -152,8 +162,23 @@ export async function startWorkload(opts: WorkloadOptions): Promise<RunningWorkl
 
 class SidecarExited extends Error {}
 
+/** The sidecar's local TCP ports: an inbound listener per app TCP port, a local port per outbound service port. */
+export interface TcpPlan {
+  inbound: readonly number[];
+  outbound: ReadonlyMap<number, number>;
+}
+
+/** Free ports for the TCP listeners (picked once: a restarted sidecar gets the same ones). */
+export async function pickTcpPorts(opts: WorkloadOptions): Promise<TcpPlan> {
+  const inbound: number[] = [];
+  for (const _ of opts.tcpPorts ?? []) inbound.push(await freePort());
+  const outbound = new Map<number, number>();
+  for (const p of opts.tcpOutbound ?? []) outbound.set(p, await freePort());
+  return { inbound, outbound };
+}
+
 /** The sidecar's `wasmesh proxy` arguments for a workload. */
-export function sidecarArgs(opts: WorkloadOptions, ports: { outboundPort: number; inboundPort: number; adminPort: number }, dataDir: string): string[] {
+export function sidecarArgs(opts: WorkloadOptions, ports: { outboundPort: number; inboundPort: number; adminPort: number; tcp?: TcpPlan }, dataDir: string): string[] {
   const workload = opts.version ? `${opts.service}-${opts.version}` : opts.service;
   const args = [
     '--workload', workload,
@@ -167,28 +192,34 @@ export function sidecarArgs(opts: WorkloadOptions, ports: { outboundPort: number
     '--access-log', opts.accessLog ?? 'off',
     '--drain-timeout', '1000',
   ];
+  (opts.tcpPorts ?? []).forEach((p, i) => args.push('--tcp-inbound', `${ports.tcp!.inbound[i]}=${p.appPort}`));
+  for (const [service, local] of ports.tcp?.outbound ?? []) args.push('--tcp-outbound', `${service}=${local}`);
   if (opts.config !== undefined) {
     args.push('--config', opts.config);
   } else {
     args.push('--orchestrator', opts.orchestrator!, '--data-dir', dataDir, '--register-port', `http=${ports.inboundPort}`);
+    (opts.tcpPorts ?? []).forEach((p, i) => args.push('--register-port', `${p.name}=${ports.tcp!.inbound[i]}`));
     if (opts.tokenFile !== undefined) args.push('--token-file', opts.tokenFile);
   }
   return args;
 }
 
 /** The environment the command runs in: where its sidecar's outbound listener is, and its port. */
-export function appEnvironment(opts: WorkloadOptions, outboundPort: number): Record<string, string> {
+export function appEnvironment(opts: WorkloadOptions, outboundPort: number, tcp?: TcpPlan): Record<string, string> {
   const outbound = `http://127.0.0.1:${outboundPort}`;
-  return { WASMESH_OUTBOUND: outbound, HTTP_PROXY: outbound, http_proxy: outbound, PORT: String(opts.appPort), WASMESH_SERVICE: opts.service, WASMESH_VERSION: opts.version };
+  const env: Record<string, string> = { WASMESH_OUTBOUND: outbound, HTTP_PROXY: outbound, http_proxy: outbound, PORT: String(opts.appPort), WASMESH_SERVICE: opts.service, WASMESH_VERSION: opts.version };
+  for (const [service, local] of tcp?.outbound ?? []) env[`WASMESH_TCP_${service}`] = `127.0.0.1:${local}`;
+  return env;
 }
 
 async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
   const outboundPort = opts.outboundPort ?? (await freePort());
   const inboundPort = opts.inboundPort ?? (await freePort());
   const adminPort = opts.adminPort ?? (await freePort());
+  const tcp = await pickTcpPorts(opts);
   const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : undefined;
   const dataDir = opts.dataDir ?? ownDataDir!;
-  const args = [...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
+  const args = [...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort, tcp }, dataDir)];
   const piped = opts.stdout !== undefined || opts.stderr !== undefined;
   const stdio = piped ? (['ignore', 'pipe', 'pipe'] as const) : (['ignore', 'inherit', 'inherit'] as const);
   const spawnSidecar = () => {
@@ -213,7 +244,7 @@ async function startOnce(opts: WorkloadOptions): Promise<RunningWorkload> {
   const [cmd, ...cmdArgs] = opts.command;
   const app = spawn(cmd!, cmdArgs, {
     stdio: piped ? ['ignore', 'pipe', 'pipe'] : ['inherit', 'inherit', 'inherit'],
-    env: { ...process.env, ...opts.env, ...appEnvironment(opts, outboundPort) },
+    env: { ...process.env, ...opts.env, ...appEnvironment(opts, outboundPort, tcp) },
   });
   pipe(app, opts.stdout, opts.stderr);
   const appExit = exitPromise(app);
@@ -290,6 +321,8 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
         'admin-port': { type: 'string' },
         'data-dir': { type: 'string' },
         'access-log': { type: 'string' },
+        'tcp-port': { type: 'string', multiple: true },
+        'tcp-outbound': { type: 'string', multiple: true },
         quiet: { type: 'boolean', default: false },
         // Used by the `wasmesh` shell entry: print the plan for its shell supervisor, start nothing.
         plan: { type: 'boolean', default: false },
@@ -326,6 +359,8 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
       ...(values['admin-port'] !== undefined ? { adminPort: port(values['admin-port'], 'admin-port')! } : {}),
       ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
       ...(values['access-log'] !== undefined ? { accessLog: values['access-log'] } : {}),
+      ...(values['tcp-port'] ? { tcpPorts: values['tcp-port'].map(tcpPortOption) } : {}),
+      ...(values['tcp-outbound'] ? { tcpOutbound: values['tcp-outbound'].map((v) => port(v, 'tcp-outbound')!) } : {}),
     };
   } catch (e) {
     err.write(`wasmesh run: ${(e as Error).message}\n\n${helpFor(usage, err)}`);
@@ -358,6 +393,17 @@ export async function run(argv: string[], out: Output = process.stdout, err: Out
   }
 }
 
+/** `--tcp-port NAME=APP_PORT`. */
+function tcpPortOption(spec: string): { name: string; appPort: number } {
+  const i = spec.indexOf('=');
+  const name = spec.slice(0, i);
+  const appPort = Number(spec.slice(i + 1));
+  if (i <= 0 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || !Number.isInteger(appPort) || appPort < 1 || appPort > 65535) {
+    throw new Error(`--tcp-port ${spec}: use NAME=APP_PORT (the service port's name, the app's TCP port)`);
+  }
+  return { name, appPort };
+}
+
 /** Single-quoted for the shell. */
 function shellWord(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
@@ -372,10 +418,11 @@ async function supervisorPlan(opts: WorkloadOptions, quiet: boolean): Promise<st
   const outboundPort = opts.outboundPort ?? (await freePort());
   const inboundPort = opts.inboundPort ?? (await freePort());
   const adminPort = opts.adminPort ?? (await freePort());
+  const tcp = await pickTcpPorts(opts);
   const ownDataDir = opts.dataDir === undefined ? mkdtempSync(join(tmpdir(), `wasmesh-run-${opts.service}-`)) : '';
   const dataDir = opts.dataDir ?? ownDataDir;
-  const sidecar = [process.execPath, ...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort }, dataDir)];
-  const env = Object.entries(appEnvironment(opts, outboundPort)).map(([k, v]) => `${k}=${v}`);
+  const sidecar = [process.execPath, ...PROXY_NODE_FLAGS, WASMESH, 'proxy', ...sidecarArgs(opts, { outboundPort, inboundPort, adminPort, tcp }, dataDir)];
+  const env = Object.entries(appEnvironment(opts, outboundPort, tcp)).map(([k, v]) => `${k}=${v}`);
   const banner = quiet ? '' : `wasmesh run: ${opts.service} ${opts.version}: sidecar outbound 127.0.0.1:${outboundPort}, inbound 127.0.0.1:${inboundPort} -> app ${opts.appPort}, admin 127.0.0.1:${adminPort}`;
   const array = (xs: string[]) => `(${xs.map(shellWord).join(' ')})`;
   return [

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { freePort } from '../cli/run.ts';
+import net from 'node:net';
+import { appEnvironment, freePort, sidecarArgs } from '../cli/run.ts';
 import { PROXY_NODE_FLAGS } from '../cli/proxy-node-flags.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -78,6 +79,44 @@ test('the command reaches its sidecar, its exit code propagates, the sidecar sto
   assert.match(r.stderr, /sidecar outbound 127\.0\.0\.1:\d+/);
   // The sidecar (a `wasmesh proxy --config <tmp>/mesh.yaml` child) is gone.
   assert.equal(processesMatching(marker), []);
+});
+
+test('--tcp-outbound: the command gets WASMESH_TCP_<port> and reaches the TCP service through its sidecar', async () => {
+  // A TCP service whose endpoint is this test's echo server.
+  const echo = net.createServer((s) => s.on('data', (d: Buffer) => s.end(`echo:${d}`)));
+  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve));
+  const echoPort = (echo.address() as net.AddressInfo).port;
+  const file = path.join(tmp, 'tcp-mesh.yaml');
+  await writeFile(
+    file,
+    ['apiVersion: networking.istio.io/v1', 'kind: ServiceEntry', 'metadata: { name: db, namespace: default }', 'spec:', '  hosts: [db.example.com]', '  location: MESH_EXTERNAL', '  resolution: STATIC', '  ports: [{ number: 5432, name: tcp, protocol: TCP }]', `  endpoints: [{ address: 127.0.0.1, ports: { tcp: ${echoPort} } }]`, ''].join('\n'),
+  );
+  const script = [
+    'const [host, port] = (process.env.WASMESH_TCP_5432 || ":").split(":");',
+    'const s = require("node:net").connect({ host, port: Number(port) }, () => s.write("ping"));',
+    'let got = ""; s.on("data", (d) => (got += d)); s.on("close", () => { console.log(got); process.exit(got === "echo:ping" ? 7 : 4); });',
+    's.on("error", (e) => { console.log(e.message); process.exit(5); });',
+  ].join('\n');
+  try {
+    const r = await runWasmesh(['run', '--service', 'client', '--port', '18998', '--config', file, '--tcp-outbound', '5432', '--', process.execPath, '-e', script], 30_000);
+    assert.is(r.code, 7, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+  } finally {
+    echo.close();
+  }
+  const bad = await runWasmesh(['run', '--service', 'x', '--port', '1', '--config', 'm.yaml', '--tcp-port', 'db', '--', 'true'], 15_000);
+  assert.is(bad.code, 2);
+  assert.match(bad.stderr, /--tcp-port db: use NAME=APP_PORT/);
+});
+
+test('--tcp-port: the sidecar serves the app port on its own listener and registers it under the port name', async () => {
+  const opts = { service: 'db', version: 'v1', namespace: 'default', appPort: 8080, command: ['x'], orchestrator: '127.0.0.1:15010', tcpPorts: [{ name: 'tcp-postgres', appPort: 5432 }], tcpOutbound: [6379] };
+  const tcp = { inbound: [40001], outbound: new Map([[6379, 40002]]) };
+  const args = sidecarArgs(opts, { outboundPort: 1, inboundPort: 2, adminPort: 3, tcp }, '/tmp/d');
+  const pairs = (flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+  assert.equal(pairs('--tcp-inbound'), ['40001=5432']);
+  assert.equal(pairs('--tcp-outbound'), ['6379=40002']);
+  assert.equal(pairs('--register-port'), ['http=2', 'tcp-postgres=40001']);
+  assert.is(appEnvironment(opts, 1, tcp).WASMESH_TCP_6379, '127.0.0.1:40002');
 });
 
 test('usage errors exit 2', async () => {

@@ -95,9 +95,9 @@ const NAME_PROTOCOLS: Readonly<Record<string, PortProtocol>> = {
   https: 'HTTPS',
   tls: 'TLS',
   tcp: 'TCP',
-  mongo: 'TCP',
-  redis: 'TCP',
-  mysql: 'TCP',
+  mongo: 'MONGO',
+  redis: 'REDIS',
+  mysql: 'MYSQL',
 };
 
 /**
@@ -127,6 +127,25 @@ export function upstreamProtocol(protocol: PortProtocol): UpstreamProtocol | und
 /** The ports of a service the proxy routes HTTP to. */
 export function httpPorts(entry: ServiceEntry): ServicePort[] {
   return entry.spec.ports.filter((p) => upstreamProtocol(portProtocol(p)) !== undefined);
+}
+
+/**
+ * Protocols proxied as bytes: TCP and the opaque ones (Envoy proxies Mongo, MySQL and Redis as TCP
+ * unless their protocol filters are on, and Istio turns those off), and TLS and HTTPS, passed through
+ * and routed by SNI (a sidecar never terminates an app's TLS).
+ */
+export function isTcpProtocol(protocol: PortProtocol): boolean {
+  return protocol === 'TCP' || protocol === 'TLS' || protocol === 'HTTPS' || protocol === 'MONGO' || protocol === 'MYSQL' || protocol === 'REDIS';
+}
+
+/** TLS-carrying ports: routed by SNI (tls routes; without a VirtualService, SNI = the service's host). */
+export function isTlsProtocol(protocol: PortProtocol): boolean {
+  return protocol === 'TLS' || protocol === 'HTTPS';
+}
+
+/** The ports of a service the proxy proxies as TCP. */
+export function tcpPorts(entry: ServiceEntry): ServicePort[] {
+  return entry.spec.ports.filter((p) => isTcpProtocol(portProtocol(p)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -301,6 +320,7 @@ export function translateConnectionPool(pool: ConnectionPoolSettings | undefined
     idleTimeoutMs?: number;
     http1MaxPendingRequests?: number;
     http2MaxRequests?: number;
+    tcpIdleTimeoutMs?: number;
   } = {};
   const set = <K extends keyof typeof out>(key: K, value: number | undefined): void => {
     if (value !== undefined) out[key] = value;
@@ -312,6 +332,8 @@ export function translateConnectionPool(pool: ConnectionPoolSettings | undefined
   set('idleTimeoutMs', positive(durationMs(pool?.http?.idleTimeout ?? pool?.tcp?.idleTimeout)));
   set('http1MaxPendingRequests', positive(pool?.http?.http1MaxPendingRequests));
   set('http2MaxRequests', positive(pool?.http?.http2MaxRequests));
+  // TCP proxying's own idle timeout: unlike the proto3 numbers above, "0s" is a value (no timeout).
+  set('tcpIdleTimeoutMs', durationMs(pool?.tcp?.idleTimeout));
   return out;
 }
 
@@ -391,7 +413,7 @@ export class ClusterTable {
 
   addService(service: Service): void {
     const rule = this.#rule(service.host, service.namespace);
-    for (const port of httpPorts(service.entry)) {
+    for (const port of [...httpPorts(service.entry), ...tcpPorts(service.entry)]) {
       this.ensure(service.host, port.number);
       for (const subset of rule?.spec.subsets ?? []) this.ensure(service.host, port.number, subset.name);
     }
@@ -436,7 +458,7 @@ export class ClusterTable {
     const port: ServicePort | undefined = service?.entry.spec.ports.find((p) => p.number === portNumber);
     const policy = effectivePolicy(rule?.spec.trafficPolicy, subset?.trafficPolicy, portNumber);
 
-    let protocol: UpstreamProtocol = (port && upstreamProtocol(portProtocol(port))) ?? 'http1';
+    let protocol: UpstreamProtocol = port && isTcpProtocol(portProtocol(port)) ? 'tcp' : ((port && upstreamProtocol(portProtocol(port))) ?? 'http1');
     if (protocol === 'http1' && policy.connectionPool?.http?.h2UpgradePolicy === 'UPGRADE') protocol = 'http2';
 
     let endpoints = service && port ? this.#endpoints(service, port) : service ? [] : [dnsEndpoint(host, portNumber)];

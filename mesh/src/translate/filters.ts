@@ -113,15 +113,25 @@ export interface PluginInput {
   readonly source?: DocumentSource;
 }
 
-/** Inbound and outbound filter chains for the workload, each in execution order. */
+/** A WasmPlugin of type NETWORK: an L4 filter for the TCP proxy, never an HTTP filter. */
+export function isNetworkPlugin(plugin: WasmPlugin): boolean {
+  return plugin.spec.type === 'NETWORK';
+}
+
+/**
+ * Inbound and outbound filter chains for the workload, each in execution order: the HTTP plugins
+ * (`network` false, the default) or the NETWORK plugins (`network` true), never both in one chain.
+ */
 export function selectFilters(
   plugins: readonly PluginInput[],
   workload: WorkloadIdentity,
   options: FilterOptions,
+  network = false,
 ): { inbound: FilterBinding[]; outbound: FilterBinding[] } {
   const inbound: FilterBinding[] = [];
   const outbound: FilterBinding[] = [];
   for (const { plugin, source } of plugins) {
+    if (isNetworkPlugin(plugin) !== network) continue;
     if (!pluginSelects(plugin, workload)) continue;
     const sides = pluginSides(plugin);
     const binding = toBinding(plugin, source, options);

@@ -12,7 +12,7 @@
 import type { FilterBinding, GatewayListenerConfig, WorkloadIdentity } from '../proxy-config.ts';
 import type { ConfigDocument } from '../documents.ts';
 import { withBuiltinFilters, type BuiltinFilterOptions } from './builtin-filters.ts';
-import { compareBindings, pluginSelects, toBinding, type FilterOptions } from './filters.ts';
+import { compareBindings, isNetworkPlugin, pluginSelects, toBinding, type FilterOptions } from './filters.ts';
 import { buildGatewayListeners, isGatewayWorkload, selectGateways } from './gateways.ts';
 import { credentialLookup, tlsSecrets } from '../tls-secret.ts';
 import type { MeshView } from './proxy-config.ts';
@@ -24,15 +24,18 @@ export function translateGatewayParts(
   workload: WorkloadIdentity,
   options: FilterOptions & BuiltinFilterOptions,
   ctx: RouteContext,
-): { listeners: GatewayListenerConfig[]; filters: { inbound: FilterBinding[]; outbound: FilterBinding[] } } | undefined {
+): { listeners: GatewayListenerConfig[]; filters: { inbound: FilterBinding[]; outbound: FilterBinding[] }; networkFilters: FilterBinding[] } | undefined {
   if (!isGatewayWorkload(workload)) return undefined;
   // credentialName: TLSSecrets of the gateway's own namespace only (Istio's rule; tls-secret.ts).
   const credentials = credentialLookup(tlsSecrets(documents), workload.namespace);
   const gateways = selectGateways(documents, workload);
   const listeners = buildGatewayListeners(gateways, view.virtualServices, ctx, credentials);
-  const plugins = view.wasmPlugins.filter((p) => pluginSelects(p.plugin, workload, gateways)).map((p) => toBinding(p.plugin, p.source, options));
+  const selected = view.wasmPlugins.filter((p) => pluginSelects(p.plugin, workload, gateways));
+  const plugins = selected.filter((p) => !isNetworkPlugin(p.plugin)).map((p) => toBinding(p.plugin, p.source, options));
+  // NETWORK plugins run on the gateway's TCP and TLS (PASSTHROUGH) listeners, whatever their match mode.
+  const networkFilters = selected.filter((p) => isNetworkPlugin(p.plugin)).map((p) => toBinding(p.plugin, p.source, options)).sort(compareBindings);
   // Faults of VirtualServices bound to gateways are not injected yet: no sidecar VirtualService is
   // passed, so the fault filter is not added (README "Gateways", unfinished).
   const chain = withBuiltinFilters({ inbound: plugins.sort(compareBindings), outbound: [] }, documents, [], workload, options, ctx.clusters);
-  return { listeners, filters: { inbound: [], outbound: chain.inbound } };
+  return { listeners, filters: { inbound: [], outbound: chain.inbound }, networkFilters };
 }

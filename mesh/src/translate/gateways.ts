@@ -11,10 +11,11 @@
 //
 // A pure function of its inputs, like the rest of translation.
 
-import type { GatewayListenerConfig, GatewayTlsConfig, RouteConfig, VirtualHostConfig, WorkloadIdentity } from '../proxy-config.ts';
+import type { GatewayListenerConfig, GatewayTlsConfig, RouteConfig, TcpRouteConfig, VirtualHostConfig, WorkloadIdentity } from '../proxy-config.ts';
 import { namespaceOf, type ConfigDocument, type Gateway, type GatewayServer, type GatewayTLSProtocol, type VirtualService } from '../documents.ts';
 import { hostMatches, hostSpecificity, labelsMatch } from './clusters.ts';
 import { translateRoutes, type RouteContext } from './routes.ts';
+import { translateL4Rules } from './tcp-routes.ts';
 import { terminatedTlsSource } from './gateway-tls.ts';
 import type { CredentialLookup } from '../tls-secret.ts';
 
@@ -27,8 +28,18 @@ export function isGatewayWorkload(workload: WorkloadIdentity): boolean {
   return workload.labels[GATEWAY_ROLE_LABEL] === GATEWAY_ROLE;
 }
 
-/** Protocols a gateway server is served with today: HTTP ones (HTTP/1.1 and h2c) and HTTPS (TLS terminated). */
-export const SERVED_PROTOCOLS: ReadonlySet<string> = new Set(['HTTP', 'HTTP2', 'GRPC', 'HTTPS']);
+/**
+ * Protocols a gateway server is served with today: HTTP ones (HTTP/1.1 and h2c), HTTPS (TLS
+ * terminated), TCP (tcp routes) and TLS with tls.mode PASSTHROUGH (tls routes by SNI).
+ */
+export const SERVED_PROTOCOLS: ReadonlySet<string> = new Set(['HTTP', 'HTTP2', 'GRPC', 'HTTPS', 'TCP', 'TLS']);
+
+/** The listener protocol a server becomes: HTTPS with tls.mode PASSTHROUGH is TLS passthrough, as Istio reads it. */
+export function listenerProtocol(server: GatewayServer): 'HTTP' | 'HTTPS' | 'TCP' | 'TLS' {
+  const protocol = server.port.protocol;
+  if (protocol === 'HTTPS') return server.tls?.mode === 'PASSTHROUGH' ? 'TLS' : 'HTTPS';
+  return protocol === 'TCP' || protocol === 'TLS' ? protocol : 'HTTP';
+}
 
 /** `namespace/name` of a VirtualService `gateways` entry (a bare name is in the VirtualService's namespace). */
 export function gatewayRef(entry: string, vsNamespace: string): string {
@@ -88,7 +99,7 @@ function tlsOf(server: GatewayServer, hosts: readonly string[], credentials: Cre
 
 interface PortServers {
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   bind?: string;
   servers: { gateway: Gateway; server: GatewayServer; index: number }[];
 }
@@ -103,7 +114,7 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
   for (const gateway of gateways) {
     gateway.spec.servers.forEach((server, index) => {
       if (!SERVED_PROTOCOLS.has(server.port.protocol)) return;
-      const protocol = server.port.protocol === 'HTTPS' ? 'HTTPS' : 'HTTP';
+      const protocol = listenerProtocol(server);
       const entry = ports.get(server.port.number) ?? { port: server.port.number, protocol, servers: [] };
       // The first server on a port decides its protocol and address; a conflicting one is left out
       // (validation reports conflicts within one Gateway; across Gateways the first in order wins).
@@ -127,6 +138,10 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
 
   const listeners: GatewayListenerConfig[] = [];
   for (const p of [...ports.values()].sort((a, b) => a.port - b.port)) {
+    if (p.protocol === 'TCP' || p.protocol === 'TLS') {
+      listeners.push(l4Listener(p, virtualServices, ctx));
+      continue;
+    }
     // domain -> the binding that answers for it: the most specific VirtualService host wins, then the first.
     const chosen = new Map<string, { vs: VirtualService; specificity: number; redirect: boolean }>();
     const tls: GatewayTlsConfig[] = [];
@@ -179,4 +194,40 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
     });
   }
   return listeners;
+}
+
+/**
+ * A TCP or TLS (PASSTHROUGH) gateway port: the `tcp` rules (TCP) or `tls` rules (TLS) of the
+ * VirtualServices bound to one of its Gateways whose hosts one of its servers exposes; TLS rules keep
+ * only the SNI names the servers' hosts cover.
+ */
+function l4Listener(p: PortServers, virtualServices: readonly VirtualService[], ctx: RouteContext): GatewayListenerConfig {
+  const tls: TcpRouteConfig[] = [];
+  const tcp: TcpRouteConfig[] = [];
+  const seen = new Set<string>();
+  for (const { gateway, server } of p.servers) {
+    const gwNamespace = namespaceOf(gateway);
+    const ref = `${gwNamespace}/${gateway.metadata.name}`;
+    const serverHosts = server.hosts.map((h) => parseServerHost(h, gwNamespace));
+    for (const vs of virtualServices) {
+      const vsNamespace = namespaceOf(vs);
+      const key = `${ref}|${vsNamespace}/${vs.metadata.name}`;
+      if (seen.has(key)) continue;
+      const exposed = serverHosts.filter((sh) => sh.namespace === '*' || sh.namespace === vsNamespace);
+      if (!vs.spec.hosts.some((h) => exposed.some((sh) => hostIntersection(sh.host, h.toLowerCase()) !== undefined))) continue;
+      seen.add(key);
+      const sniFilter = (sni: string): boolean => exposed.some((sh) => hostIntersection(sh.host, sni) !== undefined);
+      const rules = translateL4Rules(vs, { port: p.port, gateway: ref }, ctx, sniFilter);
+      if (p.protocol === 'TLS') tls.push(...rules.tls);
+      else tcp.push(...rules.tcp);
+    }
+  }
+  return {
+    name: `gateway|${p.port}`,
+    port: p.port,
+    ...(p.bind !== undefined ? { bind: p.bind } : {}),
+    protocol: p.protocol,
+    virtualHosts: [],
+    tcp: { port: p.port, tlsRoutes: tls, tcpRoutes: tcp },
+  };
 }

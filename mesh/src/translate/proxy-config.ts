@@ -33,6 +33,7 @@ import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
 import { effectiveMtls, peerAuthentications } from './mtls.ts';
 import { translateGatewayParts } from './gateway-config.ts';
+import { buildTcpPorts } from './tcp-routes.ts';
 
 export interface TranslateOptions {
   /**
@@ -122,12 +123,15 @@ export function translateProxyConfig(
     ...(options.trustDomain ? { trustDomain: options.trustDomain } : {}),
   });
   const virtualHosts = buildVirtualHosts(view.virtualServices, { registry, clusters, workload });
+  const tcpPorts = buildTcpPorts(view.virtualServices, { registry, clusters, workload });
   const telemetry = resolveTelemetry(documents, workload);
   const telemetryMetrics = telemetry ? { inbound: telemetry.inbound.metrics, outbound: telemetry.outbound.metrics } : undefined;
   let filters = withBuiltinFilters(selectFilters(view.wasmPlugins, workload, options), documents, view.virtualServices, workload, { ...options, ...(telemetryMetrics ? { telemetryMetrics } : {}) }, clusters);
   // A gateway proxy: its listeners, and its chain in outboundFilters (gateway-config.ts).
   const gateway = translateGatewayParts(documents, view, workload, options, { registry, clusters, workload });
   if (gateway) filters = gateway.filters;
+  // WasmPlugins of type NETWORK: the TCP proxy's chains (a gateway runs its on the outbound side).
+  const network = gateway ? { inbound: [], outbound: gateway.networkFilters } : selectFilters(view.wasmPlugins, workload, options, true);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {
@@ -143,6 +147,9 @@ export function translateProxyConfig(
     mtls: effectiveMtls(policies, workload.namespace, workload.labels),
     ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
     ...(telemetry ? { telemetry } : {}),
+    ...(tcpPorts.length > 0 && !gateway ? { tcp: { outbound: tcpPorts } } : {}),
+    // Absent when there are none, so configs without NETWORK plugins keep their versions.
+    ...(network.inbound.length > 0 || network.outbound.length > 0 ? { networkFilters: network } : {}),
   };
   return deepFreeze({ version: contentVersion(body), ...body });
 }

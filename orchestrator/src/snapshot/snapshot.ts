@@ -6,7 +6,7 @@
 // diffs are a later step.
 
 import { MODULE_URL } from '../../../mesh/src/validate.ts';
-import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import { allFilterBindings, type FilterBinding, type ProxyConfig, type WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 import { PROXY_CONFIG_TYPE_URL } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { formatResource, fromObjects, isRecord, resourceRef, type ConfigDocument } from '../../../mesh/src/documents.ts';
 import { denyAllStandIn, selectAuthorizationPolicies } from '../../../mesh/src/translate/builtin-filters.ts';
@@ -119,7 +119,7 @@ export function checkConsistency(config: ProxyConfig, modules: ReadonlySet<strin
     }
   }
   const seen = new Set<string>();
-  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+  for (const b of allFilterBindings(config)) {
     const id = `WasmPlugin ${b.namespace}/${b.name}`;
     if (seen.has(id)) continue;
     seen.add(id);
@@ -161,7 +161,7 @@ export function buildSnapshot(documents: readonly ConfigDocument[], workload: Wo
   errors.push(...checkConsistency(config, shipped.available));
   if (errors.length > 0) return { ok: false, errors, problems };
   const digests = new Set<string>();
-  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+  for (const b of allFilterBindings(config)) {
     digests.add(digestOf(b.url)!);
     if (b.canary !== undefined) digests.add(digestOf(b.canary.url)!);
   }
@@ -262,7 +262,24 @@ function shipBindings(
     return b;
   };
   const chain = (list: readonly FilterBinding[]): FilterBinding[] => list.flatMap((b) => ship(b) ?? []);
-  return { body: { ...body, inboundFilters: chain(body.inboundFilters), outboundFilters: chain(body.outboundFilters) }, available, errors };
+  // A NETWORK plugin whose module cannot be served: FAIL_OPEN leaves it out as above; FAIL_CLOSE has
+  // no stand-in (the deny-all filter is an HTTP filter), so the config is refused (the proxies keep theirs).
+  const network = body.networkFilters;
+  const shipNetwork = (list: readonly FilterBinding[]): FilterBinding[] =>
+    list.flatMap((b) => {
+      const why = b.failStrategy === 'FAIL_OPEN' ? undefined : servable(b.url);
+      if (why !== undefined) {
+        errors.push(`WasmPlugin ${b.namespace}/${b.name} (type NETWORK): ${why}; a NETWORK plugin that fails closed has no stand-in, so this config is not sent`);
+        return [b];
+      }
+      return ship(b) ?? [];
+    });
+  const networkFilters = network ? { inbound: shipNetwork(network.inbound), outbound: shipNetwork(network.outbound) } : undefined;
+  return {
+    body: { ...body, inboundFilters: chain(body.inboundFilters), outboundFilters: chain(body.outboundFilters), ...(networkFilters ? { networkFilters } : {}) },
+    available,
+    errors,
+  };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -25,7 +25,7 @@ import {
   type DiscoveryResponse,
 } from '../../../schemas/proto/wasmesh/discovery/v1/discovery.ts';
 import { ModuleStore } from './module-store.ts';
-import type { FilterBinding, ProxyConfig, WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
+import { allFilterBindings, mapFilterBindings, type FilterBinding, type ProxyConfig, type WorkloadIdentity } from '../../../mesh/src/proxy-config.ts';
 
 export type XdsClientLog = (level: 'debug' | 'info' | 'warn' | 'error', message: string) => void;
 
@@ -232,7 +232,8 @@ export class XdsClient {
       return undefined;
     }
     if (typeof config?.version !== 'string' || !Array.isArray(config.inboundFilters) || !Array.isArray(config.outboundFilters)) return undefined;
-    for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+    if (!networkShapeOk(config)) return undefined;
+    for (const b of allFilterBindings(config)) {
       if (b.path === undefined) return undefined;
       try {
         await access(b.path);
@@ -382,7 +383,7 @@ export class XdsClient {
     } catch (err) {
       throw new RejectedConfig(`resource ${name} is not JSON: ${messageOf(err)}`);
     }
-    if (typeof config !== 'object' || config === null || !Array.isArray(config.virtualHosts) || typeof config.clusters !== 'object' || !Array.isArray(config.inboundFilters) || !Array.isArray(config.outboundFilters)) {
+    if (typeof config !== 'object' || config === null || !Array.isArray(config.virtualHosts) || typeof config.clusters !== 'object' || !Array.isArray(config.inboundFilters) || !Array.isArray(config.outboundFilters) || !networkShapeOk(config)) {
       throw new RejectedConfig(`resource ${name} is not a ProxyConfig`);
     }
     if (config.version !== resource.version || config.version !== res.version_info) {
@@ -413,8 +414,10 @@ export class XdsClient {
       const [path, canaryPath] = await Promise.all([fetch(sha), fetch(canarySha)]);
       return { ...b, sha256: sha, path, canary: { ...c, sha256: canarySha, path: canaryPath } };
     };
-    const [inboundFilters, outboundFilters] = await Promise.all([Promise.all(config.inboundFilters.map(localize)), Promise.all(config.outboundFilters.map(localize))]);
-    return { ...config, inboundFilters, outboundFilters };
+    // Every binding's module fetched (HTTP and network chains alike), then the config pointed at them.
+    const local = new Map<FilterBinding, FilterBinding>();
+    await Promise.all(allFilterBindings(config).map(async (b) => local.set(b, await localize(b))));
+    return mapFilterBindings(config, (b) => local.get(b)!);
   }
 
   async #ensureModule(attempt: Attempt, sha: string): Promise<string> {
@@ -477,9 +480,15 @@ function messageOf(err: unknown): string {
 /** Every module digest a config's bindings use (canaries included). */
 function moduleDigests(config: ProxyConfig): Set<string> {
   const out = new Set<string>();
-  for (const b of [...config.inboundFilters, ...config.outboundFilters]) {
+  for (const b of allFilterBindings(config)) {
     if (b.sha256) out.add(b.sha256.toLowerCase());
     if (b.canary?.sha256) out.add(b.canary.sha256.toLowerCase());
   }
   return out;
+}
+
+/** `networkFilters`, when present, has both lists. */
+function networkShapeOk(config: ProxyConfig): boolean {
+  const n = config.networkFilters;
+  return n === undefined || (typeof n === 'object' && n !== null && Array.isArray(n.inbound) && Array.isArray(n.outbound));
 }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import type { FilterBinding, ProxyConfig } from '../../../mesh/src/proxy-config.ts';
+import { allFilterBindings, mapFilterBindings, type FilterBinding, type ProxyConfig } from '../../../mesh/src/proxy-config.ts';
 
 /** A module override names no WasmPlugin of the running config (or an ambiguous one). */
 export class ModuleOverrideError extends Error {
@@ -31,7 +31,7 @@ export class ModuleOverrides {
   /** `namespace/name` of the WasmPlugin `plugin` names in `config` (`namespace/name`, or a unique `name`). */
   keyFor(config: ProxyConfig, plugin: string): string {
     const all = new Set<string>();
-    for (const b of [...config.inboundFilters, ...config.outboundFilters]) all.add(`${b.namespace}/${b.name}`);
+    for (const b of allFilterBindings(config)) all.add(`${b.namespace}/${b.name}`);
     if (all.has(plugin)) return plugin;
     const byName = [...all].filter((k) => k.slice(k.indexOf('/') + 1) === plugin);
     if (byName.length === 1) return byName[0]!;
@@ -71,11 +71,10 @@ export class ModuleOverrides {
       used.push(`${b.namespace}/${b.name}=${o.sha256}`);
       return { ...b, url: `file://${o.path}`, path: o.path, sha256: o.sha256, canary: undefined };
     };
-    const inboundFilters = config.inboundFilters.map(swap);
-    const outboundFilters = config.outboundFilters.map(swap);
+    const swapped = mapFilterBindings(config, swap);
     if (used.length === 0) return config;
     const tag = createHash('sha256').update(used.sort().join(',')).digest('hex').slice(0, 12);
-    return { ...config, version: `${config.version}+dev.${tag}`, inboundFilters, outboundFilters };
+    return { ...swapped, version: `${config.version}+dev.${tag}` };
   }
 
   /** `namespace/name` -> sha256 of each override. */

@@ -83,10 +83,12 @@ export class PluginManager {
 
   /**
    * Like apply, but a binding with a canary module resolves to a CanaryPair (both versions loaded and
-   * started before anything switches); the filter chain picks between them per stream.
+   * started before anything switches); the filter chain picks between them per stream. Bindings in
+   * `network` (WasmPlugins of type NETWORK) must resolve to proxy-wasm modules: a component has no
+   * network callbacks, and the whole version is refused if one is bound there.
    */
-  load(bindings: readonly FilterBinding[]): Promise<FilterSlot[]> {
-    const run = this.#queue.then(() => this.#apply(bindings));
+  load(bindings: readonly FilterBinding[], network?: ReadonlySet<FilterBinding>): Promise<FilterSlot[]> {
+    const run = this.#queue.then(() => this.#apply(bindings, network));
     this.#queue = run.catch(() => undefined);
     return run;
   }
@@ -124,7 +126,7 @@ export class PluginManager {
     await Promise.all([...plugins].map((p) => p.stop()));
   }
 
-  async #apply(bindings: readonly FilterBinding[]): Promise<FilterSlot[]> {
+  async #apply(bindings: readonly FilterBinding[], network?: ReadonlySet<FilterBinding>): Promise<FilterSlot[]> {
     if (this.#stopped) throw new Error('plugin manager is stopped');
     // A canary is one more plugin: the binding's settings with the canary's module.
     const expanded: FilterBinding[] = [];
@@ -139,11 +141,25 @@ export class PluginManager {
     const loads = new Map<string, Promise<Resolved>>();
     const reads = new Map<string, Promise<Buffer>>();
     const pending = expanded.map((b) => this.#resolve(b, loads, reads));
+    if (network !== undefined && network.size > 0) {
+      for (let k = 0; k < expanded.length; k++) {
+        if (!network.has(expanded[k]!)) continue;
+        const b = expanded[k]!;
+        pending[k] = pending[k]!.then((r) => {
+          if ('createNetworkStream' in r.plugin) return r;
+          // Stopped with the rest of this apply's new plugins (the failure path below).
+          return Promise.reject(Object.assign(new PluginLoadError(`${b.namespace}/${b.name}`, `type NETWORK needs a proxy-wasm module, and ${b.path ?? b.url} is a component (wasmesh:filter components run on HTTP requests only)`), { resolved: r }));
+        });
+      }
+    }
     const settled = await Promise.allSettled(pending);
     const failure = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure !== undefined) {
       const created = new Set<FilterPlugin>();
-      for (const s of settled) if (s.status === 'fulfilled' && s.value.created) created.add(s.value.plugin);
+      for (const s of settled) {
+        const r = s.status === 'fulfilled' ? s.value : ((s.reason as { resolved?: Resolved } | undefined)?.resolved);
+        if (r?.created) created.add(r.plugin);
+      }
       await Promise.all([...created].map((p) => p.stop().catch(() => undefined)));
       const inUse = new Set<string>();
       for (const e of this.#entries.values()) inUse.add(e.sha256);

@@ -20,6 +20,8 @@ import { handleUpgrade } from '../http/upgrade.ts';
 import { createListener, type Listener, type ListenerOptions } from '../listener/listener.ts';
 import { RouteTable } from '../routing/route-table.ts';
 import { logInfo } from '../log.ts';
+import { TcpListener } from '../tcp/tcp-listeners.ts';
+import { TcpSession, TcpSessions, type TcpProxyDeps } from '../tcp/tcp-proxy.ts';
 
 export class GatewayConfigError extends Error {
   readonly code = 'WASMESH_PROXY_GATEWAY_CONFIG';
@@ -34,8 +36,11 @@ export interface PreparedGatewayListener {
 
 interface OpenListener {
   config: GatewayListenerConfig;
-  listener: Listener;
-  manager: ConnectionManager;
+  /** HTTP and HTTPS ports. */
+  listener: Listener | undefined;
+  manager: ConnectionManager | undefined;
+  /** TCP and TLS (passthrough) ports: connections routed with config.tcp, read per connection. */
+  tcp: TcpListener | undefined;
   /** Swapped on config changes; the SNI callback reads it per handshake. */
   contexts: PreparedGatewayListener['contexts'];
   /** The TLS server's client certificate options, fixed while the port is open. */
@@ -48,6 +53,8 @@ export interface GatewayListenerDeps {
   host: string;
   connections: Pick<ListenerOptions, 'headersTimeoutMs' | 'keepAliveTimeoutMs' | 'maxHeaderSize' | 'h2IdleTimeoutMs'>;
   manager: Omit<ConnectionManagerOptions, 'direction' | 'scheme' | 'state'>;
+  /** What TCP and TLS ports' sessions need (reporter "source", as HTTP on a gateway). */
+  tcp: TcpProxyDeps;
   /** How often certificate files are re-read besides the directory watch; default 2000 ms (0: never). */
   certificatePollMs?: number;
 }
@@ -72,6 +79,7 @@ export function contextForServername(contexts: PreparedGatewayListener['contexts
 export class GatewayListeners {
   readonly #deps: GatewayListenerDeps;
   readonly #open = new Map<number, OpenListener>();
+  readonly #sessions = new TcpSessions();
   readonly #watcher: CertificateFileWatcher;
   #identity: WorkloadCertificate | undefined;
 
@@ -96,17 +104,17 @@ export class GatewayListeners {
   #refreshDefaults(): void {
     for (const o of this.#open.values()) {
       const options = o.contexts[0]?.options;
-      if (options) (o.listener.server as tls.Server).setSecureContext(options);
+      if (options && o.listener) (o.listener.server as tls.Server).setSecureContext(options);
     }
   }
 
   /** Ports listened on, by configured port (equal unless a test asked for port 0). */
   ports(): Map<number, number> {
-    return new Map([...this.#open].map(([port, o]) => [port, o.listener.port]));
+    return new Map([...this.#open].map(([port, o]) => [port, (o.listener ?? o.tcp)!.port]));
   }
 
   managers(): ConnectionManager[] {
-    return [...this.#open.values()].map((o) => o.manager);
+    return [...this.#open.values()].flatMap((o) => (o.manager ? [o.manager] : []));
   }
 
   /**
@@ -119,24 +127,37 @@ export class GatewayListeners {
       const next = wanted.get(port);
       if (!next || next.config.protocol !== open.config.protocol || (next.config.bind ?? '') !== (open.config.bind ?? '') || clientCertPolicy(next.contexts) !== open.policy) {
         this.#open.delete(port);
-        await closeListener(open.listener);
+        if (open.listener) await closeListener(open.listener);
+        else await open.tcp?.close();
       }
     }
     for (const p of prepared) for (const e of p.contexts) e.setIdentity(this.#identity);
     for (const p of prepared) {
       const state: ListenerState = { ...shared, routes: p.routes };
       const open = this.#open.get(p.config.port);
-      if (open) {
+      if (open && !open.manager) {
+        open.config = p.config; // TCP/TLS: new connections read it
+        continue;
+      }
+      if (!open && (p.config.protocol === 'TCP' || p.config.protocol === 'TLS')) {
+        const host = p.config.bind ?? this.#deps.host;
+        const entry: OpenListener = { config: p.config, listener: undefined, manager: undefined, tcp: undefined, contexts: [], policy: clientCertPolicy([]) };
+        entry.tcp = await TcpListener.open(host, p.config.port, (socket) => TcpSession.outbound(socket, entry.config.tcp, this.#deps.tcp, this.#sessions));
+        this.#open.set(p.config.port, entry);
+        logInfo('gateway', `listening: ${p.config.name} ${p.config.protocol} ${host}:${entry.tcp.port}`);
+        continue;
+      }
+      if (open && open.manager) {
         open.manager.state = state;
         open.contexts = p.contexts;
         open.config = p.config;
         // Clients without SNI (an IP address in the URL) get the first server's certificate.
-        if (p.contexts[0]?.options) (open.listener.server as tls.Server).setSecureContext(p.contexts[0].options);
+        if (p.contexts[0]?.options) (open.listener!.server as tls.Server).setSecureContext(p.contexts[0].options);
         continue;
       }
       const manager = new ConnectionManager({ ...this.#deps.manager, direction: 'outbound', scheme: p.config.protocol === 'HTTPS' ? 'https' : 'http', state });
       const policy = clientCertPolicy(p.contexts);
-      const entry: OpenListener = { config: p.config, manager, contexts: p.contexts, policy, listener: undefined as unknown as Listener };
+      const entry: OpenListener = { config: p.config, manager, contexts: p.contexts, policy, listener: undefined, tcp: undefined };
       const host = p.config.bind ?? this.#deps.host;
       const tlsOptions: ListenerOptions['tls'] | undefined =
         p.config.protocol === 'HTTPS'
@@ -161,7 +182,7 @@ export class GatewayListeners {
         onUpgrade: (req, socket, head) => handleUpgrade(manager, req, socket, head),
       });
       this.#open.set(p.config.port, entry);
-      logInfo('gateway', `listening: ${p.config.name} ${p.config.protocol} ${host}:${entry.listener.port}`);
+      logInfo('gateway', `listening: ${p.config.name} ${p.config.protocol} ${host}:${entry.listener!.port}`);
     }
     this.#watchFiles();
   }
@@ -172,21 +193,25 @@ export class GatewayListeners {
   }
 
   closeIdle(): void {
-    for (const o of this.#open.values()) o.listener.closeIdle();
+    for (const o of this.#open.values()) o.listener?.closeIdle();
   }
 
   destroy(): void {
     this.#watcher.close();
-    for (const o of this.#open.values()) o.listener.destroy();
+    for (const o of this.#open.values()) {
+      o.listener?.destroy();
+      o.tcp?.destroy();
+    }
+    this.#sessions.destroyAll();
   }
 
   close(): Promise<void[]> {
     this.#watcher.close();
-    return Promise.all([...this.#open.values()].map((o) => o.listener.close()));
+    return Promise.all([...this.#open.values()].map((o) => (o.listener ? o.listener.close() : o.tcp!.close())));
   }
 
   idle(): Promise<unknown> {
-    return Promise.all(this.managers().map((m) => m.idle()));
+    return Promise.all([...this.managers().map((m) => m.idle()), this.#sessions.idle()]);
   }
 }
 

@@ -200,7 +200,7 @@ export class HealthChecker {
           ? this.#tcp(endpoint, finish)
           : kind === 'grpc'
             ? this.#grpcCheck(endpoint, finish, tls)
-            : this.#target.protocol === 'http1'
+            : this.#target.protocol === 'http1' || this.#target.protocol === 'tcp'
               ? this.#http1(endpoint, finish, tls)
               : this.#http2(endpoint, finish, tls);
     });

@@ -87,7 +87,7 @@ export class UpstreamPools {
 
   /** The client for one endpoint; `cluster` absent: plaintext (the inbound side's local app). */
   get(protocol: UpstreamProtocol, endpoint: EndpointState, pool: ConnectionPoolConfig, cluster?: UpstreamCluster): UpstreamClient {
-    const h2 = protocol !== 'http1';
+    const h2 = protocol === 'http2' || protocol === 'grpc'; // 'tcp': an HTTP route to a TCP port speaks HTTP/1.1
     let key = h2 ? `h2|${endpoint.key}` : `h1|${endpoint.key}`;
     const tls = cluster ? this.endpointTls(cluster, endpoint.config) : { kind: 'plaintext' as const };
     if (tls.kind === 'refused') {
