@@ -156,7 +156,8 @@ test.after(async () => {
 
 test('a managed gateway of istio-system serves the TLSSecret: openssl s_client verifies it and gets 200', async () => {
   const gw = await managed(gatewayWorkload('istio-system'), 'gateway');
-  assert.ok(gw.proxy!.gatewayPorts().has(gatewayPort), `listening on the Gateway port\n${logs.join('\n')}`);
+  // The first config is in; the gateway's listeners bind a moment later.
+  await waitFor('the gateway to listen on the Gateway port', () => gw.proxy?.gatewayPorts().has(gatewayPort) ?? false, 10_000);
   const out = await sClient();
   assert.match(out, /Verify return code: 0 \(ok\)/);
   assert.match(out, /subject=CN\s*=\s*shop\.example\.com/);

@@ -127,8 +127,13 @@ test('Prometheus scrapes the sidecars; Istio dashboard queries return what the t
   assert.ok(r200 > 0 && r404 > 0, `rates ${r200} ${r404}`);
   // Both rates are Prometheus's extrapolation over the samples each series has, so only their order is exact.
   assert.ok(r200 > r404, `more 200s than 404s per second: ${r200} > ${r404}`);
-  // The source side, from the client sidecar, agrees.
-  const source = await prom.query('sum(istio_requests_total{reporter="source", destination_service_name="reviews"}) by (source_workload)');
+  // The source side, from the client sidecar (another target, scraped on its own schedule), agrees.
+  const sourceQuery = 'sum(istio_requests_total{reporter="source", destination_service_name="reviews"}) by (source_workload)';
+  let source: Awaited<ReturnType<typeof prom.query>> = [];
+  await until('the client sidecar scraped with 17 requests', async () => {
+    source = await prom.query(sourceQuery);
+    return source.length === 1 && source[0]!.value[1] === '17' ? true : undefined;
+  }).catch(() => undefined);
   assert.equal(source.map((x) => [x.metric.source_workload, x.value[1]]), [['productpage-v1', '17']]);
   // The proxy's own histogram in seconds: a p99 below a second for loopback requests.
   const p99 = await prom.query('histogram_quantile(0.99, sum(rate(wasmesh_proxy_request_duration_seconds_bucket{direction="inbound"}[1m])) by (le))');
