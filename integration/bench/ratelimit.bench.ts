@@ -245,7 +245,7 @@ function report(results: WindowResult[], service: Awaited<ReturnType<typeof serv
       `callout's round trip through the service and Redis, during which the request waits. Under ${CONNECTIONS} connections the sidecar serves ` +
       `${f(global.many.rps / local.many.rps, 2)}x the local-only path's requests per second (the service, Redis, the load generator and the sidecar share two cores: with all of them in one process, as in integration/test/ratelimit.test.ts, the global path kept about 0.8x the local path's throughput in an ad hoc run on this machine).`,
     '',
-    `The service alone (\`wasmesh ratelimit\`, ${IN_FLIGHT} calls in flight from one client, one descriptor per call over 1000 counters, one MULTI of INCRBY+EXPIRE each): ` +
+    `The service alone (\`wasmesh ratelimit\`, ${IN_FLIGHT} calls in flight from one client, one descriptor per call over 1000 counters, one Lua script (INCRBY, and EXPIRE on a new counter) each): ` +
       `**${f(service.perSecond)} calls/s**, p50 ${f(service.p50, 2)} ms, p99 ${f(service.p99, 2)} ms, ${service.failed} failed, over ${service.calls} calls.`,
   ].join('\n');
 }
