@@ -29,7 +29,12 @@ const ROUNDS = 7;
 const PROXY_CLIENTS = 8;
 const PROXY_MS = 5000;
 const AS_STREAMS = 20_000;
-const JS_STREAMS = 2_000;
+/**
+ * Streams per round through the JS component called directly. Kept under 20,000 in all (warm-up and
+ * rounds): the JS engine's heap grows by about 3 KB per stream until the 64 MiB bound, where it
+ * aborts (a `memory` trap; in the proxy the instance is replaced). Not found yet why it grows.
+ */
+const JS_STREAMS = 1_000;
 const CONFIG = { request: { 'x-wasmesh-example': 'hello' }, response: { 'x-powered-by': 'wasmesh' } };
 const AS_PATH = 'filters/examples/add-header/build/add-header.wasm';
 

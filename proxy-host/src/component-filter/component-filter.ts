@@ -28,6 +28,9 @@ const HANDLER_EXPORTS = ['wasmesh:filter/handler@0.1.0', 'handler'];
  * DEFAULT_CPU_BUDGET for core modules) and is about 2,000 times what add-header's heaviest call uses.
  */
 export const DEFAULT_COMPONENT_CPU_BUDGET = 1_000_000_000_000;
+/** How close to its memory bound a component must be for a trap to count as `memory` (see #failure). */
+const MEMORY_FULL_MARGIN = 2 * 1024 * 1024;
+
 /** Budget for instantiation (the engine's start) and configure. */
 export const DEFAULT_COMPONENT_STARTUP_CPU_BUDGET = 20_000_000_000_000;
 
@@ -385,7 +388,9 @@ export class ComponentInstance {
 
   #failure(err: unknown): CallFailure {
     const spent = this.#getFuel.length > 0 && this.fuelLeft() < 0;
-    const full = this.#memories.some((m) => m.buffer.byteLength + WASM_PAGE_BYTES > this.#memoryLimit);
+    // A JavaScript engine grows its heap in chunks of up to a MiB or more, and aborts (`unreachable`)
+    // when a grow is refused: within MEMORY_FULL_MARGIN of the bound, the cause is memory.
+    const full = this.#memories.some((m) => m.buffer.byteLength + MEMORY_FULL_MARGIN > this.#memoryLimit);
     const cause = trapCause(err, spent, full);
     const message = err instanceof Error ? err.message : String(err);
     const reason = cause === 'cpu_budget' ? `the call used up its CPU budget (${message})` : message;
