@@ -152,7 +152,7 @@ export class Plugin {
     this.#metrics.bad.record(this.bad ? 1 : 0);
     const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
     const when = this.#restartAt === now ? 'new streams get a fresh VM' : `${what} until it is replaced (in ${this.#restartAt - now} ms)`;
-    const onIt = streamsOnVm === 0 ? 'no stream was on it' : `${streamsOnVm} stream(s) were on it (${this.settings.failStrategy === 'FAIL_OPEN' ? 'they go on without it' : 'they get 503'})`;
+    const onIt = streamsOnVm === 0 ? 'no stream was on it' : `${streamsOnVm} stream(s) were on it (${this.settings.failStrategy === 'FAIL_OPEN' ? 'they go on without it' : 'they fail: HTTP streams get 503, connections are closed'})`;
     vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${onIt}; ${when}`);
   }
 

@@ -169,7 +169,7 @@ test('a trap is counted, the next stream gets a fresh VM (state starts over), an
     assert.match(h.plugin.lastFailure, /unreachable/);
     assert.ok(h.logs.some((l) => l.level === 'error' && /VM failed/.test(l.message)), 'the failure is logged');
     assert.ok(
-      h.logs.some((l) => /VM failed \(unreachable\).*; 1 stream\(s\) were on it \(they get 503\); new streams get a fresh VM/.test(l.message)),
+      h.logs.some((l) => /VM failed \(unreachable\).*; 1 stream\(s\) were on it \(they fail: HTTP streams get 503, connections are closed\); new streams get a fresh VM/.test(l.message)),
       'the log says which streams the failStrategy applied to, and that new streams get a fresh VM',
     );
     // The first replacement is immediate.
