@@ -189,10 +189,18 @@ test('the running demo splits reviews 90/10 over mTLS, shows it in the metrics, 
     // The trace receiver's endpoints as the guide prints them: the demo's own traffic is traced too.
     const traceUrl = /\n {2}curl (http:\/\/127\.0\.0\.1:\d+\/traces)\/[0-9a-f]{32}\n/.exec(stdout)?.[1];
     assert.ok(traceUrl, output());
-    const recent = (await (await fetch(traceUrl!)).json()) as { traceId: string; spans: number; services: string[] }[];
-    const full = recent.find((t) => t.services.includes('ratings.default') && t.services.includes('productpage.default'));
-    assert.ok(full, JSON.stringify(recent.slice(0, 5)));
-    const tree = await (await fetch(`${traceUrl}/${full!.traceId}`)).text();
+    // Each sidecar exports its spans in its own batches, so a trace's spans arrive over a few seconds:
+    // the productpage server span (the last to end) may come after the ratings ones. Wait for it.
+    let recent: { traceId: string; spans: number; services: string[] }[] = [];
+    let tree = '';
+    for (const until = Date.now() + 15_000; Date.now() < until; await new Promise((r) => setTimeout(r, 250))) {
+      recent = (await (await fetch(traceUrl!)).json()) as typeof recent;
+      const full = recent.filter((t) => t.services.includes('ratings.default') && t.services.includes('productpage.default'));
+      const trees = await Promise.all(full.slice(0, 20).map(async (t) => (await fetch(`${traceUrl}/${t.traceId}`)).text()));
+      tree = trees.find((t) => /productpage\.default SERVER productpage\/\* 200/.test(t)) ?? trees[0] ?? '';
+      if (/productpage\.default SERVER productpage\/\* 200/.test(tree)) break;
+    }
+    assert.ok(tree, JSON.stringify(recent.slice(0, 5)));
     assert.match(tree, /productpage\.default SERVER productpage\/\* 200/);
 
     // The tour's fault step, run as the guide prints it: cd, export, npx wasmesh apply.
