@@ -372,6 +372,8 @@ export interface HTTPMatchRequest {
   queryParams?: Readonly<Record<string, StringMatchSpec>>;
   port?: number;
   sourceLabels?: Labels;
+  /** Only on these gateways (`mesh` = the sidecars); replaces the VirtualService's `gateways` for this match. */
+  gateways?: string[];
   ignoreUriCase?: boolean;
 }
 

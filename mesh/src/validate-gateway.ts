@@ -99,14 +99,21 @@ export function checkVirtualServiceGateways(vs: VirtualService, documents: reado
       }
     });
   };
+  (vs.spec.http ?? []).forEach((rule, r) => (rule.match ?? []).forEach((m, j) => m.gateways && checkList(m.gateways, `/spec/http/${r}/match/${j}/gateways`)));
   for (const kind of ['tcp', 'tls'] as const) {
     (vs.spec[kind] ?? []).forEach((rule, r) => (rule.match ?? []).forEach((m, j) => m.gateways && checkList(m.gateways, `/spec/${kind}/${r}/match/${j}/gateways`)));
   }
   const gateways = vs.spec.gateways;
   if (!gateways) return;
   checkList(gateways, '/spec/gateways');
-  if (gateways.length > 0 && (vs.spec.http ?? []).some((h) => h.fault !== undefined) && !gateways.includes(MESH_GATEWAY)) {
-    const i = (vs.spec.http ?? []).findIndex((h) => h.fault !== undefined);
-    report(`/spec/http/${i}/fault`, 'faults are injected by sidecars only: on a VirtualService bound to gateways alone it would do nothing (add "mesh" to gateways, or move the fault)');
-  }
+  // A fault needs its rule to reach the sidecars: through a match naming mesh, or (matches without
+  // gateways, or no matches) through the VirtualService's own gateways.
+  if (gateways.length === 0) return;
+  (vs.spec.http ?? []).forEach((h, i) => {
+    if (h.fault === undefined) return;
+    const matches = h.match ?? [];
+    const reachesMesh =
+      matches.length === 0 ? gateways.includes(MESH_GATEWAY) : matches.some((m) => (m.gateways && m.gateways.length > 0 ? m.gateways : gateways).includes(MESH_GATEWAY));
+    if (!reachesMesh) report(`/spec/http/${i}/fault`, 'faults are injected by sidecars only: on a rule bound to gateways alone it would do nothing (add "mesh" to gateways, or move the fault)');
+  });
 }

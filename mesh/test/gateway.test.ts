@@ -110,6 +110,67 @@ test('binding: no gateways = mesh only; gateways without mesh = gateway only; wi
   assert.ok(gw.clusters[cluster], 'the route\'s cluster is in the gateway\'s cluster table');
 });
 
+const egressGatewayWorkload: WorkloadIdentity = { name: 'istio-egressgateway', namespace: 'istio-system', labels: { istio: 'egressgateway', [GATEWAY_ROLE_LABEL]: 'gateway' }, serviceAccount: 'istio-egressgateway' };
+
+/** Istio's egress task: ONE VirtualService, its first http route for the sidecars, its second for the egress gateway. */
+function egressMesh(extraRule: object[] = []): object[] {
+  return [
+    service('istio-egressgateway', 'istio-system'),
+    { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'cnn', namespace: 'default' }, spec: { hosts: ['edition.cnn.com'], location: 'MESH_EXTERNAL', resolution: 'STATIC', ports: [{ number: 80, name: 'http-port', protocol: 'HTTP' }], endpoints: [{ address: '127.0.0.1' }] } },
+    gateway('istio-egressgateway', [http(8080, ['edition.cnn.com'])], 'default', { istio: 'egressgateway' }),
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'direct-cnn-through-egress-gateway', namespace: 'default' },
+      spec: {
+        hosts: ['edition.cnn.com'],
+        gateways: ['istio-egressgateway', 'mesh'],
+        http: [
+          { match: [{ gateways: ['mesh'] }], route: [{ destination: { host: 'istio-egressgateway.istio-system.svc.cluster.local', port: { number: 9080 } } }] },
+          { match: [{ gateways: ['istio-egressgateway'] }], route: [{ destination: { host: 'edition.cnn.com', port: { number: 80 } } }] },
+          ...extraRule,
+        ],
+      },
+    },
+  ];
+}
+
+const routesFor = (hosts: readonly { domains: readonly string[]; routes: readonly { name: string; action: unknown }[] }[], domain: string) =>
+  hosts.find((h) => h.domains.includes(domain))?.routes.map((r) => [r.name, (r.action as { destinations: { cluster: string }[] }).destinations[0]!.cluster]);
+
+test('http match gateways: one VirtualService sends the sidecars to the egress gateway and the gateway to the external host', () => {
+  const docs = checked(egressMesh());
+  const side = translateProxyConfig(docs, sidecar, { telemetry: false });
+  assert.equal(routesFor(side.virtualHosts, 'edition.cnn.com'), [['direct-cnn-through-egress-gateway.default/0', 'outbound|9080||istio-egressgateway.istio-system.svc.cluster.local']]);
+  const gw = translateProxyConfig(docs, egressGatewayWorkload, { telemetry: false });
+  assert.equal(routesFor(gw.gateway!.listeners[0]!.virtualHosts, 'edition.cnn.com'), [['direct-cnn-through-egress-gateway.default/1', 'outbound|80||edition.cnn.com']]);
+  // The ingress gateway (another selector) gets nothing of it.
+  assert.is(translateProxyConfig(docs, gatewayWorkload, { telemetry: false }).gateway?.listeners.length ?? 0, 0);
+});
+
+test('http match gateways override the VirtualService\'s: a match may reach a gateway the VirtualService does not name, and a rule without match follows the top level', () => {
+  const objects = egressMesh([{ route: [{ destination: { host: 'edition.cnn.com' } }] }]);
+  const v = objects[3] as { spec: { gateways: string[] } };
+  v.spec.gateways = ['mesh']; // bound to the sidecars only; the second rule's match still reaches the egress gateway
+  const docs = checked(objects);
+  const gw = translateProxyConfig(docs, egressGatewayWorkload, { telemetry: false });
+  assert.equal(routesFor(gw.gateway!.listeners[0]!.virtualHosts, 'edition.cnn.com')?.map(([n]) => n), ['direct-cnn-through-egress-gateway.default/1']);
+  const side = translateProxyConfig(docs, sidecar, { telemetry: false });
+  assert.equal(routesFor(side.virtualHosts, 'edition.cnn.com')?.map(([n]) => n), ['direct-cnn-through-egress-gateway.default/0', 'direct-cnn-through-egress-gateway.default/2']);
+  // A VirtualService bound to the gateway alone still reaches the sidecars through a match naming mesh.
+  v.spec.gateways = ['istio-egressgateway'];
+  const side2 = translateProxyConfig(checked(objects), sidecar, { telemetry: false });
+  assert.equal(routesFor(side2.virtualHosts, 'edition.cnn.com')?.map(([n]) => n), ['direct-cnn-through-egress-gateway.default/0']);
+});
+
+test('http match gateways are validated with their field path; a fault on a rule whose matches are for gateways only is refused', () => {
+  const objects = egressMesh([{ match: [{ gateways: ['nope'] }], route: [{ destination: { host: 'edition.cnn.com' } }] }, { match: [{ gateways: ['istio-egressgateway'] }], fault: { abort: { httpStatus: 500, percentage: { value: 100 } } }, route: [{ destination: { host: 'edition.cnn.com' } }] }]);
+  const errors = errorsOf(objects);
+  assert.equal(errors.map((e) => e.path), ['/spec/http/2/match/0/gateways/0', '/spec/http/3/fault'], JSON.stringify(errors));
+  assert.match(errors[0]!.message, /unknown gateway "nope"/);
+  assert.match(errors[1]!.message, /sidecars only/);
+});
+
 test('server hosts: namespace/ prefixes restrict which VirtualServices bind; ./ is the Gateway\'s namespace', () => {
   const docs = checked([
     service('productpage'),

@@ -31,6 +31,12 @@ import {
 } from '../documents.ts';
 import { hostSpecificity, kubernetesName, labelsMatch, resolveHost } from './clusters.ts';
 import { DurationError, parseDuration } from './durations.ts';
+import { httpMatchApplies, httpMayApply } from './routes.ts';
+
+/** Whether a VirtualService's own binding (its `gateways`, else `mesh`) includes the sidecars. */
+function httpBoundToMesh(vs: VirtualService): boolean {
+  return httpMatchApplies(vs, {}, 'mesh');
+}
 
 export type VirtualServiceDoc = VirtualService;
 
@@ -111,10 +117,9 @@ export function faultFilterConfig(virtualServices: readonly VirtualServiceDoc[],
   return { rules: merged };
 }
 
-/** A VirtualService applies to sidecars when it names no gateways, or names "mesh". */
+/** A VirtualService applies to sidecars when it names no gateways, or names "mesh" (at the top or in an http match). */
 function appliesToSidecars(vs: VirtualService): boolean {
-  const gateways = vs.spec.gateways;
-  return !gateways || gateways.length === 0 || gateways.includes('mesh');
+  return httpMayApply(vs, 'mesh');
 }
 
 /** The names a request's :authority may carry for a host (as the route table's domains). */
@@ -142,8 +147,10 @@ function ruleBodies(vs: VirtualService, labels: Labels): Omit<FaultRule, 'hosts'
     const route = http[i]!;
     const where = `${formatResource({ kind: 'VirtualService', name: vs.metadata.name, namespace: namespaceOf(vs) })}: spec.http[${i}]`;
     const written = route.match ?? [];
-    const kept = written.map((m, j) => ({ m, j })).filter(({ m }) => labelsMatch(m.sourceLabels, labels));
-    // Every match is for other workloads: the route does not exist for this one.
+    // Without matches the rule reaches the sidecars only through the VirtualService's own gateways.
+    if (written.length === 0 && !httpBoundToMesh(vs)) continue;
+    const kept = written.map((m, j) => ({ m, j })).filter(({ m }) => labelsMatch(m.sourceLabels, labels) && httpMatchApplies(vs, m, 'mesh'));
+    // Every match is for other workloads (or gateways): the route does not exist for this one.
     if (written.length > 0 && kept.length === 0) continue;
     const match = kept.map(({ m, j }) => translateMatch(m, `${where}.match[${j}]`));
     // An alternative without conditions (only sourceLabels, say) matches every request.
@@ -235,6 +242,8 @@ export function faultProblems(vs: VirtualServiceDoc): FaultProblem[] {
   for (let i = 0; i <= last; i++) {
     const route = http[i]!;
     (route.match ?? []).forEach((m, j) => {
+      // A match for gateways only never reaches the fault filter.
+      if (!httpMatchApplies(vs, m, 'mesh')) return;
       for (const p of matchProblems(m)) out.push({ at: ['spec', 'http', i, 'match', j, ...p.at], message: p.message });
     });
     const fault = route.fault;

@@ -14,7 +14,7 @@
 import type { GatewayListenerConfig, GatewayTlsConfig, RouteConfig, TcpRouteConfig, VirtualHostConfig, WorkloadIdentity } from '../proxy-config.ts';
 import { namespaceOf, type ConfigDocument, type Gateway, type GatewayServer, type GatewayTLSProtocol, type VirtualService } from '../documents.ts';
 import { hostMatches, hostSpecificity, labelsMatch } from './clusters.ts';
-import { translateRoutes, type RouteContext } from './routes.ts';
+import { httpMayApply, translateRoutes, type RouteContext } from './routes.ts';
 import { translateL4Rules } from './tcp-routes.ts';
 import { terminatedTlsSource } from './gateway-tls.ts';
 import type { CredentialLookup } from '../tls-secret.ts';
@@ -143,7 +143,7 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
       continue;
     }
     // domain -> the binding that answers for it: the most specific VirtualService host wins, then the first.
-    const chosen = new Map<string, { vs: VirtualService; specificity: number; redirect: boolean }>();
+    const chosen = new Map<string, { vs: VirtualService; specificity: number; redirect: boolean; ref: string }>();
     const tls: GatewayTlsConfig[] = [];
     for (const { gateway, server } of p.servers) {
       const gwNamespace = namespaceOf(gateway);
@@ -159,7 +159,8 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
       }
       for (const vs of virtualServices) {
         const vsNamespace = namespaceOf(vs);
-        if (!(vs.spec.gateways ?? []).some((g) => g !== MESH_GATEWAY && gatewayRef(g, vsNamespace) === ref)) continue;
+        // Bound here by its own gateways or by the gateways of one of its http matches.
+        if (!httpMayApply(vs, ref)) continue;
         for (const raw of vs.spec.hosts) {
           const vsHost = raw.toLowerCase();
           for (const sh of serverHosts) {
@@ -168,17 +169,17 @@ export function buildGatewayListeners(gateways: readonly Gateway[], virtualServi
             if (domain === undefined) continue;
             const specificity = hostSpecificity(vsHost);
             const prev = chosen.get(domain);
-            if (!prev || specificity > prev.specificity) chosen.set(domain, { vs, specificity, redirect });
+            if (!prev || specificity > prev.specificity) chosen.set(domain, { vs, specificity, redirect, ref });
           }
         }
       }
     }
     const virtualHosts: VirtualHostConfig[] = [...chosen.entries()]
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([domain, { vs, redirect }]) => {
+      .map(([domain, { vs, redirect, ref }]) => {
         const routes: RouteConfig[] = redirect
           ? [{ name: `${vs.metadata.name}.${namespaceOf(vs)}/https-redirect`, match: [], action: { kind: 'redirect', scheme: 'https', port: httpsPortFor(domain) ?? 443, status: 301 } }]
-          : translateRoutes(vs, ctx);
+          : translateRoutes(vs, ctx, ref);
         // A host also answers with any port in :authority (the route table strips it), so a browser's
         // `Host: 127.0.0.1:8080` reaches the `*` host.
         return { name: `${p.port}/${domain}`, domains: [domain], routes };

@@ -213,6 +213,44 @@ export interface RouteContext {
   readonly workload: WorkloadIdentity;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gateway binding of http rules
+
+/** The reserved gateway name meaning "every sidecar". */
+const MESH = 'mesh';
+
+/** `namespace/name` of a `gateways` entry (a bare name is in the VirtualService's namespace); `mesh` stays `mesh`. */
+function bindingRef(entry: string, vsNamespace: string): string {
+  return entry === MESH || entry.includes('/') ? entry : `${vsNamespace}/${entry}`;
+}
+
+/** The VirtualService's own binding: its `gateways`, or `mesh` alone when it names none (Istio). */
+function topLevelBinding(vs: VirtualService): readonly string[] {
+  return vs.spec.gateways && vs.spec.gateways.length > 0 ? vs.spec.gateways : [MESH];
+}
+
+/**
+ * Whether an http match applies where the routes are built (`scope`: `mesh` for sidecars, else the
+ * gateway's `namespace/name`). A match's own `gateways` replace the VirtualService's for that match
+ * (Istio's HTTPMatchRequest.gateways); without them the VirtualService's binding decides.
+ */
+export function httpMatchApplies(vs: VirtualService, m: HTTPMatchRequest, scope: string): boolean {
+  const ns = namespaceOf(vs);
+  const list = m.gateways && m.gateways.length > 0 ? m.gateways : topLevelBinding(vs);
+  return list.some((g) => bindingRef(g, ns) === scope);
+}
+
+/**
+ * Whether any of a VirtualService's http rules may apply at `scope`: through its own binding, or
+ * through the `gateways` of one of its http matches (so a VirtualService bound to an egress gateway
+ * alone still reaches the sidecars through a match naming `mesh`, as in Istio's egress task).
+ */
+export function httpMayApply(vs: VirtualService, scope: string): boolean {
+  const ns = namespaceOf(vs);
+  if (topLevelBinding(vs).some((g) => bindingRef(g, ns) === scope)) return true;
+  return (vs.spec.http ?? []).some((h) => (h.match ?? []).some((m) => (m.gateways ?? []).some((g) => bindingRef(g, ns) === scope)));
+}
+
 /** The host a destination names, as the cluster table knows it. */
 function destinationHost(host: string, namespace: string, ctx: RouteContext): string {
   return ctx.registry.lookup(host, namespace)?.host ?? resolveHost(host, namespace);
@@ -269,15 +307,20 @@ function translateAction(http: HTTPRoute, namespace: string, ctx: RouteContext):
 
 /**
  * The routes of a VirtualService for this workload, in order. Matches whose sourceLabels do not
- * select the workload are dropped, and so is a rule left with no match (Istio does the same per
- * proxy). Faults become filters (fault-filter.ts); retries and mirror go on the route action.
+ * select the workload, or whose gateways (else the VirtualService's) do not include `scope`, are
+ * dropped, and so is a rule left with no match (Istio does the same per proxy); a rule without
+ * matches needs the VirtualService itself bound to `scope`. `scope` is `mesh` for sidecars, else the
+ * gateway's `namespace/name`. Faults become filters (fault-filter.ts); retries and mirror go on the
+ * route action.
  */
-export function translateRoutes(vs: VirtualService, ctx: RouteContext): RouteConfig[] {
+export function translateRoutes(vs: VirtualService, ctx: RouteContext, scope: string = MESH): RouteConfig[] {
   const namespace = namespaceOf(vs);
   const routes: RouteConfig[] = [];
+  const boundHere = topLevelBinding(vs).some((g) => bindingRef(g, namespace) === scope);
   (vs.spec.http ?? []).forEach((http, index) => {
     const written = http.match ?? [];
-    const applicable = written.filter((m) => labelsMatch(m.sourceLabels, ctx.workload.labels));
+    if (written.length === 0 && !boundHere) return;
+    const applicable = written.filter((m) => labelsMatch(m.sourceLabels, ctx.workload.labels) && httpMatchApplies(vs, m, scope));
     if (written.length > 0 && applicable.length === 0) return;
     const requestHeaders = headerOperations(http.headers?.request);
     const responseHeaders = headerOperations(http.headers?.response);
@@ -309,9 +352,9 @@ function defaultRoutes(service: Service, ctx: RouteContext): RouteConfig[] {
 // ---------------------------------------------------------------------------------------------
 // Virtual hosts
 
-/** A VirtualService applies to sidecars when it names no gateways, or names "mesh". */
+/** A VirtualService applies to sidecars when it names no gateways, or names "mesh" (at the top or in an http match). */
 function appliesToSidecars(vs: VirtualService): boolean {
-  return !vs.spec.gateways || vs.spec.gateways.length === 0 || vs.spec.gateways.includes('mesh');
+  return httpMayApply(vs, MESH);
 }
 
 /** Short names a Kubernetes-style host also answers to (Istio's virtual host domains, without ports). */
