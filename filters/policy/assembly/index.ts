@@ -2,15 +2,26 @@
 // See ../README.md for the configuration. The configuration is compiled once in on_configure
 // (config.ts); a request costs a few host calls for the attributes its policies look at.
 
-// The proxy-wasm callbacks (proxy_on_*), the ABI marker and malloc come from the SDK.
+// The same module also runs as a network (L4) filter on a sidecar's inbound TCP listeners
+// (AuthorizationPolicy on TCP): onNewConnection authorizes the connection with the same evaluation,
+// on a configuration the translator made for TCP (mesh/src/translate/policy-filter.ts,
+// tcpPolicyFilterConfig), and closes a denied one before any byte goes anywhere.
+
+// The proxy-wasm callbacks (proxy_on_*), the ABI marker and malloc come from the SDK; the network
+// entry points, which the SDK leaves out, from filters/common.
 export * from "@solo-io/proxy-runtime/proxy";
+export {
+  proxy_on_new_connection, proxy_on_downstream_data, proxy_on_upstream_data,
+  proxy_on_downstream_connection_close, proxy_on_upstream_connection_close,
+} from "../../common/assembly/network";
 import {
-  RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues, HeaderPair,
+  RootContext, Context, registerRootContext, FilterHeadersStatusValues, FilterStatusValues, GrpcStatusValues, HeaderPair,
   send_local_response, log, log_enabled, LogLevelValues,
 } from "@solo-io/proxy-runtime";
+import { close_downstream } from "../../common/assembly/network";
 import * as imports from "@solo-io/proxy-runtime/assembly/imports";
 import { compileConfig, PolicyConfig } from "./config";
-import { authorize, RequestAttrs } from "./authz";
+import { authorize, Decision, RequestAttrs } from "./authz";
 import { Bucket, DescriptorKind, TakeResult, takeToken } from "./ratelimit";
 import { getRequestHeader, nowNanos } from "./host";
 import { GlobalStart, GlobalStreamState, onGlobalAnswer, onGlobalClose, startGlobalCheck } from "./global-ratelimit";
@@ -62,6 +73,36 @@ class PolicyStream extends Context {
   constructor(context_id: u32, root: PolicyRoot) {
     super(context_id, root);
     this.root = root;
+  }
+
+  /**
+   * A TCP connection (the module runs as a network filter): authorized once, when it is accepted.
+   * Only connection attributes are there to look at (the translator left HTTP-only fields out of
+   * the TCP configuration); rate limits are not applied to connections.
+   */
+  onNewConnection(): FilterStatusValues {
+    const config = this.root.config;
+    const req = new RequestAttrs();
+    const d = authorize(config.authz, req);
+    this.countConnection(d, req, config);
+    if (d.allowed) return FilterStatusValues.Continue;
+    const policy = d.policy;
+    if (log_enabled(LogLevelValues.debug)) log(LogLevelValues.debug, "policy: connection denied by " + (policy !== null ? policy.id : "none") + ": " + describeConnection(req));
+    close_downstream();
+    return FilterStatusValues.StopIteration;
+  }
+
+  /** Counts a connection's decision as a request's is counted (and logs the AUDIT policies it matched). */
+  private countConnection(d: Decision, req: RequestAttrs, config: PolicyConfig): void {
+    for (let i = 0, n = d.audited.length; i < n; i++) {
+      const p = unchecked(d.audited[i]);
+      const c = p.counter;
+      if (c !== null) c.inc();
+      if (log_enabled(LogLevelValues.info)) log(LogLevelValues.info, "policy: AUDIT policy " + p.id + " matched " + describeConnection(req));
+    }
+    const policy = d.policy;
+    const counter = policy !== null ? policy.counter : d.allowed ? config.authz.allowedByDefault : config.authz.deniedByDefault;
+    if (counter !== null) counter.inc();
   }
 
   onRequestHeaders(headers: u32, end_of_stream: bool): FilterHeadersStatusValues {
@@ -172,6 +213,12 @@ function describe(req: RequestAttrs): string {
   const path = req.path();
   const principal = req.principal();
   return (method !== null ? method : "-") + " " + (path !== null ? path : "-") + " from " + (principal !== null ? principal : "(no principal)");
+}
+
+function describeConnection(req: RequestAttrs): string {
+  const principal = req.principal();
+  const port = req.port();
+  return "connection to port " + (port >= 0 ? port.toString() : "-") + " from " + (principal !== null ? principal : "(no principal)");
 }
 
 function newRoot(context_id: u32): RootContext {

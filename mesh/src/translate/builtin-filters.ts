@@ -11,7 +11,7 @@ import { namespaceOf, type AuthorizationPolicy, type ConfigDocument, type Virtua
 import type { ClusterTable } from './clusters.ts';
 import { policySelector } from './target-refs.ts';
 import { faultFilterConfig } from './fault-filter.ts';
-import { policyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
+import { policyFilterConfig, tcpPolicyFilterConfig, type PolicyFilterConfig } from './policy-filter.ts';
 import { authnFilterConfig, selectRequestAuthentications } from './request-authn.ts';
 import { rateLimitFilterConfig, selectRateLimitPolicies } from './ratelimit.ts';
 import { installPath } from '../../../schemas/repo-files.ts';
@@ -129,6 +129,28 @@ export function withBuiltinFilters(
     outbound.unshift(builtin('telemetry', dir, workload, 'STATS', { metrics: metrics.outbound, accessLog: false }));
   }
   return { inbound, outbound };
+}
+
+/**
+ * Adds the built-in network filters to a sidecar's NETWORK chains: AuthorizationPolicy on TCP, the
+ * policy filter's module on the inbound TCP listeners (Istio's network RBAC filter), with the TCP
+ * reading of the policies (tcpPolicyFilterConfig), after the AUTHN and AUTHZ phase plugins and
+ * before the others, as on the HTTP side. Its own name and VM (`wasmesh-policy-tcp`), FAIL_CLOSE.
+ */
+export function withBuiltinNetworkFilters(
+  chains: { inbound: FilterBinding[]; outbound: FilterBinding[] },
+  documents: readonly ConfigDocument[],
+  workload: WorkloadIdentity,
+  options: BuiltinFilterOptions = {},
+): { inbound: FilterBinding[]; outbound: FilterBinding[] } {
+  const policies = selectAuthorizationPolicies(documents, workload);
+  if (policies.length === 0) return chains;
+  const dir = options.filtersDir ?? DEFAULT_FILTERS_DIR;
+  const inbound = [...chains.inbound];
+  const binding: FilterBinding = { ...builtin('policy', dir, workload, 'AUTHZ', tcpPolicyFilterConfig(policies)), name: 'wasmesh-policy-tcp', vmId: 'wasmesh.policy-tcp' };
+  const at = inbound.findIndex((b) => b.phase !== 'AUTHN' && b.phase !== 'AUTHZ');
+  inbound.splice(at < 0 ? inbound.length : at, 0, binding);
+  return { inbound, outbound: [...chains.outbound] };
 }
 
 function ordinal(a: string, b: string): number {

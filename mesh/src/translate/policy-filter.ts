@@ -134,6 +134,62 @@ function translateRule(rule: SpecRule, where: string): PolicyRule {
   return out;
 }
 
+// ---------------------------------------------------------------------------------------------
+// TCP: the same policies for the filter running on a sidecar's inbound TCP connections
+
+/** Source and operation fields a TCP connection has nothing to match against (Istio's HTTP-only fields). */
+const HTTP_ONLY_SOURCE: readonly (keyof PolicySource)[] = ['requestPrincipals', 'notRequestPrincipals'];
+const HTTP_ONLY_OPERATION: readonly (keyof PolicyOperation)[] = ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'];
+
+/** `when` keys that exist on HTTP requests only: request headers and the JWT's request.auth.*. */
+export function isHttpOnlyWhenKey(key: string): boolean {
+  return key.startsWith('request.');
+}
+
+/** Whether a (translated) rule uses a field a TCP connection cannot be matched on. */
+export function usesHttpOnlyFields(rule: PolicyRule): boolean {
+  return (
+    (rule.from ?? []).some((f) => HTTP_ONLY_SOURCE.some((k) => f.source[k] !== undefined)) ||
+    (rule.to ?? []).some((t) => HTTP_ONLY_OPERATION.some((k) => t.operation[k] !== undefined)) ||
+    (rule.when ?? []).some((w) => isHttpOnlyWhenKey(w.key))
+  );
+}
+
+function withoutHttpOnlyFields(rule: PolicyRule): PolicyRule {
+  const out: PolicyRule = {};
+  const strip = <T extends object>(o: T, keys: readonly (keyof T)[]): T => {
+    const copy = { ...o };
+    for (const k of keys) delete copy[k];
+    return copy;
+  };
+  if (rule.from) out.from = rule.from.map((f) => ({ source: strip(f.source, HTTP_ONLY_SOURCE) }));
+  if (rule.to) out.to = rule.to.map((t) => ({ operation: strip(t.operation, HTTP_ONLY_OPERATION) }));
+  const when = (rule.when ?? []).filter((w) => !isHttpOnlyWhenKey(w.key));
+  if (when.length > 0) out.when = when;
+  return out;
+}
+
+/**
+ * The policy filter's configuration for TCP connections, with Istio's rules for HTTP-only fields
+ * (request principals, hosts, methods, paths, request.* conditions), which a connection cannot match:
+ *   - an ALLOW rule using one is left out (it never matches; the policy stays, so without another
+ *     ALLOW rule that matches, the connection is denied, as in Istio's "Authorization for TCP
+ *     traffic" task);
+ *   - a DENY or AUDIT rule keeps its other fields and loses those (so it matches more: safer for
+ *     DENY, as Istio does it; a source or operation left empty matches every connection).
+ * No rate limits: they are per request.
+ */
+export function tcpPolicyFilterConfig(policies: readonly AuthorizationPolicyDoc[]): PolicyFilterConfig {
+  const http = policyFilterConfig(policies);
+  return {
+    policies: http.policies.map((p) => {
+      if (!p.rules) return p;
+      const rules = p.action === 'ALLOW' ? p.rules.filter((r) => !usesHttpOnlyFields(r)) : p.rules.map((r) => (usesHttpOnlyFields(r) ? withoutHttpOnlyFields(r) : r));
+      return { ...p, rules };
+    }),
+  };
+}
+
 /** A field of a rule the filter cannot evaluate: where (path segments below the rule) and why. */
 export interface RuleProblem {
   readonly at: readonly (string | number)[];

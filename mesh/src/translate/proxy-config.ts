@@ -27,7 +27,7 @@ import {
   type WorkloadEntry,
 } from '../documents.ts';
 import { ClusterTable, ServiceRegistry, isExportedTo, labelsMatch } from './clusters.ts';
-import { withBuiltinFilters } from './builtin-filters.ts';
+import { withBuiltinFilters, withBuiltinNetworkFilters } from './builtin-filters.ts';
 import { selectFilters, type PluginInput } from './filters.ts';
 import { buildVirtualHosts } from './routes.ts';
 import { contentVersion } from './version.ts';
@@ -131,7 +131,8 @@ export function translateProxyConfig(
   const gateway = translateGatewayParts(documents, view, workload, options, { registry, clusters, workload });
   if (gateway) filters = gateway.filters;
   // WasmPlugins of type NETWORK: the TCP proxy's chains (a gateway runs its on the outbound side).
-  const network = gateway ? { inbound: [], outbound: gateway.networkFilters } : selectFilters(view.wasmPlugins, workload, options, true);
+  // A sidecar's inbound TCP listeners also authorize connections (AuthorizationPolicy on TCP).
+  const network = gateway ? { inbound: [], outbound: gateway.networkFilters } : withBuiltinNetworkFilters(selectFilters(view.wasmPlugins, workload, options, true), documents, workload, options);
 
   const body: Omit<ProxyConfig, 'version'> = {
     workload: {

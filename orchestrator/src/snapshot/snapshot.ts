@@ -267,7 +267,9 @@ function shipBindings(
   const network = body.networkFilters;
   const shipNetwork = (list: readonly FilterBinding[]): FilterBinding[] =>
     list.flatMap((b) => {
-      const why = b.failStrategy === 'FAIL_OPEN' ? undefined : servable(b.url);
+      // The mesh's own network filters (the policy filter on TCP) are served like the HTTP built-ins.
+      const own = b.path !== undefined && b.url.startsWith('file://') && modules.builtins.owns(b.path);
+      const why = b.failStrategy === 'FAIL_OPEN' || own ? undefined : servable(b.url);
       if (why !== undefined) {
         errors.push(`WasmPlugin ${b.namespace}/${b.name} (type NETWORK): ${why}; a NETWORK plugin that fails closed has no stand-in, so this config is not sent`);
         return [b];

@@ -49,6 +49,12 @@ export interface TcpConnectionInfo {
   readonly upstreamLocalAddress?: string | undefined;
   /** The peer's SPIFFE id when the connection came in over mTLS (inbound). */
   readonly peerPrincipal: string | undefined;
+  /**
+   * Inbound: the app's "host:port", the destination the connection stands for. Filters see it as
+   * destination.address / destination.port, as on the HTTP inbound side (so an AuthorizationPolicy's
+   * `ports` name the app's port, as in Istio, not the sidecar's listener).
+   */
+  readonly appAddress?: string | undefined;
 }
 
 /** Given to a filter when its connection starts. */

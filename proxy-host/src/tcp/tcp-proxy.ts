@@ -4,11 +4,14 @@
 // bytes of both directions passed through the connection's filter chain (tcp-filter.ts, the seam for
 // L4 filters).
 //
-// The steps, in order:
-//   accept -> filters' onNewConnection -> [outbound] peek the ClientHello when the port has TLS routes
+// The steps, in order (outbound):
+//   accept -> filters' onNewConnection -> peek the ClientHello when the port has TLS routes
 //   -> route -> pick an endpoint -> connection limit (maxConnections, else closed: UO) -> connect
 //   (connectTimeout, else UF; mTLS per endpoint, never plaintext where mTLS is needed) -> [mTLS with
 //   istio-peer-exchange] exchange metadata -> bytes both ways until both sides have ended.
+// Inbound: accept (the listener ends mTLS) -> [istio-peer-exchange] exchange metadata -> filters'
+//   onNewConnection (AuthorizationPolicy on TCP: a denied connection is closed here, the app never
+//   connected) -> connect to the app -> bytes both ways.
 //
 // Half-close: a FIN from one side is passed on as a FIN to the other (after every byte before it),
 // and the other direction keeps flowing until it ends too; then both sockets are closed. An error or
@@ -232,6 +235,7 @@ export class TcpSession {
       upstreamAddress: undefined,
       upstreamLocalAddress: undefined,
       peerPrincipal: undefined,
+      appAddress: undefined,
     };
     sessions.add(this);
     down.on('error', () => this.destroy('downstream error'));
@@ -258,6 +262,10 @@ export class TcpSession {
     const s = new TcpSession(socket, 'inbound', 'destination', deps, sessions, { address: raw.localAddress ?? '', port: raw.localPort ?? 0 }, { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 });
     raw.setNoDelay(true);
     s.#info.peerPrincipal = facts.peerPrincipal;
+    // The SNI of the client's (mTLS) handshake: connection.sni / requested_server_name to filters.
+    const sni = socket instanceof tls.TLSSocket ? (socket as tls.TLSSocket & { servername?: string | false }).servername : undefined;
+    if (typeof sni === 'string' && sni !== '') s.#info.serverName = sni;
+    s.#info.appAddress = facts.appHost.includes(':') ? `[${facts.appHost}]:${facts.appPort}` : `${facts.appHost}:${facts.appPort}`;
     void s.#startInbound(facts);
     return s;
   }
@@ -385,7 +393,6 @@ export class TcpSession {
   async #startInbound(facts: InboundFacts): Promise<void> {
     const workload = this.#deps.workload();
     const down = this.#down;
-    if (!this.#chain.newConnection(this.#info)) return;
     let peer: PeerMetadata | undefined;
     let first: Buffer = facts.first ?? Buffer.alloc(0);
     if (facts.mtls && (down as tls.TLSSocket).alpnProtocol === PEER_EXCHANGE_ALPN) {
@@ -402,10 +409,6 @@ export class TcpSession {
     this.#info.cluster = `inbound|${facts.appPort}||${workload.name}.${workload.namespace}`;
     const service = peer?.service ?? `${workload.name}.${workload.namespace}.svc.cluster.local`;
     const source = peerLabels(peer);
-    down.on('data', (chunk: Buffer) => this.#onData('downstream', chunk));
-    down.on('end', () => this.#onEnd('downstream'));
-    if (first.length > 0) this.#onData('downstream', first);
-    if (facts.ended) this.#onEnd('downstream');
     const principal = facts.mtls ? (this.#deps.localPrincipal() ?? UNKNOWN) : UNKNOWN;
     const labels = (flags: string): TcpReportLabels => ({
       reporter: 'destination',
@@ -417,6 +420,19 @@ export class TcpSession {
       responseFlags: flags,
       security: facts.mtls ? 'mutual_tls' : 'none',
     });
+    // The network filters see the connection after the metadata exchange, as in Istio's inbound chain
+    // (metadata exchange, RBAC, stats, tcp_proxy). One that refuses it (the policy filter denying it:
+    // AuthorizationPolicy on TCP) closes it before a byte reaches the app, which is never connected;
+    // it is counted as opened and closed, as Istio's stats count a connection RBAC closed.
+    if (!this.#chain.newConnection(this.#info)) {
+      this.#open(this.#deps.stats.series(labels('-')));
+      this.#series!.closed.increment(1);
+      return;
+    }
+    down.on('data', (chunk: Buffer) => this.#onData('downstream', chunk));
+    down.on('end', () => this.#onEnd('downstream'));
+    if (first.length > 0) this.#onData('downstream', first);
+    if (facts.ended) this.#onEnd('downstream');
     this.#info.upstreamAddress = `${facts.appHost}:${facts.appPort}`;
     let up: Duplex;
     try {

@@ -57,7 +57,7 @@ export function tcpStreamInfo(info: TcpConnectionInfo, connectionId: number): St
       return hostPort(info.downstreamAddress, info.downstreamPort);
     },
     get destinationAddress() {
-      return hostPort(info.localAddress, info.localPort);
+      return info.appAddress ?? hostPort(info.localAddress, info.localPort);
     },
     get mtls() {
       return info.peerPrincipal !== undefined;
