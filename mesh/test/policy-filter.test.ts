@@ -4,7 +4,9 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { parseDocuments, type AuthorizationPolicy } from '../src/documents.ts';
-import { policyFilterConfig, isSupportedWhenKey, type AuthorizationPolicyDoc } from '../src/translate/policy-filter.ts';
+import { policyFilterConfig, isSupportedWhenKey, tcpPolicyFilterConfig, type AuthorizationPolicyDoc } from '../src/translate/policy-filter.ts';
+import { translateProxyConfig } from '../src/translate/proxy-config.ts';
+import { fromObjects } from '../src/documents.ts';
 
 const schema = JSON.parse(readFileSync(new URL('../../schemas/json/filters/policy.schema.json', import.meta.url), 'utf8')) as object;
 const validate = new Ajv2020({ allErrors: true, strict: true, strictRequired: false }).compile(schema);
@@ -112,6 +114,34 @@ test('keys and fields the filter cannot evaluate throw, naming the policy and th
   );
   for (const key of ['request.headers[x-user]', 'request.auth.claims[iss]', 'request.auth.claims[groups][0]', 'destination.port', 'remote.ip']) assert.ok(isSupportedWhenKey(key), key);
   for (const key of ['request.headers[]', 'request.headers', 'request.auth.claims', 'source.port', 'request.headers[a]x']) assert.not.ok(isSupportedWhenKey(key), key);
+});
+
+test('TCP: an ALLOW rule with an HTTP-only field is left out; a DENY or AUDIT rule loses those fields and keeps the rest', () => {
+  const config = tcpPolicyFilterConfig([
+    policy('allow', { action: 'ALLOW', rules: [{ to: [{ operation: { methods: ['GET'], ports: ['9000'] } }] }, { from: [{ source: { requestPrincipals: ['*'] } }] }, { to: [{ operation: { ports: ['9001'] } }] }] }, 'foo'),
+    policy('deny', { action: 'DENY', rules: [{ from: [{ source: { requestPrincipals: ['*'], namespaces: ['bar'] } }], to: [{ operation: { paths: ['/admin'], notHosts: ['a'] } }], when: [{ key: 'request.headers[x]', values: ['1'] }, { key: 'source.ip', values: ['10.0.0.0/8'] }] }] }, 'foo'),
+    policy('audit', { action: 'AUDIT', rules: [{ when: [{ key: 'request.auth.claims[iss]', values: ['x'] }] }] }, 'foo'),
+  ]);
+  assert.equal(config, {
+    policies: [
+      { name: 'allow', namespace: 'foo', action: 'ALLOW', rules: [{ to: [{ operation: { ports: ['9001'] } }] }] },
+      { name: 'audit', namespace: 'foo', action: 'AUDIT', rules: [{}] },
+      { name: 'deny', namespace: 'foo', action: 'DENY', rules: [{ from: [{ source: { namespaces: ['bar'] } }], to: [{ operation: {} }], when: [{ key: 'source.ip', values: ['10.0.0.0/8'] }] }] },
+    ],
+  });
+  conforms(config);
+  // An ALLOW policy whose every rule used one keeps existing with no rules: it denies every connection.
+  assert.equal(tcpPolicyFilterConfig([policy('only-http', { rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }, 'foo')]), { policies: [{ name: 'only-http', namespace: 'foo', action: 'ALLOW', rules: [] }] });
+});
+
+test('a sidecar selected by a policy gets the policy filter on its inbound TCP listeners too, after AUTHN/AUTHZ plugins', () => {
+  const docs = fromObjects([{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p', namespace: 'foo' }, spec: { selector: { matchLabels: { app: 'db' } }, rules: [{ to: [{ operation: { methods: ['GET'], ports: ['1'] } }] }] } }], 'mesh.yaml');
+  const db = translateProxyConfig(docs, { name: 'db', namespace: 'foo', labels: { app: 'db' }, serviceAccount: 'db' }, { telemetry: false });
+  assert.equal(db.networkFilters?.inbound.map((b) => [b.name, b.rootId, b.failStrategy]), [['wasmesh-policy-tcp', 'policy', 'FAIL_CLOSE']]);
+  assert.equal((db.networkFilters!.inbound[0]!.pluginConfig as { policies: unknown[] }).policies, [{ name: 'p', namespace: 'foo', action: 'ALLOW', rules: [] }]);
+  assert.equal(db.networkFilters!.outbound, []);
+  const other = translateProxyConfig(docs, { name: 'web', namespace: 'foo', labels: { app: 'web' }, serviceAccount: 'web' }, { telemetry: false });
+  assert.is(other.networkFilters, undefined, 'no policy selects it: no network filter, and its config version is unchanged');
 });
 
 test('the example security documents translate into a configuration the filter schema accepts', () => {
