@@ -233,4 +233,27 @@ test('the gateway reports reporter="source" TCP metrics per SNI route destinatio
   assert.ok(opened.some((l) => l.response_flags === 'NR'), 'the unrouted connections are counted with NR');
 });
 
+test('AuthorizationPolicy on the gateway\'s TLS and TCP listeners: connection.sni and ports decide when a connection is accepted', async () => {
+  const authz = (name: string, spec: object) => ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: 'istio-system' }, spec: { selector: { matchLabels: { istio: 'ingressgateway' } }, ...spec } });
+  const tlsPort = gateway.gatewayPorts().get(ports.tls)!;
+  const tcpPort = gateway.gatewayPorts().get(ports.tcp)!;
+  const seenB = seen.b.length;
+  await gateway.applyConfig(configFor(gatewayId, [...mesh(), authz('no-b', { action: 'DENY', rules: [{ when: [{ key: 'connection.sni', values: ['b.example.com'] }] }] })]));
+  assert.is((await tlsCall(tlsPort, 'a.example.com', 'hi')).text, 'a says: hi');
+  assert.instance(await tlsCall(tlsPort, 'b.example.com', 'hi').catch((e: Error) => e), Error, 'the SNI the policy names is closed');
+  assert.is(seen.b.length, seenB, 'backend b never saw the denied connection');
+  assert.is((await readAll(net.connect({ host: '127.0.0.1', port: tcpPort }))), 'plain tcp', 'the TCP port has no such SNI');
+  // ALLOW only the TLS port: the TCP port's connections are closed before they are routed.
+  await gateway.applyConfig(configFor(gatewayId, [...mesh(), authz('tls-only', { rules: [{ to: [{ operation: { ports: [String(ports.tls)] } }] }] })]));
+  assert.is((await tlsCall(tlsPort, 'a.example.com', 'hi')).text, 'a says: hi');
+  assert.is(await readAll(net.connect({ host: '127.0.0.1', port: tcpPort })), '');
+  const denied = parsePrometheus(gateway.renderPrometheus())
+    .filter((f) => f.name === 'policy_authz_decisions_total')
+    .flatMap((f) => f.metrics)
+    .filter((m) => m.labels?.decision === 'deny' && m.labels?.policy === 'none');
+  assert.is(denied.reduce((n, m) => n + Number(m.value ?? 0), 0), 1);
+  await gateway.applyConfig(configFor(gatewayId, mesh()));
+  assert.is(await readAll(net.connect({ host: '127.0.0.1', port: tcpPort })), 'plain tcp');
+});
+
 test.run();

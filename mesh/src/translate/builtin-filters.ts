@@ -132,25 +132,31 @@ export function withBuiltinFilters(
 }
 
 /**
- * Adds the built-in network filters to a sidecar's NETWORK chains: AuthorizationPolicy on TCP, the
- * policy filter's module on the inbound TCP listeners (Istio's network RBAC filter), with the TCP
- * reading of the policies (tcpPolicyFilterConfig), after the AUTHN and AUTHZ phase plugins and
- * before the others, as on the HTTP side. Its own name and VM (`wasmesh-policy-tcp`), FAIL_CLOSE.
+ * AuthorizationPolicy on TCP: the policy filter's module as a network filter, with the TCP reading of
+ * the policies that select the workload (tcpPolicyFilterConfig), inserted into a NETWORK chain after
+ * its AUTHN and AUTHZ phase plugins and before the others, as on the HTTP side (Istio's network RBAC
+ * filter). Its own name and VM (`wasmesh-policy-tcp`), FAIL_CLOSE. The chain as it was when no policy
+ * selects the workload.
  */
+export function withTcpPolicyFilter(chain: readonly FilterBinding[], documents: readonly ConfigDocument[], workload: WorkloadIdentity, options: BuiltinFilterOptions = {}): FilterBinding[] {
+  const policies = selectAuthorizationPolicies(documents, workload);
+  if (policies.length === 0) return [...chain];
+  const dir = options.filtersDir ?? DEFAULT_FILTERS_DIR;
+  const out = [...chain];
+  const binding: FilterBinding = { ...builtin('policy', dir, workload, 'AUTHZ', tcpPolicyFilterConfig(policies)), name: 'wasmesh-policy-tcp', vmId: 'wasmesh.policy-tcp' };
+  const at = out.findIndex((b) => b.phase !== 'AUTHN' && b.phase !== 'AUTHZ');
+  out.splice(at < 0 ? out.length : at, 0, binding);
+  return out;
+}
+
+/** A sidecar's NETWORK chains with the built-in ones: the TCP policy filter on its inbound TCP listeners. */
 export function withBuiltinNetworkFilters(
   chains: { inbound: FilterBinding[]; outbound: FilterBinding[] },
   documents: readonly ConfigDocument[],
   workload: WorkloadIdentity,
   options: BuiltinFilterOptions = {},
 ): { inbound: FilterBinding[]; outbound: FilterBinding[] } {
-  const policies = selectAuthorizationPolicies(documents, workload);
-  if (policies.length === 0) return chains;
-  const dir = options.filtersDir ?? DEFAULT_FILTERS_DIR;
-  const inbound = [...chains.inbound];
-  const binding: FilterBinding = { ...builtin('policy', dir, workload, 'AUTHZ', tcpPolicyFilterConfig(policies)), name: 'wasmesh-policy-tcp', vmId: 'wasmesh.policy-tcp' };
-  const at = inbound.findIndex((b) => b.phase !== 'AUTHN' && b.phase !== 'AUTHZ');
-  inbound.splice(at < 0 ? inbound.length : at, 0, binding);
-  return { inbound, outbound: [...chains.outbound] };
+  return { inbound: withTcpPolicyFilter(chains.inbound, documents, workload, options), outbound: [...chains.outbound] };
 }
 
 function ordinal(a: string, b: string): number {

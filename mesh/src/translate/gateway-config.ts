@@ -11,7 +11,7 @@
 
 import type { FilterBinding, GatewayListenerConfig, WorkloadIdentity } from '../proxy-config.ts';
 import type { ConfigDocument } from '../documents.ts';
-import { withBuiltinFilters, type BuiltinFilterOptions } from './builtin-filters.ts';
+import { withBuiltinFilters, withTcpPolicyFilter, type BuiltinFilterOptions } from './builtin-filters.ts';
 import { compareBindings, isNetworkPlugin, pluginSelects, toBinding, type FilterOptions } from './filters.ts';
 import { buildGatewayListeners, isGatewayWorkload, selectGateways } from './gateways.ts';
 import { credentialLookup, tlsSecrets } from '../tls-secret.ts';
@@ -37,5 +37,7 @@ export function translateGatewayParts(
   // Faults of VirtualServices bound to gateways are not injected yet: no sidecar VirtualService is
   // passed, so the fault filter is not added (README "Gateways", unfinished).
   const chain = withBuiltinFilters({ inbound: plugins.sort(compareBindings), outbound: [] }, documents, [], workload, options, ctx.clusters);
-  return { listeners, filters: { inbound: [], outbound: chain.inbound }, networkFilters };
+  // AuthorizationPolicy on the gateway's TCP and TLS listeners' connections (none: no extra VM).
+  const l4 = listeners.some((l) => l.tcp !== undefined);
+  return { listeners, filters: { inbound: [], outbound: chain.inbound }, networkFilters: l4 ? withTcpPolicyFilter(networkFilters, documents, workload, options) : networkFilters };
 }

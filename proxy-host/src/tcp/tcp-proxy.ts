@@ -4,9 +4,9 @@
 // bytes of both directions passed through the connection's filter chain (tcp-filter.ts, the seam for
 // L4 filters).
 //
-// The steps, in order (outbound):
-//   accept -> filters' onNewConnection -> peek the ClientHello when the port has TLS routes
-//   -> route -> pick an endpoint -> connection limit (maxConnections, else closed: UO) -> connect
+// The steps, in order (outbound and gateways):
+//   accept -> peek the ClientHello when the port has TLS routes -> filters' onNewConnection
+//   (AuthorizationPolicy on a gateway's TCP/TLS listeners: a denied connection is closed here) -> route -> pick an endpoint -> connection limit (maxConnections, else closed: UO) -> connect
 //   (connectTimeout, else UF; mTLS per endpoint, never plaintext where mTLS is needed) -> [mTLS with
 //   istio-peer-exchange] exchange metadata -> bytes both ways until both sides have ended.
 // Inbound: accept (the listener ends mTLS) -> [istio-peer-exchange] exchange metadata -> filters'
@@ -274,7 +274,6 @@ export class TcpSession {
 
   async #startOutbound(socket: net.Socket, port: TcpPortConfig | undefined): Promise<void> {
     const workload = this.#deps.workload();
-    if (!this.#chain.newConnection(this.#info)) return;
     let first: Buffer = Buffer.alloc(0);
     let serverName: string | undefined;
     let isTls = false;
@@ -287,6 +286,15 @@ export class TcpSession {
       isTls = peek.tls;
       endedEarly = peek.ended;
       this.#info.serverName = serverName;
+    }
+    // The network filters see the connection after the ClientHello was read (as Envoy's tls_inspector,
+    // a listener filter, runs before them): connection.sni is known to them. One that refuses it (the
+    // policy filter denying it on a gateway) closes it before it is routed; it is counted as opened and
+    // closed.
+    if (!this.#chain.newConnection(this.#info)) {
+      this.#open(this.#deps.stats.series(this.#labels(workload, NOBODY, UNKNOWN, '-', UNKNOWN, UNKNOWN, 'unknown')));
+      this.#series!.closed.increment(1);
+      return;
     }
     const route = port ? selectTcpRoute(port, this.#info.localAddress, serverName, isTls) : undefined;
     if (!route) return this.#fail('NR', { destination: NOBODY, service: UNKNOWN, workload }, `no route for port ${port?.port ?? this.#info.localPort}${serverName ? ` (SNI ${serverName})` : ''}`);
