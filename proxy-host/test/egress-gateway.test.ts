@@ -98,8 +98,10 @@ function mesh(mutual: boolean): object[] {
         hosts: [EXTERNAL],
         gateways: ['istio-egressgateway', 'mesh'],
         http: [
-          { match: [{ gateways: ['mesh'] }], route: [{ destination: { host: EGRESS, subset: 'cnn', port: { number: gwPort } } }] },
-          { match: [{ gateways: ['istio-egressgateway'] }], route: [{ destination: { host: EXTERNAL, port: { number: 80 } }, weight: 100 }] },
+          // As in Istio's task, each match also names the port: 80 on the sidecars (the app's
+          // http://edition.cnn.com), the Gateway server's port on the gateway.
+          { match: [{ gateways: ['mesh'], port: 80 }], route: [{ destination: { host: EGRESS, subset: 'cnn', port: { number: gwPort } } }] },
+          { match: [{ gateways: ['istio-egressgateway'], port: gwPort }], route: [{ destination: { host: EXTERNAL, port: { number: 80 } }, weight: 100 }] },
         ],
       },
     },
@@ -169,6 +171,13 @@ test('the sidecar\'s request for the external host goes out through the egress g
   assert.is(bySidecar, 1);
   const byGateway = await counterReaches(gateway, 'istio_requests_total', { reporter: 'source', source_workload: 'istio-egressgateway', destination_service: EXTERNAL, response_code: '200' }, 1);
   assert.is(byGateway, 1, gateway.renderPrometheus().split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
+});
+
+test('match port: a request for another port of the host matches neither route', async () => {
+  const before = external.received.length;
+  const res = await request(sidecar.outboundPort, { path: '/politics', headers: { host: `${EXTERNAL}:8080` } });
+  assert.is(res.status, 404, res.body);
+  assert.is(external.received.length, before);
 });
 
 test('with the gateway stopped routing the host, the sidecar\'s request fails: it had no other way out', async () => {

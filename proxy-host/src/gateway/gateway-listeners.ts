@@ -155,7 +155,8 @@ export class GatewayListeners {
         if (p.contexts[0]?.options) (open.listener!.server as tls.Server).setSecureContext(p.contexts[0].options);
         continue;
       }
-      const manager = new ConnectionManager({ ...this.#deps.manager, direction: 'outbound', scheme: p.config.protocol === 'HTTPS' ? 'https' : 'http', state });
+      // match.port on a gateway is the Gateway server's port (Istio), whatever the Host says.
+      const manager = new ConnectionManager({ ...this.#deps.manager, direction: 'outbound', scheme: p.config.protocol === 'HTTPS' ? 'https' : 'http', state, routePort: p.config.port });
       const policy = clientCertPolicy(p.contexts);
       const entry: OpenListener = { config: p.config, manager, contexts: p.contexts, policy, listener: undefined, tcp: undefined };
       const host = p.config.bind ?? this.#deps.host;

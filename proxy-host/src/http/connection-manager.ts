@@ -6,7 +6,7 @@ import type { AccessLog } from '../access-log.ts';
 import type { FilterChain } from '../filter-chain/chain.ts';
 import { createStreamInfo } from '../filter-chain/stream-info.ts';
 import type { DownstreamRequest, DownstreamResponse } from '../listener/listener.ts';
-import { RouteTable, type RouteHit } from '../routing/route-table.ts';
+import { RouteTable, authorityPort, type RouteHit } from '../routing/route-table.ts';
 import type { Cluster, ClusterManager } from '../upstream/cluster.ts';
 import type { EndpointState } from '../upstream/endpoint.ts';
 import type { LbContext } from '../upstream/load-balancer.ts';
@@ -45,6 +45,12 @@ export interface ConnectionManagerOptions {
   destinationAddress?: string;
   /** This proxy's SPIFFE id while it has an identity (streamInfo.localPrincipal of mTLS connections). */
   localPrincipal?: () => string | undefined;
+  /**
+   * The port a route's `match.port` compares with: a gateway listener's server port. Absent: the port
+   * in `:authority`, else the scheme's default (80, 443), the service port an app reaching the sidecar
+   * by Host addressed (without iptables there is no original destination to read).
+   */
+  routePort?: number;
   /** Outbound: golden signals per edge for the orchestrator's graph (stats/edge-stats.ts); absent: none kept. */
   edges?: EdgeRecorder;
 }
@@ -116,6 +122,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   readonly #scheme: 'http' | 'https';
   readonly #destinationAddress: string | undefined;
   readonly #localPrincipal: (() => string | undefined) | undefined;
+  readonly #routePort: number | undefined;
   readonly #edges: EdgeRecorder | undefined;
   readonly #clusterStats = new Map<Cluster, ClusterStats>();
   /** Per downstream connection (its socket; HTTP/2: the session's), see ConnectionFacts. */
@@ -134,6 +141,7 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
     this.#scheme = options.scheme;
     this.#destinationAddress = options.destinationAddress;
     this.#localPrincipal = options.localPrincipal;
+    this.#routePort = options.routePort;
     this.#edges = options.direction === 'outbound' ? options.edges : undefined;
     this.state = options.state;
     this.stats = new DirectionStats(options.metrics, options.direction);
@@ -157,12 +165,19 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
 
   routeFor(ar: ActiveRequest): RouteHit | undefined {
     const h = ar.headers;
+    const authority = getHeader(h, ':authority') ?? '';
     return this.state.routes.match({
-      authority: getHeader(h, ':authority') ?? '',
+      authority,
       path: getHeader(h, ':path') ?? '/',
       method: getHeader(h, ':method') ?? 'GET',
       headers: h,
+      port: this.routePort(authority),
     });
+  }
+
+  /** The port `match.port` compares with for a request to `authority` (see ConnectionManagerOptions.routePort). */
+  routePort(authority: string): number {
+    return this.#routePort ?? authorityPort(authority) ?? (this.#scheme === 'https' ? 443 : 80);
   }
 
   upstreamFor(cluster: Cluster, endpoint: EndpointState, downstreamH2: boolean): UpstreamClient {

@@ -554,6 +554,12 @@ function defaultPort(scheme: string): string {
   return scheme === 'https' ? '443' : scheme === 'http' ? '80' : '';
 }
 
+/** The port written in an `:authority` (`host:port`), else undefined. */
+export function authorityPort(authority: string): number | undefined {
+  const port = splitHostPort(authority)[1];
+  return port === '' ? undefined : Number(port);
+}
+
 /** Splits `host[:port]` into [host, port] with port '' when absent. */
 function splitHostPort(authority: string): [string, string] {
   const host = stripPort(authority);
