@@ -1,7 +1,7 @@
 // Telemetry backends on running proxies: a client sidecar (outbound) and a server sidecar (inbound) in
 // front of an app, configured from Telemetry + MeshConfig documents. Real HTTP receivers on loopback
-// decode what the proxies export (OTLP/HTTP with the JSON encoding and Zipkin v2 JSON, each Zipkin span
-// checked against Zipkin's v2 model as zipkin-js writes it; protobuf and gRPC: telemetry-otlp.test.ts); the access log is a real file.
+// decode what the proxies export (OTLP/HTTP with the JSON encoding, read by the official OpenTelemetry
+// definitions too, and Zipkin v2 JSON, each Zipkin span checked against Zipkin's v2 model as zipkin-js writes it; protobuf and gRPC: telemetry-otlp.test.ts); the access log is a real file.
 // A changed Telemetry applies without restart; a dead backend drops and counts, requests unaffected.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -11,6 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfigFile } from '../src/config/file-source.ts';
 import { Proxy } from '../src/proxy.ts';
+import { hexOf, officialAttributesOf, officialReadTraceJson } from '../../schemas/proto/opentelemetry/official.ts';
 import { zipkinSpans, type FinishedSpan } from '../src/telemetry/span-exporter.ts';
 import { request, startHttp1, type TestServer } from './support/servers.ts';
 import { throughZipkinModel, zipkinV2Problems, type PostedSpan } from './support/zipkin-model.ts';
@@ -197,6 +198,28 @@ test('one request through two sidecars: a CLIENT span and its SERVER child in on
   assert.is(z.kind, 'SERVER');
   assert.is((z.tags as Record<string, string>)['http.status_code'], '200');
   assert.is((zipkin.bodies[0] as { path: string }).path, '/api/v2/spans');
+});
+
+test('OTLP/HTTP JSON: every body is an ExportTraceServiceRequest the official definitions read whole', async () => {
+  const bodies = otel.bodies.map((b) => (b as { body: unknown }).body);
+  assert.ok(bodies.length >= 1, 'the first test exported spans');
+  const read = bodies.map((b) => officialReadTraceJson(b));
+  assert.equal(read.flatMap((r) => r.problems), []);
+  const spans = read.flatMap((r) => r.request!.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((span) => ({ span, service: officialAttributesOf(rs.resource?.attributes ?? [])['service.name'] })))));
+  const mine = spans.filter((x) => hexOf(x.span.traceId) === '4bf92f3577b34da6a3ce929d0e0e4736');
+  const server = mine.find((x) => x.span.kind === 'SPAN_KIND_SERVER')!;
+  const client = mine.find((x) => x.span.kind === 'SPAN_KIND_CLIENT')!;
+  assert.ok(server && client, 'a SERVER and a CLIENT span');
+  assert.is(hexOf(server.span.parentSpanId), hexOf(client.span.spanId));
+  assert.is(server.service, 'reviews.default');
+  assert.is(client.service, 'productpage.default');
+  assert.is(officialAttributesOf(server.span.attributes)['http.status_code'], '200');
+  assert.ok(BigInt(server.span.endTimeUnixNano) >= BigInt(server.span.startTimeUnixNano));
+  // And the reading is not lenient: a field of the wrong type or one OTLP does not have is reported.
+  const bad = JSON.parse(JSON.stringify(bodies[0])) as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] };
+  bad.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name = 7;
+  bad.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.durationNanos = '5';
+  assert.equal(officialReadTraceJson(bad).problems, ['/resourceSpans/0/scopeSpans/0/spans/0/name: 7 reads back as "7"', '/resourceSpans/0/scopeSpans/0/spans/0/durationNanos: not a field of the official definitions (or not a value of its type)']);
 });
 
 test("Zipkin v2: every span posted is what Zipkin's model (zipkin-js model.Span, JSON_V2) writes for it", async () => {

@@ -141,3 +141,48 @@ export function officialAttributesOf(list: readonly OfficialKeyValue[]): Record<
 }
 
 export const hexOf = (b: Uint8Array | null | undefined): string => (b ? Buffer.from(b).toString('hex') : '');
+
+// OTLP/JSON: the proto3 JSON mapping of the same messages, with OTLP's exceptions: trace and span ids
+// are hex, not base64 (enums as integers, 64-bit integers as strings, are the mapping's own choices).
+const HEX_ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
+
+function hexIdsToBase64(v: unknown, path: string, problems: string[]): unknown {
+  if (Array.isArray(v)) return v.map((x, i) => hexIdsToBase64(x, `${path}/${i}`, problems));
+  if (typeof v !== 'object' || v === null) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (HEX_ID_FIELDS.has(k)) {
+      if (typeof x !== 'string' || !/^([0-9a-f]{2})*$/i.test(x)) problems.push(`${path}/${k}: ${JSON.stringify(x)} is not hex`);
+      else out[k] = Buffer.from(x, 'hex').toString('base64');
+    } else out[k] = hexIdsToBase64(x, `${path}/${k}`, problems);
+  }
+  return out;
+}
+
+/** Where the message read from the input differs from it: a field the definitions do not know, or a value of another type. */
+function differences(input: unknown, read: unknown, path: string, out: string[]): string[] {
+  if (typeof input === 'object' && input !== null && typeof read === 'object' && read !== null) {
+    for (const [k, x] of Object.entries(input)) {
+      const r = (read as Record<string, unknown>)[k];
+      if (r === undefined) out.push(`${path}/${k}: not a field of the official definitions (or not a value of its type)`);
+      else differences(x, r, `${path}/${k}`, out);
+    }
+  } else if (input !== read) out.push(`${path}: ${JSON.stringify(input)} reads back as ${JSON.stringify(read)}`);
+  return out;
+}
+
+/**
+ * An OTLP/JSON ExportTraceServiceRequest (an `http.encoding: json` body) read by the official
+ * definitions: the problems (an id that is not hex; a field they do not know or a value of another type,
+ * found by reading the message with the generated fromObject and writing it back, by JSON pointer), and
+ * the request when there are none.
+ */
+export function officialReadTraceJson(json: unknown): { problems: string[]; request?: OfficialTraceRequest } {
+  const type = message('opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest');
+  const problems: string[] = [];
+  const object = hexIdsToBase64(json, '', problems) as Record<string, unknown>;
+  if (problems.length) return { problems };
+  const read = type.fromObject(object);
+  differences(object, type.toObject(read, { longs: String, bytes: String, enums: Number, defaults: false }), '', problems);
+  return problems.length ? { problems } : { problems, request: type.toObject(read, OPTIONS) as unknown as OfficialTraceRequest };
+}
