@@ -31,7 +31,7 @@ export const DEFAULT_COMPONENT_CPU_BUDGET = 1_000_000_000_000;
 /**
  * Default bound on a component instance's linear memory: twice a core filter's 64 MiB. The JavaScript
  * engine inside a componentize-js component (StarlingMonkey) collects garbage only once its heap
- * reaches about 70-77 MiB of linear memory (measured with componentize-js 0.19.3 to 0.23.0, small
+ * reaches about 70-83 MiB of linear memory (measured with componentize-js 0.19.3 and 0.23.0, small
  * or large headers); under 64 MiB its grow was refused first and it aborted after 14,000-20,000
  * add-header streams, which looked like a leak. With room past that point the heap stays flat (77
  * MiB after 200,000 streams). The memory is reserved, not used: an instance commits what it grows.
