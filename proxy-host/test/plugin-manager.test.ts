@@ -231,6 +231,38 @@ test('a budget the runtime refuses (a config that skipped validation) is a load 
   assert.match(err.message, /^WasmPlugin default\/a: .*cpuBudget must be a whole number/);
 });
 
+test('spec.vms reaches the runtime; absent and 1 are the same plugin, a change swaps it and the old pool stops every VM once drained; bad counts and components are refused by field', async () => {
+  const m = manager();
+  const [one] = await m.apply([binding('pool', files.v1)]);
+  assert.is((one as Plugin).settings.vms, 1);
+  const [same] = await m.apply([binding('pool', files.v1, { vms: 1 })]);
+  assert.is(same, one, 'vms: 1 is the default: nothing reloads');
+  const [four] = await m.apply([binding('pool', files.v1, { vms: 4 })]);
+  assert.is.not(four, one);
+  assert.is((four as Plugin).vms.length, 4);
+  await until(() => one.state === 'stopped', 'the single-VM plugin to stop');
+  // Streams on two VMs of the pool hold it while it retires.
+  const streams = [four.createHttpStream(new Sink()), four.createHttpStream(new Sink())];
+  const done = () => events.filter((e) => e === 'default.pool:root_done').length;
+  const before = done();
+  const [two] = await m.apply([binding('pool', files.v1, { vms: 2 })]);
+  assert.is((two as Plugin).vms.length, 2);
+  await tick();
+  assert.is(four.state, 'running', 'the old pool waits for its streams');
+  for (const s of streams) s.finish();
+  await until(() => four.state === 'stopped', 'the old pool to stop');
+  assert.is(done() - before, 4, 'each of its four VMs had its root context done');
+  const err = await rejects(m.apply([binding('pool', files.v1, { vms: 17 })]));
+  assert.is(err.plugin, 'default/pool');
+  assert.match(err.message, /vms must be a whole number from 1 to 16, got 17/);
+  const component = join(dir, 'pool-component.wasm');
+  await writeFile(component, Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]));
+  const refused = await rejects(m.apply([binding('js', component, { vms: 2 })]));
+  assert.is(refused.plugin, 'default/js');
+  assert.match(refused.message, /spec\.vms 2: .*pool-component\.wasm is a component \(wasmesh:filter\), which runs as one instance/);
+  assert.equal(m.plugins, [two], 'the running plugin stays');
+});
+
 test('the same binding on the inbound and outbound lists is one plugin, counted twice', async () => {
   const m = manager();
   const a = binding('a', files.v1);
