@@ -4,7 +4,7 @@
 // shared queues) stays right. Real modules (wat), real timers, no mocks.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConnectionRecorder } from '../src/harness.ts';
+import { ConnectionRecorder, FilterHarness } from '../src/harness.ts';
 import type { HttpCallRequest, HttpCallResponse } from '../src/host.ts';
 import { MetricsRegistry } from '../src/metrics/registry.ts';
 import { SharedQueueRegistry } from '../src/shared-queue.ts';
@@ -14,6 +14,7 @@ import type { HttpStream } from '../src/http-stream.ts';
 import {
   GET, OK_RESPONSE, Strings, TraceSink, c, envImports, events, loadPlugin, out, pl, recordingCallbacks, recordingModule, settle, waitFor,
 } from './support/recorder.ts';
+import { wat2wasm } from './support/wat.ts';
 
 /** The cluster the module's callouts name. */
 const CLUSTER = 'authz';
@@ -217,6 +218,18 @@ test('each VM of the pool runs its own on_tick', async () => {
     assert.ok(plugin.vms.every((vm) => vm.root.tickPeriodMs === 0), 'each turned its own timer off');
   } finally {
     await plugin.stop();
+  }
+});
+
+test('the test harness takes vms too: tick() steps every VM of the pool', async () => {
+  const h = await FilterHarness.load(await wat2wasm(poolModule()), { name: 'pooled', vms: 3, manualTicks: true });
+  try {
+    assert.is(h.plugin.vms.length, 3);
+    const r = await h.tick();
+    assert.is(r.ticks, 3, 'one on_tick per VM');
+    assert.ok(h.plugin.vms.every((vm) => count(vm, 'tick') === 1));
+  } finally {
+    await h.close();
   }
 });
 
