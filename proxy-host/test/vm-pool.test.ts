@@ -90,11 +90,13 @@ test('spec.vms 4: a trap fails only the requests in flight on its VM (a quarter)
     for (const o of good.filter((x) => x.status === 200)) assert.is(o.body, 'filtered=1', 'the others went through the filter, untouched');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vm_traps_total{cause="unreachable",plugin="default.guard"}'), 1, 'one trap, counted once');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_plugin_failed{plugin="default.guard"}'), 0, 'the plugin kept live VMs');
+    assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vms_live{plugin="default.guard"}'), 3, 'three live until the next stream');
     // The next request refills the pool.
     const next = await send(proxy.outboundPort, toApp('/'));
     assert.is(next.status, 200);
     assert.is(next.body, 'filtered=1');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vm_restarts_total{plugin="default.guard"}'), 1, 'the trapped VM was replaced');
+    assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vms_live{plugin="default.guard"}'), 4, 'the pool is full again');
     // And the pool holds again: the same scene fails a quarter again, not more.
     const again = await trapWhileInFlight(proxy);
     assert.equal(statuses(again.good), { 200: IN_FLIGHT - IN_FLIGHT / 4, 503: IN_FLIGHT / 4 });

@@ -26,6 +26,8 @@ interface PluginMetrics {
   failed: Metric;
   activeStreams: Metric;
   bad: Metric;
+  /** Live VMs of the pool (kept by increments, so the versions of one plugin during a swap add up). */
+  liveVms: Metric;
 }
 
 /** A module version that failed this many times in a row (without a healthy VM between) is bad. */
@@ -48,6 +50,8 @@ export class Plugin {
   #failureIndex = 0;
   #activeStreams = 0;
   #stopped = false;
+  /** stop() took the pool's live VMs off wasmesh_wasm_vms_live. */
+  #offGauge = false;
   readonly #drainWaiters: Array<() => void> = [];
   /** Why the last VM failed, for status and tests. */
   lastFailure = '';
@@ -90,14 +94,17 @@ export class Plugin {
       failed: m.gauge('wasmesh_wasm_plugin_failed', '1 while the plugin has no healthy VM', labels),
       activeStreams: m.gauge('wasmesh_wasm_active_streams', 'Streams in flight through the plugin', labels),
       bad: m.gauge('wasmesh_wasm_module_bad', `1 while a module version has failed ${BAD_AFTER_CONSECUTIVE_FAILURES} or more times in a row`, versionLabels),
+      liveVms: m.gauge('wasmesh_wasm_vms_live', 'Live VMs in the plugin\'s pool (spec.vms of them when none has failed)', labels),
     };
     try {
       for (let i = 0; i < settings.vms; i++) {
         this.#vms.push(this.#newVm());
         this.#restartAt.push(0);
+        this.#metrics.liveVms.increment(1);
       }
     } catch (err) {
       for (const vm of this.#vms) vm.dispose();
+      this.#metrics.liveVms.increment(-this.#vms.length);
       throw err;
     }
   }
@@ -162,6 +169,8 @@ export class Plugin {
     // A VM failing while it starts is not in the pool yet: its start throws, and that is counted there.
     const slot = this.#vms.indexOf(vm);
     if (slot < 0) return;
+    // Once stop() has taken the pool off the gauge, a late failure (a stream still in flight) is not.
+    if (!this.#offGauge) this.#metrics.liveVms.increment(-1);
     const now = Date.now();
     // A VM that got through a stream callback was serving: this failure is one request's, not a crash loop.
     if (vm.servedStream) this.#consecutiveFailures = 0;
@@ -209,6 +218,7 @@ export class Plugin {
     try {
       const fresh = this.#newVm();
       this.#vms[slot] = fresh;
+      this.#metrics.liveVms.increment(1);
       this.#metrics.restarts.increment(1);
       this.#metrics.failed.record(0);
       return fresh;
@@ -308,6 +318,8 @@ export class Plugin {
     for (const vm of this.#vms) if (!vm.shutdownRoot()) waiting.push(vm);
     while (Date.now() < deadline && waiting.some((vm) => !vm.root.deleted && !vm.failed)) await new Promise((r) => setTimeout(r, 10));
     for (const vm of waiting) if (!vm.root.deleted) vm.deleteContext(vm.root);
+    this.#metrics.liveVms.increment(-this.#liveCount());
+    this.#offGauge = true;
     for (const vm of this.#vms) vm.dispose();
   }
 }

@@ -109,6 +109,7 @@ test('a pool of 4 with 20 streams in flight: a trap fails only the streams of th
       streams.push({ stream, sink, vm: stream.vm });
     }
     for (const vm of plugin.vms) assert.is(streams.filter((s) => s.vm === vm).length, 5, 'least loaded: 5 streams on each VM');
+    assert.is(value(metrics, 'wasmesh_wasm_vms_live', { plugin: 'test' }), 4);
     assert.is(value(metrics, 'pool_requests'), 20, 'the four VMs define the same counter and share its series');
 
     // A bad request: it lands on one VM, which traps.
@@ -142,6 +143,7 @@ test('a pool of 4 with 20 streams in flight: a trap fails only the streams of th
     assert.is(value(metrics, 'wasmesh_wasm_vm_traps_total', { plugin: 'test', cause: 'unreachable' }), 1);
     assert.is(plugin.trapCount, 1);
     assert.is(value(metrics, 'wasmesh_wasm_plugin_failed', { plugin: 'test' }), 0, 'the plugin had live VMs throughout');
+    assert.is(value(metrics, 'wasmesh_wasm_vms_live', { plugin: 'test' }), 3);
     assert.ok(logs.some((l) => /VM \d of 4 failed \(unreachable\).*6 stream\(s\) were on it.*new streams go to the pool's other VMs and a fresh one \(3 of 4 live\)/.test(l)), `the log says which VM and what happens:\n${logs.join('\n')}`);
 
     // The next stream refills the pool: a fresh VM in the trapped one's slot, started like the others.
@@ -152,10 +154,12 @@ test('a pool of 4 with 20 streams in flight: a trap fails only the streams of th
     assert.not.ok(plugin.vms.includes(trapped), 'the failed VM left the pool');
     assert.ok(plugin.vms.every((vm) => !vm.failed), 'four live VMs again');
     assert.is(value(metrics, 'wasmesh_wasm_vm_restarts_total', { plugin: 'test' }), 1, 'one replacement');
+    assert.is(value(metrics, 'wasmesh_wasm_vms_live', { plugin: 'test' }), 4, 'the pool is full again');
     assert.is(plugin.activeStreams, 0);
   } finally {
     await plugin.stop();
   }
+  assert.is(value(metrics, 'wasmesh_wasm_vms_live', { plugin: 'test' }), 0, 'a stopped plugin has no live VM');
 });
 
 test('a VM waiting out a backoff is skipped: new streams go to the live VMs instead of getting 503', async () => {
