@@ -1,5 +1,5 @@
 // A WasmPlugin's pool of VMs (spec.vms) in a running proxy: with good requests in flight on every VM
-// of a FAIL_CLOSE plugin, a trapping request fails only the good requests on its own VM (the others get
+// of a FAIL_CLOSE plugin (the app holds them until the test lets go), a trapping request fails only the good requests on its own VM (the others get
 // the app's 200), the trap is counted once and the pool is refilled. The same traffic through a plugin
 // with the default single VM fails every request in flight, which is what the pool is for. The module is
 // the isolation tests' hostile filter (support/hostile-filter.ts), bound by a standalone config file.
@@ -16,21 +16,32 @@ import { APP_HOST, AUTHZ_CLUSTER, WORKLOAD, isolationMeshYaml } from './support/
 import { startHttp1, type TestServer } from './support/servers.ts';
 import { send, type Outcome } from './support/traffic.ts';
 
-/** Good requests held in flight (the app answers /slow after SLOW_MS): IN_FLIGHT / vms on each VM. */
+/** Good requests held in flight (the app holds /slow until the test releases it): IN_FLIGHT / vms on each VM. */
 const IN_FLIGHT = 16;
-const SLOW_MS = 400;
+/** The longest the app holds a /slow request, should a test fail before releasing it. */
+const HOLD_MAX_MS = 5000;
 
 let app: TestServer;
 let dir: string;
+/** Answers of the /slow requests the app holds. */
+const held: Array<() => void> = [];
+
+/** The app answers every /slow request it holds. */
+function release(): void {
+  for (const answer of held.splice(0)) answer();
+}
 
 test.before(async () => {
   app = await startHttp1('app', (req, res) => {
     const answer = () => {
+      if (res.writableEnded || res.destroyed) return;
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.end(`filtered=${String(req.headers['x-filtered'] ?? '')}`);
     };
-    if (req.url === '/slow') setTimeout(answer, SLOW_MS);
-    else answer();
+    if (req.url === '/slow') {
+      held.push(answer);
+      setTimeout(answer, HOLD_MAX_MS).unref();
+    } else answer();
   });
   dir = mkdtempSync(join(tmpdir(), 'wasmesh-vm-pool-'));
   writeFileSync(join(dir, 'hostile.wasm'), await wat2wasm(hostileFilterWat(AUTHZ_CLUSTER)));
@@ -71,6 +82,7 @@ async function trapWhileInFlight(proxy: Proxy): Promise<{ good: Outcome[]; bad: 
     await new Promise((r) => setTimeout(r, 5));
   }
   const bad = await send(proxy.outboundPort, toApp('/trap'));
+  release();
   return { good: await good, bad };
 }
 
@@ -129,6 +141,9 @@ test('stopping the proxy lets the requests in flight on every VM of the pool fin
       await new Promise((r) => setTimeout(r, 5));
     }
     const stopping = proxy.stop(5000).then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.not.ok(stopped, 'the proxy waits for the requests in flight');
+    release();
     assert.equal(statuses(await good), { 200: 8 }, 'all eight, two per VM, finished');
     await stopping;
     assert.ok(stopped);
