@@ -185,10 +185,10 @@ test('unchanged bindings keep their plugin; a changed setting or module replaces
   assert.equal(m.plugins.length, 1);
 });
 
-test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin too; absent, the runtime's defaults apply", async () => {
+test("a WasmPlugin's CPU budgets and pool reach the runtime, the canary module's plugin too; absent, the runtime's defaults apply", async () => {
   const m = manager();
   const [budgeted, plain] = await m.load([
-    binding('a', files.v1, { cpuBudget: 7_000_000, startupCpuBudget: 9_000_000_000, canary: { url: `file://${files.v2}`, path: files.v2, weight: 50 } }),
+    binding('a', files.v1, { cpuBudget: 7_000_000, startupCpuBudget: 9_000_000_000, vms: 3, canary: { url: `file://${files.v2}`, path: files.v2, weight: 50 } }),
     binding('b', files.v1),
   ]);
   assert.instance(budgeted, CanaryPair);
@@ -196,10 +196,12 @@ test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin t
   for (const p of [pair.stable, pair.canary]) {
     assert.is(p.settings.cpuBudget, 7_000_000);
     assert.is(p.settings.startupCpuBudget, 9_000_000_000);
+    assert.is((p as Plugin).vms.length, 3, 'the canary runs a pool of the same size');
   }
   assert.is.not(pair.canary.compiled, pair.stable.compiled);
   assert.is((plain as Plugin).settings.cpuBudget, limits.DEFAULT_CPU_BUDGET);
   assert.is((plain as Plugin).settings.startupCpuBudget, limits.DEFAULT_STARTUP_CPU_BUDGET);
+  assert.is((plain as Plugin).vms.length, 1);
 });
 
 test('startupCpuBudget bounds module startup: a configure that needs about 10 M units loads by default and is refused under 1 M, naming the budget', async () => {
