@@ -37,9 +37,9 @@ interface Answer {
   servedBy: string | undefined;
 }
 
-function call(): Promise<Answer> {
+function call(headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: ctx.proxy!.inboundPort, path: '/', agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: ctx.proxy!.inboundPort, path: '/', agent: false, headers }, (res) => {
       res.resume();
       res.on('end', () => resolve({ status: res.statusCode ?? 0, servedBy: res.headers['x-filter-version'] === 'core' ? 'core' : res.headers['x-hits'] !== undefined ? 'js' : undefined }));
     });
@@ -104,6 +104,9 @@ test.before(async () => {
     workload,
     dataDir: join(ctx.root, 'proxy'),
     backoff: { initialMs: 50, maxMs: 300 },
+    // The canary's streams and traps, reported as a managed proxy does: what the rollout controller judges.
+    statsIntervalMs: 200,
+    filterStats: () => ctx.proxy?.canaryStats() ?? [],
     apply: async (config: ProxyConfig) => {
       if (ctx.proxy) return ctx.proxy.applyConfig(config);
       // As the CLI runs a managed proxy: component transpiles kept in its data dir.
@@ -145,6 +148,59 @@ test('a component deployed as the next version takes over under traffic, and a r
   assert.ok(answers.length >= 20, `${answers.length} requests`);
   assert.equal([...new Set(answers.map((a) => a.status))], [200], 'every answer was 200');
   assert.ok(answers.some((a) => a.servedBy === 'js') && answers.some((a) => a.servedBy === 'core'));
+});
+
+test('a component canary that spins on one kind of request is rolled back automatically, and the rest of the traffic keeps flowing', async () => {
+  // After the test before, 1.0.0 (the core module) serves and 2.0.0 (the component) is known. The
+  // component loops forever on `x-component: spin`: its CPU budget stops it, the canary's trap is
+  // reported, and the controller rolls the canary back long before its 20 s step ends.
+  await servedBy('core');
+  const load = traffic(60_000);
+  let spinning = true;
+  const spins: Answer[] = [];
+  const spinner = (async () => {
+    for (let i = 0; spinning && i < 200; i++) {
+      spins.push(await call({ 'x-component': 'spin', 'x-request-id': `spin-${i}` }).catch(() => ({ status: 0, servedBy: undefined })));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  let answers: Answer[] = [];
+  try {
+    const started = await fetch(`${ctx.orch.url}/filters/default/versioned/rollout`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ctx.admin}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ to: '2.0.0', steps: [50, 100], intervalMs: 20_000 }),
+    });
+    assert.is(started.status, 202, await started.text());
+    let done: { phase: string; message: string; canary?: { traps?: number } } | undefined;
+    for (const until = Date.now() + 40_000; Date.now() < until; await new Promise((r) => setTimeout(r, 100))) {
+      const res = await fetch(`${ctx.orch.url}/filters/default/versioned/rollout`, { headers: { authorization: `Bearer ${ctx.admin}` } });
+      const s = (await res.json()) as NonNullable<typeof done>;
+      if (s.phase !== 'Progressing') {
+        done = s;
+        break;
+      }
+    }
+    assert.ok(done, 'the rollout ended within 40 s');
+    assert.is(done!.phase, 'RolledBack', done!.message);
+    assert.match(done!.message, /rolled back automatically: the new version (trapped|failed repeatedly)/);
+    assert.ok((done!.canary?.traps ?? 0) > 0, 'the canary\'s traps were reported');
+    // The proxy drops the canary: the core module serves everything again.
+    for (const until = Date.now() + 10_000; Date.now() < until && !ctx.proxy!.filters().inbound.every((f) => f.canary === undefined); ) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(ctx.proxy!.filters().inbound.every((f) => f.canary === undefined), 'the canary left the proxy');
+  } finally {
+    spinning = false;
+    await spinner;
+    answers = await load.stop();
+  }
+  assert.ok(spins.some((a) => a.status === 503), `a spinning request met the canary and failed closed: ${JSON.stringify(spins.slice(0, 10))}`);
+  assert.ok(answers.length >= 20, `${answers.length} requests`);
+  const good = answers.filter((a) => a.status === 200).length;
+  // Streams in flight on the component's instance when it trapped fail with it (FAIL_CLOSE); nothing else.
+  assert.ok(good >= answers.length * 0.9, `${good} of ${answers.length} ordinary requests answered 200`);
+  assert.ok(answers.some((a) => a.servedBy === 'js'), 'the canary served ordinary requests before its rollback');
+  const after = await Promise.all([1, 2, 3, 4, 5].map(() => call()));
+  assert.ok(after.every((a) => a.status === 200 && a.servedBy === 'core'), JSON.stringify(after));
 });
 
 test.run();

@@ -152,6 +152,9 @@ test('the console against the demo mesh: 90/10 graph, denied errors, workloads, 
     await page.click(`${card} button.upload`);
     const uploaded = await until(10_000, async () => ((await (await api('/modules?name=add-header')).json()) as { items: Array<{ version: string }> }).items.map((m) => m.version), (v) => v.includes('9.9.9'));
     assert.ok(uploaded.includes('9.9.9'), `uploaded from the page: ${JSON.stringify(uploaded)}`);
+    // Each version says what it was made with, as read at upload (the producers section).
+    const madeWith = await until(10_000, () => page.$$eval(`${card} table.versions td.made-with`, (cells) => cells.map((c) => c.textContent ?? '')), (cells) => cells.length >= 3);
+    assert.ok(madeWith.length >= 3 && madeWith.every((c) => /^core, AssemblyScript \d/.test(c)), `made with: ${JSON.stringify(madeWith)}`);
     await page.waitForSelector(`${card} button.start:not([disabled])`, { timeout: 15_000 });
     await page.select(`${card} select.rollout-to`, '1.1.0');
     await page.$eval(`${card} input.rollout-steps`, (e) => void ((e as HTMLInputElement).value = '50,100'));

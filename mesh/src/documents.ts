@@ -555,6 +555,8 @@ export interface WasmPluginSpec {
   cpuBudget?: number;
   /** wasmesh extension: the same for VM startup (_initialize, on_vm_start, on_configure). */
   startupCpuBudget?: number;
+  /** wasmesh extension: VMs in the plugin's pool in each proxy (1..16); a trap fails only its own VM's streams. */
+  vms?: number;
   vmConfig?: { env?: { name: string; value?: string; valueFrom?: 'INLINE' | 'HOST' }[] };
   match?: { mode?: WorkloadMode; ports?: { number: number }[] }[];
   /** HTTP (default): the HTTP filter chain; NETWORK: the TCP proxy's L4 filter chain. */

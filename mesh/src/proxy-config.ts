@@ -270,6 +270,11 @@ export interface FilterBinding {
   /** The same for VM startup (_initialize, on_vm_start, on_configure). Absent: the runtime's default (2e10). */
   startupCpuBudget?: number;
   /**
+   * VMs in the plugin's pool (1..16): streams are spread over them and a trap fails only the streams of
+   * the VM that trapped. Absent: 1. WasmPlugin spec.vms.
+   */
+  vms?: number;
+  /**
    * A second version of the module taking a share of the streams (a canary rollout): each stream picks
    * by a stable hash of its x-request-id, so a request id lands on the same version on every proxy.
    * Same settings as the binding, only the module differs.

@@ -592,7 +592,7 @@ test('filters: ordered by phase (UNSPECIFIED last), priority descending, then na
   assert.equal(config.inboundFilters.map((f) => f.name), ['authn', 'authz-high', 'b-authz', 'authz-low', 'stats', 'a-router-side', 'z-router-side']);
 });
 
-test('filters: binding fields, module paths, env, CPU budgets and copied pluginConfig; absent budgets stay absent', () => {
+test('filters: binding fields, module paths, env, CPU budgets, the VM pool and copied pluginConfig; absent budgets and pool stay absent', () => {
   const pluginConfig = { request: { 'x-a': 'b' }, list: [1, 2] };
   const objects = [
     wasmPlugin('full', {
@@ -604,6 +604,7 @@ test('filters: binding fields, module paths, env, CPU budgets and copied pluginC
       failStrategy: 'FAIL_OPEN',
       cpuBudget: 5_000_000,
       startupCpuBudget: 30_000_000_000,
+      vms: 4,
       pluginConfig,
       imagePullPolicy: 'Always',
       type: 'HTTP',
@@ -629,6 +630,7 @@ test('filters: binding fields, module paths, env, CPU budgets and copied pluginC
     env: { A: '1', EMPTY: '', HOME_DIR: '/home/x' },
     cpuBudget: 5_000_000,
     startupCpuBudget: 30_000_000_000,
+    vms: 4,
   });
   assert.is.not(full!.pluginConfig, pluginConfig);
   assert.not.ok(Object.isFrozen(pluginConfig), 'the caller\'s object is not frozen');

@@ -334,6 +334,18 @@ test('WasmPlugin CPU budgets: whole numbers of fuel units from 1; a bad one name
   assert.match(huge.message, /^must be <= 9007199254740991/);
 });
 
+test('WasmPlugin spec.vms: a pool of 1 to 16 VMs; a bad one names its field', () => {
+  assert.equal(errorsOf(fromObjects([plugin({ url: 'file://f.wasm', vms: 1 }), plugin({ url: 'file://g.wasm', vms: 16 }, 'q')])), []);
+  const zero = only(fromObjects([plugin({ url: 'file://f.wasm', vms: 0 })], 'mesh.yaml'));
+  assert.is(zero.path, '/spec/vms');
+  assert.match(formatErrors([zero]), 'WasmPlugin default/p: spec.vms: must be >= 1 (got 0)');
+  const many = only(fromObjects([plugin({ url: 'file://f.wasm', vms: 17 })]));
+  assert.is(many.path, '/spec/vms');
+  assert.match(many.message, /^must be <= 16/);
+  has(errorsOf(fromObjects([plugin({ url: 'file://f.wasm', vms: 2.5 })])), '/spec/vms', 'must be an integer (got 2.5)');
+  has(errorsOf(fromObjects([plugin({ url: 'file://f.wasm', vms: '4' })])), '/spec/vms', 'must be an integer (got "4")');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Unsupported values and shapes
 

@@ -360,8 +360,8 @@ function filtersView(root) {
       );
       card.append(
         h('details', {}, h('summary', {}, `${f.versions.length} versions`),
-          h('table', {}, h('thead', {}, h('tr', {}, ...['version', 'sha256', 'size', 'uploaded', ''].map((c) => h('th', {}, c)))),
-            h('tbody', {}, ...f.versions.map((v) => h('tr', {}, h('td', {}, v.version), h('td', {}, h('code', {}, short(v.sha256))), h('td', {}, v.size !== undefined ? `${v.size} B` : ''), h('td', {}, v.uploadedAt ?? ''), h('td', {}, v.current ? 'current' : v.canary ? 'canary' : '')))))),
+          h('table', { class: 'versions' }, h('thead', {}, h('tr', {}, ...['version', 'made with', 'sha256', 'size', 'uploaded', ''].map((c) => h('th', {}, c)))),
+            h('tbody', {}, ...f.versions.map((v) => h('tr', {}, h('td', {}, v.version), madeWith(v.metadata), h('td', {}, h('code', {}, short(v.sha256))), h('td', {}, v.size !== undefined ? `${v.size} B` : ''), h('td', {}, v.uploadedAt ?? ''), h('td', {}, v.current ? 'current' : v.canary ? 'canary' : '')))))),
         h('details', {}, h('summary', {}, `deploy history (${f.history.length})`),
           h('table', {}, h('thead', {}, h('tr', {}, ...['at', 'version', 'by', 'cause'].map((c) => h('th', {}, c)))),
             h('tbody', {}, ...[...f.history].reverse().map((e) => h('tr', {}, h('td', {}, e.at), h('td', {}, e.version ?? short(e.sha256) ?? e.url), h('td', {}, e.by), h('td', {}, e.cause ?? '')))))),
@@ -369,6 +369,22 @@ function filtersView(root) {
       body.append(card);
     }
   }, status);
+}
+
+/**
+ * What a module version was made with, as the orchestrator read it at upload (producers section; a
+ * component's world): "component, JavaScript (ComponentizeJS 0.23.0)" or "core, AssemblyScript 0.28.9".
+ * The full record (compilers, SDK, the world's exports) is in the cell's title.
+ */
+function madeWith(m) {
+  if (!m) return h('td', { class: 'made-with' }, 'not recorded');
+  const main = [m.language, m.sdk].filter(Boolean).join(', ') || 'unknown toolchain';
+  const detail = [
+    m.processedBy ? `processed by: ${m.processedBy}` : '',
+    m.world ? `world exports: ${m.world.exports.join(', ') || 'none'}; imports: ${m.world.imports.join(', ') || 'none'}` : '',
+    ...(m.problems ?? []),
+  ].filter(Boolean).join('\n');
+  return h('td', { class: 'made-with', title: detail }, `${m.kind}, ${main}`);
 }
 
 // ---- Config ----------------------------------------------------------------------------------

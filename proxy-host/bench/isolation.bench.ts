@@ -6,14 +6,15 @@
 //
 // Windows (each on a fresh proxy, after a warm-up of good traffic): no traps (the reference); a trap a
 // second that hits `unreachable`; a trap a second that loops forever, stopped by the default CPU budget
-// and then by a WasmPlugin spec.cpuBudget of 1e7. The module is the isolation tests' hostile filter
-// (proxy-host/test/support/), bound by a standalone config.
+// and then by a WasmPlugin spec.cpuBudget of 1e7; then the unreachable and the 1e7-budget loop windows
+// again with a pool of VMs (spec.vms 4): a trap then fails only the good requests on its own VM. The
+// module is the isolation tests' hostile filter (proxy-host/test/support/), bound by a standalone config.
 //
 // Processes: the upstream (proxy-host/bench/upstream.mjs) and the proxy (`wasmesh proxy --config`) in
 // their own processes; this one generates the load. Environment: BENCH_DURATION (s per window, default
 // 60), BENCH_BASELINE (s for the window without traps, default 20), BENCH_RATE (good requests per
 // second, default 200), BENCH_WARMUP (s, default 3), BENCH_WINDOWS (which windows, default
-// none,unreachable,loop,loop-budget).
+// none,unreachable,loop,loop-budget,unreachable-vms4,loop-budget-vms4).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -32,6 +33,8 @@ const SECTION = '## Filter isolation: no amplification (npm run bench:isolation)
 const MAX_IN_FLIGHT = 512;
 /** spec.cpuBudget of the last window: a loop stopped after about 1.5 ms of guest time on the bench machine. */
 const LOOP_BUDGET = 10_000_000;
+/** spec.vms of the pool windows. */
+const POOL_VMS = 4;
 /** Seed of the trap moments (a fixed seed: every run sends its traps at the same moments). */
 const TRAP_PHASE_SEED = 0x5eed;
 
@@ -53,16 +56,18 @@ function num(value: string | undefined, fallback: number): number {
 
 type TrapKind = 'none' | 'loop' | 'unreachable';
 
-/** What one window runs: the trap kind and the plugin's spec.cpuBudget (absent: the default). */
+/** What one window runs: the trap kind, the plugin's spec.cpuBudget and spec.vms (absent: the defaults). */
 interface Plan {
   kind: TrapKind;
   seconds: number;
   cpuBudget?: number;
+  vms?: number;
 }
 
 interface Window {
   kind: TrapKind;
   cpuBudget?: number;
+  vms?: number;
   seconds: number;
   good: number;
   goodOk: number;
@@ -170,7 +175,8 @@ async function measure(config: string, appPort: number, plan: Plan, rate: number
     log += c.toString();
     const lines = log.split('\n');
     log = lines.pop()!;
-    for (const line of lines) if (/VM failed .* until it is replaced \(in \d+ ms\)/.test(line)) backoffs++;
+    // "VM failed ..." with one VM, "VM 2 of 4 failed ..." in a pool.
+    for (const line of lines) if (/VM( \d+ of \d+)? failed .* until it is replaced \(in \d+ ms\)/.test(line)) backoffs++;
   });
   try {
     const m = await waitForOutput(proxy, /listening: outbound [\d.]+:(\d+), inbound [\d.]+:(\d+), admin [\d.]+:(\d+)/, 'the proxy to listen');
@@ -205,6 +211,7 @@ async function measure(config: string, appPort: number, plan: Plan, rate: number
     return {
       kind,
       ...(plan.cpuBudget !== undefined ? { cpuBudget: plan.cpuBudget } : {}),
+      ...(plan.vms !== undefined ? { vms: plan.vms } : {}),
       seconds,
       good: outcomes.length,
       goodOk: outcomes.length - failed.length,
@@ -268,6 +275,9 @@ async function main(): Promise<void> {
       unreachable: { kind: 'unreachable', seconds },
       loop: { kind: 'loop', seconds },
       'loop-budget': { kind: 'loop', seconds, cpuBudget: LOOP_BUDGET },
+      // The same traps with a pool: the loss should be about a quarter of the rows above.
+      [`unreachable-vms${POOL_VMS}`]: { kind: 'unreachable', seconds, vms: POOL_VMS },
+      [`loop-budget-vms${POOL_VMS}`]: { kind: 'loop', seconds, cpuBudget: LOOP_BUDGET, vms: POOL_VMS },
     };
     const plans = (process.env.BENCH_WINDOWS ?? Object.keys(all).join(',')).split(',').map((name) => {
       const plan = all[name.trim()];
@@ -276,9 +286,9 @@ async function main(): Promise<void> {
     });
     for (const plan of plans) {
       // The callout target is never called here; the app stands in for it.
-      const config = path.join(dir, `mesh-${plan.cpuBudget ?? 'default'}.yaml`);
-      writeFileSync(config, isolationMeshYaml({ appPort, authzPort: appPort, ...(plan.cpuBudget !== undefined ? { cpuBudget: plan.cpuBudget } : {}) }));
-      process.stdout.write(`window: ${plan.kind}, budget ${plan.cpuBudget ?? 'default'}, ${plan.seconds} s at ${rate} good requests/s ...\n`);
+      const config = path.join(dir, `mesh-${plan.cpuBudget ?? 'default'}-vms${plan.vms ?? 1}.yaml`);
+      writeFileSync(config, isolationMeshYaml({ appPort, authzPort: appPort, ...(plan.cpuBudget !== undefined ? { cpuBudget: plan.cpuBudget } : {}), ...(plan.vms !== undefined ? { vms: plan.vms } : {}) }));
+      process.stdout.write(`window: ${plan.kind}, budget ${plan.cpuBudget ?? 'default'}, vms ${plan.vms ?? 1}, ${plan.seconds} s at ${rate} good requests/s ...\n`);
       const w = await measure(config, appPort, plan, rate, warmup);
       windows.push(w);
       process.stdout.write(
@@ -302,15 +312,16 @@ async function main(): Promise<void> {
     `One wasmesh sidecar (\`wasmesh proxy --config\`, its own process, default CPU budget) with a FAIL_CLOSE WasmPlugin of the isolation tests' hostile filter on the outbound side; a node:http upstream (its own process). ` +
       `Good traffic: \`GET /\`, open loop at ${rate} requests/s (at most ${MAX_IN_FLIGHT} in flight), HTTP/1.1 keep-alive; one trapping request a second (at a random moment of each second, seeded) through the same plugin, from ${warmup} s after a fresh proxy started (a warm-up of good traffic). ` +
       `Trap kinds: "unreachable" traps at once; "loop" loops forever in on_request_headers until the CPU budget stops it (the default 1e9 units, or spec.cpuBudget ${LOOP_BUDGET.toExponential().replace('+', '')}). ` +
+      `VMs: the plugin's pool (spec.vms): 1, the default, is one VM for all streams; with ${POOL_VMS}, new streams go to the least loaded of ${POOL_VMS} VMs and a trap fails only the streams on its own VM. ` +
       (TASKSET ? 'Pinning: `taskset`, the proxy on CPU 1, upstream and load generator on CPU 0. ' : '') +
       `Whole run ${Math.round((Date.now() - started) / 1000)} s.`,
   );
   lines.push('');
-  lines.push('| traps | window | good requests | got 200 | failed: in flight at a trap / sent during one / other | good p50 | p99 | p99.9 | max | trapping requests answered 503 | of them met a live VM | trap latency p50 | VMs replaced | backoffs | traps by cause |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+  lines.push('| traps | VMs | window | good requests | got 200 | failed: in flight at a trap / sent during one / other | good p50 | p99 | p99.9 | max | trapping requests answered 503 | of them met a live VM | trap latency p50 | VMs replaced | backoffs | traps by cause |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const w of windows) {
     lines.push(
-      `| ${w.kind === 'none' ? 'none (reference)' : `1/s, ${w.kind}${w.kind === 'loop' ? `, budget ${w.cpuBudget === undefined ? 'default (1e9)' : w.cpuBudget.toExponential().replace('+', '')}` : ''}`} | ${w.seconds} s | ${w.good}${w.notSent ? ` (+${w.notSent} not sent)` : ''} | ${pct(w.goodOk, w.good)} | ${w.failedInFlight} / ${w.failedDuring} / ${w.failedOther} | ${ms(w.p50)} | ${ms(w.p99)} | ${ms(w.p999)} | ${ms(w.max)} | ${w.traps === 0 ? '-' : `${w.traps503} / ${w.traps}`} | ${w.traps === 0 ? '-' : w.trapped} | ${w.traps === 0 ? '-' : ms(w.trapP50)} | ${w.vmsReplaced} | ${w.backoffs} | ${w.trapCauses} |`,
+      `| ${w.kind === 'none' ? 'none (reference)' : `1/s, ${w.kind}${w.kind === 'loop' ? `, budget ${w.cpuBudget === undefined ? 'default (1e9)' : w.cpuBudget.toExponential().replace('+', '')}` : ''}`} | ${w.vms ?? 1} | ${w.seconds} s | ${w.good}${w.notSent ? ` (+${w.notSent} not sent)` : ''} | ${pct(w.goodOk, w.good)} | ${w.failedInFlight} / ${w.failedDuring} / ${w.failedOther} | ${ms(w.p50)} | ${ms(w.p99)} | ${ms(w.p999)} | ${ms(w.max)} | ${w.traps === 0 ? '-' : `${w.traps503} / ${w.traps}`} | ${w.traps === 0 ? '-' : w.trapped} | ${w.traps === 0 ? '-' : ms(w.trapP50)} | ${w.vmsReplaced} | ${w.backoffs} | ${w.trapCauses} |`,
     );
   }
   lines.push('');
@@ -318,12 +329,13 @@ async function main(): Promise<void> {
     'Failed good requests, by when they were sent: "in flight at a trap" were sent before a trapping request and answered after it was sent: they were on the VM that trapped, and FAIL_CLOSE answers such streams 503 by design. ' +
       '"Sent during one" were sent while a trapping request waited for its answer: on the VM that trapped too if the proxy, backlogged, read them before the trapping request (all requests wait in the same queue when the machine holds the proxy up). ' +
       'The share of good requests that fail these two ways is about (traps per second) x (their mean time in the proxy), whatever the rate: 1 trap/s at 2 ms costs 0.2 %. ' +
+      `With a pool of VMs only the requests on the VM that trapped fail, about 1/${POOL_VMS} of those with ${POOL_VMS} VMs (the good requests still in flight are spread over the pool's VMs, least loaded first). ` +
       '"Other" failures overlapped no trapping request: amplification (a VM waiting out a backoff, a stall that fails requests); there should be none. ' +
       'A trapping request that did not meet a live VM was answered by a VM waiting out a backoff; "backoffs" counts the failures after which the plugin backed off instead of replacing the VM at once (it does when a fresh VM fails before it finished any stream, or more than 20 VMs fail within a second).',
   );
   for (const w of windows.filter((x) => x.otherDetails.length > 0)) {
     lines.push('');
-    lines.push(`"Other" failures in the ${w.kind}${w.cpuBudget !== undefined ? ` (budget ${w.cpuBudget})` : ''} window: ${w.otherDetails.slice(0, 5).join('; ')}${w.otherDetails.length > 5 ? '; ...' : ''}.`);
+    lines.push(`"Other" failures in the ${w.kind}${w.cpuBudget !== undefined ? ` (budget ${w.cpuBudget})` : ''}${w.vms !== undefined ? ` (vms ${w.vms})` : ''} window: ${w.otherDetails.slice(0, 5).join('; ')}${w.otherDetails.length > 5 ? '; ...' : ''}.`);
   }
   lines.push('');
   const section = lines.join('\n');

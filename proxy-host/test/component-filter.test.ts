@@ -4,7 +4,7 @@
 // phases; components that are not filters or import anything are refused.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { applyFieldChanges, ComponentFilter, ComponentFilterError, transpileComponent, type Fields } from '../src/component-filter/component-filter.ts';
+import { applyFieldChanges, ComponentFilter, ComponentFilterError, DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES, transpileComponent, type Fields } from '../src/component-filter/component-filter.ts';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +102,38 @@ test('a call past its CPU budget traps (cause cpu_budget); the instance is never
   assert.is(f.instance.failed?.cause, 'cpu_budget');
   f.budget = 1e12;
   assert.throws(() => f.onRequestHeaders(ctx(10n), [], true), /cpu_budget/, 'never entered again');
+});
+
+test('a JavaScript component keeps serving once its engine has to collect garbage: its memory levels off under the bound', async () => {
+  // The engine inside collects only once its heap is near 70 MiB. Under a 64 MiB bound it aborted
+  // instead (a `memory` trap every 14,000-20,000 add-header streams, ~960 with the 60 KB header
+  // here); the component bound leaves room for the collection, after which the heap stays level.
+  const f = await ComponentFilter.load(bytes, CONFIG, 'add-header.js', { cache });
+  const MiB = 1024 * 1024;
+  const start = f.instance.memoryBytes();
+  const request = fields([':method', 'GET'], [':path', '/'], ['x-big', 'v'.repeat(60_000)]);
+  const response = fields([':status', '200']);
+  const started = Date.now();
+  let streams = 0;
+  let at1500 = 0;
+  let peak = 0;
+  // Bounded in count and in time (30 s); 1,500 streams pass the point where the engine first collects.
+  while (streams < 3000 && Date.now() - started < 30_000) {
+    const id = BigInt(++streams);
+    const r = f.onRequestHeaders(ctx(id), request, true);
+    assert.equal(text(r.headers.set), [['x-wasmesh-example', 'hello']]);
+    f.onResponseHeaders(ctx(id), response, true);
+    f.onStreamDone(id);
+    peak = Math.max(peak, f.instance.memoryBytes());
+    if (streams === 1500) at1500 = f.instance.memoryBytes();
+  }
+  const end = f.instance.memoryBytes();
+  assert.ok(streams >= 2000, `only ${streams} streams in 30 s`);
+  assert.is(f.instance.failed, undefined);
+  assert.ok(peak > 64 * MiB, `the heap grew past the old 64 MiB bound (peak ${(peak / MiB).toFixed(1)} MiB, from ${(start / MiB).toFixed(1)})`);
+  assert.ok(peak < DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES - 32 * MiB, `and stayed well under the bound (peak ${(peak / MiB).toFixed(1)} MiB)`);
+  // Without collection each stream would add about 60 KB: 1,500 streams, about 88 MiB.
+  assert.ok(end - at1500 < 12 * MiB, `level after the first collection: ${(at1500 / MiB).toFixed(1)} MiB at stream 1,500, ${(end / MiB).toFixed(1)} at ${streams}`);
 });
 
 test.run();

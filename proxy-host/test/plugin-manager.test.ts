@@ -185,10 +185,10 @@ test('unchanged bindings keep their plugin; a changed setting or module replaces
   assert.equal(m.plugins.length, 1);
 });
 
-test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin too; absent, the runtime's defaults apply", async () => {
+test("a WasmPlugin's CPU budgets and pool reach the runtime, the canary module's plugin too; absent, the runtime's defaults apply", async () => {
   const m = manager();
   const [budgeted, plain] = await m.load([
-    binding('a', files.v1, { cpuBudget: 7_000_000, startupCpuBudget: 9_000_000_000, canary: { url: `file://${files.v2}`, path: files.v2, weight: 50 } }),
+    binding('a', files.v1, { cpuBudget: 7_000_000, startupCpuBudget: 9_000_000_000, vms: 3, canary: { url: `file://${files.v2}`, path: files.v2, weight: 50 } }),
     binding('b', files.v1),
   ]);
   assert.instance(budgeted, CanaryPair);
@@ -196,10 +196,12 @@ test("a WasmPlugin's CPU budgets reach the runtime, the canary module's plugin t
   for (const p of [pair.stable, pair.canary]) {
     assert.is(p.settings.cpuBudget, 7_000_000);
     assert.is(p.settings.startupCpuBudget, 9_000_000_000);
+    assert.is((p as Plugin).vms.length, 3, 'the canary runs a pool of the same size');
   }
   assert.is.not(pair.canary.compiled, pair.stable.compiled);
   assert.is((plain as Plugin).settings.cpuBudget, limits.DEFAULT_CPU_BUDGET);
   assert.is((plain as Plugin).settings.startupCpuBudget, limits.DEFAULT_STARTUP_CPU_BUDGET);
+  assert.is((plain as Plugin).vms.length, 1);
 });
 
 test('startupCpuBudget bounds module startup: a configure that needs about 10 M units loads by default and is refused under 1 M, naming the budget', async () => {
@@ -229,6 +231,38 @@ test('a budget the runtime refuses (a config that skipped validation) is a load 
   const err = await rejects(m.apply([binding('a', files.v1, { cpuBudget: 0 })]));
   assert.is(err.plugin, 'default/a');
   assert.match(err.message, /^WasmPlugin default\/a: .*cpuBudget must be a whole number/);
+});
+
+test('spec.vms reaches the runtime; absent and 1 are the same plugin, a change swaps it and the old pool stops every VM once drained; bad counts and components are refused by field', async () => {
+  const m = manager();
+  const [one] = await m.apply([binding('pool', files.v1)]);
+  assert.is((one as Plugin).settings.vms, 1);
+  const [same] = await m.apply([binding('pool', files.v1, { vms: 1 })]);
+  assert.is(same, one, 'vms: 1 is the default: nothing reloads');
+  const [four] = await m.apply([binding('pool', files.v1, { vms: 4 })]);
+  assert.is.not(four, one);
+  assert.is((four as Plugin).vms.length, 4);
+  await until(() => one.state === 'stopped', 'the single-VM plugin to stop');
+  // Streams on two VMs of the pool hold it while it retires.
+  const streams = [four.createHttpStream(new Sink()), four.createHttpStream(new Sink())];
+  const done = () => events.filter((e) => e === 'default.pool:root_done').length;
+  const before = done();
+  const [two] = await m.apply([binding('pool', files.v1, { vms: 2 })]);
+  assert.is((two as Plugin).vms.length, 2);
+  await tick();
+  assert.is(four.state, 'running', 'the old pool waits for its streams');
+  for (const s of streams) s.finish();
+  await until(() => four.state === 'stopped', 'the old pool to stop');
+  assert.is(done() - before, 4, 'each of its four VMs had its root context done');
+  const err = await rejects(m.apply([binding('pool', files.v1, { vms: 17 })]));
+  assert.is(err.plugin, 'default/pool');
+  assert.match(err.message, /vms must be a whole number from 1 to 16, got 17/);
+  const component = join(dir, 'pool-component.wasm');
+  await writeFile(component, Uint8Array.from([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]));
+  const refused = await rejects(m.apply([binding('js', component, { vms: 2 })]));
+  assert.is(refused.plugin, 'default/js');
+  assert.match(refused.message, /spec\.vms 2: .*pool-component\.wasm is a component \(wasmesh:filter\), which runs as one instance/);
+  assert.equal(m.plugins, [two], 'the running plugin stays');
 });
 
 test('the same binding on the inbound and outbound lists is one plugin, counted twice', async () => {

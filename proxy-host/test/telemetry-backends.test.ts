@@ -1,6 +1,7 @@
 // Telemetry backends on running proxies: a client sidecar (outbound) and a server sidecar (inbound) in
 // front of an app, configured from Telemetry + MeshConfig documents. Real HTTP receivers on loopback
-// decode what the proxies export (OTLP/HTTP with the JSON encoding and Zipkin v2 JSON; protobuf and gRPC: telemetry-otlp.test.ts); the access log is a real file.
+// decode what the proxies export (OTLP/HTTP with the JSON encoding, read by the official OpenTelemetry
+// definitions too, and Zipkin v2 JSON, each Zipkin span checked against Zipkin's v2 model as zipkin-js writes it; protobuf and gRPC: telemetry-otlp.test.ts); the access log is a real file.
 // A changed Telemetry applies without restart; a dead backend drops and counts, requests unaffected.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -10,7 +11,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadConfigFile } from '../src/config/file-source.ts';
 import { Proxy } from '../src/proxy.ts';
+import { hexOf, officialAttributesOf, officialReadTraceJson } from '../../schemas/proto/opentelemetry/official.ts';
+import { zipkinSpans, type FinishedSpan } from '../src/telemetry/span-exporter.ts';
 import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { throughZipkinModel, zipkinV2Problems, type PostedSpan } from './support/zipkin-model.ts';
 
 interface Receiver {
   port: number;
@@ -194,6 +198,66 @@ test('one request through two sidecars: a CLIENT span and its SERVER child in on
   assert.is(z.kind, 'SERVER');
   assert.is((z.tags as Record<string, string>)['http.status_code'], '200');
   assert.is((zipkin.bodies[0] as { path: string }).path, '/api/v2/spans');
+});
+
+test('OTLP/HTTP JSON: every body is an ExportTraceServiceRequest the official definitions read whole', async () => {
+  const bodies = otel.bodies.map((b) => (b as { body: unknown }).body);
+  assert.ok(bodies.length >= 1, 'the first test exported spans');
+  const read = bodies.map((b) => officialReadTraceJson(b));
+  assert.equal(read.flatMap((r) => r.problems), []);
+  const spans = read.flatMap((r) => r.request!.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((span) => ({ span, service: officialAttributesOf(rs.resource?.attributes ?? [])['service.name'] })))));
+  const mine = spans.filter((x) => hexOf(x.span.traceId) === '4bf92f3577b34da6a3ce929d0e0e4736');
+  const server = mine.find((x) => x.span.kind === 'SPAN_KIND_SERVER')!;
+  const client = mine.find((x) => x.span.kind === 'SPAN_KIND_CLIENT')!;
+  assert.ok(server && client, 'a SERVER and a CLIENT span');
+  assert.is(hexOf(server.span.parentSpanId), hexOf(client.span.spanId));
+  assert.is(server.service, 'reviews.default');
+  assert.is(client.service, 'productpage.default');
+  assert.is(officialAttributesOf(server.span.attributes)['http.status_code'], '200');
+  assert.ok(BigInt(server.span.endTimeUnixNano) >= BigInt(server.span.startTimeUnixNano));
+  // And the reading is not lenient: a field of the wrong type or one OTLP does not have is reported.
+  const bad = JSON.parse(JSON.stringify(bodies[0])) as { resourceSpans: { scopeSpans: { spans: Record<string, unknown>[] }[] }[] };
+  bad.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name = 7;
+  bad.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.durationNanos = '5';
+  assert.equal(officialReadTraceJson(bad).problems, ['/resourceSpans/0/scopeSpans/0/spans/0/name: 7 reads back as "7"', '/resourceSpans/0/scopeSpans/0/spans/0/durationNanos: not a field of the official definitions (or not a value of its type)']);
+});
+
+test("Zipkin v2: every span posted is what Zipkin's model (zipkin-js model.Span, JSON_V2) writes for it", async () => {
+  const posted = zipkin.bodies.flatMap((b) => (b as { body: PostedSpan[] }).body);
+  assert.ok(posted.length >= 1, 'the first test posted spans');
+  for (const span of posted) {
+    assert.equal(zipkinV2Problems(span), [], JSON.stringify(span));
+    assert.equal(span, throughZipkinModel(span), 'the posted JSON and the model agree');
+  }
+  // The span of the first test, field by field.
+  const s = posted.find((x) => x.traceId === '4bf92f3577b34da6a3ce929d0e0e4736')!;
+  assert.is(s.kind, 'SERVER');
+  assert.is(s.name, 'reviews.default.svc.cluster.local:9080/*');
+  assert.equal(s.localEndpoint, { serviceName: 'reviews.default' });
+  assert.is(s.remoteEndpoint, undefined, 'no remote endpoint is reported (README: not done)');
+  assert.ok(s.timestamp! > (Date.now() - 60_000) * 1000 && s.timestamp! <= Date.now() * 1000, `timestamp ${s.timestamp} in epoch microseconds`);
+  assert.ok(s.duration! >= 1 && s.duration! < 10_000_000, `duration ${s.duration} µs`);
+  assert.is(s.tags!['istio.canonical_service'], 'reviews');
+  assert.is(s.tags!['http.status_code'], '200');
+  assert.is(s.tags!.team, 'bookinfo');
+});
+
+test('Zipkin v2: the exporter writes what the model writes at the edges (capitals, sub-microsecond times, errors, long tags)', () => {
+  const base: FinishedSpan = { traceId: '463ac35c9f6413ad', spanId: 'a2fb4a1d1a96d312', parentSpanId: '', name: 'Reviews.Default:9080/*', kind: 'CLIENT', startMs: 1_700_000_000_123.4567, durationMs: 0.0004, tags: { long: 'x'.repeat(40), n: '7' }, error: true, localEndpoint: { serviceName: 'Reviews.default' } };
+  const [a, b] = zipkinSpans([base, { ...base, spanId: 'b2fb4a1d1a96d312', parentSpanId: 'a2fb4a1d1a96d312', kind: 'SERVER', durationMs: 12.3456, error: false }], 16) as PostedSpan[];
+  for (const s of [a!, b!]) {
+    assert.equal(zipkinV2Problems(s), [], JSON.stringify(s));
+    assert.equal(s, throughZipkinModel(s));
+  }
+  assert.is(a!.name, 'reviews.default:9080/*');
+  assert.is(a!.localEndpoint!.serviceName, 'reviews.default');
+  assert.is(a!.timestamp, 1_700_000_000_123_457);
+  assert.is(a!.duration, 1, 'less than a microsecond rounds up to 1');
+  assert.is(a!.parentId, undefined, 'a root span has no parentId');
+  assert.equal(a!.tags, { long: 'x'.repeat(16), n: '7', error: 'true' });
+  assert.is(b!.parentId, 'a2fb4a1d1a96d312');
+  assert.is(b!.duration, 12_346);
+  assert.is(b!.tags!.error, undefined);
 });
 
 test('sampling: an incoming "not sampled" decision is kept and propagated; B3 context is continued', async () => {

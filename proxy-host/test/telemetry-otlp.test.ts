@@ -2,7 +2,8 @@
 // server sidecar (inbound) in front of an app, configured from Telemetry + MeshConfig as Istio's
 // MeshConfig spells the providers (`opentelemetry` without http: gRPC; with http: {}: OTLP/HTTP, protobuf;
 // `envoyOtelAls`: OTLP logs over gRPC). The receivers are a real grpc-js server and an HTTP server on
-// loopback, decoding with the proto definitions in schemas/proto/opentelemetry/ (not the proxy's encoder).
+// loopback, decoding with the proto definitions in schemas/proto/opentelemetry/ and with the official
+// OpenTelemetry definitions (the generated code of @opentelemetry/otlp-transformer), not the proxy's encoder.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { anyValueOf, attributesOf, type SpanMessage } from '../../schemas/proto/opentelemetry/otlp.ts';
+import { hexOf, officialAnyValueOf, officialAttributesOf, type OfficialSpan, type OfficialTraceRequest } from '../../schemas/proto/opentelemetry/official.ts';
 import { loadConfigFile } from '../src/config/file-source.ts';
 import { Proxy } from '../src/proxy.ts';
 import { startGrpcCollector, startHttpCollector, type GrpcCollector, type HttpCollector } from './support/otlp-collector.ts';
@@ -123,6 +125,11 @@ const hex = (b: Buffer | undefined): string => (b ? b.toString('hex') : '');
 const grpcSpans = (): SpanMessage[] => grpcCollector.traces.flatMap((t) => t.request.resource_spans.flatMap((r) => r.scope_spans.flatMap((s) => s.spans)));
 const httpSpans = (): SpanMessage[] => httpCollector.requests.flatMap((t) => t.request.resource_spans.flatMap((r) => r.scope_spans.flatMap((s) => s.spans)));
 const attr = (s: SpanMessage, k: string) => attributesOf(s.attributes)[k];
+/** The spans of one trace, decoded with the official definitions, each with its batch's resource. */
+const officialSpans = (requests: readonly OfficialTraceRequest[], traceId: string) =>
+  requests.flatMap((r) =>
+    r.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.filter((s) => hexOf(s.traceId) === traceId).map((span) => ({ span, resource: officialAttributesOf(rs.resource?.attributes ?? []), scope: ss.scope?.name })))),
+  );
 const stats = async (p: Proxy) => (await fetch(`http://127.0.0.1:${p.adminPort}/stats/prometheus`)).text();
 const counter = (text: string, series: string): number => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -167,6 +174,48 @@ test('spans over OTLP/gRPC and OTLP/HTTP protobuf: a CLIENT span and its SERVER 
   assert.is(httpCollector.requests[0]!.contentType, 'application/x-protobuf');
 });
 
+test('the same exports decoded with the official OpenTelemetry definitions: OTLP/gRPC and OTLP/HTTP protobuf', async () => {
+  // The trace of the first test: the client sidecar reports to otel-grpc, the server sidecar to both.
+  const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const viaGrpc = officialSpans(grpcCollector.traces.map((t) => t.official), traceId);
+  const clientSpan = viaGrpc.find((s) => s.span.kind === 'SPAN_KIND_CLIENT');
+  const serverSpan = viaGrpc.find((s) => s.span.kind === 'SPAN_KIND_SERVER');
+  assert.ok(clientSpan && serverSpan, `a CLIENT and a SERVER span, got ${viaGrpc.map((s) => s.span.kind).join(', ')}`);
+  const check = (got: { span: OfficialSpan; resource: Record<string, unknown>; scope: string | undefined }, side: 'client' | 'server') => {
+    const { span, resource, scope } = got;
+    const a = officialAttributesOf(span.attributes);
+    assert.is(span.name, `${HOST}/*`);
+    assert.is(span.spanId.length, 8);
+    assert.is(span.flags & 0xff, 1, 'W3C trace flags: sampled');
+    assert.is(a['istio.canonical_service'], side === 'client' ? 'productpage' : 'reviews');
+    assert.is(a['istio.canonical_revision'], side === 'client' ? 'v1' : 'v2');
+    assert.is(a['istio.mesh_id'], 'test-mesh');
+    assert.is(a['istio.namespace'], 'default');
+    assert.is(a['http.method'], 'GET');
+    assert.is(a['http.status_code'], '200');
+    assert.is(a['http.url'], `http://${HOST}/reviews/1?x=1`);
+    assert.is(span.status?.code ?? 'STATUS_CODE_UNSET', 'STATUS_CODE_UNSET');
+    assert.ok(BigInt(span.endTimeUnixNano) >= BigInt(span.startTimeUnixNano) && BigInt(span.startTimeUnixNano) > BigInt(Date.now() - 60_000) * 1_000_000n);
+    assert.is(resource['service.name'], side === 'client' ? 'productpage.default' : 'reviews.default');
+    assert.is(scope, 'wasmesh-proxy');
+  };
+  check(clientSpan, 'client');
+  check(serverSpan, 'server');
+  assert.is(hexOf(clientSpan.span.parentSpanId), '00f067aa0ba902b7', "the client span is a child of the app's span");
+  assert.is(hexOf(serverSpan.span.parentSpanId), hexOf(clientSpan.span.spanId), 'the server span is a child of the client span');
+  assert.match(String(officialAttributesOf(clientSpan.span.attributes).upstream_cluster), /^outbound\|9080\|\|reviews\.default\.svc\.cluster\.local$/);
+  assert.match(String(officialAttributesOf(serverSpan.span.attributes).upstream_cluster), /^inbound\|/);
+  // Our copy read the same bytes the same way.
+  const ours = grpcSpans().find((s) => hex(s.span_id) === hexOf(serverSpan.span.spanId))!;
+  assert.equal(attributesOf(ours.attributes), officialAttributesOf(serverSpan.span.attributes));
+  assert.is(ours.start_time_unix_nano, serverSpan.span.startTimeUnixNano);
+  // OTLP/HTTP: the server span, the same as over gRPC.
+  const viaHttp = officialSpans(httpCollector.requests.map((r) => r.official), traceId);
+  assert.is(viaHttp.length, 1, 'only the server sidecar reports over OTLP/HTTP');
+  check(viaHttp[0]!, 'server');
+  assert.equal(viaHttp[0]!.span, serverSpan.span);
+});
+
 test('a 5xx span has status ERROR; every request of a batch arrives', async () => {
   const before = grpcSpans().length;
   for (let i = 0; i < 20; i++) await request(client.outboundPort, { path: `/fail/${i}`, headers: { host: HOST } });
@@ -205,6 +254,19 @@ test('envoyOtelAls: access-log records as OTLP logs over gRPC, labels as typed a
   assert.is(ra.log_name, 'otel_envoy_accesslog');
   assert.is(ra.node_name, 'sidecar~reviews-v2.default');
   assert.is(ra.cluster_name, 'reviews.default');
+  // The same records decoded with the official OpenTelemetry definitions (ExportLogsServiceRequest).
+  const official = grpcCollector.logs.flatMap((l) => l.official.resourceLogs.flatMap((x) => x.scopeLogs.flatMap((sl) => sl.logRecords.map((r) => ({ r, resource: officialAttributesOf(x.resource?.attributes ?? []) })))));
+  const o = official.find((x) => officialAttributesOf(x.r.attributes).path === '/missing/1')!;
+  assert.ok(o, 'the record of /missing/1 read by the official definitions');
+  assert.equal(officialAttributesOf(o.r.attributes), a, 'the same typed attributes');
+  assert.is(o.r.attributes.find((kv) => kv.key === 'code')!.value!.value, 'intValue');
+  assert.is(officialAnyValueOf(o.r.body), body);
+  assert.is(hexOf(o.r.traceId), traceId);
+  assert.is(hexOf(o.r.spanId), missing.span_id.toString('hex'));
+  assert.is(o.r.timeUnixNano, missing.time_unix_nano);
+  assert.is(o.r.observedTimeUnixNano, missing.observed_time_unix_nano);
+  assert.equal(o.resource, { log_name: 'otel_envoy_accesslog', node_name: 'sidecar~reviews-v2.default', cluster_name: 'reviews.default' });
+  assert.not.ok(official.some((x) => officialAttributesOf(x.r.attributes).path === '/ok/2'));
   const s = await stats(server);
   assert.ok(counter(s, 'wasmesh_proxy_access_log_records_exported_total{provider="als"}') >= 2, s.split('\n').filter((l) => l.includes('access_log')).join('\n'));
 });

@@ -47,6 +47,8 @@ export interface HarnessOptions {
   /** Fuel per callback and for startup (the proxy's defaults otherwise): a test can prove a filter stays well inside them. */
   cpuBudget?: number;
   startupCpuBudget?: number;
+  /** VMs in the plugin's pool (WasmPlugin spec.vms); default 1. Streams are spread over them as in a proxy. */
+  vms?: number;
   /** Answers to HTTP callouts by cluster; a cluster not listed is unknown (the call gets BadArgument). */
   calloutResponses?: Record<string, CalloutAnswer>;
   /**
@@ -113,7 +115,7 @@ export interface CallbackAction {
 
 /** What tick() ran and what it caused. */
 export interface TickResult {
-  /** on_tick calls made (fewer than asked if the VM failed). */
+  /** on_tick calls made, over the pool's VMs (fewer than asked if a VM failed). */
   ticks: number;
   logs: Array<{ level: string; message: string }>;
   callouts: CalloutRecord[];
@@ -282,6 +284,7 @@ export class FilterHarness {
         maxBufferedBodyBytes: options.maxBufferedBodyBytes,
         cpuBudget: options.cpuBudget,
         startupCpuBudget: options.startupCpuBudget,
+        vms: options.vms,
       },
       {
         log: (level: LogLevel, message: string) => {
@@ -435,21 +438,25 @@ export class FilterHarness {
   }
 
   /**
-   * Runs on_tick `count` times in a row (the root context's timer, stepped by hand: with
-   * `manualTicks` nothing else runs it), then waits for the callouts those ticks started to be
+   * Runs on_tick `count` times in a row on each VM of the pool (the root context's timer, stepped by
+   * hand: with `manualTicks` nothing else runs it), then waits for the callouts those ticks started to be
    * answered. Throws when the module set no tick period: a proxy would never call its on_tick.
    */
   async tick(count = 1): Promise<TickResult> {
     if (!Number.isInteger(count) || count < 1) throw new RangeError(`tick(count): count must be a whole number of at least 1, got ${String(count)}`);
-    const vm = this.plugin.vm;
-    if (vm.root.tickPeriodMs === 0) {
+    const vms = this.plugin.vms;
+    if (vms.every((vm) => vm.root.tickPeriodMs === 0)) {
       throw new Error(`tick(): the filter set no tick period (proxy_set_tick_period_milliseconds / set_tick_period_milliseconds), so a proxy would never call its on_tick`);
     }
     const logStart = this.logs.length;
     const calloutStart = this.callouts.length;
     const grpcStart = this.grpcCallouts.length;
     let ticks = 0;
-    while (ticks < count && vm.runTick(vm.root)) ticks++;
+    // Each VM of the pool has its own root context and timer: each gets `count` ticks.
+    for (const vm of vms) {
+      if (vm.root.tickPeriodMs === 0) continue;
+      for (let i = 0; i < count && vm.runTick(vm.root); i++) ticks++;
+    }
     await this.settle();
     return { ticks, logs: this.logs.slice(logStart), callouts: this.callouts.slice(calloutStart), grpcCallouts: this.grpcCallouts.slice(grpcStart) };
   }

@@ -56,5 +56,11 @@ export const HOST_TIME_NS_PER_FUEL = 0.5;
 export const VM_RESTARTS_PER_SECOND = 20;
 export const VM_RESTART_BACKOFF_INITIAL_MS = 100;
 export const VM_RESTART_BACKOFF_MAX_MS = 30_000;
+/**
+ * VMs one plugin may run in its pool (PluginConfig.vms, WasmPlugin spec.vms). Each is a whole instance of
+ * the module (its own linear memory, root context and timers), so the bound keeps a config from asking
+ * for gigabytes; Envoy runs one per worker thread, and few proxies run more than 16 workers.
+ */
+export const MAX_PLUGIN_VMS = 16;
 /** Histogram buckets for module-defined histograms (Envoy's default buckets, in the unit the module records). */
 export const DEFAULT_HISTOGRAM_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000] as const;

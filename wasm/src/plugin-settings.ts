@@ -4,7 +4,7 @@ import { ErrorCode, WasmeshWasmError } from './errors.ts';
 import type { FailStrategy, OutputLimits, PluginHost } from './host.ts';
 import {
   DEFAULT_CPU_BUDGET, DEFAULT_MAX_BUFFERED_BODY_BYTES, DEFAULT_MAX_HEADER_COUNT, DEFAULT_MAX_REQUEST_HEADER_BYTES, DEFAULT_MAX_RESPONSE_HEADER_BYTES,
-  DEFAULT_STARTUP_CPU_BUDGET, MAX_CPU_BUDGET,
+  DEFAULT_STARTUP_CPU_BUDGET, MAX_CPU_BUDGET, MAX_PLUGIN_VMS,
 } from './limits.ts';
 import { MetricsRegistry } from './metrics/registry.ts';
 import { SharedDataStore } from './shared-data.ts';
@@ -30,6 +30,11 @@ export interface PluginConfig {
   cpuBudget?: number;
   /** The same for module startup: _initialize/_start, on_vm_start and on_configure. */
   startupCpuBudget?: number;
+  /**
+   * VMs in the plugin's pool, 1 to MAX_PLUGIN_VMS (default 1): new streams are spread over them, and a
+   * VM that fails takes only its own streams with it. Each VM is a whole instance of the module.
+   */
+  vms?: number;
 }
 
 export interface PluginSettings {
@@ -44,6 +49,8 @@ export interface PluginSettings {
   readonly maxBufferedBodyBytes: number;
   readonly cpuBudget: number;
   readonly startupCpuBudget: number;
+  /** VMs in the plugin's pool (1 to MAX_PLUGIN_VMS). */
+  readonly vms: number;
   readonly outputLimits: Readonly<OutputLimits>;
   readonly host: Required<Pick<PluginHost, 'metrics' | 'sharedData' | 'sharedQueues'>> & PluginHost;
 }
@@ -84,6 +91,10 @@ export function buildPluginSettings(config: PluginConfig, host: PluginHost = {})
   }
   const cpuBudget = budgetOf(config.name, 'cpuBudget', config.cpuBudget, DEFAULT_CPU_BUDGET);
   const startupCpuBudget = budgetOf(config.name, 'startupCpuBudget', config.startupCpuBudget, DEFAULT_STARTUP_CPU_BUDGET);
+  const vms = config.vms ?? 1;
+  if (!Number.isInteger(vms) || vms < 1 || vms > MAX_PLUGIN_VMS) {
+    throw new WasmeshWasmError(ErrorCode.BadConfig, `plugin ${config.name}: vms must be a whole number from 1 to ${MAX_PLUGIN_VMS}, got ${JSON.stringify(vms)}`);
+  }
   return Object.freeze({
     name: config.name,
     rootId: config.rootId ?? '',
@@ -96,6 +107,7 @@ export function buildPluginSettings(config: PluginConfig, host: PluginHost = {})
     maxBufferedBodyBytes,
     cpuBudget,
     startupCpuBudget,
+    vms,
     outputLimits: Object.freeze({
       requestHeaderBytes: host.outputLimits?.requestHeaderBytes ?? DEFAULT_MAX_REQUEST_HEADER_BYTES,
       responseHeaderBytes: host.outputLimits?.responseHeaderBytes ?? DEFAULT_MAX_RESPONSE_HEADER_BYTES,

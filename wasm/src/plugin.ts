@@ -1,8 +1,10 @@
-// A plugin: one configuration of one module, served by one live VM at a time. A VM that fails is
-// replaced for new streams at once, so one bad request costs only the streams on that VM; backoff
-// applies only when replacing does not help (a fresh VM fails before serving a single stream, a VM
-// cannot start) or failures come faster than VMs should be replaced. Streams already on the failed VM
-// follow the failStrategy.
+// A plugin: one configuration of one module, served by a pool of `settings.vms` live VMs (default 1).
+// New streams go to the pool's VMs in turn, each to the least loaded one; a VM that fails is replaced
+// for new streams at once, so one bad request costs only the streams on that VM, and the other VMs of
+// the pool go on untouched (Envoy gets the same from one VM per worker thread). Backoff applies only
+// when replacing does not help (a fresh VM fails before serving a single stream, a VM cannot start) or
+// failures come faster than VMs should be replaced. Streams already on the failed VM follow the
+// failStrategy.
 import { LogLevel } from './abi/constants.ts';
 import { ErrorCode, WasmeshWasmError, type TrapCause } from './errors.ts';
 import type { HttpStreamSink, NetworkStreamSink, PluginHost, StreamInfo } from './host.ts';
@@ -24,6 +26,8 @@ interface PluginMetrics {
   failed: Metric;
   activeStreams: Metric;
   bad: Metric;
+  /** Live VMs of the pool (kept by increments, so the versions of one plugin during a swap add up). */
+  liveVms: Metric;
 }
 
 /** A module version that failed this many times in a row (without a healthy VM between) is bad. */
@@ -32,16 +36,22 @@ export const BAD_AFTER_CONSECUTIVE_FAILURES = 3;
 export class Plugin {
   readonly compiled: CompiledModule;
   readonly settings: PluginSettings;
-  #vm: Vm;
+  /** The pool: settings.vms slots, each holding its live VM (or a failed one until it is replaced). */
+  readonly #vms: Vm[] = [];
+  /** When each slot's failed VM may be replaced (its backoff). */
+  readonly #restartAt: number[] = [];
+  /** Where the next stream's search for the least-loaded VM starts (round robin). */
+  #next = 0;
   #metrics: PluginMetrics;
-  /** Failures since a VM last finished a stream (or since the plugin started). */
+  /** Failures since a VM last finished a stream (or since the plugin started), across the pool. */
   #consecutiveFailures = 0;
-  #restartAt = 0;
   /** When the last VM_RESTARTS_PER_SECOND failures happened (a ring), to spot failures faster than that. */
   readonly #failureTimes: number[] = [];
   #failureIndex = 0;
   #activeStreams = 0;
   #stopped = false;
+  /** stop() took the pool's live VMs off wasmesh_wasm_vms_live. */
+  #offGauge = false;
   readonly #drainWaiters: Array<() => void> = [];
   /** Why the last VM failed, for status and tests. */
   lastFailure = '';
@@ -67,7 +77,10 @@ export class Plugin {
     return new Plugin(compiled, buildPluginSettings(config, host));
   }
 
-  /** Starts the first VM synchronously: instantiate, startup, on_vm_start, on_configure. */
+  /**
+   * Starts the pool's VMs synchronously, one after another: instantiate, startup, on_vm_start,
+   * on_configure. If one cannot start, those already started are stopped and the error is thrown.
+   */
   constructor(compiled: CompiledModule, settings: PluginSettings) {
     this.compiled = compiled;
     this.settings = settings;
@@ -81,13 +94,25 @@ export class Plugin {
       failed: m.gauge('wasmesh_wasm_plugin_failed', '1 while the plugin has no healthy VM', labels),
       activeStreams: m.gauge('wasmesh_wasm_active_streams', 'Streams in flight through the plugin', labels),
       bad: m.gauge('wasmesh_wasm_module_bad', `1 while a module version has failed ${BAD_AFTER_CONSECUTIVE_FAILURES} or more times in a row`, versionLabels),
+      liveVms: m.gauge('wasmesh_wasm_vms_live', 'Live VMs in the plugin\'s pool (spec.vms of them when none has failed)', labels),
     };
-    this.#vm = this.#newVm();
+    try {
+      for (let i = 0; i < settings.vms; i++) {
+        this.#vms.push(this.#newVm());
+        this.#restartAt.push(0);
+        this.#metrics.liveVms.increment(1);
+      }
+    } catch (err) {
+      for (const vm of this.#vms) vm.dispose();
+      this.#metrics.liveVms.increment(-this.#vms.length);
+      throw err;
+    }
   }
 
   get state(): PluginState {
     if (this.#stopped) return 'stopped';
-    return this.#vm.failed ? 'failed' : 'running';
+    for (const vm of this.#vms) if (!vm.failed) return 'running';
+    return 'failed';
   }
 
   /** This module version keeps failing: it failed BAD_AFTER_CONSECUTIVE_FAILURES times in a row. */
@@ -105,9 +130,14 @@ export class Plugin {
     return this.#activeStreams;
   }
 
-  /** The VM new streams go to (replaced after failures). */
+  /** The first VM of the pool (the only one with the default pool of 1): tests and tools that look inside a VM. */
   get vm(): Vm {
-    return this.#vm;
+    return this.#vms[0]!;
+  }
+
+  /** The pool's VMs, slot by slot (a failed one stays in its slot until it is replaced). */
+  get vms(): readonly Vm[] {
+    return this.#vms;
   }
 
   #newVm(): Vm {
@@ -136,7 +166,11 @@ export class Plugin {
     this.trapCount++;
     this.trapsByCause.set(cause, (this.trapsByCause.get(cause) ?? 0) + 1);
     this.trapCounter(cause).increment(1);
-    if (vm !== this.#vm) return;
+    // A VM failing while it starts is not in the pool yet: its start throws, and that is counted there.
+    const slot = this.#vms.indexOf(vm);
+    if (slot < 0) return;
+    // Once stop() has taken the pool off the gauge, a late failure (a stream still in flight) is not.
+    if (!this.#offGauge) this.#metrics.liveVms.increment(-1);
     const now = Date.now();
     // A VM that got through a stream callback was serving: this failure is one request's, not a crash loop.
     if (vm.servedStream) this.#consecutiveFailures = 0;
@@ -147,13 +181,28 @@ export class Plugin {
     this.#failureIndex = (this.#failureIndex + 1) % VM_RESTARTS_PER_SECOND;
     // Replace at once, unless a fresh VM failed before finishing any stream or failures come too fast.
     const tooFast = oldest !== undefined && now - oldest < 1000;
-    this.#restartAt = this.#consecutiveFailures <= 1 && !tooFast ? now : now + this.#backoffMs();
-    this.#metrics.failed.record(1);
+    const restartAt = this.#consecutiveFailures <= 1 && !tooFast ? now : now + this.#backoffMs();
+    this.#restartAt[slot] = restartAt;
+    const live = this.#liveCount();
+    this.#metrics.failed.record(live === 0 ? 1 : 0);
     this.#metrics.bad.record(this.bad ? 1 : 0);
-    const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
-    const when = this.#restartAt === now ? 'new streams get a fresh VM' : `${what} until it is replaced (in ${this.#restartAt - now} ms)`;
+    const pool = this.#vms.length;
+    let when: string;
+    if (restartAt === now) when = pool === 1 ? 'new streams get a fresh VM' : `new streams go to the pool's other VMs and a fresh one (${live} of ${pool} live)`;
+    else if (live > 0) when = `new streams go to the pool's other ${live} live VM(s) until it is replaced (in ${restartAt - now} ms)`;
+    else {
+      const what = this.settings.failStrategy === 'FAIL_OPEN' ? 'streams pass through without it' : 'streams get 503';
+      when = `${what} until it is replaced (in ${restartAt - now} ms)`;
+    }
     const onIt = streamsOnVm === 0 ? 'no stream was on it' : `${streamsOnVm} stream(s) were on it (${this.settings.failStrategy === 'FAIL_OPEN' ? 'they go on without it' : 'they fail: HTTP streams get 503, connections are closed'})`;
-    vm.emitLog(LogLevel.Error, `VM failed (${cause}): ${reason}; ${onIt}; ${when}`);
+    const which = pool === 1 ? 'VM' : `VM ${slot + 1} of ${pool}`;
+    vm.emitLog(LogLevel.Error, `${which} failed (${cause}): ${reason}; ${onIt}; ${when}`);
+  }
+
+  #liveCount(): number {
+    let live = 0;
+    for (const vm of this.#vms) if (!vm.failed) live++;
+    return live;
   }
 
   /** 100 ms for the second failure in a row (or a burst), doubling with each further one, up to 30 s. */
@@ -162,22 +211,47 @@ export class Plugin {
     return Math.min(VM_RESTART_BACKOFF_INITIAL_MS * 2 ** (n - 2), VM_RESTART_BACKOFF_MAX_MS);
   }
 
-  /** Replaces a failed VM if its backoff has passed. Returns the VM to use (possibly still failed). */
-  #liveVm(): Vm {
-    const vm = this.#vm;
-    if (!vm.failed || this.#stopped || Date.now() < this.#restartAt) return vm;
+  /** Replaces the failed VM of `slot` if its backoff has passed. Returns the slot's VM (possibly still failed). */
+  #refill(slot: number): Vm {
+    const vm = this.#vms[slot]!;
+    if (!vm.failed || this.#stopped || Date.now() < this.#restartAt[slot]!) return vm;
     try {
-      this.#vm = this.#newVm();
+      const fresh = this.#newVm();
+      this.#vms[slot] = fresh;
+      this.#metrics.liveVms.increment(1);
       this.#metrics.restarts.increment(1);
       this.#metrics.failed.record(0);
+      return fresh;
     } catch (err) {
       this.#metrics.startFailures.increment(1);
       this.#consecutiveFailures++;
-      this.#restartAt = Date.now() + this.#backoffMs();
+      this.#restartAt[slot] = Date.now() + this.#backoffMs();
       this.#metrics.bad.record(this.bad ? 1 : 0);
       this.lastFailure = err instanceof Error ? err.message : String(err);
+      return vm;
     }
-    return this.#vm;
+  }
+
+  /**
+   * The VM a new stream goes to: from the round-robin position on, the live VM with the fewest contexts
+   * (streams in flight plus its root), replacing failed VMs whose backoff has passed on the way. With
+   * no live VM at all, the round-robin slot's failed VM (the stream gets the failStrategy).
+   */
+  #pick(): Vm {
+    const vms = this.#vms;
+    const n = vms.length;
+    const start = this.#next;
+    this.#next = start + 1 === n ? 0 : start + 1;
+    if (n === 1) return this.#refill(0);
+    let best: Vm | undefined;
+    for (let k = 0; k < n; k++) {
+      let slot = start + k;
+      if (slot >= n) slot -= n;
+      const vm = this.#refill(slot);
+      if (vm.failed) continue;
+      if (best === undefined || vm.contexts.size < best.contexts.size) best = vm;
+    }
+    return best ?? vms[start]!;
   }
 
   /** A new HTTP stream through this plugin; its output goes to `sink`. Call finish() when it ends. */
@@ -185,7 +259,7 @@ export class Plugin {
     if (this.#stopped) throw new WasmeshWasmError(ErrorCode.StartFailed, `plugin ${this.settings.name} is stopped`);
     this.#activeStreams++;
     this.#metrics.activeStreams.increment(1);
-    return new HttpStream(this.#liveVm(), sink, info, this.#onStreamFinish);
+    return new HttpStream(this.#pick(), sink, info, this.#onStreamFinish);
   }
 
   /**
@@ -196,21 +270,33 @@ export class Plugin {
     if (this.#stopped) throw new WasmeshWasmError(ErrorCode.StartFailed, `plugin ${this.settings.name} is stopped`);
     this.#activeStreams++;
     this.#metrics.activeStreams.increment(1);
-    return new NetworkStream(this.#liveVm(), sink, info, this.#onStreamFinish);
+    return new NetworkStream(this.#pick(), sink, info, this.#onStreamFinish);
   }
 
-  /** Tells the module a host-side foreign function event happened (proxy_on_foreign_function). */
+  /**
+   * Tells the module a host-side foreign function event happened (proxy_on_foreign_function on the root
+   * context). Each VM of the pool is its own instance of the module with its own state, so every live
+   * VM is told, in pool order (a failed VM whose backoff passed is replaced first; its fresh root gets
+   * the event too). True when the module has the callback, at least one VM was told, and none failed.
+   */
   callForeignFunction(functionId: number, args: Uint8Array): boolean {
-    const vm = this.#liveVm();
-    const fn = vm.guest.onForeignFunction;
-    if (!fn || vm.failed) return false;
-    vm.root.setForeignArgs(args);
-    try {
-      vm.call(fn, vm.root, vm.root.id, functionId, args.length);
-    } finally {
-      vm.root.setForeignArgs(undefined);
+    let told = 0;
+    let ok = true;
+    for (let slot = 0; slot < this.#vms.length; slot++) {
+      const vm = this.#refill(slot);
+      const fn = vm.guest.onForeignFunction;
+      if (!fn) return false;
+      if (vm.failed) continue;
+      vm.root.setForeignArgs(args);
+      try {
+        vm.call(fn, vm.root, vm.root.id, functionId, args.length);
+      } finally {
+        vm.root.setForeignArgs(undefined);
+      }
+      told++;
+      if (vm.failed) ok = false;
     }
-    return !vm.failed;
+    return ok && told > 0;
   }
 
   /** Resolves once no stream is in flight (for hot swaps: the old version drains). */
@@ -220,18 +306,20 @@ export class Plugin {
   }
 
   /**
-   * Stops the plugin: the root context gets on_done, then on_delete (or, if on_done returned false,
-   * when the module calls proxy_done, up to `timeoutMs`). New streams are refused.
+   * Stops the plugin: each VM's root context gets on_done, then on_delete (or, if on_done returned
+   * false, when the module calls proxy_done, up to `timeoutMs` shared by the pool). New streams are
+   * refused.
    */
   async stop(timeoutMs = 5000): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
-    const vm = this.#vm;
-    if (!vm.shutdownRoot()) {
-      const deadline = Date.now() + timeoutMs;
-      while (!vm.root.deleted && !vm.failed && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      if (!vm.root.deleted) vm.deleteContext(vm.root);
-    }
-    vm.dispose();
+    const deadline = Date.now() + timeoutMs;
+    const waiting: Vm[] = [];
+    for (const vm of this.#vms) if (!vm.shutdownRoot()) waiting.push(vm);
+    while (Date.now() < deadline && waiting.some((vm) => !vm.root.deleted && !vm.failed)) await new Promise((r) => setTimeout(r, 10));
+    for (const vm of waiting) if (!vm.root.deleted) vm.deleteContext(vm.root);
+    this.#metrics.liveVms.increment(-this.#liveCount());
+    this.#offGauge = true;
+    for (const vm of this.#vms) vm.dispose();
   }
 }

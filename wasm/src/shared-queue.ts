@@ -1,4 +1,6 @@
-// Queues shared by every VM with the same vm_id. The VM that registers a queue is told when items arrive.
+// Queues shared by every VM with the same vm_id. The VM that registered a queue last is told when items
+// arrive (as in cpp-host); if it goes away, the one that registered it before takes over, so a plugin's
+// pool of VMs (each registering the queue from its root context) keeps being told when one VM fails.
 import { MAX_SHARED_QUEUE_ITEMS } from './limits.ts';
 
 export interface QueueOwner {
@@ -11,7 +13,8 @@ interface Queue {
   vmId: string;
   name: string;
   items: Uint8Array[];
-  owner: QueueOwner | undefined;
+  /** VMs that registered the queue, oldest first; the last one is told. */
+  owners: QueueOwner[];
 }
 
 export class SharedQueueRegistry {
@@ -24,11 +27,13 @@ export class SharedQueueRegistry {
     const key = `${vmId}\0${name}`;
     let q = this.#byName.get(key);
     if (!q) {
-      q = { id: this.#nextId++, vmId, name, items: [], owner };
+      q = { id: this.#nextId++, vmId, name, items: [], owners: [] };
       this.#byName.set(key, q);
       this.#byId.set(q.id, q);
     }
-    q.owner = owner;
+    const at = q.owners.indexOf(owner);
+    if (at >= 0) q.owners.splice(at, 1);
+    q.owners.push(owner);
     for (let i = 0; i < q.items.length; i++) this.#scheduleNotify(q);
     return q.id;
   }
@@ -54,14 +59,20 @@ export class SharedQueueRegistry {
     return q.items.shift() ?? null;
   }
 
-  /** A VM going away stops being notified; its queues and items stay for the next registrant. */
+  /**
+   * A VM going away stops being notified; its queues and items stay, for the VM that registered before
+   * it (notifications already scheduled go there) or the next registrant.
+   */
   release(owner: QueueOwner): void {
-    for (const q of this.#byId.values()) if (q.owner === owner) q.owner = undefined;
+    for (const q of this.#byId.values()) {
+      const at = q.owners.indexOf(owner);
+      if (at >= 0) q.owners.splice(at, 1);
+    }
   }
 
   /** One notification per item, as cpp-host does, delivered from the event loop (never nested in a guest call). */
   #scheduleNotify(q: Queue): void {
-    if (!q.owner) return;
-    setImmediate(() => q.owner?.queueReady(q.id));
+    if (q.owners.length === 0) return;
+    setImmediate(() => q.owners[q.owners.length - 1]?.queueReady(q.id));
   }
 }

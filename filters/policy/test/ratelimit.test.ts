@@ -152,6 +152,28 @@ test('two plugins (two VMs) with the same vm_id share a bucket through the share
   await Promise.all([a.stop(), b.stop(), other.stop()]);
 });
 
+test('one plugin with a pool of 4 VMs (spec.vms): its VMs share the bucket, so the limit holds for the plugin, not per VM', async () => {
+  const compiled = await compileModule((await policyWasm()).bytes, { name: 'policy' });
+  const host = { sharedData: new SharedDataStore(), sharedQueues: new SharedQueueRegistry(), metrics: new MetricsRegistry(), log: () => {} };
+  const plugin = await Plugin.load(compiled, { name: 'policy-pool', rootId: 'policy', vmId: 'policy-pool', vms: 4, configuration: { rateLimits: [bucket('pooled', { global: true }, 6, 60_000)] } }, host);
+  try {
+    const seen = new Set<unknown>();
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const sink = new Sink();
+      const stream = plugin.createHttpStream(sink, MTLS_PEER);
+      seen.add(stream.vm);
+      stream.requestHeaders([':method', 'GET', ':path', '/', ':authority', 'app'], true);
+      stream.finish();
+      statuses.push(sink.local?.status ?? (sink.forwarded ? 200 : 0));
+    }
+    assert.is(seen.size, 4, 'the requests went to all four VMs');
+    assert.equal(statuses, [200, 200, 200, 200, 200, 200, 429, 429], 'six tokens for the plugin, not six per VM');
+  } finally {
+    await plugin.stop();
+  }
+});
+
 test('a bucket written by another VM in between (CAS mismatch) is read again, not overwritten', async () => {
   // Wrap the store so that, when armed, our next write loses a race against a concurrent writer.
   const compiled = await compileModule((await policyWasm()).bytes, { name: 'policy' });

@@ -96,6 +96,8 @@ export function toBinding(plugin: WasmPlugin, source: DocumentSource | undefined
     // Absent budgets stay absent: the runtime's defaults apply, and a config without them hashes as before.
     ...(spec.cpuBudget !== undefined ? { cpuBudget: spec.cpuBudget } : {}),
     ...(spec.startupCpuBudget !== undefined ? { startupCpuBudget: spec.startupCpuBudget } : {}),
+    // The same for the pool: absent means one VM, and a config without it hashes as before.
+    ...(spec.vms !== undefined ? { vms: spec.vms } : {}),
   };
   if (spec.canary !== undefined && spec.canary.weight > 0) {
     const c = spec.canary;

@@ -10,7 +10,7 @@
 // The chain's side (phases, failStrategy, effects) is component-plugin.ts.
 import { ErrorCode, WasmeshWasmError, trapCause, type TrapCause } from '../../../wasm/src/errors.ts';
 import { boundMemory } from '../../../wasm/src/binary.ts';
-import { DEFAULT_MEMORY_LIMIT_BYTES, MAX_MODULE_BYTES, WASM_PAGE_BYTES } from '../../../wasm/src/limits.ts';
+import { MAX_MODULE_BYTES, WASM_PAGE_BYTES } from '../../../wasm/src/limits.ts';
 import { FUEL_GET_EXPORT, FUEL_SET_EXPORT, meterModule, MeteringError } from '../../../wasm/src/metering/metering.ts';
 import { sha256Hex } from '../../../wasm/src/module.ts';
 import { readModuleMetadata, readWasmHeader, type ModuleMetadata } from '../../../wasm/src/producers.ts';
@@ -28,6 +28,15 @@ const HANDLER_EXPORTS = ['wasmesh:filter/handler@0.1.0', 'handler'];
  * DEFAULT_CPU_BUDGET for core modules) and is about 2,000 times what add-header's heaviest call uses.
  */
 export const DEFAULT_COMPONENT_CPU_BUDGET = 1_000_000_000_000;
+/**
+ * Default bound on a component instance's linear memory: twice a core filter's 64 MiB. The JavaScript
+ * engine inside a componentize-js component (StarlingMonkey) collects garbage only once its heap
+ * reaches about 70-83 MiB of linear memory (measured with componentize-js 0.19.3 and 0.23.0, small
+ * or large headers); under 64 MiB its grow was refused first and it aborted after 14,000-20,000
+ * add-header streams, which looked like a leak. With room past that point the heap stays flat (77
+ * MiB after 200,000 streams). The memory is reserved, not used: an instance commits what it grows.
+ */
+export const DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES = 128 * 1024 * 1024;
 /** How close to its memory bound a component must be for a trap to count as `memory` (see #failure). */
 const MEMORY_FULL_MARGIN = 2 * 1024 * 1024;
 
@@ -181,6 +190,7 @@ async function doTranspile(bytes: Uint8Array, sha256: string, name: string, cach
 export interface ComponentCompileOptions {
   name?: string;
   cache?: TranspileCache;
+  /** Bound on each core module's linear memory; default DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES. */
   memoryLimitBytes?: number;
   /** Fuel each new instance starts with (instantiation and configure); default DEFAULT_COMPONENT_STARTUP_CPU_BUDGET. */
   startupCpuBudget?: number;
@@ -219,7 +229,7 @@ export interface CompiledComponent {
  */
 export async function compileComponent(bytes: Uint8Array, options: ComponentCompileOptions = {}): Promise<CompiledComponent> {
   const name = options.name ?? 'component';
-  const limit = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES;
+  const limit = options.memoryLimitBytes ?? DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES;
   if (bytes.length > MAX_MODULE_BYTES) throw new WasmeshWasmError(ErrorCode.TooLarge, `${name}: component is ${bytes.length} bytes, over the ${MAX_MODULE_BYTES}-byte limit`);
   if (readWasmHeader(bytes).kind !== 'component') throw new ComponentFilterError('WASMESH_PROXY_COMPONENT_NOT_A_FILTER', `${name}: not a WebAssembly component`);
   const t = await transpileComponent(bytes, name, options.cache);
@@ -272,7 +282,7 @@ export class ComponentCache {
   }
 
   get(bytes: Uint8Array, options: Omit<ComponentCompileOptions, 'cache'> = {}): Promise<CompiledComponent> {
-    const key = `${sha256Hex(bytes)}:${options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT_BYTES}:${options.startupCpuBudget ?? DEFAULT_COMPONENT_STARTUP_CPU_BUDGET}`;
+    const key = `${sha256Hex(bytes)}:${options.memoryLimitBytes ?? DEFAULT_COMPONENT_MEMORY_LIMIT_BYTES}:${options.startupCpuBudget ?? DEFAULT_COMPONENT_STARTUP_CPU_BUDGET}`;
     let entry = this.#entries.get(key);
     if (!entry) {
       entry = compileComponent(bytes, { ...options, cache: this.#transpiles });
@@ -377,6 +387,13 @@ export class ComponentInstance {
       this.failed = this.#failure(err);
       return undefined;
     }
+  }
+
+  /** Bytes of linear memory the instance holds now (every core module's memory, added up). */
+  memoryBytes(): number {
+    let total = 0;
+    for (const m of this.#memories) total += m.buffer.byteLength;
+    return total;
   }
 
   /** Fuel left after the last call (the smallest over the core modules); negative when the budget ran out. */

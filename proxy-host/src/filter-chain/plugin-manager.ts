@@ -267,6 +267,9 @@ export class PluginManager {
 
   /** A wasmesh:filter component: transpiled (cached on disk when the cache has a dir), metered, compiled, instantiated. */
   async #loadComponent(b: FilterBinding, id: string, bytes: Buffer): Promise<FilterPlugin> {
+    if (b.vms !== undefined && b.vms !== 1) {
+      throw new PluginLoadError(id, `spec.vms ${b.vms}: ${b.path ?? b.url} is a component (wasmesh:filter), which runs as one instance; a pool of VMs is for proxy-wasm modules`);
+    }
     const config = pluginConfig(b);
     let compiled: CompiledComponent;
     try {
@@ -322,6 +325,7 @@ function pluginConfig(b: FilterBinding): PluginConfig {
     env: { ...b.env },
     cpuBudget: b.cpuBudget,
     startupCpuBudget: b.startupCpuBudget,
+    vms: b.vms,
   };
 }
 
@@ -338,7 +342,7 @@ function configurationOf(value: unknown): PluginConfig['configuration'] {
  */
 function settingsKey(b: FilterBinding): string {
   const config = b.pluginConfig instanceof Uint8Array ? `bytes:${sha256Hex(b.pluginConfig)}` : canonicalJson(b.pluginConfig ?? null);
-  return canonicalJson([b.rootId, b.vmId, b.failStrategy, b.logLevel ?? null, config, b.env ?? {}, b.cpuBudget ?? null, b.startupCpuBudget ?? null]);
+  return canonicalJson([b.rootId, b.vmId, b.failStrategy, b.logLevel ?? null, config, b.env ?? {}, b.cpuBudget ?? null, b.startupCpuBudget ?? null, ...(b.vms !== undefined && b.vms !== 1 ? [b.vms] : [])]);
 }
 
 /** JSON with object keys sorted, so equal settings written in another order compare equal. */

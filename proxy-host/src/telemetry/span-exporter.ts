@@ -95,7 +95,10 @@ export function otlpRequest(spans: readonly FinishedSpan[], serviceName: string,
   };
 }
 
-/** Zipkin v2 JSON spans. */
+/**
+ * Zipkin v2 JSON spans. Names and service names are lowercase, as Zipkin's v2 model wants them (its
+ * server and zipkin-js lowercase them too; an authority or app label may have capitals).
+ */
 export function zipkinSpans(spans: readonly FinishedSpan[], maxTag: number): object[] {
   return spans.map((s) => {
     const tags: Record<string, string> = {};
@@ -105,11 +108,11 @@ export function zipkinSpans(spans: readonly FinishedSpan[], maxTag: number): obj
       traceId: s.traceId,
       id: s.spanId,
       ...(s.parentSpanId ? { parentId: s.parentSpanId } : {}),
-      name: s.name,
+      name: s.name.toLowerCase(),
       kind: s.kind,
       timestamp: Math.round(s.startMs * 1000),
       duration: Math.max(1, Math.round(s.durationMs * 1000)),
-      localEndpoint: s.localEndpoint,
+      localEndpoint: { ...s.localEndpoint, serviceName: s.localEndpoint.serviceName.toLowerCase() },
       tags,
     };
   });

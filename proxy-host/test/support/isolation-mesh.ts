@@ -16,10 +16,12 @@ export interface IsolationMeshOptions {
   failStrategy?: 'FAIL_CLOSE' | 'FAIL_OPEN' | 'FAIL_RELOAD';
   /** spec.cpuBudget of both plugins; absent: the runtime's default. */
   cpuBudget?: number;
+  /** spec.vms (the pool of VMs) of both plugins; absent: the default (1). */
+  vms?: number;
 }
 
 export function isolationMeshYaml(opts: IsolationMeshOptions): string {
-  const budget = opts.cpuBudget === undefined ? '' : `\n  cpuBudget: ${opts.cpuBudget}`;
+  const budget = (opts.cpuBudget === undefined ? '' : `\n  cpuBudget: ${opts.cpuBudget}`) + (opts.vms === undefined ? '' : `\n  vms: ${opts.vms}`);
   const module = opts.module ?? 'hostile.wasm';
   return `apiVersion: networking.istio.io/v1
 kind: ServiceEntry

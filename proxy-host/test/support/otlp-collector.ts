@@ -1,7 +1,8 @@
 // OTLP receivers for tests: a real gRPC server (grpc-js) implementing TraceService/Export and
-// LogsService/Export, and an HTTP server taking OTLP/HTTP protobuf POSTs. Both decode with the proto
-// definitions in schemas/proto/opentelemetry/ (protobufjs through @grpc/proto-loader), not with the
-// proxy's own encoder, and keep what they received.
+// LogsService/Export, and an HTTP server taking OTLP/HTTP protobuf POSTs. Both decode the bytes they
+// receive twice, not with the proxy's own encoder: with the proto definitions in schemas/proto/opentelemetry/
+// (protobufjs through @grpc/proto-loader, as the demo's receiver does) and with the official
+// OpenTelemetry definitions (schemas/proto/opentelemetry/official.ts), and keep both.
 import * as grpc from '@grpc/grpc-js';
 import { createServer, type Server } from 'node:http';
 import {
@@ -10,11 +11,13 @@ import {
   type ExportTraceServiceRequestMessage,
   type PartialSuccess,
 } from '../../../schemas/proto/opentelemetry/otlp.ts';
+import { officialDecodeLogsRequest, officialDecodeTraceRequest, type OfficialLogsRequest, type OfficialTraceRequest } from '../../../schemas/proto/opentelemetry/official.ts';
 
 export interface GrpcCollector {
   port: number;
-  traces: { request: ExportTraceServiceRequestMessage; metadata: Record<string, string> }[];
-  logs: { request: ExportLogsServiceRequestMessage; metadata: Record<string, string> }[];
+  /** Each Export: decoded with our copy (request) and with the official definitions (official). */
+  traces: { request: ExportTraceServiceRequestMessage; official: OfficialTraceRequest; metadata: Record<string, string> }[];
+  logs: { request: ExportLogsServiceRequestMessage; official: OfficialLogsRequest; metadata: Record<string, string> }[];
   /** What the next trace Export answers (default: full success). */
   traceAnswer: PartialSuccess;
   close(): Promise<void>;
@@ -26,6 +29,17 @@ const flat = (md: grpc.Metadata): Record<string, string> => {
   return out;
 };
 
+interface Both<Ours, Official> {
+  ours: Ours;
+  official: Official;
+}
+
+/** The service with its Export message deserialized by both definitions, from the bytes off the wire. */
+function decodingWithBoth<Ours, Official>(service: grpc.ServiceDefinition, official: (bytes: Uint8Array) => Official): grpc.ServiceDefinition {
+  const exp = service.Export!;
+  return { ...service, Export: { ...exp, requestDeserialize: (bytes: Buffer): Both<Ours, Official> => ({ ours: exp.requestDeserialize(bytes) as Ours, official: official(bytes) }) } };
+}
+
 export async function startGrpcCollector(): Promise<GrpcCollector> {
   const defs = otlpDefinitions();
   const server = new grpc.Server();
@@ -36,15 +50,15 @@ export async function startGrpcCollector(): Promise<GrpcCollector> {
     traceAnswer: {},
     close: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())),
   };
-  server.addService(defs.traceService, {
-    Export: (call: grpc.ServerUnaryCall<ExportTraceServiceRequestMessage, PartialSuccess>, cb: grpc.sendUnaryData<PartialSuccess>) => {
-      c.traces.push({ request: call.request, metadata: flat(call.metadata) });
+  server.addService(decodingWithBoth(defs.traceService, officialDecodeTraceRequest), {
+    Export: (call: grpc.ServerUnaryCall<Both<ExportTraceServiceRequestMessage, OfficialTraceRequest>, PartialSuccess>, cb: grpc.sendUnaryData<PartialSuccess>) => {
+      c.traces.push({ request: call.request.ours, official: call.request.official, metadata: flat(call.metadata) });
       cb(null, c.traceAnswer);
     },
   });
-  server.addService(defs.logsService, {
-    Export: (call: grpc.ServerUnaryCall<ExportLogsServiceRequestMessage, PartialSuccess>, cb: grpc.sendUnaryData<PartialSuccess>) => {
-      c.logs.push({ request: call.request, metadata: flat(call.metadata) });
+  server.addService(decodingWithBoth(defs.logsService, officialDecodeLogsRequest), {
+    Export: (call: grpc.ServerUnaryCall<Both<ExportLogsServiceRequestMessage, OfficialLogsRequest>, PartialSuccess>, cb: grpc.sendUnaryData<PartialSuccess>) => {
+      c.logs.push({ request: call.request.ours, official: call.request.official, metadata: flat(call.metadata) });
       cb(null, {});
     },
   });
@@ -56,7 +70,8 @@ export async function startGrpcCollector(): Promise<GrpcCollector> {
 
 export interface HttpCollector {
   port: number;
-  requests: { path: string; contentType: string; request: ExportTraceServiceRequestMessage }[];
+  /** Each POST: decoded with our copy (request) and with the official definitions (official). */
+  requests: { path: string; contentType: string; request: ExportTraceServiceRequestMessage; official: OfficialTraceRequest }[];
   server: Server;
   close(): Promise<void>;
 }
@@ -74,7 +89,8 @@ export async function startHttpCollector(): Promise<HttpCollector> {
         res.writeHead(415).end();
         return;
       }
-      requests.push({ path: req.url ?? '', contentType, request: defs.decodeTraceRequest(Buffer.concat(chunks)) });
+      const body = Buffer.concat(chunks);
+      requests.push({ path: req.url ?? '', contentType, request: defs.decodeTraceRequest(body), official: officialDecodeTraceRequest(body) });
       res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end(defs.encodeTraceResponse({}));
     });
   });
