@@ -2,7 +2,9 @@
 // openzipkin/zipkin-js (`zipkin`, a devDependency: model.Span, model.Endpoint, and the JSON_V2 encoder
 // Zipkin's own JavaScript tracer sends with), so a test can check the proxy writes what Zipkin's model
 // writes for the same span; plus the constraints of zipkin2-api.yaml that the model does not enforce.
-import zipkin from 'zipkin';
+// Named imports: zipkin-js is CommonJS, and a default import is undefined when the suite runs under
+// uvu's require hook (-r tsx) while it works under node --import tsx.
+import { option, TraceId, model, jsonEncoder } from 'zipkin';
 
 export interface PostedEndpoint {
   serviceName?: string;
@@ -26,11 +28,10 @@ export interface PostedSpan {
   tags?: Record<string, unknown>;
 }
 
-const endpoint = (e: PostedEndpoint | undefined) => (e ? new zipkin.model.Endpoint({ serviceName: e.serviceName, ipv4: e.ipv4, port: e.port }) : undefined);
+const endpoint = (e: PostedEndpoint | undefined) => (e ? new model.Endpoint({ serviceName: e.serviceName, ipv4: e.ipv4, port: e.port }) : undefined);
 
 /** The span as zipkin-js's model and JSON_V2 encoder write it (what the model cannot hold is lost). */
 export function throughZipkinModel(posted: PostedSpan): unknown {
-  const { option, TraceId, model, jsonEncoder } = zipkin;
   const id = new TraceId({
     traceId: posted.traceId,
     parentId: posted.parentId === undefined ? option.None : new option.Some(posted.parentId),
