@@ -42,7 +42,7 @@ import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
-import { CapturedOutbound } from './tcp/captured-outbound.ts';
+import { CapturedOutbound, type OutboundTrafficPolicy } from './tcp/captured-outbound.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
@@ -121,6 +121,12 @@ export interface ProxyOptions {
    * connection is HTTP. Sidecar role only.
    */
   iptablesCapture?: boolean;
+  /**
+   * Under iptables capture, a connection to a port no service of the config has: ALLOW_ANY (default,
+   * Istio's) passes it through to its original destination, REGISTRY_ONLY closes it. Stands for
+   * MeshConfig's outboundTrafficPolicy.mode (`--outbound-traffic-policy`).
+   */
+  outboundTrafficPolicy?: OutboundTrafficPolicy;
   /**
    * L4 filters a new TCP connection on that side runs (tcp/tcp-filter.ts) before the config's
    * WasmPlugins of type NETWORK (tcp/wasm-tcp-filter.ts); gateways' connections are 'outbound'.
@@ -280,6 +286,8 @@ export class Proxy {
           deps: tcp,
           portConfig: (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port),
           listenerPort: () => proxy.outboundPort,
+          httpPorts: () => httpServicePorts(proxy.#config),
+          ...(options.outboundTrafficPolicy ? { outboundTrafficPolicy: options.outboundTrafficPolicy } : {}),
         });
       }
       const captured = proxy.#captured?.unavailable === undefined ? proxy.#captured : undefined;
@@ -620,7 +628,7 @@ export class Proxy {
   async stop(drainMs = 5000): Promise<void> {
     this.#draining = true;
     const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close(), this.#tcpOutbound?.close(), this.#tcpInbound?.close()];
-    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle(), this.#captured?.sessions.idle()]);
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle(), this.#captured?.idle()]);
     const drained = await within(idle, drainMs);
     if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
@@ -657,6 +665,18 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+const httpPortsByConfig = new WeakMap<ProxyConfig, ReadonlySet<number>>();
+
+/** The ports of the config's outbound HTTP (and gRPC) clusters: captured connections to them are HTTP. */
+function httpServicePorts(config: ProxyConfig): ReadonlySet<number> {
+  let ports = httpPortsByConfig.get(config);
+  if (!ports) {
+    ports = new Set(Object.values(config.clusters).filter((c) => c.name.startsWith('outbound|') && c.protocol !== 'tcp').map((c) => c.port));
+    httpPortsByConfig.set(config, ports);
+  }
+  return ports;
 }
 
 /** 127.0.0.0/8 and ::1. */

@@ -7,7 +7,9 @@
 //   - TCP port 5432: the proxy reads the original destination, the TCP proxy takes the connection
 //     (the greeting arrives before the app sends anything: no sniffing wait), the upstream sees the
 //     proxy's pod address, and the proxy counts it in Istio's TCP metrics (reporter source);
-//   - HTTP port 80: still the HTTP listener, routed by the Host header.
+//   - HTTP port 80: still the HTTP listener, routed by the Host header;
+//   - a port no service has (a server outside the mesh): passed through to the original destination
+//     (PassthroughCluster) under ALLOW_ANY, the default; closed under REGISTRY_ONLY.
 // Needs root, unshare, nsenter, setpriv, ip and iptables (skipped, saying so, without them) and the
 // native addon (skipped without it, saying why; failed under CI=true).
 import { spawnSync } from 'node:child_process';
@@ -69,8 +71,10 @@ const net = require('node:net');
 const http = require('node:http');
 const fs = require('node:fs');
 let n = 0;
-const ready = () => { if (++n === 2) fs.writeFileSync(process.env.READY, 'ok'); };
-net.createServer({ allowHalfOpen: true }, (s) => { s.on('error', () => {}); s.write('hello ' + s.remoteAddress + '\\n'); s.pipe(s); }).listen(Number(process.env.ECHO_PORT), '10.77.0.1', ready);
+const ready = () => { if (++n === 3) fs.writeFileSync(process.env.READY, 'ok'); };
+const greeter = (s) => { s.on('error', () => {}); s.write('hello ' + s.remoteAddress + '\\n'); s.pipe(s); };
+net.createServer({ allowHalfOpen: true }, greeter).listen(Number(process.env.ECHO_PORT), '10.77.0.1', ready);
+net.createServer({ allowHalfOpen: true }, greeter).listen(Number(process.env.OUTSIDE_PORT), '10.77.0.1', ready);
 http.createServer((req, res) => res.end('web saw ' + req.headers.host)).listen(Number(process.env.WEB_PORT), '10.77.0.1', ready);`;
 
 // The app's TCP client: waits for the greeting (sends nothing before it), then "ping", then half-closes.
@@ -104,14 +108,15 @@ const deadline = Date.now() + 20000;
   }
 })();`;
 
-(skip ? test.skip : test)('an injected pod\'s captured TCP reaches the mesh service through the proxy; HTTP stays HTTP', () => {
+/** Runs the pod (rules, servers, proxy with `proxyFlags`) and the app's connections; returns what each got. */
+function runPod(proxyFlags: string): { seen: Record<string, string>; why: string } {
   const doc = {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: { name: 'app', namespace: 'default', labels: { app: 'app' } },
     spec: { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 9080 }] }] },
   };
-  const pod = injectResource(doc, { orchestrator: 'o:15010', image: 'i', tokenSecret: 's' }).object as { spec: { initContainers: Array<{ command: string[] }>; containers: Array<{ name: string; args?: string[] }> } };
+  const pod = injectResource(doc, { orchestrator: 'o:15010', image: 'i', tokenSecret: 's' }).object as { spec: { initContainers: Array<{ command: string[] }>; containers: unknown[] } };
   const script = pod.spec.initContainers[0]!.command[2]!;
   // The injected sidecar is told that iptables captures its traffic.
   assert.ok(JSON.stringify(pod.spec.containers).includes('--iptables-capture'), 'the injected proxy runs with --iptables-capture');
@@ -135,7 +140,7 @@ nsenter -t $CLIENT_NS -n sh -c 'ip link set lo up && ip addr add 10.77.0.1/24 de
 sh -c "$SCRIPT" >/dev/null
 nsenter -t $CLIENT_NS -n node -e "$SERVERS" >/dev/null 2>&1 & SERVERS_PID=$!
 setpriv --reuid=1337 --regid=1337 --clear-groups node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
-  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture \\
+  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry $PROXY_FLAGS \\
   >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!
 for i in $(seq 100); do [ -f "$READY" ] && break; sleep 0.05; done
 # printf, not echo: dash's echo would turn the JSON's \\n into newlines.
@@ -143,17 +148,26 @@ printf 'ready %s\\n' "$(node -e "$ADMIN" ready)"
 as_app() { setpriv --reuid=1000 --regid=1000 --clear-groups node -e "$1" "$2" "$3"; }
 printf 'tcp %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.99 5432)"
 printf 'http %s\\n' "$(as_app "$HTTP_CLIENT" 10.77.0.98 80)"
+printf 'outside %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.1 $OUTSIDE_PORT)"
 printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
 `;
-    const env = { ...process.env, SCRIPT: script, SERVERS, TCP_CLIENT, HTTP_CLIENT, ADMIN, DIR: dir, READY: path.join(dir, 'servers-ready'), ECHO_PORT: String(echoPort), WEB_PORT: String(webPort), WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs') };
+    const env = {
+      ...process.env,
+      SCRIPT: script,
+      SERVERS,
+      TCP_CLIENT,
+      HTTP_CLIENT,
+      ADMIN,
+      DIR: dir,
+      READY: path.join(dir, 'servers-ready'),
+      ECHO_PORT: String(echoPort),
+      WEB_PORT: String(webPort),
+      OUTSIDE_PORT: '9999',
+      PROXY_FLAGS: proxyFlags,
+      WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs'),
+    };
     const run = spawnSync('unshare', ['-n', 'sh', '-c', body], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
-    const log = (() => {
-      try {
-        return spawnSync('cat', [path.join(dir, 'proxy.log')], { encoding: 'utf8' }).stdout;
-      } catch {
-        return '';
-      }
-    })();
+    const log = spawnSync('cat', [path.join(dir, 'proxy.log')], { encoding: 'utf8' }).stdout ?? '';
     assert.is(run.status, 0, `exit ${run.status}\n${run.stdout}\n${run.stderr}\nproxy:\n${log}`);
     const seen = Object.fromEntries(
       run.stdout
@@ -164,19 +178,46 @@ printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
     ) as Record<string, string>;
     const why = `\n${run.stdout}\nproxy:\n${log}`;
     assert.is(seen.ready, 'ready', why);
-    // The greeting came first (nothing was sent before it), from a service that saw the pod's address
-    // (the proxy's own connection, not captured again), then the echo of what the app sent.
-    assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
-    assert.equal(JSON.parse(seen.http!), { status: 200, body: 'web saw web.mesh.test' }, why);
-    const metrics = JSON.parse(seen.metrics!) as string;
-    const opened = metrics.split('\n').find((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('destination_service="db.mesh.test"'));
-    assert.ok(opened, `no istio_tcp_connections_opened_total for db.mesh.test in\n${metrics}`);
-    assert.match(opened!, /reporter="source"/);
-    assert.match(opened!, /source_workload="app"/);
-    assert.match(opened!, / 1$/);
+    return { seen, why };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The metric line of a TCP counter for a destination service. */
+function tcpMetric(metrics: string, name: string, service: string): string | undefined {
+  return metrics.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`destination_service="${service}"`));
+}
+
+(skip ? test.skip : test)('an injected pod\'s captured TCP reaches the mesh service through the proxy; HTTP stays HTTP; the rest passes through', () => {
+  const { seen, why } = runPod('--iptables-capture');
+  // The greeting came first (nothing was sent before it), from a service that saw the pod's address
+  // (the proxy's own connection, not captured again), then the echo of what the app sent.
+  assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
+  assert.equal(JSON.parse(seen.http!), { status: 200, body: 'web saw web.mesh.test' }, why);
+  // Outside the mesh (ALLOW_ANY): the same bytes, from the proxy too.
+  assert.equal(JSON.parse(seen.outside!), { got: 'hello 10.77.0.5\nping' }, why);
+  const metrics = JSON.parse(seen.metrics!) as string;
+  const opened = tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'db.mesh.test');
+  assert.ok(opened, `no istio_tcp_connections_opened_total for db.mesh.test in\n${metrics}`);
+  assert.match(opened!, /reporter="source"/);
+  assert.match(opened!, /source_workload="app"/);
+  assert.match(opened!, / 1$/);
+  const passthrough = tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'PassthroughCluster');
+  assert.ok(passthrough, `no istio_tcp_connections_opened_total for PassthroughCluster in\n${metrics}`);
+  assert.match(passthrough!, /response_flags="-"/);
+  assert.match(passthrough!, / 1$/);
+  assert.match(tcpMetric(metrics, 'istio_tcp_received_bytes_total', 'PassthroughCluster') ?? '', / 4$/);
+});
+
+(skip ? test.skip : test)('REGISTRY_ONLY: a port no service has is closed (BlackHoleCluster); mesh TCP still works', () => {
+  const { seen, why } = runPod('--iptables-capture --outbound-traffic-policy REGISTRY_ONLY');
+  assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
+  const outside = JSON.parse(seen.outside!) as { got: string; error?: string };
+  assert.is(outside.got, '', why);
+  const metrics = JSON.parse(seen.metrics!) as string;
+  assert.match(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'BlackHoleCluster') ?? '', / 1$/);
+  assert.not.ok(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'PassthroughCluster'));
 });
 
 test.run();

@@ -6,15 +6,26 @@
 //     ports, VirtualService tcp/tls ports): the TCP proxy (tcp-proxy.ts), exactly as a per-port
 //     `--tcp-outbound` listener's connection, with the original address as the destination that
 //     routes' destinationSubnets match;
+//   - a port no service of the config has (neither TCP nor HTTP): outside the mesh. Under
+//     outboundTrafficPolicy ALLOW_ANY (Istio's default) the bytes go to the original destination as
+//     they are (Istio's PassthroughCluster: plain TCP, counted in the TCP metrics with
+//     destination_service "PassthroughCluster"); under REGISTRY_ONLY the connection is closed
+//     (BlackHoleCluster);
 //   - anything else (HTTP service ports, a connection made to the listener itself, a socket whose
 //     original destination cannot be read): the HTTP listener, as before, where the Host header
 //     names the service.
 // Deciding by port, not by sniffing, keeps server-first protocols (MySQL, SMTP...) from waiting.
-import type net from 'node:net';
+import net from 'node:net';
 import type { TcpPortConfig } from '../../../mesh/src/proxy-config.ts';
 import { logDebug, logError, logInfo } from '../log.ts';
 import { loadOriginalDstAddon, originalDestination, type OriginalDestination } from './original-dst.ts';
-import { TcpSession, TcpSessions, type TcpProxyDeps } from './tcp-proxy.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS, TcpSession, TcpSessions, type TcpProxyDeps } from './tcp-proxy.ts';
+import { UNKNOWN, type TcpSeries } from './tcp-stats.ts';
+
+/** Istio's MeshConfig outboundTrafficPolicy.mode: where connections to unknown destinations go. */
+export type OutboundTrafficPolicy = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
+export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 
 export interface CapturedOutboundOptions {
   deps: TcpProxyDeps;
@@ -22,6 +33,10 @@ export interface CapturedOutboundOptions {
   portConfig: (port: number) => TcpPortConfig | undefined;
   /** The outbound listener's own port: a connection made to it directly is HTTP. */
   listenerPort: () => number;
+  /** The current config's HTTP service ports (any other port without a TCP config is outside the mesh). */
+  httpPorts: () => ReadonlySet<number>;
+  /** Default ALLOW_ANY, as Istio's. */
+  outboundTrafficPolicy?: OutboundTrafficPolicy;
 }
 
 export class CapturedOutbound {
@@ -29,6 +44,9 @@ export class CapturedOutbound {
   readonly #options: CapturedOutboundOptions;
   /** Why captured TCP does not work in this process (the addon is missing); undefined: it does. */
   readonly unavailable: string | undefined;
+  /** Passthrough connections (downstream sockets) still open. */
+  readonly #passthrough = new Set<net.Socket>();
+  #passthroughIdle: (() => void)[] = [];
 
   constructor(options: CapturedOutboundOptions) {
     this.#options = options;
@@ -50,15 +68,114 @@ export class CapturedOutbound {
     const dst = read.destination;
     if (isListenerItself(socket, dst, this.#options.listenerPort())) return false;
     const port = this.#options.portConfig(dst.port);
-    if (!port) return false;
+    if (!port) {
+      if (this.#options.httpPorts().has(dst.port)) return false;
+      socket.allowHalfOpen = true;
+      this.#outsideMesh(socket, dst);
+      return true;
+    }
     // The TCP proxy passes a FIN on as a FIN (half-close); the HTTP listener's sockets end with it.
     socket.allowHalfOpen = true;
     TcpSession.outbound(socket, port, this.#options.deps, this.sessions, { address: dst.address, port: dst.port });
     return true;
   };
 
+  /** Resolves when no captured TCP connection (proxied or passed through) is left. */
+  idle(): Promise<unknown> {
+    const passthrough = this.#passthrough.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.#passthroughIdle.push(resolve));
+    return Promise.all([this.sessions.idle(), passthrough]);
+  }
+
   destroy(): void {
     this.sessions.destroyAll();
+    for (const s of [...this.#passthrough]) s.destroy();
+  }
+
+  /** A destination no service of the mesh has: PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY). */
+  #outsideMesh(down: net.Socket, dst: OriginalDestination): void {
+    const deps = this.#options.deps;
+    const w = deps.workload();
+    const series = (service: string, flags: string): TcpSeries =>
+      deps.stats.series({
+        reporter: 'source',
+        source: { workload: w.name, namespace: w.namespace, app: w.labels.app ?? w.labels['app.kubernetes.io/name'] ?? UNKNOWN, version: w.labels.version ?? w.labels['app.kubernetes.io/version'] ?? UNKNOWN },
+        sourcePrincipal: deps.localPrincipal() ?? UNKNOWN,
+        destination: { workload: UNKNOWN, namespace: UNKNOWN, app: UNKNOWN, version: UNKNOWN },
+        destinationPrincipal: UNKNOWN,
+        destinationService: service,
+        responseFlags: flags,
+        security: 'unknown',
+      });
+    if ((this.#options.outboundTrafficPolicy ?? 'ALLOW_ANY') === 'REGISTRY_ONLY') {
+      // Envoy's BlackHoleCluster: the connection is opened and closed at once, nothing is sent anywhere.
+      const s = series(BLACKHOLE_CLUSTER, 'UH');
+      s.opened.increment(1);
+      s.closed.increment(1);
+      logDebug('tcp', `captured connection to ${dst.address}:${dst.port}: not a service of the mesh, REGISTRY_ONLY: closed`);
+      down.destroy();
+      return;
+    }
+    this.#passthrough.add(down);
+    let stats: TcpSeries | undefined;
+    let closed = false;
+    const close = (flag?: string): void => {
+      if (closed) return;
+      closed = true;
+      down.destroy();
+      up.destroy();
+      if (stats) {
+        stats.closed.increment(1);
+        deps.stats.active.outbound.increment(-1);
+      } else if (flag) {
+        // Never connected: Envoy's UF (upstream connection failure).
+        const s = series(PASSTHROUGH_CLUSTER, flag);
+        s.opened.increment(1);
+        s.closed.increment(1);
+      }
+      this.#passthrough.delete(down);
+      if (this.#passthrough.size === 0) for (const resolve of this.#passthroughIdle.splice(0)) resolve();
+    };
+    down.on('close', () => close());
+    const up = net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: DEFAULT_CONNECT_TIMEOUT_MS });
+    up.once('timeout', () => {
+      logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: connect timed out`);
+      close('UF');
+    });
+    up.once('error', (err: NodeJS.ErrnoException) => {
+      logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: ${err.code ?? err.message}`);
+      close('UF');
+    });
+    up.once('connect', () => {
+      up.setTimeout(0);
+      stats = series(PASSTHROUGH_CLUSTER, '-');
+      stats.opened.increment(1);
+      deps.stats.active.outbound.increment(1);
+      // Half-close both ways: a FIN is passed on after every byte before it; both ended: closed.
+      let ends = 0;
+      const ended = (): void => {
+        if (++ends === 2) close();
+      };
+      down.on('data', (chunk: Buffer) => {
+        stats!.received.increment(chunk.length);
+        if (!up.write(chunk)) down.pause();
+      });
+      up.on('drain', () => down.resume());
+      up.on('data', (chunk: Buffer) => {
+        stats!.sent.increment(chunk.length);
+        if (!down.write(chunk)) up.pause();
+      });
+      down.on('drain', () => up.resume());
+      down.on('end', () => {
+        up.end();
+        ended();
+      });
+      up.on('end', () => {
+        down.end();
+        ended();
+      });
+      up.on('close', () => close());
+      down.resume();
+    });
   }
 }
 
