@@ -42,7 +42,7 @@ import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
-import { CapturedOutbound, type OutboundTrafficPolicy } from './tcp/captured-outbound.ts';
+import { CapturedOutbound } from './tcp/captured-outbound.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
@@ -117,16 +117,11 @@ export interface ProxyOptions {
    * The outbound listener receives connections an iptables REDIRECT captured (an injected pod,
    * `--iptables-capture`): each one's original destination (SO_ORIGINAL_DST, a native addon) picks
    * the TCP proxy for a TCP service port of the config, HTTP otherwise (tcp/captured-outbound.ts).
-   * Without the addon, captured TCP is reported unavailable (capturedTcpUnavailable) and every
-   * connection is HTTP. Sidecar role only.
+   * A port no service has: passed through to the original destination, or closed under the
+   * MeshConfig's outboundTrafficPolicy REGISTRY_ONLY. Without the addon, captured TCP is reported
+   * unavailable (capturedTcpUnavailable) and every connection is HTTP. Sidecar role only.
    */
   iptablesCapture?: boolean;
-  /**
-   * Under iptables capture, a connection to a port no service of the config has: ALLOW_ANY (default,
-   * Istio's) passes it through to its original destination, REGISTRY_ONLY closes it. Stands for
-   * MeshConfig's outboundTrafficPolicy.mode (`--outbound-traffic-policy`).
-   */
-  outboundTrafficPolicy?: OutboundTrafficPolicy;
   /**
    * L4 filters a new TCP connection on that side runs (tcp/tcp-filter.ts) before the config's
    * WasmPlugins of type NETWORK (tcp/wasm-tcp-filter.ts); gateways' connections are 'outbound'.
@@ -287,7 +282,7 @@ export class Proxy {
           portConfig: (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port),
           listenerPort: () => proxy.outboundPort,
           httpPorts: () => httpServicePorts(proxy.#config),
-          ...(options.outboundTrafficPolicy ? { outboundTrafficPolicy: options.outboundTrafficPolicy } : {}),
+          outboundTrafficPolicy: () => proxy.#config.outboundTrafficPolicy ?? 'ALLOW_ANY',
         });
       }
       const captured = proxy.#captured?.unavailable === undefined ? proxy.#captured : undefined;

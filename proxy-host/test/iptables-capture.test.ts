@@ -108,8 +108,8 @@ const deadline = Date.now() + 20000;
   }
 })();`;
 
-/** Runs the pod (rules, servers, proxy with `proxyFlags`) and the app's connections; returns what each got. */
-function runPod(proxyFlags: string): { seen: Record<string, string>; why: string } {
+/** Runs the pod (rules, servers, the proxy with the mesh plus `extraYaml`) and the app's connections; returns what each got. */
+function runPod(extraYaml = ''): { seen: Record<string, string>; why: string } {
   const doc = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -126,7 +126,7 @@ function runPod(proxyFlags: string): { seen: Record<string, string>; why: string
     chmodSync(dir, 0o755);
     const echoPort = 7000;
     const webPort = 7080;
-    writeFileSync(path.join(dir, 'mesh.yaml'), MESH(echoPort, webPort), { mode: 0o644 });
+    writeFileSync(path.join(dir, 'mesh.yaml'), MESH(echoPort, webPort) + extraYaml, { mode: 0o644 });
     const body = `
 set -eu
 CLIENT_NS= SERVERS_PID= PROXY_PID=
@@ -140,7 +140,7 @@ nsenter -t $CLIENT_NS -n sh -c 'ip link set lo up && ip addr add 10.77.0.1/24 de
 sh -c "$SCRIPT" >/dev/null
 nsenter -t $CLIENT_NS -n node -e "$SERVERS" >/dev/null 2>&1 & SERVERS_PID=$!
 setpriv --reuid=1337 --regid=1337 --clear-groups node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
-  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry $PROXY_FLAGS \\
+  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture \\
   >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!
 for i in $(seq 100); do [ -f "$READY" ] && break; sleep 0.05; done
 # printf, not echo: dash's echo would turn the JSON's \\n into newlines.
@@ -163,7 +163,6 @@ printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
       ECHO_PORT: String(echoPort),
       WEB_PORT: String(webPort),
       OUTSIDE_PORT: '9999',
-      PROXY_FLAGS: proxyFlags,
       WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs'),
     };
     const run = spawnSync('unshare', ['-n', 'sh', '-c', body], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
@@ -190,7 +189,7 @@ function tcpMetric(metrics: string, name: string, service: string): string | und
 }
 
 (skip ? test.skip : test)('an injected pod\'s captured TCP reaches the mesh service through the proxy; HTTP stays HTTP; the rest passes through', () => {
-  const { seen, why } = runPod('--iptables-capture');
+  const { seen, why } = runPod();
   // The greeting came first (nothing was sent before it), from a service that saw the pod's address
   // (the proxy's own connection, not captured again), then the echo of what the app sent.
   assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
@@ -210,8 +209,16 @@ function tcpMetric(metrics: string, name: string, service: string): string | und
   assert.match(tcpMetric(metrics, 'istio_tcp_received_bytes_total', 'PassthroughCluster') ?? '', / 4$/);
 });
 
-(skip ? test.skip : test)('REGISTRY_ONLY: a port no service has is closed (BlackHoleCluster); mesh TCP still works', () => {
-  const { seen, why } = runPod('--iptables-capture --outbound-traffic-policy REGISTRY_ONLY');
+const REGISTRY_ONLY = `---
+apiVersion: wasmesh.io/v1alpha1
+kind: MeshConfig
+metadata: { name: mesh, namespace: istio-system }
+spec:
+  outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+`;
+
+(skip ? test.skip : test)('MeshConfig outboundTrafficPolicy REGISTRY_ONLY: a port no service has is closed (BlackHoleCluster); mesh TCP still works', () => {
+  const { seen, why } = runPod(REGISTRY_ONLY);
   assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
   const outside = JSON.parse(seen.outside!) as { got: string; error?: string };
   assert.is(outside.got, '', why);

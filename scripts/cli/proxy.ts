@@ -46,9 +46,7 @@ with the reason and the last good config stays.
                             the TCP proxy (a TCP, TLS, HTTPS or opaque service port) or HTTP; needs
                             the native addon \`npm run build\` compiles (Linux, g++); a port no
                             service has goes to its original destination (PassthroughCluster)
-  --outbound-traffic-policy ALLOW_ANY|REGISTRY_ONLY  with --iptables-capture: pass connections to
-                            ports no service has through (ALLOW_ANY, default, as Istio's
-                            MeshConfig), or close them (REGISTRY_ONLY)
+                            unless the MeshConfig's outboundTrafficPolicy is REGISTRY_ONLY
 ${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
@@ -132,12 +130,6 @@ function parseMs(value: string | undefined, name: string): number | undefined {
   return n;
 }
 
-/** `--outbound-traffic-policy`: Istio's MeshConfig outboundTrafficPolicy.mode. */
-function parseTrafficPolicy(v: string): 'ALLOW_ANY' | 'REGISTRY_ONLY' {
-  if (v === 'ALLOW_ANY' || v === 'REGISTRY_ONLY') return v;
-  throw new Error(`--outbound-traffic-policy must be ALLOW_ANY or REGISTRY_ONLY, got "${v}"`);
-}
-
 /** `--tcp-outbound PORT[=LOCAL]` and `--tcp-inbound LISTEN=APP`, each repeatable. */
 export function parseTcpPorts(outbound: readonly string[] | undefined, inbound: readonly string[] | undefined): Pick<ProxyOptions, 'tcpOutbound' | 'tcpInbound'> {
   const out: Pick<ProxyOptions, 'tcpOutbound' | 'tcpInbound'> = {};
@@ -216,7 +208,6 @@ export async function run(argv: string[]): Promise<number> {
         'tcp-outbound': { type: 'string', multiple: true },
         'tcp-inbound': { type: 'string', multiple: true },
         'iptables-capture': { type: 'boolean' },
-        'outbound-traffic-policy': { type: 'string' },
         'no-mtls': { type: 'boolean' },
         'stall-threshold': { type: 'string' },
         'stall-exit': { type: 'string' },
@@ -268,14 +259,12 @@ export async function run(argv: string[]): Promise<number> {
       ...adminOptions(values, (v, name) => parsePort(v, name, 0)),
       ...parseTcpPorts(values['tcp-outbound'], values['tcp-inbound']),
       ...(values['iptables-capture'] ? { iptablesCapture: true } : {}),
-      ...(values['outbound-traffic-policy'] !== undefined ? { outboundTrafficPolicy: parseTrafficPolicy(values['outbound-traffic-policy']) } : {}),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new Error(`--concurrency must be a whole number from 1 to 64, got "${values.concurrency}"`);
     if (concurrency > 1 && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound do not work with --concurrency above 1 yet');
     if (concurrency > 1 && options.iptablesCapture) throw new Error('--iptables-capture does not work with --concurrency above 1 yet');
-    if (options.outboundTrafficPolicy && !options.iptablesCapture) throw new Error('--outbound-traffic-policy applies to captured connections: give --iptables-capture too');
     if (role === 'gateway' && options.iptablesCapture) throw new Error('--iptables-capture is for sidecars: a gateway is not behind iptables capture');
     if (role === 'gateway' && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound are sidecar listeners: a gateway gets its TCP ports from Gateway servers');
     if (!(drainMs >= 0)) throw new Error(`--drain-timeout must be milliseconds, got "${values['drain-timeout']}"`);

@@ -35,8 +35,8 @@ export interface CapturedOutboundOptions {
   listenerPort: () => number;
   /** The current config's HTTP service ports (any other port without a TCP config is outside the mesh). */
   httpPorts: () => ReadonlySet<number>;
-  /** Default ALLOW_ANY, as Istio's. */
-  outboundTrafficPolicy?: OutboundTrafficPolicy;
+  /** The current config's outboundTrafficPolicy (the MeshConfig's; ALLOW_ANY unless it says otherwise). */
+  outboundTrafficPolicy: () => OutboundTrafficPolicy;
 }
 
 export class CapturedOutbound {
@@ -106,7 +106,7 @@ export class CapturedOutbound {
         responseFlags: flags,
         security: 'unknown',
       });
-    if ((this.#options.outboundTrafficPolicy ?? 'ALLOW_ANY') === 'REGISTRY_ONLY') {
+    if (this.#options.outboundTrafficPolicy() === 'REGISTRY_ONLY') {
       // Envoy's BlackHoleCluster: the connection is opened and closed at once, nothing is sent anywhere.
       const s = series(BLACKHOLE_CLUSTER, 'UH');
       s.opened.increment(1);
