@@ -21,6 +21,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { injectResource } from '../../orchestrator/src/inject/mutate.ts';
 import { loadOriginalDstAddon } from '../src/tcp/original-dst.ts';
+import { Proxy } from '../src/proxy.ts';
+import { cluster, forward, proxyConfig } from './support/config.ts';
+import { request, startHttp1 } from './support/servers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -41,6 +44,26 @@ if (skip && !addon.ok && process.env.CI === 'true') {
   });
 }
 if (skip) process.stderr.write(`iptables-capture.test.ts: SKIPPED the kernel test: ${skip}\n`);
+
+// Anywhere (no root): a connection made to the capture listener itself was not rewritten (the kernel
+// answers ENOENT, or the listener's own address), so it is HTTP as without capture.
+(addon.ok ? test : test.skip)('under --iptables-capture, a connection made to the outbound listener itself is still HTTP', async () => {
+  const upstream = await startHttp1('web');
+  const config = proxyConfig({
+    clusters: [cluster('outbound|80||web', [{ port: upstream.port }], { host: 'web' })],
+    virtualHosts: [{ name: 'web', domains: ['web'], routes: [forward('all', 'outbound|80||web')] }],
+  });
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true }, config);
+  try {
+    assert.is(proxy.capturedTcpUnavailable, undefined);
+    const res = await request(proxy.outboundPort, { headers: { host: 'web' } });
+    assert.is(res.status, 200);
+    assert.is(res.headers['x-upstream'], 'web');
+  } finally {
+    await proxy.stop(0);
+    await upstream.close();
+  }
+});
 
 const MESH = (echoPort: number, webPort: number) => `
 apiVersion: networking.istio.io/v1
