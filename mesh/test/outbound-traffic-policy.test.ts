@@ -1,6 +1,6 @@
 // MeshConfig outboundTrafficPolicy -> ProxyConfig.outboundTrafficPolicy: what an injected sidecar does
 // with a captured connection to a port no service has (proxy-host/src/tcp/captured-outbound.ts; the
-// kernel test is proxy-host/test/iptables-capture.test.ts).
+// kernel test is integration/test/iptables-capture.test.ts).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { ProxyConfig, WorkloadIdentity } from '../src/proxy-config.ts';

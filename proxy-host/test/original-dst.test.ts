@@ -1,7 +1,7 @@
 // The SO_ORIGINAL_DST addon (proxy-host/native/original-dst.cc, built by scripts/build-native.mjs)
 // on real sockets, without iptables: what the kernel answers for a connection nothing rewrote, and
 // bad file descriptors turned into errors (never a crash). The REDIRECT case is in
-// iptables-capture.test.ts (root, network namespaces).
+// integration/test/iptables-capture.test.ts (root, network namespaces).
 //
 // Without the addon (no g++ or no Node headers) this file skips, saying why; under CI=true it fails.
 import { spawnSync } from 'node:child_process';

@@ -20,10 +20,10 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { injectResource } from '../../orchestrator/src/inject/mutate.ts';
-import { loadOriginalDstAddon } from '../src/tcp/original-dst.ts';
-import { Proxy } from '../src/proxy.ts';
-import { cluster, forward, proxyConfig } from './support/config.ts';
-import { request, startHttp1 } from './support/servers.ts';
+import { loadOriginalDstAddon } from '../../proxy-host/src/tcp/original-dst.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { cluster, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
+import { request, startHttp1 } from '../../proxy-host/test/support/servers.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
