@@ -132,7 +132,7 @@ const deadline = Date.now() + 20000;
 })();`;
 
 /** Runs the pod (rules, servers, the proxy with the mesh plus `extraYaml`) and the app's connections; returns what each got. */
-function runPod(extraYaml = ''): { seen: Record<string, string>; why: string } {
+function runPod(extraYaml = '', proxyUser = 'setpriv --reuid=1337 --regid=1337 --clear-groups'): { seen: Record<string, string>; why: string; log: string } {
   const doc = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -162,7 +162,7 @@ ip addr add 10.77.0.5/24 dev v0 && ip link set v0 up
 nsenter -t $CLIENT_NS -n sh -c 'ip link set lo up && ip addr add 10.77.0.1/24 dev v1 && ip link set v1 up'
 sh -c "$SCRIPT" >/dev/null
 nsenter -t $CLIENT_NS -n node -e "$SERVERS" >/dev/null 2>&1 & SERVERS_PID=$!
-setpriv --reuid=1337 --regid=1337 --clear-groups node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
+$PROXY_USER node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
   --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture \\
   >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!
 for i in $(seq 100); do [ -f "$READY" ] && break; sleep 0.05; done
@@ -187,6 +187,7 @@ printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
       WEB_PORT: String(webPort),
       OUTSIDE_PORT: '9999',
       WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs'),
+      PROXY_USER: proxyUser,
     };
     const run = spawnSync('unshare', ['-n', 'sh', '-c', body], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
     const log = spawnSync('cat', [path.join(dir, 'proxy.log')], { encoding: 'utf8' }).stdout ?? '';
@@ -200,7 +201,7 @@ printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
     ) as Record<string, string>;
     const why = `\n${run.stdout}\nproxy:\n${log}`;
     assert.is(seen.ready, 'ready', why);
-    return { seen, why };
+    return { seen, why, log };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -248,6 +249,19 @@ spec:
   const metrics = JSON.parse(seen.metrics!) as string;
   assert.match(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'BlackHoleCluster') ?? '', / 1$/);
   assert.not.ok(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'PassthroughCluster'));
+});
+
+(skip ? test.skip : test)('a proxy whose own connections are captured (not UID 1337) closes the loop instead of feeding it', () => {
+  const { seen, why, log } = runPod('', '');
+  const outside = JSON.parse(seen.outside!) as { got: string; timeout?: boolean };
+  assert.is(outside.timeout, undefined, why);
+  assert.is(outside.got, '', why);
+  assert.match(log, /own connection to 10\.77\.0\.1:\d+ was captured again and is closed: run the proxy as the UID\/GID the iptables rules exclude/);
+  // Each of the app's three connections made a hop or two, not a connection storm.
+  const metrics = JSON.parse(seen.metrics!) as string;
+  const passthrough = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('destination_service="PassthroughCluster"'));
+  const opened = passthrough.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  assert.ok(opened >= 1 && opened <= 6, `${opened} passthrough connections${why}`);
 });
 
 test.run();

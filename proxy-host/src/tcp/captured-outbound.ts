@@ -47,6 +47,13 @@ export class CapturedOutbound {
   /** Passthrough connections (downstream sockets) still open. */
   readonly #passthrough = new Set<net.Socket>();
   #passthroughIdle: (() => void)[] = [];
+  /**
+   * The local ports of the passthrough connections the proxy opened: one of them arriving here again
+   * means the proxy's own traffic is captured (it does not run as the UID/GID the rules exclude), a
+   * loop that would open connections without end.
+   */
+  readonly #ownPorts = new Set<number>();
+  #loopReported = false;
 
   constructor(options: CapturedOutboundOptions) {
     this.#options = options;
@@ -66,6 +73,14 @@ export class CapturedOutbound {
       return false;
     }
     const dst = read.destination;
+    if (socket.remotePort !== undefined && this.#ownPorts.has(socket.remotePort)) {
+      if (!this.#loopReported) {
+        this.#loopReported = true;
+        logError('tcp', `iptables capture: the proxy's own connection to ${dst.address}:${dst.port} was captured again and is closed: run the proxy as the UID/GID the iptables rules exclude (1337)`);
+      }
+      socket.destroy();
+      return true;
+    }
     if (isListenerItself(socket, dst, this.#options.listenerPort())) return false;
     const port = this.#options.portConfig(dst.port);
     if (!port) {
@@ -132,11 +147,22 @@ export class CapturedOutbound {
         s.opened.increment(1);
         s.closed.increment(1);
       }
+      if (ownPort !== undefined) this.#ownPorts.delete(ownPort);
       this.#passthrough.delete(down);
       if (this.#passthrough.size === 0) for (const resolve of this.#passthroughIdle.splice(0)) resolve();
     };
     down.on('close', () => close());
     const up = net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: DEFAULT_CONNECT_TIMEOUT_MS });
+    // Node makes the connect call for an IP address on a next tick: its port is bound by this loop
+    // turn's check phase, before the poll phase that could accept a captured copy of it.
+    let ownPort: number | undefined;
+    const remember = (): void => {
+      if (ownPort !== undefined || closed || up.localPort === undefined) return;
+      ownPort = up.localPort;
+      this.#ownPorts.add(ownPort);
+    };
+    setImmediate(remember);
+    up.once('connect', remember);
     up.once('timeout', () => {
       logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: connect timed out`);
       close('UF');
