@@ -48,11 +48,12 @@ export class CapturedOutbound {
   readonly #passthrough = new Set<net.Socket>();
   #passthroughIdle: (() => void)[] = [];
   /**
-   * The local ports of the passthrough connections the proxy opened: one of them arriving here again
-   * means the proxy's own traffic is captured (it does not run as the UID/GID the rules exclude), a
-   * loop that would open connections without end.
+   * The passthrough connections the proxy opened, as "<local port>><destination>": one of them
+   * arriving here again (same source port, same original destination: the same 4-tuple) means the
+   * proxy's own traffic is captured (it does not run as the UID/GID the rules exclude), a loop that
+   * would open connections without end.
    */
-  readonly #ownPorts = new Set<number>();
+  readonly #own = new Set<string>();
   #loopReported = false;
 
   constructor(options: CapturedOutboundOptions) {
@@ -73,7 +74,7 @@ export class CapturedOutbound {
       return false;
     }
     const dst = read.destination;
-    if (socket.remotePort !== undefined && this.#ownPorts.has(socket.remotePort)) {
+    if (this.#own.size > 0 && this.#own.has(`${socket.remotePort}>${dst.address}:${dst.port}`)) {
       if (!this.#loopReported) {
         this.#loopReported = true;
         logError('tcp', `iptables capture: the proxy's own connection to ${dst.address}:${dst.port} was captured again and is closed: run the proxy as the UID/GID the iptables rules exclude (1337)`);
@@ -147,7 +148,7 @@ export class CapturedOutbound {
         s.opened.increment(1);
         s.closed.increment(1);
       }
-      if (ownPort !== undefined) this.#ownPorts.delete(ownPort);
+      if (own !== undefined) this.#own.delete(own);
       this.#passthrough.delete(down);
       if (this.#passthrough.size === 0) for (const resolve of this.#passthroughIdle.splice(0)) resolve();
     };
@@ -155,11 +156,11 @@ export class CapturedOutbound {
     const up = net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: DEFAULT_CONNECT_TIMEOUT_MS });
     // Node makes the connect call for an IP address on a next tick: its port is bound by this loop
     // turn's check phase, before the poll phase that could accept a captured copy of it.
-    let ownPort: number | undefined;
+    let own: string | undefined;
     const remember = (): void => {
-      if (ownPort !== undefined || closed || up.localPort === undefined) return;
-      ownPort = up.localPort;
-      this.#ownPorts.add(ownPort);
+      if (own !== undefined || closed || up.localPort === undefined) return;
+      own = `${up.localPort}>${dst.address}:${dst.port}`;
+      this.#own.add(own);
     };
     setImmediate(remember);
     up.once('connect', remember);
