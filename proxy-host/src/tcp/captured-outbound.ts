@@ -133,12 +133,13 @@ export class CapturedOutbound {
     }
     this.#passthrough.add(down);
     let stats: TcpSeries | undefined;
-    let closed = false;
-    const close = (flag?: string): void => {
-      if (closed) return;
-      closed = true;
-      down.destroy();
-      up.destroy();
+    let finished = false;
+    let downClosed = false;
+    let upClosed = false;
+    // Counted and forgotten once both sockets are closed (or the connect failed).
+    const finish = (flag?: string): void => {
+      if (finished) return;
+      finished = true;
       if (stats) {
         stats.closed.increment(1);
         deps.stats.active.outbound.increment(-1);
@@ -152,36 +153,46 @@ export class CapturedOutbound {
       this.#passthrough.delete(down);
       if (this.#passthrough.size === 0) for (const resolve of this.#passthroughIdle.splice(0)) resolve();
     };
-    down.on('close', () => close());
     const up = net.connect({ host: dst.address, port: dst.port, allowHalfOpen: true, noDelay: true, timeout: DEFAULT_CONNECT_TIMEOUT_MS });
     // Node makes the connect call for an IP address on a next tick: its port is bound by this loop
     // turn's check phase, before the poll phase that could accept a captured copy of it.
     let own: string | undefined;
     const remember = (): void => {
-      if (own !== undefined || closed || up.localPort === undefined) return;
+      if (own !== undefined || finished || up.localPort === undefined) return;
       own = `${up.localPort}>${dst.address}:${dst.port}`;
       this.#own.add(own);
     };
     setImmediate(remember);
     up.once('connect', remember);
-    up.once('timeout', () => {
-      logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: connect timed out`);
-      close('UF');
+    const failed = (why: string): void => {
+      logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: ${why}`);
+      down.destroy();
+      up.destroy();
+      finish('UF');
+    };
+    up.once('timeout', () => failed('connect timed out'));
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (!stats) failed(err.code ?? err.message);
     });
-    up.once('error', (err: NodeJS.ErrnoException) => {
-      logDebug('tcp', `passthrough to ${dst.address}:${dst.port}: ${err.code ?? err.message}`);
-      close('UF');
+    // A socket closes by itself once both its directions are done (every byte written, the FIN both
+    // ways); one closed by an error or a reset takes the other with it.
+    down.on('close', (hadError: boolean) => {
+      downClosed = true;
+      if (!stats || hadError) up.destroy();
+      if (!stats || upClosed) finish();
+    });
+    up.on('close', (hadError: boolean) => {
+      upClosed = true;
+      if (!stats) return;
+      if (hadError) down.destroy();
+      if (downClosed) finish();
     });
     up.once('connect', () => {
       up.setTimeout(0);
       stats = series(PASSTHROUGH_CLUSTER, '-');
       stats.opened.increment(1);
       deps.stats.active.outbound.increment(1);
-      // Half-close both ways: a FIN is passed on after every byte before it; both ended: closed.
-      let ends = 0;
-      const ended = (): void => {
-        if (++ends === 2) close();
-      };
+      // Half-close both ways: a FIN is passed on after every byte before it.
       down.on('data', (chunk: Buffer) => {
         stats!.received.increment(chunk.length);
         if (!up.write(chunk)) down.pause();
@@ -192,15 +203,8 @@ export class CapturedOutbound {
         if (!down.write(chunk)) up.pause();
       });
       down.on('drain', () => up.resume());
-      down.on('end', () => {
-        up.end();
-        ended();
-      });
-      up.on('end', () => {
-        down.end();
-        ended();
-      });
-      up.on('close', () => close());
+      down.on('end', () => up.end());
+      up.on('end', () => down.end());
       down.resume();
     });
   }
