@@ -3,13 +3,15 @@
 // with a record of the sources it was built from. scripts/wasmesh.mjs runs dist/ when it is there and
 // newer than every one of those sources, and the TypeScript through tsx otherwise: production processes
 // (`npm start`, `wasmesh run`, a sidecar in a pod) run compiled code, an author's edit is never shadowed
-// by a stale build.
+// by a stale build. Then the proxy's native addon (scripts/build-native.mjs: SO_ORIGINAL_DST for
+// captured TCP), whose failure is reported and fails nothing else.
 //
 //   node scripts/build.mjs [--quiet]
 import { build } from 'esbuild';
 import { rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildNative } from './build-native.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const DIST = path.join(ROOT, 'dist');
@@ -42,3 +44,4 @@ let newest = 0;
 for (const f of inputs) newest = Math.max(newest, statSync(path.join(ROOT, f)).mtimeMs);
 writeFileSync(path.join(DIST, BUILD_RECORD), JSON.stringify({ builtAt: Date.now(), newestSource: newest, inputs }, null, 1) + '\n');
 if (!quiet) process.stdout.write(`built dist/ from ${inputs.length} sources in ${Math.round(performance.now() - started)} ms\n`);
+buildNative({ quiet });

@@ -411,6 +411,12 @@ export interface ProxyConfig {
    */
   readonly tcp?: { readonly outbound: readonly TcpPortConfig[] };
   /**
+   * The MeshConfig's outboundTrafficPolicy.mode when it is REGISTRY_ONLY: a connection captured by
+   * iptables to a port no service has is closed (BlackHoleCluster). Absent: ALLOW_ANY, Istio's
+   * default: passed through to its original destination (PassthroughCluster).
+   */
+  readonly outboundTrafficPolicy?: 'REGISTRY_ONLY';
+  /**
    * WasmPlugins of type NETWORK: proxy-wasm network filters the TCP proxy runs on each connection
    * (inbound: the inbound TCP listeners, SERVER; outbound: the outbound TCP listeners and every TCP
    * listener of a gateway, CLIENT), in execution order. Absent: none (HTTP filters never run here,

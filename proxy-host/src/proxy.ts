@@ -42,6 +42,7 @@ import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
+import { CapturedOutbound } from './tcp/captured-outbound.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
 export interface ProxyOptions {
@@ -113,6 +114,15 @@ export interface ProxyOptions {
    */
   tcpInbound?: readonly TcpInboundPort[];
   /**
+   * The outbound listener receives connections an iptables REDIRECT captured (an injected pod,
+   * `--iptables-capture`): each one's original destination (SO_ORIGINAL_DST, a native addon) picks
+   * the TCP proxy for a TCP service port of the config, HTTP otherwise (tcp/captured-outbound.ts).
+   * A port no service has: passed through to the original destination, or closed under the
+   * MeshConfig's outboundTrafficPolicy REGISTRY_ONLY. Without the addon, captured TCP is reported
+   * unavailable (capturedTcpUnavailable) and every connection is HTTP. Sidecar role only.
+   */
+  iptablesCapture?: boolean;
+  /**
    * L4 filters a new TCP connection on that side runs (tcp/tcp-filter.ts) before the config's
    * WasmPlugins of type NETWORK (tcp/wasm-tcp-filter.ts); gateways' connections are 'outbound'.
    * Asked per connection.
@@ -179,6 +189,7 @@ export class Proxy {
   readonly #tcpLimits = new TcpConnectionLimits();
   #tcpOutbound: TcpOutboundListeners | undefined;
   #tcpInbound: TcpInboundListeners | undefined;
+  #captured: CapturedOutbound | undefined;
   /** The current config's network filters (WasmPlugins of type NETWORK) per side: new connections take these. */
   #network: NetworkChains = { inbound: { chain: new FilterChain([]), factories: [] }, outbound: { chain: new FilterChain([]), factories: [] } };
 
@@ -265,7 +276,26 @@ export class Proxy {
         proxy.#gateway = new GatewayListeners({ host, connections, manager: common, tcp });
         await proxy.#gateway.apply(states.gateway, states.outbound);
       } else {
-      proxy.#listeners.push(await createListener({ ...connections, host, port: options.outboundPort, onRequest: outbound.handle, onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head) }));
+      if (options.iptablesCapture) {
+        proxy.#captured = new CapturedOutbound({
+          deps: tcp,
+          portConfig: (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port),
+          listenerPort: () => proxy.outboundPort,
+          httpPorts: () => httpServicePorts(proxy.#config),
+          outboundTrafficPolicy: () => proxy.#config.outboundTrafficPolicy ?? 'ALLOW_ANY',
+        });
+      }
+      const captured = proxy.#captured?.unavailable === undefined ? proxy.#captured : undefined;
+      proxy.#listeners.push(
+        await createListener({
+          ...connections,
+          host,
+          port: options.outboundPort,
+          onRequest: outbound.handle,
+          onUpgrade: (req, socket, head) => handleUpgrade(outbound, req, socket, head),
+          ...(captured ? { takeConnection: captured.take } : {}),
+        }),
+      );
       proxy.#listeners.push(
         await createListener({
           ...connections,
@@ -320,6 +350,11 @@ export class Proxy {
     if (proxy.#gateway) logInfo('proxy', `gateway ready: ${[...proxy.gatewayPorts().values()].map((p) => `${host}:${p}`).join(', ') || 'no listeners yet'}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
     else logInfo('proxy', `listening: outbound ${host}:${proxy.outboundPort}, inbound ${host}:${proxy.inboundPort}, admin ${options.adminHost ?? LOOPBACK_HOST}:${proxy.adminPort}${status}; config ${config.version.slice(0, 12)}`);
     return proxy;
+  }
+
+  /** Under iptables capture: why captured TCP is unavailable (the native addon's state); undefined when it works or capture is off. */
+  get capturedTcpUnavailable(): string | undefined {
+    return this.#captured?.unavailable;
   }
 
   get outboundPort(): number {
@@ -588,7 +623,7 @@ export class Proxy {
   async stop(drainMs = 5000): Promise<void> {
     this.#draining = true;
     const closing = [...this.#listeners.map((l) => l.close()), this.#gateway?.close(), this.#tcpOutbound?.close(), this.#tcpInbound?.close()];
-    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle()]);
+    const idle = Promise.all([this.#outbound?.idle(), this.#inbound?.idle(), this.#gateway?.idle(), this.#tcpOutbound?.sessions.idle(), this.#tcpInbound?.sessions.idle(), this.#captured?.idle()]);
     const drained = await within(idle, drainMs);
     if (!drained) for (const l of this.#listeners) l.destroy();
     else for (const l of this.#listeners) l.closeIdle();
@@ -599,6 +634,7 @@ export class Proxy {
     this.#gateway?.destroy();
     this.#tcpOutbound?.destroy();
     this.#tcpInbound?.destroy();
+    this.#captured?.destroy();
     await this.#admin?.close();
     await this.#statusServer?.close();
     this.#identity?.close();
@@ -624,6 +660,18 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+const httpPortsByConfig = new WeakMap<ProxyConfig, ReadonlySet<number>>();
+
+/** The ports of the config's outbound HTTP (and gRPC) clusters: captured connections to them are HTTP. */
+function httpServicePorts(config: ProxyConfig): ReadonlySet<number> {
+  let ports = httpPortsByConfig.get(config);
+  if (!ports) {
+    ports = new Set(Object.values(config.clusters).filter((c) => c.name.startsWith('outbound|') && c.protocol !== 'tcp').map((c) => c.port));
+    httpPortsByConfig.set(config, ports);
+  }
+  return ports;
 }
 
 /** 127.0.0.0/8 and ::1. */

@@ -41,6 +41,12 @@ with the reason and the last good config stays.
   --tcp-inbound LISTEN=APP  an inbound TCP listener on LISTEN forwarding to the app's TCP port APP,
                             under the PeerAuthentication of APP (mTLS between sidecars); register
                             LISTEN as the endpoint port of the service's TCP port; repeatable
+  --iptables-capture        the outbound listener receives the app's connections redirected by
+                            iptables (an injected pod): each one's original destination port picks
+                            the TCP proxy (a TCP, TLS, HTTPS or opaque service port) or HTTP; needs
+                            the native addon \`npm run build\` compiles (Linux, g++); a port no
+                            service has goes to its original destination (PassthroughCluster)
+                            unless the MeshConfig's outboundTrafficPolicy is REGISTRY_ONLY
 ${adminUsage}  --access-log TARGET       stdout (default), off, or a file path
   --log-level LEVEL         trace, debug, info (default), warn, error
   --drain-timeout MS        on SIGTERM, how long in-flight requests may take (default 5000)
@@ -201,6 +207,7 @@ export async function run(argv: string[]): Promise<number> {
         'register-port': { type: 'string', multiple: true },
         'tcp-outbound': { type: 'string', multiple: true },
         'tcp-inbound': { type: 'string', multiple: true },
+        'iptables-capture': { type: 'boolean' },
         'no-mtls': { type: 'boolean' },
         'stall-threshold': { type: 'string' },
         'stall-exit': { type: 'string' },
@@ -251,11 +258,14 @@ export async function run(argv: string[]): Promise<number> {
       watchdog: parseWatchdog(values),
       ...adminOptions(values, (v, name) => parsePort(v, name, 0)),
       ...parseTcpPorts(values['tcp-outbound'], values['tcp-inbound']),
+      ...(values['iptables-capture'] ? { iptablesCapture: true } : {}),
     };
     drainMs = values['drain-timeout'] === undefined ? 5000 : Number(values['drain-timeout']);
     concurrency = values.concurrency === undefined ? 1 : Number(values.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new Error(`--concurrency must be a whole number from 1 to 64, got "${values.concurrency}"`);
     if (concurrency > 1 && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound do not work with --concurrency above 1 yet');
+    if (concurrency > 1 && options.iptablesCapture) throw new Error('--iptables-capture does not work with --concurrency above 1 yet');
+    if (role === 'gateway' && options.iptablesCapture) throw new Error('--iptables-capture is for sidecars: a gateway is not behind iptables capture');
     if (role === 'gateway' && (options.tcpOutbound || options.tcpInbound)) throw new Error('--tcp-outbound and --tcp-inbound are sidecar listeners: a gateway gets its TCP ports from Gateway servers');
     if (!(drainMs >= 0)) throw new Error(`--drain-timeout must be milliseconds, got "${values['drain-timeout']}"`);
     if (values['log-level'] !== undefined) {

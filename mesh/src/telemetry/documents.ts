@@ -84,6 +84,8 @@ export interface MeshConfigSpec {
   meshId?: string;
   extensionProviders?: ExtensionProvider[];
   defaultProviders?: { tracing?: string[]; accessLogging?: string[]; metrics?: string[] };
+  /** Istio's outboundTrafficPolicy: captured connections to destinations outside the mesh. Absent: ALLOW_ANY. */
+  outboundTrafficPolicy?: { mode?: 'ALLOW_ANY' | 'REGISTRY_ONLY' };
 }
 
 export type Telemetry = Resource<'Telemetry', TelemetrySpec>;

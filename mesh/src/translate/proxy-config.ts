@@ -8,7 +8,7 @@
 // virtual hosts, which create the clusters they need -> filter chains -> content version -> freeze.
 // tls and PeerAuthentication: see mtls.ts.
 
-import { resolveTelemetry } from '../telemetry/resolve.ts';
+import { meshConfigOf, resolveTelemetry } from '../telemetry/resolve.ts';
 import type { ProxyConfig, WorkloadIdentity } from '../proxy-config.ts';
 import {
   isKind,
@@ -149,6 +149,8 @@ export function translateProxyConfig(
     ...(gateway ? { gateway: { listeners: gateway.listeners } } : {}),
     ...(telemetry ? { telemetry } : {}),
     ...(tcpPorts.length > 0 && !gateway ? { tcp: { outbound: tcpPorts } } : {}),
+    // Absent for ALLOW_ANY (the default), so configs without it keep their versions.
+    ...(meshConfigOf(documents)?.spec.outboundTrafficPolicy?.mode === 'REGISTRY_ONLY' && !gateway ? { outboundTrafficPolicy: 'REGISTRY_ONLY' as const } : {}),
     // Absent when there are none, so configs without NETWORK plugins keep their versions.
     ...(network.inbound.length > 0 || network.outbound.length > 0 ? { networkFilters: network } : {}),
   };

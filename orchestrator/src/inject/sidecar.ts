@@ -67,6 +67,9 @@ export function proxyArgs(opts: InjectOptions, p: SidecarParams): string[] {
     '--service-account', p.serviceAccount,
     '--labels', p.labels.map(([k, v]) => `${k}=${v}`).join(','),
     '--host', '0.0.0.0',
+    // The init container's iptables rules redirect the app's outbound TCP to the outbound listener:
+    // it reads each connection's original destination to tell TCP service ports from HTTP.
+    '--iptables-capture',
     '--outbound-port', String(p.redirect.outboundPort),
     '--inbound-port', String(p.redirect.inboundPort),
     '--admin-port', String(SIDECAR_PORTS.admin),

@@ -52,6 +52,13 @@ export interface ListenerOptions {
    * or a request on a plaintext connection accepted before the mode became STRICT.
    */
   onRefused?: (reason: RefusedReason) => void;
+  /**
+   * Plaintext listeners: asked first for every accepted connection, before a byte is read; true takes
+   * the socket away from HTTP (the outbound listener under iptables capture hands a TCP service
+   * port's connection to the TCP proxy, by its original destination: server-first protocols are never
+   * kept waiting for a request that will not come).
+   */
+  takeConnection?: (socket: Socket) => boolean;
 }
 
 export type PeerAuthenticationMode = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
@@ -245,6 +252,7 @@ export async function createListener(options: ListenerOptions): Promise<Listener
       sockets.add(socket);
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => socket.destroy());
+      if (options.takeConnection?.(socket)) return;
       const mode = peerAuthentication ? peerAuthentication() : 'DISABLE';
       if (mode === 'STRICT') {
         // Never plaintext: without a certificate there is no mTLS to offer, so no connection at all.

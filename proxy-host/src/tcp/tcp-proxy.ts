@@ -248,10 +248,13 @@ export class TcpSession {
 
   /**
    * An outbound (or gateway) connection to service port `port.port`; `port` undefined: nothing is
-   * configured for it (closed, NR). `reporter` 'source' for both.
+   * configured for it (closed, NR). `reporter` 'source' for both. `destination`: the address the
+   * client connected to when it is not the socket's own (an iptables-captured connection's original
+   * destination): routes' destinationSubnets match it.
    */
-  static outbound(socket: net.Socket, port: TcpPortConfig | undefined, deps: TcpProxyDeps, sessions: TcpSessions): TcpSession {
-    const s = new TcpSession(socket, 'outbound', 'source', deps, sessions, { address: socket.localAddress ?? '', port: socket.localPort ?? 0 }, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 });
+  static outbound(socket: net.Socket, port: TcpPortConfig | undefined, deps: TcpProxyDeps, sessions: TcpSessions, destination?: { address: string; port: number }): TcpSession {
+    const local = destination ?? { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
+    const s = new TcpSession(socket, 'outbound', 'source', deps, sessions, local, { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 });
     socket.setNoDelay(true);
     void s.#startOutbound(socket, port);
     return s;

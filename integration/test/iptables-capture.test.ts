@@ -1,0 +1,267 @@
+// TCP under iptables capture, on the real kernel: in a throwaway network namespace standing for an
+// injected pod, the init container's rules (orchestrator/src/inject) redirect the app's outbound TCP
+// to a real `wasmesh proxy --iptables-capture` running as the proxy's UID/GID 1337; a second namespace
+// over a veth pair stands for the rest of the network, with a server-first TCP service (it greets,
+// then echoes) and an HTTP service. The app (UID 1000) connects to the services' addresses directly,
+// as an app in a pod does:
+//   - TCP port 5432: the proxy reads the original destination, the TCP proxy takes the connection
+//     (the greeting arrives before the app sends anything: no sniffing wait), the upstream sees the
+//     proxy's pod address, and the proxy counts it in Istio's TCP metrics (reporter source);
+//   - HTTP port 80: still the HTTP listener, routed by the Host header;
+//   - a port no service has (a server outside the mesh): passed through to the original destination
+//     (PassthroughCluster) under ALLOW_ANY, the default; closed under REGISTRY_ONLY.
+// Needs root, unshare, nsenter, setpriv, ip and iptables (skipped, saying so, without them) and the
+// native addon (skipped without it, saying why; failed under CI=true).
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { injectResource } from '../../orchestrator/src/inject/mutate.ts';
+import { loadOriginalDstAddon } from '../../proxy-host/src/tcp/original-dst.ts';
+import { Proxy } from '../../proxy-host/src/proxy.ts';
+import { cluster, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
+import { request, startHttp1 } from '../../proxy-host/test/support/servers.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+function have(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+}
+
+const addon = loadOriginalDstAddon();
+const missingTools = ['unshare', 'nsenter', 'setpriv', 'iptables', 'ip'].filter((c) => !have(c));
+const kernelOk =
+  process.getuid?.() === 0 && missingTools.length === 0 && spawnSync('unshare', ['--net', '--', 'iptables', '-t', 'nat', '-S'], { timeout: 10_000 }).status === 0;
+let skip: string | undefined;
+if (!kernelOk) skip = process.getuid?.() !== 0 ? 'needs root' : missingTools.length > 0 ? `needs ${missingTools.join(', ')}` : 'cannot make a network namespace with a NAT table';
+else if (!addon.ok) skip = `the native addon is unavailable: ${addon.reason}`;
+if (skip && !addon.ok && process.env.CI === 'true') {
+  test('the SO_ORIGINAL_DST addon is built (required under CI=true)', () => {
+    assert.unreachable(`the addon is unavailable: ${addon.ok ? '' : addon.reason}`);
+  });
+}
+if (skip) process.stderr.write(`iptables-capture.test.ts: SKIPPED the kernel test: ${skip}\n`);
+
+// Anywhere (no root): a connection made to the capture listener itself was not rewritten (the kernel
+// answers ENOENT, or the listener's own address), so it is HTTP as without capture.
+(addon.ok ? test : test.skip)('under --iptables-capture, a connection made to the outbound listener itself is still HTTP', async () => {
+  const upstream = await startHttp1('web');
+  const config = proxyConfig({
+    clusters: [cluster('outbound|80||web', [{ port: upstream.port }], { host: 'web' })],
+    virtualHosts: [{ name: 'web', domains: ['web'], routes: [forward('all', 'outbound|80||web')] }],
+  });
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true }, config);
+  try {
+    assert.is(proxy.capturedTcpUnavailable, undefined);
+    const res = await request(proxy.outboundPort, { headers: { host: 'web' } });
+    assert.is(res.status, 200);
+    assert.is(res.headers['x-upstream'], 'web');
+  } finally {
+    await proxy.stop(0);
+    await upstream.close();
+  }
+});
+
+const MESH = (echoPort: number, webPort: number) => `
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: db, namespace: default }
+spec:
+  hosts: [db.mesh.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{ number: 5432, name: tcp-db, protocol: TCP }]
+  endpoints: [{ address: 10.77.0.1, ports: { tcp-db: ${echoPort} } }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: web, namespace: default }
+spec:
+  hosts: [web.mesh.test]
+  location: MESH_EXTERNAL
+  resolution: STATIC
+  ports: [{ number: 80, name: http-web, protocol: HTTP }]
+  endpoints: [{ address: 10.77.0.1, ports: { http-web: ${webPort} } }]
+`;
+
+// The other side of the network: a server-first TCP service (greets with the peer's address, then
+// echoes) and an HTTP service.
+const SERVERS = `
+const net = require('node:net');
+const http = require('node:http');
+const fs = require('node:fs');
+let n = 0;
+const ready = () => { if (++n === 3) fs.writeFileSync(process.env.READY, 'ok'); };
+const greeter = (s) => { s.on('error', () => {}); s.write('hello ' + s.remoteAddress + '\\n'); s.pipe(s); };
+net.createServer({ allowHalfOpen: true }, greeter).listen(Number(process.env.ECHO_PORT), '10.77.0.1', ready);
+net.createServer({ allowHalfOpen: true }, greeter).listen(Number(process.env.OUTSIDE_PORT), '10.77.0.1', ready);
+http.createServer((req, res) => res.end('web saw ' + req.headers.host)).listen(Number(process.env.WEB_PORT), '10.77.0.1', ready);`;
+
+// The app's TCP client: waits for the greeting (sends nothing before it), then "ping", then half-closes.
+const TCP_CLIENT = `
+const net = require('node:net');
+const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]), allowHalfOpen: true });
+let got = '', sent = false;
+s.setTimeout(3000, () => { process.stdout.write(JSON.stringify({ timeout: true, got })); process.exit(0); });
+s.on('data', (d) => { got += d; if (!sent && got.includes('\\n')) { sent = true; s.end('ping'); } });
+s.on('end', () => { process.stdout.write(JSON.stringify({ got })); process.exit(0); });
+s.on('error', (e) => { process.stdout.write(JSON.stringify({ error: e.code, got })); process.exit(0); });`;
+
+const HTTP_CLIENT = `
+const http = require('node:http');
+const req = http.get({ host: process.argv[1], port: 80, path: '/', headers: { host: 'web.mesh.test' }, timeout: 3000 }, (res) => {
+  let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => { process.stdout.write(JSON.stringify({ status: res.statusCode, body })); process.exit(0); });
+});
+req.on('timeout', () => { process.stdout.write(JSON.stringify({ timeout: true })); process.exit(0); });
+req.on('error', (e) => { process.stdout.write(JSON.stringify({ error: e.code })); process.exit(0); });`;
+
+// Root in the pod's namespace: waits for the proxy's admin /ready (bounded), or reads its metrics.
+const ADMIN = `
+const [what] = process.argv.slice(1);
+const url = 'http://127.0.0.1:15000' + (what === 'ready' ? '/ready' : '/stats/prometheus');
+const deadline = Date.now() + 20000;
+(async () => {
+  for (;;) {
+    try { const r = await fetch(url); if (r.ok) { process.stdout.write(what === 'ready' ? 'ready' : JSON.stringify(await r.text())); return; } } catch {}
+    if (Date.now() > deadline) { process.stdout.write('"not ready"'); return; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+})();`;
+
+/** Runs the pod (rules, servers, the proxy with the mesh plus `extraYaml`) and the app's connections; returns what each got. */
+function runPod(extraYaml = '', proxyUser = 'setpriv --reuid=1337 --regid=1337 --clear-groups'): { seen: Record<string, string>; why: string; log: string } {
+  const doc = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'app', namespace: 'default', labels: { app: 'app' } },
+    spec: { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 9080 }] }] },
+  };
+  const pod = injectResource(doc, { orchestrator: 'o:15010', image: 'i', tokenSecret: 's' }).object as { spec: { initContainers: Array<{ command: string[] }>; containers: unknown[] } };
+  const script = pod.spec.initContainers[0]!.command[2]!;
+  // The injected sidecar is told that iptables captures its traffic.
+  assert.ok(JSON.stringify(pod.spec.containers).includes('--iptables-capture'), 'the injected proxy runs with --iptables-capture');
+
+  const dir = mkdtempSync(path.join(tmpdir(), 'wasmesh-capture-'));
+  try {
+    chmodSync(dir, 0o755);
+    const echoPort = 7000;
+    const webPort = 7080;
+    writeFileSync(path.join(dir, 'mesh.yaml'), MESH(echoPort, webPort) + extraYaml, { mode: 0o644 });
+    const body = `
+set -eu
+CLIENT_NS= SERVERS_PID= PROXY_PID=
+trap 'kill $PROXY_PID $SERVERS_PID $CLIENT_NS 2>/dev/null || true' EXIT
+ip link set lo up
+unshare -n sleep 60 >/dev/null 2>&1 & CLIENT_NS=$!
+sleep 0.2
+ip link add v0 type veth peer name v1 netns $CLIENT_NS
+ip addr add 10.77.0.5/24 dev v0 && ip link set v0 up
+nsenter -t $CLIENT_NS -n sh -c 'ip link set lo up && ip addr add 10.77.0.1/24 dev v1 && ip link set v1 up'
+sh -c "$SCRIPT" >/dev/null
+nsenter -t $CLIENT_NS -n node -e "$SERVERS" >/dev/null 2>&1 & SERVERS_PID=$!
+$PROXY_USER node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
+  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture \\
+  >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!
+for i in $(seq 100); do [ -f "$READY" ] && break; sleep 0.05; done
+# printf, not echo: dash's echo would turn the JSON's \\n into newlines.
+printf 'ready %s\\n' "$(node -e "$ADMIN" ready)"
+as_app() { setpriv --reuid=1000 --regid=1000 --clear-groups node -e "$1" "$2" "$3"; }
+printf 'tcp %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.99 5432)"
+printf 'http %s\\n' "$(as_app "$HTTP_CLIENT" 10.77.0.98 80)"
+printf 'outside %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.1 $OUTSIDE_PORT)"
+printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
+`;
+    const env = {
+      ...process.env,
+      SCRIPT: script,
+      SERVERS,
+      TCP_CLIENT,
+      HTTP_CLIENT,
+      ADMIN,
+      DIR: dir,
+      READY: path.join(dir, 'servers-ready'),
+      ECHO_PORT: String(echoPort),
+      WEB_PORT: String(webPort),
+      OUTSIDE_PORT: '9999',
+      WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs'),
+      PROXY_USER: proxyUser,
+    };
+    const run = spawnSync('unshare', ['-n', 'sh', '-c', body], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
+    const log = spawnSync('cat', [path.join(dir, 'proxy.log')], { encoding: 'utf8' }).stdout ?? '';
+    assert.is(run.status, 0, `exit ${run.status}\n${run.stdout}\n${run.stderr}\nproxy:\n${log}`);
+    const seen = Object.fromEntries(
+      run.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l.includes(' '))
+        .map((l) => [l.slice(0, l.indexOf(' ')), l.slice(l.indexOf(' ') + 1)]),
+    ) as Record<string, string>;
+    const why = `\n${run.stdout}\nproxy:\n${log}`;
+    assert.is(seen.ready, 'ready', why);
+    return { seen, why, log };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The metric line of a TCP counter for a destination service. */
+function tcpMetric(metrics: string, name: string, service: string): string | undefined {
+  return metrics.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(`destination_service="${service}"`));
+}
+
+(skip ? test.skip : test)('an injected pod\'s captured TCP reaches the mesh service through the proxy; HTTP stays HTTP; the rest passes through', () => {
+  const { seen, why } = runPod();
+  // The greeting came first (nothing was sent before it), from a service that saw the pod's address
+  // (the proxy's own connection, not captured again), then the echo of what the app sent.
+  assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
+  assert.equal(JSON.parse(seen.http!), { status: 200, body: 'web saw web.mesh.test' }, why);
+  // Outside the mesh (ALLOW_ANY): the same bytes, from the proxy too.
+  assert.equal(JSON.parse(seen.outside!), { got: 'hello 10.77.0.5\nping' }, why);
+  const metrics = JSON.parse(seen.metrics!) as string;
+  const opened = tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'db.mesh.test');
+  assert.ok(opened, `no istio_tcp_connections_opened_total for db.mesh.test in\n${metrics}`);
+  assert.match(opened!, /reporter="source"/);
+  assert.match(opened!, /source_workload="app"/);
+  assert.match(opened!, / 1$/);
+  const passthrough = tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'PassthroughCluster');
+  assert.ok(passthrough, `no istio_tcp_connections_opened_total for PassthroughCluster in\n${metrics}`);
+  assert.match(passthrough!, /response_flags="-"/);
+  assert.match(passthrough!, / 1$/);
+  assert.match(tcpMetric(metrics, 'istio_tcp_received_bytes_total', 'PassthroughCluster') ?? '', / 4$/);
+});
+
+const REGISTRY_ONLY = `---
+apiVersion: wasmesh.io/v1alpha1
+kind: MeshConfig
+metadata: { name: mesh, namespace: istio-system }
+spec:
+  outboundTrafficPolicy: { mode: REGISTRY_ONLY }
+`;
+
+(skip ? test.skip : test)('MeshConfig outboundTrafficPolicy REGISTRY_ONLY: a port no service has is closed (BlackHoleCluster); mesh TCP still works', () => {
+  const { seen, why } = runPod(REGISTRY_ONLY);
+  assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
+  const outside = JSON.parse(seen.outside!) as { got: string; error?: string };
+  assert.is(outside.got, '', why);
+  const metrics = JSON.parse(seen.metrics!) as string;
+  assert.match(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'BlackHoleCluster') ?? '', / 1$/);
+  assert.not.ok(tcpMetric(metrics, 'istio_tcp_connections_opened_total', 'PassthroughCluster'));
+});
+
+(skip ? test.skip : test)('a proxy whose own connections are captured (not UID 1337) closes the loop instead of feeding it', () => {
+  const { seen, why, log } = runPod('', '');
+  const outside = JSON.parse(seen.outside!) as { got: string; timeout?: boolean };
+  assert.is(outside.timeout, undefined, why);
+  assert.is(outside.got, '', why);
+  assert.match(log, /own connection to 10\.77\.0\.1:\d+ was captured again and is closed: run the proxy as the UID\/GID the iptables rules exclude/);
+  // Each of the app's three connections made a hop or two, not a connection storm.
+  const metrics = JSON.parse(seen.metrics!) as string;
+  const passthrough = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('destination_service="PassthroughCluster"'));
+  const opened = passthrough.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+  assert.ok(opened >= 1 && opened <= 6, `${opened} passthrough connections${why}`);
+});
+
+test.run();
