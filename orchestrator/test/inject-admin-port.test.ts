@@ -104,10 +104,13 @@ test('the injected arguments run: admin answers on 127.0.0.1 only, the status po
   const drop = new Set(['--orchestrator', '--token-file', '--data-dir', '--register-address', '--register-port']);
   const zero = new Set(['--outbound-port', '--inbound-port', '--admin-port', '--status-port']);
   const args: string[] = [];
-  for (let i = 0; i < injected.length; i += 2) {
-    const [name, value] = [injected[i]!, injected[i + 1]!];
+  for (let i = 0; i < injected.length; i++) {
+    const name = injected[i]!;
+    // A flag without a value (--iptables-capture) is followed by the next flag.
+    const value = injected[i + 1] !== undefined && !injected[i + 1]!.startsWith('--') ? injected[++i]! : undefined;
     if (drop.has(name)) continue;
-    args.push(name, zero.has(name) ? '0' : value);
+    if (value === undefined) args.push(name);
+    else args.push(name, zero.has(name) ? '0' : value);
   }
   const config = join(dir, 'mesh.yaml');
   await writeFile(config, 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: { name: default, namespace: shop }\nspec: { mtls: { mode: PERMISSIVE } }\n');
