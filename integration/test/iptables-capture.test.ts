@@ -67,6 +67,29 @@ if (skip) process.stderr.write(`iptables-capture.test.ts: SKIPPED the kernel tes
   }
 });
 
+// The same for the inbound listener with app TCP ports: a connection made to it directly is HTTP,
+// and the per-port inbound TCP listener still serves its port.
+(addon.ok ? test : test.skip)('under --iptables-capture with --tcp-inbound, a connection made to the inbound listener itself is still HTTP', async () => {
+  const app = await startHttp1('app');
+  const tcpApp = await startHttp1('tcp-app');
+  const proxy = await Proxy.start(
+    { outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true, appPort: app.port, tcpInbound: [{ port: 0, appPort: tcpApp.port }] },
+    proxyConfig({ clusters: [], virtualHosts: [] }),
+  );
+  try {
+    const res = await request(proxy.inboundPort, { headers: { host: 'app' } });
+    assert.is(res.status, 200);
+    assert.is(res.headers['x-upstream'], 'app');
+    // Bytes through the TCP listener reach the other app port as they are (an HTTP server there answers).
+    const viaTcp = await request(proxy.tcpInboundPorts()[0]!, { headers: { host: 'whatever' } });
+    assert.is(viaTcp.headers['x-upstream'], 'tcp-app');
+  } finally {
+    await proxy.stop(0);
+    await app.close();
+    await tcpApp.close();
+  }
+});
+
 const MESH = (echoPort: number, webPort: number) => `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
@@ -306,6 +329,14 @@ spec:
   mtls: { mode: PERMISSIVE }
   portLevelMtls: { 7434: { mode: STRICT } }
 ---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-7435, namespace: default }
+spec:
+  selector: { matchLabels: { app: app } }
+  action: DENY
+  rules: [{ to: [{ operation: { ports: ["7435"] } }] }]
+---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: { name: appdb, namespace: default }
@@ -324,6 +355,7 @@ const http = require('node:http');
 const greeter = (s) => { s.on('error', () => {}); s.write('hello ' + s.remoteAddress + '\\n'); s.pipe(s); };
 net.createServer({ allowHalfOpen: true }, greeter).listen(7433, '127.0.0.1');
 net.createServer({ allowHalfOpen: true }, greeter).listen(7434, '127.0.0.1');
+net.createServer({ allowHalfOpen: true }, greeter).listen(7435, '127.0.0.1');
 http.createServer((req, res) => res.end('app saw ' + req.url)).listen(9080, '127.0.0.1');`;
 
 // A client that speaks first: "ping\n" (enough bytes for a TLS server to see it is no record),
@@ -342,6 +374,7 @@ const INBOUND_STEPS = `
 in_client() { nsenter -t $CLIENT_NS -n node -e "$1" "$2" "$3"; }
 printf 'plain %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7433)"
 printf 'strict_plain %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7434)"
+printf 'denied %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7435)"
 printf 'http %s\\n' "$(in_client "$HTTP_CLIENT" 10.77.0.5 9080)"
 nsenter -t $CLIENT_NS -n node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload client --cert-dir "$DIR/client" \\
   --tcp-outbound 5434=7500 --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --access-log off --no-telemetry \\
@@ -365,8 +398,8 @@ function writeIdentity(dir: string, cert: WorkloadCertificate, uid: number): voi
   const [server, client] = await Promise.all([ca.issue('default', 'app'), ca.issue('default', 'client')]);
   const { seen, why } = runPod({
     extraYaml: INBOUND_YAML,
-    annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '9080,7433,7434' },
-    proxyArgs: '--cert-dir "$DIR/server" --tcp-inbound 0=7433 --tcp-inbound 0=7434',
+    annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '9080,7433,7434,7435' },
+    proxyArgs: '--cert-dir "$DIR/server" --tcp-inbound 0=7433 --tcp-inbound 0=7434 --tcp-inbound 0=7435',
     before: `setpriv --reuid=1000 --regid=1000 --clear-groups node -e "$APP_SERVERS" >/dev/null 2>&1 & EXTRA_PIDS="$EXTRA_PIDS $!"`,
     steps: INBOUND_STEPS,
     env: { APP_SERVERS, SEND_FIRST },
@@ -381,6 +414,8 @@ function writeIdentity(dir: string, cert: WorkloadCertificate, uid: number): voi
   const strictPlain = JSON.parse(seen.strict_plain!) as { got: string; timeout?: boolean };
   assert.is(strictPlain.got, '', why);
   assert.is(strictPlain.timeout, undefined, why);
+  // The AuthorizationPolicy denying the app's port 7435 (the original port, not the listener's) closes it.
+  assert.is((JSON.parse(seen.denied!) as { got: string }).got, '', why);
   // The HTTP app port is still the HTTP inbound listener.
   assert.equal(JSON.parse(seen.http!), { status: 200, body: 'app saw /' }, why);
   // mTLS from the client's sidecar to the STRICT port.
@@ -390,12 +425,13 @@ function writeIdentity(dir: string, cert: WorkloadCertificate, uid: number): voi
   const opened = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="destination"'));
   const plain = opened.find((l) => l.includes('connection_security_policy="none"'));
   const mtls = opened.find((l) => l.includes('connection_security_policy="mutual_tls"'));
-  assert.match(plain ?? '', / 1$/, `no plaintext reporter="destination" series in\n${metrics}`);
+  // The plaintext ones: the one served on 7433 and the one denied on 7435 (opened and closed at once).
+  assert.match(plain ?? '', / 2$/, `no plaintext reporter="destination" series in\n${metrics}`);
   assert.match(mtls ?? '', / 1$/, `no mutual_tls reporter="destination" series in\n${metrics}`);
   assert.match(mtls!, /source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"/);
   assert.match(mtls!, /source_workload="client"/);
-  // The refused plaintext connection is not counted as opened.
-  assert.is(opened.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 2, metrics);
+  // The plaintext connection STRICT refused never became a TCP connection of the app: not counted.
+  assert.is(opened.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 3, metrics);
 });
 
 test.run();
