@@ -90,6 +90,33 @@ if (skip) process.stderr.write(`iptables-capture.test.ts: SKIPPED the kernel tes
   }
 });
 
+// Anywhere: without the addon, a capture proxy with app TCP ports says once, at start, which ports
+// are served as HTTP and why, and the inbound listener serves HTTP as before.
+test('without the addon, --iptables-capture with --tcp-inbound logs why inbound TCP is unavailable and keeps serving HTTP', () => {
+  const src = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+  const probe = `
+const http = require('node:http');
+(async () => {
+  const { Proxy } = await import(${src('../../proxy-host/src/proxy.ts')});
+  const { proxyConfig } = await import(${src('../../proxy-host/test/support/config.ts')});
+  const app = http.createServer((req, res) => res.end('app')).listen(0, '127.0.0.1');
+  await new Promise((r) => app.once('listening', r));
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true, appPort: app.address().port, tcpInbound: [{ port: 0, appPort: 5432 }] }, proxyConfig({}));
+  const body = await (await fetch('http://127.0.0.1:' + proxy.inboundPort + '/')).text();
+  await proxy.stop(0);
+  app.close();
+  process.stdout.write(JSON.stringify({ body, unavailable: proxy.capturedTcpUnavailable }));
+})();`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', probe], { cwd: ROOT, env: { ...process.env, WASMESH_ORIGINAL_DST_ADDON: '/nonexistent/original-dst.node' }, encoding: 'utf8', timeout: 30_000 });
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{"body"'))) as { body: string; unavailable?: string };
+  assert.is(out.body, 'app');
+  const logs = r.stdout + r.stderr;
+  const lines = logs.split('\n').filter((l) => l.includes('inbound TCP is unavailable'));
+  assert.is(lines.length, 1, logs);
+  assert.match(lines[0]!, /captured connections to app TCP port\(s\) 5432 are served as HTTP: the native addon \/nonexistent\/original-dst\.node is not built/);
+});
+
 const MESH = (echoPort: number, webPort: number) => `
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
