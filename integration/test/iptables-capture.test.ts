@@ -13,7 +13,7 @@
 // Needs root, unshare, nsenter, setpriv, ip and iptables (skipped, saying so, without them) and the
 // native addon (skipped without it, saying why; failed under CI=true).
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +24,8 @@ import { loadOriginalDstAddon } from '../../proxy-host/src/tcp/original-dst.ts';
 import { Proxy } from '../../proxy-host/src/proxy.ts';
 import { cluster, forward, proxyConfig } from '../../proxy-host/test/support/config.ts';
 import { request, startHttp1 } from '../../proxy-host/test/support/servers.ts';
+import { createTestCa } from '../../proxy-host/test/support/test-ca.ts';
+import type { WorkloadCertificate } from '../../proxy-host/src/identity/types.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -63,6 +65,56 @@ if (skip) process.stderr.write(`iptables-capture.test.ts: SKIPPED the kernel tes
     await proxy.stop(0);
     await upstream.close();
   }
+});
+
+// The same for the inbound listener with app TCP ports: a connection made to it directly is HTTP,
+// and the per-port inbound TCP listener still serves its port.
+(addon.ok ? test : test.skip)('under --iptables-capture with --tcp-inbound, a connection made to the inbound listener itself is still HTTP', async () => {
+  const app = await startHttp1('app');
+  const tcpApp = await startHttp1('tcp-app');
+  const proxy = await Proxy.start(
+    { outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true, appPort: app.port, tcpInbound: [{ port: 0, appPort: tcpApp.port }] },
+    proxyConfig({ clusters: [], virtualHosts: [] }),
+  );
+  try {
+    const res = await request(proxy.inboundPort, { headers: { host: 'app' } });
+    assert.is(res.status, 200);
+    assert.is(res.headers['x-upstream'], 'app');
+    // Bytes through the TCP listener reach the other app port as they are (an HTTP server there answers).
+    const viaTcp = await request(proxy.tcpInboundPorts()[0]!, { headers: { host: 'whatever' } });
+    assert.is(viaTcp.headers['x-upstream'], 'tcp-app');
+  } finally {
+    await proxy.stop(0);
+    await app.close();
+    await tcpApp.close();
+  }
+});
+
+// Anywhere: without the addon, a capture proxy with app TCP ports says once, at start, which ports
+// are served as HTTP and why, and the inbound listener serves HTTP as before.
+test('without the addon, --iptables-capture with --tcp-inbound logs why inbound TCP is unavailable and keeps serving HTTP', () => {
+  const src = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
+  const probe = `
+const http = require('node:http');
+(async () => {
+  const { Proxy } = await import(${src('../../proxy-host/src/proxy.ts')});
+  const { proxyConfig } = await import(${src('../../proxy-host/test/support/config.ts')});
+  const app = http.createServer((req, res) => res.end('app')).listen(0, '127.0.0.1');
+  await new Promise((r) => app.once('listening', r));
+  const proxy = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: null, accessLog: 'off', iptablesCapture: true, appPort: app.address().port, tcpInbound: [{ port: 0, appPort: 5432 }] }, proxyConfig({}));
+  const body = await (await fetch('http://127.0.0.1:' + proxy.inboundPort + '/')).text();
+  await proxy.stop(0);
+  app.close();
+  process.stdout.write(JSON.stringify({ body, unavailable: proxy.capturedTcpUnavailable }));
+})();`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', probe], { cwd: ROOT, env: { ...process.env, WASMESH_ORIGINAL_DST_ADDON: '/nonexistent/original-dst.node' }, encoding: 'utf8', timeout: 30_000 });
+  assert.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.slice(r.stdout.lastIndexOf('{"body"'))) as { body: string; unavailable?: string };
+  assert.is(out.body, 'app');
+  const logs = r.stdout + r.stderr;
+  const lines = logs.split('\n').filter((l) => l.includes('inbound TCP is unavailable'));
+  assert.is(lines.length, 1, logs);
+  assert.match(lines[0]!, /captured connections to app TCP port\(s\) 5432 are served as HTTP: the native addon \/nonexistent\/original-dst\.node is not built/);
 });
 
 const MESH = (echoPort: number, webPort: number) => `
@@ -112,7 +164,7 @@ s.on('error', (e) => { process.stdout.write(JSON.stringify({ error: e.code, got 
 
 const HTTP_CLIENT = `
 const http = require('node:http');
-const req = http.get({ host: process.argv[1], port: 80, path: '/', headers: { host: 'web.mesh.test' }, timeout: 3000 }, (res) => {
+const req = http.get({ host: process.argv[1], port: Number(process.argv[2]) || 80, path: '/', headers: { host: 'web.mesh.test' }, timeout: 3000 }, (res) => {
   let body = ''; res.on('data', (d) => (body += d)); res.on('end', () => { process.stdout.write(JSON.stringify({ status: res.statusCode, body })); process.exit(0); });
 });
 req.on('timeout', () => { process.stdout.write(JSON.stringify({ timeout: true })); process.exit(0); });
@@ -131,12 +183,40 @@ const deadline = Date.now() + 20000;
   }
 })();`;
 
+/** The app's outbound connections and the proxy's metrics (the outbound tests' steps). */
+const OUTBOUND_STEPS = `
+printf 'tcp %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.99 5432)"
+printf 'http %s\\n' "$(as_app "$HTTP_CLIENT" 10.77.0.98 80)"
+printf 'outside %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.1 $OUTSIDE_PORT)"
+printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
+`;
+
+interface PodOptions {
+  /** Documents added to the mesh. */
+  extraYaml?: string;
+  /** How the proxy is run (default: as UID/GID 1337, the rules' exclusion). */
+  proxyUser?: string;
+  /** The pod's annotations (traffic.sidecar.istio.io/...). */
+  annotations?: Record<string, string>;
+  /** More `wasmesh proxy` flags (shell words; $DIR is the test's directory). */
+  proxyArgs?: string;
+  /** Shell lines run in the pod's namespace before the proxy starts (the app's servers); may append to EXTRA_PIDS. */
+  before?: string;
+  /** Shell lines run once the proxy is ready; each `printf 'name %s\\n' ...` line is a result. */
+  steps?: string;
+  /** More environment for the shell (scripts the steps run). */
+  env?: Record<string, string>;
+  /** Called with the test's directory before the shell runs (certificates). */
+  prepare?: (dir: string) => void;
+}
+
 /** Runs the pod (rules, servers, the proxy with the mesh plus `extraYaml`) and the app's connections; returns what each got. */
-function runPod(extraYaml = '', proxyUser = 'setpriv --reuid=1337 --regid=1337 --clear-groups'): { seen: Record<string, string>; why: string; log: string } {
+function runPod(options: PodOptions = {}): { seen: Record<string, string>; why: string; log: string } {
+  const { extraYaml = '', proxyUser = 'setpriv --reuid=1337 --regid=1337 --clear-groups' } = options;
   const doc = {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: 'app', namespace: 'default', labels: { app: 'app' } },
+    metadata: { name: 'app', namespace: 'default', labels: { app: 'app' }, ...(options.annotations ? { annotations: options.annotations } : {}) },
     spec: { containers: [{ name: 'app', image: 'app:1', ports: [{ containerPort: 9080 }] }] },
   };
   const pod = injectResource(doc, { orchestrator: 'o:15010', image: 'i', tokenSecret: 's' }).object as { spec: { initContainers: Array<{ command: string[] }>; containers: unknown[] } };
@@ -150,10 +230,11 @@ function runPod(extraYaml = '', proxyUser = 'setpriv --reuid=1337 --regid=1337 -
     const echoPort = 7000;
     const webPort = 7080;
     writeFileSync(path.join(dir, 'mesh.yaml'), MESH(echoPort, webPort) + extraYaml, { mode: 0o644 });
+    options.prepare?.(dir);
     const body = `
 set -eu
-CLIENT_NS= SERVERS_PID= PROXY_PID=
-trap 'kill $PROXY_PID $SERVERS_PID $CLIENT_NS 2>/dev/null || true' EXIT
+CLIENT_NS= SERVERS_PID= PROXY_PID= EXTRA_PIDS=
+trap 'kill $PROXY_PID $SERVERS_PID $EXTRA_PIDS $CLIENT_NS 2>/dev/null || true' EXIT
 ip link set lo up
 unshare -n sleep 60 >/dev/null 2>&1 & CLIENT_NS=$!
 sleep 0.2
@@ -162,18 +243,15 @@ ip addr add 10.77.0.5/24 dev v0 && ip link set v0 up
 nsenter -t $CLIENT_NS -n sh -c 'ip link set lo up && ip addr add 10.77.0.1/24 dev v1 && ip link set v1 up'
 sh -c "$SCRIPT" >/dev/null
 nsenter -t $CLIENT_NS -n node -e "$SERVERS" >/dev/null 2>&1 & SERVERS_PID=$!
+${options.before ?? ''}
 $PROXY_USER node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload app --host 0.0.0.0 \\
-  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture \\
+  --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --app-port 9080 --access-log off --no-telemetry --iptables-capture ${options.proxyArgs ?? ''} \\
   >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!
 for i in $(seq 100); do [ -f "$READY" ] && break; sleep 0.05; done
 # printf, not echo: dash's echo would turn the JSON's \\n into newlines.
 printf 'ready %s\\n' "$(node -e "$ADMIN" ready)"
 as_app() { setpriv --reuid=1000 --regid=1000 --clear-groups node -e "$1" "$2" "$3"; }
-printf 'tcp %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.99 5432)"
-printf 'http %s\\n' "$(as_app "$HTTP_CLIENT" 10.77.0.98 80)"
-printf 'outside %s\\n' "$(as_app "$TCP_CLIENT" 10.77.0.1 $OUTSIDE_PORT)"
-printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
-`;
+${options.steps ?? OUTBOUND_STEPS}`;
     const env = {
       ...process.env,
       SCRIPT: script,
@@ -188,6 +266,7 @@ printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
       OUTSIDE_PORT: '9999',
       WASMESH: path.join(ROOT, 'scripts', 'wasmesh.mjs'),
       PROXY_USER: proxyUser,
+      ...options.env,
     };
     const run = spawnSync('unshare', ['-n', 'sh', '-c', body], { cwd: ROOT, env, encoding: 'utf8', timeout: 90_000 });
     const log = spawnSync('cat', [path.join(dir, 'proxy.log')], { encoding: 'utf8' }).stdout ?? '';
@@ -242,7 +321,7 @@ spec:
 `;
 
 (skip ? test.skip : test)('MeshConfig outboundTrafficPolicy REGISTRY_ONLY: a port no service has is closed (BlackHoleCluster); mesh TCP still works', () => {
-  const { seen, why } = runPod(REGISTRY_ONLY);
+  const { seen, why } = runPod({ extraYaml: REGISTRY_ONLY });
   assert.equal(JSON.parse(seen.tcp!), { got: 'hello 10.77.0.5\nping' }, why);
   const outside = JSON.parse(seen.outside!) as { got: string; error?: string };
   assert.is(outside.got, '', why);
@@ -252,7 +331,7 @@ spec:
 });
 
 (skip ? test.skip : test)('a proxy whose own connections are captured (not UID 1337) closes the loop instead of feeding it', () => {
-  const { seen, why, log } = runPod('', '');
+  const { seen, why, log } = runPod({ proxyUser: '' });
   const outside = JSON.parse(seen.outside!) as { got: string; timeout?: boolean };
   assert.is(outside.timeout, undefined, why);
   assert.is(outside.got, '', why);
@@ -262,6 +341,124 @@ spec:
   const passthrough = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('destination_service="PassthroughCluster"'));
   const opened = passthrough.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   assert.ok(opened >= 1 && opened <= 6, `${opened} passthrough connections${why}`);
+});
+
+// The server side: the pod's app serves TCP ports 7433 (PERMISSIVE) and 7434 (STRICT, by
+// PeerAuthentication portLevelMtls) and HTTP 9080; the proxy is told the TCP ones with
+// `--tcp-inbound 0=PORT`. Clients in the other namespace connect to the pod's address, as other pods
+// do; the rules capture them to the inbound listener (15006), which reads the original port.
+const INBOUND_YAML = `---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: { name: app, namespace: default }
+spec:
+  selector: { matchLabels: { app: app } }
+  mtls: { mode: PERMISSIVE }
+  portLevelMtls: { 7434: { mode: STRICT } }
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: { name: deny-7435, namespace: default }
+spec:
+  selector: { matchLabels: { app: app } }
+  action: DENY
+  rules: [{ to: [{ operation: { ports: ["7435"] } }] }]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: { name: appdb, namespace: default }
+spec:
+  hosts: [appdb.mesh.test]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{ number: 5434, name: tcp-strict, protocol: TCP }]
+  endpoints: [{ address: 10.77.0.5, ports: { tcp-strict: 7434 }, labels: { security.istio.io/tlsMode: istio } }]
+`;
+
+// The pod's app: greets each connection with the address it came from, then echoes; HTTP on 9080.
+const APP_SERVERS = `
+const net = require('node:net');
+const http = require('node:http');
+const greeter = (s) => { s.on('error', () => {}); s.write('hello ' + s.remoteAddress + '\\n'); s.pipe(s); };
+net.createServer({ allowHalfOpen: true }, greeter).listen(7433, '127.0.0.1');
+net.createServer({ allowHalfOpen: true }, greeter).listen(7434, '127.0.0.1');
+net.createServer({ allowHalfOpen: true }, greeter).listen(7435, '127.0.0.1');
+http.createServer((req, res) => res.end('app saw ' + req.url)).listen(9080, '127.0.0.1');`;
+
+// A client that speaks first: "ping\n" (enough bytes for a TLS server to see it is no record),
+// half-closes, and reports what came back and how it ended.
+const SEND_FIRST = `
+const net = require('node:net');
+const s = net.connect({ host: process.argv[1], port: Number(process.argv[2]), allowHalfOpen: true });
+let got = '';
+s.setTimeout(4000, () => { process.stdout.write(JSON.stringify({ timeout: true, got })); process.exit(0); });
+s.on('connect', () => s.end('ping\\n'));
+s.on('data', (d) => (got += d));
+s.on('end', () => { process.stdout.write(JSON.stringify({ got })); process.exit(0); });
+s.on('error', (e) => { process.stdout.write(JSON.stringify({ error: e.code, got })); process.exit(0); });`;
+
+const INBOUND_STEPS = `
+in_client() { nsenter -t $CLIENT_NS -n node -e "$1" "$2" "$3"; }
+printf 'plain %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7433)"
+printf 'strict_plain %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7434)"
+printf 'denied %s\\n' "$(in_client "$SEND_FIRST" 10.77.0.5 7435)"
+printf 'http %s\\n' "$(in_client "$HTTP_CLIENT" 10.77.0.5 9080)"
+nsenter -t $CLIENT_NS -n node "$WASMESH" proxy --config "$DIR/mesh.yaml" --workload client --cert-dir "$DIR/client" \\
+  --tcp-outbound 5434=7500 --outbound-port 15001 --inbound-port 15006 --admin-port 15000 --access-log off --no-telemetry \\
+  >"$DIR/client.log" 2>&1 & EXTRA_PIDS="$EXTRA_PIDS $!"
+printf 'client_ready %s\\n' "$(nsenter -t $CLIENT_NS -n node -e "$ADMIN" ready)"
+printf 'mtls %s\\n' "$(in_client "$SEND_FIRST" 127.0.0.1 7500)"
+printf 'metrics %s\\n' "$(node -e "$ADMIN" metrics)"
+`;
+
+/** The workload identity files `--cert-dir` reads (the key 0600, owned by the proxy's user). */
+function writeIdentity(dir: string, cert: WorkloadCertificate, uid: number): void {
+  mkdirSync(dir, { mode: 0o755 });
+  writeFileSync(path.join(dir, 'key.pem'), cert.keyPem, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'cert-chain.pem'), cert.certChainPem, { mode: 0o644 });
+  writeFileSync(path.join(dir, 'root-cert.pem'), cert.trustBundlePem.join(''), { mode: 0o644 });
+  chownSync(path.join(dir, 'key.pem'), uid, uid);
+}
+
+(skip ? test.skip : test)('inbound under capture: a connection to the app\'s TCP port takes the inbound TCP path (PeerAuthentication, mTLS from a sidecar, reporter destination); HTTP stays HTTP', async () => {
+  const ca = await createTestCa();
+  const [server, client] = await Promise.all([ca.issue('default', 'app'), ca.issue('default', 'client')]);
+  const { seen, why } = runPod({
+    extraYaml: INBOUND_YAML,
+    annotations: { 'traffic.sidecar.istio.io/includeInboundPorts': '9080,7433,7434,7435' },
+    proxyArgs: '--cert-dir "$DIR/server" --tcp-inbound 0=7433 --tcp-inbound 0=7434 --tcp-inbound 0=7435',
+    before: `setpriv --reuid=1000 --regid=1000 --clear-groups node -e "$APP_SERVERS" >/dev/null 2>&1 & EXTRA_PIDS="$EXTRA_PIDS $!"`,
+    steps: INBOUND_STEPS,
+    env: { APP_SERVERS, SEND_FIRST },
+    prepare: (dir) => {
+      writeIdentity(path.join(dir, 'server'), server, 1337);
+      writeIdentity(path.join(dir, 'client'), client, 0);
+    },
+  });
+  // Plaintext on the PERMISSIVE port: through the proxy (the app sees it come from loopback).
+  assert.equal(JSON.parse(seen.plain!), { got: 'hello 127.0.0.1\nping\n' }, why);
+  // Plaintext on the STRICT port: refused, the app never hears of it.
+  const strictPlain = JSON.parse(seen.strict_plain!) as { got: string; timeout?: boolean };
+  assert.is(strictPlain.got, '', why);
+  assert.is(strictPlain.timeout, undefined, why);
+  // The AuthorizationPolicy denying the app's port 7435 (the original port, not the listener's) closes it.
+  assert.is((JSON.parse(seen.denied!) as { got: string }).got, '', why);
+  // The HTTP app port is still the HTTP inbound listener.
+  assert.equal(JSON.parse(seen.http!), { status: 200, body: 'app saw /' }, why);
+  // mTLS from the client's sidecar to the STRICT port.
+  assert.is(seen.client_ready, 'ready', why);
+  assert.equal(JSON.parse(seen.mtls!), { got: 'hello 127.0.0.1\nping\n' }, why);
+  const metrics = JSON.parse(seen.metrics!) as string;
+  const opened = metrics.split('\n').filter((l) => l.startsWith('istio_tcp_connections_opened_total{') && l.includes('reporter="destination"'));
+  const plain = opened.find((l) => l.includes('connection_security_policy="none"'));
+  const mtls = opened.find((l) => l.includes('connection_security_policy="mutual_tls"'));
+  // The plaintext ones: the one served on 7433 and the one denied on 7435 (opened and closed at once).
+  assert.match(plain ?? '', / 2$/, `no plaintext reporter="destination" series in\n${metrics}`);
+  assert.match(mtls ?? '', / 1$/, `no mutual_tls reporter="destination" series in\n${metrics}`);
+  assert.match(mtls!, /source_principal="spiffe:\/\/cluster\.local\/ns\/default\/sa\/client"/);
+  assert.match(mtls!, /source_workload="client"/);
+  // The plaintext connection STRICT refused never became a TCP connection of the app: not counted.
+  assert.is(opened.reduce((n, l) => n + Number(l.slice(l.lastIndexOf(' ') + 1)), 0), 3, metrics);
 });
 
 test.run();

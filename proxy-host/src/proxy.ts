@@ -42,6 +42,7 @@ import { TcpConnectionLimits, type TcpProxyDeps } from './tcp/tcp-proxy.ts';
 import type { TcpFilterFactory } from './tcp/tcp-filter.ts';
 import { WasmTcpFilterFactory, type NetworkFilterPlugin } from './tcp/wasm-tcp-filter.ts';
 import { TcpInboundListeners, TcpOutboundListeners, type TcpInboundPort, type TcpOutboundPort } from './tcp/tcp-listeners.ts';
+import { CapturedInbound } from './tcp/captured-inbound.ts';
 import { CapturedOutbound } from './tcp/captured-outbound.ts';
 import { redactProxyConfig } from '../../mesh/src/redact.ts';
 
@@ -120,6 +121,9 @@ export interface ProxyOptions {
    * A port no service has: passed through to the original destination, or closed under the
    * MeshConfig's outboundTrafficPolicy REGISTRY_ONLY. Without the addon, captured TCP is reported
    * unavailable (capturedTcpUnavailable) and every connection is HTTP. Sidecar role only.
+   * The inbound listener does the same for the app's TCP ports (the appPorts of `tcpInbound`): a
+   * connection captured to one of them takes that port's inbound TCP path (tcp/captured-inbound.ts);
+   * others stay HTTP.
    */
   iptablesCapture?: boolean;
   /**
@@ -190,6 +194,7 @@ export class Proxy {
   #tcpOutbound: TcpOutboundListeners | undefined;
   #tcpInbound: TcpInboundListeners | undefined;
   #captured: CapturedOutbound | undefined;
+  #capturedInbound: CapturedInbound | undefined;
   /** The current config's network filters (WasmPlugins of type NETWORK) per side: new connections take these. */
   #network: NetworkChains = { inbound: { chain: new FilterChain([]), factories: [] }, outbound: { chain: new FilterChain([]), factories: [] } };
 
@@ -286,6 +291,26 @@ export class Proxy {
         });
       }
       const captured = proxy.#captured?.unavailable === undefined ? proxy.#captured : undefined;
+      // Opened before the inbound listener, which hands them its captured TCP connections.
+      if (options.tcpInbound && options.tcpInbound.length > 0) {
+        proxy.#tcpInbound = await TcpInboundListeners.open({
+          host,
+          ports: options.tcpInbound,
+          appHost: options.appHost ?? '127.0.0.1',
+          deps: tcp,
+          peerAuthentication: (appPort) => proxy.mtlsModeFor(appPort),
+          onRefused: (reason) => proxy.#identity?.refused(reason),
+          handshakeTimeoutMs: connections.headersTimeoutMs ?? 60_000,
+        });
+      }
+      if (options.iptablesCapture && proxy.#tcpInbound) {
+        proxy.#capturedInbound = new CapturedInbound({
+          tcp: proxy.#tcpInbound,
+          tcpPorts: new Set(options.tcpInbound!.map((p) => p.appPort)),
+          listenerPort: () => proxy.inboundPort,
+        });
+      }
+      const capturedInbound = proxy.#capturedInbound?.unavailable === undefined ? proxy.#capturedInbound : undefined;
       proxy.#listeners.push(
         await createListener({
           ...connections,
@@ -306,6 +331,7 @@ export class Proxy {
           // PeerAuthentication applies with or without an identity: STRICT never answers plaintext.
           peerAuthentication: () => proxy.inboundMtlsMode(),
           onRefused: (reason) => proxy.#identity?.refused(reason),
+          ...(capturedInbound ? { takeConnection: capturedInbound.take } : {}),
         }),
       );
       if (options.tcpOutbound && options.tcpOutbound.length > 0) {
@@ -313,17 +339,6 @@ export class Proxy {
         // listener would let anyone into the mesh with this workload's identity.
         const local = net.isIP(host) && isLoopbackAddress(host) ? host : LOOPBACK_HOST;
         proxy.#tcpOutbound = await TcpOutboundListeners.open(local, options.tcpOutbound, tcp, (port) => proxy.#config.tcp?.outbound.find((p) => p.port === port));
-      }
-      if (options.tcpInbound && options.tcpInbound.length > 0) {
-        proxy.#tcpInbound = await TcpInboundListeners.open({
-          host,
-          ports: options.tcpInbound,
-          appHost: options.appHost ?? '127.0.0.1',
-          deps: tcp,
-          peerAuthentication: (appPort) => proxy.mtlsModeFor(appPort),
-          onRefused: (reason) => proxy.#identity?.refused(reason),
-          handshakeTimeoutMs: connections.headersTimeoutMs ?? 60_000,
-        });
       }
       }
       // A new workload certificate or trust bundle is swapped in place for new handshakes and new

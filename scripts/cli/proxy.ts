@@ -40,7 +40,8 @@ with the reason and the last good config stays.
                             connects to it instead of the service; repeatable
   --tcp-inbound LISTEN=APP  an inbound TCP listener on LISTEN forwarding to the app's TCP port APP,
                             under the PeerAuthentication of APP (mTLS between sidecars); register
-                            LISTEN as the endpoint port of the service's TCP port; repeatable
+                            LISTEN as the endpoint port of the service's TCP port; repeatable;
+                            with --iptables-capture, connections captured to APP take that path too
   --iptables-capture        the outbound listener receives the app's connections redirected by
                             iptables (an injected pod): each one's original destination port picks
                             the TCP proxy (a TCP, TLS, HTTPS or opaque service port) or HTTP; needs

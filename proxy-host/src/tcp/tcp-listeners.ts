@@ -15,6 +15,9 @@
 //     as it is. A client that sends nothing for CLIENT_HELLO_TIMEOUT_MS (a server-first protocol) is
 //     taken as plaintext then, as Istio advises STRICT or DISABLE for such protocols.
 //   DISABLE: plaintext.
+// Under iptables capture the same path also serves connections the HTTP inbound listener accepted
+// for an app TCP port (takeCaptured, from captured-inbound.ts): the original destination stands for
+// the listener's address.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { PeerAuthenticationMode, RefusedReason } from '../listener/listener.ts';
@@ -153,6 +156,8 @@ export class TcpInboundListeners {
   readonly sessions = new TcpSessions();
   /** One never-listening TLS server per app port, fed accepted sockets; undefined: no usable certificate. */
   readonly #mtls = new Map<number, tls.Server>();
+  /** Captured connections' original destinations (the address the client connected to), by accepted socket. */
+  readonly #captured = new WeakMap<net.Socket, { address: string; port: number }>();
   #context: tls.SecureContextOptions | undefined;
 
   private constructor(options: TcpInboundOptions) {
@@ -196,7 +201,8 @@ export class TcpInboundListeners {
           const base = underlyingSocket(socket);
           const peerPrincipal = uriSans(socket.getPeerCertificate()?.subjectaltname)[0];
           socket.pause();
-          TcpSession.inbound(socket, base as net.Socket, { mtls: true, ...(peerPrincipal ? { peerPrincipal } : {}), appHost: this.#options.appHost, appPort: p.appPort }, this.#options.deps, this.sessions);
+          const destination = this.#captured.get(base);
+          TcpSession.inbound(socket, base as net.Socket, { mtls: true, ...(peerPrincipal ? { peerPrincipal } : {}), appHost: this.#options.appHost, appPort: p.appPort, ...(destination ? { destination } : {}) }, this.#options.deps, this.sessions);
         },
       );
       server.on('tlsClientError', (_err, socket) => {
@@ -208,10 +214,24 @@ export class TcpInboundListeners {
     return server;
   }
 
+  /**
+   * A connection iptables captured to the app's TCP port `destination.port` (accepted by another
+   * listener, not a byte read yet): served exactly as one accepted by that port's own listener, with
+   * `destination` as the local address the connection stands for.
+   */
+  takeCaptured(socket: net.Socket, destination: { address: string; port: number }): void {
+    // As the per-port listeners' sockets: half-open allowed, paused until a path reads them.
+    socket.allowHalfOpen = true;
+    socket.pause();
+    this.#captured.set(socket, { address: destination.address, port: destination.port });
+    this.#accept(socket, { port: destination.port, appPort: destination.port });
+  }
+
   #accept(socket: net.Socket, p: TcpInboundPort): void {
     const mode = this.#options.peerAuthentication(p.appPort);
+    const destination = this.#captured.get(socket);
     const plaintext = (first?: Buffer, ended = false): void => {
-      TcpSession.inbound(socket, socket, { mtls: false, appHost: this.#options.appHost, appPort: p.appPort, ...(first && first.length > 0 ? { first } : {}), ended }, this.#options.deps, this.sessions);
+      TcpSession.inbound(socket, socket, { mtls: false, appHost: this.#options.appHost, appPort: p.appPort, ...(first && first.length > 0 ? { first } : {}), ended, ...(destination ? { destination } : {}) }, this.#options.deps, this.sessions);
     };
     if (mode === 'DISABLE') return plaintext();
     if (mode === 'STRICT') {

@@ -182,6 +182,8 @@ export interface InboundFacts {
   first?: Buffer;
   /** The client half-closed before the handover. */
   ended?: boolean;
+  /** The address the client connected to when it is not the socket's own (an iptables-captured connection's original destination). */
+  destination?: { address: string; port: number };
 }
 
 type Side = 'downstream' | 'upstream';
@@ -262,7 +264,8 @@ export class TcpSession {
 
   /** An inbound connection (plaintext or already past its mTLS handshake), to the local app. `first`: bytes already read. */
   static inbound(socket: Duplex, raw: net.Socket, facts: InboundFacts, deps: TcpProxyDeps, sessions: TcpSessions): TcpSession {
-    const s = new TcpSession(socket, 'inbound', 'destination', deps, sessions, { address: raw.localAddress ?? '', port: raw.localPort ?? 0 }, { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 });
+    const local = facts.destination ?? { address: raw.localAddress ?? '', port: raw.localPort ?? 0 };
+    const s = new TcpSession(socket, 'inbound', 'destination', deps, sessions, local, { address: raw.remoteAddress ?? '', port: raw.remotePort ?? 0 });
     raw.setNoDelay(true);
     s.#info.peerPrincipal = facts.peerPrincipal;
     // The SNI of the client's (mTLS) handshake: connection.sni / requested_server_name to filters.
