@@ -31,7 +31,7 @@ spec:
       containers:
       - name: web
         image: web:1
-        ports: [{ containerPort: 8080 }]
+        ports: [{ containerPort: 8080 }, { name: 'tcp-db', containerPort: 5432 }]
 `;
 
 let dir: string;

@@ -229,6 +229,30 @@ test('wasmesh.io/app-port overrides the containerPort; without any port, no inbo
   assert.match(r.templates[0]!.warnings[0]!, /no containerPort/);
 });
 
+test('TCP ports (named tcp-*, tls-*, mongo-*, ... or with a TCP appProtocol) get the sidecar\'s inbound TCP path: captured, served, registered by name', () => {
+  const containers = [
+    { name: 'db', image: 'db:1', ports: [{ name: 'tcp-postgres', containerPort: 5432 }, { name: 'http-admin', containerPort: 8080 }, { name: 'cache', containerPort: 6379, appProtocol: 'redis' }] },
+  ];
+  const spec = podOf(inject(deployment(template({ app: 'db' }, podSpec(containers)))).object);
+  const proxy = proxyOf(spec);
+  const args = proxy.args as string[];
+  assert.is(flag(proxy, '--app-port'), '8080', 'the HTTP port is the app port even when a TCP port comes first');
+  const values = (name: string) => args.flatMap((a, i) => (a === name ? [args[i + 1]] : []));
+  assert.equal(values('--tcp-inbound'), ['0=5432', '0=6379']);
+  assert.equal(values('--register-port'), ['http-admin=15006', 'tcp-postgres=5432', 'cache=6379']);
+  assert.ok(args.includes('--iptables-capture'));
+  const rules = spec.initContainers[0].command[2] as string;
+  for (const port of [8080, 5432, 6379]) assert.match(rules, new RegExp(`--dport ${port} -j WASMESH_IN_REDIRECT`));
+  // A pod that serves only TCP: no --app-port, still registered and captured.
+  const tcpOnly = podOf(inject(deployment(template({ app: 'mq' }, podSpec([{ name: 'mq', image: 'mq:1', ports: [{ name: 'tcp', containerPort: 5672 }] }])))).object);
+  const mq = proxyOf(tcpOnly);
+  assert.is(flag(mq, '--app-port'), undefined);
+  assert.is(flag(mq, '--tcp-inbound'), '0=5672');
+  assert.is(flag(mq, '--register-port'), 'tcp=5672');
+  assert.is(flag(mq, '--register-address'), '$(INSTANCE_IP)');
+  assert.match(tcpOnly.initContainers[0].command[2], /--dport 5672 -j WASMESH_IN_REDIRECT/);
+});
+
 test('Istio traffic annotations shape the init container\'s rules; traffic.wasmesh.io/ wins over Istio\'s', () => {
   const annotations = {
     'traffic.sidecar.istio.io/includeInboundPorts': '*',

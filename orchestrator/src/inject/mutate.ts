@@ -178,8 +178,8 @@ function injectTemplate(template: Record<string, unknown>, owner: Owner, opts: I
   const workload = labels.app || labels['app.kubernetes.io/name'] || resourceName(owner, labels);
   if (!workload) throw new InjectError('/metadata', `${owner.resource}: no workload name: give the pod template an app label or the resource a name`);
 
-  const app = appPort(annotations, containers);
-  const redirect = trafficRedirect(annotations, app?.port);
+  const { app, tcp } = podPorts(annotations, containers);
+  const redirect = trafficRedirect(annotations, app?.port, tcp.map((t) => t.port));
   const proxyLabels: Array<[string, string]> = Object.entries(labels).filter(([k]) => !VOLATILE_LABELS.has(k));
   if (!proxyLabels.some(([k]) => k === 'app')) proxyLabels.unshift(['app', workload]);
   const serviceAccount = stringOr(spec.serviceAccountName, stringOr(spec.serviceAccount, 'default'))!;
@@ -190,6 +190,7 @@ function injectTemplate(template: Record<string, unknown>, owner: Owner, opts: I
     labels: proxyLabels,
     appPort: app?.port,
     appPortName: app?.name ?? 'http',
+    tcpPorts: tcp,
     redirect,
   };
 
@@ -218,7 +219,7 @@ function injectTemplate(template: Record<string, unknown>, owner: Owner, opts: I
   };
   result.injected = true;
   result.workload = workload;
-  if (app === undefined) result.warnings.push(`${owner.resource}: no containerPort and no ${APP_PORT_ANNOTATION} annotation: inbound traffic is not captured and the workload registers no endpoint`);
+  if (app === undefined && tcp.length === 0) result.warnings.push(`${owner.resource}: no containerPort and no ${APP_PORT_ANNOTATION} annotation: inbound traffic is not captured and the workload registers no endpoint`);
   return { template: out, result };
 }
 
@@ -236,8 +237,25 @@ function injectionSetting(annotations: Record<string, string>, labels: Record<st
   return undefined;
 }
 
-function appPort(annotations: Record<string, string>, containers: Record<string, unknown>[]): { port: number; name: string | undefined } | undefined {
-  const declared: Array<{ port: number; name: string | undefined }> = [];
+/**
+ * Istio's protocol selection by port name (`<protocol>[-<suffix>]`) or `appProtocol`: these ports
+ * carry TCP the sidecar proxies as bytes, not HTTP.
+ */
+const TCP_PROTOCOLS = new Set(['tcp', 'tls', 'mongo', 'mysql', 'redis']);
+
+function isTcpPort(name: string | undefined, appProtocol: unknown): boolean {
+  if (typeof appProtocol === 'string' && appProtocol !== '') return TCP_PROTOCOLS.has(appProtocol.toLowerCase());
+  if (name === undefined) return false;
+  return TCP_PROTOCOLS.has(name.toLowerCase().split('-')[0]!);
+}
+
+/**
+ * The app's HTTP port (the annotation's, else the first containerPort that is not a TCP port) and its
+ * TCP ports (named tcp, tcp-*, tls-*, mongo-*, ... or with such an appProtocol), each served by the
+ * sidecar's inbound TCP path under capture and registered under its name.
+ */
+function podPorts(annotations: Record<string, string>, containers: Record<string, unknown>[]): { app: { port: number; name: string | undefined } | undefined; tcp: Array<{ port: number; name: string }> } {
+  const declared: Array<{ port: number; name: string | undefined; tcp: boolean }> = [];
   containers.forEach((c, i) => {
     if (c.ports === undefined) return;
     objectList(c.ports, `/spec/containers/${i}/ports`).forEach((p, j) => {
@@ -245,19 +263,26 @@ function appPort(annotations: Record<string, string>, containers: Record<string,
       if (protocol !== 'TCP') return;
       const n = Number(p.containerPort);
       if (!Number.isInteger(n) || n < 1 || n > 65535) throw new InjectError(`/spec/containers/${i}/ports/${j}/containerPort`, `containerPort must be a port number (1-65535), got ${JSON.stringify(p.containerPort)}`);
-      declared.push({ port: n, name: typeof p.name === 'string' && p.name !== '' ? p.name : undefined });
+      const name = typeof p.name === 'string' && p.name !== '' ? p.name : undefined;
+      declared.push({ port: n, name, tcp: isTcpPort(name, p.appProtocol) });
     });
   });
   const fromAnnotation = annotations[APP_PORT_ANNOTATION];
+  let app: { port: number; name: string | undefined } | undefined;
   if (fromAnnotation !== undefined) {
     const n = Number(fromAnnotation.trim());
     if (!/^\d{1,5}$/.test(fromAnnotation.trim()) || n < 1 || n > 65535) throw new InjectError(`/metadata/annotations/${escapePointerToken(APP_PORT_ANNOTATION)}`, `${APP_PORT_ANNOTATION} must be a port number (1-65535), got "${fromAnnotation}"`);
-    return { port: n, name: declared.find((d) => d.port === n)?.name };
+    app = { port: n, name: declared.find((d) => d.port === n)?.name };
+  } else {
+    const first = declared.find((d) => !d.tcp);
+    app = first && { port: first.port, name: first.name };
   }
-  return declared[0];
+  const tcp: Array<{ port: number; name: string }> = [];
+  for (const d of declared) if (d.tcp && d.port !== app?.port && !tcp.some((t) => t.port === d.port)) tcp.push({ port: d.port, name: d.name! });
+  return { app, tcp };
 }
 
-function trafficRedirect(annotations: Record<string, string>, app: number | undefined): TrafficRedirect {
+function trafficRedirect(annotations: Record<string, string>, app: number | undefined, tcp: readonly number[]): TrafficRedirect {
   const read = <T>(name: string, parse: (v: string) => T): T | undefined => {
     for (const key of [`traffic.wasmesh.io/${name}`, `traffic.sidecar.istio.io/${name}`]) {
       const v = annotations[key];
@@ -277,9 +302,9 @@ function trafficRedirect(annotations: Record<string, string>, app: number | unde
     inboundPort: DEFAULT_INBOUND_PORT,
     proxyUid: PROXY_UID,
     proxyGid: PROXY_GID,
-    // The proxy forwards all inbound traffic to one port (--app-port), so only that port is
-    // captured unless the annotation says otherwise.
-    includeInboundPorts: read('includeInboundPorts', (v) => parsePortList(v, true)) ?? (app === undefined ? [] : [app]),
+    // The proxy forwards inbound HTTP to one port (--app-port) and each TCP port to itself, so only
+    // those ports are captured unless the annotation says otherwise.
+    includeInboundPorts: read('includeInboundPorts', (v) => parsePortList(v, true)) ?? [...(app === undefined ? [] : [app]), ...tcp],
     excludeInboundPorts: [...(read('excludeInboundPorts', ports) ?? []), ...meshPorts],
     includeOutboundIPRanges: read('includeOutboundIPRanges', (v) => parseCidrList(v, true)) ?? '*',
     excludeOutboundIPRanges: (read('excludeOutboundIPRanges', (v) => parseCidrList(v, false)) as string[] | undefined) ?? [],

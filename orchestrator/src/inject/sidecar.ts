@@ -44,6 +44,8 @@ export interface SidecarParams {
   appPort: number | undefined;
   /** Service port name the endpoint is registered under (a WorkloadEntry port name). */
   appPortName: string;
+  /** The app's TCP ports and their names: inbound TCP listeners (reached through capture), registered by name. */
+  tcpPorts: ReadonlyArray<{ port: number; name: string }>;
   redirect: TrafficRedirect;
 }
 
@@ -75,9 +77,19 @@ export function proxyArgs(opts: InjectOptions, p: SidecarParams): string[] {
     '--admin-port', String(SIDECAR_PORTS.admin),
     '--status-port', String(SIDECAR_PORTS.status),
   ];
-  if (p.appPort !== undefined) {
-    // Registered as this workload's endpoint: other proxies reach this one on its inbound port.
-    args.push('--app-port', String(p.appPort), '--register-address', '$(INSTANCE_IP)', '--register-port', `${p.appPortName}=${p.redirect.inboundPort}`);
+  // Each TCP port gets the sidecar's inbound TCP path (mTLS, metadata exchange, authorization, TCP
+  // metrics): captured connections to it are handed over by original destination port; the listener
+  // of its own (LISTEN 0: a free port) serves anyone who dials the proxy directly the same way.
+  for (const t of p.tcpPorts) args.push('--tcp-inbound', `0=${t.port}`);
+  const register: string[] = [];
+  // Registered as this workload's endpoint: other proxies reach HTTP on the inbound port, and TCP on
+  // the app's own port, which capture takes to the sidecar.
+  if (p.appPort !== undefined) register.push(`${p.appPortName}=${p.redirect.inboundPort}`);
+  for (const t of p.tcpPorts) register.push(`${t.name}=${t.port}`);
+  if (p.appPort !== undefined) args.push('--app-port', String(p.appPort));
+  if (register.length > 0) {
+    args.push('--register-address', '$(INSTANCE_IP)');
+    for (const r of register) args.push('--register-port', r);
   }
   return args;
 }
