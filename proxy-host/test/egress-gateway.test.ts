@@ -7,7 +7,11 @@
 // and the gateway (Istio's "Egress gateway for HTTP traffic" with mutual TLS).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import tls from 'node:tls';
 import { fromObjects } from '../../mesh/src/documents.ts';
 import type { WorkloadIdentity } from '../../mesh/src/proxy-config.ts';
@@ -219,6 +223,71 @@ test('ISTIO_MUTUAL: the sidecar reaches the gateway over mTLS (the gateway port 
   assert.is(external.received.length, before + 1, 'neither reached the external host');
   const viaGateway = await counterReaches(gateway, 'istio_requests_total', { reporter: 'source', source_workload: 'istio-egressgateway', destination_service: EXTERNAL, response_code: '200' }, 3);
   assert.is(viaGateway, 3, 'the gateway counted every request it sent out');
+});
+
+test('TLS origination at the egress gateway (Istio\'s "Egress Gateways with TLS Origination"): the app speaks HTTP, the gateway speaks verified TLS to the external host', async () => {
+  // The external host's HTTPS port: a real TLS server with a certificate for edition.cnn.com from a CA
+  // the DestinationRule names (caCertificates, a file), so the gateway must verify it to get through.
+  const dir = mkdtempSync(join(tmpdir(), 'wasmesh-egress-tls-'));
+  const serverCa = await createTestCa('external root');
+  const cert = await serverCa.issueServer([EXTERNAL]);
+  const caFile = join(dir, 'external-ca.pem');
+  writeFileSync(caFile, serverCa.rootPem, { mode: 0o600 });
+  const seen: Array<{ url: string; encrypted: boolean; servername: string | false | null }> = [];
+  const secure = https.createServer({ key: cert.keyPem, cert: cert.certPem }, (req, res) => {
+    const socket = req.socket as tls.TLSSocket;
+    seen.push({ url: req.url ?? '', encrypted: socket.encrypted === true, servername: socket.servername });
+    res.end(JSON.stringify({ upstream: 'edition.cnn.com over https' }));
+  });
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  const httpsPort = (secure.address() as net.AddressInfo).port;
+  const originate = (caCertificates: string) => {
+    const objects = mesh(false) as Array<{ kind: string; spec: Record<string, any> }>;
+    const se = objects[0]!;
+    se.spec.ports.push({ number: 443, name: 'https-port', protocol: 'HTTPS' });
+    se.spec.endpoints[0].ports['https-port'] = httpsPort;
+    // The gateway's route goes to port 443 of the host; a DestinationRule originates TLS there.
+    const vs = objects[4]!;
+    vs.spec.http[1].route = [{ destination: { host: EXTERNAL, port: { number: 443 } }, weight: 100 }];
+    objects.push({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'DestinationRule',
+      metadata: { name: 'originate-tls-for-edition-cnn-com', namespace: 'default' },
+      spec: { host: EXTERNAL, trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' }, portLevelSettings: [{ port: { number: 443 }, tls: { mode: 'SIMPLE', caCertificates, sni: EXTERNAL } }] } },
+    } as never);
+    return objects;
+  };
+  const side = await Proxy.start({ outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', identity: new MemoryIdentity(await ca.issue('default', 'sleep')) }, configFor(sleepId, originate(caFile)));
+  const gw = await Proxy.start(
+    { role: 'gateway', outboundPort: 0, inboundPort: 0, adminPort: 0, accessLog: 'off', identity: new MemoryIdentity(await ca.issue('istio-system', 'istio-egressgateway')) },
+    configFor(egressId, originate(caFile)),
+  ).catch(async (e) => {
+    await side.stop(100);
+    throw e;
+  });
+  try {
+    const plainBefore = external.received.length;
+    const res = await request(side.outboundPort, { path: '/politics', headers: { host: EXTERNAL } });
+    assert.is(res.status, 200, res.body);
+    assert.is(JSON.parse(res.body).upstream, 'edition.cnn.com over https');
+    assert.equal(seen, [{ url: '/politics', encrypted: true, servername: EXTERNAL }], 'the gateway sent it over TLS, naming the host (sni)');
+    assert.is(external.received.length, plainBefore, 'nothing went to the plaintext port');
+    // A root that did not sign the external host's certificate: the gateway refuses to go on (503), and
+    // never falls back to plaintext.
+    const wrongCa = join(dir, 'wrong-ca.pem');
+    writeFileSync(wrongCa, ca.rootPem, { mode: 0o600 });
+    await gw.applyConfig(configFor(egressId, originate(wrongCa)));
+    const refused = await request(side.outboundPort, { path: '/world', headers: { host: EXTERNAL } });
+    assert.is(refused.status, 503, refused.body);
+    assert.is(seen.length, 1, 'the unverified server got no request');
+    assert.is(external.received.length, plainBefore, 'nor did the plaintext port');
+  } finally {
+    await gw.stop(100);
+    await side.stop(100);
+    secure.closeAllConnections();
+    await new Promise<void>((r) => secure.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
