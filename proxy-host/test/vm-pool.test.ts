@@ -103,12 +103,15 @@ test('spec.vms 4: a trap fails only the requests in flight on its VM (a quarter)
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vm_traps_total{cause="unreachable",plugin="default.guard"}'), 1, 'one trap, counted once');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_plugin_failed{plugin="default.guard"}'), 0, 'the plugin kept live VMs');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vms_live{plugin="default.guard"}'), 3, 'three live until the next stream');
+    const guard = () => proxy.filters().outbound.find((f) => f.plugin === 'default.guard')!.stable;
+    assert.equal(guard().vms, { size: 4, live: 3 }, 'the admin /filters page shows the pool');
     // The next request refills the pool.
     const next = await send(proxy.outboundPort, toApp('/'));
     assert.is(next.status, 200);
     assert.is(next.body, 'filtered=1');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vm_restarts_total{plugin="default.guard"}'), 1, 'the trapped VM was replaced');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vms_live{plugin="default.guard"}'), 4, 'the pool is full again');
+    assert.equal(guard().vms, { size: 4, live: 4 });
     // And the pool holds again: the same scene fails a quarter again, not more.
     const again = await trapWhileInFlight(proxy);
     assert.equal(statuses(again.good), { 200: IN_FLIGHT - IN_FLIGHT / 4, 503: IN_FLIGHT / 4 });
@@ -124,6 +127,7 @@ test('the default (one VM): the same trap fails every request in flight', async 
     const { good, bad } = await trapWhileInFlight(proxy);
     assert.is(bad.status, 503);
     assert.equal(statuses(good), { 503: IN_FLIGHT });
+    assert.is(proxy.filters().outbound.find((f) => f.plugin === 'default.guard')!.stable.vms, undefined, 'one VM: no pool to show');
     assert.is(await series(proxy.adminPort, 'wasmesh_wasm_vm_traps_total{cause="unreachable",plugin="default.guard"}'), 1);
   } finally {
     await proxy.stop(100);

@@ -77,6 +77,8 @@ export interface FilterPlugin {
   readonly streamsFailed: number;
   readonly activeStreams: number;
   readonly lastFailure: string;
+  /** A proxy-wasm plugin's pool of VMs (spec.vms), slot by slot; components have none. */
+  readonly vms?: ReadonlyArray<{ readonly failed: boolean }>;
   createHttpStream(sink: HttpStreamSink, info?: StreamInfo): FilterStream;
   recordOutcome(failed: boolean): void;
   drained(): Promise<void>;

@@ -20,6 +20,8 @@ export interface ModuleVersionStatus {
   kind?: 'component';
   /** How the module was made, from its producers section (absent fields: the module does not say). */
   producers?: { language?: string; processedBy?: string; sdk?: string };
+  /** A pool of more than one VM (spec.vms): its size and how many are live now. */
+  vms?: { size: number; live: number };
 }
 
 export interface FilterStatus {
@@ -45,7 +47,16 @@ export function versionStatus(p: FilterPlugin): ModuleVersionStatus {
     ...(p.lastFailure ? { lastFailure: p.lastFailure } : {}),
     ...(p.compiled.metadata.kind === 'component' ? { kind: 'component' as const } : {}),
     ...producersOf(p),
+    ...poolOf(p),
   };
+}
+
+function poolOf(p: FilterPlugin): Pick<ModuleVersionStatus, 'vms'> {
+  const pool = p.vms;
+  if (pool === undefined || pool.length <= 1) return {};
+  let live = 0;
+  for (const vm of pool) if (!vm.failed) live++;
+  return { vms: { size: pool.length, live } };
 }
 
 function producersOf(p: FilterPlugin): Pick<ModuleVersionStatus, 'producers'> {
