@@ -20,7 +20,7 @@ import { GATEWAY_ROLE_LABEL } from '../../mesh/src/translate/gateways.ts';
 import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { freePort, request, startHttp1, type TestServer } from './support/servers.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
 
 const egressId: WorkloadIdentity = { name: 'istio-egressgateway', namespace: 'istio-system', labels: { istio: 'egressgateway', [GATEWAY_ROLE_LABEL]: 'gateway' }, serviceAccount: 'istio-egressgateway' };
@@ -33,14 +33,6 @@ let external: TestServer;
 let sidecar: Proxy;
 let gateway: Proxy;
 const ports = { http: 0, https: 0 };
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The task's resources. `mutual`: the Gateway serves HTTPS with ISTIO_MUTUAL and the DestinationRule originates it. */
 function mesh(mutual: boolean): object[] {

@@ -8,7 +8,6 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
-import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,7 +19,7 @@ import { GATEWAY_ROLE_LABEL } from '../../mesh/src/translate/gateways.ts';
 import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
-import { startHttp1, type TestServer } from './support/servers.ts';
+import { freePort, startHttp1, type TestServer } from './support/servers.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
 
 const gatewayId: WorkloadIdentity = { name: 'istio-ingressgateway', namespace: 'istio-system', labels: { istio: 'ingressgateway', [GATEWAY_ROLE_LABEL]: 'gateway' }, serviceAccount: 'istio-ingressgateway' };
@@ -39,14 +38,6 @@ const ports = { mutual: 0, shared: 0, istio: 0 };
 let secret = { cert: '', key: '' };
 let clientRootPem = '';
 const clients: Record<string, { certPem: string; keyPem: string; file: { cert: string; key: string } }> = {};
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function documents(opts: { verifyHash?: string } = {}): object[] {
   return [

@@ -4,7 +4,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import https from 'node:https';
-import net from 'node:net';
 import tls from 'node:tls';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +15,7 @@ import { GATEWAY_ROLE_LABEL } from '../../mesh/src/translate/gateways.ts';
 import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { freePort, request, startHttp1, type TestServer } from './support/servers.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
 
 const gatewayId: WorkloadIdentity = { name: 'istio-ingressgateway', namespace: 'istio-system', labels: { istio: 'ingressgateway', [GATEWAY_ROLE_LABEL]: 'gateway' }, serviceAccount: 'istio-ingressgateway' };
@@ -29,14 +28,6 @@ let app: TestServer;
 let sidecar: Proxy;
 let gateway: Proxy;
 const ports = { http: 0, https: 0, redirect: 0 };
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function mesh(certFile = join(dir, 'cert.pem')): object[] {
   return [

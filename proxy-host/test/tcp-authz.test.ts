@@ -15,6 +15,7 @@ import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
+import { freePort } from './support/servers.ts';
 
 interface PromSample {
   labels?: Record<string, string>;
@@ -37,14 +38,6 @@ const svc = { echo: 0, admin: 0 };
 const apps = { echo: 0, admin: 0 };
 /** Connections each app accepted. */
 const accepted = { echo: 0, admin: 0 };
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
 
 /** An app answering "hello <bytes>" to every chunk (Istio's tcp-echo). */
 async function echoApp(name: keyof typeof accepted): Promise<number> {

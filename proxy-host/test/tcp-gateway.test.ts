@@ -17,6 +17,7 @@ import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
 import { createRequire } from 'node:module';
+import { freePort } from './support/servers.ts';
 
 const parsePrometheus = createRequire(import.meta.url)('parse-prometheus-text-format') as (text: string) => { name: string; metrics: { labels?: Record<string, string>; value?: string }[] }[];
 
@@ -32,14 +33,6 @@ let sidecarClient: Proxy;
 const ports = { tls: 0, tcp: 0, a: 0, b: 0, plain: 0, svcA: 0 };
 /** SNI names each TLS backend saw (the gateway must not have changed them). */
 const seen: Record<string, string[]> = { a: [], b: [] };
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function tlsBackend(name: 'a' | 'b', host: string): Promise<number> {
   const cert = await ca.issueServer([host]);

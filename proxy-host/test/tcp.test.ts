@@ -16,6 +16,7 @@ import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { MemoryIdentity } from '../src/identity/static-identity.ts';
 import { Proxy } from '../src/proxy.ts';
 import { createTestCa, type TestCa } from './support/test-ca.ts';
+import { freePort } from './support/servers.ts';
 
 interface PromSample {
   labels?: Record<string, string>;
@@ -43,14 +44,6 @@ const svc = { echo: 0, db: 0, split: 0, idle: 0, limited: 0, greeter: 0, stall: 
 const apps = { echo: 0, db: 0, v1: 0, v2: 0, idle: 0, limited: 0, greeter: 0, stall: 0 };
 /** What the greeter app received after its own FIN. */
 const greeterGot: string[] = [];
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function serve(handler: (socket: net.Socket) => void): Promise<number> {
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {

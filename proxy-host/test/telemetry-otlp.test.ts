@@ -5,7 +5,6 @@
 // loopback, decoding with the proto definitions in schemas/proto/opentelemetry/ and with the official
 // OpenTelemetry definitions (the generated code of @opentelemetry/otlp-transformer), not the proxy's encoder.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -15,7 +14,7 @@ import { hexOf, officialAnyValueOf, officialAttributesOf, type OfficialSpan, typ
 import { loadConfigFile } from '../src/config/file-source.ts';
 import { Proxy } from '../src/proxy.ts';
 import { startGrpcCollector, startHttpCollector, type GrpcCollector, type HttpCollector } from './support/otlp-collector.ts';
-import { request, startHttp1, type TestServer } from './support/servers.ts';
+import { freePort, request, startHttp1, type TestServer } from './support/servers.ts';
 
 async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, ms = 8000): Promise<T> {
   const end = Date.now() + ms;
@@ -25,14 +24,6 @@ async function until<T>(what: string, fn: () => T | undefined | Promise<T | unde
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 let app: TestServer;

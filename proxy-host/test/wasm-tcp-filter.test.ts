@@ -16,6 +16,7 @@ import { translateProxyConfig } from '../../mesh/src/translate/proxy-config.ts';
 import { formatErrors, validateDocuments } from '../../mesh/src/validate.ts';
 import { guestModule, wat2wasm } from '../../wasm/test/support/wat.ts';
 import { Proxy } from '../src/proxy.ts';
+import { freePort } from './support/servers.ts';
 
 const GUARD = fileURLToPath(new URL('../../filters/examples/tcp-guard/build/tcp-guard.wasm', import.meta.url));
 const client: WorkloadIdentity = { name: 'client', namespace: 'default', labels: { app: 'client' }, serviceAccount: 'client' };
@@ -44,14 +45,6 @@ let appPort = 0;
 let servicePort = 0;
 /** What the echo app received, per connection, once each ended or closed. */
 const received: string[] = [];
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 function mesh(plugin: Record<string, unknown>): object[] {
   return [

@@ -2,7 +2,7 @@
 // with what it received so tests can see exactly what crossed the proxy.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 
 export interface Received {
   method: string;
@@ -93,4 +93,13 @@ export async function request(port: number, opts: { method?: string; path?: stri
     if (opts.body !== undefined) req.write(opts.body);
     req.end();
   });
+}
+
+/** A port free on 127.0.0.1 right now (for listeners a test must name before it starts them). */
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
