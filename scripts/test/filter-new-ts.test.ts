@@ -5,6 +5,7 @@
 // in a proxy from its example/mesh.yaml, swapped in by `wasmesh filter dev`. Bad input is refused.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -115,8 +116,25 @@ test('a TypeScript error in src/ fails the build naming file, line and column', 
     assert.unreachable('built');
   } catch (err) {
     assert.instance(err, FilterBuildError);
-    assert.match((err as Error).message, /broken: compilation failed \(1 error\)\n\s+.*broken\/src\/index\.ts:\d+:\d+: error: Unexpected ";"/);
+    // The type check reads the files first: a syntax error is its error too, at its place.
+    assert.match((err as Error).message, /broken: type check failed \(1 error\)\n\s+.*broken\/src\/index\.ts:\d+:\d+: error TS1109: Expression expected/);
   }
+});
+
+test('a type error in src/ fails the build too (the bundler alone would strip it), naming file, line and column', async () => {
+  const dir = path.join(root, 'mistyped');
+  assert.is((await wasmesh(['filter', 'new', 'mistyped', '--lang', 'ts'], root)).code, 0);
+  const index = path.join(dir, 'src/index.ts');
+  const lines = (await readFile(index, 'utf8')).split('\n');
+  await writeFile(index, [...lines, "export const count: number = 'three';", ''].join('\n'));
+  try {
+    await buildFilter(dir, { quiet: true });
+    assert.unreachable('built');
+  } catch (err) {
+    assert.instance(err, FilterBuildError);
+    assert.match((err as Error).message, new RegExp(`mistyped: type check failed \\(1 error\\)\\n\\s+.*mistyped/src/index\\.ts:${lines.length + 1}:14: error TS2322: Type 'string' is not assignable to type 'number'`));
+  }
+  assert.not.ok(existsSync(path.join(dir, 'build', 'mistyped.wasm')), 'nothing was built');
 });
 
 test('bad input is refused with what was wrong', async () => {
