@@ -92,7 +92,10 @@ if (!redisBin.bin) {
       assert.is((await ask(client, user)).overall_code, 'OVER_LIMIT', 'limit 1 from the file');
       await writeFile(file, 'kind: RateLimitPolicy\nspec: [broken');
       assert.ok(await eventually(async () => output.includes('config change rejected'), 5000), output);
-      assert.is((await ask(client, user)).overall_code, 'OVER_LIMIT', 'the last good limits stay');
+      // Still 1 a minute: of two more calls at least one is over it (both, unless a new minute's
+      // window began while the broken edit was read, which resets the count for the first).
+      const after = [(await ask(client, user)).overall_code, (await ask(client, user)).overall_code];
+      assert.is(after[1], 'OVER_LIMIT', `the last good limits stay: ${after.join(', ')}`);
       await writeFile(file, JSON.stringify(policy(50)));
       assert.ok(await eventually(async () => (await ask(client, user)).overall_code === 'OK', 5000), output);
     } finally {
