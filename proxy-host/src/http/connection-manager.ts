@@ -166,12 +166,14 @@ export class ConnectionManager implements RequestHost<ActiveRequest> {
   routeFor(ar: ActiveRequest): RouteHit | undefined {
     const h = ar.headers;
     const authority = getHeader(h, ':authority') ?? '';
-    return this.state.routes.match({
+    const routes = this.state.routes;
+    return routes.match({
       authority,
       path: getHeader(h, ':path') ?? '/',
       method: getHeader(h, ':method') ?? 'GET',
       headers: h,
-      port: this.routePort(authority),
+      // Worked out only when a route matches on it (most configs have none).
+      port: routes.matchesPort ? this.routePort(authority) : undefined,
     });
   }
 

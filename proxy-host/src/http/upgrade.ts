@@ -13,7 +13,7 @@ function refuse(socket: Duplex, status: string): void {
 export function handleUpgrade(cm: ConnectionManager, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
   const authority = req.headers.host ?? '';
-  const hit = cm.state.routes.match({ authority, path: req.url ?? '/', method: req.method ?? 'GET', headers: flatLower(req.rawHeaders), port: cm.routePort(authority) });
+  const hit = cm.state.routes.match({ authority, path: req.url ?? '/', method: req.method ?? 'GET', headers: flatLower(req.rawHeaders), port: cm.state.routes.matchesPort ? cm.routePort(authority) : undefined });
   if (!hit) return refuse(socket, '404 Not Found');
   const action = hit.route.action;
   if (action.kind !== 'forward') return refuse(socket, '404 Not Found');

@@ -192,6 +192,8 @@ export class RouteTable {
   /** `x.*` domains, longest prefix first. */
   private readonly prefixes: WildcardEntry[] = [];
   private readonly catchAll: CompiledVirtualHost | undefined;
+  /** Some route matches on `port`: only then does a request's port need working out (RequestView.port). */
+  readonly matchesPort: boolean;
 
   // Per-request scratch, valid during one synchronous `match` call (the proxy is single-threaded per
   // worker). It avoids allocating a context object per request.
@@ -204,8 +206,10 @@ export class RouteTable {
 
   constructor(virtualHosts: readonly VirtualHostConfig[]) {
     let catchAll: CompiledVirtualHost | undefined;
+    let matchesPort = false;
     for (const vh of virtualHosts) {
       const compiled: CompiledVirtualHost = { config: vh, routes: vh.routes.map((r) => compileRoute(vh, r)) };
+      for (const r of compiled.routes) for (const m of r.matches) if (m.port !== -1) matchesPort = true;
       for (const raw of vh.domains) {
         const domain = raw.toLowerCase();
         // A domain claimed twice keeps its first virtual host (Envoy rejects duplicates outright).
@@ -223,6 +227,7 @@ export class RouteTable {
       }
     }
     this.catchAll = catchAll;
+    this.matchesPort = matchesPort;
     this.suffixes.sort((a, b) => b.part.length - a.part.length);
     this.prefixes.sort((a, b) => b.part.length - a.part.length);
   }
@@ -556,8 +561,8 @@ function defaultPort(scheme: string): string {
 
 /** The port written in an `:authority` (`host:port`), else undefined. */
 export function authorityPort(authority: string): number | undefined {
-  const port = splitHostPort(authority)[1];
-  return port === '' ? undefined : Number(port);
+  const host = stripPort(authority);
+  return host === authority ? undefined : Number(authority.slice(host.length + 1));
 }
 
 /** Splits `host[:port]` into [host, port] with port '' when absent. */
