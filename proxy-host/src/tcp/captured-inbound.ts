@@ -9,6 +9,7 @@
 // itself, no original destination) stays on the HTTP inbound listener, as before.
 import type net from 'node:net';
 import { logDebug, logError, logInfo } from '../log.ts';
+import { isListenerItself } from './captured-outbound.ts';
 import { loadOriginalDstAddon, originalDestination } from './original-dst.ts';
 import type { TcpInboundListeners } from './tcp-listeners.ts';
 
@@ -45,9 +46,7 @@ export class CapturedInbound {
     }
     const dst = read.destination;
     if (!this.#options.tcpPorts.has(dst.port)) return false;
-    // A connection made to the listener's own port without NAT is HTTP (the kernel may answer with
-    // the socket's own address when it tracks the connection).
-    if (dst.port === this.#options.listenerPort() && (dst.address === socket.localAddress || dst.address === '0.0.0.0' || dst.address === '::')) return false;
+    if (isListenerItself(socket, dst, this.#options.listenerPort())) return false;
     this.#options.tcp.takeCaptured(socket, dst);
     return true;
   };

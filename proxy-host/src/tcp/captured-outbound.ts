@@ -19,7 +19,7 @@ import net from 'node:net';
 import type { TcpPortConfig } from '../../../mesh/src/proxy-config.ts';
 import { logDebug, logError, logInfo } from '../log.ts';
 import { loadOriginalDstAddon, originalDestination, type OriginalDestination } from './original-dst.ts';
-import { DEFAULT_CONNECT_TIMEOUT_MS, TcpSession, TcpSessions, type TcpProxyDeps } from './tcp-proxy.ts';
+import { DEFAULT_CONNECT_TIMEOUT_MS, NOBODY, TcpSession, TcpSessions, workloadLabels, type TcpProxyDeps } from './tcp-proxy.ts';
 import { UNKNOWN, type TcpSeries } from './tcp-stats.ts';
 
 /** Istio's MeshConfig outboundTrafficPolicy.mode: where connections to unknown destinations go. */
@@ -114,9 +114,9 @@ export class CapturedOutbound {
     const series = (service: string, flags: string): TcpSeries =>
       deps.stats.series({
         reporter: 'source',
-        source: { workload: w.name, namespace: w.namespace, app: w.labels.app ?? w.labels['app.kubernetes.io/name'] ?? UNKNOWN, version: w.labels.version ?? w.labels['app.kubernetes.io/version'] ?? UNKNOWN },
+        source: workloadLabels(w),
         sourcePrincipal: deps.localPrincipal() ?? UNKNOWN,
-        destination: { workload: UNKNOWN, namespace: UNKNOWN, app: UNKNOWN, version: UNKNOWN },
+        destination: NOBODY,
         destinationPrincipal: UNKNOWN,
         destinationService: service,
         responseFlags: flags,
@@ -210,6 +210,10 @@ export class CapturedOutbound {
   }
 }
 
-function isListenerItself(socket: net.Socket, dst: OriginalDestination, listenerPort: number): boolean {
+/**
+ * A connection made to the listener's own port without NAT (the kernel may answer SO_ORIGINAL_DST with
+ * the socket's own address when it tracks the connection): served by the listener itself.
+ */
+export function isListenerItself(socket: net.Socket, dst: OriginalDestination, listenerPort: number): boolean {
   return dst.port === listenerPort && (dst.address === socket.localAddress || dst.address === '0.0.0.0' || dst.address === '::');
 }

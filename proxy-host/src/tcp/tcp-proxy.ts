@@ -111,7 +111,8 @@ export class TcpSessions {
   }
 }
 
-function workloadLabels(w: WorkloadIdentity): TcpWorkloadLabels {
+/** Istio's workload labels of a metric series, from this proxy's workload. */
+export function workloadLabels(w: WorkloadIdentity): TcpWorkloadLabels {
   return { workload: w.name, namespace: w.namespace, app: w.labels.app ?? w.labels['app.kubernetes.io/name'] ?? UNKNOWN, version: w.labels.version ?? w.labels['app.kubernetes.io/version'] ?? UNKNOWN };
 }
 
@@ -119,7 +120,8 @@ function peerLabels(p: PeerMetadata | undefined): TcpWorkloadLabels {
   return { workload: p?.name ?? UNKNOWN, namespace: p?.namespace ?? UNKNOWN, app: p?.app ?? UNKNOWN, version: p?.version ?? UNKNOWN };
 }
 
-const NOBODY: TcpWorkloadLabels = Object.freeze({ workload: UNKNOWN, namespace: UNKNOWN, app: UNKNOWN, version: UNKNOWN });
+/** The labels of a peer nobody knows (`unknown` everywhere). */
+export const NOBODY: TcpWorkloadLabels = Object.freeze({ workload: UNKNOWN, namespace: UNKNOWN, app: UNKNOWN, version: UNKNOWN });
 
 /** Whether `address` is in one of `subnets` (addresses or CIDR blocks). */
 function inSubnets(address: string, subnets: readonly string[]): boolean {
