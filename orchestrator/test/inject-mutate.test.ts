@@ -251,6 +251,9 @@ test('TCP ports (named tcp-*, tls-*, mongo-*, ... or with a TCP appProtocol) get
   assert.is(flag(mq, '--register-port'), 'tcp=5672');
   assert.is(flag(mq, '--register-address'), '$(INSTANCE_IP)');
   assert.match(tcpOnly.initContainers[0].command[2], /--dport 5672 -j WASMESH_IN_REDIRECT/);
+  // TCP by appProtocol alone, without a name: registered as `tcp`.
+  const unnamed = proxyOf(podOf(inject(deployment(template({ app: 'kv' }, podSpec([{ name: 'kv', image: 'kv:1', ports: [{ containerPort: 6380, appProtocol: 'tcp' }] }])))).object));
+  assert.is(flag(unnamed, '--register-port'), 'tcp=6380');
 });
 
 test('Istio traffic annotations shape the init container\'s rules; traffic.wasmesh.io/ wins over Istio\'s', () => {

@@ -252,7 +252,8 @@ function isTcpPort(name: string | undefined, appProtocol: unknown): boolean {
 /**
  * The app's HTTP port (the annotation's, else the first containerPort that is not a TCP port) and its
  * TCP ports (named tcp, tcp-*, tls-*, mongo-*, ... or with such an appProtocol), each served by the
- * sidecar's inbound TCP path under capture and registered under its name.
+ * sidecar's inbound TCP path under capture and registered under its name (`tcp` for an unnamed port,
+ * which Kubernetes allows only when the container has one).
  */
 function podPorts(annotations: Record<string, string>, containers: Record<string, unknown>[]): { app: { port: number; name: string | undefined } | undefined; tcp: Array<{ port: number; name: string }> } {
   const declared: Array<{ port: number; name: string | undefined; tcp: boolean }> = [];
@@ -278,7 +279,7 @@ function podPorts(annotations: Record<string, string>, containers: Record<string
     app = first && { port: first.port, name: first.name };
   }
   const tcp: Array<{ port: number; name: string }> = [];
-  for (const d of declared) if (d.tcp && d.port !== app?.port && !tcp.some((t) => t.port === d.port)) tcp.push({ port: d.port, name: d.name! });
+  for (const d of declared) if (d.tcp && d.port !== app?.port && !tcp.some((t) => t.port === d.port)) tcp.push({ port: d.port, name: d.name ?? 'tcp' });
   return { app, tcp };
 }
 
